@@ -1,0 +1,253 @@
+/*
+ * stratacache: caching policy over Redis, Memcached or an embedded store.
+ *
+ * The one public header. Conventions (see docs/API.md):
+ *  - every function returns an int: negative = error (STRATA_E*), 0 = OK / hit,
+ *    positive = a non-error outcome (STRATA_MISS, STRATA_NEGATIVE, ...);
+ *  - the message for the last error on this thread is strata_error_last();
+ *  - inputs are borrowed for the duration of the call; values come back in a
+ *    strata_value whose bytes belong to the library and are released by
+ *    strata_value_dispose() (the struct itself is the caller's, and reusable);
+ *  - option structs start with a version and come with an _init() function.
+ */
+#ifndef STRATACACHE_H
+#define STRATACACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define STRATA_VERSION_MAJOR 0
+#define STRATA_VERSION_MINOR 1
+#define STRATA_VERSION_PATCH 0
+
+#if defined(_WIN32)
+#  define STRATA_EXTERN __declspec(dllexport)
+#elif defined(__GNUC__) || defined(__clang__)
+#  define STRATA_EXTERN __attribute__((visibility("default")))
+#else
+#  define STRATA_EXTERN
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Result codes. Errors are negative; outcomes that are not errors are >= 0. */
+typedef enum strata_code {
+    STRATA_OK          = 0,   /* success; for reads: a fresh hit */
+    STRATA_MISS        = 1,   /* nothing cached under the key */
+    STRATA_NEGATIVE    = 2,   /* a cached "not found" */
+    STRATA_HIT_STALE   = 3,   /* a value past its freshness, served anyway */
+    STRATA_HIT_REFRESH = 4,   /* a value, and the caller holds the refresh ticket */
+    STRATA_MISS_LEAD   = 5,   /* a miss, and the caller holds the lease: load, then fill */
+    STRATA_MISS_WAIT   = 6,   /* a miss another caller is loading: retry after wait_ms */
+
+    STRATA_EINVAL      = -1,  /* bad argument (NULL, out of range) */
+    STRATA_ENOMEM      = -2,  /* out of memory */
+    STRATA_EBACKEND    = -3,  /* the backend failed or refused the command */
+    STRATA_ETIMEOUT    = -4,  /* the backend did not answer within the deadline */
+    STRATA_EKEY        = -5,  /* bad key: empty, too long, or not storable */
+    STRATA_ETOOBIG     = -6,  /* value larger than the backend accepts */
+    STRATA_EURL        = -7,  /* malformed or unsupported URL */
+    STRATA_EOPTION     = -8,  /* unknown or malformed option */
+    STRATA_EVERSION    = -9,  /* options struct of an unknown version */
+    STRATA_EUSER       = -10, /* a callback (loader, writer) reported an error */
+    STRATA_ELEASE      = -11, /* fill refused: the lease was lost to a write or expiry */
+    STRATA_EBREAKER    = -12, /* circuit breaker open: backend skipped for now */
+    STRATA_EBUSY       = -13, /* backpressure: a bounded queue is full */
+    STRATA_ENOTSUP     = -14, /* not supported by this backend */
+    STRATA_ECLOSED     = -15  /* the handle or ticket is no longer usable */
+} strata_code;
+
+/* Where a returned value came from (strata_value.level). */
+typedef enum strata_level {
+    STRATA_LEVEL_NONE    = 0,
+    STRATA_LEVEL_L1      = 1, /* in-process tier */
+    STRATA_LEVEL_BACKEND = 2, /* redis / memcached / memory store */
+    STRATA_LEVEL_LOADED  = 3, /* produced by the loader during this call */
+    STRATA_LEVEL_STALE   = 4  /* served past freshness (SWR, stale-if-error, waiter) */
+} strata_level;
+
+/* What a waiter does when the lease holder has not filled within lock_wait_ms. */
+typedef enum strata_wait_policy {
+    STRATA_WAIT_STALE_OR_LOAD = 0, /* serve stale if any, else load without the lease */
+    STRATA_WAIT_LOAD          = 1, /* load without the lease */
+    STRATA_WAIT_FAIL          = 2  /* return STRATA_ETIMEOUT */
+} strata_wait_policy;
+
+/* Which keys the in-process tier admits. */
+typedef enum strata_l1_admission {
+    STRATA_L1_ALL  = 0,
+    STRATA_L1_HOT  = 1,
+    STRATA_L1_NONE = 2
+} strata_l1_admission;
+
+typedef struct strata_cache strata_cache;   /* thread-safe handle */
+typedef struct strata_ticket strata_ticket; /* a lease or refresh ticket from lookup */
+typedef struct strata_load strata_load;     /* where a loader puts its result */
+
+/*
+ * A value handed back by the library. The struct is the caller's (stack or
+ * reused); `data` points into library-owned memory, valid until the struct is
+ * passed to another call or to strata_value_dispose(). Zero it (or use
+ * STRATA_VALUE_INIT) before first use.
+ */
+typedef struct strata_value {
+    const char *data;
+    size_t len;
+    int level;          /* strata_level */
+    int stale;          /* 1 when served past fresh-until */
+    int64_t ttl_ms;     /* ms left until fresh-until (<= 0 when stale) */
+    int64_t wait_ms;    /* after STRATA_MISS_WAIT: suggested wait before retrying */
+    void *priv_;        /* library-owned buffer */
+    size_t cap_;
+} strata_value;
+
+#define STRATA_VALUE_INIT {0, 0, 0, 0, 0, 0, 0, 0}
+
+/*
+ * A loader fetches the value for a key from the source of truth and reports the
+ * result through `load`: strata_load_value(), strata_load_not_found(), or
+ * strata_load_error(). Its return value: 0, or STRATA_EUSER on failure.
+ */
+typedef int (*strata_loader_fn)(void *userdata, const char *key, size_t keylen,
+                                strata_load *load);
+
+/* A batch loader gets only the missing keys, one strata_load per key. */
+typedef int (*strata_many_loader_fn)(void *userdata, size_t n, const char *const *keys,
+                                     const size_t *keylens, strata_load *const *loads);
+
+#define STRATA_OPTIONS_VERSION 1
+
+typedef struct strata_options {
+    unsigned int version;
+    const char *ns;               /* namespace: isolates caches sharing a server */
+    int64_t ttl_ms;               /* fresh TTL for writes without their own */
+    int64_t stale_ms;             /* extra time an entry may be served stale */
+    int64_t neg_ttl_ms;           /* TTL of "not found" entries */
+    unsigned int jitter_pct;      /* TTL jitter, percent (0 = none) */
+    int64_t timeout_ms;           /* per backend operation */
+    int64_t connect_timeout_ms;
+    unsigned int pool_size;       /* backend connections (threads in parallel) */
+    uint64_t max_bytes;           /* memory:// store bound */
+    int l1;                       /* in-process tier on (1) or off (0) */
+    uint64_t l1_max_bytes;
+    unsigned int l1_max_entries;
+    int64_t l1_ttl_ms;            /* upper bound; never past the entry's freshness */
+    int l1_admission;             /* strata_l1_admission */
+    int64_t lease_ttl_ms;         /* how long a lease (load lock) lives */
+    int64_t lock_wait_ms;         /* how long a waiter waits for the leader */
+    int wait_policy;              /* strata_wait_policy */
+    double xfetch_beta;           /* XFetch eagerness; 0 turns early refresh off */
+    unsigned int breaker_threshold;   /* consecutive failures that open the breaker */
+    int64_t breaker_cooldown_ms;
+    strata_loader_fn loader;      /* default loader: makes get() read-through */
+    void *loader_data;
+} strata_options;
+
+#define STRATA_OPTIONS_INIT {STRATA_OPTIONS_VERSION, 0, 300000, 0, 60000, 0, \
+    250, 1000, 4, 67108864, 0, 16777216, 100000, 10000, 0, 5000, 2000, 0, 1.0, \
+    5, 1000, 0, 0}
+
+#define STRATA_SET_OPTIONS_VERSION 1
+
+/* Per-write options for strata_set_ex(). */
+typedef struct strata_set_options {
+    unsigned int version;
+    int64_t ttl_ms;               /* fresh TTL; 0 = the cache's default */
+    int64_t stale_ms;             /* -1 = the cache's default */
+    int64_t cost_ms;              /* load time recorded for XFetch (0 = unknown) */
+    const char *const *tags;      /* stamp the entry with these tags' versions */
+    const size_t *taglens;
+    size_t ntags;
+} strata_set_options;
+
+#define STRATA_SET_OPTIONS_INIT {STRATA_SET_OPTIONS_VERSION, 0, -1, 0, 0, 0, 0}
+
+#define STRATA_STATS_VERSION 1
+
+/* Counters since the cache was created. */
+typedef struct strata_stats {
+    unsigned int version;
+    uint64_t l1_hits, l1_misses, l1_entries, l1_bytes, l1_evictions;
+    uint64_t hits, misses, negative_hits, stale_hits;
+    uint64_t sets, deletes, loads, load_errors;
+    uint64_t backend_errors, timeouts;
+    uint64_t leases_won, leases_lost, waits, early_refreshes;
+    uint64_t singleflight_shared, breaker_opens, fail_open;
+} strata_stats;
+
+/* Library */
+STRATA_EXTERN const char *strata_version(void);
+STRATA_EXTERN const char *strata_error_last(void);
+STRATA_EXTERN const char *strata_error_name(int code);
+
+/* Options */
+STRATA_EXTERN int strata_options_init(strata_options *opts, unsigned int version);
+STRATA_EXTERN int strata_set_options_init(strata_set_options *opts, unsigned int version);
+
+/* Values */
+STRATA_EXTERN void strata_value_dispose(strata_value *value);
+
+/* Handle: url is memory://, redis://[user:pass@]host:port[/db] or
+ * memcached://host:port[,host:port...], each with ?option=value&... */
+STRATA_EXTERN int strata_cache_new(strata_cache **out, const char *url,
+                                   const strata_options *opts);
+STRATA_EXTERN void strata_cache_free(strata_cache *cache);
+
+/* Cache-aside */
+STRATA_EXTERN int strata_get(strata_cache *cache, const char *key, size_t keylen,
+                             strata_value *out);
+STRATA_EXTERN int strata_set(strata_cache *cache, const char *key, size_t keylen,
+                             const char *val, size_t vallen, int64_t ttl_ms);
+STRATA_EXTERN int strata_set_ex(strata_cache *cache, const char *key, size_t keylen,
+                                const char *val, size_t vallen,
+                                const strata_set_options *opts);
+STRATA_EXTERN int strata_delete(strata_cache *cache, const char *key, size_t keylen);
+STRATA_EXTERN int strata_touch(strata_cache *cache, const char *key, size_t keylen,
+                               int64_t ttl_ms);
+/* results[i] gets each key's read outcome (STRATA_OK, STRATA_MISS, ...). */
+STRATA_EXTERN int strata_get_many(strata_cache *cache, size_t n, const char *const *keys,
+                                  const size_t *keylens, strata_value *outs, int *results);
+STRATA_EXTERN int strata_set_many(strata_cache *cache, size_t n, const char *const *keys,
+                                  const size_t *keylens, const char *const *vals,
+                                  const size_t *vallens, int64_t ttl_ms);
+
+/* Two-phase: lookup, then fill / fill_negative / abandon the ticket (which
+ * frees it). A ticket comes with STRATA_HIT_REFRESH and STRATA_MISS_LEAD. */
+STRATA_EXTERN int strata_lookup(strata_cache *cache, const char *key, size_t keylen,
+                                strata_value *out, strata_ticket **ticket);
+STRATA_EXTERN int strata_fill(strata_ticket *ticket, const char *val, size_t vallen,
+                              int64_t ttl_ms);
+STRATA_EXTERN int strata_fill_negative(strata_ticket *ticket, int64_t neg_ttl_ms);
+STRATA_EXTERN int strata_abandon(strata_ticket *ticket);
+
+/* Push style, built on the two-phase API. */
+STRATA_EXTERN int strata_get_or_load(strata_cache *cache, const char *key, size_t keylen,
+                                     strata_loader_fn loader, void *userdata,
+                                     strata_value *out);
+STRATA_EXTERN int strata_get_many_or_load(strata_cache *cache, size_t n,
+                                          const char *const *keys, const size_t *keylens,
+                                          strata_many_loader_fn loader, void *userdata,
+                                          strata_value *outs, int *results);
+
+/* What a loader reports. ttl_ms 0 = the cache's default. */
+STRATA_EXTERN int strata_load_value(strata_load *load, const char *val, size_t vallen,
+                                    int64_t ttl_ms);
+STRATA_EXTERN int strata_load_not_found(strata_load *load, int64_t neg_ttl_ms);
+STRATA_EXTERN int strata_load_error(strata_load *load, const char *message);
+
+/* Invalidation */
+STRATA_EXTERN int strata_invalidate(strata_cache *cache, const char *key, size_t keylen);
+STRATA_EXTERN int strata_invalidate_tag(strata_cache *cache, const char *tag,
+                                        size_t taglen);
+
+/* Metrics */
+STRATA_EXTERN int strata_stats_get(strata_cache *cache, strata_stats *out,
+                                   unsigned int version);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* STRATACACHE_H */

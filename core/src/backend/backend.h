@@ -1,0 +1,94 @@
+/*
+ * The backend vtable: byte storage with deadlines, plus the lease primitives
+ * the engine builds stampede protection on. A backend never decides freshness:
+ * it stores opaque bytes (envelopes) under full keys (namespace applied).
+ *
+ * Return conventions: 0 = done / found; STRATA_MISS = no such key;
+ * negative = STRATA_E* with strata__error() already called.
+ */
+#ifndef STRATA_BACKEND_H
+#define STRATA_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stratacache.h"
+#include "config.h"
+
+/* A growable, library-owned byte buffer. */
+typedef struct strata__bytes {
+    char *data;
+    size_t len;
+    size_t cap;
+} strata__bytes;
+
+int  strata__bytes_reserve(strata__bytes *b, size_t cap);
+int  strata__bytes_set(strata__bytes *b, const void *data, size_t len);
+void strata__bytes_free(strata__bytes *b);
+
+typedef struct strata__backend strata__backend;
+
+typedef struct strata__backend_ops {
+    const char *name;
+
+    void (*close)(strata__backend *b);
+
+    /* 0 and the bytes in out, or STRATA_MISS. */
+    int (*get)(strata__backend *b, const char *key, size_t keylen, strata__bytes *out);
+
+    /* One round trip per server. rcs[i] = 0 (outs[i] filled) or STRATA_MISS.
+     * Returns 0, or an error when the call as a whole failed. */
+    int (*get_many)(strata__backend *b, size_t n, const char *const *keys,
+                    const size_t *keylens, strata__bytes *outs, int *rcs);
+
+    /* Unconditional write; kills any lease on the key. ttl_ms > 0. */
+    int (*set)(strata__backend *b, const char *key, size_t keylen,
+               const char *val, size_t vallen, int64_t ttl_ms);
+
+    /* Pipelined writes; returns 0 or the first error. */
+    int (*set_many)(strata__backend *b, size_t n, const char *const *keys,
+                    const size_t *keylens, const char *const *vals,
+                    const size_t *vallens, const int64_t *ttls_ms);
+
+    /* 0 deleted or STRATA_MISS; kills any lease on the key either way, so a
+     * loader that started before the delete can never fill. */
+    int (*del)(strata__backend *b, const char *key, size_t keylen);
+
+    /* 0 or STRATA_MISS. */
+    int (*touch)(strata__backend *b, const char *key, size_t keylen, int64_t ttl_ms);
+
+    /* Try to take the load lease on key with `token` for lease_ttl_ms.
+     * 0 = won (*guard set to whatever lease_fill needs to detect a later write);
+     * STRATA_MISS_WAIT = another holder (*wait_ms = its remaining lease time). */
+    int (*lease_acquire)(strata__backend *b, const char *key, size_t keylen,
+                         uint64_t token, int64_t lease_ttl_ms,
+                         uint64_t *guard, int64_t *wait_ms);
+
+    /* Store val only if the lease is still ours and no write or delete happened
+     * since lease_acquire; release the lease. 0 = stored; STRATA_ELEASE = refused. */
+    int (*lease_fill)(strata__backend *b, const char *key, size_t keylen,
+                      uint64_t token, uint64_t guard,
+                      const char *val, size_t vallen, int64_t ttl_ms);
+
+    /* Give the lease back if still ours (0 either way unless the backend failed). */
+    int (*lease_release)(strata__backend *b, const char *key, size_t keylen, uint64_t token);
+
+    /* Atomic counter (created at 0 when absent, no expiry): *out = new value. */
+    int (*incr)(strata__backend *b, const char *key, size_t keylen,
+                int64_t delta, int64_t *out);
+
+    /* Largest value the backend stores (0 = unbounded); checked by the engine. */
+    size_t (*max_value_size)(strata__backend *b);
+} strata__backend_ops;
+
+struct strata__backend {
+    const strata__backend_ops *ops;
+};
+
+/* Constructors: each validates its part of the config and may defer
+ * connecting (a cache can be created while its server is down). */
+int strata__backend_memory_open(strata__backend **out, const strata__config *cfg);
+int strata__backend_redis_open(strata__backend **out, const strata__config *cfg);
+int strata__backend_memcached_open(strata__backend **out, const strata__config *cfg);
+
+#endif

@@ -1,0 +1,38 @@
+/* A cache's settings: the options struct merged with the URL (the URL wins,
+ * so deployment configuration overrides compiled-in defaults). */
+#ifndef STRATA_CONFIG_H
+#define STRATA_CONFIG_H
+
+#include "stratacache.h"
+
+typedef enum strata__scheme {
+    STRATA__SCHEME_MEMORY = 0,
+    STRATA__SCHEME_REDIS,
+    STRATA__SCHEME_MEMCACHED
+} strata__scheme;
+
+#define STRATA__MAX_SERVERS 64
+#define STRATA__MAX_NS 64
+
+typedef struct strata__server {
+    char host[256];
+    int port;
+} strata__server;
+
+typedef struct strata__config {
+    strata__scheme scheme;
+    strata__server servers[STRATA__MAX_SERVERS];
+    size_t nservers;
+    char user[128];
+    char password[256];
+    int db;                      /* redis database number */
+    char ns[STRATA__MAX_NS + 1]; /* namespace, "" for none */
+    size_t nslen;
+    strata_options opts;         /* every field valid; opts.ns points at ns */
+} strata__config;
+
+/* Parses url into cfg on top of opts (NULL = defaults). Errors: STRATA_EURL,
+ * STRATA_EOPTION or STRATA_EVERSION with a message naming the problem. */
+int strata__config_parse(strata__config *cfg, const char *url, const strata_options *opts);
+
+#endif

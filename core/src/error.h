@@ -1,0 +1,21 @@
+/* Thread-local error messages behind strata_error_last(). */
+#ifndef STRATA_ERROR_H
+#define STRATA_ERROR_H
+
+#include "stratacache.h"
+
+#if defined(__GNUC__)
+#  define STRATA__PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#  define STRATA__PRINTF(a, b)
+#endif
+
+/* Records the message for this thread and returns `code`, so callers can
+ * `return strata__error(STRATA_EINVAL, "key is NULL");`. */
+int strata__error(int code, const char *fmt, ...) STRATA__PRINTF(2, 3);
+void strata__error_clear(void);
+
+/* Printable form of a key for messages: truncated, non-printables escaped. */
+const char *strata__key_for_message(const char *key, size_t keylen, char *buf, size_t bufsize);
+
+#endif

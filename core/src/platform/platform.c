@@ -1,0 +1,131 @@
+#include "platform.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+
+int strata__mutex_init(strata__mutex *m)
+{
+    return pthread_mutex_init(m, NULL) == 0 ? 0 : -1;
+}
+
+int strata__cond_init(strata__cond *c)
+{
+    pthread_condattr_t attr;
+    int rc;
+    if (pthread_condattr_init(&attr) != 0)
+        return -1;
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    rc = pthread_cond_init(c, &attr);
+    pthread_condattr_destroy(&attr);
+    return rc == 0 ? 0 : -1;
+}
+
+int strata__cond_wait_until(strata__cond *c, strata__mutex *m, int64_t deadline_ms)
+{
+    struct timespec ts;
+    ts.tv_sec = (time_t)(deadline_ms / 1000);
+    ts.tv_nsec = (long)((deadline_ms % 1000) * 1000000L);
+    return pthread_cond_timedwait(c, m, &ts) == ETIMEDOUT ? 1 : 0;
+}
+
+int strata__thread_start(strata__thread *t, void *(*fn)(void *), void *arg)
+{
+    return pthread_create(t, NULL, fn, arg) == 0 ? 0 : -1;
+}
+
+uint64_t strata__now_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int64_t strata__now_mono_ms(void)
+{
+    return (int64_t)(strata__now_mono_ns() / 1000000ull);
+}
+
+int64_t strata__now_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void strata__sleep_ms(int64_t ms)
+{
+    struct timespec ts;
+    if (ms <= 0)
+        return;
+    ts.tv_sec = (time_t)(ms / 1000);
+    ts.tv_nsec = (long)((ms % 1000) * 1000000L);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static unsigned int fork_generation = 1;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void on_fork_child(void)
+{
+    __atomic_add_fetch(&fork_generation, 1, __ATOMIC_RELAXED);
+}
+
+static void register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, on_fork_child);
+}
+
+unsigned int strata__fork_generation(void)
+{
+    pthread_once(&atfork_once, register_atfork);
+    return __atomic_load_n(&fork_generation, __ATOMIC_RELAXED);
+}
+
+static STRATA__TLS uint64_t rng_state[2];
+static STRATA__TLS unsigned int rng_generation;
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void rng_seed(void)
+{
+    uint64_t seed = strata__now_mono_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&rng_generation;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        uint64_t r;
+        if (read(fd, &r, sizeof r) == (ssize_t)sizeof r)
+            seed ^= r;
+        close(fd);
+    }
+    rng_state[0] = splitmix64(&seed);
+    rng_state[1] = splitmix64(&seed);
+    rng_generation = strata__fork_generation();
+}
+
+/* xorshift128+: fast, good enough for jitter, XFetch and lease tokens. */
+uint64_t strata__random_u64(void)
+{
+    uint64_t s1, s0;
+    if (rng_generation != strata__fork_generation() || (rng_state[0] | rng_state[1]) == 0)
+        rng_seed();
+    s1 = rng_state[0];
+    s0 = rng_state[1];
+    rng_state[0] = s0;
+    s1 ^= s1 << 23;
+    rng_state[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
+    return rng_state[1] + s0;
+}
+
+double strata__random_unit(void)
+{
+    /* 53 random bits mapped onto (0, 1]. */
+    return (double)((strata__random_u64() >> 11) + 1) * (1.0 / 9007199254740992.0);
+}

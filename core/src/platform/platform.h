@@ -1,0 +1,53 @@
+/* Threads, clocks, randomness and atomics: the only place with platform #ifdefs. */
+#ifndef STRATA_PLATFORM_H
+#define STRATA_PLATFORM_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <pthread.h>
+
+typedef pthread_mutex_t strata__mutex;
+typedef pthread_cond_t strata__cond;
+typedef pthread_t strata__thread;
+
+int  strata__mutex_init(strata__mutex *m);
+#define strata__mutex_lock(m)    pthread_mutex_lock(m)
+#define strata__mutex_unlock(m)  pthread_mutex_unlock(m)
+#define strata__mutex_destroy(m) pthread_mutex_destroy(m)
+
+/* Condition variables wait on the monotonic clock. */
+int  strata__cond_init(strata__cond *c);
+#define strata__cond_signal(c)    pthread_cond_signal(c)
+#define strata__cond_broadcast(c) pthread_cond_broadcast(c)
+#define strata__cond_destroy(c)   pthread_cond_destroy(c)
+#define strata__cond_wait(c, m)   pthread_cond_wait(c, m)
+/* Waits until the monotonic deadline (ms); returns 0, or 1 on timeout. */
+int  strata__cond_wait_until(strata__cond *c, strata__mutex *m, int64_t deadline_ms);
+
+int  strata__thread_start(strata__thread *t, void *(*fn)(void *), void *arg);
+#define strata__thread_join(t) pthread_join(t, NULL)
+
+#define STRATA__TLS __thread
+
+/* Milliseconds on the monotonic clock (deadlines) and the wall clock (stored times). */
+int64_t strata__now_mono_ms(void);
+int64_t strata__now_wall_ms(void);
+uint64_t strata__now_mono_ns(void);
+void strata__sleep_ms(int64_t ms);
+
+/* Per-thread xoshiro-style generator seeded from the OS; fork-safe (reseeds on pid change). */
+uint64_t strata__random_u64(void);
+/* Uniform in (0, 1]: never 0, so log() is finite. */
+double strata__random_unit(void);
+
+/* Bumped in the child after every fork: a backend that sees it change drops the
+ * parent's sockets and reconnects; the RNG reseeds. */
+unsigned int strata__fork_generation(void);
+
+#define strata__atomic_add(p, v)   __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
+#define strata__atomic_load(p)     __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define strata__atomic_store(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define strata__atomic_cas(p, expected, desired) \
+    __atomic_compare_exchange_n((p), (expected), (desired), 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)
+
+#endif

@@ -1,0 +1,54 @@
+#include "test.h"
+
+#include <time.h>
+#include <unistd.h>
+
+int test_failures;
+const char *test_current = "";
+
+int test_main(int argc, char **argv, const test_case *cases, size_t n)
+{
+    size_t i, ran = 0;
+    const char *filter = argc > 1 ? argv[argc - 1] : NULL;
+    for (i = 0; i < n; i++) {
+        int before = test_failures;
+        if (filter && !strstr(cases[i].name, filter))
+            continue;
+        test_current = cases[i].name;
+        cases[i].fn();
+        ran++;
+        printf("%s %s\n", test_failures == before ? "ok  " : "FAIL", cases[i].name);
+        fflush(stdout);
+    }
+    printf("%zu cases, %d failed checks\n", ran, test_failures);
+    if (ran == 0) {
+        fprintf(stderr, "no case matched\n");
+        return 1;
+    }
+    return test_failures ? 1 : 0;
+}
+
+const char *test_backend_url(const char *backend)
+{
+    const char *url = NULL;
+    if (strcmp(backend, "memory") == 0)
+        return "memory://";
+    if (strcmp(backend, "redis") == 0)
+        url = getenv("STRATA_TEST_REDIS_URL");
+    else if (strcmp(backend, "memcached") == 0)
+        url = getenv("STRATA_TEST_MEMCACHED_URL");
+    if (url == NULL || *url == '\0') {
+        printf("skipped: no %s server (set STRATA_TEST_%s_URL; `make test` does)\n",
+               backend, strcmp(backend, "redis") == 0 ? "REDIS" : "MEMCACHED");
+        exit(77);
+    }
+    return url;
+}
+
+const char *test_unique(const char *base)
+{
+    static char buf[128];
+    static unsigned counter;
+    snprintf(buf, sizeof buf, "%s-%ld-%d-%u", base, (long)time(NULL), (int)getpid(), counter++);
+    return buf;
+}
