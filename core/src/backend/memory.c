@@ -1,0 +1,345 @@
+/*
+ * memory://: the embedded store. Thread-safe, TTL'd, bounded by max_bytes with
+ * LRU eviction. memory://NAME is shared by every cache in the process that
+ * names it (reference-counted); plain memory:// is private to its cache.
+ *
+ * A value key and its lease key hash to the same shard (by the user-key part),
+ * so lease operations are atomic under one shard lock.
+ */
+#include "backend.h"
+#include "error.h"
+#include "local/table.h"
+#include "platform/platform.h"
+#include "policy/hash.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SHARDS 32
+#define LEASE_KEY_STACK 512
+
+typedef struct mem_shard {
+    strata__mutex lock;
+    strata__table table;
+} mem_shard;
+
+typedef struct mem_store {
+    char name[256];
+    int refs;
+    struct mem_store *next;
+    mem_shard shards[SHARDS];
+} mem_store;
+
+typedef struct mem_backend {
+    strata__backend base;
+    mem_store *store;
+    size_t nslen;
+    char ns[STRATA__MAX_NS + 1];
+} mem_backend;
+
+/* A key located: its shard, hash, and (for lease ops) the lease key. */
+typedef struct mem_ref {
+    mem_shard *shard;
+    uint64_t hash;
+    char *lease;
+    size_t leaselen;
+    char stack[LEASE_KEY_STACK];
+} mem_ref;
+
+static strata__mutex registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static mem_store *registry; /* named stores */
+
+#define M(b) ((mem_backend *)(b))
+
+/* The shard is picked by the user-key part, so "<ns>:<k>" and "<ns>#L:<k>"
+ * land together; the hash covers the whole key. */
+static int locate(mem_backend *m, const char *key, size_t keylen, int want_lease, mem_ref *r)
+{
+    size_t userlen = keylen - m->nslen - 1;
+    const char *user = key + m->nslen + 1;
+    r->hash = strata__hash64(key, keylen, 0x6d656d6f7279ull);
+    r->shard = &m->store->shards[strata__hash64(user, userlen, 17) % SHARDS];
+    r->lease = NULL;
+    if (want_lease) {
+        r->leaselen = m->nslen + 3 + userlen;
+        r->lease = r->leaselen <= LEASE_KEY_STACK ? r->stack : malloc(r->leaselen);
+        if (r->lease == NULL)
+            return strata__error(STRATA_ENOMEM, "out of memory");
+        memcpy(r->lease, m->ns, m->nslen);
+        memcpy(r->lease + m->nslen, "#L:", 3);
+        memcpy(r->lease + m->nslen + 3, user, userlen);
+    }
+    strata__mutex_lock(&r->shard->lock);
+    return 0;
+}
+
+static void unlock(mem_ref *r)
+{
+    strata__mutex_unlock(&r->shard->lock);
+    if (r->lease != r->stack)
+        free(r->lease);
+}
+
+static uint64_t lease_hash(const mem_ref *r)
+{
+    return strata__hash64(r->lease, r->leaselen, 0x6d656d6f7279ull);
+}
+
+static int put(mem_ref *r, const char *key, size_t keylen, uint64_t h, const char *val,
+               size_t vallen, int64_t expires_ms)
+{
+    int rc = strata__table_put(&r->shard->table, h, key, keylen, val, vallen, expires_ms, NULL);
+    if (rc == STRATA_ETOOBIG)
+        return strata__error(rc, "value of %zu bytes is over the memory store's limit of %zu "
+                             "(max_bytes / %d shards)", vallen,
+                             r->shard->table.max_bytes - strata__table_cost(keylen, 0), SHARDS);
+    if (rc == STRATA_ENOMEM)
+        return strata__error(rc, "out of memory storing %zu bytes", vallen);
+    return rc;
+}
+
+static int mem_get(strata__backend *b, const char *key, size_t keylen, strata__bytes *out)
+{
+    mem_ref r;
+    strata__entry *e;
+    int rc = STRATA_MISS;
+    locate(M(b), key, keylen, 0, &r);
+    e = strata__table_get(&r.shard->table, r.hash, key, keylen, strata__now_mono_ms());
+    if (e)
+        rc = strata__bytes_set(out, STRATA__ENTRY_VALUE(e), e->vallen);
+    unlock(&r);
+    return rc;
+}
+
+static int mem_get_many(strata__backend *b, size_t n, const char *const *keys,
+                        const size_t *keylens, strata__bytes *outs, int *rcs)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if ((rcs[i] = mem_get(b, keys[i], keylens[i], &outs[i])) < 0)
+            return rcs[i];
+    return 0;
+}
+
+static int mem_set(strata__backend *b, const char *key, size_t keylen, const char *val,
+                   size_t vallen, int64_t ttl_ms)
+{
+    mem_ref r;
+    int64_t now = strata__now_mono_ms();
+    int rc = locate(M(b), key, keylen, 1, &r);
+    if (rc < 0)
+        return rc;
+    strata__table_del(&r.shard->table, lease_hash(&r), r.lease, r.leaselen, now); /* kills the lease */
+    rc = put(&r, key, keylen, r.hash, val, vallen, now + ttl_ms);
+    unlock(&r);
+    return rc;
+}
+
+static int mem_set_many(strata__backend *b, size_t n, const char *const *keys, const size_t *keylens,
+                        const char *const *vals, const size_t *vallens, const int64_t *ttls)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        int rc = mem_set(b, keys[i], keylens[i], vals[i], vallens[i], ttls[i]);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int mem_del(strata__backend *b, const char *key, size_t keylen)
+{
+    mem_ref r;
+    int64_t now = strata__now_mono_ms();
+    int rc = locate(M(b), key, keylen, 1, &r);
+    if (rc < 0)
+        return rc;
+    strata__table_del(&r.shard->table, lease_hash(&r), r.lease, r.leaselen, now);
+    rc = strata__table_del(&r.shard->table, r.hash, key, keylen, now);
+    unlock(&r);
+    return rc;
+}
+
+static int mem_touch(strata__backend *b, const char *key, size_t keylen, int64_t ttl_ms)
+{
+    mem_ref r;
+    strata__entry *e;
+    int64_t now = strata__now_mono_ms();
+    locate(M(b), key, keylen, 0, &r);
+    e = strata__table_get(&r.shard->table, r.hash, key, keylen, now);
+    if (e)
+        e->expires_ms = now + ttl_ms;
+    unlock(&r);
+    return e ? 0 : STRATA_MISS;
+}
+
+static int mem_lease_acquire(strata__backend *b, const char *key, size_t keylen, uint64_t token,
+                             int64_t lease_ttl_ms, uint64_t *guard, int64_t *wait_ms)
+{
+    mem_ref r;
+    strata__entry *e;
+    int64_t now = strata__now_mono_ms();
+    int rc = locate(M(b), key, keylen, 1, &r);
+    if (rc < 0)
+        return rc;
+    *guard = 0;
+    e = strata__table_get(&r.shard->table, lease_hash(&r), r.lease, r.leaselen, now);
+    if (e) {
+        *wait_ms = e->expires_ms - now;
+        rc = STRATA_MISS_WAIT;
+    } else {
+        rc = put(&r, r.lease, r.leaselen, lease_hash(&r), (const char *)&token, sizeof token,
+                 now + lease_ttl_ms);
+    }
+    unlock(&r);
+    return rc;
+}
+
+/* Fill (val != NULL) or release (val == NULL), only while the lease holds token. */
+static int lease_finish(strata__backend *b, const char *key, size_t keylen, uint64_t token,
+                        const char *val, size_t vallen, int64_t ttl_ms)
+{
+    mem_ref r;
+    strata__entry *e;
+    int64_t now = strata__now_mono_ms();
+    int rc = locate(M(b), key, keylen, 1, &r);
+    if (rc < 0)
+        return rc;
+    e = strata__table_get(&r.shard->table, lease_hash(&r), r.lease, r.leaselen, now);
+    if (e && e->vallen == sizeof token && memcmp(STRATA__ENTRY_VALUE(e), &token, sizeof token) == 0) {
+        strata__table_del(&r.shard->table, lease_hash(&r), r.lease, r.leaselen, now);
+        if (val)
+            rc = put(&r, key, keylen, r.hash, val, vallen, now + ttl_ms);
+    } else if (val) {
+        rc = strata__error(STRATA_ELEASE,
+                           "fill refused: the lease was lost (a write, delete or lease expiry came first)");
+    }
+    unlock(&r);
+    return rc;
+}
+
+static int mem_lease_fill(strata__backend *b, const char *key, size_t keylen, uint64_t token,
+                          uint64_t guard, const char *val, size_t vallen, int64_t ttl_ms)
+{
+    (void)guard; /* set and del kill the lease under the same lock: the token suffices */
+    return lease_finish(b, key, keylen, token, val ? val : "", vallen, ttl_ms);
+}
+
+static int mem_lease_release(strata__backend *b, const char *key, size_t keylen, uint64_t token)
+{
+    return lease_finish(b, key, keylen, token, NULL, 0, 0);
+}
+
+static int mem_incr(strata__backend *b, const char *key, size_t keylen, int64_t delta, int64_t *out)
+{
+    mem_ref r;
+    strata__entry *e;
+    int64_t v = 0;
+    int rc = 0;
+    locate(M(b), key, keylen, 0, &r);
+    e = strata__table_get(&r.shard->table, r.hash, key, keylen, strata__now_mono_ms());
+    if (e && e->vallen == sizeof v) {
+        memcpy(&v, STRATA__ENTRY_VALUE(e), sizeof v);
+        v += delta;
+        memcpy(STRATA__ENTRY_VALUE(e), &v, sizeof v);
+    } else {
+        v = delta;
+        rc = put(&r, key, keylen, r.hash, (const char *)&v, sizeof v, 0);
+    }
+    unlock(&r);
+    if (rc == 0)
+        *out = v;
+    return rc;
+}
+
+static size_t mem_max_value_size(strata__backend *b)
+{
+    return M(b)->store->shards[0].table.max_bytes - strata__table_cost(0, 0) - 4096;
+}
+
+static void store_destroy(mem_store *st)
+{
+    size_t i;
+    for (i = 0; i < SHARDS; i++) {
+        strata__table_destroy(&st->shards[i].table);
+        strata__mutex_destroy(&st->shards[i].lock);
+    }
+    free(st);
+}
+
+static mem_store *store_new(const char *name, uint64_t max_bytes)
+{
+    size_t i;
+    mem_store *st = calloc(1, sizeof *st);
+    if (st == NULL)
+        return NULL;
+    snprintf(st->name, sizeof st->name, "%s", name);
+    st->refs = 1;
+    for (i = 0; i < SHARDS; i++) {
+        strata__mutex_init(&st->shards[i].lock);
+        if (strata__table_init(&st->shards[i].table, (size_t)(max_bytes / SHARDS), SIZE_MAX) < 0) {
+            st->shards[i].table.buckets = NULL;
+            store_destroy(st);
+            return NULL;
+        }
+    }
+    return st;
+}
+
+static void mem_close(strata__backend *b)
+{
+    mem_store *st = M(b)->store;
+    int last;
+    strata__mutex_lock(&registry_lock);
+    last = --st->refs == 0;
+    if (last && st->name[0]) {
+        mem_store **pp = &registry;
+        while (*pp && *pp != st)
+            pp = &(*pp)->next;
+        if (*pp)
+            *pp = st->next;
+    }
+    strata__mutex_unlock(&registry_lock);
+    if (last)
+        store_destroy(st);
+    free(b);
+}
+
+static const strata__backend_ops mem_ops = {
+    "memory", mem_close, mem_get, mem_get_many, mem_set, mem_set_many, mem_del, mem_touch,
+    mem_lease_acquire, mem_lease_fill, mem_lease_release, mem_incr, mem_max_value_size
+};
+
+int strata__backend_memory_open(strata__backend **out, const strata__config *cfg)
+{
+    mem_backend *m = calloc(1, sizeof *m);
+    const char *name = cfg->nservers ? cfg->servers[0].host : "";
+    if (m == NULL)
+        return strata__error(STRATA_ENOMEM, "out of memory");
+    m->base.ops = &mem_ops;
+    m->nslen = cfg->nslen;
+    memcpy(m->ns, cfg->ns, cfg->nslen + 1);
+    strata__mutex_lock(&registry_lock);
+    if (name[0]) {
+        mem_store *st = registry;
+        while (st && strcmp(st->name, name) != 0)
+            st = st->next;
+        if (st) {
+            st->refs++;
+            m->store = st;
+        } else if ((m->store = store_new(name, cfg->opts.max_bytes)) != NULL) {
+            m->store->next = registry;
+            registry = m->store;
+        }
+    } else {
+        m->store = store_new("", cfg->opts.max_bytes);
+    }
+    strata__mutex_unlock(&registry_lock);
+    if (m->store == NULL) {
+        free(m);
+        return strata__error(STRATA_ENOMEM, "out of memory creating the memory store");
+    }
+    *out = &m->base;
+    return 0;
+}

@@ -1,0 +1,211 @@
+/* Handle lifetime, key checks, envelope writes, metrics and the breaker. */
+#include "cache.h"
+#include "error.h"
+#include "policy/freshness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+const char *strata_version(void)
+{
+    return STR(STRATA_VERSION_MAJOR) "." STR(STRATA_VERSION_MINOR) "." STR(STRATA_VERSION_PATCH);
+}
+
+void strata_value_dispose(strata_value *v)
+{
+    if (v == NULL)
+        return;
+    free(v->priv_);
+    memset(v, 0, sizeof *v);
+}
+
+int strata_cache_new(strata_cache **out, const char *url, const strata_options *opts)
+{
+    strata_cache *c;
+    int rc;
+    if (out == NULL)
+        return strata__error(STRATA_EINVAL, "out pointer is NULL");
+    *out = NULL;
+    c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return strata__error(STRATA_ENOMEM, "out of memory");
+    if ((rc = strata__config_parse(&c->cfg, url, opts)) < 0) {
+        free(c);
+        return rc;
+    }
+    c->cfg.opts.ns = c->cfg.ns;
+    switch (c->cfg.scheme) {
+    case STRATA__SCHEME_REDIS: rc = strata__backend_redis_open(&c->backend, &c->cfg); break;
+    case STRATA__SCHEME_MEMCACHED: rc = strata__backend_memcached_open(&c->backend, &c->cfg); break;
+    default: rc = strata__backend_memory_open(&c->backend, &c->cfg); break;
+    }
+    if (rc == 0 && c->cfg.opts.l1)
+        rc = strata__l1_new(&c->l1, c->cfg.opts.l1_max_bytes, c->cfg.opts.l1_max_entries);
+    if (rc < 0) {
+        if (c->backend)
+            c->backend->ops->close(c->backend);
+        free(c);
+        return rc;
+    }
+    strata__mutex_init(&c->flights_lock);
+    c->stats.version = STRATA_STATS_VERSION;
+    *out = c;
+    return 0;
+}
+
+void strata_cache_free(strata_cache *c)
+{
+    if (c == NULL)
+        return;
+    c->backend->ops->close(c->backend);
+    strata__l1_free(c->l1);
+    strata__mutex_destroy(&c->flights_lock);
+    free(c);
+}
+
+int strata__check_key(const strata_cache *c, const char *key, size_t keylen)
+{
+    if (c == NULL)
+        return strata__error(STRATA_EINVAL, "cache handle is NULL");
+    if (key == NULL)
+        return strata__error(STRATA_EINVAL, "key is NULL");
+    if (keylen == 0)
+        return strata__error(STRATA_EKEY, "key is empty");
+    if (keylen > STRATA__MAX_KEY)
+        return strata__error(STRATA_EKEY, "key is %zu bytes; the limit is %d", keylen, STRATA__MAX_KEY);
+    return 0;
+}
+
+int strata__full_key(strata_cache *c, const char *key, size_t keylen, char *buf)
+{
+    int rc = strata__check_key(c, key, keylen);
+    if (rc < 0)
+        return rc;
+    memcpy(buf, c->cfg.ns, c->cfg.nslen);
+    buf[c->cfg.nslen] = ':';
+    memcpy(buf + c->cfg.nslen + 1, key, keylen);
+    return (int)(c->cfg.nslen + 1 + keylen);
+}
+
+int strata__encode_value(strata_cache *c, strata__bytes *out, const char *val, size_t vallen,
+                         int negative, int64_t ttl_ms, int64_t stale_ms, int64_t cost_ms,
+                         int64_t now_ms, int64_t *fresh_until, int64_t *backend_ttl_ms)
+{
+    strata__envelope e;
+    size_t need, max = c->backend->ops->max_value_size(c->backend);
+    int rc;
+    memset(&e, 0, sizeof e);
+    if (ttl_ms <= 0)
+        ttl_ms = negative ? c->cfg.opts.neg_ttl_ms : c->cfg.opts.ttl_ms;
+    if (stale_ms < 0)
+        stale_ms = negative ? 0 : c->cfg.opts.stale_ms;
+    ttl_ms = strata__jitter_ttl(ttl_ms, c->cfg.opts.jitter_pct, strata__random_unit());
+    e.flags = negative ? STRATA__ENV_FLAG_NEGATIVE : 0;
+    e.created_ms = now_ms;
+    e.fresh_until_ms = now_ms + ttl_ms;
+    e.stale_until_ms = e.fresh_until_ms + stale_ms;
+    e.cost_ms = cost_ms < 0 ? 0 : cost_ms > 0xffffffffll ? 0xffffffffu : (uint32_t)cost_ms;
+    e.payload = val;
+    e.payload_len = vallen;
+    need = strata__env_size(&e);
+    if (vallen > 0xffffffffu || (max && need > max))
+        return strata__error(STRATA_ETOOBIG, "value of %zu bytes is too big for the %s backend "
+                             "(limit %zu bytes including the %d-byte envelope)",
+                             vallen, c->backend->ops->name, max, STRATA__ENV_HEADER);
+    if ((rc = strata__bytes_reserve(out, need)) < 0)
+        return rc;
+    out->len = strata__env_encode(&e, out->data, out->cap);
+    if (out->len == 0)
+        return strata__error(STRATA_EINVAL, "value cannot be encoded");
+    *fresh_until = e.fresh_until_ms;
+    *backend_ttl_ms = e.stale_until_ms - now_ms;
+    return 0;
+}
+
+/* Breaker: after `breaker_threshold` consecutive failures the backend is
+ * skipped for breaker_cooldown_ms, then one probe call decides. */
+int strata__breaker_allow(strata_cache *c)
+{
+    int64_t until = strata__atomic_load(&c->breaker_open_until);
+    int expected = 0;
+    if (until == 0)
+        return 0;
+    if (strata__now_mono_ms() >= until && strata__atomic_cas(&c->breaker_probe, &expected, 1))
+        return 0; /* this caller is the probe */
+    return strata__error(STRATA_EBREAKER, "circuit breaker open: %s backend failed %u times in a row",
+                         c->backend->ops->name, c->cfg.opts.breaker_threshold);
+}
+
+int strata__backend_result(strata_cache *c, int rc)
+{
+    if (rc == STRATA_ETIMEOUT || rc == STRATA_EBACKEND) {
+        unsigned int n = strata__atomic_add(&c->consecutive_failures, 1);
+        if (rc == STRATA_ETIMEOUT)
+            STRATA__COUNT(c, timeouts);
+        STRATA__COUNT(c, backend_errors);
+        if (c->cfg.opts.breaker_threshold && n >= c->cfg.opts.breaker_threshold) {
+            if (strata__atomic_load(&c->breaker_open_until) == 0)
+                STRATA__COUNT(c, breaker_opens);
+            strata__atomic_store(&c->breaker_open_until, strata__now_mono_ms() + c->cfg.opts.breaker_cooldown_ms);
+        }
+        strata__atomic_store(&c->breaker_probe, 0);
+    } else if (rc >= 0 || rc == STRATA_ELEASE || rc == STRATA_ETOOBIG) {
+        if (strata__atomic_load(&c->consecutive_failures))
+            strata__atomic_store(&c->consecutive_failures, 0);
+        if (strata__atomic_load(&c->breaker_open_until)) {
+            strata__atomic_store(&c->breaker_open_until, 0);
+            strata__atomic_store(&c->breaker_probe, 0);
+        }
+    }
+    return rc;
+}
+
+int strata__serve_envelope(strata_cache *c, const char *key, size_t keylen, const strata__envelope *e,
+                           int64_t now_ms, uint64_t epoch, strata_value *out)
+{
+    int negative = (e->flags & STRATA__ENV_FLAG_NEGATIVE) != 0;
+    int rc;
+    if (now_ms >= e->stale_until_ms)
+        return STRATA_MISS;
+    if ((rc = strata__value_set(out, e->payload, e->payload_len)) < 0)
+        return rc;
+    out->level = STRATA_LEVEL_BACKEND;
+    out->ttl_ms = e->fresh_until_ms - now_ms;
+    out->stale = now_ms >= e->fresh_until_ms;
+    if (out->stale) {
+        if (negative)
+            return STRATA_MISS; /* a stale "not found" is worth nothing */
+        out->level = STRATA_LEVEL_STALE;
+        STRATA__COUNT(c, stale_hits);
+        return STRATA_HIT_STALE;
+    }
+    if (c->l1) {
+        int64_t exp = now_ms + c->cfg.opts.l1_ttl_ms;
+        strata__l1_put(c->l1, key, keylen, e->payload, e->payload_len, negative,
+                       exp < e->fresh_until_ms ? exp : e->fresh_until_ms, e->fresh_until_ms, epoch);
+    }
+    if (negative) {
+        STRATA__COUNT(c, negative_hits);
+        return STRATA_NEGATIVE;
+    }
+    STRATA__COUNT(c, hits);
+    return STRATA_OK;
+}
+
+int strata_stats_get(strata_cache *c, strata_stats *out, unsigned int version)
+{
+    if (c == NULL || out == NULL)
+        return strata__error(STRATA_EINVAL, "%s is NULL", c == NULL ? "cache handle" : "stats pointer");
+    if (version != STRATA_STATS_VERSION)
+        return strata__error(STRATA_EVERSION, "unknown strata_stats version %u (this library knows %d)",
+                             version, STRATA_STATS_VERSION);
+    memcpy(out, &c->stats, sizeof *out);
+    out->version = STRATA_STATS_VERSION;
+    if (c->l1)
+        strata__l1_stats(c->l1, &out->l1_entries, &out->l1_bytes, &out->l1_evictions);
+    return 0;
+}

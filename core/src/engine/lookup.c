@@ -1,0 +1,166 @@
+/*
+ * The two-phase API: lookup decides (hit, refresh early, serve stale, lead
+ * the load, or wait); fill / fill_negative / abandon finish a ticket. Every
+ * decision is in policy/freshness; the lease makes the fill safe against a
+ * write that happened while the loader ran.
+ */
+#include "cache.h"
+#include "error.h"
+#include "policy/freshness.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct strata_ticket {
+    strata_cache *cache;
+    uint64_t token, guard, epoch;
+    int64_t started_ns;
+    size_t keylen, fklen;
+    char *key, *fk;     /* both in `mem` */
+    char mem[];
+};
+
+static int take_lease(strata_cache *c, const char *key, size_t keylen, strata_ticket **ticket,
+                      int64_t *wait_ms)
+{
+    char fk[STRATA__KEYBUF];
+    int fklen = strata__full_key(c, key, keylen, fk), rc;
+    uint64_t token = strata__random_u64() | 1, guard = 0;
+    strata_ticket *t;
+    if (fklen < 0)
+        return fklen;
+    rc = strata__backend_result(c, c->backend->ops->lease_acquire(c->backend, fk, (size_t)fklen, token,
+                                                                  c->cfg.opts.lease_ttl_ms, &guard, wait_ms));
+    if (rc == STRATA_MISS_WAIT) {
+        STRATA__COUNT(c, waits);
+        return rc;
+    }
+    if (rc < 0)
+        return rc;
+    t = malloc(sizeof *t + keylen + (size_t)fklen);
+    if (t == NULL) {
+        c->backend->ops->lease_release(c->backend, fk, (size_t)fklen, token);
+        return strata__error(STRATA_ENOMEM, "out of memory");
+    }
+    t->cache = c;
+    t->token = token;
+    t->guard = guard;
+    t->epoch = c->l1 ? strata__l1_epoch(c->l1, key, keylen) : 0;
+    t->started_ns = (int64_t)strata__now_mono_ns();
+    t->keylen = keylen;
+    t->fklen = (size_t)fklen;
+    t->key = t->mem;
+    t->fk = t->mem + keylen;
+    memcpy(t->key, key, keylen);
+    memcpy(t->fk, fk, (size_t)fklen);
+    STRATA__COUNT(c, leases_won);
+    *ticket = t;
+    return 0;
+}
+
+int strata_lookup(strata_cache *c, const char *key, size_t keylen, strata_value *out,
+                  strata_ticket **ticket)
+{
+    strata__bytes raw = {0, 0, 0};
+    strata__envelope env;
+    int rc;
+    int64_t wait_ms = 0;
+
+    if (ticket == NULL || out == NULL)
+        return strata__error(STRATA_EINVAL, "%s is NULL", ticket == NULL ? "ticket out-pointer" : "value out-pointer");
+    *ticket = NULL;
+    if ((rc = strata__check_key(c, key, keylen)) < 0)
+        return rc;
+    rc = strata__read(c, key, keylen, out, &raw, &env);
+    if (rc == STRATA_OK && out->level == STRATA_LEVEL_BACKEND && c->cfg.opts.xfetch_beta > 0 &&
+        strata__freshness(strata__now_wall_ms(), env.fresh_until_ms, env.stale_until_ms, env.cost_ms,
+                          c->cfg.opts.xfetch_beta, strata__random_unit()) == STRATA__EARLY_REFRESH) {
+        /* XFetch picked this caller; the lease keeps it to one refresher per key. */
+        if (take_lease(c, key, keylen, ticket, &wait_ms) == 0) {
+            STRATA__COUNT(c, early_refreshes);
+            rc = STRATA_HIT_REFRESH;
+        }
+    } else if (rc == STRATA_HIT_STALE) {
+        if (take_lease(c, key, keylen, ticket, &wait_ms) == 0)
+            rc = STRATA_HIT_REFRESH;
+    } else if (rc == STRATA_MISS) {
+        rc = take_lease(c, key, keylen, ticket, &wait_ms);
+        if (rc == 0) {
+            rc = STRATA_MISS_LEAD;
+        } else if (rc == STRATA_MISS_WAIT) {
+            out->wait_ms = wait_ms < 1 ? 1 : wait_ms;
+            out->len = 0;
+            out->level = STRATA_LEVEL_NONE;
+        }
+    }
+    strata__bytes_free(&raw);
+    return rc;
+}
+
+static void ticket_free(strata_ticket *t)
+{
+    free(t);
+}
+
+static int fill(strata_ticket *t, const char *val, size_t vallen, int negative, int64_t ttl_ms)
+{
+    strata_cache *c;
+    strata__bytes enc = {0, 0, 0};
+    int64_t now, fresh_until, backend_ttl, cost_ms;
+    int rc;
+    if (t == NULL)
+        return strata__error(STRATA_EINVAL, "ticket is NULL");
+    c = t->cache;
+    if (val == NULL && vallen > 0) {
+        strata_abandon(t);
+        return strata__error(STRATA_EINVAL, "value is NULL with length %zu", vallen);
+    }
+    if (ttl_ms < 0) {
+        strata_abandon(t);
+        return strata__error(STRATA_EINVAL, "ttl_ms must be >= 0, got %lld", (long long)ttl_ms);
+    }
+    now = strata__now_wall_ms();
+    cost_ms = ((int64_t)strata__now_mono_ns() - t->started_ns) / 1000000;
+    rc = strata__encode_value(c, &enc, val ? val : "", vallen, negative, ttl_ms, -1, cost_ms, now,
+                              &fresh_until, &backend_ttl);
+    if (rc < 0) {
+        strata_abandon(t);
+        return rc;
+    }
+    rc = strata__backend_result(c, c->backend->ops->lease_fill(c->backend, t->fk, t->fklen, t->token,
+                                                               t->guard, enc.data, enc.len, backend_ttl));
+    if (rc == 0) {
+        STRATA__COUNT(c, sets);
+        if (c->l1) {
+            int64_t exp = now + c->cfg.opts.l1_ttl_ms;
+            strata__l1_put(c->l1, t->key, t->keylen, val ? val : "", vallen, negative,
+                           exp < fresh_until ? exp : fresh_until, fresh_until, t->epoch);
+        }
+    } else if (rc == STRATA_ELEASE) {
+        STRATA__COUNT(c, leases_lost);
+    }
+    strata__bytes_free(&enc);
+    ticket_free(t);
+    return rc;
+}
+
+int strata_fill(strata_ticket *t, const char *val, size_t vallen, int64_t ttl_ms)
+{
+    return fill(t, val, vallen, 0, ttl_ms);
+}
+
+int strata_fill_negative(strata_ticket *t, int64_t neg_ttl_ms)
+{
+    return fill(t, NULL, 0, 1, neg_ttl_ms);
+}
+
+int strata_abandon(strata_ticket *t)
+{
+    int rc;
+    if (t == NULL)
+        return strata__error(STRATA_EINVAL, "ticket is NULL");
+    rc = strata__backend_result(t->cache, t->cache->backend->ops->lease_release(t->cache->backend, t->fk,
+                                                                               t->fklen, t->token));
+    ticket_free(t);
+    return rc < 0 ? rc : 0;
+}

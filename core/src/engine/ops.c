@@ -1,0 +1,356 @@
+/* Cache-aside operations: get, set, delete, touch, and their batch forms. */
+#include "cache.h"
+#include "error.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int check_out(strata_value *out)
+{
+    return out ? 0 : strata__error(STRATA_EINVAL, "value out-pointer is NULL");
+}
+
+/* Reads one key through L1 and the backend. Does not load. */
+int strata__read(strata_cache *c, const char *key, size_t keylen, strata_value *out,
+                 strata__bytes *raw, strata__envelope *env)
+{
+    char fk[STRATA__KEYBUF];
+    int fklen = strata__full_key(c, key, keylen, fk), rc;
+    int64_t now;
+    uint64_t epoch = 0;
+    if (fklen < 0)
+        return fklen;
+    out->wait_ms = 0;
+    now = strata__now_wall_ms();
+    if (c->l1) {
+        rc = strata__l1_get(c->l1, key, keylen, now, out);
+        if (rc != STRATA_MISS) {
+            if (rc >= 0) {
+                STRATA__COUNT(c, l1_hits);
+                if (rc == STRATA_NEGATIVE)
+                    STRATA__COUNT(c, negative_hits);
+            }
+            return rc;
+        }
+        STRATA__COUNT(c, l1_misses);
+        epoch = strata__l1_epoch(c->l1, key, keylen);
+    }
+    if ((rc = strata__breaker_allow(c)) < 0)
+        return rc;
+    rc = strata__backend_result(c, c->backend->ops->get(c->backend, fk, (size_t)fklen, raw));
+    if (rc == 0 && strata__env_decode(raw->data, raw->len, env) == 0) {
+        rc = strata__serve_envelope(c, key, keylen, env, now, epoch, out);
+    } else if (rc == 0) {
+        rc = STRATA_MISS; /* foreign or corrupt bytes: not ours, a miss */
+    }
+    if (rc == STRATA_MISS)
+        STRATA__COUNT(c, misses);
+    return rc;
+}
+
+
+int strata_get(strata_cache *c, const char *key, size_t keylen, strata_value *out)
+{
+    strata__bytes raw = {0, 0, 0};
+    strata__envelope env;
+    int rc;
+    if ((rc = check_out(out)) < 0 || (rc = strata__check_key(c, key, keylen)) < 0)
+        return rc;
+    if (c->cfg.opts.loader) /* read-through */
+        return strata_get_or_load(c, key, keylen, c->cfg.opts.loader, c->cfg.opts.loader_data, out);
+    rc = strata__read(c, key, keylen, out, &raw, &env);
+    strata__bytes_free(&raw);
+    return rc;
+}
+
+static int check_value(const char *val, size_t vallen)
+{
+    if (val == NULL && vallen > 0)
+        return strata__error(STRATA_EINVAL, "value is NULL with length %zu", vallen);
+    return 0;
+}
+
+static int check_ttl(int64_t ttl_ms)
+{
+    if (ttl_ms < 0)
+        return strata__error(STRATA_EINVAL, "ttl_ms must be >= 0 (0 = the cache's default), got %lld",
+                             (long long)ttl_ms);
+    return 0;
+}
+
+static int write_value(strata_cache *c, const char *key, size_t keylen, const char *val, size_t vallen,
+                       int64_t ttl_ms, int64_t stale_ms, int64_t cost_ms)
+{
+    char fk[STRATA__KEYBUF];
+    strata__bytes enc = {0, 0, 0};
+    int64_t now = strata__now_wall_ms(), fresh_until, backend_ttl;
+    uint64_t epoch = 0;
+    int fklen = strata__full_key(c, key, keylen, fk), rc;
+    if (fklen < 0)
+        return fklen;
+    if ((rc = check_value(val, vallen)) < 0 || (rc = check_ttl(ttl_ms)) < 0)
+        return rc;
+    rc = strata__encode_value(c, &enc, val ? val : "", vallen, 0, ttl_ms, stale_ms, cost_ms, now,
+                              &fresh_until, &backend_ttl);
+    if (rc == 0 && (rc = strata__breaker_allow(c)) == 0) {
+        if (c->l1) {
+            strata__l1_del(c->l1, key, keylen); /* older readers may not re-enter L1 */
+            epoch = strata__l1_epoch(c->l1, key, keylen);
+        }
+        rc = strata__backend_result(c, c->backend->ops->set(c->backend, fk, (size_t)fklen, enc.data,
+                                                            enc.len, backend_ttl));
+        if (rc == 0) {
+            STRATA__COUNT(c, sets);
+            if (c->l1) {
+                int64_t exp = now + c->cfg.opts.l1_ttl_ms;
+                strata__l1_put(c->l1, key, keylen, val ? val : "", vallen, 0,
+                               exp < fresh_until ? exp : fresh_until, fresh_until, epoch);
+            }
+        }
+    }
+    strata__bytes_free(&enc);
+    return rc;
+}
+
+int strata_set(strata_cache *c, const char *key, size_t keylen, const char *val, size_t vallen,
+               int64_t ttl_ms)
+{
+    return write_value(c, key, keylen, val, vallen, ttl_ms, -1, 0);
+}
+
+int strata_set_ex(strata_cache *c, const char *key, size_t keylen, const char *val, size_t vallen,
+                  const strata_set_options *o)
+{
+    if (o == NULL)
+        return strata_set(c, key, keylen, val, vallen, 0);
+    if (o->version != STRATA_SET_OPTIONS_VERSION)
+        return strata__error(STRATA_EVERSION, "unknown strata_set_options version %u (this library knows %d)",
+                             o->version, STRATA_SET_OPTIONS_VERSION);
+    if (o->ntags > 0)
+        return strata__error(STRATA_ENOTSUP, "tagged writes are not supported by this build yet");
+    if (o->stale_ms < -1 || o->cost_ms < 0)
+        return strata__error(STRATA_EINVAL, "set options: stale_ms must be >= -1 and cost_ms >= 0");
+    return write_value(c, key, keylen, val, vallen, o->ttl_ms, o->stale_ms, o->cost_ms);
+}
+
+int strata_delete(strata_cache *c, const char *key, size_t keylen)
+{
+    char fk[STRATA__KEYBUF];
+    int fklen = strata__full_key(c, key, keylen, fk), rc;
+    if (fklen < 0)
+        return fklen;
+    if (c->l1)
+        strata__l1_del(c->l1, key, keylen);
+    if ((rc = strata__breaker_allow(c)) < 0)
+        return rc;
+    rc = strata__backend_result(c, c->backend->ops->del(c->backend, fk, (size_t)fklen));
+    if (rc >= 0)
+        STRATA__COUNT(c, deletes);
+    return rc;
+}
+
+int strata_invalidate(strata_cache *c, const char *key, size_t keylen)
+{
+    int rc = strata_delete(c, key, keylen);
+    return rc == STRATA_MISS ? 0 : rc;
+}
+
+int strata_invalidate_tag(strata_cache *c, const char *tag, size_t taglen)
+{
+    (void)tag;
+    (void)taglen;
+    if (c == NULL)
+        return strata__error(STRATA_EINVAL, "cache handle is NULL");
+    return strata__error(STRATA_ENOTSUP, "tag invalidation is not supported by this build yet");
+}
+
+int strata_touch(strata_cache *c, const char *key, size_t keylen, int64_t ttl_ms)
+{
+    char fk[STRATA__KEYBUF];
+    strata__bytes raw = {0, 0, 0}, enc = {0, 0, 0};
+    strata__envelope env;
+    int fklen = strata__full_key(c, key, keylen, fk), rc;
+    int64_t now = strata__now_wall_ms(), fresh_until, backend_ttl;
+    if (fklen < 0)
+        return fklen;
+    if ((rc = check_ttl(ttl_ms)) < 0 || (rc = strata__breaker_allow(c)) < 0)
+        return rc;
+    /* The freshness lives in the envelope, so touch rewrites it with new times. */
+    rc = strata__backend_result(c, c->backend->ops->get(c->backend, fk, (size_t)fklen, &raw));
+    if (rc == 0 && (strata__env_decode(raw.data, raw.len, &env) != 0 || now >= env.stale_until_ms))
+        rc = STRATA_MISS;
+    if (rc == 0)
+        rc = strata__encode_value(c, &enc, env.payload, env.payload_len,
+                                  (env.flags & STRATA__ENV_FLAG_NEGATIVE) != 0, ttl_ms, -1,
+                                  env.cost_ms, now, &fresh_until, &backend_ttl);
+    if (rc == 0)
+        rc = strata__backend_result(c, c->backend->ops->set(c->backend, fk, (size_t)fklen, enc.data,
+                                                            enc.len, backend_ttl));
+    if (rc == 0 && c->l1)
+        strata__l1_del(c->l1, key, keylen);
+    strata__bytes_free(&raw);
+    strata__bytes_free(&enc);
+    return rc;
+}
+
+int strata_get_many(strata_cache *c, size_t n, const char *const *keys, const size_t *keylens,
+                    strata_value *outs, int *results)
+{
+    char **fks = NULL;
+    size_t *fklens = NULL, *idx = NULL, i, nb = 0;
+    strata__bytes *raws = NULL;
+    int *rcs = NULL, rc = 0;
+    int64_t now = strata__now_wall_ms();
+    uint64_t *epochs = NULL;
+
+    if (c == NULL || (n > 0 && (keys == NULL || keylens == NULL || outs == NULL || results == NULL)))
+        return strata__error(STRATA_EINVAL, "%s is NULL", c == NULL ? "cache handle" : "an array argument");
+    for (i = 0; i < n; i++)
+        if ((rc = strata__check_key(c, keys[i], keylens[i])) < 0)
+            return strata__error(rc, "key %zu: %s", i, strata_error_last());
+    if (n == 0)
+        return 0;
+    fks = calloc(n, sizeof *fks);
+    fklens = calloc(n, sizeof *fklens);
+    idx = calloc(n, sizeof *idx);
+    raws = calloc(n, sizeof *raws);
+    rcs = calloc(n, sizeof *rcs);
+    epochs = calloc(n, sizeof *epochs);
+    if (!fks || !fklens || !idx || !raws || !rcs || !epochs) {
+        rc = strata__error(STRATA_ENOMEM, "out of memory");
+        goto done;
+    }
+    /* L1 first; the rest go to the backend in one batch. */
+    for (i = 0; i < n; i++) {
+        outs[i].wait_ms = 0;
+        if (c->l1) {
+            int r = strata__l1_get(c->l1, keys[i], keylens[i], now, &outs[i]);
+            if (r != STRATA_MISS) {
+                results[i] = r;
+                if (r >= 0)
+                    STRATA__COUNT(c, l1_hits);
+                continue;
+            }
+            STRATA__COUNT(c, l1_misses);
+            epochs[nb] = strata__l1_epoch(c->l1, keys[i], keylens[i]);
+        }
+        fks[nb] = malloc(c->cfg.nslen + 1 + keylens[i]);
+        if (fks[nb] == NULL) {
+            rc = strata__error(STRATA_ENOMEM, "out of memory");
+            goto done;
+        }
+        fklens[nb] = (size_t)strata__full_key(c, keys[i], keylens[i], fks[nb]);
+        idx[nb++] = i;
+    }
+    if (nb > 0) {
+        if ((rc = strata__breaker_allow(c)) < 0)
+            goto done;
+        rc = strata__backend_result(c, c->backend->ops->get_many(c->backend, nb, (const char *const *)fks,
+                                                                 fklens, raws, rcs));
+        if (rc < 0)
+            goto done;
+        for (i = 0; i < nb; i++) {
+            size_t k = idx[i];
+            strata__envelope env;
+            int r = rcs[i];
+            if (r == 0 && strata__env_decode(raws[i].data, raws[i].len, &env) == 0)
+                r = strata__serve_envelope(c, keys[k], keylens[k], &env, now, epochs[i], &outs[k]);
+            else if (r == 0)
+                r = STRATA_MISS;
+            if (r == STRATA_MISS)
+                STRATA__COUNT(c, misses);
+            results[k] = r;
+        }
+    }
+done:
+    for (i = 0; fks && i < n; i++)
+        free(fks[i]);
+    for (i = 0; raws && i < n; i++)
+        strata__bytes_free(&raws[i]);
+    free(fks);
+    free(fklens);
+    free(idx);
+    free(raws);
+    free(rcs);
+    free(epochs);
+    return rc < 0 ? rc : 0;
+}
+
+int strata_set_many(strata_cache *c, size_t n, const char *const *keys, const size_t *keylens,
+                    const char *const *vals, const size_t *vallens, int64_t ttl_ms)
+{
+    char **fks = NULL;
+    size_t *fklens = NULL, i;
+    strata__bytes *encs = NULL;
+    int64_t *ttls = NULL, now = strata__now_wall_ms(), fresh_until;
+    int rc = 0;
+
+    if (c == NULL || (n > 0 && (keys == NULL || keylens == NULL || vals == NULL || vallens == NULL)))
+        return strata__error(STRATA_EINVAL, "%s is NULL", c == NULL ? "cache handle" : "an array argument");
+    if ((rc = check_ttl(ttl_ms)) < 0)
+        return rc;
+    for (i = 0; i < n; i++) {
+        if ((rc = strata__check_key(c, keys[i], keylens[i])) < 0 || (rc = check_value(vals[i], vallens[i])) < 0)
+            return strata__error(rc, "item %zu: %s", i, strata_error_last());
+    }
+    if (n == 0)
+        return 0;
+    fks = calloc(n, sizeof *fks);
+    fklens = calloc(n, sizeof *fklens);
+    encs = calloc(n, sizeof *encs);
+    ttls = calloc(n, sizeof *ttls);
+    if (!fks || !fklens || !encs || !ttls) {
+        rc = strata__error(STRATA_ENOMEM, "out of memory");
+        goto done;
+    }
+    /* Validate and encode everything before the first write: all or nothing
+     * on bad input. */
+    for (i = 0; i < n; i++) {
+        fks[i] = malloc(c->cfg.nslen + 1 + keylens[i]);
+        if (fks[i] == NULL) {
+            rc = strata__error(STRATA_ENOMEM, "out of memory");
+            goto done;
+        }
+        fklens[i] = (size_t)strata__full_key(c, keys[i], keylens[i], fks[i]);
+        rc = strata__encode_value(c, &encs[i], vals[i] ? vals[i] : "", vallens[i], 0, ttl_ms, -1, 0, now,
+                                  &fresh_until, &ttls[i]);
+        if (rc < 0) {
+            rc = strata__error(rc, "item %zu: %s", i, strata_error_last());
+            goto done;
+        }
+    }
+    if ((rc = strata__breaker_allow(c)) < 0)
+        goto done;
+    for (i = 0; c->l1 && i < n; i++)
+        strata__l1_del(c->l1, keys[i], keylens[i]);
+    {
+        const char **vp = (const char **)calloc(n, sizeof *vp);
+        size_t *vl = calloc(n, sizeof *vl);
+        if (vp == NULL || vl == NULL) {
+            free(vp);
+            free(vl);
+            rc = strata__error(STRATA_ENOMEM, "out of memory");
+            goto done;
+        }
+        for (i = 0; i < n; i++) {
+            vp[i] = encs[i].data;
+            vl[i] = encs[i].len;
+        }
+        rc = strata__backend_result(c, c->backend->ops->set_many(c->backend, n, (const char *const *)fks,
+                                                                 fklens, vp, vl, ttls));
+        free(vp);
+        free(vl);
+    }
+    if (rc == 0)
+        strata__atomic_add(&c->stats.sets, n);
+done:
+    for (i = 0; fks && i < n; i++)
+        free(fks[i]);
+    for (i = 0; encs && i < n; i++)
+        strata__bytes_free(&encs[i]);
+    free(fks);
+    free(fklens);
+    free(encs);
+    free(ttls);
+    return rc;
+}

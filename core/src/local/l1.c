@@ -1,0 +1,152 @@
+#include "l1.h"
+#include "error.h"
+#include "local/table.h"
+#include "platform/platform.h"
+#include "policy/hash.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define L1_SHARDS 16
+#define L1_NEGATIVE 1u
+
+typedef struct l1_shard {
+    strata__mutex lock;
+    strata__table table;
+    uint64_t epoch;
+    char pad[64];
+} l1_shard;
+
+struct strata__l1 {
+    l1_shard shards[L1_SHARDS];
+};
+
+static l1_shard *shard_of(strata__l1 *l1, const char *key, size_t keylen, uint64_t *h)
+{
+    *h = strata__hash64(key, keylen, 0x4c31);
+    return &l1->shards[*h % L1_SHARDS];
+}
+
+int strata__l1_new(strata__l1 **out, uint64_t max_bytes, unsigned int max_entries)
+{
+    size_t i;
+    strata__l1 *l1 = calloc(1, sizeof *l1);
+    if (l1 == NULL)
+        return strata__error(STRATA_ENOMEM, "out of memory creating the L1 tier");
+    for (i = 0; i < L1_SHARDS; i++) {
+        strata__mutex_init(&l1->shards[i].lock);
+        if (strata__table_init(&l1->shards[i].table, (size_t)(max_bytes / L1_SHARDS),
+                               max_entries / L1_SHARDS ? max_entries / L1_SHARDS : 1) < 0) {
+            strata__l1_free(l1);
+            return strata__error(STRATA_ENOMEM, "out of memory creating the L1 tier");
+        }
+    }
+    *out = l1;
+    return 0;
+}
+
+void strata__l1_free(strata__l1 *l1)
+{
+    size_t i;
+    if (l1 == NULL)
+        return;
+    for (i = 0; i < L1_SHARDS; i++) {
+        strata__table_destroy(&l1->shards[i].table);
+        strata__mutex_destroy(&l1->shards[i].lock);
+    }
+    free(l1);
+}
+
+int strata__value_set(strata_value *v, const char *data, size_t len)
+{
+    if (len + 1 > v->cap_ || v->priv_ == NULL) {
+        size_t cap = len + 1 < 64 ? 64 : len + 1;
+        char *p = realloc(v->priv_, cap);
+        if (p == NULL)
+            return strata__error(STRATA_ENOMEM, "out of memory for a %zu-byte value", len);
+        v->priv_ = p;
+        v->cap_ = cap;
+    }
+    if (len)
+        memcpy(v->priv_, data, len);
+    ((char *)v->priv_)[len] = '\0'; /* handy for C callers printing text values */
+    v->data = v->priv_;
+    v->len = len;
+    return 0;
+}
+
+uint64_t strata__l1_epoch(strata__l1 *l1, const char *key, size_t keylen)
+{
+    uint64_t h;
+    l1_shard *s = shard_of(l1, key, keylen, &h);
+    return strata__atomic_load(&s->epoch);
+}
+
+int strata__l1_get(strata__l1 *l1, const char *key, size_t keylen, int64_t now_ms, strata_value *out)
+{
+    uint64_t h;
+    l1_shard *s = shard_of(l1, key, keylen, &h);
+    strata__entry *e;
+    int rc = STRATA_MISS;
+    strata__mutex_lock(&s->lock);
+    e = strata__table_get(&s->table, h, key, keylen, now_ms);
+    if (e) {
+        rc = (e->flags & L1_NEGATIVE) ? STRATA_NEGATIVE : 0;
+        if (strata__value_set(out, STRATA__ENTRY_VALUE(e), e->vallen) < 0)
+            rc = STRATA_ENOMEM;
+        out->level = STRATA_LEVEL_L1;
+        out->stale = 0;
+        out->ttl_ms = e->aux - now_ms;
+    }
+    strata__mutex_unlock(&s->lock);
+    return rc;
+}
+
+void strata__l1_put(strata__l1 *l1, const char *key, size_t keylen, const char *val, size_t vallen,
+                    int negative, int64_t expires_ms, int64_t fresh_until_ms, uint64_t epoch)
+{
+    uint64_t h;
+    l1_shard *s = shard_of(l1, key, keylen, &h);
+    strata__entry *e = NULL;
+    strata__mutex_lock(&s->lock);
+    if (s->epoch == epoch &&
+        strata__table_put(&s->table, h, key, keylen, val, vallen, expires_ms, &e) == 0) {
+        e->aux = fresh_until_ms;
+        e->flags = negative ? L1_NEGATIVE : 0;
+    }
+    strata__mutex_unlock(&s->lock);
+}
+
+void strata__l1_del(strata__l1 *l1, const char *key, size_t keylen)
+{
+    uint64_t h;
+    l1_shard *s = shard_of(l1, key, keylen, &h);
+    strata__mutex_lock(&s->lock);
+    s->epoch++;
+    strata__table_del(&s->table, h, key, keylen, 0);
+    strata__mutex_unlock(&s->lock);
+}
+
+void strata__l1_clear(strata__l1 *l1)
+{
+    size_t i;
+    for (i = 0; i < L1_SHARDS; i++) {
+        strata__mutex_lock(&l1->shards[i].lock);
+        l1->shards[i].epoch++;
+        strata__table_clear(&l1->shards[i].table);
+        strata__mutex_unlock(&l1->shards[i].lock);
+    }
+}
+
+void strata__l1_stats(strata__l1 *l1, uint64_t *entries, uint64_t *bytes, uint64_t *evictions)
+{
+    size_t i;
+    *entries = *bytes = *evictions = 0;
+    for (i = 0; i < L1_SHARDS; i++) {
+        strata__mutex_lock(&l1->shards[i].lock);
+        *entries += l1->shards[i].table.count;
+        *bytes += l1->shards[i].table.bytes;
+        *evictions += l1->shards[i].table.evictions;
+        strata__mutex_unlock(&l1->shards[i].lock);
+    }
+}

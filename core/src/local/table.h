@@ -1,0 +1,52 @@
+/*
+ * A single-threaded hash table with TTLs, LRU order and byte/entry bounds.
+ * The caller shards it and holds a lock per shard: the memory backend and the
+ * L1 tier are both built on it.
+ */
+#ifndef STRATA_TABLE_H
+#define STRATA_TABLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct strata__entry {
+    struct strata__entry *chain;
+    struct strata__entry *lru_prev, *lru_next; /* head = most recently used */
+    uint64_t hash;
+    int64_t expires_ms;  /* on the caller's clock; 0 = never */
+    int64_t aux;         /* caller's metadata (L1: fresh-until) */
+    unsigned int flags;  /* caller's metadata */
+    size_t keylen, vallen;
+    char data[];         /* key bytes, then value bytes */
+} strata__entry;
+
+#define STRATA__ENTRY_VALUE(e) ((e)->data + (e)->keylen)
+
+typedef struct strata__table {
+    strata__entry **buckets;
+    size_t nbuckets, count, bytes;
+    size_t max_bytes, max_entries;
+    uint64_t evictions;
+    strata__entry *lru_head, *lru_tail;
+} strata__table;
+
+int  strata__table_init(strata__table *t, size_t max_bytes, size_t max_entries);
+void strata__table_destroy(strata__table *t);
+void strata__table_clear(strata__table *t);
+
+/* Bytes an entry costs against max_bytes. */
+size_t strata__table_cost(size_t keylen, size_t vallen);
+
+/* A live entry (expired ones are dropped on the way), moved to the LRU head. */
+strata__entry *strata__table_get(strata__table *t, uint64_t hash, const char *key, size_t keylen,
+                                 int64_t now);
+
+/* Inserts or replaces, evicting from the LRU tail to stay within bounds.
+ * 0 (and *out if non-NULL), STRATA_ETOOBIG if it can never fit, STRATA_ENOMEM. */
+int strata__table_put(strata__table *t, uint64_t hash, const char *key, size_t keylen,
+                      const char *val, size_t vallen, int64_t expires_ms, strata__entry **out);
+
+/* 0 when a live entry was removed, STRATA_MISS otherwise. */
+int strata__table_del(strata__table *t, uint64_t hash, const char *key, size_t keylen, int64_t now);
+
+#endif

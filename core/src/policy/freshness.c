@@ -1,0 +1,29 @@
+#include "freshness.h"
+
+#include <math.h>
+
+strata__verdict strata__freshness(int64_t now_ms, int64_t fresh_until_ms, int64_t stale_until_ms,
+                                  uint32_t cost_ms, double beta, double u)
+{
+    if (now_ms >= stale_until_ms)
+        return STRATA__EXPIRED;
+    if (now_ms >= fresh_until_ms)
+        return STRATA__STALE;
+    if (cost_ms > 0 && beta > 0 && u > 0 && u <= 1) {
+        double gap = -(double)cost_ms * beta * log(u); /* >= 0 */
+        if ((double)now_ms + gap >= (double)fresh_until_ms)
+            return STRATA__EARLY_REFRESH;
+    }
+    return STRATA__FRESH;
+}
+
+int64_t strata__jitter_ttl(int64_t ttl_ms, unsigned int pct, double u)
+{
+    int64_t cut;
+    if (pct == 0 || ttl_ms <= 1)
+        return ttl_ms;
+    if (pct > 100)
+        pct = 100;
+    cut = (int64_t)((double)ttl_ms * (double)pct / 100.0 * (u > 1 ? 1 : u));
+    return ttl_ms - cut < 1 ? 1 : ttl_ms - cut;
+}

@@ -1,0 +1,33 @@
+#include "hash.h"
+
+#include <string.h>
+
+/* Multiply-xorshift over 8-byte words, then a murmur-style finaliser. */
+static uint64_t mix(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
+}
+
+uint64_t strata__hash64(const void *data, size_t len, uint64_t seed)
+{
+    const unsigned char *p = data;
+    uint64_t h = seed ^ (len * 0x9e3779b97f4a7c15ull);
+    uint64_t w;
+    while (len >= 8) {
+        memcpy(&w, p, 8);
+        h = (h ^ mix(w)) * 0x9e3779b97f4a7c15ull;
+        h ^= h >> 29;
+        p += 8;
+        len -= 8;
+    }
+    w = 0;
+    if (len)
+        memcpy(&w, p, len);
+    h = (h ^ mix(w ^ ((uint64_t)len << 56))) * 0x9e3779b97f4a7c15ull;
+    return mix(h);
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Writes tests/vectors/envelope.txt from an independent encoder of docs/FORMAT.md.
+
+Each line: hex flags created fresh_until stale_until cost payload ('-' = empty).
+The C, Python and Lua suites all decode these lines and check the fields.
+"""
+import struct
+import sys
+
+MAGIC = b"\xe5SC\x01"
+
+
+def fnv1a32(data: bytes) -> int:
+    h = 2166136261
+    for b in data:
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def encode(flags, created, fresh, stale, cost, payload, tags=()):
+    tagbytes = b"".join(struct.pack(">H", len(t)) + t + struct.pack(">Q", v) for t, v in tags)
+    head = MAGIC + struct.pack(">BBH", flags, len(tags), 0)
+    head += struct.pack(">qqqII", created, fresh, stale, cost, len(payload))
+    return head + struct.pack(">I", fnv1a32(head + tagbytes)) + tagbytes + payload
+
+
+CASES = [
+    (0, 1700000000000, 1700000060000, 1700000060000, 0, b"hello"),
+    (0, 1700000000000, 1700000060000, 1700000120000, 250, b"{\"id\":1}"),
+    (1, 1700000000000, 1700000005000, 1700000005000, 12, b""),
+    (0, 0, 0, 0, 0, b""),
+    (0, 1, 2, 3, 4294967295, b"caf\xc3\xa9"),
+]
+
+if __name__ == "__main__":
+    out = sys.stdout
+    out.write("# envelope v1 test vectors (scripts/gen-vectors.py); see docs/FORMAT.md\n")
+    out.write("# hex flags created_ms fresh_until_ms stale_until_ms cost_ms payload\n")
+    for flags, created, fresh, stale, cost, payload in CASES:
+        enc = encode(flags, created, fresh, stale, cost, payload)
+        text = payload.decode("utf-8") if payload else "-"
+        out.write(f"{enc.hex()} {flags} {created} {fresh} {stale} {cost} {text}\n")

@@ -1,0 +1,134 @@
+/* URLs and options: every malformed input is rejected with a code and a message naming it. */
+#include "test.h"
+#include "config.h"
+
+typedef struct bad_url {
+    const char *url;
+    int code;
+    const char *message_part;
+} bad_url;
+
+static void rejects_bad_urls(void)
+{
+    static const bad_url cases[] = {
+        {"http://localhost", STRATA_EURL, "unsupported URL scheme \"http\""},
+        {"localhost:6379", STRATA_EURL, "no scheme"},
+        {"redis://", STRATA_EURL, "no host"},
+        {"redis://host:0", STRATA_EURL, "bad port"},
+        {"redis://host:65536", STRATA_EURL, "bad port"},
+        {"redis://host:12ab", STRATA_EURL, "bad port"},
+        {"redis://host:6379/abc", STRATA_EURL, "database number"},
+        {"redis://a:1,b:2", STRATA_EURL, "one host"},
+        {"redis://ho st:1", STRATA_EURL, "whitespace"},
+        {"redis://host:1\n", STRATA_EURL, "whitespace"},
+        {"redis://[::1:6379", STRATA_EURL, "unterminated"},
+        {"redis://user:p%zzw@host:1", STRATA_EURL, "percent-escape"},
+        {"memcached://u:p@host:1", STRATA_EURL, "credentials"},
+        {"memcached://host:1/3", STRATA_EURL, "only valid in redis"},
+        {"memcached://a:1,,b:2", STRATA_EURL, "empty host"},
+        {"memory://bad/name", STRATA_EURL, "store name"},
+        {"memory://?ttl_ms=abc", STRATA_EOPTION, "ttl_ms"},
+        {"memory://?ttl_ms=-5", STRATA_EOPTION, "ttl_ms"},
+        {"memory://?ttl_ms=0", STRATA_EOPTION, "ttl_ms"},
+        {"memory://?bogus=1", STRATA_EOPTION, "unknown option \"bogus\""},
+        {"memory://?ttl_ms", STRATA_EOPTION, "no value"},
+        {"memory://?l1=yes", STRATA_EOPTION, "option l1"},
+        {"memory://?l1_admission=some", STRATA_EOPTION, "l1_admission"},
+        {"memory://?wait_policy=pray", STRATA_EOPTION, "wait_policy"},
+        {"memory://?jitter_pct=80", STRATA_EOPTION, "jitter_pct"},
+        {"memory://?pool_size=0", STRATA_EOPTION, "pool_size"},
+        {"memory://?xfetch_beta=nan", STRATA_EOPTION, "xfetch_beta"},
+        {"memory://?ns=has:colon", STRATA_EOPTION, "namespace"},
+        {"memory://?ns=", STRATA_EOPTION, "namespace"},
+        {"memory://?db=2", STRATA_EOPTION, "only for redis"},
+        {"memory://?timeout_ms=99999999999999999999", STRATA_EOPTION, "timeout_ms"},
+    };
+    size_t i;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        strata_cache *c = (strata_cache *)1;
+        int rc = strata_cache_new(&c, cases[i].url, NULL);
+        if (rc != cases[i].code || c != NULL || !strstr(strata_error_last(), cases[i].message_part)) {
+            fprintf(stderr, "  FAIL url \"%s\": rc %s, message \"%s\", want %s with \"%s\"\n", cases[i].url,
+                    strata_error_name(rc), strata_error_last(), strata_error_name(cases[i].code),
+                    cases[i].message_part);
+            test_failures++;
+        }
+    }
+}
+
+static void parses_good_urls(void)
+{
+    strata__config cfg;
+    CHECK_RC(strata__config_parse(&cfg, "redis://bob:s%40cret@10.0.0.1:7000/3?timeout_ms=50&ns=app", NULL), 0);
+    CHECK(cfg.scheme == STRATA__SCHEME_REDIS && cfg.nservers == 1);
+    CHECK(strcmp(cfg.servers[0].host, "10.0.0.1") == 0 && cfg.servers[0].port == 7000);
+    CHECK(strcmp(cfg.user, "bob") == 0 && strcmp(cfg.password, "s@cret") == 0 && cfg.db == 3);
+    CHECK(cfg.opts.timeout_ms == 50 && strcmp(cfg.ns, "app") == 0);
+
+    CHECK_RC(strata__config_parse(&cfg, "redis://localhost", NULL), 0);
+    CHECK(cfg.servers[0].port == 6379 && strcmp(cfg.ns, "strata") == 0);
+
+    CHECK_RC(strata__config_parse(&cfg, "redis://[::1]:6380", NULL), 0);
+    CHECK(strcmp(cfg.servers[0].host, "::1") == 0 && cfg.servers[0].port == 6380);
+
+    CHECK_RC(strata__config_parse(&cfg, "memcached://a:1,b,c:3?pool_size=8&l1=1&l1_admission=hot", NULL), 0);
+    CHECK(cfg.scheme == STRATA__SCHEME_MEMCACHED && cfg.nservers == 3);
+    CHECK(cfg.servers[1].port == 11211 && cfg.servers[2].port == 3);
+    CHECK(cfg.opts.pool_size == 8 && cfg.opts.l1 == 1 && cfg.opts.l1_admission == STRATA_L1_HOT);
+
+    CHECK_RC(strata__config_parse(&cfg, "memory://", NULL), 0);
+    CHECK(cfg.scheme == STRATA__SCHEME_MEMORY && cfg.nservers == 0);
+    CHECK_RC(strata__config_parse(&cfg, NULL, NULL), 0);
+    CHECK(cfg.scheme == STRATA__SCHEME_MEMORY);
+}
+
+static void options_struct(void)
+{
+    strata_options o;
+    strata_cache *c = NULL;
+    CHECK_RC(strata_options_init(&o, 999), STRATA_EVERSION);
+    CHECK_RC(strata_options_init(NULL, STRATA_OPTIONS_VERSION), STRATA_EINVAL);
+    CHECK_RC(strata_options_init(&o, STRATA_OPTIONS_VERSION), 0);
+    o.version = 2;
+    CHECK_RC(strata_cache_new(&c, "memory://", &o), STRATA_EVERSION);
+    CHECK_MSG_HAS("version 2");
+    CHECK(c == NULL);
+    strata_options_init(&o, STRATA_OPTIONS_VERSION);
+    o.ttl_ms = -1;
+    CHECK_RC(strata_cache_new(&c, "memory://", &o), STRATA_EOPTION);
+    CHECK_MSG_HAS("ttl_ms");
+    strata_options_init(&o, STRATA_OPTIONS_VERSION);
+    o.ns = "bad ns";
+    CHECK_RC(strata_cache_new(&c, "memory://", &o), STRATA_EOPTION);
+    CHECK_MSG_HAS("namespace");
+    /* the URL wins over the struct */
+    strata_options_init(&o, STRATA_OPTIONS_VERSION);
+    o.ns = "fromstruct";
+    {
+        strata__config cfg;
+        CHECK_RC(strata__config_parse(&cfg, "memory://?ns=fromurl", &o), 0);
+        CHECK(strcmp(cfg.ns, "fromurl") == 0);
+    }
+    CHECK_RC(strata_cache_new(NULL, "memory://", NULL), STRATA_EINVAL);
+    strata_cache_free(NULL); /* no-op */
+}
+
+static void error_names(void)
+{
+    CHECK(strcmp(strata_error_name(STRATA_ETIMEOUT), "ETIMEOUT") == 0);
+    CHECK(strcmp(strata_error_name(STRATA_MISS), "MISS") == 0);
+    CHECK(strcmp(strata_error_name(-999), "EUNKNOWN") == 0);
+    CHECK(strata_error_last() != NULL);
+    CHECK(strcmp(strata_version(), "0.1.0") == 0);
+}
+
+int main(int argc, char **argv)
+{
+    static const test_case cases[] = {
+        {"rejects_bad_urls", rejects_bad_urls},
+        {"parses_good_urls", parses_good_urls},
+        {"options_struct", options_struct},
+        {"error_names", error_names},
+    };
+    return test_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
+}

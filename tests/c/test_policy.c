@@ -1,0 +1,152 @@
+/* Pure policy: envelope codec (with the vectors in tests/vectors), freshness, XFetch, jitter. */
+#include "test.h"
+#include "policy/envelope.h"
+#include "policy/freshness.h"
+
+#include <math.h>
+
+static void envelope_roundtrip(void)
+{
+    strata__envelope e, d;
+    char buf[256];
+    size_t n;
+    memset(&e, 0, sizeof e);
+    e.created_ms = 1700000000000;
+    e.fresh_until_ms = 1700000060000;
+    e.stale_until_ms = 1700000120000;
+    e.cost_ms = 42;
+    e.payload = "hello";
+    e.payload_len = 5;
+    e.ntags = 1;
+    e.tags[0].name = "user:1";
+    e.tags[0].len = 6;
+    e.tags[0].version = 7;
+    n = strata__env_encode(&e, buf, sizeof buf);
+    CHECK(n == STRATA__ENV_HEADER + 2 + 6 + 8 + 5);
+    CHECK(strata__env_decode(buf, n, &d) == 0);
+    CHECK(d.created_ms == e.created_ms && d.fresh_until_ms == e.fresh_until_ms);
+    CHECK(d.stale_until_ms == e.stale_until_ms && d.cost_ms == 42);
+    CHECK(d.payload_len == 5 && memcmp(d.payload, "hello", 5) == 0);
+    CHECK(d.ntags == 1 && d.tags[0].len == 6 && d.tags[0].version == 7);
+    CHECK(strata__env_encode(&e, buf, n - 1) == 0); /* too small a buffer */
+}
+
+/* Decoding never crashes and never accepts a damaged envelope. */
+static void envelope_rejects_corruption(void)
+{
+    strata__envelope e, d;
+    char buf[128], bad[128];
+    size_t n, i;
+    int bit;
+    memset(&e, 0, sizeof e);
+    e.created_ms = 1;
+    e.fresh_until_ms = 2;
+    e.stale_until_ms = 3;
+    e.payload = "abc";
+    e.payload_len = 3;
+    n = strata__env_encode(&e, buf, sizeof buf);
+    REQUIRE(n > 0);
+    for (i = 0; i < n; i++) /* every truncation */
+        CHECK(strata__env_decode(buf, i, &d) == -1);
+    for (i = 0; i < STRATA__ENV_HEADER; i++) {
+        for (bit = 0; bit < 8; bit++) { /* every single-bit flip in the header */
+            memcpy(bad, buf, n);
+            bad[i] ^= (char)(1 << bit);
+            CHECK(strata__env_decode(bad, n, &d) == -1);
+        }
+    }
+    CHECK(strata__env_decode("plain text value from another client", 36, &d) == -1);
+    CHECK(strata__env_decode(NULL, 0, &d) == -1);
+    memcpy(bad, buf, n); /* trailing garbage */
+    bad[n] = 'x';
+    CHECK(strata__env_decode(bad, n + 1, &d) == -1);
+}
+
+static int hexval(char c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
+
+/* tests/vectors/envelope.txt: "hex" lines that must decode to the fields given. */
+static void envelope_vectors(void)
+{
+    FILE *f = fopen(STRATA_VECTORS "/envelope.txt", "r");
+    char line[4096];
+    int checked = 0;
+    REQUIRE(f != NULL);
+    while (fgets(line, sizeof line, f)) {
+        char hex[2048], payload[512];
+        long long created, fresh, stale;
+        unsigned cost, flags;
+        unsigned char bytes[1024];
+        size_t i, n;
+        strata__envelope d;
+        if (line[0] == '#' || line[0] == '\n')
+            continue;
+        payload[0] = '\0';
+        if (sscanf(line, "%2047s %u %lld %lld %lld %u %511s", hex, &flags, &created, &fresh, &stale,
+                   &cost, payload) < 6)
+            continue;
+        if (strcmp(payload, "-") == 0)
+            payload[0] = '\0';
+        n = strlen(hex) / 2;
+        for (i = 0; i < n; i++)
+            bytes[i] = (unsigned char)(hexval(hex[2 * i]) * 16 + hexval(hex[2 * i + 1]));
+        CHECK(strata__env_decode((char *)bytes, n, &d) == 0);
+        CHECK(d.flags == flags && d.created_ms == created && d.fresh_until_ms == fresh);
+        CHECK(d.stale_until_ms == stale && d.cost_ms == cost);
+        CHECK(d.payload_len == strlen(payload) && memcmp(d.payload, payload, d.payload_len) == 0);
+        checked++;
+    }
+    fclose(f);
+    CHECK(checked >= 3);
+}
+
+static void freshness_verdicts(void)
+{
+    /* fresh until 1000, stale until 2000 */
+    CHECK(strata__freshness(500, 1000, 2000, 0, 1.0, 0.5) == STRATA__FRESH);
+    CHECK(strata__freshness(1000, 1000, 2000, 0, 1.0, 0.5) == STRATA__STALE);
+    CHECK(strata__freshness(1999, 1000, 2000, 0, 1.0, 0.5) == STRATA__STALE);
+    CHECK(strata__freshness(2000, 1000, 2000, 0, 1.0, 0.5) == STRATA__EXPIRED);
+    CHECK(strata__freshness(500, 1000, 1000, 0, 1.0, 0.5) == STRATA__FRESH);
+}
+
+/* XFetch matches now - cost*beta*ln(u) >= fresh_until for fixed draws. */
+static void xfetch_formula(void)
+{
+    double us[] = {1.0, 0.9, 0.5, 0.1, 0.01, 1e-9};
+    int64_t nows[] = {0, 500, 900, 990, 999};
+    size_t i, j;
+    for (i = 0; i < sizeof us / sizeof us[0]; i++) {
+        for (j = 0; j < sizeof nows / sizeof nows[0]; j++) {
+            double gap = -100.0 * 2.0 * log(us[i]);
+            int want = (double)nows[j] + gap >= 1000.0;
+            strata__verdict v = strata__freshness(nows[j], 1000, 5000, 100, 2.0, us[i]);
+            CHECK((v == STRATA__EARLY_REFRESH) == want);
+            CHECK(v == STRATA__EARLY_REFRESH || v == STRATA__FRESH);
+        }
+    }
+    /* beta 0 or unknown cost: never early */
+    CHECK(strata__freshness(999, 1000, 5000, 100, 0.0, 1e-9) == STRATA__FRESH);
+    CHECK(strata__freshness(999, 1000, 5000, 0, 1.0, 1e-9) == STRATA__FRESH);
+}
+
+static void jitter_bounds(void)
+{
+    CHECK(strata__jitter_ttl(1000, 0, 0.7) == 1000);
+    CHECK(strata__jitter_ttl(1000, 10, 1.0) == 900);
+    CHECK(strata__jitter_ttl(1000, 10, 0.5) == 950);
+    CHECK(strata__jitter_ttl(1, 50, 1.0) == 1);
+    CHECK(strata__jitter_ttl(10, 100, 1.0) >= 1);
+}
+
+int main(int argc, char **argv)
+{
+    static const test_case cases[] = {
+        {"envelope_roundtrip", envelope_roundtrip},
+        {"envelope_rejects_corruption", envelope_rejects_corruption},
+        {"envelope_vectors", envelope_vectors},
+        {"freshness_verdicts", freshness_verdicts},
+        {"xfetch_formula", xfetch_formula},
+        {"jitter_bounds", jitter_bounds},
+    };
+    return test_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
+}
