@@ -1,0 +1,1186 @@
+/*
+ * Memcached backend over libmemcached 1.1 (binary protocol, ketama).
+ *
+ * What memcached lacks and how this file makes up for it (docs/BACKEND-CONTRACT.md):
+ *  - keys: memcached takes 1-250 bytes without whitespace or control bytes, and
+ *    libmemcached aborts the process after some bad keys. Every key that is not
+ *    plainly safe is replaced by "<ns>#H:" + hex(sha256(key)) before it reaches
+ *    the library; nothing is ever truncated.
+ *  - leases: no scripts, so a lease is an `add` of "<ns>#L:<user key>" and the
+ *    write guard is the CAS of the value key seen at acquire time. `del` writes a
+ *    tombstone (an item with TOMB_FLAGS) instead of deleting, so a holder that
+ *    saw "absent" and fills with `add` is refused too; reads treat it as a miss.
+ *  - deadlines: libmemcached's poll timeout bounds each wait; a per-server
+ *    backoff shared by all pooled handles makes a dead server fail at once.
+ */
+#include "backend.h"
+#include "error.h"
+#include "platform/platform.h"
+#include "policy/sha256.h"
+
+#include <libmemcached/memcached.h>
+#include <libmemcached/util.h>
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MC_KEY_MAX 250
+/* Server default item size is 1 MiB including the item header and the key
+ * (1,048,512 value bytes fit with a 4-byte key). 512 bytes cover the header
+ * (about 64) plus the longest key we send (250), so any value up to this
+ * bound fits whatever its key. Checked before sending: a server-side E2BIG
+ * on `set` makes memcached drop the old item, which would change something. */
+#define MC_ITEM_LIMIT ((size_t)1024 * 1024)
+#define MC_MAX_VALUE (MC_ITEM_LIMIT - 512)
+
+/* Item flags mark tombstones: the value bytes stay opaque (any byte string is
+ * a valid envelope to us), so the marker cannot collide with a stored value.
+ * The body is only there to make a tombstone recognisable in a dump. */
+#define TOMB_FLAGS 0x53544d42u /* "STMB" */
+static const char TOMB_VALUE[] = "\xffstrata-tombstone";
+
+#define MAX_RELATIVE_EXPIRY (30 * 24 * 3600) /* beyond this memcached reads unix time */
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 2000
+
+typedef struct mc_server {
+    char name[280];          /* "host:port" for messages */
+    int64_t retry_at_ms;     /* monotonic; 0 = healthy. Atomics. */
+    int64_t backoff_ms;
+} mc_server;
+
+/* Everything that holds sockets. Replaced wholesale in a forked child. */
+typedef struct mc_conns {
+    memcached_pool_st *pool;
+    strata__mutex lock;      /* waits for a free handle with a monotonic deadline */
+    strata__cond cond;
+    unsigned int gen;        /* strata__fork_generation() at creation */
+} mc_conns;
+
+typedef struct mc_backend {
+    strata__backend base;
+    memcached_st *master;    /* configuration only: cloned by the pool, never does I/O */
+    mc_conns *conns;         /* atomic pointer */
+    strata__mutex fork_lock;
+    mc_server *servers;
+    size_t nservers;
+    unsigned int pool_size;
+    int64_t timeout_ms;
+    int64_t max_lease_ttl_ms; /* tombstones outlive every lease handed out (atomic) */
+    char ns[STRATA__MAX_NS + 1];
+    size_t nslen;
+} mc_backend;
+
+/* A key as sent to memcached: always safe, at most 250 bytes. */
+typedef struct mc_key {
+    char buf[MC_KEY_MAX + 1];
+    size_t len;
+    uint32_t server;
+} mc_key;
+
+/* One pooled handle borrowed for the duration of an operation. */
+typedef struct mc_call {
+    mc_backend *b;
+    mc_conns *c;
+    memcached_st *mc;
+} mc_call;
+
+/* ---- keys ---- */
+
+static int key_is_safe(const char *k, size_t n)
+{
+    size_t i;
+    if (n == 0 || n > MC_KEY_MAX)
+        return 0;
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)k[i];
+        if (ch <= 0x20 || ch == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+static void key_from_logical(const mc_backend *b, const char *logical, size_t len, mc_key *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char digest[STRATA__SHA256_LEN];
+    size_t i, o;
+    if (key_is_safe(logical, len)) {
+        memcpy(out->buf, logical, len);
+        out->len = len;
+    } else {
+        /* "#H:" cannot occur in a value key ("<ns>:") or a lease key ("<ns>#L:"),
+         * and the digest covers the whole logical key, tag included. */
+        strata__sha256(logical, len, digest);
+        memcpy(out->buf, b->ns, b->nslen);
+        o = b->nslen;
+        memcpy(out->buf + o, "#H:", 3);
+        o += 3;
+        for (i = 0; i < sizeof digest; i++) {
+            out->buf[o++] = hex[digest[i] >> 4];
+            out->buf[o++] = hex[digest[i] & 15];
+        }
+        out->len = o;
+    }
+    out->buf[out->len] = '\0';
+    out->server = memcached_generate_hash(b->master, out->buf, out->len);
+}
+
+static void value_key(const mc_backend *b, const char *key, size_t keylen, mc_key *out)
+{
+    key_from_logical(b, key, keylen, out);
+}
+
+/* "<ns>#L:<user key>"; a key without the "<ns>:" prefix is taken whole. */
+static int lease_key(const mc_backend *b, const char *key, size_t keylen, mc_key *out)
+{
+    char stack[512];
+    char *buf = stack;
+    const char *user = key;
+    size_t userlen = keylen, len;
+    if (keylen > b->nslen && memcmp(key, b->ns, b->nslen) == 0 && key[b->nslen] == ':') {
+        user = key + b->nslen + 1;
+        userlen = keylen - b->nslen - 1;
+    }
+    len = b->nslen + 3 + userlen;
+    if (len > sizeof stack) {
+        buf = malloc(len);
+        if (buf == NULL)
+            return strata__error(STRATA_ENOMEM, "out of memory building a lease key");
+    }
+    memcpy(buf, b->ns, b->nslen);
+    memcpy(buf + b->nslen, "#L:", 3);
+    memcpy(buf + b->nslen + 3, user, userlen);
+    key_from_logical(b, buf, len, out);
+    if (buf != stack)
+        free(buf);
+    return 0;
+}
+
+/* ---- times ---- */
+
+/* Seconds, rounded up, at least 1; past 30 days memcached wants a unix time. */
+static time_t expiry_from_ms(int64_t ttl_ms)
+{
+    int64_t s;
+    if (ttl_ms <= 0)
+        return 1;
+    if (ttl_ms > (int64_t)100 * 365 * 24 * 3600 * 1000)
+        ttl_ms = (int64_t)100 * 365 * 24 * 3600 * 1000;
+    s = (ttl_ms + 999) / 1000;
+    if (s > MAX_RELATIVE_EXPIRY)
+        s += (int64_t)time(NULL);
+    return (time_t)s;
+}
+
+/* A tombstone must outlive any lease taken before the delete. memcached's
+ * clock ticks in whole seconds, so add one for the tick in progress. */
+static time_t tomb_expiry(mc_backend *b)
+{
+    int64_t ms = strata__atomic_load(&b->max_lease_ttl_ms);
+    if (ms < 1000)
+        ms = 1000;
+    return expiry_from_ms(ms) + 1;
+}
+
+/* ---- per-server backoff ---- */
+
+static const char *server_name(const mc_backend *b, uint32_t idx)
+{
+    return idx < b->nservers ? b->servers[idx].name : "(unknown server)";
+}
+
+static int server_check(mc_backend *b, uint32_t idx)
+{
+    int64_t at, now;
+    if (idx >= b->nservers)
+        return 0;
+    at = strata__atomic_load(&b->servers[idx].retry_at_ms);
+    if (at == 0)
+        return 0;
+    now = strata__now_mono_ms();
+    if (now >= at)
+        return 0;
+    return strata__error(STRATA_EBACKEND, "memcached %s: reconnect backoff (%" PRId64 " ms left)",
+                         b->servers[idx].name, at - now);
+}
+
+static void server_failed(mc_backend *b, uint32_t idx)
+{
+    mc_server *s;
+    int64_t backoff;
+    if (idx >= b->nservers)
+        return;
+    s = &b->servers[idx];
+    /* Racy doubling between threads is harmless: any value in range will do. */
+    backoff = strata__atomic_load(&s->backoff_ms);
+    backoff = backoff == 0 ? BACKOFF_MIN_MS : backoff * 2;
+    if (backoff > BACKOFF_MAX_MS)
+        backoff = BACKOFF_MAX_MS;
+    strata__atomic_store(&s->backoff_ms, backoff);
+    strata__atomic_store(&s->retry_at_ms, strata__now_mono_ms() + backoff);
+}
+
+static void server_ok(mc_backend *b, uint32_t idx)
+{
+    if (idx < b->nservers && strata__atomic_load(&b->servers[idx].backoff_ms) != 0) {
+        strata__atomic_store(&b->servers[idx].retry_at_ms, 0);
+        strata__atomic_store(&b->servers[idx].backoff_ms, 0);
+    }
+}
+
+/* ---- error mapping ---- */
+
+/* Outcomes after which the connection is known to be in step with the server. */
+static int rc_in_sync(memcached_return_t rc)
+{
+    switch (rc) {
+    case MEMCACHED_SUCCESS:
+    case MEMCACHED_NOTFOUND:
+    case MEMCACHED_DATA_EXISTS:
+    case MEMCACHED_NOTSTORED:
+    case MEMCACHED_STORED:
+    case MEMCACHED_DELETED:
+    case MEMCACHED_END:
+    case MEMCACHED_E2BIG:
+    case MEMCACHED_SERVER_MARKED_DEAD:        /* no socket was used */
+    case MEMCACHED_SERVER_TEMPORARILY_DISABLED:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Failures of the server or the path to it (as opposed to refusals). */
+static int rc_is_connection(memcached_return_t rc)
+{
+    switch (rc) {
+    case MEMCACHED_TIMEOUT:
+    case MEMCACHED_CONNECTION_FAILURE:
+    case MEMCACHED_CONNECTION_BIND_FAILURE:
+    case MEMCACHED_HOST_LOOKUP_FAILURE:
+    case MEMCACHED_WRITE_FAILURE:
+    case MEMCACHED_READ_FAILURE:
+    case MEMCACHED_UNKNOWN_READ_FAILURE:
+    case MEMCACHED_PROTOCOL_ERROR:
+    case MEMCACHED_ERRNO:
+    case MEMCACHED_SERVER_MARKED_DEAD:
+    case MEMCACHED_SERVER_TEMPORARILY_DISABLED:
+    case MEMCACHED_SOME_ERRORS:
+    case MEMCACHED_NO_SERVERS:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Records the error, backs the server off, and drops this handle's sockets
+ * when a reply may still be in flight (a later call would read it as its own). */
+static int call_fail(mc_call *call, memcached_return_t rc, uint32_t idx, const char *op)
+{
+    char detail[256];
+    const char *server;
+    const memcached_instance_st *inst;
+    int code = rc == MEMCACHED_TIMEOUT ? STRATA_ETIMEOUT : STRATA_EBACKEND;
+
+    snprintf(detail, sizeof detail, "%s", memcached_last_error_message(call->mc));
+    if (idx >= call->b->nservers) {
+        /* Multi-server calls: name the server libmemcached last gave up on. */
+        char buf[280];
+        inst = memcached_server_get_last_disconnect(call->mc);
+        if (inst) {
+            snprintf(buf, sizeof buf, "%s:%u", memcached_server_name(inst),
+                     (unsigned)memcached_server_port(inst));
+            for (idx = 0; idx < call->b->nservers; idx++)
+                if (strcmp(call->b->servers[idx].name, buf) == 0)
+                    break;
+        }
+    }
+    server = server_name(call->b, idx);
+    if (rc_is_connection(rc))
+        server_failed(call->b, idx);
+    if (!rc_in_sync(rc))
+        memcached_quit(call->mc);
+    return strata__error(code, "memcached %s: %s: %s (%s)", server, op,
+                         memcached_strerror(call->mc, rc), detail);
+}
+
+static int too_big(size_t vallen)
+{
+    return strata__error(STRATA_ETOOBIG,
+                         "memcached: value of %zu bytes exceeds the item limit (%zu bytes)",
+                         vallen, (size_t)MC_MAX_VALUE);
+}
+
+/* ---- connections ---- */
+
+static mc_conns *conns_new(mc_backend *b)
+{
+    mc_conns *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->gen = strata__fork_generation();
+    c->pool = memcached_pool_create(b->master, 1, b->pool_size);
+    if (c->pool == NULL) {
+        free(c);
+        return NULL;
+    }
+    if (strata__mutex_init(&c->lock) != 0) {
+        memcached_pool_destroy(c->pool);
+        free(c);
+        return NULL;
+    }
+    if (strata__cond_init(&c->cond) != 0) {
+        strata__mutex_destroy(&c->lock);
+        memcached_pool_destroy(c->pool);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void conns_free(mc_conns *c)
+{
+    /* memcached_pool_destroy() does not free the master (not owned by the pool). */
+    memcached_pool_destroy(c->pool);
+    strata__cond_destroy(&c->cond);
+    strata__mutex_destroy(&c->lock);
+    free(c);
+}
+
+/*
+ * After fork() the child must not touch the parent's pool: its handles hold the
+ * parent's sockets (a QUIT from the child would close the parent's connections
+ * on the server side) and its mutex may have been copied locked. So the child
+ * builds a fresh pool from the master (which never did I/O) and deliberately
+ * leaks the old one: a few hundred bytes and pool_size * nservers descriptors
+ * per fork generation, which is the price of never writing to a shared socket.
+ */
+static mc_conns *conns_current(mc_backend *b)
+{
+    mc_conns *c = strata__atomic_load(&b->conns);
+    unsigned int gen = strata__fork_generation();
+    if (c->gen == gen)
+        return c;
+    strata__mutex_lock(&b->fork_lock);
+    c = strata__atomic_load(&b->conns);
+    if (c->gen != gen) {
+        mc_conns *fresh = conns_new(b);
+        if (fresh == NULL) {
+            strata__mutex_unlock(&b->fork_lock);
+            return NULL;
+        }
+        strata__atomic_store(&b->conns, fresh);
+        c = fresh;
+    }
+    strata__mutex_unlock(&b->fork_lock);
+    return c;
+}
+
+static int call_begin(mc_backend *b, mc_call *call)
+{
+    static struct timespec no_wait = {0, 0};
+    memcached_return_t rc = MEMCACHED_SUCCESS;
+    int64_t deadline;
+    mc_conns *c = conns_current(b);
+
+    call->b = b;
+    call->mc = NULL;
+    call->c = c;
+    if (c == NULL)
+        return strata__error(STRATA_ENOMEM, "memcached: out of memory creating the connection pool");
+
+    /* libmemcached's own timed fetch rounds its deadline to wall-clock seconds;
+     * poll without waiting and wait here on the monotonic clock instead. */
+    deadline = strata__now_mono_ms() + b->timeout_ms;
+    strata__mutex_lock(&c->lock);
+    for (;;) {
+        call->mc = memcached_pool_fetch(c->pool, &no_wait, &rc);
+        if (call->mc != NULL)
+            break;
+        if (rc != MEMCACHED_NOTFOUND && rc != MEMCACHED_SUCCESS) {
+            strata__mutex_unlock(&c->lock);
+            return strata__error(STRATA_EBACKEND, "memcached: connection pool: %s",
+                                 memcached_strerror(NULL, rc));
+        }
+        if (rc == MEMCACHED_SUCCESS) { /* grow failed: out of memory */
+            strata__mutex_unlock(&c->lock);
+            return strata__error(STRATA_ENOMEM, "memcached: out of memory growing the pool");
+        }
+        if (strata__cond_wait_until(&c->cond, &c->lock, deadline) &&
+            strata__now_mono_ms() >= deadline) {
+            call->mc = memcached_pool_fetch(c->pool, &no_wait, &rc);
+            if (call->mc != NULL)
+                break;
+            strata__mutex_unlock(&c->lock);
+            return strata__error(STRATA_ETIMEOUT,
+                                 "memcached: all %u pooled connections busy for %" PRId64 " ms",
+                                 b->pool_size, b->timeout_ms);
+        }
+    }
+    strata__mutex_unlock(&c->lock);
+    return 0;
+}
+
+static void call_end(mc_call *call)
+{
+    if (call->mc == NULL)
+        return;
+    memcached_pool_release(call->c->pool, call->mc);
+    /* Taking the lock orders this signal after a waiter's failed fetch. */
+    strata__mutex_lock(&call->c->lock);
+    strata__cond_signal(&call->c->cond);
+    strata__mutex_unlock(&call->c->lock);
+    call->mc = NULL;
+}
+
+/* ---- primitives on a borrowed handle ---- */
+
+typedef struct mc_item {
+    int found;
+    uint32_t flags;
+    uint64_t cas;
+} mc_item;
+
+/* Reads one key with its CAS and flags; the value goes to out when non-NULL.
+ * 0, or an error. */
+static int item_get(mc_call *call, const mc_key *k, mc_item *item, strata__bytes *out,
+                    const char *op)
+{
+    memcached_result_st res;
+    memcached_return_t rc;
+    const char *keys[1];
+    size_t lens[1];
+    int err = 0;
+
+    item->found = 0;
+    keys[0] = k->buf;
+    lens[0] = k->len;
+    rc = memcached_mget(call->mc, keys, lens, 1);
+    if (rc != MEMCACHED_SUCCESS)
+        return call_fail(call, rc, k->server, op);
+    if (memcached_result_create(call->mc, &res) == NULL)
+        return strata__error(STRATA_ENOMEM, "memcached: out of memory");
+    /* Read to the end (NULL + NOTFOUND) so the handle is ready for the next command. */
+    while (memcached_fetch_result(call->mc, &res, &rc) != NULL) {
+        if (item->found || err)
+            continue;
+        item->found = 1;
+        item->flags = memcached_result_flags(&res);
+        item->cas = memcached_result_cas(&res);
+        if (out && item->flags != TOMB_FLAGS)
+            err = strata__bytes_set(out, memcached_result_value(&res), memcached_result_length(&res));
+    }
+    memcached_result_free(&res);
+    if (rc != MEMCACHED_NOTFOUND && rc != MEMCACHED_END && rc != MEMCACHED_SUCCESS)
+        return call_fail(call, rc, k->server, op);
+    if (err)
+        return err;
+    server_ok(call->b, k->server);
+    return 0;
+}
+
+/* Delete, ignoring "not there". */
+static int item_delete(mc_call *call, const mc_key *k, const char *op)
+{
+    memcached_return_t rc = memcached_delete(call->mc, k->buf, k->len, 0);
+    if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND && rc != MEMCACHED_DELETED)
+        return call_fail(call, rc, k->server, op);
+    server_ok(call->b, k->server);
+    return 0;
+}
+
+static int store_failed(mc_call *call, memcached_return_t rc, const mc_key *k, size_t vallen,
+                        const char *op)
+{
+    if (rc == MEMCACHED_E2BIG) {
+        call_fail(call, rc, k->server, op); /* keeps the connection checks in one place */
+        return strata__error(STRATA_ETOOBIG,
+                             "memcached %s: value of %zu bytes refused as too large (limit %zu)",
+                             server_name(call->b, k->server), vallen, (size_t)MC_MAX_VALUE);
+    }
+    return call_fail(call, rc, k->server, op);
+}
+
+static int value_set(mc_call *call, const mc_key *k, const char *val, size_t vallen, int64_t ttl_ms)
+{
+    memcached_return_t rc = memcached_set(call->mc, k->buf, k->len, val, vallen,
+                                          expiry_from_ms(ttl_ms), 0);
+    if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_STORED)
+        return store_failed(call, rc, k, vallen, "set");
+    server_ok(call->b, k->server);
+    return 0;
+}
+
+/* "<16 hex token>:<wall-clock expiry ms>": the expiry gives losers a wait_ms
+ * (libmemcached cannot ask for an item's remaining TTL). */
+static int lease_format(char *buf, size_t size, uint64_t token, int64_t ttl_ms)
+{
+    return snprintf(buf, size, "%016" PRIx64 ":%" PRId64, token, strata__now_wall_ms() + ttl_ms);
+}
+
+static int lease_parse(const char *v, size_t len, uint64_t *token, int64_t *expires_ms)
+{
+    char buf[64];
+    unsigned long long t;
+    long long e;
+    if (len == 0 || len >= sizeof buf)
+        return -1;
+    memcpy(buf, v, len);
+    buf[len] = '\0';
+    if (sscanf(buf, "%16llx:%lld", &t, &e) != 2)
+        return -1;
+    *token = (uint64_t)t;
+    *expires_ms = (int64_t)e;
+    return 0;
+}
+
+/* Is the lease on lk held by token? 1 yes, 0 no, or an error. */
+static int lease_is_ours(mc_call *call, const mc_key *lk, uint64_t token, int64_t *expires_ms)
+{
+    strata__bytes v = {0, 0, 0};
+    mc_item item;
+    uint64_t held;
+    int64_t exp = 0;
+    int rc = item_get(call, lk, &item, &v, "lease read");
+    if (rc < 0) {
+        strata__bytes_free(&v);
+        return rc;
+    }
+    rc = item.found && lease_parse(v.data, v.len, &held, &exp) == 0 && held == token;
+    if (expires_ms)
+        *expires_ms = item.found ? exp : 0;
+    strata__bytes_free(&v);
+    return rc;
+}
+
+/* ---- ops ---- */
+
+static int mc_get(strata__backend *base, const char *key, size_t keylen, strata__bytes *out)
+{
+    mc_backend *b = (mc_backend *)base;
+    mc_call call;
+    mc_key k;
+    mc_item item;
+    int rc;
+    value_key(b, key, keylen, &k);
+    if ((rc = server_check(b, k.server)) < 0)
+        return rc;
+    if ((rc = call_begin(b, &call)) < 0)
+        return rc;
+    rc = item_get(&call, &k, &item, out, "get");
+    call_end(&call);
+    if (rc < 0)
+        return rc;
+    return item.found && item.flags != TOMB_FLAGS ? 0 : STRATA_MISS;
+}
+
+typedef struct mc_slot {
+    mc_key key;
+    size_t index;
+} mc_slot;
+
+static int slot_cmp(const void *a, const void *b)
+{
+    const mc_slot *x = a, *y = b;
+    size_t n = x->key.len < y->key.len ? x->key.len : y->key.len;
+    int c = memcmp(x->key.buf, y->key.buf, n);
+    if (c)
+        return c;
+    return x->key.len < y->key.len ? -1 : x->key.len > y->key.len;
+}
+
+static int mc_get_many(strata__backend *base, size_t n, const char *const *keys,
+                       const size_t *keylens, strata__bytes *outs, int *rcs)
+{
+    mc_backend *b = (mc_backend *)base;
+    mc_slot *slots = NULL;
+    const char **ukeys = NULL;
+    size_t *ulens = NULL, *ufirst = NULL;
+    size_t i, nu = 0;
+    memcached_result_st res;
+    memcached_return_t mrc;
+    mc_call call;
+    int rc = 0, res_ready = 0;
+
+    for (i = 0; i < n; i++)
+        rcs[i] = STRATA_MISS;
+    if (n == 0)
+        return 0;
+
+    slots = malloc(n * sizeof *slots);
+    ukeys = malloc(n * sizeof *ukeys);
+    ulens = malloc(n * sizeof *ulens);
+    ufirst = malloc(n * sizeof *ufirst);
+    if (!slots || !ukeys || !ulens || !ufirst) {
+        rc = strata__error(STRATA_ENOMEM, "out of memory in get_many (%zu keys)", n);
+        goto done;
+    }
+    for (i = 0; i < n; i++) {
+        value_key(b, keys[i], keylens[i], &slots[i].key);
+        slots[i].index = i;
+        if ((rc = server_check(b, slots[i].key.server)) < 0)
+            goto done;
+    }
+    /* Sorted, repeated keys sit together: send each once, fan results out. */
+    qsort(slots, n, sizeof *slots, slot_cmp);
+    for (i = 0; i < n; i++) {
+        if (i > 0 && slot_cmp(&slots[i - 1], &slots[i]) == 0)
+            continue;
+        ukeys[nu] = slots[i].key.buf;
+        ulens[nu] = slots[i].key.len;
+        ufirst[nu] = i;
+        nu++;
+    }
+
+    if ((rc = call_begin(b, &call)) < 0)
+        goto done;
+    mrc = memcached_mget(call.mc, ukeys, ulens, nu);
+    if (mrc != MEMCACHED_SUCCESS) {
+        rc = call_fail(&call, mrc, UINT32_MAX, "get_many");
+        call_end(&call);
+        goto done;
+    }
+    if (memcached_result_create(call.mc, &res) == NULL) {
+        memcached_quit(call.mc); /* replies are queued on the sockets */
+        call_end(&call);
+        rc = strata__error(STRATA_ENOMEM, "memcached: out of memory");
+        goto done;
+    }
+    res_ready = 1;
+    while (memcached_fetch_result(call.mc, &res, &mrc) != NULL) {
+        mc_slot probe, *hit;
+        size_t klen = memcached_result_key_length(&res), j;
+        if (rc < 0 || klen > MC_KEY_MAX || memcached_result_flags(&res) == TOMB_FLAGS)
+            continue;
+        memcpy(probe.key.buf, memcached_result_key_value(&res), klen);
+        probe.key.len = klen;
+        hit = bsearch(&probe, slots, n, sizeof *slots, slot_cmp);
+        if (hit == NULL)
+            continue;
+        /* bsearch may land anywhere in a run of equal keys. */
+        while (hit > slots && slot_cmp(hit - 1, &probe) == 0)
+            hit--;
+        for (j = (size_t)(hit - slots); j < n && slot_cmp(&slots[j], &probe) == 0; j++) {
+            size_t at = slots[j].index;
+            int src = strata__bytes_set(&outs[at], memcached_result_value(&res),
+                                        memcached_result_length(&res));
+            if (src < 0) {
+                rc = src;
+                break;
+            }
+            rcs[at] = 0;
+        }
+    }
+    if (mrc != MEMCACHED_NOTFOUND && mrc != MEMCACHED_END && mrc != MEMCACHED_SUCCESS)
+        rc = call_fail(&call, mrc, UINT32_MAX, "get_many");
+    else if (rc == 0)
+        for (i = 0; i < nu; i++)
+            server_ok(b, slots[ufirst[i]].key.server);
+    call_end(&call);
+
+done:
+    if (res_ready)
+        memcached_result_free(&res);
+    if (rc < 0)
+        for (i = 0; i < n; i++)
+            rcs[i] = STRATA_MISS;
+    free(slots);
+    free(ukeys);
+    free(ulens);
+    free(ufirst);
+    return rc;
+}
+
+/* Write the value, then drop any lease so the next reader can lead at once;
+ * the holder's fill fails anyway because the CAS changed. A failure to drop
+ * the lease is not the caller's problem (it expires by itself). */
+static int set_on(mc_call *call, const char *key, size_t keylen, const char *val, size_t vallen,
+                  int64_t ttl_ms)
+{
+    mc_backend *b = call->b;
+    mc_key k, lk;
+    int rc;
+    if (vallen > MC_MAX_VALUE)
+        return too_big(vallen);
+    value_key(b, key, keylen, &k);
+    if ((rc = server_check(b, k.server)) < 0)
+        return rc;
+    if ((rc = value_set(call, &k, val, vallen, ttl_ms)) < 0)
+        return rc;
+    if (lease_key(b, key, keylen, &lk) == 0 && server_check(b, lk.server) == 0)
+        (void)item_delete(call, &lk, "set (dropping the lease)");
+    strata__error_clear();
+    return 0;
+}
+
+static int mc_set(strata__backend *base, const char *key, size_t keylen,
+                  const char *val, size_t vallen, int64_t ttl_ms)
+{
+    mc_backend *b = (mc_backend *)base;
+    mc_call call;
+    int rc;
+    if (vallen > MC_MAX_VALUE)
+        return too_big(vallen);
+    if ((rc = call_begin(b, &call)) < 0)
+        return rc;
+    rc = set_on(&call, key, keylen, val, vallen, ttl_ms);
+    call_end(&call);
+    return rc;
+}
+
+/* Not pipelined: libmemcached's buffered mode reports errors of earlier
+ * commands late and per handle, which would break "first error" reporting. */
+static int mc_set_many(strata__backend *base, size_t n, const char *const *keys,
+                       const size_t *keylens, const char *const *vals,
+                       const size_t *vallens, const int64_t *ttls_ms)
+{
+    mc_backend *b = (mc_backend *)base;
+    mc_call call;
+    size_t i;
+    int rc, first = 0;
+    for (i = 0; i < n; i++)
+        if (vallens[i] > MC_MAX_VALUE)
+            return too_big(vallens[i]);
+    if (n == 0)
+        return 0;
+    if ((rc = call_begin(b, &call)) < 0)
+        return rc;
+    for (i = 0; i < n; i++) {
+        rc = set_on(&call, keys[i], keylens[i], vals[i], vallens[i], ttls_ms[i]);
+        if (rc < 0 && first == 0)
+            first = rc;
+    }
+    call_end(&call);
+    return first;
+}
+
+static int mc_del(strata__backend *base, const char *key, size_t keylen)
+{
+    mc_backend *b = (mc_backend *)base;
+    mc_call call;
+    mc_key k, lk;
+    mc_item item;
+    memcached_return_t mrc;
+    int rc;
+
+    value_key(b, key, keylen, &k);
+    if ((rc = server_check(b, k.server)) < 0)
+        return rc;
+    if ((rc = call_begin(b, &call)) < 0)
+        return rc;
+    /* The read only decides 0 vs MISS; the tombstone is written either way,
+     * replacing any value and any older tombstone (new CAS, lease fills fail). */
+    rc = item_get(&call, &k, &item, NULL, "delete");
+    if (rc == 0) {
+        mrc = memcached_set(call.mc, k.buf, k.len, TOMB_VALUE, sizeof TOMB_VALUE - 1,
+                            tomb_expiry(b), TOMB_FLAGS);
+        if (mrc != MEMCACHED_SUCCESS && mrc != MEMCACHED_STORED)
+            rc = call_fail(&call, mrc, k.server, "delete (tombstone)");
+    }
+    if (rc == 0 && lease_key(b, key, keylen, &lk) == 0 && server_check(b, lk.server) == 0)
+        (void)item_delete(&call, &lk, "delete (dropping the lease)");
+    call_end(&call);
+    if (rc < 0)
+        return rc;
+    strata__error_clear();
+    return item.found && item.flags != TOMB_FLAGS ? 0 : STRATA_MISS;
+}
+
+static int mc_touch(strata__backend *base, const char *key, size_t keylen, int64_t ttl_ms)
+{
+    mc_backend *b = (mc_backend *)base;
+    mc_call call;
+    mc_key k;
+    mc_item item;
+    memcached_return_t mrc;
+    int rc;
+
+    value_key(b, key, keylen, &k);
+    if ((rc = server_check(b, k.server)) < 0)
+        return rc;
+    if ((rc = call_begin(b, &call)) < 0)
+        return rc;
+    /* A tombstone is a miss and must keep its own expiry. */
+    rc = item_get(&call, &k, &item, NULL, "touch");
+    if (rc == 0 && (!item.found || item.flags == TOMB_FLAGS)) {
+        rc = STRATA_MISS;
+    } else if (rc == 0) {
+        mrc = memcached_touch(call.mc, k.buf, k.len, expiry_from_ms(ttl_ms));
+        if (mrc == MEMCACHED_NOTFOUND)
+            rc = STRATA_MISS;
+        else if (mrc != MEMCACHED_SUCCESS)
+            rc = call_fail(&call, mrc, k.server, "touch");
+    }
+    call_end(&call);
+    return rc;
+}
+
+static int mc_lease_acquire(strata__backend *base, const char *key, size_t keylen,
+                            uint64_t token, int64_t lease_ttl_ms,
+                            uint64_t *guard, int64_t *wait_ms)
+{
+    mc_backend *b = (mc_backend *)base;
+    mc_call call;
+    mc_key k, lk;
+    mc_item item;
+    char lv[64];
+    int lvlen, attempt, rc;
+    int64_t seen;
+
+    if (lease_ttl_ms <= 0)
+        lease_ttl_ms = 1;
+    /* Remember the longest lease so tombstones outlive it. */
+    seen = strata__atomic_load(&b->max_lease_ttl_ms);
+    while (lease_ttl_ms > seen && !strata__atomic_cas(&b->max_lease_ttl_ms, &seen, lease_ttl_ms))
+        ;
+    value_key(b, key, keylen, &k);
+    if ((rc = lease_key(b, key, keylen, &lk)) < 0)
+        return rc;
+    if ((rc = server_check(b, lk.server)) < 0 || (rc = server_check(b, k.server)) < 0)
+        return rc;
+    if ((rc = call_begin(b, &call)) < 0)
+        return rc;
+
+    lvlen = lease_format(lv, sizeof lv, token, lease_ttl_ms);
+    rc = STRATA_MISS_WAIT;
+    *wait_ms = 1;
+    for (attempt = 0; attempt < 2; attempt++) {
+        int64_t expires = 0;
+        memcached_return_t mrc = memcached_add(call.mc, lk.buf, lk.len, lv, (size_t)lvlen,
+                                               expiry_from_ms(lease_ttl_ms), 0);
+        if (mrc == MEMCACHED_SUCCESS || mrc == MEMCACHED_STORED) {
+            /* Won: the guard is whatever is under the value key now, tombstone
+             * included (so filling over a tombstone needs no add). */
+            rc = item_get(&call, &k, &item, NULL, "lease acquire (reading the guard)");
+            if (rc < 0) {
+                (void)item_delete(&call, &lk, "lease acquire (undo)");
+                break;
+            }
+            *guard = item.found ? item.cas : 0;
+            rc = 0;
+            break;
+        }
+        if (mrc != MEMCACHED_DATA_EXISTS && mrc != MEMCACHED_NOTSTORED) {
+            rc = call_fail(&call, mrc, lk.server, "lease acquire");
+            break;
+        }
+        /* Lost: report how long the holder has left. */
+        rc = lease_is_ours(&call, &lk, token, &expires);
+        if (rc < 0)
+            break;
+        if (expires == 0)
+            continue; /* released or expired in between: try again */
+        *wait_ms = expires - strata__now_wall_ms();
+        if (*wait_ms < 1)
+            *wait_ms = 1;
+        if (*wait_ms > lease_ttl_ms)
+            *wait_ms = lease_ttl_ms;
+        rc = STRATA_MISS_WAIT;
+        break;
+    }
+    call_end(&call);
+    return rc;
+}
+
+static int mc_lease_fill(strata__backend *base, const char *key, size_t keylen,
+                         uint64_t token, uint64_t guard,
+                         const char *val, size_t vallen, int64_t ttl_ms)
+{
+    mc_backend *b = (mc_backend *)base;
+    mc_call call;
+    mc_key k, lk;
+    memcached_return_t mrc;
+    int rc, ours;
+
+    if (vallen > MC_MAX_VALUE)
+        return too_big(vallen);
+    value_key(b, key, keylen, &k);
+    if ((rc = lease_key(b, key, keylen, &lk)) < 0)
+        return rc;
+    if ((rc = server_check(b, lk.server)) < 0 || (rc = server_check(b, k.server)) < 0)
+        return rc;
+    if ((rc = call_begin(b, &call)) < 0)
+        return rc;
+
+    ours = lease_is_ours(&call, &lk, token, NULL);
+    if (ours < 0) {
+        call_end(&call);
+        return ours;
+    }
+    if (!ours) {
+        call_end(&call);
+        return strata__error(STRATA_ELEASE, "memcached: lease lost (expired, or taken "
+                             "over after a write) before the fill");
+    }
+    if (guard != 0)
+        mrc = memcached_cas(call.mc, k.buf, k.len, val, vallen, expiry_from_ms(ttl_ms), 0, guard);
+    else
+        mrc = memcached_add(call.mc, k.buf, k.len, val, vallen, expiry_from_ms(ttl_ms), 0);
+    if (mrc == MEMCACHED_SUCCESS || mrc == MEMCACHED_STORED) {
+        rc = 0;
+    } else if (mrc == MEMCACHED_DATA_EXISTS || mrc == MEMCACHED_NOTSTORED ||
+               mrc == MEMCACHED_NOTFOUND) {
+        rc = strata__error(STRATA_ELEASE, "memcached: fill refused: the key was written or "
+                           "deleted after the lease was taken");
+    } else {
+        rc = store_failed(&call, mrc, &k, vallen, "lease fill");
+    }
+    /* Give the lease back either way. Between the check above and this delete
+     * the lease may have expired and gone to someone else; deleting theirs
+     * only lets a third caller lead early. Their fill still fails on the CAS,
+     * so this weakens stampede protection in a corner, never write safety. */
+    if (rc != STRATA_ETIMEOUT && rc != STRATA_EBACKEND && server_check(b, lk.server) == 0)
+        (void)item_delete(&call, &lk, "lease fill (release)"); /* else it expires by itself */
+    call_end(&call);
+    if (rc == 0)
+        strata__error_clear();
+    return rc;
+}
+
+static int mc_lease_release(strata__backend *base, const char *key, size_t keylen, uint64_t token)
+{
+    mc_backend *b = (mc_backend *)base;
+    mc_call call;
+    mc_key lk;
+    int rc;
+    if ((rc = lease_key(b, key, keylen, &lk)) < 0)
+        return rc;
+    if ((rc = server_check(b, lk.server)) < 0)
+        return rc;
+    if ((rc = call_begin(b, &call)) < 0)
+        return rc;
+    rc = lease_is_ours(&call, &lk, token, NULL);
+    if (rc > 0)
+        rc = item_delete(&call, &lk, "lease release");
+    call_end(&call);
+    return rc < 0 ? rc : 0;
+}
+
+static int mc_incr(strata__backend *base, const char *key, size_t keylen,
+                   int64_t delta, int64_t *out)
+{
+    mc_backend *b = (mc_backend *)base;
+    mc_call call;
+    mc_key k;
+    mc_item item;
+    uint64_t value = 0, mag;
+    int rc = 0, attempt;
+
+    value_key(b, key, keylen, &k);
+    if ((rc = server_check(b, k.server)) < 0)
+        return rc;
+    if ((rc = call_begin(b, &call)) < 0)
+        return rc;
+    /* memcached counters are unsigned 64-bit and a decrement stops at 0. */
+    mag = delta < 0 ? (uint64_t)(-(delta + 1)) + 1 : (uint64_t)delta;
+    for (attempt = 0; attempt < 3; attempt++) {
+        memcached_return_t mrc;
+        /* Created at "0" with no expiry; losing the add just means it exists. */
+        mrc = memcached_add(call.mc, k.buf, k.len, "0", 1, 0, 0);
+        if (mrc != MEMCACHED_SUCCESS && mrc != MEMCACHED_STORED &&
+            mrc != MEMCACHED_DATA_EXISTS && mrc != MEMCACHED_NOTSTORED) {
+            rc = call_fail(&call, mrc, k.server, "incr (create)");
+            break;
+        }
+        if (delta >= 0)
+            mrc = memcached_increment_by_key(call.mc, k.buf, k.len, k.buf, k.len, mag, &value);
+        else
+            mrc = memcached_decrement_by_key(call.mc, k.buf, k.len, k.buf, k.len, mag, &value);
+        if (mrc == MEMCACHED_SUCCESS) {
+            rc = 0;
+            break;
+        }
+        if (mrc == MEMCACHED_NOTFOUND)
+            continue; /* evicted between add and incr */
+        if (rc_is_connection(mrc) && mrc != MEMCACHED_UNKNOWN_READ_FAILURE) {
+            rc = call_fail(&call, mrc, k.server, "incr");
+            break;
+        }
+        /* Refused as non-numeric (libmemcached 1.1 reports the binary DELTA_BADVAL
+         * status as UNKNOWN_READ_FAILURE). Not a server fault, so no backoff; the
+         * sockets are dropped anyway, since it is unclear how much was read.
+         * A deleted counter's tombstone restarts at 0. */
+        if (!rc_in_sync(mrc))
+            memcached_quit(call.mc);
+        rc = item_get(&call, &k, &item, NULL, "incr");
+        if (rc < 0)
+            break;
+        if (item.found && item.flags == TOMB_FLAGS) {
+            mrc = memcached_cas(call.mc, k.buf, k.len, "0", 1, 0, 0, item.cas);
+            if (mrc == MEMCACHED_SUCCESS || mrc == MEMCACHED_DATA_EXISTS ||
+                mrc == MEMCACHED_NOTFOUND || mrc == MEMCACHED_STORED)
+                continue;
+            rc = call_fail(&call, mrc, k.server, "incr (replacing a tombstone)");
+            break;
+        }
+        rc = strata__error(STRATA_EBACKEND, "memcached %s: incr: the key holds a non-numeric value",
+                           server_name(b, k.server));
+        break;
+    }
+    if (rc == 0 && attempt == 3)
+        rc = strata__error(STRATA_EBACKEND, "memcached %s: incr: counter kept disappearing",
+                           server_name(b, k.server));
+    call_end(&call);
+    if (rc == 0) {
+        server_ok(b, k.server);
+        *out = value > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)value;
+    }
+    return rc;
+}
+
+static size_t mc_max_value_size(strata__backend *base)
+{
+    (void)base;
+    return MC_MAX_VALUE;
+}
+
+static void mc_close(strata__backend *base)
+{
+    mc_backend *b = (mc_backend *)base;
+    mc_conns *c;
+    if (b == NULL)
+        return;
+    c = strata__atomic_load(&b->conns);
+    /* A pool inherited across fork() is the parent's: leave it alone (see conns_current). */
+    if (c != NULL && c->gen == strata__fork_generation())
+        conns_free(c);
+    memcached_free(b->master);
+    strata__mutex_destroy(&b->fork_lock);
+    free(b->servers);
+    free(b);
+}
+
+static const strata__backend_ops mc_ops = {
+    "memcached",
+    mc_close,
+    mc_get,
+    mc_get_many,
+    mc_set,
+    mc_set_many,
+    mc_del,
+    mc_touch,
+    mc_lease_acquire,
+    mc_lease_fill,
+    mc_lease_release,
+    mc_incr,
+    mc_max_value_size
+};
+
+static int behave(memcached_st *m, memcached_behavior_t flag, uint64_t value, const char *name)
+{
+    memcached_return_t rc = memcached_behavior_set(m, flag, value);
+    if (rc != MEMCACHED_SUCCESS)
+        return strata__error(STRATA_EBACKEND, "memcached: setting %s failed: %s", name,
+                             memcached_strerror(m, rc));
+    return 0;
+}
+
+int strata__backend_memcached_open(strata__backend **out, const strata__config *cfg)
+{
+    mc_backend *b;
+    size_t i;
+    int rc = 0;
+    int64_t timeout, connect_timeout;
+
+    *out = NULL;
+    if (cfg->nservers == 0 || cfg->nservers > STRATA__MAX_SERVERS)
+        return strata__error(STRATA_EINVAL, "memcached: %zu servers given (1-%d allowed)",
+                             cfg->nservers, STRATA__MAX_SERVERS);
+    if (cfg->nslen > STRATA__MAX_NS)
+        return strata__error(STRATA_EINVAL, "memcached: namespace longer than %d bytes",
+                             STRATA__MAX_NS);
+    timeout = cfg->opts.timeout_ms > 0 ? cfg->opts.timeout_ms : 250;
+    connect_timeout = cfg->opts.connect_timeout_ms > 0 ? cfg->opts.connect_timeout_ms : 1000;
+
+    b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return strata__error(STRATA_ENOMEM, "out of memory opening memcached");
+    b->base.ops = &mc_ops;
+    b->nservers = cfg->nservers;
+    b->pool_size = cfg->opts.pool_size > 0 ? cfg->opts.pool_size : 1;
+    b->timeout_ms = timeout;
+    b->max_lease_ttl_ms = cfg->opts.lease_ttl_ms > 0 ? cfg->opts.lease_ttl_ms : 1000;
+    memcpy(b->ns, cfg->ns, cfg->nslen);
+    b->ns[cfg->nslen] = '\0';
+    b->nslen = cfg->nslen;
+    if (strata__mutex_init(&b->fork_lock) != 0) {
+        free(b);
+        return strata__error(STRATA_ENOMEM, "memcached: cannot create a mutex");
+    }
+    b->servers = calloc(cfg->nservers, sizeof *b->servers);
+    b->master = memcached_create(NULL);
+    if (b->servers == NULL || b->master == NULL) {
+        rc = strata__error(STRATA_ENOMEM, "out of memory opening memcached");
+        goto fail;
+    }
+
+    /* Binary protocol: CAS and the losing-add code are as documented, and keys
+     * are length-prefixed. Ketama: adding or losing a server moves few keys.
+     * No auto-ejection: rehashing a dead server's keys elsewhere would split a
+     * key's value, lease and tombstone across servers when it comes back. */
+    if ((rc = behave(b->master, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1, "binary protocol")) < 0 ||
+        (rc = behave(b->master, MEMCACHED_BEHAVIOR_DISTRIBUTION,
+                     MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA, "ketama distribution")) < 0 ||
+        (rc = behave(b->master, MEMCACHED_BEHAVIOR_KETAMA_HASH, MEMCACHED_HASH_MD5,
+                     "ketama hash")) < 0 ||
+        (rc = behave(b->master, MEMCACHED_BEHAVIOR_SUPPORT_CAS, 1, "CAS")) < 0 ||
+        (rc = behave(b->master, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1, "TCP_NODELAY")) < 0 ||
+        (rc = behave(b->master, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, (uint64_t)connect_timeout,
+                     "connect timeout")) < 0 ||
+        (rc = behave(b->master, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, (uint64_t)timeout,
+                     "poll timeout")) < 0 ||
+        (rc = behave(b->master, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, (uint64_t)timeout * 1000,
+                     "receive timeout")) < 0 ||
+        (rc = behave(b->master, MEMCACHED_BEHAVIOR_SND_TIMEOUT, (uint64_t)timeout * 1000,
+                     "send timeout")) < 0 ||
+        /* Per-handle safety net (whole seconds); the shared per-server backoff
+         * above is what normally keeps calls off a dead server. */
+        (rc = behave(b->master, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 1, "retry timeout")) < 0 ||
+        (rc = behave(b->master, MEMCACHED_BEHAVIOR_SERVER_FAILURE_LIMIT, 2,
+                     "server failure limit")) < 0)
+        goto fail;
+
+    for (i = 0; i < cfg->nservers; i++) {
+        memcached_return_t mrc;
+        const memcached_instance_st *inst;
+        if (cfg->servers[i].port <= 0 || cfg->servers[i].port > 65535) {
+            rc = strata__error(STRATA_EINVAL, "memcached: bad port %d for %s",
+                               cfg->servers[i].port, cfg->servers[i].host);
+            goto fail;
+        }
+        mrc = memcached_server_add(b->master, cfg->servers[i].host,
+                                   (in_port_t)cfg->servers[i].port);
+        if (mrc != MEMCACHED_SUCCESS) {
+            rc = strata__error(STRATA_EINVAL, "memcached: cannot add server %s:%d: %s",
+                               cfg->servers[i].host, cfg->servers[i].port,
+                               memcached_strerror(b->master, mrc));
+            goto fail;
+        }
+        /* Names come from libmemcached's own list, so they match hash positions. */
+        inst = memcached_server_instance_by_position(b->master, (uint32_t)i);
+        snprintf(b->servers[i].name, sizeof b->servers[i].name, "%s:%u",
+                 inst ? memcached_server_name(inst) : cfg->servers[i].host,
+                 inst ? (unsigned)memcached_server_port(inst) : (unsigned)cfg->servers[i].port);
+    }
+
+    /* No connection is made here: a cache can be created while its servers are down. */
+    b->conns = conns_new(b);
+    if (b->conns == NULL) {
+        rc = strata__error(STRATA_ENOMEM, "memcached: cannot create the connection pool");
+        goto fail;
+    }
+    *out = &b->base;
+    return 0;
+
+fail:
+    if (b->master)
+        memcached_free(b->master);
+    strata__mutex_destroy(&b->fork_lock);
+    free(b->servers);
+    free(b);
+    return rc;
+}
