@@ -9,7 +9,11 @@
 #include "config.h"
 #include "platform/platform.h"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -680,6 +684,86 @@ static void t_open_while_down(void)
     test_server_stop(&s);
 }
 
+/* A server that never completes connects (a listener whose accept queue is
+ * full, so SYNs are dropped, as with a black-holed host): callers must not
+ * each pay the connect timeout; once it has failed, one caller at a time
+ * probes it and the rest fail at once. */
+typedef struct hang_arg {
+    strata__backend *b;
+    int calls, slow, bad_rc;
+    int64_t worst;
+} hang_arg;
+
+static void *hang_worker(void *p)
+{
+    hang_arg *a = p;
+    strata__bytes out = {0};
+    int64_t end = strata__now_mono_ms() + 1500;
+    while (strata__now_mono_ms() < end) {
+        int64_t t0 = strata__now_mono_ms(), el;
+        int rc = a->b->ops->get(a->b, "strata:hang", 11, &out);
+        el = strata__now_mono_ms() - t0;
+        a->calls++;
+        if (rc != STRATA_EBACKEND && rc != STRATA_ETIMEOUT)
+            a->bad_rc++;
+        if (el > CONNECT_TIMEOUT_MS / 2)
+            a->slow++;
+        if (el > a->worst)
+            a->worst = el;
+        strata__sleep_ms(2);
+    }
+    strata__bytes_free(&out);
+    return NULL;
+}
+
+static void t_connect_hangs(void)
+{
+    struct sockaddr_in a;
+    socklen_t alen = sizeof a;
+    int lfd, fds[8], i, slow = 0, calls = 0;
+    strata__backend *b;
+    strata__thread th[4];
+    hang_arg args[4];
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    lfd = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(lfd >= 0);
+    REQUIRE(bind(lfd, (struct sockaddr *)&a, sizeof a) == 0 && listen(lfd, 0) == 0 &&
+            getsockname(lfd, (struct sockaddr *)&a, &alen) == 0);
+    for (i = 0; i < 8; i++) { /* fill the accept queue */
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        fcntl(fds[i], F_SETFL, O_NONBLOCK);
+        connect(fds[i], (struct sockaddr *)&a, sizeof a);
+    }
+    strata__sleep_ms(50);
+    b = open_on(ntohs(a.sin_port));
+    CHECK(b != NULL);
+    if (b != NULL) {
+        for (i = 0; i < 4; i++) {
+            memset(&args[i], 0, sizeof args[i]);
+            args[i].b = b;
+            CHECK(strata__thread_start(&th[i], hang_worker, &args[i]) == 0);
+        }
+        for (i = 0; i < 4; i++) {
+            strata__thread_join(th[i]);
+            CHECK(args[i].bad_rc == 0);
+            CHECK(args[i].worst < CONNECT_TIMEOUT_MS + TIMEOUT_MS + 1000);
+            slow += args[i].slow;
+            calls += args[i].calls;
+        }
+        /* 1.5 s: the first round (up to 4), then backoff 50, 100, 200, 400,
+         * 800 ms with one prober each: about 9 slow calls, never one per call. */
+        CHECK(slow >= 1);
+        CHECK(slow <= 12);
+        CHECK(calls > 10 * slow);
+        b->ops->close(b);
+    }
+    for (i = 0; i < 8; i++)
+        close(fds[i]);
+    close(lfd);
+}
+
 static void t_fork(void)
 {
     strata__backend *b;
@@ -751,6 +835,7 @@ static const test_case cases[] = {
     {"server_killed", t_server_killed},
     {"server_paused", t_server_paused},
     {"open_while_down", t_open_while_down},
+    {"connect_hangs", t_connect_hangs},
     {"fork", t_fork},
     {"bad_config", t_bad_config},
 };

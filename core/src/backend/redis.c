@@ -69,6 +69,7 @@ typedef struct rb {
     unsigned int epoch;    /* bumped when a connection breaks (server restart, kill) */
     int64_t retry_at_ms;   /* no connect attempt before this (monotonic) */
     int64_t backoff_ms;    /* 0 after a successful connect */
+    int probing;           /* a connect attempt is under way while in backoff */
     char last_cause[160];  /* why the last connect failed, for backoff messages */
 
     char sha[SCRIPT_COUNT][41];
@@ -131,10 +132,23 @@ static void pool_reset_after_fork(rb *b, unsigned int gen)
     }
     b->nfree = b->nslots;
     b->waiters = 0;
+    b->probing = 0; /* a parent thread's probe does not exist here */
     b->pool_gen = gen;
 }
 
 static int connect_slot(rb *b, rb_slot *s, unsigned int gen, unsigned int epoch);
+
+/* Called with mu held; releases it. */
+static int backoff_fail(rb *b, int64_t now)
+{
+    int64_t left = b->retry_at_ms > now ? b->retry_at_ms - now : 0;
+    int rc = strata__error(STRATA_EBACKEND,
+                           "redis %s:%d: reconnect backoff (%lld ms left%s) after: %s",
+                           b->host, b->port, (long long)left,
+                           b->probing ? ", another caller is probing" : "", b->last_cause);
+    strata__mutex_unlock(&b->mu);
+    return rc;
+}
 
 /* Takes a free slot (waiting at most timeout_ms) and makes sure it holds a live
  * context of this process. On error the slot is already given back. */
@@ -144,7 +158,8 @@ static int slot_acquire(rb *b, rb_slot **out)
     unsigned int epoch;
     int64_t deadline = 0, now = 0;
     rb_slot *s;
-    int rc;
+    size_t i;
+    int rc, probe;
 
     strata__mutex_lock(&b->mu);
     if (gen != b->pool_gen)
@@ -163,40 +178,55 @@ static int slot_acquire(rb *b, rb_slot **out)
                                  (long long)b->timeout_ms, b->nslots);
         }
     }
-    s = &b->slots[b->free_idx[--b->nfree]];
-    if (s->ctx != NULL && (s->gen != gen || s->epoch != b->epoch)) {
-        /* Made before a fork or before the server broke a connection: a
-         * restarted server would answer it with EOF, so drop it unused. */
-        redisFree(s->ctx);
-        s->ctx = NULL;
-    }
-    if (s->ctx != NULL) {
-        strata__mutex_unlock(&b->mu);
-        *out = s;
-        return 0;
+    /* Prefer a live context: a slot that needs connecting might be refused
+     * by the backoff even though healthy connections are free. */
+    for (i = b->nfree; i-- > 0;) {
+        s = &b->slots[b->free_idx[i]];
+        if (s->ctx != NULL && (s->gen != gen || s->epoch != b->epoch)) {
+            /* Made before a fork, or before the server broke a connection
+             * (a restarted server would answer it with EOF): drop it unused. */
+            redisFree(s->ctx);
+            s->ctx = NULL;
+        }
+        if (s->ctx != NULL) {
+            size_t top = b->free_idx[b->nfree - 1];
+            b->free_idx[b->nfree - 1] = b->free_idx[i];
+            b->free_idx[i] = top;
+            b->nfree--;
+            strata__mutex_unlock(&b->mu);
+            *out = s;
+            return 0;
+        }
     }
     now = strata__now_mono_ms();
-    if (now < b->retry_at_ms) {
-        /* A dead server costs no connect timeout per call. */
-        rc = strata__error(STRATA_EBACKEND,
-                           "redis %s:%d: reconnect backoff (%lld ms left) after: %s",
-                           b->host, b->port, (long long)(b->retry_at_ms - now), b->last_cause);
-        b->free_idx[b->nfree++] = (size_t)(s - b->slots);
-        strata__mutex_unlock(&b->mu);
-        return rc;
+    if (now < b->retry_at_ms || (b->backoff_ms > 0 && b->probing)) {
+        /* A dead server costs no connect timeout per call, and once it has
+         * failed only one caller at a time probes it. */
+        return backoff_fail(b, now);
     }
+    s = &b->slots[b->free_idx[--b->nfree]];
+    probe = b->backoff_ms > 0;
+    if (probe)
+        b->probing = 1;
     epoch = b->epoch;
     strata__mutex_unlock(&b->mu);
 
     rc = connect_slot(b, s, gen, epoch); /* slow: outside the lock */
 
     strata__mutex_lock(&b->mu);
+    if (probe)
+        b->probing = 0;
     if (rc == 0) {
         b->backoff_ms = 0;
         b->retry_at_ms = 0;
     } else {
-        b->backoff_ms = b->backoff_ms == 0 ? RB_BACKOFF_MIN
-                      : (b->backoff_ms * 2 > RB_BACKOFF_MAX ? RB_BACKOFF_MAX : b->backoff_ms * 2);
+        /* Only a probe doubles the backoff: callers that failed together
+         * (say the whole pool at start-up) are one failure, not n. */
+        if (b->backoff_ms == 0)
+            b->backoff_ms = RB_BACKOFF_MIN;
+        else if (probe)
+            b->backoff_ms = b->backoff_ms * 2 > RB_BACKOFF_MAX ? RB_BACKOFF_MAX
+                                                               : b->backoff_ms * 2;
         b->retry_at_ms = strata__now_mono_ms() + b->backoff_ms;
         snprintf(b->last_cause, sizeof b->last_cause, "%s", strata_error_last());
         b->free_idx[b->nfree++] = (size_t)(s - b->slots);
@@ -358,7 +388,8 @@ static int command(rb *b, rb_slot *s, int argc, const char **argv, const size_t 
 static void user_part(const rb *b, const char *key, size_t keylen,
                       const char **ukey, size_t *ulen)
 {
-    if (keylen > b->nslen && key[b->nslen] == ':' && memcmp(key, b->ns, b->nslen) == 0) {
+    if (b->nslen > 0 && keylen > b->nslen && key[b->nslen] == ':' &&
+        memcmp(key, b->ns, b->nslen) == 0) {
         *ukey = key + b->nslen + 1;
         *ulen = keylen - b->nslen - 1;
     } else {
