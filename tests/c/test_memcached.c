@@ -253,6 +253,46 @@ static void test_too_big(void)
     b->ops->close(b);
 }
 
+/* A server whose item limit (512 KiB) is below ours: its own E2BIG must come
+ * back as STRATA_ETOOBIG and leave the connection usable. */
+static void test_server_e2big(void)
+{
+    test_server s;
+    char port[16];
+    pid_t pid;
+    int i;
+    strata__backend *b;
+    strata__bytes v = {0, 0, 0};
+    const char *k = fk("e2big");
+    size_t size = 700 * 1024;
+    char *val = malloc(size);
+    REQUIRE(val != NULL);
+    memset(val, 'e', size);
+    REQUIRE(test_server_start(&s, "memcached") == 0);
+    test_server_stop(&s); /* keep the port, restart with -I */
+    snprintf(port, sizeof port, "%d", s.port);
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        execlp("memcached", "memcached", "-l", "127.0.0.1", "-p", port, "-U", "0", "-m", "64",
+               "-I", "512k", "-u", "root", (char *)NULL);
+        _exit(127);
+    }
+    s.pid = pid;
+    b = open_one(&s);
+    for (i = 0; i < 100 && SET(b, k, "small", 60000) != 0; i++)
+        strata__sleep_ms(20);
+    CHECK_RC(b->ops->set(b, k, strlen(k), val, size, 60000), STRATA_ETOOBIG);
+    CHECK_MSG_HAS("716800");
+    CHECK_RC(SET(b, k, "next", 60000), 0);
+    CHECK_RC(GET(b, k, &v), 0);
+    CHECK(bytes_eq(&v, "next", 4));
+    b->ops->close(b);
+    test_server_stop(&s);
+    strata__bytes_free(&v);
+    free(val);
+}
+
 /* A raw single-server client, to see where keys landed. */
 static int raw_has(const test_server *s, const char *key)
 {
@@ -722,6 +762,7 @@ static const test_case cases[] = {
     {"set_get_miss", test_set_get_miss},
     {"unsafe_keys", test_unsafe_keys},
     {"too_big", test_too_big},
+    {"server_e2big", test_server_e2big},
     {"get_many_two_servers", test_get_many_two_servers},
     {"lease_protocol", test_lease_protocol},
     {"lease_expiry", test_lease_expiry},
