@@ -26,11 +26,12 @@
 #define RB_KEYBUF        (4096 + STRATA__MAX_NS + 16) /* lease keys of any legal key */
 #define RB_ARGV_STACK    32
 
-/* Scripts run atomically on the server. KEYS[1] = value key, KEYS[2] = lease key. */
+/* Lease scripts: atomic on the server, so check-and-write cannot interleave
+ * with another client's set/del. */
 enum { SCRIPT_FILL = 0, SCRIPT_RELEASE, SCRIPT_COUNT };
 
 static const char *const script_text[SCRIPT_COUNT] = {
-    /* lease_fill: ARGV = token, value, ttl_ms. set/del delete the lease, so a
+    /* lease_fill: KEYS = value, lease; ARGV = token, value, ttl_ms. set/del delete the lease, so a
      * lease still holding our token also proves nobody wrote since acquire. */
     "if redis.call('GET', KEYS[2]) == ARGV[1] then "
     "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) "
