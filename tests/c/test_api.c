@@ -604,7 +604,9 @@ static void read_through_default_loader(void)
     strata_options_init(&o, STRATA_OPTIONS_VERSION);
     o.loader = test_loader;
     o.loader_data = &s;
-    REQUIRE(open_cache("ns=api") != NULL); /* resolves url */
+    c = open_cache("ns=api"); /* resolves url */
+    REQUIRE(c != NULL);
+    strata_cache_free(c);
     REQUIRE(strata_cache_new(&c, url, &o) == 0);
     snprintf(key, sizeof key, "%s", test_unique("rt"));
     CHECK_RC(strata_get(c, K(key), &v), STRATA_OK);

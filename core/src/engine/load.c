@@ -236,6 +236,8 @@ int strata_get_or_load(strata_cache *c, const char *key, size_t keylen, strata_l
         if (rc != STRATA_MISS) {
             if (rc >= 0)
                 STRATA__COUNT(c, l1_hits);
+            if (rc == STRATA_NEGATIVE)
+                STRATA__COUNT(c, negative_hits);
             return rc;
         }
     }

@@ -1,0 +1,232 @@
+/*
+ * Core overhead against the raw clients, measured in the same run on the
+ * same servers. Each figure is the median over ROUNDS of the mean per-op time
+ * in a round; the ratios are what matter (the machine is noisy).
+ *   bench_core REDIS_PORT MEMCACHED_PORT
+ */
+#include <hiredis/hiredis.h>
+#include <libmemcached/memcached.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "stratacache.h"
+
+#define ROUNDS 9
+#define OPS 4000
+#define BATCH 100
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return v[n / 2];
+}
+
+typedef void (*op_fn)(void *ctx);
+
+/* Median per-op microseconds over ROUNDS rounds of `ops` calls. */
+static double measure(op_fn fn, void *ctx, int ops)
+{
+    double per[ROUNDS];
+    int r, i;
+    for (i = 0; i < ops / 10; i++) /* warm-up */
+        fn(ctx);
+    for (r = 0; r < ROUNDS; r++) {
+        double t0 = now_us();
+        for (i = 0; i < ops; i++)
+            fn(ctx);
+        per[r] = (now_us() - t0) / ops;
+    }
+    return median(per, ROUNDS);
+}
+
+/* --- raw clients --- */
+static redisContext *rc;
+static memcached_st *mc;
+
+static void raw_redis_get(void *ctx)
+{
+    redisReply *r = redisCommand(rc, "GET %s", (const char *)ctx);
+    if (r == NULL || r->type != REDIS_REPLY_STRING) {
+        fprintf(stderr, "raw redis GET failed\n");
+        exit(1);
+    }
+    freeReplyObject(r);
+}
+
+static void raw_redis_pipeline(void *ctx)
+{
+    char **keys = ctx;
+    int i;
+    for (i = 0; i < BATCH; i++)
+        redisAppendCommand(rc, "GET %s", keys[i]);
+    for (i = 0; i < BATCH; i++) {
+        void *reply;
+        if (redisGetReply(rc, &reply) != REDIS_OK) {
+            fprintf(stderr, "raw pipeline failed\n");
+            exit(1);
+        }
+        freeReplyObject(reply);
+    }
+}
+
+static void raw_mc_get(void *ctx)
+{
+    size_t len;
+    uint32_t flags;
+    memcached_return_t r;
+    char *v = memcached_get(mc, (const char *)ctx, strlen(ctx), &len, &flags, &r);
+    if (v == NULL) {
+        fprintf(stderr, "raw memcached get failed: %s\n", memcached_strerror(mc, r));
+        exit(1);
+    }
+    free(v);
+}
+
+/* --- stratacache --- */
+typedef struct strata_ctx {
+    strata_cache *c;
+    const char *key;
+    strata_value v;
+    const char **keys;
+    size_t *lens;
+    strata_value *outs;
+    int *results;
+} strata_ctx;
+
+static void strata_get_op(void *p)
+{
+    strata_ctx *s = p;
+    if (strata_get(s->c, s->key, strlen(s->key), &s->v) != STRATA_OK) {
+        fprintf(stderr, "strata_get failed: %s\n", strata_error_last());
+        exit(1);
+    }
+}
+
+static void strata_get_many_op(void *p)
+{
+    strata_ctx *s = p;
+    if (strata_get_many(s->c, BATCH, s->keys, s->lens, s->outs, s->results) != 0) {
+        fprintf(stderr, "strata_get_many failed: %s\n", strata_error_last());
+        exit(1);
+    }
+}
+
+static strata_cache *open_or_die(const char *url)
+{
+    strata_cache *c;
+    if (strata_cache_new(&c, url, NULL) != 0) {
+        fprintf(stderr, "%s: %s\n", url, strata_error_last());
+        exit(1);
+    }
+    return c;
+}
+
+int main(int argc, char **argv)
+{
+    char url[256], value[100], rawkey[64], *pipekeys[BATCH], names[BATCH][32];
+    const char *keys[BATCH];
+    size_t lens[BATCH];
+    strata_value outs[BATCH];
+    int results[BATCH], i;
+    double raw_get, s_get, raw_mget, s_mget, l1_get, raw_mc, s_mc;
+    strata_ctx s;
+    int rport, mport;
+
+    if (argc < 3) {
+        fprintf(stderr, "usage: bench_core REDIS_PORT MEMCACHED_PORT\n");
+        return 2;
+    }
+    rport = atoi(argv[1]);
+    mport = atoi(argv[2]);
+    memset(value, 'v', sizeof value);
+    memset(outs, 0, sizeof outs);
+    memset(&s, 0, sizeof s);
+
+    rc = redisConnect("127.0.0.1", rport);
+    if (rc == NULL || rc->err) {
+        fprintf(stderr, "cannot connect to redis on %d\n", rport);
+        return 1;
+    }
+
+    /* Same 100-byte payload both ways; stratacache stores it in an envelope. */
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d?ns=bench", rport);
+    s.c = open_or_die(url);
+    s.key = "k0";
+    for (i = 0; i < BATCH; i++) {
+        snprintf(names[i], sizeof names[i], "k%d", i);
+        keys[i] = names[i];
+        lens[i] = strlen(names[i]);
+        strata_set(s.c, keys[i], lens[i], value, sizeof value, 600000);
+        snprintf(rawkey, sizeof rawkey, "raw:%d", i);
+        freeReplyObject(redisCommand(rc, "SET %s %b", rawkey, value, sizeof value));
+        pipekeys[i] = strdup(rawkey);
+    }
+    s.keys = keys;
+    s.lens = lens;
+    s.outs = outs;
+    s.results = results;
+
+    raw_get = measure(raw_redis_get, "raw:0", OPS);
+    s_get = measure(strata_get_op, &s, OPS);
+    raw_mget = measure(raw_redis_pipeline, pipekeys, OPS / 20);
+    s_mget = measure(strata_get_many_op, &s, OPS / 20);
+
+    {
+        strata_ctx l1 = s;
+        snprintf(url, sizeof url, "redis://127.0.0.1:%d?ns=bench&l1=1", rport);
+        l1.c = open_or_die(url);
+        memset(&l1.v, 0, sizeof l1.v);
+        l1_get = measure(strata_get_op, &l1, OPS * 50);
+        strata_value_dispose(&l1.v);
+        strata_cache_free(l1.c);
+    }
+
+    /* memcached: raw client with the settings our backend uses (binary protocol, TCP_NODELAY) */
+    mc = memcached_create(NULL);
+    memcached_server_add(mc, "127.0.0.1", (in_port_t)mport);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
+    memcached_set(mc, "raw0", 4, value, sizeof value, 0, 0);
+    raw_mc = measure(raw_mc_get, "raw0", OPS);
+    {
+        strata_ctx m = s;
+        snprintf(url, sizeof url, "memcached://127.0.0.1:%d?ns=bench", mport);
+        m.c = open_or_die(url);
+        memset(&m.v, 0, sizeof m.v);
+        strata_set(m.c, "k0", 2, value, sizeof value, 600000);
+        s_mc = measure(strata_get_op, &m, OPS);
+        strata_value_dispose(&m.v);
+        strata_cache_free(m.c);
+    }
+
+    printf("median per-op time, %d rounds (us)        stratacache   raw client   ratio   target\n", ROUNDS);
+    printf("get, redis, L1 off vs hiredis GET           %9.2f   %9.2f   %5.2fx   <= 1.10x\n", s_get, raw_get, s_get / raw_get);
+    printf("get, memcached vs libmemcached get          %9.2f   %9.2f   %5.2fx   <= 1.10x\n", s_mc, raw_mc, s_mc / raw_mc);
+    printf("get_many 100 keys vs 100 pipelined GETs     %9.2f   %9.2f   %5.2fx   <= 1.30x\n", s_mget, raw_mget, s_mget / raw_mget);
+    printf("get, L1 hit vs hiredis GET                  %9.3f   %9.2f   1/%.0f   <= 1/100\n", l1_get, raw_get, raw_get / l1_get);
+
+    for (i = 0; i < BATCH; i++) {
+        strata_value_dispose(&outs[i]);
+        free(pipekeys[i]);
+    }
+    strata_value_dispose(&s.v);
+    strata_cache_free(s.c);
+    memcached_free(mc);
+    redisFree(rc);
+    return 0;
+}
