@@ -53,7 +53,8 @@ static int spawn(test_server *s)
     if (pid == 0) {
         if (strcmp(s->kind, "redis") == 0)
             execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
-                   "--save", "", "--appendonly", "no", "--loglevel", "warning", (char *)NULL);
+                   "--save", "", "--appendonly", "no", "--loglevel", "warning",
+                   "--logfile", "/dev/null", (char *)NULL);
         else
             execlp("memcached", "memcached", "-l", "127.0.0.1", "-p", port, "-U", "0",
                    "-m", "64", "-u", "root", (char *)NULL);

@@ -1,0 +1,146 @@
+/*
+ * A server that dies or stops answering: calls fail within their deadline,
+ * get_or_load fails open to the loader, the breaker stops paying for a dead
+ * server, and everything recovers when the server is back.
+ *   test_outage redis | memcached
+ */
+#include "test.h"
+#include "server.h"
+#include "platform/platform.h"
+
+static const char *kind;
+
+static int loader(void *ud, const char *key, size_t keylen, strata_load *load)
+{
+    (*(int *)ud)++;
+    return strata_load_value(load, key, keylen, 0);
+}
+
+static strata_cache *open_on(test_server *s, const char *query)
+{
+    char u[512];
+    strata_cache *c = NULL;
+    snprintf(u, sizeof u, "%s?%s", s->url, query);
+    if (strata_cache_new(&c, u, NULL) != 0)
+        fprintf(stderr, "  open %s: %s\n", u, strata_error_last());
+    return c;
+}
+
+static void killed_server_fails_open_and_recovers(void)
+{
+    test_server s;
+    strata_cache *c;
+    strata_value v = STRATA_VALUE_INIT;
+    strata_stats st;
+    int calls = 0, rc, i;
+    int64_t t0, elapsed;
+    REQUIRE(test_server_start(&s, kind) == 0);
+    c = open_on(&s, "timeout_ms=200&connect_timeout_ms=200&breaker_threshold=3&breaker_cooldown_ms=500");
+    REQUIRE(c);
+    CHECK_RC(strata_set(c, "k", 1, "v", 1, 0), 0);
+    test_server_stop(&s);
+
+    /* fail open: the loader answers, within the deadline */
+    t0 = strata__now_mono_ms();
+    CHECK_RC(strata_get_or_load(c, "k", 1, loader, &calls, &v), STRATA_OK);
+    elapsed = strata__now_mono_ms() - t0;
+    CHECK(calls == 1 && v.level == STRATA_LEVEL_LOADED);
+    CHECK(elapsed < 1500);
+    for (i = 0; i < 5; i++) {
+        rc = strata_get(c, "k", 1, &v);
+        CHECK(rc == STRATA_EBACKEND || rc == STRATA_ETIMEOUT || rc == STRATA_EBREAKER);
+    }
+    /* the breaker is open now: calls return at once */
+    t0 = strata__now_mono_ms();
+    CHECK_RC(strata_get(c, "k", 1, &v), STRATA_EBREAKER);
+    CHECK(strata__now_mono_ms() - t0 < 50);
+    CHECK_MSG_HAS("circuit breaker open");
+    strata_stats_get(c, &st, STRATA_STATS_VERSION);
+    CHECK(st.breaker_opens >= 1 && st.backend_errors >= 3 && st.fail_open >= 1);
+
+    REQUIRE(test_server_restart(&s) == 0);
+    /* after the cooldown one probe closes the breaker; allow for reconnect backoff */
+    t0 = strata__now_mono_ms();
+    do {
+        strata__sleep_ms(100);
+        rc = strata_set(c, "k", 1, "back", 4, 0);
+    } while (rc != 0 && strata__now_mono_ms() - t0 < 5000);
+    CHECK_RC(rc, 0);
+    CHECK_RC(strata_get(c, "k", 1, &v), STRATA_OK);
+    CHECK_VALUE(&v, "back");
+    strata_value_dispose(&v);
+    strata_cache_free(c);
+    test_server_stop(&s);
+}
+
+static void paused_server_times_out(void)
+{
+    test_server s;
+    strata_cache *c;
+    strata_value v = STRATA_VALUE_INIT;
+    int64_t t0;
+    int rc;
+    REQUIRE(test_server_start(&s, kind) == 0);
+    c = open_on(&s, "timeout_ms=200&connect_timeout_ms=200&breaker_threshold=0");
+    REQUIRE(c);
+    CHECK_RC(strata_set(c, "k", 1, "v", 1, 0), 0);
+    test_server_pause(&s);
+    strata__sleep_ms(50);
+    t0 = strata__now_mono_ms();
+    rc = strata_get(c, "k", 1, &v);
+    CHECK(rc == STRATA_ETIMEOUT || rc == STRATA_EBACKEND);
+    CHECK(strata__now_mono_ms() - t0 < 1500);
+    test_server_resume(&s);
+    t0 = strata__now_mono_ms();
+    do {
+        rc = strata_get(c, "k", 1, &v);
+        if (rc != 0)
+            strata__sleep_ms(100);
+    } while (rc != 0 && strata__now_mono_ms() - t0 < 5000);
+    CHECK_RC(rc, 0);
+    CHECK_VALUE(&v, "v");
+    strata_value_dispose(&v);
+    strata_cache_free(c);
+    test_server_stop(&s);
+}
+
+static void created_while_down(void)
+{
+    test_server s;
+    strata_cache *c;
+    strata_value v = STRATA_VALUE_INIT;
+    int rc;
+    int64_t t0;
+    REQUIRE(test_server_start(&s, kind) == 0);
+    test_server_stop(&s);
+    c = open_on(&s, "timeout_ms=200&connect_timeout_ms=200&breaker_threshold=0");
+    REQUIRE(c); /* a service starts without its cache server */
+    rc = strata_get(c, "k", 1, &v);
+    CHECK(rc == STRATA_EBACKEND || rc == STRATA_ETIMEOUT);
+    REQUIRE(test_server_restart(&s) == 0);
+    t0 = strata__now_mono_ms();
+    do {
+        rc = strata_set(c, "k", 1, "up", 2, 0);
+        if (rc != 0)
+            strata__sleep_ms(100);
+    } while (rc != 0 && strata__now_mono_ms() - t0 < 5000);
+    CHECK_RC(rc, 0);
+    strata_value_dispose(&v);
+    strata_cache_free(c);
+    test_server_stop(&s);
+}
+
+int main(int argc, char **argv)
+{
+    static const test_case cases[] = {
+        {"killed_server_fails_open_and_recovers", killed_server_fails_open_and_recovers},
+        {"paused_server_times_out", paused_server_times_out},
+        {"created_while_down", created_while_down},
+    };
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_outage redis|memcached [case]\n");
+        return 2;
+    }
+    kind = argv[1];
+    return test_main(argc - 1, argv + 1, cases, sizeof cases / sizeof cases[0]);
+}
