@@ -1,0 +1,256 @@
+"""AsyncCache: the Cache's methods as coroutines, run on a thread pool.
+
+cffi API mode releases the GIL around every C call, so backend round trips in
+the pool threads do not block the event loop. Loaders may be coroutine
+functions (awaited on the loop) or plain functions (run in the pool).
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import inspect
+import logging
+import time
+from typing import Any, Awaitable, Callable, Dict, Iterable, List, Mapping, Optional, TypeVar, Union
+
+from ._cache import (
+    HIT_REFRESH,
+    HIT_STALE,
+    MISS_LEAD,
+    MISS_WAIT,
+    NEGATIVE,
+    NOT_FOUND,
+    OK,
+    _FAIL_OPEN,
+    Cache,
+    Key,
+    Serializer,
+    _key_bytes,
+    _ms,
+    _raise,
+)
+from ._errors import Timeout
+from ._native import lib
+
+log = logging.getLogger("stratacache")
+T = TypeVar("T")
+
+
+class AsyncCache:
+    """Same constructor as Cache, plus ``max_workers`` (pool threads; default
+    the backend pool size or 8) or an ``executor`` of your own."""
+
+    def __init__(
+        self,
+        url: str = "memory://",
+        namespace: Optional[str] = None,
+        ttl: Optional[float] = None,
+        neg_ttl: Optional[float] = None,
+        stale: Optional[float] = None,
+        l1: Optional[bool] = None,
+        serializer: Serializer = None,
+        *,
+        executor: Optional[concurrent.futures.Executor] = None,
+        max_workers: Optional[int] = None,
+        **options: Any,
+    ) -> None:
+        self.cache = Cache(url, namespace, ttl, neg_ttl, stale, l1, serializer, **options)
+        self._own_executor = executor is None
+        self._executor = executor or concurrent.futures.ThreadPoolExecutor(
+            max_workers=max_workers or int(options.get("pool_size", 8)),
+            thread_name_prefix="stratacache",
+        )
+        self._flights: Dict[bytes, "asyncio.Future[Any]"] = {}
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+
+    # -- lifetime --------------------------------------------------------------
+
+    async def close(self) -> None:
+        await self._run(self.cache.close)
+        if self._own_executor:
+            self._executor.shutdown(wait=False)
+
+    async def __aenter__(self) -> "AsyncCache":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.cache.closed
+
+    # -- cache-aside -------------------------------------------------------------
+
+    async def get(self, key: Key, default: Any = None) -> Any:
+        _key_bytes(key)
+        return await self._run(self.cache.get, key, default)
+
+    async def set(self, key: Key, value: Any, ttl: Optional[float] = None) -> None:
+        _key_bytes(key)
+        await self._run(self.cache.set, key, value, ttl)
+
+    async def delete(self, key: Key) -> bool:
+        _key_bytes(key)
+        return await self._run(self.cache.delete, key)
+
+    async def invalidate(self, key: Key) -> None:
+        _key_bytes(key)
+        await self._run(self.cache.invalidate, key)
+
+    async def invalidate_tag(self, tag: Key) -> None:
+        _key_bytes(tag, "tag")
+        await self._run(self.cache.invalidate_tag, tag)
+
+    async def touch(self, key: Key, ttl: float) -> bool:
+        _key_bytes(key)
+        return await self._run(self.cache.touch, key, ttl)
+
+    async def get_many(self, keys: Iterable[Key]) -> Dict[Key, Any]:
+        if isinstance(keys, (str, bytes)):
+            raise TypeError("keys must be an iterable of keys, not a single key")
+        return await self._run(self.cache.get_many, list(keys))
+
+    async def set_many(self, mapping: Mapping[Key, Any], ttl: Optional[float] = None) -> None:
+        await self._run(self.cache.set_many, mapping, ttl)
+
+    async def stats(self) -> Dict[str, int]:
+        return await self._run(self.cache.stats)
+
+    # -- read-through ------------------------------------------------------------
+
+    async def _call_loader(self, loader: Callable[..., Any], arg: Any) -> Any:
+        if inspect.iscoroutinefunction(loader):
+            return await loader(arg)
+        r = await self._run(loader, arg)
+        if inspect.isawaitable(r):
+            r = await r
+        return r
+
+    async def get_or_load(self, key: Key, loader: Callable[[Key], Union[Any, Awaitable[Any]]],
+                          ttl: Optional[float] = None, default: Any = None) -> Any:
+        """As Cache.get_or_load; one loader call per key at a time among this
+        cache's tasks, and across processes through the lease."""
+        if not callable(loader):
+            raise TypeError(f"loader must be callable, not {type(loader).__name__}")
+        kb = _key_bytes(key)
+        ms = _ms(ttl, "ttl")
+        while True:
+            fut = self._flights.get(kb)
+            if fut is None:
+                break
+            try:
+                r = await asyncio.shield(fut)
+            except asyncio.CancelledError:
+                if fut.cancelled():  # the leader was cancelled, not us: try again
+                    continue
+                raise
+            return default if r is NOT_FOUND else r
+        fut = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._flights[kb] = fut
+        try:
+            result = await self._load_one(key, kb, loader, ms)
+        except asyncio.CancelledError:
+            fut.cancel()
+            raise
+        except BaseException as e:
+            fut.set_exception(e)
+            raise
+        else:
+            fut.set_result(result)
+        finally:
+            if self._flights.get(kb) is fut:
+                del self._flights[kb]
+        return default if result is NOT_FOUND else result
+
+    async def _load_one(self, key: Key, kb: bytes, loader: Callable[[Key], Any], ms: int) -> Any:
+        c = self.cache
+        c._enter()
+        try:
+            deadline = time.monotonic() + c._lock_wait
+            backoff = 0.002
+            while True:
+                rc, data, ticket, wait = await self._run(c._lookup, kb)
+                if rc in (OK, HIT_STALE):
+                    return c._loads(data)  # type: ignore[arg-type]
+                if rc == NEGATIVE:
+                    return NOT_FOUND
+                if rc in (HIT_REFRESH, MISS_LEAD):
+                    try:
+                        result = await self._call_loader(loader, key)
+                        enc = c._encode_loaded(result)
+                    except Exception:
+                        c._abandon(ticket)
+                        if rc == HIT_REFRESH:
+                            log.warning("refresh of %r failed; serving the cached value", key, exc_info=True)
+                            return c._loads(data)  # type: ignore[arg-type]
+                        raise
+                    except BaseException:
+                        c._abandon(ticket)
+                        raise
+                    await self._run(c._fill, ticket, enc, ms)
+                    return result
+                if rc == MISS_WAIT:
+                    now = time.monotonic()
+                    if now >= deadline:
+                        if c._wait_policy == "fail":
+                            raise Timeout(lib.STRATA_ETIMEOUT, "ETIMEOUT",
+                                          f"waited {c._lock_wait * 1000:.0f} ms for another loader of this key")
+                        result = await self._call_loader(loader, key)
+                        c._encode_loaded(result)
+                        return result
+                    await asyncio.sleep(max(0.001, min(backoff, wait, deadline - now)))
+                    backoff = min(backoff * 2, 0.05)
+                    continue
+                if rc in _FAIL_OPEN:
+                    result = await self._call_loader(loader, key)
+                    c._encode_loaded(result)
+                    return result
+                _raise(rc)
+        finally:
+            c._exit()
+
+    async def get_many_or_load(self, keys: Iterable[Key],
+                               loader: Callable[[List[Key]], Union[Mapping[Key, Any], Awaitable[Mapping[Key, Any]]]],
+                               ttl: Optional[float] = None) -> Dict[Key, Any]:
+        """As Cache.get_many_or_load; a coroutine loader is awaited on the loop."""
+        if not callable(loader):
+            raise TypeError(f"loader must be callable, not {type(loader).__name__}")
+        if isinstance(keys, (str, bytes)):
+            raise TypeError("keys must be an iterable of keys, not a single key")
+        keys = list(keys)
+        if not inspect.iscoroutinefunction(loader):
+            return await self._run(self.cache.get_many_or_load, keys, loader, ttl)
+        loop = asyncio.get_running_loop()
+
+        def sync_loader(missing: List[Key]) -> Mapping[Key, Any]:
+            # Runs in a pool thread; the coroutine runs on the loop.
+            return asyncio.run_coroutine_threadsafe(loader(missing), loop).result()
+
+        return await self._run(self.cache.get_many_or_load, keys, sync_loader, ttl)
+
+    def cached(self, ttl: Optional[float] = None, key: Union[None, str, Callable[..., Key]] = None
+               ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+        """As Cache.cached, for coroutine functions."""
+        def decorate(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+            # Reuse the sync decorator's key construction.
+            keyed = self.cache.cached(ttl=ttl, key=key)(fn)
+            make_key = keyed.cache_key  # type: ignore[attr-defined]
+
+            @functools.wraps(fn)
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                async def load(_k: Key) -> Any:
+                    r = await fn(*args, **kwargs)
+                    return NOT_FOUND if r is None else r
+
+                return await self.get_or_load(make_key(*args, **kwargs), load, ttl=ttl)
+
+            wrapper.cache_key = make_key  # type: ignore[attr-defined]
+            return wrapper
+
+        return decorate

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The Python package's suite: builds `pip install .` into .venv-test and runs
+# pytest python/tests. Uses the servers scripts/run-tests.sh exported
+# (STRATA_TEST_REDIS_URL / STRATA_TEST_MEMCACHED_URL); when run alone, starts
+# its own throwaway ones and stops them afterwards.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+venv="$root/.venv-test"
+py=${PYTHON:-python3}
+
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import sys' 2>/dev/null; then
+  rm -rf "$venv"
+  if ! "$py" -m venv "$venv" 2>/dev/null; then
+    rm -rf "$venv"
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+      ver=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+      echo "test-python: installing python3-venv"
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get update -qq
+      apt-get install -y -qq --no-install-recommends python3-venv "python$ver-venv" >/dev/null 2>&1 ||
+        apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+      "$py" -m venv "$venv"
+    else
+      echo "test-python: '$py -m venv' failed; install python3-venv (as root: apt-get install python3-venv)" >&2
+      exit 1
+    fi
+  fi
+fi
+
+"$venv/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+"$venv/bin/python" -m pip install -q pytest
+# A fresh build every run: the C core may have changed since the last install.
+"$venv/bin/python" -m pip install -q --force-reinstall --no-deps --no-cache-dir . ||
+  "$venv/bin/python" -m pip install -q .
+"$venv/bin/python" -m pip install -q "cffi>=1.15"
+
+if [ -z "${STRATA_TEST_REDIS_URL:-}" ] && [ -z "${STRATA_TEST_MEMCACHED_URL:-}" ] &&
+   command -v redis-server >/dev/null && command -v memcached >/dev/null; then
+  servers="$root/.test-servers-python"
+  trap '"$root/scripts/test-servers.sh" stop "$servers"' EXIT
+  "$root/scripts/test-servers.sh" start "$servers"
+  # shellcheck disable=SC1091
+  . "$servers/env"
+fi
+
+# Run from python/tests so the source tree's python/stratacache is not imported
+# in place of the installed package.
+cd "$root/python/tests"
+"$venv/bin/python" -m pytest -q -p no:cacheprovider "$@" .
