@@ -6,7 +6,9 @@
 #include "engine/cache.h"
 
 #include <pthread.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char *backend_name;
 static char url[1024];
@@ -550,6 +552,80 @@ static void crashed_leader_lease_expires(void)
     strata_cache_free(b);
 }
 
+static int pipe_fd = -1;
+
+/* Reports each call through a pipe, so the parent counts across processes. */
+static int pipe_loader(void *ud, const char *key, size_t keylen, strata_load *load)
+{
+    (void)ud;
+    if (write(pipe_fd, "x", 1) != 1)
+        return STRATA_EUSER;
+    strata__sleep_ms(100);
+    return strata_load_value(load, key, keylen, 0);
+}
+
+static void *pipe_thread(void *p)
+{
+    stampede_arg *a = p;
+    strata_value v = STRATA_VALUE_INIT;
+    a->rc = strata_get_or_load(a->c, a->key, strlen(a->key), pipe_loader, NULL, &v);
+    strata_value_dispose(&v);
+    return NULL;
+}
+
+/* 4 processes x 16 threads on one cold key: one load across all of them.
+ * The children inherit the parent's handle, so this also checks fork safety. */
+static void processes_stampede(void)
+{
+    strata_cache *c = open_cache("ns=api&pool_size=4&lock_wait_ms=5000");
+    char key[128], buf[64];
+    int fds[2], p, status, failed = 0, calls = 0;
+    ssize_t n;
+    pid_t pids[4];
+    strata_value v = STRATA_VALUE_INIT;
+    REQUIRE(c);
+    if (strcmp(backend_name, "memory") == 0) { /* an in-process store is not shared by processes */
+        strata_cache_free(c);
+        return;
+    }
+    CHECK_RC(strata_set(c, K("warm-before-fork"), K("x"), 0), 0); /* parent has live sockets */
+    snprintf(key, sizeof key, "%s", test_unique("procs"));
+    REQUIRE(pipe(fds) == 0);
+    for (p = 0; p < 4; p++) {
+        pids[p] = fork();
+        if (pids[p] == 0) {
+            pthread_t th[16];
+            stampede_arg args[16];
+            int i, bad = 0;
+            close(fds[0]);
+            pipe_fd = fds[1];
+            for (i = 0; i < 16; i++) {
+                args[i].c = c;
+                args[i].key = key;
+                pthread_create(&th[i], NULL, pipe_thread, &args[i]);
+            }
+            for (i = 0; i < 16; i++) {
+                pthread_join(th[i], NULL);
+                bad |= args[i].rc != STRATA_OK;
+            }
+            _exit(bad);
+        }
+    }
+    close(fds[1]);
+    while ((n = read(fds[0], buf, sizeof buf)) > 0)
+        calls += (int)n;
+    close(fds[0]);
+    for (p = 0; p < 4; p++) {
+        waitpid(pids[p], &status, 0);
+        failed += !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+    }
+    CHECK(calls == 1);
+    CHECK(failed == 0);
+    CHECK_RC(strata_get(c, K("warm-before-fork"), &v), STRATA_OK); /* the parent still works */
+    strata_value_dispose(&v);
+    strata_cache_free(c);
+}
+
 static int many_loader(void *ud, size_t n, const char *const *keys, const size_t *lens, strata_load *const *loads)
 {
     loader_state *s = ud;
@@ -639,6 +715,7 @@ int main(int argc, char **argv)
         {"waiter_policies", waiter_policies},
         {"crashed_leader_lease_expires", crashed_leader_lease_expires},
         {"get_many_or_load_one_call", get_many_or_load_one_call},
+        {"processes_stampede", processes_stampede},
         {"read_through_default_loader", read_through_default_loader},
     };
     if (argc < 2) {
