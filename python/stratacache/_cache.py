@@ -18,6 +18,7 @@ from typing import (
     Iterable,
     List,
     Mapping,
+    NoReturn,
     Optional,
     Tuple,
     TypeVar,
@@ -67,7 +68,7 @@ class _NotFound:
 NOT_FOUND = _NotFound()
 
 
-def _raise(rc: int) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
+def _raise(rc: int) -> NoReturn:
     msg = ffi.string(lib.strata_error_last()).decode("utf-8", "replace")
     name = ffi.string(lib.strata_error_name(rc)).decode("ascii", "replace")
     raise error_class(rc)(rc, name, msg)
