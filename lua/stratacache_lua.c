@@ -1,0 +1,784 @@
+/*
+ * stratacache for Lua 5.1 / LuaJIT and Lua 5.4: `local sc = require "stratacache"`.
+ *
+ * The C part wraps the public C ABI (stratacache.h) only; get_or_load and
+ * sc.new's option handling are Lua (the chunk at the end of this file) over
+ * the two-phase primitives, so loaders run in the caller's Lua code and may
+ * yield. C never calls Lua from another thread: the library's own loader
+ * callbacks are not used.
+ *
+ * Error shape (lua-resty-mlcache, luv): misuse raises with a message naming
+ * the argument; a runtime failure returns nil, "ENAME: message"; a miss
+ * returns nil; a hit returns value, nil, level; a negative hit returns
+ * nil, nil, "negative".
+ *
+ * A cache userdata and its reused strata_value belong to one lua_State at a
+ * time (the usual rule for Lua states); the strata_cache underneath is
+ * thread-safe.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "stratacache.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#if LUA_VERSION_NUM < 502
+#  define sl_rawlen(L, i) lua_objlen(L, i)
+static void sl_setfuncs(lua_State *L, const luaL_Reg *l)
+{
+    for (; l->name; l++) {
+        lua_pushcfunction(L, l->func);
+        lua_setfield(L, -2, l->name);
+    }
+}
+#else
+#  define sl_rawlen(L, i) lua_rawlen(L, i)
+#  define sl_setfuncs(L, l) luaL_setfuncs(L, l, 0)
+#endif
+
+#define CACHE_MT "stratacache.cache"
+#define TICKET_MT "stratacache.ticket"
+
+typedef struct lticket lticket;
+
+typedef struct lcache {
+    strata_cache *c;
+    strata_value v;      /* reused by every read on this handle */
+    lticket *tickets;    /* live tickets, abandoned by close() */
+} lcache;
+
+struct lticket {
+    strata_ticket *t;
+    lcache *owner;
+    lticket *prev, *next;
+};
+
+/* --- helpers --- */
+
+static int push_error(lua_State *L, int code)
+{
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", strata_error_name(code), strata_error_last());
+    return 2;
+}
+
+static lcache *check_cache(lua_State *L)
+{
+    lcache *lc = (lcache *)luaL_checkudata(L, 1, CACHE_MT);
+    if (lc->c == NULL)
+        luaL_argerror(L, 1, "cache is closed");
+    return lc;
+}
+
+static const char *check_key(lua_State *L, int idx, size_t *len, const char *what)
+{
+    const char *k = NULL;
+    if (lua_type(L, idx) != LUA_TSTRING || (k = lua_tolstring(L, idx, len), *len == 0)) {
+        lua_pushfstring(L, "%s must be a non-empty string, got %s", what,
+                        lua_type(L, idx) == LUA_TSTRING ? "an empty string" : luaL_typename(L, idx));
+        luaL_argerror(L, idx, lua_tostring(L, -1));
+    }
+    return k;
+}
+
+static const char *check_value(lua_State *L, int idx, size_t *len)
+{
+    if (lua_type(L, idx) != LUA_TSTRING) {
+        lua_pushfstring(L, "value must be a string, got %s", luaL_typename(L, idx));
+        luaL_argerror(L, idx, lua_tostring(L, -1));
+    }
+    return lua_tolstring(L, idx, len);
+}
+
+/* Optional seconds -> ms; nil = 0 (the cache's default). */
+static int64_t check_seconds(lua_State *L, int idx, const char *what)
+{
+    lua_Number s;
+    if (lua_isnoneornil(L, idx))
+        return 0;
+    if (lua_type(L, idx) != LUA_TNUMBER || (s = lua_tonumber(L, idx)) < 0 || s != s || s > 3.2e7) {
+        lua_pushfstring(L, "%s must be a non-negative number of seconds", what);
+        luaL_argerror(L, idx, lua_tostring(L, -1));
+    }
+    s = lua_tonumber(L, idx);
+    return (int64_t)(s * 1000.0 + 0.5);
+}
+
+static void push_value(lua_State *L, const strata_value *v)
+{
+    lua_pushlstring(L, v->data ? v->data : "", v->len);
+}
+
+static void push_level(lua_State *L, const strata_value *v)
+{
+    lua_pushinteger(L, v->stale ? STRATA_LEVEL_STALE : v->level);
+}
+
+/* --- tickets --- */
+
+static void ticket_unlink(lticket *tk)
+{
+    if (tk->owner == NULL)
+        return;
+    if (tk->prev)
+        tk->prev->next = tk->next;
+    else
+        tk->owner->tickets = tk->next;
+    if (tk->next)
+        tk->next->prev = tk->prev;
+    tk->owner = NULL;
+    tk->prev = tk->next = NULL;
+}
+
+/* Takes the strata_ticket out of the userdata: the caller consumes it. */
+static strata_ticket *ticket_take(lua_State *L, int idx)
+{
+    lticket *tk = (lticket *)luaL_checkudata(L, idx, TICKET_MT);
+    strata_ticket *t = tk->t;
+    if (t == NULL)
+        luaL_argerror(L, idx, "ticket was already used or its cache was closed");
+    tk->t = NULL;
+    ticket_unlink(tk);
+    return t;
+}
+
+static int l_ticket_fill(lua_State *L)
+{
+    strata_ticket *t;
+    size_t len;
+    const char *val = check_value(L, 2, &len);
+    int64_t ttl = check_seconds(L, 3, "ttl");
+    int rc;
+    t = ticket_take(L, 1);
+    if ((rc = strata_fill(t, val, len, ttl)) < 0)
+        return push_error(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_ticket_fill_negative(lua_State *L)
+{
+    int64_t ttl = check_seconds(L, 2, "neg_ttl");
+    int rc;
+    strata_ticket *t = ticket_take(L, 1);
+    if ((rc = strata_fill_negative(t, ttl)) < 0)
+        return push_error(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_ticket_abandon(lua_State *L)
+{
+    lticket *tk = (lticket *)luaL_checkudata(L, 1, TICKET_MT);
+    if (tk->t != NULL)
+        strata_abandon(ticket_take(L, 1));
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_ticket_gc(lua_State *L)
+{
+    lticket *tk = (lticket *)luaL_checkudata(L, 1, TICKET_MT);
+    if (tk->t != NULL) { /* dropped unused (e.g. a loader coroutine never resumed) */
+        strata_abandon(tk->t);
+        tk->t = NULL;
+    }
+    ticket_unlink(tk);
+    return 0;
+}
+
+/* --- cache --- */
+
+static void cache_close(lcache *lc)
+{
+    while (lc->tickets) {
+        lticket *tk = lc->tickets;
+        if (tk->t)
+            strata_abandon(tk->t);
+        tk->t = NULL;
+        ticket_unlink(tk);
+    }
+    strata_value_dispose(&lc->v);
+    strata_cache_free(lc->c);
+    lc->c = NULL;
+}
+
+/* _new(url) -> cache | nil, err */
+static int l_new(lua_State *L)
+{
+    const char *url = luaL_checkstring(L, 1);
+    strata_cache *c = NULL;
+    lcache *lc;
+    int rc;
+    if ((rc = strata_cache_new(&c, url, NULL)) < 0)
+        return push_error(L, rc);
+    lc = (lcache *)lua_newuserdata(L, sizeof *lc);
+    memset(lc, 0, sizeof *lc);
+    lc->c = c;
+    luaL_getmetatable(L, CACHE_MT);
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+static int l_close(lua_State *L)
+{
+    lcache *lc = (lcache *)luaL_checkudata(L, 1, CACHE_MT);
+    if (lc->c)
+        cache_close(lc);
+    return 0;
+}
+
+static int l_isopen(lua_State *L)
+{
+    lcache *lc = (lcache *)luaL_checkudata(L, 1, CACHE_MT);
+    lua_pushboolean(L, lc->c != NULL);
+    return 1;
+}
+
+static int l_tostring(lua_State *L)
+{
+    lcache *lc = (lcache *)luaL_checkudata(L, 1, CACHE_MT);
+    if (lc->c)
+        lua_pushfstring(L, "stratacache.cache (%p)", (void *)lc);
+    else
+        lua_pushliteral(L, "stratacache.cache (closed)");
+    return 1;
+}
+
+/* Pushes a read's outcome in the public shape. */
+static int push_read(lua_State *L, int rc, const strata_value *v)
+{
+    switch (rc) {
+    case STRATA_OK:
+    case STRATA_HIT_STALE:
+        push_value(L, v);
+        lua_pushnil(L);
+        push_level(L, v);
+        return 3;
+    case STRATA_NEGATIVE:
+        lua_pushnil(L);
+        lua_pushnil(L);
+        lua_pushliteral(L, "negative");
+        return 3;
+    case STRATA_MISS:
+        lua_pushnil(L);
+        return 1;
+    default:
+        return push_error(L, rc < 0 ? rc : STRATA_EBACKEND);
+    }
+}
+
+static int l_get(lua_State *L)
+{
+    lcache *lc = check_cache(L);
+    size_t klen;
+    const char *k = check_key(L, 2, &klen, "key");
+    return push_read(L, strata_get(lc->c, k, klen, &lc->v), &lc->v);
+}
+
+static int l_set(lua_State *L)
+{
+    lcache *lc = check_cache(L);
+    size_t klen, vlen;
+    const char *k = check_key(L, 2, &klen, "key");
+    const char *val = check_value(L, 3, &vlen);
+    int64_t ttl = check_seconds(L, 4, "ttl");
+    int rc = strata_set(lc->c, k, klen, val, vlen, ttl);
+    if (rc < 0)
+        return push_error(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* true when something was there, false when nothing was. */
+static int l_delete(lua_State *L)
+{
+    lcache *lc = check_cache(L);
+    size_t klen;
+    const char *k = check_key(L, 2, &klen, "key");
+    int rc = strata_delete(lc->c, k, klen);
+    if (rc < 0)
+        return push_error(L, rc);
+    lua_pushboolean(L, rc == 0);
+    return 1;
+}
+
+static int l_touch(lua_State *L)
+{
+    lcache *lc = check_cache(L);
+    size_t klen;
+    const char *k = check_key(L, 2, &klen, "key");
+    int64_t ttl = check_seconds(L, 3, "ttl");
+    int rc = strata_touch(lc->c, k, klen, ttl);
+    if (rc < 0)
+        return push_error(L, rc);
+    lua_pushboolean(L, rc == 0);
+    return 1;
+}
+
+static int l_invalidate(lua_State *L)
+{
+    lcache *lc = check_cache(L);
+    size_t klen;
+    const char *k = check_key(L, 2, &klen, "key");
+    int rc = strata_invalidate(lc->c, k, klen);
+    if (rc < 0)
+        return push_error(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_invalidate_tag(lua_State *L)
+{
+    lcache *lc = check_cache(L);
+    size_t tlen;
+    const char *tag = check_key(L, 2, &tlen, "tag");
+    int rc = strata_invalidate_tag(lc->c, tag, tlen);
+    if (rc < 0)
+        return push_error(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* Scratch arrays for the batch calls, freed by __gc if Lua raises midway. */
+typedef struct batch {
+    size_t n;
+    const char **keys, **vals;
+    size_t *klens, *vlens;
+    strata_value *outs;
+    int *results;
+} batch;
+
+static int l_batch_gc(lua_State *L)
+{
+    batch *b = (batch *)lua_touserdata(L, 1);
+    size_t i;
+    for (i = 0; b->outs && i < b->n; i++)
+        strata_value_dispose(&b->outs[i]);
+    free(b->keys);
+    free(b->vals);
+    free(b->klens);
+    free(b->vlens);
+    free(b->outs);
+    free(b->results);
+    memset(b, 0, sizeof *b);
+    return 0;
+}
+
+static batch *new_batch(lua_State *L, size_t n, int with_vals, int with_outs)
+{
+    batch *b = (batch *)lua_newuserdata(L, sizeof *b);
+    size_t m = n ? n : 1;
+    memset(b, 0, sizeof *b);
+    lua_newtable(L);
+    lua_pushcfunction(L, l_batch_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    b->keys = (const char **)calloc(m, sizeof *b->keys);
+    b->klens = (size_t *)calloc(m, sizeof *b->klens);
+    if (with_vals) {
+        b->vals = (const char **)calloc(m, sizeof *b->vals);
+        b->vlens = (size_t *)calloc(m, sizeof *b->vlens);
+    }
+    if (with_outs) {
+        b->outs = (strata_value *)calloc(m, sizeof *b->outs);
+        b->results = (int *)calloc(m, sizeof *b->results);
+    }
+    b->n = n;
+    if (!b->keys || !b->klens || (with_vals && (!b->vals || !b->vlens)) ||
+        (with_outs && (!b->outs || !b->results)))
+        luaL_error(L, "stratacache: out of memory");
+    return b;
+}
+
+static void batch_done(lua_State *L, int idx)
+{
+    lua_pushcfunction(L, l_batch_gc);
+    lua_pushvalue(L, idx);
+    lua_call(L, 1, 0);
+}
+
+/* get_many({k1, k2, ...}) -> {k = value} for the hits; nil, err */
+static int l_get_many(lua_State *L)
+{
+    lcache *lc = check_cache(L);
+    size_t n, i;
+    batch *b;
+    int rc, bidx;
+    if (!lua_istable(L, 2))
+        luaL_argerror(L, 2, "keys must be a table (an array of strings)");
+    n = sl_rawlen(L, 2);
+    b = new_batch(L, n, 0, 1);
+    bidx = lua_gettop(L);
+    for (i = 0; i < n; i++) {
+        lua_rawgeti(L, 2, (int)i + 1);
+        if (lua_type(L, -1) != LUA_TSTRING || sl_rawlen(L, -1) == 0) {
+            lua_pushfstring(L, "keys[%d] must be a non-empty string, got %s", (int)i + 1,
+                            lua_type(L, -1) == LUA_TSTRING ? "an empty string" : luaL_typename(L, -1));
+            luaL_argerror(L, 2, lua_tostring(L, -1));
+        }
+        b->keys[i] = lua_tolstring(L, -1, &b->klens[i]); /* anchored by the keys table */
+        lua_pop(L, 1);
+    }
+    rc = strata_get_many(lc->c, n, b->keys, b->klens, b->outs, b->results);
+    if (rc < 0) {
+        rc = push_error(L, rc);
+        batch_done(L, bidx);
+        return rc;
+    }
+    lua_createtable(L, 0, (int)n);
+    for (i = 0; i < n; i++) {
+        if (b->results[i] == STRATA_OK || b->results[i] == STRATA_HIT_STALE) {
+            lua_pushlstring(L, b->keys[i], b->klens[i]);
+            push_value(L, &b->outs[i]);
+            lua_rawset(L, -3);
+        }
+    }
+    batch_done(L, bidx);
+    return 1;
+}
+
+/* set_many({k = v, ...}, ttl) -> true | nil, err (all or nothing) */
+static int l_set_many(lua_State *L)
+{
+    lcache *lc = check_cache(L);
+    size_t n = 0, i = 0;
+    int64_t ttl;
+    batch *b;
+    int rc, bidx;
+    if (!lua_istable(L, 2))
+        luaL_argerror(L, 2, "items must be a table of key = value strings");
+    ttl = check_seconds(L, 3, "ttl");
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        n++;
+        lua_pop(L, 1);
+    }
+    b = new_batch(L, n, 1, 0);
+    bidx = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        if (lua_type(L, -2) != LUA_TSTRING || sl_rawlen(L, -2) == 0)
+            luaL_argerror(L, 2, "every key must be a non-empty string");
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            lua_pushfstring(L, "value for key \"%s\" must be a string, got %s", lua_tostring(L, -2),
+                            luaL_typename(L, -1));
+            luaL_argerror(L, 2, lua_tostring(L, -1));
+        }
+        b->keys[i] = lua_tolstring(L, -2, &b->klens[i]);
+        b->vals[i] = lua_tolstring(L, -1, &b->vlens[i]);
+        i++;
+        lua_pop(L, 1);
+    }
+    rc = strata_set_many(lc->c, n, b->keys, b->klens, b->vals, b->vlens, ttl);
+    batch_done(L, bidx);
+    if (rc < 0)
+        return push_error(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_stats(lua_State *L)
+{
+    lcache *lc = check_cache(L);
+    strata_stats st;
+    int rc;
+    memset(&st, 0, sizeof st);
+    if ((rc = strata_stats_get(lc->c, &st, STRATA_STATS_VERSION)) < 0)
+        return push_error(L, rc);
+    lua_createtable(L, 0, 24);
+#define F(name) lua_pushnumber(L, (lua_Number)st.name); lua_setfield(L, -2, #name)
+    F(l1_hits); F(l1_misses); F(l1_entries); F(l1_bytes); F(l1_evictions);
+    F(hits); F(misses); F(negative_hits); F(stale_hits);
+    F(sets); F(deletes); F(loads); F(load_errors);
+    F(backend_errors); F(timeouts);
+    F(leases_won); F(leases_lost); F(waits); F(early_refreshes);
+    F(singleflight_shared); F(breaker_opens); F(fail_open);
+#undef F
+    return 1;
+}
+
+/*
+ * _lookup(key) -> rc, value, level, ticket, wait_ms, err
+ * The primitive under get_or_load: rc is the strata_code.
+ */
+static int l_lookup(lua_State *L)
+{
+    lcache *lc = check_cache(L);
+    size_t klen;
+    const char *k = check_key(L, 2, &klen, "key");
+    strata_ticket *t = NULL;
+    int rc = strata_lookup(lc->c, k, klen, &lc->v, &t);
+    lua_pushinteger(L, rc);
+    if (rc == STRATA_OK || rc == STRATA_HIT_STALE || rc == STRATA_HIT_REFRESH) {
+        push_value(L, &lc->v);
+        push_level(L, &lc->v);
+    } else {
+        lua_pushnil(L);
+        lua_pushnil(L);
+    }
+    if (t != NULL) {
+        lticket *tk = (lticket *)lua_newuserdata(L, sizeof *tk);
+        tk->t = t;
+        tk->owner = lc;
+        tk->prev = NULL;
+        tk->next = lc->tickets;
+        if (lc->tickets)
+            lc->tickets->prev = tk;
+        lc->tickets = tk;
+        luaL_getmetatable(L, TICKET_MT);
+        lua_setmetatable(L, -2);
+    } else {
+        lua_pushnil(L);
+    }
+    if (rc == STRATA_MISS_WAIT)
+        lua_pushnumber(L, (lua_Number)lc->v.wait_ms);
+    else
+        lua_pushnil(L);
+    if (rc < 0)
+        lua_pushfstring(L, "%s: %s", strata_error_name(rc), strata_error_last());
+    else
+        lua_pushnil(L);
+    return 6;
+}
+
+/* --- module-level helpers --- */
+
+static int l_sleep(lua_State *L)
+{
+    lua_Number s = luaL_checknumber(L, 1);
+    struct timespec ts;
+    if (s > 0) {
+        ts.tv_sec = (time_t)s;
+        ts.tv_nsec = (long)((s - (lua_Number)ts.tv_sec) * 1e9);
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+    }
+    return 0;
+}
+
+static int l_now(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec * 1000.0 + (lua_Number)ts.tv_nsec / 1e6);
+    return 1;
+}
+
+static const luaL_Reg cache_methods[] = {
+    {"get", l_get},
+    {"set", l_set},
+    {"delete", l_delete},
+    {"touch", l_touch},
+    {"invalidate", l_invalidate},
+    {"invalidate_tag", l_invalidate_tag},
+    {"get_many", l_get_many},
+    {"set_many", l_set_many},
+    {"stats", l_stats},
+    {"close", l_close},
+    {"_lookup", l_lookup},
+    {"_isopen", l_isopen},
+    {NULL, NULL}
+};
+
+static const luaL_Reg ticket_methods[] = {
+    {"fill", l_ticket_fill},
+    {"fill_negative", l_ticket_fill_negative},
+    {"abandon", l_ticket_abandon},
+    {NULL, NULL}
+};
+
+/* The Lua half: sc.new's option handling and get_or_load over _lookup. */
+static const char lua_part[] =
+"local sc, methods, cnew, csleep, cnow = ...\n"
+"local type, pairs, tostring, error, select, floor = type, pairs, tostring, error, select, math.floor\n"
+"local pcall, unpack = pcall, unpack or table.unpack\n"
+"local co_create, co_resume, co_status, co_yield = coroutine.create, coroutine.resume, coroutine.status, coroutine.yield\n"
+"local NOT_FOUND = setmetatable({}, {__tostring = function() return 'stratacache.NOT_FOUND' end})\n"
+"sc.NOT_FOUND = NOT_FOUND\n"
+"sc.sleep = csleep\n"
+"local OK, MISS, NEGATIVE, HIT_STALE, HIT_REFRESH, MISS_LEAD, MISS_WAIT = 0, 1, 2, 3, 4, 5, 6\n"
+"local EBACKEND, ETIMEOUT, EBREAKER = -3, -4, -12\n"
+"local settings = setmetatable({}, {__mode = 'k'})\n"
+"local seconds = {ttl = 'ttl_ms', neg_ttl = 'neg_ttl_ms', stale = 'stale_ms', timeout = 'timeout_ms',\n"
+"  connect_timeout = 'connect_timeout_ms', lock_wait = 'lock_wait_ms', lease_ttl = 'lease_ttl_ms',\n"
+"  l1_ttl = 'l1_ttl_ms', breaker_cooldown = 'breaker_cooldown_ms'}\n"
+"local policies = {stale_or_load = 0, load = 1, fail = 2}\n"
+"local function bad(n, fname, msg)\n"
+"  if n == 0 then error(('calling \\'%s\\' on bad self (%s)'):format(fname, msg), 3) end\n"
+"  error(('bad argument #%d to \\'%s\\' (%s)'):format(n, fname, msg), 3)\n"
+"end\n"
+"local function num(v)\n"
+"  if v == floor(v) and v > -1e15 and v < 1e15 then return ('%d'):format(v) end\n"
+"  return ('%.17g'):format(v)\n"
+"end\n"
+"function sc.new(opts)\n"
+"  if opts == nil then opts = {} end\n"
+"  if type(opts) ~= 'table' then bad(1, 'new', 'options must be a table, got ' .. type(opts)) end\n"
+"  local url = opts.url or 'memory://'\n"
+"  if type(url) ~= 'string' then bad(1, 'new', 'url must be a string, got ' .. type(url)) end\n"
+"  local names = {}\n"
+"  for k in pairs(opts) do\n"
+"    if type(k) ~= 'string' then bad(1, 'new', 'option names must be strings') end\n"
+"    if k ~= 'url' and k ~= 'sleep' then names[#names + 1] = k end\n"
+"  end\n"
+"  table.sort(names)\n"
+"  local q = {}\n"
+"  for _, k in ipairs(names) do\n"
+"    local v, name = opts[k], k\n"
+"    if seconds[k] then\n"
+"      if type(v) ~= 'number' or v < 0 or v ~= v then bad(1, 'new', k .. ' must be a non-negative number of seconds') end\n"
+"      name, v = seconds[k], num(floor(v * 1000 + 0.5))\n"
+"    elseif k == 'namespace' then name = 'ns'\n"
+"    end\n"
+"    if type(v) == 'boolean' then v = v and '1' or '0'\n"
+"    elseif type(v) == 'number' then v = num(v)\n"
+"    elseif type(v) ~= 'string' then bad(1, 'new', 'option ' .. k .. ' must be a string, number or boolean, got ' .. type(v))\n"
+"    end\n"
+"    if v:find('[&=#]') then bad(1, 'new', 'option ' .. k .. ' must not contain \\'&\\', \\'=\\' or \\'#\\'') end\n"
+"    q[#q + 1] = name .. '=' .. v\n"
+"  end\n"
+"  if opts.sleep ~= nil and type(opts.sleep) ~= 'function' then bad(1, 'new', 'sleep must be a function') end\n"
+"  if #q > 0 then url = url .. (url:find('?', 1, true) and '&' or '?') .. table.concat(q, '&') end\n"
+"  local c, err = cnew(url)\n"
+"  if not c then return nil, err end\n"
+"  local lock_wait, policy = 2000, 0\n"
+"  local query = url:match('%?(.*)$') or ''\n"
+"  for k, v in query:gmatch('([^&=]+)=([^&]*)') do\n"
+"    if k == 'lock_wait_ms' then lock_wait = tonumber(v) or lock_wait\n"
+"    elseif k == 'wait_policy' then policy = policies[v] or policy end\n"
+"  end\n"
+"  settings[c] = {lock_wait = lock_wait, policy = policy, sleep = opts.sleep or csleep}\n"
+"  return c\n"
+"end\n"
+/* Runs the loader; yields inside it reach the caller's coroutine. On plain
+ * Lua 5.1 pcall is not yieldable, so the loader runs in its own coroutine
+ * whose yields are passed up by hand. */
+"local call\n"
+"if _VERSION ~= 'Lua 5.1' or rawget(_G, 'jit') then\n"
+"  call = pcall\n"
+"else\n"
+"  local function pass(co, ok, ...)\n"
+"    if not ok then return false, ... end\n"
+"    if co_status(co) == 'dead' then return true, ... end\n"
+"    return pass(co, co_resume(co, co_yield(...)))\n"
+"  end\n"
+"  call = function(f, ...)\n"
+"    local co = co_create(f)\n"
+"    return pass(co, co_resume(co, ...))\n"
+"  end\n"
+"end\n"
+/* -> 'value', v, ttl | 'missing', neg_ttl | 'error', message */
+"local function load(loader, ...)\n"
+"  local ok, v, x = call(loader, ...)\n"
+"  if not ok then return 'error', 'loader raised: ' .. tostring(v) end\n"
+"  if v == NOT_FOUND then\n"
+"    if x ~= nil and (type(x) ~= 'number' or x < 0) then return 'error', 'loader returned a bad neg_ttl' end\n"
+"    return 'missing', x\n"
+"  end\n"
+"  if v == nil then return 'error', 'loader failed: ' .. tostring(x) end\n"
+"  if type(v) == 'number' then v = tostring(v) end\n"
+"  if type(v) ~= 'string' then return 'error', 'loader returned a ' .. type(v) .. ', expected a string, sc.NOT_FOUND or nil, err' end\n"
+"  if x ~= nil and (type(x) ~= 'number' or x < 0) then return 'error', 'loader returned a bad ttl' end\n"
+"  return 'value', v, x\n"
+"end\n"
+"local function finish(ticket, kind, v, x)\n"
+"  if kind == 'value' then\n"
+"    if ticket then ticket:fill(v, x) end\n"
+"    return v, nil, 3\n"
+"  elseif kind == 'missing' then\n"
+"    if ticket then ticket:fill_negative(x) end\n"
+"    return nil, nil, 'negative'\n"
+"  end\n"
+"  if ticket then ticket:abandon() end\n"
+"  return nil, 'EUSER: ' .. v\n"
+"end\n"
+"function methods.get_or_load(self, key, loader, ...)\n"
+"  local s = settings[self]\n"
+"  if not s then bad(0, 'get_or_load', 'self must be a stratacache cache') end\n"
+"  if not self:_isopen() then bad(0, 'get_or_load', 'cache is closed') end\n"
+"  if type(key) ~= 'string' or key == '' then bad(1, 'get_or_load', 'key must be a non-empty string, got ' .. (type(key) == 'string' and 'an empty string' or type(key))) end\n"
+"  if type(loader) ~= 'function' then bad(2, 'get_or_load', 'loader must be a function, got ' .. type(loader)) end\n"
+"  local deadline, backoff = cnow() + s.lock_wait, 2\n"
+"  while true do\n"
+"    local rc, val, level, ticket, wait_ms, err = self:_lookup(key)\n"
+"    if rc == OK or rc == HIT_STALE then return val, nil, level end\n"
+"    if rc == NEGATIVE then return nil, nil, 'negative' end\n"
+"    if rc == HIT_REFRESH then\n"
+"      local kind, v, x = load(loader, ...)\n"
+"      if kind == 'error' then ticket:abandon(); return val, nil, level end\n"
+"      return finish(ticket, kind, v, x)\n"
+"    end\n"
+"    if rc == MISS_LEAD then return finish(ticket, load(loader, ...)) end\n"
+"    if rc == MISS_WAIT then\n"
+"      local now = cnow()\n"
+"      if now >= deadline then\n"
+"        if s.policy == 2 then\n"
+"          return nil, ('ETIMEOUT: waited %d ms for another loader of this key'):format(s.lock_wait)\n"
+"        end\n"
+"        return finish(nil, load(loader, ...))\n"
+"      end\n"
+"      local nap = backoff < wait_ms and backoff or wait_ms\n"
+"      if nap > deadline - now then nap = deadline - now end\n"
+"      if nap < 1 then nap = 1 end\n"
+"      s.sleep(nap / 1000)\n"
+"      backoff = backoff * 2 > 50 and 50 or backoff * 2\n"
+"    elseif rc == EBACKEND or rc == ETIMEOUT or rc == EBREAKER then\n"
+"      return finish(nil, load(loader, ...))\n"
+"    else\n"
+"      return nil, err or 'EBACKEND: unexpected lookup result ' .. tostring(rc)\n"
+"    end\n"
+"  end\n"
+"end\n";
+
+__attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L);
+__attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L)
+{
+    int sc;
+    lua_newtable(L);
+    sc = lua_gettop(L);
+
+    luaL_newmetatable(L, TICKET_MT);
+    lua_newtable(L);
+    sl_setfuncs(L, ticket_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_ticket_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, CACHE_MT);
+    lua_pushcfunction(L, l_close);
+    lua_setfield(L, -2, "__gc");
+#if LUA_VERSION_NUM >= 504
+    lua_pushcfunction(L, l_close);
+    lua_setfield(L, -2, "__close");
+#endif
+    lua_pushcfunction(L, l_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_newtable(L);
+    sl_setfuncs(L, cache_methods);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__index");
+    /* stack: sc, mt, methods */
+
+    lua_pushstring(L, strata_version());
+    lua_setfield(L, sc, "_CVERSION");
+    lua_pushliteral(L, "stratacache 0.1.0");
+    lua_setfield(L, sc, "_VERSION");
+
+    if (luaL_loadbuffer(L, lua_part, sizeof lua_part - 1, "=stratacache") != 0)
+        return lua_error(L);
+    lua_pushvalue(L, sc);
+    lua_pushvalue(L, -3); /* methods */
+    lua_pushcfunction(L, l_new);
+    lua_pushcfunction(L, l_sleep);
+    lua_pushcfunction(L, l_now);
+    lua_call(L, 5, 0);
+    lua_pop(L, 2);
+    return 1;
+}

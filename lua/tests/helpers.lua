@@ -1,0 +1,62 @@
+-- Shared by the specs: which backends to run on, unique keys, misuse checks.
+local H = {}
+
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+H.dir = here
+H.root = here .. "/../.."
+
+-- The interpreter running the specs (children are launched with the same one).
+H.lua = os.getenv("STRATA_LUA") or "lua"
+
+-- name -> URL for every backend the environment provides.
+function H.backends()
+  local list = {{name = "memory", url = "memory://spec"}}
+  local r, m = os.getenv("STRATA_TEST_REDIS_URL"), os.getenv("STRATA_TEST_MEMCACHED_URL")
+  list[#list + 1] = {name = "redis", url = r}
+  list[#list + 1] = {name = "memcached", url = m}
+  return list
+end
+
+local counter = 0
+math.randomseed(os.time() + (tonumber(tostring({}):match("0x(%x+)") or "0", 16) or 0) % 100000)
+local run = ("%d%04d"):format(os.time(), math.random(0, 9999))
+function H.key(prefix)
+  counter = counter + 1
+  return ("%s-%s-%d"):format(prefix, run, counter)
+end
+
+-- Calls f, which must raise; returns the message (which must contain want).
+function H.raises(f, want)
+  local ok, err = pcall(f)
+  if ok then error("expected an error containing " .. ("%q"):format(want), 2) end
+  err = tostring(err)
+  if not err:find(want, 1, true) then
+    error("error " .. ("%q"):format(err) .. " should contain " .. ("%q"):format(want), 2)
+  end
+  return err
+end
+
+function H.sleep(s)
+  require("stratacache").sleep(s)
+end
+
+-- Runs the functions as coroutines, round-robin, until all are done.
+function H.run_coroutines(fns)
+  local cos, results = {}, {}
+  for i, f in ipairs(fns) do cos[i] = coroutine.create(f) end
+  local live = #cos
+  while live > 0 do
+    live = 0
+    for i, co in ipairs(cos) do
+      if coroutine.status(co) == "suspended" then
+        local r = {coroutine.resume(co)}
+        if not r[1] then error("coroutine " .. i .. " failed: " .. tostring(r[2])) end
+        if coroutine.status(co) == "dead" then results[i] = r end -- r[2], r[3], r[4]: what f returned
+        live = live + 1
+      end
+    end
+  end
+  return results
+end
+
+return H
