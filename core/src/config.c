@@ -217,6 +217,12 @@ static int apply_option(strata__config *cfg, const char *k, size_t klen, const c
     }
     if (strcmp(name, "xfetch_beta") == 0)
         return parse_double(name, v, vlen, &o->xfetch_beta);
+    if (strcmp(name, "refresh_threads") == 0) {
+        rc = parse_i64(name, v, vlen, 0, 16, &x);
+        if (rc == 0)
+            cfg->refresh_threads = (unsigned int)x;
+        return rc;
+    }
     if (strcmp(name, "db") == 0) {
         if (cfg->scheme != STRATA__SCHEME_REDIS)
             return strata__error(STRATA_EOPTION, "option db: only for redis:// URLs");

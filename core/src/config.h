@@ -26,6 +26,7 @@ typedef struct strata__config {
     char user[128];
     char password[256];
     int db;                      /* redis database number */
+    unsigned int refresh_threads; /* background refreshers for get_or_load; 0 = inline */
     char ns[STRATA__MAX_NS + 1]; /* namespace, "" for none */
     size_t nslen;
     strata_options opts;         /* every field valid; opts.ns points at ns */

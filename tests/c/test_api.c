@@ -626,6 +626,91 @@ static void processes_stampede(void)
     strata_cache_free(c);
 }
 
+typedef struct hot_state {
+    strata_cache *c;
+    const char *key;
+    int loads, served_loaded, stop, errors;
+    pthread_mutex_t lock;
+} hot_state;
+
+static int versioned_loader(void *ud, const char *key, size_t keylen, strata_load *load)
+{
+    hot_state *h = ud;
+    char buf[32];
+    int n;
+    (void)key;
+    (void)keylen;
+    pthread_mutex_lock(&h->lock);
+    n = ++h->loads;
+    pthread_mutex_unlock(&h->lock);
+    strata__sleep_ms(100);
+    snprintf(buf, sizeof buf, "version-%d", n);
+    return strata_load_value(load, buf, strlen(buf), 0);
+}
+
+static void *hot_reader(void *p)
+{
+    hot_state *h = p;
+    strata_value v = STRATA_VALUE_INIT;
+    while (!strata__atomic_load(&h->stop)) {
+        int rc = strata_get_or_load(h->c, h->key, strlen(h->key), versioned_loader, h, &v);
+        pthread_mutex_lock(&h->lock);
+        if (rc != STRATA_OK) {
+            h->errors++;
+            fprintf(stderr, "  reader: %s %s\n", strata_error_name(rc), strata_error_last());
+        }
+        else if (v.level == STRATA_LEVEL_LOADED)
+            h->served_loaded++;
+        pthread_mutex_unlock(&h->lock);
+        strata__sleep_ms(5);
+    }
+    strata_value_dispose(&v);
+    return NULL;
+}
+
+/* A hot key nearing expiry under XFetch with a background refresher: exactly
+ * one early refresh, and no reader ever waits for (is served by) a load. */
+static void xfetch_one_early_refresh(void)
+{
+    strata_cache *c = open_cache("ns=api&ttl_ms=3000&xfetch_beta=1&refresh_threads=1&pool_size=12");
+    strata_value v = STRATA_VALUE_INIT;
+    hot_state h;
+    pthread_t th[8];
+    char key[128];
+    int i;
+    REQUIRE(c);
+    memset(&h, 0, sizeof h);
+    pthread_mutex_init(&h.lock, NULL);
+    snprintf(key, sizeof key, "%s", test_unique("hot"));
+    h.c = c;
+    h.key = key;
+    CHECK_RC(strata_get_or_load(c, K(key), versioned_loader, &h, &v), STRATA_OK); /* cold load: 100 ms cost */
+    for (i = 0; i < 8; i++)
+        pthread_create(&th[i], NULL, hot_reader, &h);
+    /* Readers run for 2.9 s of the first 3 s of freshness: XFetch (cost 100 ms,
+     * ~1600 reads/s) refreshes ~0.5 s before expiry with near certainty, and a
+     * second refresh would need remaining ~2.7 s: probability ~e^-22. */
+    strata__sleep_ms(2900);
+    strata__atomic_store(&h.stop, 1);
+    for (i = 0; i < 8; i++)
+        pthread_join(th[i], NULL);
+    {
+        strata_stats st;
+        strata_stats_get(c, &st, STRATA_STATS_VERSION);
+        if (h.loads != 2)
+            fprintf(stderr, "  loads %d: leases won %llu lost %llu, early refreshes %llu\n", h.loads,
+                    (unsigned long long)st.leases_won, (unsigned long long)st.leases_lost,
+                    (unsigned long long)st.early_refreshes);
+    }
+    CHECK(h.loads == 2);           /* the cold load and one early refresh */
+    CHECK(h.served_loaded == 0);   /* nobody waited for the refresh */
+    CHECK(h.errors == 0);
+    CHECK_RC(strata_get(c, K(key), &v), STRATA_OK);
+    CHECK_VALUE(&v, "version-2");
+    strata_value_dispose(&v);
+    strata_cache_free(c);
+}
+
 static int many_loader(void *ud, size_t n, const char *const *keys, const size_t *lens, strata_load *const *loads)
 {
     loader_state *s = ud;
@@ -716,6 +801,7 @@ int main(int argc, char **argv)
         {"crashed_leader_lease_expires", crashed_leader_lease_expires},
         {"get_many_or_load_one_call", get_many_or_load_one_call},
         {"processes_stampede", processes_stampede},
+        {"xfetch_one_early_refresh", xfetch_one_early_refresh},
         {"read_through_default_loader", read_through_default_loader},
     };
     if (argc < 2) {

@@ -162,7 +162,10 @@ static int lease_key(const mc_backend *b, const char *key, size_t keylen, mc_key
 
 /* ---- times ---- */
 
-/* Seconds, rounded up, at least 1; past 30 days memcached wants a unix time. */
+/* Seconds, rounded up, plus one: memcached's clock ticks in whole seconds, so
+ * an item can die up to a second before its exptime; the envelope, not the
+ * backend, decides freshness, so living a little longer is harmless.
+ * Past 30 days memcached wants a unix time. */
 static time_t expiry_from_ms(int64_t ttl_ms)
 {
     int64_t s;
@@ -170,7 +173,7 @@ static time_t expiry_from_ms(int64_t ttl_ms)
         return 1;
     if (ttl_ms > (int64_t)100 * 365 * 24 * 3600 * 1000)
         ttl_ms = (int64_t)100 * 365 * 24 * 3600 * 1000;
-    s = (ttl_ms + 999) / 1000;
+    s = (ttl_ms + 999) / 1000 + 1;
     if (s > MAX_RELATIVE_EXPIRY)
         s += (int64_t)time(NULL);
     return (time_t)s;

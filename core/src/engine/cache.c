@@ -45,9 +45,12 @@ int strata_cache_new(strata_cache **out, const char *url, const strata_options *
     }
     if (rc == 0 && c->cfg.opts.l1)
         rc = strata__l1_new(&c->l1, c->cfg.opts.l1_max_bytes, c->cfg.opts.l1_max_entries);
+    if (rc == 0 && c->cfg.refresh_threads)
+        rc = strata__refresher_new(&c->refresher, c->cfg.refresh_threads);
     if (rc < 0) {
         if (c->backend)
             c->backend->ops->close(c->backend);
+        strata__l1_free(c->l1);
         free(c);
         return rc;
     }
@@ -61,6 +64,7 @@ void strata_cache_free(strata_cache *c)
 {
     if (c == NULL)
         return;
+    strata__refresher_free(c->refresher); /* before the backend: queued fills need it */
     c->backend->ops->close(c->backend);
     strata__l1_free(c->l1);
     strata__mutex_destroy(&c->flights_lock);

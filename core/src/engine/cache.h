@@ -13,6 +13,7 @@
 #define STRATA__KEYBUF (STRATA__MAX_KEY + STRATA__MAX_NS + 8)
 
 typedef struct strata__flight strata__flight;
+typedef struct strata__refresher strata__refresher;
 
 struct strata_cache {
     strata__config cfg;
@@ -22,6 +23,8 @@ struct strata_cache {
 
     strata__mutex flights_lock; /* in-process singleflight */
     strata__flight *flights;
+
+    strata__refresher *refresher; /* background refresh; NULL when inline */
 
     /* Circuit breaker over the backend. */
     unsigned int consecutive_failures;
@@ -50,6 +53,18 @@ int  strata__backend_result(strata_cache *c, int rc);
  * when fresh. Returns the read outcome, or STRATA_MISS when expired. */
 int strata__serve_envelope(strata_cache *c, const char *key, size_t keylen, const strata__envelope *e,
                            int64_t now_ms, uint64_t epoch, strata_value *out);
+
+/* Background refresh (refresh_threads > 0): the ticket, loader and userdata
+ * go to a refresher thread. 0 when queued (the caller returns at once), or an
+ * error (the caller refreshes inline). */
+int  strata__refresher_new(strata__refresher **out, unsigned int threads);
+void strata__refresher_free(strata__refresher *r);
+int  strata__refresh_async(strata_cache *c, strata_ticket *t, const char *key, size_t keylen,
+                           strata_loader_fn loader, void *userdata);
+
+/* Runs loader for key and fills or abandons t (defined in load.c). */
+void strata__refresh_now(strata_cache *c, strata_ticket *t, const char *key, size_t keylen,
+                         strata_loader_fn loader, void *userdata);
 
 /* Reads one key through L1 and the backend, without loading. env/raw hold the
  * decoded backend envelope when out->level is BACKEND or STALE. */

@@ -130,8 +130,13 @@ static int load_one(strata_cache *c, const char *key, size_t keylen, strata_load
         if (rc == STRATA_OK || rc == STRATA_NEGATIVE || rc == STRATA_HIT_STALE)
             break;
         if (rc == STRATA_HIT_REFRESH) {
-            /* This caller refreshes; on loader failure it keeps the value it
-             * has (stale-if-error when it is stale). */
+            /* With refresher threads the caller returns what it has at once. */
+            if (strata__refresh_async(c, t, key, keylen, loader, ud) == 0) {
+                rc = out->stale ? STRATA_HIT_STALE : STRATA_OK;
+                break;
+            }
+            /* Inline: this caller refreshes; on loader failure it keeps the
+             * value it has (stale-if-error when it is stale). */
             if (call_loader(c, loader, ud, key, keylen, &l) == 0) {
                 fill_from(t, &l);
                 rc = deliver(&l, out);
@@ -184,6 +189,18 @@ static int load_one(strata_cache *c, const char *key, size_t keylen, strata_load
     }
     strata__bytes_free(&l.value);
     return rc;
+}
+
+void strata__refresh_now(strata_cache *c, strata_ticket *t, const char *key, size_t keylen,
+                         strata_loader_fn loader, void *ud)
+{
+    strata_load l;
+    memset(&l, 0, sizeof l);
+    if (call_loader(c, loader, ud, key, keylen, &l) == 0)
+        fill_from(t, &l);
+    else
+        strata_abandon(t);
+    strata__bytes_free(&l.value);
 }
 
 /* Joins the flight for key, or starts one (returns NULL: caller leads). */
