@@ -73,6 +73,43 @@ static void killed_server_fails_open_and_recovers(void)
     test_server_stop(&s);
 }
 
+static int batch_loader(void *ud, size_t n, const char *const *keys, const size_t *lens, strata_load *const *loads)
+{
+    size_t i;
+    (*(int *)ud)++;
+    for (i = 0; i < n; i++)
+        strata_load_value(loads[i], keys[i], lens[i], 0);
+    return 0;
+}
+
+/* A batch with the server gone: one loader call for every key, and no
+ * per-key backend attempts after the batch read failed. */
+static void batch_fails_open(void)
+{
+    test_server s;
+    strata_cache *c;
+    strata_value outs[3];
+    strata_stats st;
+    const char *keys[3] = {"a", "b", "c"};
+    size_t lens[3] = {1, 1, 1};
+    int results[3], calls = 0, i;
+    REQUIRE(test_server_start(&s, kind) == 0);
+    c = open_on(&s, "timeout_ms=200&connect_timeout_ms=200&breaker_threshold=0");
+    REQUIRE(c);
+    memset(outs, 0, sizeof outs);
+    test_server_stop(&s);
+    CHECK_RC(strata_get_many_or_load(c, 3, keys, lens, batch_loader, &calls, outs, results), 0);
+    CHECK(calls == 1);
+    for (i = 0; i < 3; i++) {
+        CHECK_RC(results[i], STRATA_OK);
+        CHECK(outs[i].level == STRATA_LEVEL_LOADED && outs[i].len == 1 && outs[i].data[0] == keys[i][0]);
+        strata_value_dispose(&outs[i]);
+    }
+    strata_stats_get(c, &st, STRATA_STATS_VERSION);
+    CHECK(st.backend_errors == 1 && st.fail_open == 1);
+    strata_cache_free(c);
+}
+
 static void paused_server_times_out(void)
 {
     test_server s;
@@ -134,6 +171,7 @@ int main(int argc, char **argv)
 {
     static const test_case cases[] = {
         {"killed_server_fails_open_and_recovers", killed_server_fails_open_and_recovers},
+        {"batch_fails_open", batch_fails_open},
         {"paused_server_times_out", paused_server_times_out},
         {"created_while_down", created_while_down},
     };

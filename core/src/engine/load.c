@@ -321,12 +321,14 @@ int strata_get_many_or_load(strata_cache *c, size_t n, const char *const *keys, 
     size_t *mlens = NULL, *midx = NULL;
     strata_load *loads = NULL, **lptrs = NULL;
     strata_ticket **tickets = NULL;
+    int backend_down = 0;
 
     if (loader == NULL)
         return strata__error(STRATA_EINVAL, "loader is NULL");
     if ((rc = strata_get_many(c, n, keys, keylens, outs, results)) < 0) {
         if (!is_backend_failure(rc))
             return rc;
+        backend_down = 1; /* no per-key lease attempts: each would fail too */
         STRATA__COUNT(c, fail_open);
         for (i = 0; i < n; i++)
             results[i] = STRATA_MISS; /* fail open: load everything */
@@ -347,13 +349,13 @@ int strata_get_many_or_load(strata_cache *c, size_t n, const char *const *keys, 
         goto done;
     }
     for (i = 0, nm = 0; i < n; i++) {
-        strata__bytes raw = {0, 0, 0};
         strata_value scratch = STRATA_VALUE_INIT;
-        int r;
+        int r = STRATA_MISS;
         if (results[i] != STRATA_MISS)
             continue;
         /* Take the lease where we can; without it we still load but do not store. */
-        r = strata_lookup(c, keys[i], keylens[i], &scratch, &tickets[nm]);
+        if (!backend_down)
+            r = strata_lookup(c, keys[i], keylens[i], &scratch, &tickets[nm]);
         if (r == STRATA_OK || r == STRATA_NEGATIVE || r == STRATA_HIT_STALE || r == STRATA_HIT_REFRESH) {
             /* filled by someone meanwhile */
             strata__value_set(&outs[i], scratch.data ? scratch.data : "", scratch.len);
@@ -367,7 +369,6 @@ int strata_get_many_or_load(strata_cache *c, size_t n, const char *const *keys, 
             continue;
         }
         strata_value_dispose(&scratch);
-        strata__bytes_free(&raw);
         mkeys[nm] = keys[i];
         mlens[nm] = keylens[i];
         midx[nm] = i;
