@@ -6,6 +6,7 @@
 #include "engine/cache.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -552,6 +553,52 @@ static void crashed_leader_lease_expires(void)
     strata_cache_free(b);
 }
 
+/* kill -9 of a process holding the lease: the others load once the lease
+ * TTL has passed, not later (and never wait out lock_wait_ms for nothing). */
+static void killed_leader_process(void)
+{
+    strata_cache *b;
+    strata_value v = STRATA_VALUE_INIT;
+    loader_state s = {0, 0, 0, PTHREAD_MUTEX_INITIALIZER};
+    char key[128], ready;
+    int fds[2], status;
+    int64_t t0, waited;
+    pid_t pid;
+    if (strcmp(backend_name, "memory") == 0) /* the store dies with the process */
+        return;
+    snprintf(key, sizeof key, "%s", test_unique("killed"));
+    REQUIRE(pipe(fds) == 0);
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        strata_cache *a = open_cache("ns=api&lease_ttl_ms=1000");
+        strata_ticket *t = NULL;
+        close(fds[0]);
+        if (a == NULL || strata_lookup(a, K(key), &v, &t) != STRATA_MISS_LEAD)
+            _exit(1);
+        if (write(fds[1], "L", 1) != 1)
+            _exit(1);
+        for (;;)
+            pause(); /* a loader stuck forever, until SIGKILL */
+    }
+    close(fds[1]);
+    REQUIRE(read(fds[0], &ready, 1) == 1);
+    close(fds[0]);
+    t0 = strata__now_mono_ms();
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    b = open_cache("ns=api&lease_ttl_ms=1000&lock_wait_ms=10000&wait_policy=fail");
+    REQUIRE(b);
+    CHECK_RC(strata_get_or_load(b, K(key), test_loader, &s, &v), STRATA_OK);
+    waited = strata__now_mono_ms() - t0;
+    CHECK(s.calls == 1 && v.level == STRATA_LEVEL_LOADED);
+    CHECK(waited < 1000 + 2000 + 1000); /* lease TTL (+ memcached's whole-second clock) + slack, far below lock_wait */
+    CHECK_RC(strata_get(b, K(key), &v), STRATA_OK); /* stored under the new lease */
+    strata_value_dispose(&v);
+    strata_cache_free(b);
+}
+
 static int pipe_fd = -1;
 
 /* Reports each call through a pipe, so the parent counts across processes. */
@@ -799,6 +846,7 @@ int main(int argc, char **argv)
         {"stale_serving", stale_serving},
         {"waiter_policies", waiter_policies},
         {"crashed_leader_lease_expires", crashed_leader_lease_expires},
+        {"killed_leader_process", killed_leader_process},
         {"get_many_or_load_one_call", get_many_or_load_one_call},
         {"processes_stampede", processes_stampede},
         {"xfetch_one_early_refresh", xfetch_one_early_refresh},

@@ -168,6 +168,19 @@ int strata__backend_result(strata_cache *c, int rc)
     return rc;
 }
 
+void strata__l1_store(strata_cache *c, const char *key, size_t keylen, const char *val, size_t vallen,
+                      int negative, int64_t now_ms, int64_t fresh_until_ms, int64_t stale_until_ms,
+                      uint64_t epoch)
+{
+    int64_t serve_until = now_ms + c->cfg.opts.l1_ttl_ms;
+    if (c->l1 == NULL)
+        return;
+    if (serve_until > fresh_until_ms)
+        serve_until = fresh_until_ms;
+    strata__l1_put(c->l1, key, keylen, val, vallen, negative, serve_until, fresh_until_ms, stale_until_ms,
+                   epoch);
+}
+
 int strata__serve_envelope(strata_cache *c, const char *key, size_t keylen, const strata__envelope *e,
                            int64_t now_ms, uint64_t epoch, strata_value *out)
 {
@@ -187,11 +200,8 @@ int strata__serve_envelope(strata_cache *c, const char *key, size_t keylen, cons
         STRATA__COUNT(c, stale_hits);
         return STRATA_HIT_STALE;
     }
-    if (c->l1) {
-        int64_t exp = now_ms + c->cfg.opts.l1_ttl_ms;
-        strata__l1_put(c->l1, key, keylen, e->payload, e->payload_len, negative,
-                       exp < e->fresh_until_ms ? exp : e->fresh_until_ms, e->fresh_until_ms, epoch);
-    }
+    strata__l1_store(c, key, keylen, e->payload, e->payload_len, negative, now_ms, e->fresh_until_ms,
+                     e->stale_until_ms, epoch);
     if (negative) {
         STRATA__COUNT(c, negative_hits);
         return STRATA_NEGATIVE;

@@ -45,6 +45,12 @@ int strata__encode_value(strata_cache *c, strata__bytes *out, const char *val, s
                          int negative, int64_t ttl_ms, int64_t stale_ms, int64_t cost_ms,
                          int64_t now_ms, int64_t *fresh_until, int64_t *backend_ttl_ms);
 
+/* The backend is unreachable (as opposed to answering "no"). */
+static inline int strata__is_outage(int rc)
+{
+    return rc == STRATA_EBACKEND || rc == STRATA_ETIMEOUT || rc == STRATA_EBREAKER;
+}
+
 /* Backend call bookkeeping: breaker state and error counters. */
 int  strata__breaker_allow(strata_cache *c);
 int  strata__backend_result(strata_cache *c, int rc);
@@ -53,6 +59,13 @@ int  strata__backend_result(strata_cache *c, int rc);
  * when fresh. Returns the read outcome, or STRATA_MISS when expired. */
 int strata__serve_envelope(strata_cache *c, const char *key, size_t keylen, const strata__envelope *e,
                            int64_t now_ms, uint64_t epoch, strata_value *out);
+
+/* Puts a value just read or written at now_ms into L1 (when on): served
+ * until min(now + l1_ttl_ms, fresh_until), kept for stale-if-error until
+ * stale_until. epoch is the shard epoch seen before the backend call. */
+void strata__l1_store(strata_cache *c, const char *key, size_t keylen, const char *val, size_t vallen,
+                      int negative, int64_t now_ms, int64_t fresh_until_ms, int64_t stale_until_ms,
+                      uint64_t epoch);
 
 /* Background refresh (refresh_threads > 0): the ticket, loader and userdata
  * go to a refresher thread. 0 when queued (the caller returns at once), or an

@@ -83,11 +83,6 @@ static int call_loader(strata_cache *c, strata_loader_fn loader, void *ud, const
     return 0;
 }
 
-static int is_backend_failure(int rc)
-{
-    return rc == STRATA_EBACKEND || rc == STRATA_ETIMEOUT || rc == STRATA_EBREAKER;
-}
-
 /* Returns the loaded result to the caller: LOADED level, or NEGATIVE. */
 static int deliver(strata_load *l, strata_value *out)
 {
@@ -179,7 +174,7 @@ static int load_one(strata_cache *c, const char *key, size_t keylen, strata_load
             backoff = backoff * 2 > 50 ? 50 : backoff * 2;
             continue;
         }
-        if (is_backend_failure(rc)) {
+        if (strata__is_outage(rc)) {
             /* Fail open: the source of truth still answers. */
             STRATA__COUNT(c, fail_open);
             if ((rc = call_loader(c, loader, ud, key, keylen, &l)) == 0)
@@ -326,12 +321,18 @@ int strata_get_many_or_load(strata_cache *c, size_t n, const char *const *keys, 
     if (loader == NULL)
         return strata__error(STRATA_EINVAL, "loader is NULL");
     if ((rc = strata_get_many(c, n, keys, keylens, outs, results)) < 0) {
-        if (!is_backend_failure(rc))
+        if (!strata__is_outage(rc))
             return rc;
         backend_down = 1; /* no per-key lease attempts: each would fail too */
         STRATA__COUNT(c, fail_open);
-        for (i = 0; i < n; i++)
-            results[i] = STRATA_MISS; /* fail open: load everything */
+        /* Stale-if-error from L1 where this process has a value; load the rest. */
+        for (i = 0; i < n && c->l1; i++) {
+            if (results[i] == STRATA_MISS &&
+                strata__l1_get_stale(c->l1, keys[i], keylens[i], strata__now_wall_ms(), &outs[i]) == 0) {
+                STRATA__COUNT(c, stale_hits);
+                results[i] = STRATA_HIT_STALE;
+            }
+        }
     }
     for (i = 0; i < n; i++)
         if (results[i] == STRATA_MISS)

@@ -80,7 +80,7 @@ int strata_lookup(strata_cache *c, const char *key, size_t keylen, strata_value 
             STRATA__COUNT(c, early_refreshes);
             rc = STRATA_HIT_REFRESH;
         }
-    } else if (rc == STRATA_HIT_STALE) {
+    } else if (rc == STRATA_HIT_STALE && raw.len > 0) { /* not stale-if-error from L1 */
         if (take_lease(c, key, keylen, ticket, &wait_ms) == 0)
             rc = STRATA_HIT_REFRESH;
     } else if (rc == STRATA_MISS) {
@@ -131,11 +131,8 @@ static int fill(strata_ticket *t, const char *val, size_t vallen, int negative, 
                                                                t->guard, enc.data, enc.len, backend_ttl));
     if (rc == 0) {
         STRATA__COUNT(c, sets);
-        if (c->l1) {
-            int64_t exp = now + c->cfg.opts.l1_ttl_ms;
-            strata__l1_put(c->l1, t->key, t->keylen, val ? val : "", vallen, negative,
-                           exp < fresh_until ? exp : fresh_until, fresh_until, t->epoch);
-        }
+        strata__l1_store(c, t->key, t->keylen, val ? val : "", vallen, negative, now, fresh_until,
+                         now + backend_ttl, t->epoch);
     } else if (rc == STRATA_ELEASE) {
         STRATA__COUNT(c, leases_lost);
     }

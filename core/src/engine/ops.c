@@ -35,13 +35,17 @@ int strata__read(strata_cache *c, const char *key, size_t keylen, strata_value *
         STRATA__COUNT(c, l1_misses);
         epoch = strata__l1_epoch(c->l1, key, keylen);
     }
-    if ((rc = strata__breaker_allow(c)) < 0)
-        return rc;
-    rc = strata__backend_result(c, c->backend->ops->get(c->backend, fk, (size_t)fklen, raw));
+    if ((rc = strata__breaker_allow(c)) == 0)
+        rc = strata__backend_result(c, c->backend->ops->get(c->backend, fk, (size_t)fklen, raw));
     if (rc == 0 && strata__env_decode(raw->data, raw->len, env) == 0) {
         rc = strata__serve_envelope(c, key, keylen, env, now, epoch, out);
     } else if (rc == 0) {
         rc = STRATA_MISS; /* foreign or corrupt bytes: not ours, a miss */
+    } else if (strata__is_outage(rc) && c->l1 && strata__l1_get_stale(c->l1, key, keylen, now, out) == 0) {
+        /* Stale-if-error: the last value this process saw, within its stale window. */
+        STRATA__COUNT(c, stale_hits);
+        raw->len = 0; /* tells lookup there is no backend to take a lease from */
+        return STRATA_HIT_STALE;
     }
     if (rc == STRATA_MISS)
         STRATA__COUNT(c, misses);
@@ -101,11 +105,8 @@ static int write_value(strata_cache *c, const char *key, size_t keylen, const ch
                                                             enc.len, backend_ttl));
         if (rc == 0) {
             STRATA__COUNT(c, sets);
-            if (c->l1) {
-                int64_t exp = now + c->cfg.opts.l1_ttl_ms;
-                strata__l1_put(c->l1, key, keylen, val ? val : "", vallen, 0,
-                               exp < fresh_until ? exp : fresh_until, fresh_until, epoch);
-            }
+            strata__l1_store(c, key, keylen, val ? val : "", vallen, 0, now, fresh_until, now + backend_ttl,
+                             epoch);
         }
     }
     strata__bytes_free(&enc);
@@ -223,6 +224,7 @@ int strata_get_many(strata_cache *c, size_t n, const char *const *keys, const si
     /* L1 first; the rest go to the backend in one batch. */
     for (i = 0; i < n; i++) {
         outs[i].wait_ms = 0;
+        results[i] = STRATA_MISS; /* also what a failed batch leaves for non-L1 keys */
         if (c->l1) {
             int r = strata__l1_get(c->l1, keys[i], keylens[i], now, &outs[i]);
             if (r != STRATA_MISS) {

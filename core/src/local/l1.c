@@ -82,6 +82,17 @@ uint64_t strata__l1_epoch(strata__l1 *l1, const char *key, size_t keylen)
     return strata__atomic_load(&s->epoch);
 }
 
+/* Copies e into out; the caller holds the shard lock. */
+static int copy_out(const strata__entry *e, int64_t now_ms, int level, strata_value *out)
+{
+    if (strata__value_set(out, STRATA__ENTRY_VALUE(e), e->vallen) < 0)
+        return STRATA_ENOMEM;
+    out->level = level;
+    out->stale = level == STRATA_LEVEL_STALE;
+    out->ttl_ms = e->aux - now_ms;
+    return (e->flags & L1_NEGATIVE) ? STRATA_NEGATIVE : 0;
+}
+
 int strata__l1_get(strata__l1 *l1, const char *key, size_t keylen, int64_t now_ms, strata_value *out)
 {
     uint64_t h;
@@ -90,28 +101,40 @@ int strata__l1_get(strata__l1 *l1, const char *key, size_t keylen, int64_t now_m
     int rc = STRATA_MISS;
     strata__mutex_lock(&s->lock);
     e = strata__table_get(&s->table, h, key, keylen, now_ms);
-    if (e) {
-        rc = (e->flags & L1_NEGATIVE) ? STRATA_NEGATIVE : 0;
-        if (strata__value_set(out, STRATA__ENTRY_VALUE(e), e->vallen) < 0)
-            rc = STRATA_ENOMEM;
-        out->level = STRATA_LEVEL_L1;
-        out->stale = 0;
-        out->ttl_ms = e->aux - now_ms;
-    }
+    if (e && now_ms < e->aux2)
+        rc = copy_out(e, now_ms, STRATA_LEVEL_L1, out);
+    strata__mutex_unlock(&s->lock);
+    return rc;
+}
+
+int strata__l1_get_stale(strata__l1 *l1, const char *key, size_t keylen, int64_t now_ms,
+                         strata_value *out)
+{
+    uint64_t h;
+    l1_shard *s = shard_of(l1, key, keylen, &h);
+    strata__entry *e;
+    int rc = STRATA_MISS;
+    strata__mutex_lock(&s->lock);
+    e = strata__table_get(&s->table, h, key, keylen, now_ms);
+    if (e && !(e->flags & L1_NEGATIVE))
+        rc = copy_out(e, now_ms, STRATA_LEVEL_STALE, out);
     strata__mutex_unlock(&s->lock);
     return rc;
 }
 
 void strata__l1_put(strata__l1 *l1, const char *key, size_t keylen, const char *val, size_t vallen,
-                    int negative, int64_t expires_ms, int64_t fresh_until_ms, uint64_t epoch)
+                    int negative, int64_t serve_until_ms, int64_t fresh_until_ms,
+                    int64_t stale_until_ms, uint64_t epoch)
 {
     uint64_t h;
     l1_shard *s = shard_of(l1, key, keylen, &h);
     strata__entry *e = NULL;
+    int64_t keep_until = negative || stale_until_ms < serve_until_ms ? serve_until_ms : stale_until_ms;
     strata__mutex_lock(&s->lock);
     if (s->epoch == epoch &&
-        strata__table_put(&s->table, h, key, keylen, val, vallen, expires_ms, &e) == 0) {
+        strata__table_put(&s->table, h, key, keylen, val, vallen, keep_until, &e) == 0) {
         e->aux = fresh_until_ms;
+        e->aux2 = serve_until_ms;
         e->flags = negative ? L1_NEGATIVE : 0;
     }
     strata__mutex_unlock(&s->lock);

@@ -22,14 +22,21 @@ void strata__l1_free(strata__l1 *l1);
 
 uint64_t strata__l1_epoch(strata__l1 *l1, const char *key, size_t keylen);
 
-/* Copies a live entry's payload into out (level L1). 0 = hit, STRATA_MISS,
+/* Copies a servable entry's payload into out (level L1). 0 = hit, STRATA_MISS,
  * or STRATA_NEGATIVE for a cached "not found". now_ms is the wall clock. */
 int strata__l1_get(strata__l1 *l1, const char *key, size_t keylen, int64_t now_ms, strata_value *out);
 
-/* Stores a fresh value until expires_ms (wall clock) unless the shard's epoch
- * moved past `epoch`. negative = a "not found" entry. */
+/* Stale-if-error while the backend is down: an entry past its serving time
+ * but before its stale-until, served as level STALE. 0 or STRATA_MISS. */
+int strata__l1_get_stale(strata__l1 *l1, const char *key, size_t keylen, int64_t now_ms,
+                         strata_value *out);
+
+/* Stores an entry unless the shard's epoch moved past `epoch`. It is served
+ * until serve_until_ms (wall clock) and kept until stale_until_ms for
+ * strata__l1_get_stale; a negative ("not found") entry is never kept stale. */
 void strata__l1_put(strata__l1 *l1, const char *key, size_t keylen, const char *val, size_t vallen,
-                    int negative, int64_t expires_ms, int64_t fresh_until_ms, uint64_t epoch);
+                    int negative, int64_t serve_until_ms, int64_t fresh_until_ms,
+                    int64_t stale_until_ms, uint64_t epoch);
 
 void strata__l1_del(strata__l1 *l1, const char *key, size_t keylen);
 void strata__l1_clear(strata__l1 *l1);
