@@ -117,7 +117,7 @@ static void xfetch_formula(void)
     size_t i, j;
     for (i = 0; i < sizeof us / sizeof us[0]; i++) {
         for (j = 0; j < sizeof nows / sizeof nows[0]; j++) {
-            double gap = -100.0 * 2.0 * log(us[i]);
+            double gap = 100.0 * 2.0 * (1.0 - log(us[i]));
             int want = (double)nows[j] + gap >= 1000.0;
             strata__verdict v = strata__freshness(nows[j], 1000, 5000, 100, 2.0, us[i]);
             CHECK((v == STRATA__EARLY_REFRESH) == want);
@@ -127,6 +127,32 @@ static void xfetch_formula(void)
     /* beta 0 or unknown cost: never early */
     CHECK(strata__freshness(999, 1000, 5000, 100, 0.0, 1e-9) == STRATA__FRESH);
     CHECK(strata__freshness(999, 1000, 5000, 0, 1.0, 1e-9) == STRATA__FRESH);
+}
+
+/* The per-process, per-version draw: stable for its inputs, uniform across
+ * seeds, and a new draw for every new version of the key. */
+static void xfetch_draw_per_version(void)
+{
+    double sum = 0, u, lo = 1, hi = 0;
+    int i, early = 0;
+    CHECK(strata__xfetch_draw(42, "k", 1, 1000) == strata__xfetch_draw(42, "k", 1, 1000));
+    CHECK(strata__xfetch_draw(42, "k", 1, 1000) != strata__xfetch_draw(43, "k", 1, 1000));
+    CHECK(strata__xfetch_draw(42, "k", 1, 1000) != strata__xfetch_draw(42, "k", 1, 1001));
+    CHECK(strata__xfetch_draw(42, "k", 1, 1000) != strata__xfetch_draw(42, "j", 1, 1000));
+    for (i = 0; i < 20000; i++) {
+        u = strata__xfetch_draw((uint64_t)i * 7919u, "hot", 3, 123456789);
+        CHECK(u > 0 && u <= 1);
+        sum += u;
+        lo = u < lo ? u : lo;
+        hi = u > hi ? u : hi;
+        /* P(refresh with 200 ms left, cost 100 ms, beta 1) = 1/e per process */
+        early += strata__freshness(800, 1000, 5000, 100, 1.0, u) == STRATA__EARLY_REFRESH;
+        /* and always with one load time left */
+        CHECK(strata__freshness(900, 1000, 5000, 100, 1.0, u) == STRATA__EARLY_REFRESH);
+    }
+    CHECK(fabs(sum / 20000 - 0.5) < 0.01);
+    CHECK(lo < 0.001 && hi > 0.999);
+    CHECK(fabs(early / 20000.0 - exp(-1.0)) < 0.02);
 }
 
 static void jitter_bounds(void)
@@ -146,6 +172,7 @@ int main(int argc, char **argv)
         {"envelope_vectors", envelope_vectors},
         {"freshness_verdicts", freshness_verdicts},
         {"xfetch_formula", xfetch_formula},
+        {"xfetch_draw_per_version", xfetch_draw_per_version},
         {"jitter_bounds", jitter_bounds},
     };
     return test_main(argc, argv, cases, sizeof cases / sizeof cases[0]);

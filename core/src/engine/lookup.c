@@ -74,7 +74,9 @@ int strata_lookup(strata_cache *c, const char *key, size_t keylen, strata_value 
     rc = strata__read(c, key, keylen, out, &raw, &env);
     if (rc == STRATA_OK && out->level == STRATA_LEVEL_BACKEND && c->cfg.opts.xfetch_beta > 0 &&
         strata__freshness(strata__now_wall_ms(), env.fresh_until_ms, env.stale_until_ms, env.cost_ms,
-                          c->cfg.opts.xfetch_beta, strata__random_unit()) == STRATA__EARLY_REFRESH) {
+                          c->cfg.opts.xfetch_beta,
+                          strata__xfetch_draw(strata__process_seed(), key, keylen, env.fresh_until_ms)) ==
+            STRATA__EARLY_REFRESH) {
         /* XFetch picked this caller; the lease keeps it to one refresher per key. */
         if (take_lease(c, key, keylen, ticket, &wait_ms) == 0) {
             STRATA__COUNT(c, early_refreshes);
