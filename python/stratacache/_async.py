@@ -29,6 +29,7 @@ from ._cache import (
     _key_bytes,
     _ms,
     _raise,
+    _tag_bytes,
 )
 from ._errors import Timeout
 from ._native import lib
@@ -90,9 +91,9 @@ class AsyncCache:
         _key_bytes(key)
         return await self._run(self.cache.get, key, default)
 
-    async def set(self, key: Key, value: Any, ttl: Optional[float] = None) -> None:
+    async def set(self, key: Key, value: Any, ttl: Optional[float] = None, tags: Iterable[Key] = ()) -> None:
         _key_bytes(key)
-        await self._run(self.cache.set, key, value, ttl)
+        await self._run(self.cache.set, key, value, ttl, _tag_bytes(tags))
 
     async def delete(self, key: Key) -> bool:
         _key_bytes(key)

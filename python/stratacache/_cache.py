@@ -90,6 +90,19 @@ def _key_bytes(key: Any, what: str = "key") -> bytes:
     raise TypeError(f"{what} must be str or bytes, not {type(key).__name__}")
 
 
+_SET_OPTIONS_VERSION = 1  # STRATA_SET_OPTIONS_VERSION (a macro, so not in the cdef)
+
+
+def _tag_bytes(tags: Any) -> List[bytes]:
+    if isinstance(tags, (str, bytes)):
+        raise TypeError(f"tags must be an iterable of str or bytes, not a single {type(tags).__name__}")
+    try:
+        it = iter(tags)
+    except TypeError:
+        raise TypeError(f"tags must be an iterable of str or bytes, not {type(tags).__name__}") from None
+    return [_key_bytes(t, f"tags[{i}]") for i, t in enumerate(it)]
+
+
 def _ms(seconds: Any, what: str, allow_none: bool = True) -> int:
     """Seconds (int or float) to milliseconds; None -> 0 (the cache's default)."""
     if seconds is None and allow_none:
@@ -315,13 +328,26 @@ class Cache:
             _raise(rc)
         return default
 
-    def set(self, key: Key, value: Any, ttl: Optional[float] = None) -> None:
-        """Stores ``value`` for ``ttl`` seconds (None: the cache's default)."""
+    def set(self, key: Key, value: Any, ttl: Optional[float] = None, tags: Iterable[Key] = ()) -> None:
+        """Stores ``value`` for ``ttl`` seconds (None: the cache's default),
+        stamped with ``tags`` (str or bytes) for invalidate_tag(). Tagged
+        writes raise NotSupported while the C library lacks tags."""
         kb = _key_bytes(key)
         data = self._dumps(value)
         ms = _ms(ttl, "ttl")
+        tag_list = _tag_bytes(tags)
         h = self._enter()
-        rc = lib.strata_set(h, kb, len(kb), data, len(data), ms)
+        if not tag_list:
+            rc = lib.strata_set(h, kb, len(kb), data, len(data), ms)
+        else:
+            opts = ffi.new("strata_set_options *")
+            lib.strata_set_options_init(opts, _SET_OPTIONS_VERSION)
+            opts.ttl_ms = ms
+            keep = [ffi.from_buffer(t) for t in tag_list]
+            tag_ptrs = ffi.new("const char *[]", keep)
+            tag_lens = ffi.new("size_t[]", [len(t) for t in tag_list])
+            opts.tags, opts.taglens, opts.ntags = tag_ptrs, tag_lens, len(tag_list)
+            rc = lib.strata_set_ex(h, kb, len(kb), data, len(data), opts)
         if rc < 0:
             _raise(rc)
 
