@@ -9,6 +9,7 @@
 
 #define L1_SHARDS 16
 #define L1_NEGATIVE 1u
+#define L1_TAGGED 2u
 
 typedef struct l1_shard {
     strata__mutex lock;
@@ -19,6 +20,8 @@ typedef struct l1_shard {
 
 struct strata__l1 {
     l1_shard shards[L1_SHARDS];
+    strata__l1_validator validator;
+    void *validator_ctx;
 };
 
 static l1_shard *shard_of(strata__l1 *l1, const char *key, size_t keylen, uint64_t *h)
@@ -87,10 +90,11 @@ int strata__l1_get(strata__l1 *l1, const char *key, size_t keylen, int64_t now_m
     uint64_t h;
     l1_shard *s = shard_of(l1, key, keylen, &h);
     strata__entry *e;
-    int rc = STRATA_MISS;
+    int rc = STRATA_MISS, tagged = 0;
     strata__mutex_lock(&s->lock);
     e = strata__table_get(&s->table, h, key, keylen, now_ms);
     if (e) {
+        tagged = (e->flags & L1_TAGGED) != 0;
         rc = (e->flags & L1_NEGATIVE) ? STRATA_NEGATIVE : 0;
         if (strata__value_set(out, STRATA__ENTRY_VALUE(e), e->vallen) < 0)
             rc = STRATA_ENOMEM;
@@ -99,11 +103,13 @@ int strata__l1_get(strata__l1 *l1, const char *key, size_t keylen, int64_t now_m
         out->ttl_ms = e->aux - now_ms;
     }
     strata__mutex_unlock(&s->lock);
+    if (tagged && rc >= 0)
+        rc = l1->validator ? l1->validator(l1->validator_ctx, key, keylen, now_ms, out, rc) : STRATA_MISS;
     return rc;
 }
 
-void strata__l1_put(strata__l1 *l1, const char *key, size_t keylen, const char *val, size_t vallen,
-                    int negative, int64_t expires_ms, int64_t fresh_until_ms, uint64_t epoch)
+static void put_flagged(strata__l1 *l1, const char *key, size_t keylen, const char *val, size_t vallen,
+                        unsigned int flags, int64_t expires_ms, int64_t fresh_until_ms, uint64_t epoch)
 {
     uint64_t h;
     l1_shard *s = shard_of(l1, key, keylen, &h);
@@ -112,9 +118,29 @@ void strata__l1_put(strata__l1 *l1, const char *key, size_t keylen, const char *
     if (s->epoch == epoch &&
         strata__table_put(&s->table, h, key, keylen, val, vallen, expires_ms, &e) == 0) {
         e->aux = fresh_until_ms;
-        e->flags = negative ? L1_NEGATIVE : 0;
+        e->flags = flags;
     }
     strata__mutex_unlock(&s->lock);
+}
+
+void strata__l1_put(strata__l1 *l1, const char *key, size_t keylen, const char *val, size_t vallen,
+                    int negative, int64_t expires_ms, int64_t fresh_until_ms, uint64_t epoch)
+{
+    put_flagged(l1, key, keylen, val, vallen, negative ? L1_NEGATIVE : 0, expires_ms, fresh_until_ms, epoch);
+}
+
+void strata__l1_put_tagged(strata__l1 *l1, const char *key, size_t keylen, const char *envelope,
+                           size_t len, int negative, int64_t expires_ms, int64_t fresh_until_ms,
+                           uint64_t epoch)
+{
+    put_flagged(l1, key, keylen, envelope, len, L1_TAGGED | (negative ? L1_NEGATIVE : 0u), expires_ms,
+                fresh_until_ms, epoch);
+}
+
+void strata__l1_set_validator(strata__l1 *l1, strata__l1_validator fn, void *ctx)
+{
+    l1->validator = fn;
+    l1->validator_ctx = ctx;
 }
 
 void strata__l1_del(strata__l1 *l1, const char *key, size_t keylen)
