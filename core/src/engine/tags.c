@@ -312,7 +312,7 @@ void strata__tagstamp_free(strata__tagstamp *s)
 
 /* ---- checking (reads) ---- */
 
-int strata__tags_verify(strata_cache *c, size_t n, strata__envelope *const *envs, int64_t now_ms)
+static int verify(strata_cache *c, size_t n, strata__envelope *const *envs, int64_t now_ms, int count)
 {
     const char **names;
     size_t *lens, total = 0, i, j, k;
@@ -350,7 +350,8 @@ int strata__tags_verify(strata_cache *c, size_t n, strata__envelope *const *envs
                 e->fresh_until_ms = now_ms;
             if (e->stale_until_ms > now_ms + stale_for)
                 e->stale_until_ms = now_ms + stale_for;
-            STRATA__COUNT(c, tag_stale);
+            if (count)
+                STRATA__COUNT(c, tag_stale);
             expired++;
         }
     }
@@ -360,6 +361,11 @@ done:
     free(lens);
     free(v);
     return rc;
+}
+
+int strata__tags_verify(strata_cache *c, size_t n, strata__envelope *const *envs, int64_t now_ms)
+{
+    return verify(c, n, envs, now_ms, 1);
 }
 
 /* ---- L1 ---- */
@@ -382,7 +388,7 @@ int strata__tags_l1_check(void *cache, const char *key, size_t keylen, int64_t n
     int r;
     if (strata__env_decode(out->data, out->len, &e) != 0)
         return STRATA_MISS;
-    r = strata__tags_verify(c, 1, &pe, now_ms);
+    r = verify(c, 1, &pe, now_ms, 0); /* counted when the backend read that follows finds it too */
     if (r != 0) {
         if (r > 0)
             strata__l1_del(c->l1, key, keylen);
