@@ -143,11 +143,14 @@ typedef struct strata_options {
     int64_t breaker_cooldown_ms;
     strata_loader_fn loader;      /* default loader: makes get() read-through */
     void *loader_data;
+    int64_t tag_cache_ms;         /* how long tag versions are cached in-process;
+                                     bounds how late another process's tag bump is
+                                     seen (0 = ask the backend on every check) */
 } strata_options;
 
 #define STRATA_OPTIONS_INIT {STRATA_OPTIONS_VERSION, 0, 300000, 0, 60000, 0, \
     250, 1000, 4, 67108864, 0, 16777216, 100000, 10000, 0, 5000, 2000, 0, 1.0, \
-    5, 1000, 0, 0}
+    5, 1000, 0, 0, 1000}
 
 #define STRATA_SET_OPTIONS_VERSION 1
 
@@ -164,9 +167,10 @@ typedef struct strata_set_options {
 
 #define STRATA_SET_OPTIONS_INIT {STRATA_SET_OPTIONS_VERSION, 0, -1, 0, 0, 0, 0}
 
-#define STRATA_STATS_VERSION 1
+#define STRATA_STATS_VERSION 2
 
-/* Counters since the cache was created. */
+/* Counters since the cache was created. Version 1 callers get the fields up
+ * to fail_open; version 2 adds the rest. */
 typedef struct strata_stats {
     unsigned int version;
     uint64_t l1_hits, l1_misses, l1_entries, l1_bytes, l1_evictions;
@@ -175,7 +179,28 @@ typedef struct strata_stats {
     uint64_t backend_errors, timeouts;
     uint64_t leases_won, leases_lost, waits, early_refreshes;
     uint64_t singleflight_shared, breaker_opens, fail_open;
+    /* version 2 */
+    uint64_t breaker_state;       /* now: 0 closed, 1 open, 2 half-open (next call probes) */
+    uint64_t tag_invalidations;   /* strata_invalidate_tag bumps */
+    uint64_t tag_stale;           /* entries read whose tag stamps were outdated */
+    uint64_t tag_fetches;         /* backend round trips for tag versions */
 } strata_stats;
+
+/* Latency histogram: log-scale buckets, bucket i counts calls that took at
+ * most 2^i microseconds (1 us .. 2^25 us = 33.5 s), the last one the rest. */
+#define STRATA_HISTOGRAM_BUCKETS 27
+
+typedef enum strata_histogram_kind {
+    STRATA_HISTOGRAM_GET     = 0, /* strata_get / strata_get_or_load, whole call */
+    STRATA_HISTOGRAM_LOAD    = 1, /* loader callbacks */
+    STRATA_HISTOGRAM_BACKEND = 2  /* each backend command (round trip) */
+} strata_histogram_kind;
+
+typedef struct strata_histogram {
+    uint64_t count;               /* = the sum of buckets */
+    uint64_t sum_ns;
+    uint64_t buckets[STRATA_HISTOGRAM_BUCKETS]; /* not cumulative */
+} strata_histogram;
 
 /* Library */
 STRATA_EXTERN const char *strata_version(void);
@@ -245,6 +270,25 @@ STRATA_EXTERN int strata_invalidate_tag(strata_cache *cache, const char *tag,
 /* Metrics */
 STRATA_EXTERN int strata_stats_get(strata_cache *cache, strata_stats *out,
                                    unsigned int version);
+
+/* Tags (docs/TAGS.md). Stamp a loaded entry with tags: call before reading the
+ * source, because the versions are taken at the call; the fill then stamps
+ * them. strata_load_tags from inside a loader, strata_ticket_tags on a
+ * MISS_LEAD / HIT_REFRESH ticket before strata_fill. */
+STRATA_EXTERN int strata_load_tags(strata_load *load, const char *const *tags,
+                                   const size_t *taglens, size_t ntags);
+STRATA_EXTERN int strata_ticket_tags(strata_ticket *ticket, const char *const *tags,
+                                     const size_t *taglens, size_t ntags);
+
+STRATA_EXTERN int strata_stats_histogram(strata_cache *cache, int kind, strata_histogram *out);
+
+/* Prometheus text exposition of the stats and histograms (metric names
+ * stratacache_*, labels namespace and tier). Writes a NUL-terminated text when
+ * it fits in cap bytes and returns 0; otherwise returns STRATA_ETOOBIG and
+ * writes nothing. *needed (optional) gets the bytes required, NUL included;
+ * buf may be NULL when cap is 0. */
+STRATA_EXTERN int strata_stats_prometheus(strata_cache *cache, char *buf, size_t cap,
+                                          size_t *needed);
 
 #ifdef __cplusplus
 }

@@ -74,6 +74,7 @@ static int validate(strata__config *cfg)
     POSITIVE(lease_ttl_ms);
     NONNEG(lock_wait_ms);
     NONNEG(breaker_cooldown_ms);
+    NONNEG(tag_cache_ms);
 #undef NONNEG
 #undef POSITIVE
     if (o->jitter_pct > 50)
@@ -190,6 +191,7 @@ static int apply_option(strata__config *cfg, const char *k, size_t klen, const c
     MS(lease_ttl_ms)
     MS(lock_wait_ms)
     MS(breaker_cooldown_ms)
+    MS(tag_cache_ms)
     UINT(jitter_pct, 0, 50)
     UINT(pool_size, 1, 1024)
     UINT(l1_max_entries, 1, 100000000)

@@ -17,7 +17,19 @@ struct strata_load {
     int64_t ttl_ms;
     strata__bytes value;
     char message[256];
+    strata_cache *cache;
+    strata__tagstamp *stamp;    /* strata_load_tags: handed to the ticket's fill */
 };
+
+strata__tagstamp **strata__load_stamp(strata_load *l) { return &l->stamp; }
+strata_cache *strata__load_cache(strata_load *l) { return l->cache; }
+
+static void load_dispose(strata_load *l)
+{
+    strata__bytes_free(&l->value);
+    strata__tagstamp_free(l->stamp);
+    l->stamp = NULL;
+}
 
 struct strata__flight {
     strata__flight *next;
@@ -70,8 +82,11 @@ static int call_loader(strata_cache *c, strata_loader_fn loader, void *ud, const
                        strata_load *l)
 {
     int rc;
+    uint64_t t0 = strata__now_mono_ns();
     STRATA__COUNT(c, loads);
+    l->cache = c;
     rc = loader(ud, key, keylen, l);
+    strata__hist_record(&c->metrics.load, strata__now_mono_ns() - t0);
     if (rc != 0 || l->kind == LOAD_ERROR || l->kind == LOAD_NONE) {
         STRATA__COUNT(c, load_errors);
         if (l->kind == LOAD_ERROR)
@@ -104,6 +119,12 @@ static int deliver(strata_load *l, strata_value *out)
  * fill still returns the loaded value: the caller asked for it and got it. */
 static void fill_from(strata_ticket *t, strata_load *l)
 {
+    if (l->stamp) { /* the ticket takes the stamp over */
+        strata__tagstamp **slot = strata__ticket_stamp(t);
+        strata__tagstamp_free(*slot);
+        *slot = l->stamp;
+        l->stamp = NULL;
+    }
     if (l->kind == LOAD_NOT_FOUND)
         strata_fill_negative(t, l->ttl_ms);
     else
@@ -182,7 +203,7 @@ static int load_one(strata_cache *c, const char *key, size_t keylen, strata_load
         }
         break;
     }
-    strata__bytes_free(&l.value);
+    load_dispose(&l);
     return rc;
 }
 
@@ -195,7 +216,7 @@ void strata__refresh_now(strata_cache *c, strata_ticket *t, const char *key, siz
         fill_from(t, &l);
     else
         strata_abandon(t);
-    strata__bytes_free(&l.value);
+    load_dispose(&l);
 }
 
 /* Joins the flight for key, or starts one (returns NULL: caller leads). */
@@ -230,7 +251,20 @@ static void flight_release(strata_cache *c, strata__flight *f)
     (void)c;
 }
 
+static int get_or_load(strata_cache *c, const char *key, size_t keylen, strata_loader_fn loader,
+                       void *ud, strata_value *out);
+
 int strata_get_or_load(strata_cache *c, const char *key, size_t keylen, strata_loader_fn loader,
+                       void *ud, strata_value *out)
+{
+    uint64_t t0 = strata__now_mono_ns();
+    int rc = get_or_load(c, key, keylen, loader, ud, out);
+    if (c)
+        strata__hist_record(&c->metrics.get, strata__now_mono_ns() - t0);
+    return rc;
+}
+
+static int get_or_load(strata_cache *c, const char *key, size_t keylen, strata_loader_fn loader,
                        void *ud, strata_value *out)
 {
     strata__flight *f, *mine, **pp;
@@ -379,7 +413,13 @@ int strata_get_many_or_load(strata_cache *c, size_t n, const char *const *keys, 
     if (nm == 0)
         goto done;
     STRATA__COUNT(c, loads);
-    rc = loader(ud, nm, mkeys, mlens, lptrs);
+    for (i = 0; i < nm; i++)
+        loads[i].cache = c;
+    {
+        uint64_t t0 = strata__now_mono_ns();
+        rc = loader(ud, nm, mkeys, mlens, lptrs);
+        strata__hist_record(&c->metrics.load, strata__now_mono_ns() - t0);
+    }
     for (i = 0; i < nm; i++) {
         size_t k = midx[i];
         strata_load *l = &loads[i];
@@ -410,7 +450,7 @@ int strata_get_many_or_load(strata_cache *c, size_t n, const char *const *keys, 
     rc = 0;
 done:
     for (i = 0; loads && i < nm; i++)
-        strata__bytes_free(&loads[i].value);
+        load_dispose(&loads[i]);
     free(mkeys);
     free(mlens);
     free(midx);

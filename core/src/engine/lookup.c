@@ -17,8 +17,12 @@ struct strata_ticket {
     int64_t started_ns;
     size_t keylen, fklen;
     char *key, *fk;     /* both in `mem` */
+    strata__tagstamp *stamp; /* strata_ticket_tags: stamped into the fill */
     char mem[];
 };
+
+strata__tagstamp **strata__ticket_stamp(strata_ticket *t) { return &t->stamp; }
+strata_cache *strata__ticket_cache(strata_ticket *t) { return t->cache; }
 
 static int take_lease(strata_cache *c, const char *key, size_t keylen, strata_ticket **ticket,
                       int64_t *wait_ms)
@@ -51,6 +55,7 @@ static int take_lease(strata_cache *c, const char *key, size_t keylen, strata_ti
     t->fklen = (size_t)fklen;
     t->key = t->mem;
     t->fk = t->mem + keylen;
+    t->stamp = NULL;
     memcpy(t->key, key, keylen);
     memcpy(t->fk, fk, (size_t)fklen);
     STRATA__COUNT(c, leases_won);
@@ -101,6 +106,7 @@ int strata_lookup(strata_cache *c, const char *key, size_t keylen, strata_value 
 
 static void ticket_free(strata_ticket *t)
 {
+    strata__tagstamp_free(t->stamp);
     free(t);
 }
 
@@ -123,8 +129,9 @@ static int fill(strata_ticket *t, const char *val, size_t vallen, int negative, 
     }
     now = strata__now_wall_ms();
     cost_ms = ((int64_t)strata__now_mono_ns() - t->started_ns) / 1000000;
-    rc = strata__encode_value(c, &enc, val ? val : "", vallen, negative, ttl_ms, -1, cost_ms, now,
-                              &fresh_until, &backend_ttl);
+    rc = strata__encode_value_tags(c, &enc, val ? val : "", vallen, negative, ttl_ms, -1, cost_ms,
+                                   t->stamp ? t->stamp->tags : NULL, t->stamp ? t->stamp->n : 0, now,
+                                   &fresh_until, &backend_ttl);
     if (rc < 0) {
         strata_abandon(t);
         return rc;
@@ -133,8 +140,12 @@ static int fill(strata_ticket *t, const char *val, size_t vallen, int negative, 
                                                                t->guard, enc.data, enc.len, backend_ttl));
     if (rc == 0) {
         STRATA__COUNT(c, sets);
-        strata__l1_store(c, t->key, t->keylen, val ? val : "", vallen, negative, now, fresh_until,
-                         now + backend_ttl, t->epoch);
+        if (t->stamp)
+            strata__l1_store(c, t->key, t->keylen, enc.data, enc.len, negative, 1, now, fresh_until,
+                             now + backend_ttl, t->epoch);
+        else
+            strata__l1_store(c, t->key, t->keylen, val ? val : "", vallen, negative, 0, now, fresh_until,
+                             now + backend_ttl, t->epoch);
     } else if (rc == STRATA_ELEASE) {
         STRATA__COUNT(c, leases_lost);
     }

@@ -43,6 +43,17 @@ void strata__l1_clear(strata__l1 *l1);
 
 void strata__l1_stats(strata__l1 *l1, uint64_t *entries, uint64_t *bytes, uint64_t *evictions);
 
+/* Tagged entries (engine/tags.c): the value kept is a whole envelope, and on
+ * every hit, outside the shard lock, the validator checks it and leaves just
+ * the payload in out; it returns rc, or STRATA_MISS. Without a validator a
+ * tagged entry never hits. */
+typedef int (*strata__l1_validator)(void *ctx, const char *key, size_t keylen, int64_t now_ms,
+                                    strata_value *out, int rc);
+void strata__l1_set_validator(strata__l1 *l1, strata__l1_validator fn, void *ctx);
+void strata__l1_put_tagged(strata__l1 *l1, const char *key, size_t keylen, const char *envelope,
+                           size_t len, int negative, int64_t serve_until_ms, int64_t fresh_until_ms,
+                           int64_t stale_until_ms, uint64_t epoch);
+
 /* Copies bytes into a strata_value's library-owned buffer. */
 int strata__value_set(strata_value *v, const char *data, size_t len);
 
