@@ -143,11 +143,19 @@ typedef struct strata_options {
     int64_t breaker_cooldown_ms;
     strata_loader_fn loader;      /* default loader: makes get() read-through */
     void *loader_data;
+    /* Hot keys (docs/L1-COHERENCE.md): a count-min sketch fed by every read. */
+    unsigned int hot_sketch_width; /* counters per row (4 rows of 1 byte); 0 = no sketch */
+    unsigned int hot_window;      /* reads after which the sketch halves (old popularity fades) */
+    unsigned int hot_threshold;   /* l1_admission=hot: estimated reads in the window to enter L1 */
+    unsigned int hot_top;         /* keys strata_hot_keys() can rank */
+    /* L1 coherence on Redis: a subscriber connection per cache with L1 on. */
+    int tracking;                 /* 1: CLIENT TRACKING BCAST, so any client's write evicts L1 */
+    int64_t coherence_ping_ms;    /* ping period of the subscriber link */
 } strata_options;
 
 #define STRATA_OPTIONS_INIT {STRATA_OPTIONS_VERSION, 0, 300000, 0, 60000, 0, \
     250, 1000, 4, 67108864, 0, 16777216, 100000, 10000, 0, 5000, 2000, 0, 1.0, \
-    5, 1000, 0, 0}
+    5, 1000, 0, 0, 65536, 65536, 2, 16, 0, 1000}
 
 #define STRATA_SET_OPTIONS_VERSION 1
 
@@ -175,7 +183,26 @@ typedef struct strata_stats {
     uint64_t backend_errors, timeouts;
     uint64_t leases_won, leases_lost, waits, early_refreshes;
     uint64_t singleflight_shared, breaker_opens, fail_open;
+    uint64_t invalidations_received; /* L1 evictions asked by the invalidation link */
+    uint64_t l1_flushes;             /* whole-L1 drops: link lost, FLUSHDB, fork */
+    uint64_t l1_admission_rejects;   /* fills kept out of L1 by l1_admission=hot */
+    uint64_t l1_link_up;             /* 1 while the invalidation link is subscribed */
 } strata_stats;
+
+#define STRATA_HOT_KEY_MAX 256
+
+/*
+ * One entry of strata_hot_keys(). Caller-owned (an array the caller passes);
+ * the key bytes are copied in. Keys longer than STRATA_HOT_KEY_MAX bytes are
+ * reported by their first STRATA_HOT_KEY_MAX bytes, with keylen < full_keylen.
+ */
+typedef struct strata_hot_key {
+    char key[STRATA_HOT_KEY_MAX + 1]; /* NUL-terminated for printing; may hold NULs */
+    size_t keylen;                    /* bytes of key[] that belong to the key */
+    size_t full_keylen;               /* the key's real length */
+    uint64_t count;                   /* estimated reads in the recent (decayed) window */
+    double rate_per_s;                /* estimated reads per second lately */
+} strata_hot_key;
 
 /* Library */
 STRATA_EXTERN const char *strata_version(void);
@@ -245,6 +272,11 @@ STRATA_EXTERN int strata_invalidate_tag(strata_cache *cache, const char *tag,
 /* Metrics */
 STRATA_EXTERN int strata_stats_get(strata_cache *cache, strata_stats *out,
                                    unsigned int version);
+
+/* The hottest keys now, hottest first: up to n entries into out (caller-owned
+ * array), *count = how many were written. */
+STRATA_EXTERN int strata_hot_keys(strata_cache *cache, size_t n, strata_hot_key *out,
+                                  size_t *count);
 
 #ifdef __cplusplus
 }

@@ -2,6 +2,8 @@
 #include "cache.h"
 #include "error.h"
 #include "policy/freshness.h"
+#include "engine/coherence.h"
+#include "engine/hotkeys.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +40,7 @@ int strata_cache_new(strata_cache **out, const char *url, const strata_options *
         return rc;
     }
     c->cfg.opts.ns = c->cfg.ns;
+    c->cfg.instance = strata__random_u64();
     switch (c->cfg.scheme) {
     case STRATA__SCHEME_REDIS: rc = strata__backend_redis_open(&c->backend, &c->cfg); break;
     case STRATA__SCHEME_MEMCACHED: rc = strata__backend_memcached_open(&c->backend, &c->cfg); break;
@@ -47,9 +50,15 @@ int strata_cache_new(strata_cache **out, const char *url, const strata_options *
         rc = strata__l1_new(&c->l1, c->cfg.opts.l1_max_bytes, c->cfg.opts.l1_max_entries);
     if (rc == 0 && c->cfg.refresh_threads)
         rc = strata__refresher_new(&c->refresher, c->cfg.refresh_threads);
+    if (rc == 0 && c->cfg.opts.hot_sketch_width)
+        rc = strata__hot_new(&c->hot, &c->cfg.opts);
+    if (rc == 0)
+        rc = strata__l1_gate_start(c);
     if (rc < 0) {
+        strata__refresher_free(c->refresher);
         if (c->backend)
             c->backend->ops->close(c->backend);
+        strata__hot_free(c->hot);
         strata__l1_free(c->l1);
         free(c);
         return rc;
@@ -65,7 +74,9 @@ void strata_cache_free(strata_cache *c)
     if (c == NULL)
         return;
     strata__refresher_free(c->refresher); /* before the backend: queued fills need it */
+    strata__l1_gate_stop(c);              /* its thread writes to L1 */
     c->backend->ops->close(c->backend);
+    strata__hot_free(c->hot);
     strata__l1_free(c->l1);
     strata__mutex_destroy(&c->flights_lock);
     free(c);
@@ -211,5 +222,6 @@ int strata_stats_get(strata_cache *c, strata_stats *out, unsigned int version)
     out->version = STRATA_STATS_VERSION;
     if (c->l1)
         strata__l1_stats(c->l1, &out->l1_entries, &out->l1_bytes, &out->l1_evictions);
+    out->l1_link_up = (uint64_t)strata__coherence_link_up(c);
     return 0;
 }

@@ -30,9 +30,20 @@ struct strata_cache {
     unsigned int consecutive_failures;
     int64_t breaker_open_until; /* monotonic ms; 0 = closed */
     int breaker_probe;          /* 1 while one probe call is in flight */
+
+    struct strata__hot *hot;             /* hot-key sketch; NULL when off */
+    struct strata__coherence *coherence; /* L1 invalidation link; NULL when none */
 };
 
 #define STRATA__COUNT(c, field) strata__atomic_add(&(c)->stats.field, 1)
+
+/* Every read of a key feeds the hot-key sketch (l1_gate.c). */
+void strata__note_read(strata_cache *c, const char *key, size_t keylen);
+
+/* Installs the L1 gate (coherence, admission) and starts the invalidation
+ * link where there is one; stops it (l1_gate.c). */
+int  strata__l1_gate_start(strata_cache *c);
+void strata__l1_gate_stop(strata_cache *c);
 
 /* Checks a key and writes "<ns>:<key>" into buf; returns its length or an error. */
 int strata__full_key(strata_cache *c, const char *key, size_t keylen, char *buf);

@@ -19,7 +19,13 @@ typedef struct l1_shard {
 
 struct strata__l1 {
     l1_shard shards[L1_SHARDS];
+    strata__l1_gate gate;
 };
+
+void strata__l1_set_gate(strata__l1 *l1, const strata__l1_gate *gate)
+{
+    l1->gate = *gate;
+}
 
 static l1_shard *shard_of(strata__l1 *l1, const char *key, size_t keylen, uint64_t *h)
 {
@@ -88,6 +94,8 @@ int strata__l1_get(strata__l1 *l1, const char *key, size_t keylen, int64_t now_m
     l1_shard *s = shard_of(l1, key, keylen, &h);
     strata__entry *e;
     int rc = STRATA_MISS;
+    if (l1->gate.readable && !l1->gate.readable(l1->gate.ud))
+        return STRATA_MISS;
     strata__mutex_lock(&s->lock);
     e = strata__table_get(&s->table, h, key, keylen, now_ms);
     if (e) {
@@ -108,6 +116,8 @@ void strata__l1_put(strata__l1 *l1, const char *key, size_t keylen, const char *
     uint64_t h;
     l1_shard *s = shard_of(l1, key, keylen, &h);
     strata__entry *e = NULL;
+    if (l1->gate.admit && !l1->gate.admit(l1->gate.ud, key, keylen))
+        return;
     strata__mutex_lock(&s->lock);
     if (s->epoch == epoch &&
         strata__table_put(&s->table, h, key, keylen, val, vallen, expires_ms, &e) == 0) {
