@@ -146,11 +146,19 @@ typedef struct strata_options {
     int64_t tag_cache_ms;         /* how long tag versions are cached in-process;
                                      bounds how late another process's tag bump is
                                      seen (0 = ask the backend on every check) */
+    /* Hot keys (docs/L1-COHERENCE.md): a count-min sketch fed by every read. */
+    unsigned int hot_sketch_width; /* counters per row (4 rows of 1 byte); 0 = no sketch */
+    unsigned int hot_window;      /* reads after which the sketch halves (old popularity fades) */
+    unsigned int hot_threshold;   /* l1_admission=hot: estimated reads in the window to enter L1 */
+    unsigned int hot_top;         /* keys strata_hot_keys() can rank */
+    /* L1 coherence on Redis: a subscriber connection per cache with L1 on. */
+    int tracking;                 /* 1: CLIENT TRACKING BCAST, so any client's write evicts L1 */
+    int64_t coherence_ping_ms;    /* ping period of the subscriber link */
 } strata_options;
 
 #define STRATA_OPTIONS_INIT {STRATA_OPTIONS_VERSION, 0, 300000, 0, 60000, 0, \
     250, 1000, 4, 67108864, 0, 16777216, 100000, 10000, 0, 5000, 2000, 0, 1.0, \
-    5, 1000, 0, 0, 1000}
+    5, 1000, 0, 0, 1000, 65536, 65536, 2, 16, 0, 1000}
 
 #define STRATA_SET_OPTIONS_VERSION 1
 
@@ -184,6 +192,10 @@ typedef struct strata_stats {
     uint64_t tag_invalidations;   /* strata_invalidate_tag bumps */
     uint64_t tag_stale;           /* entries read whose tag stamps were outdated */
     uint64_t tag_fetches;         /* backend round trips for tag versions */
+    uint64_t invalidations_received; /* L1 evictions asked by the invalidation link */
+    uint64_t l1_flushes;             /* whole-L1 drops: link lost, FLUSHDB, fork */
+    uint64_t l1_admission_rejects;   /* fills kept out of L1 by l1_admission=hot */
+    uint64_t l1_link_up;             /* 1 while the invalidation link is subscribed */
 } strata_stats;
 
 /* Latency histogram: log-scale buckets, bucket i counts calls that took at
@@ -201,6 +213,21 @@ typedef struct strata_histogram {
     uint64_t sum_ns;
     uint64_t buckets[STRATA_HISTOGRAM_BUCKETS]; /* not cumulative */
 } strata_histogram;
+
+#define STRATA_HOT_KEY_MAX 256
+
+/*
+ * One entry of strata_hot_keys(). Caller-owned (an array the caller passes);
+ * the key bytes are copied in. Keys longer than STRATA_HOT_KEY_MAX bytes are
+ * reported by their first STRATA_HOT_KEY_MAX bytes, with keylen < full_keylen.
+ */
+typedef struct strata_hot_key {
+    char key[STRATA_HOT_KEY_MAX + 1]; /* NUL-terminated for printing; may hold NULs */
+    size_t keylen;                    /* bytes of key[] that belong to the key */
+    size_t full_keylen;               /* the key's real length */
+    uint64_t count;                   /* estimated reads in the recent (decayed) window */
+    double rate_per_s;                /* estimated reads per second lately */
+} strata_hot_key;
 
 /* Library */
 STRATA_EXTERN const char *strata_version(void);
@@ -289,6 +316,10 @@ STRATA_EXTERN int strata_stats_histogram(strata_cache *cache, int kind, strata_h
  * buf may be NULL when cap is 0. */
 STRATA_EXTERN int strata_stats_prometheus(strata_cache *cache, char *buf, size_t cap,
                                           size_t *needed);
+/* The hottest keys now, hottest first: up to n entries into out (caller-owned
+ * array), *count = how many were written. */
+STRATA_EXTERN int strata_hot_keys(strata_cache *cache, size_t n, strata_hot_key *out,
+                                  size_t *count);
 
 #ifdef __cplusplus
 }

@@ -94,7 +94,7 @@ static int validate(strata__config *cfg)
                              (unsigned long long)o->max_bytes);
     if (o->l1 && (o->l1_max_bytes < 1024 || o->l1_max_entries < 1))
         return strata__error(STRATA_EOPTION, "option l1_max_bytes/l1_max_entries: too small for an L1");
-    return 0;
+    return strata__validate_hot(cfg);
 }
 
 /* --- number parsing for query values --- */
@@ -196,6 +196,11 @@ static int apply_option(strata__config *cfg, const char *k, size_t klen, const c
     UINT(pool_size, 1, 1024)
     UINT(l1_max_entries, 1, 100000000)
     UINT(breaker_threshold, 0, 1000000)
+    MS(coherence_ping_ms)
+    UINT(hot_sketch_width, 0, STRATA__HOT_MAX_WIDTH)
+    UINT(hot_window, 1, STRATA__HOT_MAX_WINDOW)
+    UINT(hot_threshold, 1, 255)
+    UINT(hot_top, 0, STRATA__HOT_MAX_TOP)
 #undef MS
 #undef UINT
     if (strcmp(name, "ns") == 0 || strcmp(name, "namespace") == 0)
@@ -207,6 +212,10 @@ static int apply_option(strata__config *cfg, const char *k, size_t klen, const c
     }
     if (strcmp(name, "l1") == 0) {
         if ((rc = parse_enum(name, v, vlen, onoff, &e)) == 0) o->l1 = e;
+        return rc;
+    }
+    if (strcmp(name, "tracking") == 0) {
+        if ((rc = parse_enum(name, v, vlen, onoff, &e)) == 0) o->tracking = e;
         return rc;
     }
     if (strcmp(name, "l1_admission") == 0) {

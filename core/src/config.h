@@ -30,7 +30,16 @@ typedef struct strata__config {
     char ns[STRATA__MAX_NS + 1]; /* namespace, "" for none */
     size_t nslen;
     strata_options opts;         /* every field valid; opts.ns points at ns */
+    uint64_t instance;           /* random per cache handle: names its invalidations */
 } strata__config;
+
+/* Bounds of the hot-key options (validated in config_hot.c). */
+#define STRATA__HOT_MAX_WIDTH (1u << 26)
+#define STRATA__HOT_MAX_WINDOW (1u << 30)
+#define STRATA__HOT_MAX_TOP 1024u
+
+/* Checks the hot-key and coherence options of a parsed config. */
+int strata__validate_hot(const strata__config *cfg);
 
 /* Parses url into cfg on top of opts (NULL = defaults). Errors: STRATA_EURL,
  * STRATA_EOPTION or STRATA_EVERSION with a message naming the problem. */

@@ -42,6 +42,18 @@ static void rejects_bad_urls(void)
         {"memory://?ns=", STRATA_EOPTION, "namespace"},
         {"memory://?db=2", STRATA_EOPTION, "only for redis"},
         {"memory://?timeout_ms=99999999999999999999", STRATA_EOPTION, "timeout_ms"},
+        {"memory://?hot_threshold=0", STRATA_EOPTION, "hot_threshold"},
+        {"memory://?hot_threshold=256", STRATA_EOPTION, "hot_threshold"},
+        {"memory://?hot_sketch_width=100", STRATA_EOPTION, "hot_sketch_width"},
+        {"memory://?hot_sketch_width=99999999999", STRATA_EOPTION, "hot_sketch_width"},
+        {"memory://?hot_window=0", STRATA_EOPTION, "hot_window"},
+        {"memory://?hot_top=5000", STRATA_EOPTION, "hot_top"},
+        {"memory://?l1=1&l1_admission=hot&hot_sketch_width=0", STRATA_EOPTION, "needs the sketch"},
+        {"memory://?tracking=1", STRATA_EOPTION, "only for redis"},
+        {"memcached://h:1?tracking=1", STRATA_EOPTION, "only for redis"},
+        {"redis://h:1?tracking=yes", STRATA_EOPTION, "option tracking"},
+        {"redis://h:1?coherence_ping_ms=0", STRATA_EOPTION, "coherence_ping_ms"},
+        {"redis://h:1?coherence_ping_ms=-1", STRATA_EOPTION, "coherence_ping_ms"},
     };
     size_t i;
     for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -76,8 +88,15 @@ static void parses_good_urls(void)
     CHECK(cfg.servers[1].port == 11211 && cfg.servers[2].port == 3);
     CHECK(cfg.opts.pool_size == 8 && cfg.opts.l1 == 1 && cfg.opts.l1_admission == STRATA_L1_HOT);
 
+    CHECK_RC(strata__config_parse(&cfg, "redis://h?l1=1&l1_admission=hot&hot_threshold=7&hot_window=5000"
+                                        "&hot_sketch_width=4096&hot_top=3&tracking=1&coherence_ping_ms=250", NULL), 0);
+    CHECK(cfg.opts.hot_threshold == 7 && cfg.opts.hot_window == 5000 && cfg.opts.hot_sketch_width == 4096);
+    CHECK(cfg.opts.hot_top == 3 && cfg.opts.tracking == 1 && cfg.opts.coherence_ping_ms == 250);
+
     CHECK_RC(strata__config_parse(&cfg, "memory://", NULL), 0);
     CHECK(cfg.scheme == STRATA__SCHEME_MEMORY && cfg.nservers == 0);
+    CHECK(cfg.opts.hot_sketch_width == 65536 && cfg.opts.hot_window == 65536 && cfg.opts.hot_threshold == 2);
+    CHECK(cfg.opts.hot_top == 16 && cfg.opts.tracking == 0 && cfg.opts.coherence_ping_ms == 1000);
     CHECK_RC(strata__config_parse(&cfg, NULL, NULL), 0);
     CHECK(cfg.scheme == STRATA__SCHEME_MEMORY);
 }
@@ -101,6 +120,15 @@ static void options_struct(void)
     o.ns = "bad ns";
     CHECK_RC(strata_cache_new(&c, "memory://", &o), STRATA_EOPTION);
     CHECK_MSG_HAS("namespace");
+    strata_options_init(&o, STRATA_OPTIONS_VERSION);
+    o.hot_threshold = 300; /* the struct is checked like the URL */
+    CHECK_RC(strata_cache_new(&c, "memory://", &o), STRATA_EOPTION);
+    CHECK_MSG_HAS("hot_threshold");
+    strata_options_init(&o, STRATA_OPTIONS_VERSION);
+    o.tracking = 5;
+    CHECK_RC(strata_cache_new(&c, "redis://127.0.0.1:1", &o), STRATA_EOPTION);
+    CHECK_MSG_HAS("tracking");
+    CHECK(c == NULL);
     /* the URL wins over the struct */
     strata_options_init(&o, STRATA_OPTIONS_VERSION);
     o.ns = "fromstruct";

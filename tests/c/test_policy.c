@@ -2,6 +2,9 @@
 #include "test.h"
 #include "policy/envelope.h"
 #include "policy/freshness.h"
+#include "policy/hash.h"
+#include "policy/sketch.h"
+#include "policy/topk.h"
 
 #include <math.h>
 
@@ -164,6 +167,114 @@ static void jitter_bounds(void)
     CHECK(strata__jitter_ttl(10, 100, 1.0) >= 1);
 }
 
+
+/* --- hot-key sketch and top-k --- */
+
+static uint64_t hkey(unsigned int i)
+{
+    return strata__hash64(&i, sizeof i, 7);
+}
+
+static void sketch_rejects_bad_arguments(void)
+{
+    strata__sketch s;
+    uint8_t mem[4 * 64];
+    CHECK(strata__sketch_bytes(64) == 4 * 64);
+    CHECK(strata__sketch_init(&s, mem, 64, 100) == 0);
+    CHECK(strata__sketch_init(&s, mem, 63, 100) == -1);  /* not a power of two */
+    CHECK(strata__sketch_init(&s, mem, 4, 100) == -1);   /* too narrow */
+    CHECK(strata__sketch_init(&s, mem, 64, 0) == -1);    /* no window */
+    CHECK(strata__sketch_init(&s, NULL, 64, 100) == -1);
+    CHECK(strata__sketch_init(NULL, mem, 64, 100) == -1);
+}
+
+/* Never under the true count; one-hit keys mostly estimated at 1. */
+static void sketch_bounds(void)
+{
+    static uint8_t mem[4 * 4096];
+    static unsigned int truth[2000];
+    strata__sketch s;
+    unsigned int i, over = 0, est;
+    REQUIRE(strata__sketch_init(&s, mem, 4096, 1u << 30) == 0);
+    memset(truth, 0, sizeof truth);
+    for (i = 0; i < 20000; i++) {
+        unsigned int k = (i * 2654435761u) % 2000;
+        k = k < 1000 ? k % 50 : k; /* 50 keys take half the reads */
+        truth[k]++;
+        strata__sketch_add(&s, hkey(k), NULL);
+    }
+    for (i = 0; i < 2000; i++) {
+        est = strata__sketch_estimate(&s, hkey(i));
+        CHECK(est >= (truth[i] < 255 ? truth[i] : 255));
+        if (est > truth[i] + 1)
+            over++;
+    }
+    CHECK(over < 20); /* under 1% noticeably over-estimated */
+    CHECK(strata__sketch_estimate(&s, hkey(123456)) <= 1); /* never seen */
+    for (i = 0; i < 1000; i++)
+        strata__sketch_add(&s, hkey(5000), &est);
+    CHECK(est == STRATA__SKETCH_MAX_COUNT); /* saturates, no wrap */
+}
+
+/* Every `window` additions all counts halve: a key hot long ago fades. */
+static void sketch_halving_fades(void)
+{
+    static uint8_t mem[4 * 1024];
+    strata__sketch s;
+    unsigned int i, est, halvings = 0;
+    REQUIRE(strata__sketch_init(&s, mem, 1024, 1000) == 0);
+    for (i = 0; i < 100; i++)
+        halvings += strata__sketch_add(&s, hkey(1), &est);
+    CHECK(est == 100 && halvings == 0);
+    for (i = 0; i < 900; i++) /* completes the window with other keys */
+        halvings += strata__sketch_add(&s, hkey(10 + i % 300), NULL);
+    CHECK(halvings == 1 && s.halvings == 1);
+    CHECK(strata__sketch_estimate(&s, hkey(1)) == 50);
+    for (i = 0; i < 5000; i++) /* five more windows without key 1 */
+        strata__sketch_add(&s, hkey(10 + i % 300), NULL);
+    CHECK(s.halvings >= 6);
+    CHECK(strata__sketch_estimate(&s, hkey(1)) <= 2);
+}
+
+static void topk_ranks_and_replaces(void)
+{
+    strata__topk_entry ents[4];
+    strata__topk t;
+    char key[16], longkey[600];
+    unsigned int i, r;
+    strata__topk_init(&t, ents, 4);
+    /* key r is read 100 / r times, r = 1..20, interleaved */
+    for (i = 0; i < 100; i++) {
+        for (r = 1; r <= 20; r++) {
+            if (i % r == 0) {
+                snprintf(key, sizeof key, "k%u", r);
+                strata__topk_note(&t, hkey(r), key, strlen(key), i / r + 1);
+            }
+        }
+    }
+    CHECK(t.n == 4);
+    for (r = 1; r <= 4; r++) {
+        int found = 0;
+        snprintf(key, sizeof key, "k%u", r);
+        for (i = 0; i < t.n; i++)
+            found |= t.e[i].keylen == strlen(key) && memcmp(t.e[i].key, key, t.e[i].keylen) == 0;
+        CHECK(found);
+    }
+    strata__topk_halve(&t);
+    for (i = 0; i < t.n; i++)
+        CHECK(t.e[i].count <= 50);
+    /* a long key is kept by its first STRATA__TOPK_KEY bytes, full length recorded */
+    memset(longkey, 'x', sizeof longkey);
+    strata__topk_note(&t, 99, longkey, sizeof longkey, 1000);
+    for (i = 0, r = 0; i < t.n; i++)
+        r |= t.e[i].keylen == sizeof longkey && t.e[i].count == 1000;
+    CHECK(r);
+    /* a cold key does not displace the tracked ones */
+    strata__topk_note(&t, 12345, "cold", 4, 1);
+    for (i = 0; i < t.n; i++)
+        CHECK(t.e[i].hash != 12345);
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
@@ -174,6 +285,10 @@ int main(int argc, char **argv)
         {"xfetch_formula", xfetch_formula},
         {"xfetch_draw_per_version", xfetch_draw_per_version},
         {"jitter_bounds", jitter_bounds},
+        {"sketch_rejects_bad_arguments", sketch_rejects_bad_arguments},
+        {"sketch_bounds", sketch_bounds},
+        {"sketch_halving_fades", sketch_halving_fades},
+        {"topk_ranks_and_replaces", topk_ranks_and_replaces},
     };
     return test_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

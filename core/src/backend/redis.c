@@ -11,6 +11,7 @@
 #include "backend.h"
 #include "error.h"
 #include "platform/platform.h"
+#include "backend/redis_watch.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -72,6 +73,11 @@ typedef struct rb {
     int64_t backoff_ms;    /* 0 after a successful connect */
     int probing;           /* a connect attempt is under way while in backoff */
     char last_cause[160];  /* why the last connect failed, for backoff messages */
+
+    char chan[STRATA__INV_CHANNEL_MAX]; /* invalidation channel of the namespace */
+    size_t chanlen;
+    char origin[STRATA__INV_ORIGIN_LEN + 1]; /* this cache in this process */
+    uint64_t instance;
 
     char sha[SCRIPT_COUNT][41];
     int sha_ready[SCRIPT_COUNT]; /* atomic; sha[i] is immutable once set */
@@ -135,6 +141,7 @@ static void pool_reset_after_fork(rb *b, unsigned int gen)
     b->waiters = 0;
     b->probing = 0; /* a parent thread's probe does not exist here */
     b->pool_gen = gen;
+    strata__inv_origin(b->origin, b->instance); /* a child is a new publisher */
 }
 
 static int connect_slot(rb *b, rb_slot *s, unsigned int gen, unsigned int epoch);
@@ -436,7 +443,26 @@ static int is_status(const redisReply *r, const char *text)
            memcmp(r->str, text, r->len) == 0;
 }
 
-/* Appends MULTI, DEL lease, SET value PX ttl, EXEC: the value write and the
+/* Appends PUBLISH <channel> <origin><user key>: inside the write's MULTI, so
+ * every L1 subscribed to the namespace hears of the write in the same round
+ * trip and exactly when it becomes visible (docs/L1-COHERENCE.md). */
+static int append_publish(rb *b, rb_slot *s, const char *key, size_t keylen, const char *what)
+{
+    char payload[STRATA__INV_ORIGIN_LEN + RB_KEYBUF];
+    const char *argv[3], *ukey;
+    size_t lens[3], ulen;
+    user_part(b, key, keylen, &ukey, &ulen);
+    if (ulen > RB_KEYBUF)
+        ulen = RB_KEYBUF; /* cannot happen: keys are at most 4096 bytes */
+    memcpy(payload, b->origin, STRATA__INV_ORIGIN_LEN);
+    memcpy(payload + STRATA__INV_ORIGIN_LEN, ukey, ulen);
+    argv[0] = "PUBLISH"; lens[0] = 7;
+    argv[1] = b->chan; lens[1] = b->chanlen;
+    argv[2] = payload; lens[2] = STRATA__INV_ORIGIN_LEN + ulen;
+    return append(b, s, 3, argv, lens, what);
+}
+
+/* Appends MULTI, DEL lease, SET value PX ttl, PUBLISH, EXEC: the value write and the
  * lease kill happen atomically, in the same round trip as everything else. */
 static int append_set(rb *b, rb_slot *s, const char *key, size_t keylen,
                       const char *lkey, size_t lklen, const char *val, size_t vallen,
@@ -460,6 +486,8 @@ static int append_set(rb *b, rb_slot *s, const char *key, size_t keylen,
     argv[3] = "PX"; lens[3] = 2;
     argv[4] = ttl; lens[4] = fmt_i64(ttl, sizeof ttl, ttl_ms);
     if ((rc = append(b, s, 5, argv, lens, "SET")) != 0)
+        return rc;
+    if ((rc = append_publish(b, s, key, keylen, "SET")) != 0)
         return rc;
     argv[0] = "EXEC"; lens[0] = 4;
     return append(b, s, 1, argv, lens, "SET");
@@ -681,7 +709,7 @@ static int rb_set_many(strata__backend *be, size_t n, const char *const *keys,
     }
     /* Read every reply we asked for, even after an error, to stay in sync. */
     for (i = 0; i < sent; i++) {
-        rc = read_multi(b, s, 2, &exec, "SET");
+        rc = read_multi(b, s, 3, &exec, "SET");
         if (rc == STRATA_EBACKEND && s->ctx != NULL) {
             if (first == 0)
                 first = rc;
@@ -733,10 +761,12 @@ static int rb_del(strata__backend *be, const char *key, size_t keylen)
     argv[1] = lk; lens[1] = lklen;
     if ((rc = append(b, s, 2, argv, lens, "DEL")) != 0)
         goto release;
+    if ((rc = append_publish(b, s, key, keylen, "DEL")) != 0)
+        goto release;
     argv[0] = "EXEC"; lens[0] = 4;
     if ((rc = append(b, s, 1, argv, lens, "DEL")) != 0)
         goto release;
-    if ((rc = read_multi(b, s, 2, &exec, "DEL")) == 0) {
+    if ((rc = read_multi(b, s, 3, &exec, "DEL")) == 0) {
         rc = exec->element[0]->type == REDIS_REPLY_INTEGER && exec->element[0]->integer > 0
            ? 0 : STRATA_MISS;
         freeReplyObject(exec);
@@ -1048,6 +1078,9 @@ int strata__backend_redis_open(strata__backend **out, const strata__config *cfg)
     memcpy(b->ns, cfg->ns, cfg->nslen);
     b->ns[cfg->nslen] = '\0';
     b->nslen = cfg->nslen;
+    b->instance = cfg->instance;
+    strata__inv_origin(b->origin, b->instance);
+    b->chanlen = strata__inv_channel(b->chan, sizeof b->chan, cfg);
     b->timeout_ms = cfg->opts.timeout_ms;
     b->connect_timeout_ms = cfg->opts.connect_timeout_ms > 0 ? cfg->opts.connect_timeout_ms
                                                            : cfg->opts.timeout_ms;

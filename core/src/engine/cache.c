@@ -2,6 +2,8 @@
 #include "cache.h"
 #include "error.h"
 #include "policy/freshness.h"
+#include "engine/coherence.h"
+#include "engine/hotkeys.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -39,6 +41,7 @@ int strata_cache_new(strata_cache **out, const char *url, const strata_options *
         return rc;
     }
     c->cfg.opts.ns = c->cfg.ns;
+    c->cfg.instance = strata__random_u64();
     switch (c->cfg.scheme) {
     case STRATA__SCHEME_REDIS: rc = strata__backend_redis_open(&c->backend, &c->cfg); break;
     case STRATA__SCHEME_MEMCACHED: rc = strata__backend_memcached_open(&c->backend, &c->cfg); break;
@@ -54,11 +57,16 @@ int strata_cache_new(strata_cache **out, const char *url, const strata_options *
         rc = strata__backend_timed(&c->backend, &c->metrics.backend);
     if (rc == 0 && c->l1)
         strata__l1_set_validator(c->l1, strata__tags_l1_check, c);
+    if (rc == 0 && c->cfg.opts.hot_sketch_width)
+        rc = strata__hot_new(&c->hot, &c->cfg.opts);
+    if (rc == 0)
+        rc = strata__l1_gate_start(c);
     if (rc < 0) {
+        strata__refresher_free(c->refresher);
         if (c->backend)
             c->backend->ops->close(c->backend);
+        strata__hot_free(c->hot);
         strata__l1_free(c->l1);
-        strata__refresher_free(c->refresher);
         strata__tags_free(c->tags);
         free(c);
         return rc;
@@ -74,7 +82,9 @@ void strata_cache_free(strata_cache *c)
     if (c == NULL)
         return;
     strata__refresher_free(c->refresher); /* before the backend: queued fills need it */
+    strata__l1_gate_stop(c);              /* its thread writes to L1 */
     c->backend->ops->close(c->backend);
+    strata__hot_free(c->hot);
     strata__l1_free(c->l1);
     strata__tags_free(c->tags);
     strata__mutex_destroy(&c->flights_lock);
@@ -255,6 +265,7 @@ int strata_stats_get(strata_cache *c, strata_stats *out, unsigned int version)
             strata__l1_stats(c->l1, &s.l1_entries, &s.l1_bytes, &s.l1_evictions);
         s.breaker_state = until == 0 ? 0 : strata__now_mono_ms() < until ? 1 : 2;
         /* A version 1 caller's struct ends at fail_open. */
+        s.l1_link_up = (uint64_t)strata__coherence_link_up(c);
         memcpy(out, &s, version == 1 ? offsetof(strata_stats, fail_open) + sizeof s.fail_open : sizeof s);
     }
     return 0;

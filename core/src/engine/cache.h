@@ -35,9 +35,19 @@ struct strata_cache {
 
     strata__tags *tags;         /* tag version cache (tags.c) */
     strata__metrics metrics;    /* latency histograms (metrics.c) */
+    struct strata__hot *hot;             /* hot-key sketch; NULL when off */
+    struct strata__coherence *coherence; /* L1 invalidation link; NULL when none */
 };
 
 #define STRATA__COUNT(c, field) strata__atomic_add(&(c)->stats.field, 1)
+
+/* Every read of a key feeds the hot-key sketch (l1_gate.c). */
+void strata__note_read(strata_cache *c, const char *key, size_t keylen);
+
+/* Installs the L1 gate (coherence, admission) and starts the invalidation
+ * link where there is one; stops it (l1_gate.c). */
+int  strata__l1_gate_start(strata_cache *c);
+void strata__l1_gate_stop(strata_cache *c);
 
 /* Checks a key and writes "<ns>:<key>" into buf; returns its length or an error. */
 int strata__full_key(strata_cache *c, const char *key, size_t keylen, char *buf);

@@ -280,6 +280,7 @@ static int get_or_load(strata_cache *c, const char *key, size_t keylen, strata_l
     if (c->l1) {
         rc = strata__l1_get(c->l1, key, keylen, strata__now_wall_ms(), out);
         if (rc != STRATA_MISS) {
+            strata__note_read(c, key, keylen); /* a miss is noted by the lookup below */
             if (rc >= 0)
                 STRATA__COUNT(c, l1_hits);
             if (rc == STRATA_NEGATIVE)

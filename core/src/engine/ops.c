@@ -20,6 +20,7 @@ int strata__read(strata_cache *c, const char *key, size_t keylen, strata_value *
     uint64_t epoch = 0;
     if (fklen < 0)
         return fklen;
+    strata__note_read(c, key, keylen);
     out->wait_ms = 0;
     now = strata__now_wall_ms();
     if (c->l1) {
@@ -241,6 +242,7 @@ int strata_get_many(strata_cache *c, size_t n, const char *const *keys, const si
     for (i = 0; i < n; i++) {
         outs[i].wait_ms = 0;
         results[i] = STRATA_MISS; /* also what a failed batch leaves for non-L1 keys */
+        strata__note_read(c, keys[i], keylens[i]);
         if (c->l1) {
             int r = strata__l1_get(c->l1, keys[i], keylens[i], now, &outs[i]);
             if (r != STRATA_MISS) {

@@ -22,7 +22,13 @@ struct strata__l1 {
     l1_shard shards[L1_SHARDS];
     strata__l1_validator validator;
     void *validator_ctx;
+    strata__l1_gate gate;
 };
+
+void strata__l1_set_gate(strata__l1 *l1, const strata__l1_gate *gate)
+{
+    l1->gate = *gate;
+}
 
 static l1_shard *shard_of(strata__l1 *l1, const char *key, size_t keylen, uint64_t *h)
 {
@@ -104,6 +110,8 @@ static int get(strata__l1 *l1, const char *key, size_t keylen, int64_t now_ms, i
     l1_shard *s = shard_of(l1, key, keylen, &h);
     strata__entry *e;
     int rc = STRATA_MISS, tagged = 0;
+    if (!stale && l1->gate.readable && !l1->gate.readable(l1->gate.ud))
+        return STRATA_MISS; /* stale-if-error does not need the invalidation link */
     strata__mutex_lock(&s->lock);
     e = strata__table_get(&s->table, h, key, keylen, now_ms);
     if (e && (stale ? !(e->flags & L1_NEGATIVE) : now_ms < e->aux2)) {
@@ -134,6 +142,8 @@ static void put_flagged(strata__l1 *l1, const char *key, size_t keylen, const ch
     uint64_t h;
     l1_shard *s = shard_of(l1, key, keylen, &h);
     strata__entry *e = NULL;
+    if (l1->gate.admit && !l1->gate.admit(l1->gate.ud, key, keylen))
+        return;
     int64_t keep_until = (flags & L1_NEGATIVE) || stale_until_ms < serve_until_ms ? serve_until_ms
                                                                                   : stale_until_ms;
     strata__mutex_lock(&s->lock);
@@ -185,6 +195,19 @@ void strata__l1_clear(strata__l1 *l1)
         strata__mutex_lock(&l1->shards[i].lock);
         l1->shards[i].epoch++;
         strata__table_clear(&l1->shards[i].table);
+        strata__mutex_unlock(&l1->shards[i].lock);
+    }
+}
+
+void strata__l1_demote(strata__l1 *l1)
+{
+    size_t i;
+    strata__entry *e;
+    for (i = 0; i < L1_SHARDS; i++) {
+        strata__mutex_lock(&l1->shards[i].lock);
+        l1->shards[i].epoch++;
+        for (e = l1->shards[i].table.lru_head; e; e = e->lru_next)
+            e->aux2 = INT64_MIN; /* past its serving time; kept until stale-until */
         strata__mutex_unlock(&l1->shards[i].lock);
     }
 }

@@ -41,6 +41,22 @@ void strata__l1_put(strata__l1 *l1, const char *key, size_t keylen, const char *
 void strata__l1_del(strata__l1 *l1, const char *key, size_t keylen);
 void strata__l1_clear(strata__l1 *l1);
 
+/* Like clear for every fresh read (and for fills in flight), but entries stay
+ * for stale-if-error: what the invalidation link uses when it may have missed
+ * messages, so an outage of Redis still finds stale values to serve. */
+void strata__l1_demote(strata__l1 *l1);
+
+/* An optional gate the owner installs: `readable` says whether L1 may serve
+ * at all now (e.g. the invalidation link is up), `admit` whether a key may
+ * enter. Either may be NULL (always yes). Called without L1 locks held. */
+typedef struct strata__l1_gate {
+    int (*readable)(void *ud);
+    int (*admit)(void *ud, const char *key, size_t keylen);
+    void *ud;
+} strata__l1_gate;
+
+void strata__l1_set_gate(strata__l1 *l1, const strata__l1_gate *gate);
+
 void strata__l1_stats(strata__l1 *l1, uint64_t *entries, uint64_t *bytes, uint64_t *evictions);
 
 /* Tagged entries (engine/tags.c): the value kept is a whole envelope, and on

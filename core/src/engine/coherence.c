@@ -1,0 +1,121 @@
+#include "coherence.h"
+#include "cache.h"
+#include "error.h"
+#include "backend/redis_watch.h"
+
+#include <stdlib.h>
+
+struct strata__coherence {
+    strata__redis_watch *watch;
+    strata__redis_watch *retired[8]; /* parent links inherited across forks */
+    size_t nretired;
+    unsigned int gen;          /* fork generation `watch` belongs to (atomic) */
+    unsigned int restart_gen;  /* claimed by the caller restarting after a fork */
+    int link_up;               /* atomic */
+};
+
+static void on_evict(void *ud, const char *key, size_t keylen)
+{
+    strata_cache *c = ud;
+    strata__l1_del(c->l1, key, keylen);
+    STRATA__COUNT(c, invalidations_received);
+}
+
+static void on_flush(void *ud)
+{
+    strata_cache *c = ud;
+    strata__l1_demote(c->l1);
+    STRATA__COUNT(c, l1_flushes);
+}
+
+static void on_link(void *ud, int up)
+{
+    strata_cache *c = ud;
+    strata__atomic_store(&c->coherence->link_up, up);
+}
+
+static int start_watch(strata_cache *c)
+{
+    strata__watch_events ev;
+    ev.ud = c;
+    ev.evict = on_evict;
+    ev.flush = on_flush;
+    ev.link = on_link;
+    return strata__redis_watch_start(&c->coherence->watch, &c->cfg, &ev);
+}
+
+int strata__coherence_start(strata_cache *c)
+{
+    strata__coherence *co;
+    int rc;
+    if (c->cfg.scheme != STRATA__SCHEME_REDIS || c->l1 == NULL)
+        return 0;
+    if ((co = calloc(1, sizeof *co)) == NULL)
+        return strata__error(STRATA_ENOMEM, "out of memory starting the invalidation link");
+    co->gen = co->restart_gen = strata__fork_generation();
+    c->coherence = co;
+    if ((rc = start_watch(c)) < 0) {
+        free(co);
+        c->coherence = NULL;
+        return rc;
+    }
+    /* Usually subscribed on return, so L1 works from the first call; a
+     * server that is down or slow does not hold up the caller longer. */
+    strata__redis_watch_wait_first(co->watch, strata__now_mono_ms() + c->cfg.opts.connect_timeout_ms +
+                                                  c->cfg.opts.timeout_ms);
+    return 0;
+}
+
+void strata__coherence_stop(strata_cache *c)
+{
+    strata__coherence *co = c->coherence;
+    size_t i;
+    if (co == NULL)
+        return;
+    if (strata__atomic_load(&co->gen) == strata__fork_generation())
+        strata__redis_watch_stop(co->watch);
+    else
+        strata__redis_watch_forget(co->watch), strata__redis_watch_release(co->watch);
+    for (i = 0; i < co->nretired; i++)
+        strata__redis_watch_release(co->retired[i]);
+    free(co);
+    c->coherence = NULL;
+}
+
+/* In a forked child: the parent's entries may have missed invalidations sent
+ * since the fork, and the parent's thread does not exist here. */
+static void restart_after_fork(strata_cache *c, unsigned int gen)
+{
+    strata__coherence *co = c->coherence;
+    unsigned int seen = strata__atomic_load(&co->restart_gen);
+    if (seen == gen || !strata__atomic_cas(&co->restart_gen, &seen, gen))
+        return; /* another thread of this child is at it */
+    strata__atomic_store(&co->link_up, 0);
+    strata__redis_watch_forget(co->watch);
+    if (co->nretired < sizeof co->retired / sizeof co->retired[0])
+        co->retired[co->nretired++] = co->watch;
+    co->watch = NULL;
+    strata__l1_demote(c->l1);
+    STRATA__COUNT(c, l1_flushes);
+    if (start_watch(c) == 0)
+        strata__atomic_store(&co->gen, gen);
+    else
+        strata__atomic_store(&co->restart_gen, seen); /* let a later call try again */
+}
+
+int strata__coherence_usable(strata_cache *c)
+{
+    strata__coherence *co = c->coherence;
+    unsigned int gen = strata__fork_generation();
+    if (strata__atomic_load(&co->gen) != gen) {
+        restart_after_fork(c, gen);
+        return 0;
+    }
+    return strata__atomic_load(&co->link_up);
+}
+
+int strata__coherence_link_up(strata_cache *c)
+{
+    return c->coherence && strata__atomic_load(&c->coherence->gen) == strata__fork_generation() &&
+           strata__atomic_load(&c->coherence->link_up);
+}

@@ -1,0 +1,177 @@
+#include "hotkeys.h"
+#include "error.h"
+#include "platform/platform.h"
+#include "policy/hash.h"
+#include "policy/sketch.h"
+#include "policy/topk.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define HOT_SHARDS 16
+#define HOT_SEED 0x486f744b /* independent of the L1's shard hash */
+
+typedef struct hot_shard {
+    strata__mutex lock;
+    strata__sketch sketch;
+    strata__topk top;
+    int64_t window_start_ms;   /* monotonic: when the last halving happened */
+    int64_t last_window_ms;    /* how long the window before it lasted (0 = none yet) */
+    char pad[64];
+} hot_shard;
+
+struct strata__hot {
+    hot_shard shards[HOT_SHARDS];
+    unsigned int threshold;
+    size_t bytes;
+    uint8_t *cells;
+    strata__topk_entry *entries;
+};
+
+static uint32_t pow2_at_least(uint32_t x)
+{
+    uint32_t p = 1;
+    while (p < x)
+        p <<= 1;
+    return p;
+}
+
+int strata__hot_new(strata__hot **out, const strata_options *o)
+{
+    strata__hot *h = calloc(1, sizeof *h);
+    uint32_t width = pow2_at_least(o->hot_sketch_width) / HOT_SHARDS;
+    uint32_t window = o->hot_window / HOT_SHARDS ? o->hot_window / HOT_SHARDS : 1;
+    size_t i, per = strata__sketch_bytes(width);
+    int64_t now = strata__now_mono_ms();
+    if (h == NULL)
+        return strata__error(STRATA_ENOMEM, "out of memory creating the hot-key sketch");
+    h->cells = malloc(per * HOT_SHARDS);
+    h->entries = o->hot_top ? calloc((size_t)o->hot_top * HOT_SHARDS, sizeof *h->entries) : NULL;
+    if (h->cells == NULL || (o->hot_top && h->entries == NULL)) {
+        free(h->cells);
+        free(h);
+        return strata__error(STRATA_ENOMEM, "out of memory creating the hot-key sketch");
+    }
+    h->threshold = o->hot_threshold;
+    h->bytes = sizeof *h + per * HOT_SHARDS + (size_t)o->hot_top * HOT_SHARDS * sizeof *h->entries;
+    for (i = 0; i < HOT_SHARDS; i++) {
+        hot_shard *s = &h->shards[i];
+        strata__mutex_init(&s->lock);
+        strata__sketch_init(&s->sketch, h->cells + i * per, width, window);
+        strata__topk_init(&s->top, h->entries ? h->entries + i * o->hot_top : NULL, o->hot_top);
+        s->window_start_ms = now;
+    }
+    *out = h;
+    return 0;
+}
+
+void strata__hot_free(strata__hot *h)
+{
+    size_t i;
+    if (h == NULL)
+        return;
+    for (i = 0; i < HOT_SHARDS; i++)
+        strata__mutex_destroy(&h->shards[i].lock);
+    free(h->entries);
+    free(h->cells);
+    free(h);
+}
+
+size_t strata__hot_bytes(const strata__hot *h)
+{
+    return h ? h->bytes : 0;
+}
+
+/* Shard from the top bits, sketch cells from the rest. */
+static hot_shard *shard_of(strata__hot *h, const char *key, size_t keylen, uint64_t *hash)
+{
+    *hash = strata__hash64(key, keylen, HOT_SEED);
+    return &h->shards[*hash >> 60];
+}
+
+void strata__hot_note(strata__hot *h, const char *key, size_t keylen)
+{
+    uint64_t hash;
+    hot_shard *s = shard_of(h, key, keylen, &hash);
+    unsigned int est;
+    strata__mutex_lock(&s->lock);
+    if (strata__sketch_add(&s->sketch, hash, &est)) {
+        int64_t now = strata__now_mono_ms();
+        strata__topk_halve(&s->top);
+        s->last_window_ms = now - s->window_start_ms;
+        s->window_start_ms = now;
+    }
+    strata__topk_note(&s->top, hash, key, keylen, est);
+    strata__mutex_unlock(&s->lock);
+}
+
+int strata__hot_is_hot(strata__hot *h, const char *key, size_t keylen)
+{
+    uint64_t hash;
+    hot_shard *s = shard_of(h, key, keylen, &hash);
+    unsigned int est;
+    strata__mutex_lock(&s->lock);
+    est = strata__sketch_estimate(&s->sketch, hash);
+    strata__mutex_unlock(&s->lock);
+    return est >= h->threshold;
+}
+
+static int by_count_desc(const void *a, const void *b)
+{
+    const strata_hot_key *x = a, *y = b;
+    return x->count < y->count ? 1 : x->count > y->count ? -1 : 0;
+}
+
+int strata__hot_top(strata__hot *h, size_t n, strata_hot_key *out, size_t *count)
+{
+    size_t i, j, total = 0, cap = 0, got;
+    strata_hot_key *all;
+    int64_t now = strata__now_mono_ms();
+    for (i = 0; i < HOT_SHARDS; i++)
+        cap += h->shards[i].top.cap;
+    *count = 0;
+    if (n == 0 || cap == 0)
+        return 0;
+    if ((all = malloc(cap * sizeof *all)) == NULL)
+        return strata__error(STRATA_ENOMEM, "out of memory ranking hot keys");
+    for (i = 0; i < HOT_SHARDS; i++) {
+        hot_shard *s = &h->shards[i];
+        double span_s;
+        strata__mutex_lock(&s->lock);
+        /* A decayed count covers about the current window plus one past
+         * window's length (1/2 + 1/4 + ... of each earlier one). */
+        span_s = (double)(now - s->window_start_ms + s->last_window_ms) / 1000.0;
+        for (j = 0; j < s->top.n; j++) {
+            const strata__topk_entry *e = &s->top.e[j];
+            strata_hot_key *o = &all[total++];
+            o->full_keylen = e->keylen;
+            o->keylen = e->keylen < STRATA_HOT_KEY_MAX ? e->keylen : STRATA_HOT_KEY_MAX;
+            memcpy(o->key, e->key, o->keylen);
+            o->key[o->keylen] = '\0';
+            o->count = e->count;
+            o->rate_per_s = span_s > 0.001 ? (double)e->count / span_s : 0.0;
+        }
+        strata__mutex_unlock(&s->lock);
+    }
+    qsort(all, total, sizeof *all, by_count_desc);
+    got = total < n ? total : n;
+    memcpy(out, all, got * sizeof *out);
+    free(all);
+    *count = got;
+    return 0;
+}
+
+/* ---- the public report ---- */
+
+#include "cache.h"
+
+int strata_hot_keys(strata_cache *c, size_t n, strata_hot_key *out, size_t *count)
+{
+    if (c == NULL || count == NULL || (out == NULL && n > 0))
+        return strata__error(STRATA_EINVAL, "%s is NULL", c == NULL ? "cache handle"
+                             : count == NULL ? "count out-pointer" : "output array");
+    *count = 0;
+    if (c->hot == NULL)
+        return strata__error(STRATA_ENOTSUP, "hot-key tracking is off for this cache (hot_sketch_width=0)");
+    return strata__hot_top(c->hot, n, out, count);
+}

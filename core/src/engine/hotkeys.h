@@ -1,0 +1,33 @@
+/*
+ * Hot-key detection for a cache: the sketch and top-k set of policy/, sharded
+ * with a lock per shard so reader threads rarely meet. Fed by every read;
+ * answers "is this key hot?" for L1 admission and "which keys are hottest?"
+ * for operators.
+ */
+#ifndef STRATA_HOTKEYS_H
+#define STRATA_HOTKEYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stratacache.h"
+
+typedef struct strata__hot strata__hot;
+
+/* A tracker sized by opts (hot_sketch_width > 0). */
+int  strata__hot_new(strata__hot **out, const strata_options *opts);
+void strata__hot_free(strata__hot *h);
+
+/* Bytes of memory the tracker holds (fixed at creation). */
+size_t strata__hot_bytes(const strata__hot *h);
+
+/* One read of key. */
+void strata__hot_note(strata__hot *h, const char *key, size_t keylen);
+
+/* 1 when key's estimated reads in the window reach the threshold. */
+int strata__hot_is_hot(strata__hot *h, const char *key, size_t keylen);
+
+/* Up to n hottest keys, hottest first, into out; *count = how many. */
+int strata__hot_top(strata__hot *h, size_t n, strata_hot_key *out, size_t *count);
+
+#endif

@@ -1,0 +1,52 @@
+/*
+ * What may enter and be served from L1: nothing while the invalidation link
+ * is down (Redis), and with l1_admission=hot only keys the sketch has seen
+ * often enough lately. Also where reads feed the sketch.
+ */
+#include "cache.h"
+#include "coherence.h"
+#include "hotkeys.h"
+
+void strata__note_read(strata_cache *c, const char *key, size_t keylen)
+{
+    if (c->hot)
+        strata__hot_note(c->hot, key, keylen);
+}
+
+static int gate_readable(void *ud)
+{
+    return strata__coherence_usable(ud);
+}
+
+static int gate_admit(void *ud, const char *key, size_t keylen)
+{
+    strata_cache *c = ud;
+    if (c->coherence && !strata__coherence_usable(c))
+        return 0;
+    if (c->cfg.opts.l1_admission == STRATA_L1_NONE ||
+        (c->cfg.opts.l1_admission == STRATA_L1_HOT && !strata__hot_is_hot(c->hot, key, keylen))) {
+        STRATA__COUNT(c, l1_admission_rejects);
+        return 0;
+    }
+    return 1;
+}
+
+int strata__l1_gate_start(strata_cache *c)
+{
+    strata__l1_gate gate;
+    int rc;
+    if (c->l1 == NULL)
+        return 0;
+    if ((rc = strata__coherence_start(c)) < 0)
+        return rc;
+    gate.readable = c->coherence ? gate_readable : 0;
+    gate.admit = c->coherence || c->cfg.opts.l1_admission != STRATA_L1_ALL ? gate_admit : 0;
+    gate.ud = c;
+    strata__l1_set_gate(c->l1, &gate);
+    return 0;
+}
+
+void strata__l1_gate_stop(strata_cache *c)
+{
+    strata__coherence_stop(c);
+}

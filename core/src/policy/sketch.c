@@ -1,0 +1,73 @@
+#include "sketch.h"
+
+#include <string.h>
+
+size_t strata__sketch_bytes(uint32_t width)
+{
+    return (size_t)STRATA__SKETCH_ROWS * width;
+}
+
+int strata__sketch_init(strata__sketch *s, void *mem, uint32_t width, uint32_t window)
+{
+    if (s == NULL || mem == NULL || width < 8 || (width & (width - 1)) != 0 || window == 0)
+        return -1;
+    memset(mem, 0, strata__sketch_bytes(width));
+    s->cells = mem;
+    s->width = width;
+    s->window = window;
+    s->additions = 0;
+    s->halvings = 0;
+    return 0;
+}
+
+/* Row i's counter for h: double hashing over the two 32-bit halves, so the
+ * four rows are independent enough for a count-min bound. */
+static uint8_t *cell(const strata__sketch *s, uint64_t h, unsigned int row)
+{
+    uint32_t a = (uint32_t)h, b = (uint32_t)(h >> 32) | 1u;
+    return s->cells + (size_t)row * s->width + ((a + row * b) & (s->width - 1));
+}
+
+unsigned int strata__sketch_estimate(const strata__sketch *s, uint64_t h)
+{
+    unsigned int row, est = STRATA__SKETCH_MAX_COUNT;
+    for (row = 0; row < STRATA__SKETCH_ROWS; row++) {
+        unsigned int v = *cell(s, h, row);
+        if (v < est)
+            est = v;
+    }
+    return est;
+}
+
+void strata__sketch_halve(strata__sketch *s)
+{
+    size_t i, n = strata__sketch_bytes(s->width);
+    for (i = 0; i < n; i++)
+        s->cells[i] >>= 1;
+    s->additions /= 2;
+    s->halvings++;
+}
+
+int strata__sketch_add(strata__sketch *s, uint64_t h, unsigned int *estimate)
+{
+    unsigned int row, est = strata__sketch_estimate(s, h);
+    int halved = 0;
+    if (est < STRATA__SKETCH_MAX_COUNT) {
+        /* Conservative update: raising only the counters at the minimum
+         * keeps every counter an upper bound while adding the least noise. */
+        for (row = 0; row < STRATA__SKETCH_ROWS; row++) {
+            uint8_t *c = cell(s, h, row);
+            if (*c == est)
+                (*c)++;
+        }
+        est++;
+    }
+    if (++s->additions >= s->window) {
+        strata__sketch_halve(s);
+        est /= 2;
+        halved = 1;
+    }
+    if (estimate)
+        *estimate = est;
+    return halved;
+}

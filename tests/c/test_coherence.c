@@ -1,0 +1,449 @@
+/*
+ * L1 coherence on Redis, against a private redis-server: invalidations
+ * published by writes reach other caches and processes, CLIENT TRACKING
+ * catches writes by plain clients, a killed or silent link flushes L1 and
+ * comes back, and a fill that raced with an invalidation stays out of L1.
+ * Waits poll a condition under a bounded deadline; none is tuned to pass.
+ */
+#define _GNU_SOURCE
+#include "test.h"
+#include "server.h"
+
+#include "engine/cache.h"
+#include "platform/platform.h"
+
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define DEADLINE_MS 5000
+
+static test_server srv;
+static int srv_up;
+
+#define K(s) (s), strlen(s)
+
+static int ensure_server(void)
+{
+    if (!srv_up && test_server_start(&srv, "redis") == 0)
+        srv_up = 1;
+    return srv_up;
+}
+
+static strata_cache *open_cache(const char *query)
+{
+    strata_cache *c = NULL;
+    char u[512];
+    snprintf(u, sizeof u, "%s?ns=coh&timeout_ms=300&connect_timeout_ms=300&%s", srv.url, query);
+    if (strata_cache_new(&c, u, NULL) != 0) {
+        fprintf(stderr, "  cannot open %s: %s\n", u, strata_error_last());
+        return NULL;
+    }
+    return c;
+}
+
+static strata_stats stats_of(strata_cache *c)
+{
+    strata_stats st;
+    memset(&st, 0, sizeof st);
+    strata_stats_get(c, &st, STRATA_STATS_VERSION);
+    return st;
+}
+
+/* Polls cond every millisecond until it holds or ms pass; its final value. */
+#define EVENTUALLY(cond, ms) ({ int64_t end_ = strata__now_mono_ms() + (ms); int ok_; \
+    for (;;) { \
+        if ((ok_ = (cond)) || strata__now_mono_ms() >= end_) \
+            break; \
+        strata__sleep_ms(1); \
+    } \
+    ok_; })
+
+/* get returns rc with value want (NULL: any) at level lvl (0: any). */
+static int get_is(strata_cache *c, const char *key, int rc, const char *want, int lvl)
+{
+    strata_value v = STRATA_VALUE_INIT;
+    int got = strata_get(c, key, strlen(key), &v), ok;
+    ok = got == rc && (want == NULL || (v.len == strlen(want) && memcmp(v.data, want, v.len) == 0)) &&
+         (lvl == 0 || v.level == lvl);
+    strata_value_dispose(&v);
+    return ok;
+}
+
+static redisContext *raw(void)
+{
+    struct timeval tv = {2, 0};
+    redisContext *r = redisConnectWithTimeout("127.0.0.1", srv.port, tv);
+    if (r && r->err) {
+        redisFree(r);
+        return NULL;
+    }
+    return r;
+}
+
+static int raw_ok(redisContext *r, const char *fmt, const char *a, const char *b, size_t blen)
+{
+    redisReply *rep = b ? redisCommand(r, fmt, a, b, blen) : redisCommand(r, fmt, a);
+    int ok = rep != NULL && rep->type != REDIS_REPLY_ERROR;
+    if (rep)
+        freeReplyObject(rep);
+    return ok;
+}
+
+/* ---- across caches and processes ---------------------------------------- */
+
+static void link_comes_up(void)
+{
+    strata_cache *c;
+    REQUIRE(ensure_server());
+    REQUIRE((c = open_cache("l1=1")) != NULL);
+    CHECK(EVENTUALLY(stats_of(c).l1_link_up == 1, DEADLINE_MS));
+    strata_cache_free(c);
+    /* no L1, no link */
+    REQUIRE((c = open_cache("l1=0")) != NULL);
+    CHECK(stats_of(c).l1_link_up == 0);
+    strata_cache_free(c);
+}
+
+static void write_in_one_cache_evicts_the_other(void)
+{
+    strata_cache *a, *b;
+    uint64_t inv;
+    char key[128], k2[128];
+    const char *keys[2];
+    size_t lens[2];
+    const char *vals[2] = {"m1", "m2"};
+    size_t vlens[2] = {2, 2};
+    REQUIRE(ensure_server());
+    REQUIRE((a = open_cache("l1=1")) != NULL);
+    REQUIRE((b = open_cache("l1=1")) != NULL);
+    REQUIRE(EVENTUALLY(stats_of(b).l1_link_up == 1, DEADLINE_MS));
+    snprintf(key, sizeof key, "%s", test_unique("k"));
+    snprintf(k2, sizeof k2, "%s", test_unique("k2"));
+
+    inv = stats_of(b).invalidations_received;
+    CHECK_RC(strata_set(a, K(key), K("v1"), 0), 0);
+    /* a's message may land during b's read below, which then (rightly) keeps
+     * what it read out of L1: wait for it first */
+    CHECK(EVENTUALLY(stats_of(b).invalidations_received > inv, DEADLINE_MS));
+    CHECK(get_is(b, key, STRATA_OK, "v1", STRATA_LEVEL_BACKEND));
+    CHECK(get_is(b, key, STRATA_OK, "v1", STRATA_LEVEL_L1)); /* b serves it from L1 now */
+
+    CHECK_RC(strata_set(a, K(key), K("v2"), 0), 0);
+    CHECK(EVENTUALLY(get_is(b, key, STRATA_OK, "v2", 0), DEADLINE_MS));
+    CHECK(stats_of(b).invalidations_received >= 1);
+    /* a's own message is not an eviction for a: it wrote v2 into its L1 itself */
+    CHECK(get_is(a, key, STRATA_OK, "v2", STRATA_LEVEL_L1));
+
+    /* delete and invalidate publish too */
+    CHECK(EVENTUALLY(get_is(b, key, STRATA_OK, "v2", STRATA_LEVEL_L1), DEADLINE_MS));
+    CHECK_RC(strata_delete(a, K(key)), 0);
+    CHECK(EVENTUALLY(get_is(b, key, STRATA_MISS, NULL, 0), DEADLINE_MS));
+    CHECK_RC(strata_set(a, K(key), K("v3"), 0), 0);
+    CHECK(EVENTUALLY(get_is(b, key, STRATA_OK, "v3", STRATA_LEVEL_L1), DEADLINE_MS));
+    CHECK_RC(strata_invalidate(a, K(key)), 0);
+    CHECK(EVENTUALLY(get_is(b, key, STRATA_MISS, NULL, 0), DEADLINE_MS));
+
+    /* set_many publishes each key */
+    keys[0] = key; lens[0] = strlen(key);
+    keys[1] = k2; lens[1] = strlen(k2);
+    CHECK_RC(strata_set_many(a, 2, keys, lens, vals, vlens, 0), 0);
+    CHECK(EVENTUALLY(get_is(b, key, STRATA_OK, "m1", STRATA_LEVEL_L1) &&
+                     get_is(b, k2, STRATA_OK, "m2", STRATA_LEVEL_L1), DEADLINE_MS));
+    vals[0] = "n1";
+    vals[1] = "n2";
+    CHECK_RC(strata_set_many(a, 2, keys, lens, vals, vlens, 0), 0);
+    CHECK(EVENTUALLY(get_is(b, key, STRATA_OK, "n1", 0) && get_is(b, k2, STRATA_OK, "n2", 0), DEADLINE_MS));
+    strata_cache_free(a);
+    strata_cache_free(b);
+}
+
+/* The handle is made before fork and used in both processes: the child
+ * starts its own link (never the parent's socket) and its L1 follows the
+ * parent's writes. Exit codes say which step failed. */
+static void two_processes_via_fork(void)
+{
+    strata_cache *c;
+    char key[128], go;
+    int to_parent[2], to_child[2], status = -1;
+    pid_t pid;
+    REQUIRE(ensure_server());
+    REQUIRE((c = open_cache("l1=1")) != NULL);
+    REQUIRE(EVENTUALLY(stats_of(c).l1_link_up == 1, DEADLINE_MS));
+    snprintf(key, sizeof key, "%s", test_unique("fork"));
+    CHECK_RC(strata_set(c, K(key), K("old"), 0), 0);
+    CHECK(get_is(c, key, STRATA_OK, "old", STRATA_LEVEL_L1));
+    REQUIRE(pipe(to_parent) == 0 && pipe(to_child) == 0);
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        int code = 0;
+        /* inherited L1 entries are dropped: they may miss messages sent since the fork */
+        if (!get_is(c, key, STRATA_OK, "old", 0))
+            code = 1;
+        else if (!EVENTUALLY(stats_of(c).l1_link_up == 1 && get_is(c, key, STRATA_OK, "old", STRATA_LEVEL_L1),
+                             DEADLINE_MS))
+            code = 2; /* the child's own link never came up */
+        if (write(to_parent[1], code ? "n" : "y", 1) != 1 || read(to_child[0], &go, 1) != 1)
+            code = 3;
+        else if (!EVENTUALLY(get_is(c, key, STRATA_OK, "new", 0), DEADLINE_MS))
+            code = 4; /* still serving the parent's old value */
+        _exit(code);
+    }
+    CHECK(read(to_parent[0], &go, 1) == 1 && go == 'y');
+    CHECK_RC(strata_set(c, K(key), K("new"), 0), 0); /* the parent writes... */
+    CHECK(write(to_child[1], "g", 1) == 1);
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0); /* ...the child stops serving "old" */
+    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+        fprintf(stderr, "  child exit status %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    /* the parent's link was not disturbed by the child */
+    CHECK(stats_of(c).l1_link_up == 1);
+    CHECK(get_is(c, key, STRATA_OK, "new", 0));
+    close(to_parent[0]);
+    close(to_parent[1]);
+    close(to_child[0]);
+    close(to_child[1]);
+    strata_cache_free(c);
+}
+
+/* ---- tracking: writes by plain clients ------------------------------------ */
+
+static void tracking_catches_plain_clients(void)
+{
+    strata_cache *t, *n;
+    redisContext *r;
+    redisReply *env;
+    char key[128], fk[160], src[128], fsrc[160];
+    REQUIRE(ensure_server());
+    REQUIRE((t = open_cache("l1=1&tracking=1")) != NULL);
+    REQUIRE((n = open_cache("l1=1")) != NULL);
+    REQUIRE((r = raw()) != NULL);
+    REQUIRE(EVENTUALLY(stats_of(t).l1_link_up == 1 && stats_of(n).l1_link_up == 1, DEADLINE_MS));
+    snprintf(key, sizeof key, "%s", test_unique("trk"));
+    snprintf(src, sizeof src, "%s", test_unique("src"));
+    snprintf(fk, sizeof fk, "coh:%s", key);
+    snprintf(fsrc, sizeof fsrc, "coh:%s", src);
+    CHECK_RC(strata_set(t, K(key), K("v1"), 0), 0);
+    CHECK_RC(strata_set(t, K(src), K("from-src"), 0), 0);
+    /* tracking also reports t's own write, so wait for the L1 to settle */
+    CHECK(EVENTUALLY(get_is(t, key, STRATA_OK, "v1", STRATA_LEVEL_L1), DEADLINE_MS));
+    CHECK(EVENTUALLY(get_is(n, key, STRATA_OK, "v1", STRATA_LEVEL_L1), DEADLINE_MS));
+
+    /* copy another key's envelope over this one, as redis-cli would */
+    env = redisCommand(r, "GET %s", fsrc);
+    REQUIRE(env && env->type == REDIS_REPLY_STRING);
+    CHECK(raw_ok(r, "SET %s %b", fk, env->str, env->len));
+    freeReplyObject(env);
+    CHECK(EVENTUALLY(get_is(t, key, STRATA_OK, "from-src", 0), DEADLINE_MS));
+    /* without tracking nothing told n: it still serves v1 from L1 (bounded by l1_ttl_ms) */
+    CHECK(get_is(n, key, STRATA_OK, "v1", STRATA_LEVEL_L1));
+
+    /* a foreign value (not an envelope) evicts too, then reads as a miss */
+    CHECK(EVENTUALLY(get_is(t, key, STRATA_OK, "from-src", STRATA_LEVEL_L1), DEADLINE_MS));
+    CHECK(raw_ok(r, "SET %s plain-text", fk, NULL, 0));
+    CHECK(EVENTUALLY(get_is(t, key, STRATA_MISS, NULL, 0), DEADLINE_MS));
+
+    /* FLUSHDB arrives as a null message: the whole L1 goes */
+    {
+        uint64_t flushes;
+        CHECK(EVENTUALLY(get_is(t, src, STRATA_OK, "from-src", STRATA_LEVEL_L1), DEADLINE_MS));
+        flushes = stats_of(t).l1_flushes;
+        CHECK(raw_ok(r, "FLUSHDB", NULL, NULL, 0));
+        CHECK(EVENTUALLY(stats_of(t).l1_flushes > flushes, DEADLINE_MS));
+        CHECK(get_is(t, src, STRATA_MISS, NULL, 0));
+    }
+    redisFree(r);
+    strata_cache_free(t);
+    strata_cache_free(n);
+}
+
+/* ---- a broken link ------------------------------------------------------ */
+
+static void client_kill_flushes_and_recovers(void)
+{
+    strata_cache *t, *w;
+    redisContext *r;
+    char key[128], fk[160];
+    strata_stats before;
+    REQUIRE(ensure_server());
+    REQUIRE((t = open_cache("l1=1&tracking=1")) != NULL);
+    REQUIRE((w = open_cache("l1=0")) != NULL);
+    REQUIRE((r = raw()) != NULL);
+    REQUIRE(EVENTUALLY(stats_of(t).l1_link_up == 1, DEADLINE_MS));
+    snprintf(key, sizeof key, "%s", test_unique("kill"));
+    snprintf(fk, sizeof fk, "coh:%s", key);
+    CHECK_RC(strata_set(w, K(key), K("v1"), 0), 0);
+    CHECK(EVENTUALLY(get_is(t, key, STRATA_OK, "v1", STRATA_LEVEL_L1), DEADLINE_MS));
+    before = stats_of(t);
+    CHECK(before.l1_entries >= 1);
+
+    CHECK(raw_ok(r, "CLIENT KILL TYPE %s", "pubsub", NULL, 0));
+    /* flushed at once: no entry survives a link that may have lost messages */
+    CHECK(EVENTUALLY(stats_of(t).l1_flushes > before.l1_flushes, DEADLINE_MS));
+    /* and back, resubscribed, tracking re-issued */
+    CHECK(EVENTUALLY(stats_of(t).l1_link_up == 1, DEADLINE_MS));
+    CHECK(EVENTUALLY(get_is(t, key, STRATA_OK, "v1", STRATA_LEVEL_L1), DEADLINE_MS));
+    CHECK_RC(strata_set(w, K(key), K("v2"), 0), 0); /* a stratacache write: the channel */
+    CHECK(EVENTUALLY(get_is(t, key, STRATA_OK, "v2", 0), DEADLINE_MS));
+    CHECK(EVENTUALLY(get_is(t, key, STRATA_OK, "v2", STRATA_LEVEL_L1), DEADLINE_MS));
+    CHECK(raw_ok(r, "DEL %s", fk, NULL, 0)); /* a plain client: tracking */
+    CHECK(EVENTUALLY(get_is(t, key, STRATA_MISS, NULL, 0), DEADLINE_MS));
+    redisFree(r);
+    strata_cache_free(t);
+    strata_cache_free(w);
+}
+
+/* A server that stops answering: the unanswered ping drops the link. */
+static void silent_server_flushes(void)
+{
+    strata_cache *c;
+    char key[128];
+    strata_stats before;
+    int down;
+    REQUIRE(ensure_server());
+    REQUIRE((c = open_cache("l1=1&coherence_ping_ms=50")) != NULL);
+    REQUIRE(EVENTUALLY(stats_of(c).l1_link_up == 1, DEADLINE_MS));
+    snprintf(key, sizeof key, "%s", test_unique("silent"));
+    CHECK_RC(strata_set(c, K(key), K("v1"), 0), 0);
+    CHECK(get_is(c, key, STRATA_OK, "v1", STRATA_LEVEL_L1));
+    before = stats_of(c);
+    test_server_pause(&srv);
+    down = EVENTUALLY(stats_of(c).l1_link_up == 0, DEADLINE_MS);
+    CHECK(down);
+    CHECK(stats_of(c).l1_flushes > before.l1_flushes);
+    /* while the link is down L1 serves nothing as fresh; the paused server
+     * times out and the entry it kept is served as stale-if-error */
+    CHECK(get_is(c, key, STRATA_HIT_STALE, "v1", STRATA_LEVEL_STALE));
+    test_server_resume(&srv);
+    CHECK(EVENTUALLY(stats_of(c).l1_link_up == 1, DEADLINE_MS));
+    CHECK(EVENTUALLY(get_is(c, key, STRATA_OK, "v1", STRATA_LEVEL_L1), DEADLINE_MS));
+    strata_cache_free(c);
+}
+
+/* ---- the fill / invalidation race ------------------------------------------ */
+
+/* A lease holder loads while a plain client writes the key: the invalidation
+ * arrives before the fill. The fill is stored (its lease was not touched),
+ * but it must not enter L1: the value it read predates the invalidation. */
+static void fill_racing_invalidation_stays_out(void)
+{
+    strata_cache *c;
+    strata_ticket *t = NULL;
+    strata_value v = STRATA_VALUE_INIT;
+    redisContext *r;
+    char key[128], fk[160];
+    uint64_t inv;
+    REQUIRE(ensure_server());
+    REQUIRE((c = open_cache("l1=1&tracking=1")) != NULL);
+    REQUIRE((r = raw()) != NULL);
+    REQUIRE(EVENTUALLY(stats_of(c).l1_link_up == 1, DEADLINE_MS));
+    snprintf(key, sizeof key, "%s", test_unique("race"));
+    snprintf(fk, sizeof fk, "coh:%s", key);
+    CHECK_RC(strata_lookup(c, K(key), &v, &t), STRATA_MISS_LEAD);
+    REQUIRE(t != NULL);
+    inv = stats_of(c).invalidations_received;
+    CHECK(raw_ok(r, "SET %s foreign", fk, NULL, 0));
+    CHECK(EVENTUALLY(stats_of(c).invalidations_received > inv, DEADLINE_MS));
+    CHECK_RC(strata_fill(t, K("loaded-before"), 0), 0);
+    CHECK(stats_of(c).l1_entries == 0);
+    CHECK(get_is(c, key, STRATA_OK, "loaded-before", STRATA_LEVEL_BACKEND));
+    /* without a race the next read enters L1 as usual */
+    CHECK(get_is(c, key, STRATA_OK, "loaded-before", STRATA_LEVEL_L1));
+    strata_value_dispose(&v);
+    redisFree(r);
+    strata_cache_free(c);
+}
+
+/* Readers hammer a key while another cache rewrites it; after the last
+ * write, every reader converges on it: no stale fill got stuck in L1. */
+typedef struct race_arg {
+    strata_cache *c;
+    const char *key;
+    int stop;
+} race_arg;
+
+static void *reader(void *p)
+{
+    race_arg *a = p;
+    strata_value v = STRATA_VALUE_INIT;
+    while (!strata__atomic_load(&a->stop))
+        strata_get(a->c, a->key, strlen(a->key), &v);
+    strata_value_dispose(&v);
+    return NULL;
+}
+
+static void readers_converge_after_writes(void)
+{
+    strata_cache *rd, *wr;
+    race_arg arg;
+    pthread_t th[4];
+    char key[128], val[32];
+    int i;
+    REQUIRE(ensure_server());
+    REQUIRE((rd = open_cache("l1=1")) != NULL);
+    REQUIRE((wr = open_cache("l1=1")) != NULL);
+    REQUIRE(EVENTUALLY(stats_of(rd).l1_link_up == 1, DEADLINE_MS));
+    snprintf(key, sizeof key, "%s", test_unique("conv"));
+    arg.c = rd;
+    arg.key = key;
+    arg.stop = 0;
+    for (i = 0; i < 4; i++)
+        pthread_create(&th[i], NULL, reader, &arg);
+    for (i = 0; i <= 300; i++) {
+        snprintf(val, sizeof val, "v%d", i);
+        CHECK_RC(strata_set(wr, K(key), K(val), 0), 0);
+    }
+    CHECK(EVENTUALLY(get_is(rd, key, STRATA_OK, "v300", STRATA_LEVEL_L1), DEADLINE_MS));
+    strata__atomic_store(&arg.stop, 1);
+    for (i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    CHECK(get_is(rd, key, STRATA_OK, "v300", 0));
+    CHECK(stats_of(rd).invalidations_received > 0);
+    strata_cache_free(rd);
+    strata_cache_free(wr);
+}
+
+/* A cache opened while its server is down: L1 stays out of use until the
+ * link is up, then works. */
+static void created_while_server_down(void)
+{
+    test_server down;
+    strata_cache *c = NULL;
+    char u[256], key[64];
+    REQUIRE(test_server_start(&down, "redis") == 0);
+    test_server_stop(&down);
+    snprintf(u, sizeof u, "%s?l1=1&ns=coh&timeout_ms=200&connect_timeout_ms=200", down.url);
+    CHECK_RC(strata_cache_new(&c, u, NULL), 0);
+    REQUIRE(c != NULL);
+    CHECK(stats_of(c).l1_link_up == 0);
+    snprintf(key, sizeof key, "%s", test_unique("late"));
+    CHECK(strata_set(c, K(key), K("x"), 0) < 0);
+    REQUIRE(test_server_restart(&down) == 0);
+    CHECK(EVENTUALLY(stats_of(c).l1_link_up == 1, DEADLINE_MS));
+    CHECK(EVENTUALLY(strata_set(c, K(key), K("x"), 0) == 0, DEADLINE_MS));
+    CHECK(EVENTUALLY(get_is(c, key, STRATA_OK, "x", STRATA_LEVEL_L1), DEADLINE_MS));
+    strata_cache_free(c);
+    test_server_stop(&down);
+}
+
+int main(int argc, char **argv)
+{
+    static const test_case cases[] = {
+        {"link_comes_up", link_comes_up},
+        {"write_in_one_cache_evicts_the_other", write_in_one_cache_evicts_the_other},
+        {"two_processes_via_fork", two_processes_via_fork},
+        {"tracking_catches_plain_clients", tracking_catches_plain_clients},
+        {"client_kill_flushes_and_recovers", client_kill_flushes_and_recovers},
+        {"silent_server_flushes", silent_server_flushes},
+        {"fill_racing_invalidation_stays_out", fill_racing_invalidation_stays_out},
+        {"readers_converge_after_writes", readers_converge_after_writes},
+        {"created_while_server_down", created_while_server_down},
+    };
+    int rc = test_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
+    if (srv_up)
+        test_server_stop(&srv);
+    return rc;
+}
