@@ -429,6 +429,43 @@ static void created_while_server_down(void)
     test_server_stop(&down);
 }
 
+/* Memcached has no pub/sub: another handle's L1 may serve the old value,
+ * but never for longer than l1_ttl_ms. */
+static void memcached_staleness_bounded_by_l1_ttl(void)
+{
+    test_server mc;
+    strata_cache *a = NULL, *b = NULL;
+    char u[256], key[64];
+    int64_t filled, end, t;
+    int saw_new = 0, late_old = 0;
+    REQUIRE(test_server_start(&mc, "memcached") == 0);
+    snprintf(u, sizeof u, "%s?l1=1&l1_ttl_ms=300&ns=coh&timeout_ms=300", mc.url);
+    CHECK_RC(strata_cache_new(&a, u, NULL), 0);
+    CHECK_RC(strata_cache_new(&b, u, NULL), 0);
+    if (a && b) {
+        snprintf(key, sizeof key, "%s", test_unique("mc"));
+        CHECK(stats_of(b).l1_link_up == 0); /* no link to have */
+        CHECK_RC(strata_set(a, K(key), K("v1"), 0), 0);
+        CHECK(get_is(b, key, STRATA_OK, "v1", STRATA_LEVEL_BACKEND));
+        filled = strata__now_wall_ms(); /* b's L1 entry expires by filled + l1_ttl_ms */
+        CHECK_RC(strata_set(a, K(key), K("v2"), 0), 0);
+        CHECK(get_is(b, key, STRATA_OK, "v1", STRATA_LEVEL_L1)); /* stale, and nothing says so */
+        end = strata__now_mono_ms() + DEADLINE_MS;
+        while (!saw_new && strata__now_mono_ms() < end) {
+            t = strata__now_wall_ms(); /* taken before the read: no scheduling slack needed */
+            if (get_is(b, key, STRATA_OK, "v1", STRATA_LEVEL_L1) && t >= filled + 300)
+                late_old++;
+            saw_new = get_is(b, key, STRATA_OK, "v2", 0);
+            strata__sleep_ms(1);
+        }
+        CHECK(saw_new);
+        CHECK(late_old == 0); /* never served from L1 past l1_ttl_ms */
+    }
+    strata_cache_free(a);
+    strata_cache_free(b);
+    test_server_stop(&mc);
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
@@ -441,6 +478,7 @@ int main(int argc, char **argv)
         {"fill_racing_invalidation_stays_out", fill_racing_invalidation_stays_out},
         {"readers_converge_after_writes", readers_converge_after_writes},
         {"created_while_server_down", created_while_server_down},
+        {"memcached_staleness_bounded_by_l1_ttl", memcached_staleness_bounded_by_l1_ttl},
     };
     int rc = test_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
     if (srv_up)

@@ -95,7 +95,7 @@ static void parses_good_urls(void)
 
     CHECK_RC(strata__config_parse(&cfg, "memory://", NULL), 0);
     CHECK(cfg.scheme == STRATA__SCHEME_MEMORY && cfg.nservers == 0);
-    CHECK(cfg.opts.hot_sketch_width == 65536 && cfg.opts.hot_window == 65536 && cfg.opts.hot_threshold == 2);
+    CHECK(cfg.opts.hot_sketch_width == 262144 && cfg.opts.hot_window == 1048576 && cfg.opts.hot_threshold == 2);
     CHECK(cfg.opts.hot_top == 16 && cfg.opts.tracking == 0 && cfg.opts.coherence_ping_ms == 1000);
     CHECK_RC(strata__config_parse(&cfg, NULL, NULL), 0);
     CHECK(cfg.scheme == STRATA__SCHEME_MEMORY);

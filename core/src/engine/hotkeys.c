@@ -116,9 +116,13 @@ int strata__hot_is_hot(strata__hot *h, const char *key, size_t keylen)
     return est >= h->threshold;
 }
 
-static int by_count_desc(const void *a, const void *b)
+/* Shards halve at different moments, so raw counts from two shards are not
+ * comparable; rates (count over the span it covers) are. */
+static int by_rate_desc(const void *a, const void *b)
 {
     const strata_hot_key *x = a, *y = b;
+    if (x->rate_per_s != y->rate_per_s)
+        return x->rate_per_s < y->rate_per_s ? 1 : -1;
     return x->count < y->count ? 1 : x->count > y->count ? -1 : 0;
 }
 
@@ -149,11 +153,11 @@ int strata__hot_top(strata__hot *h, size_t n, strata_hot_key *out, size_t *count
             memcpy(o->key, e->key, o->keylen);
             o->key[o->keylen] = '\0';
             o->count = e->count;
-            o->rate_per_s = span_s > 0.001 ? (double)e->count / span_s : 0.0;
+            o->rate_per_s = (double)e->count / (span_s > 0.001 ? span_s : 0.001);
         }
         strata__mutex_unlock(&s->lock);
     }
-    qsort(all, total, sizeof *all, by_count_desc);
+    qsort(all, total, sizeof *all, by_rate_desc);
     got = total < n ? total : n;
     memcpy(out, all, got * sizeof *out);
     free(all);

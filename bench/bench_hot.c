@@ -1,0 +1,303 @@
+/*
+ * Hot keys and L1 coherence on Redis:
+ *  1. throughput of a Zipf(1.0) workload over 100k keys, 8 threads, 95% get /
+ *     5% set, with L1 in hot-admission mode against L1 off. Rounds of the two
+ *     alternate (same machine noise); the ratio is the median of per-round
+ *     ratios;
+ *  2. the L1 memory that took (entries, bytes) and the sketch's fixed size;
+ *  3. the staleness window: from a write in one process to the moment
+ *     another process, reading the key from its L1 in a loop, sees the new
+ *     value (median, p99).
+ *   bench_hot REDIS_PORT [round_seconds]
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "stratacache.h"
+
+#define NKEYS 100000
+#define THREADS 8
+#define ROUNDS 5
+#define WRITE_PCT 5
+#define VALUE_LEN 100
+#define STALE_SAMPLES 300
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(double *v, int n, double p)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return v[(int)(p * (n - 1))];
+}
+
+static strata_cache *open_or_die(const char *url)
+{
+    strata_cache *c = NULL;
+    if (strata_cache_new(&c, url, NULL) != 0) {
+        fprintf(stderr, "cannot open %s: %s\n", url, strata_error_last());
+        exit(1);
+    }
+    return c;
+}
+
+/* ---- Zipf(1.0) by inverse CDF ---- */
+
+static double *cdf;
+
+static void zipf_init(void)
+{
+    double sum = 0;
+    int i;
+    cdf = malloc(NKEYS * sizeof *cdf);
+    for (i = 0; i < NKEYS; i++)
+        sum += 1.0 / (i + 1);
+    cdf[0] = 1.0 / sum;
+    for (i = 1; i < NKEYS; i++)
+        cdf[i] = cdf[i - 1] + 1.0 / (i + 1) / sum;
+}
+
+static uint64_t next_rand(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static int zipf(uint64_t *s)
+{
+    double u = (double)(next_rand(s) >> 11) / 9007199254740992.0;
+    int lo = 0, hi = NKEYS - 1;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (cdf[mid] < u)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* ---- the mixed workload ---- */
+
+typedef struct worker {
+    pthread_t th;
+    strata_cache *c;
+    uint64_t seed;
+    double until;
+    long ops, errors;
+} worker;
+
+static void *work(void *p)
+{
+    worker *w = p;
+    strata_value v = STRATA_VALUE_INIT;
+    char key[32], val[VALUE_LEN];
+    long n = 0;
+    memset(val, 'v', sizeof val);
+    while ((n & 63) != 0 || now_s() < w->until) {
+        int k = zipf(&w->seed), rc;
+        size_t kl = (size_t)snprintf(key, sizeof key, "h%d", k);
+        if (next_rand(&w->seed) % 100 < WRITE_PCT)
+            rc = strata_set(w->c, key, kl, val, sizeof val, 0);
+        else
+            rc = strata_get(w->c, key, kl, &v);
+        if (rc < 0)
+            w->errors++;
+        n++;
+    }
+    w->ops = n;
+    strata_value_dispose(&v);
+    return NULL;
+}
+
+static double run_round(strata_cache *c, double seconds, uint64_t seed)
+{
+    worker w[THREADS];
+    double t0 = now_s(), until = t0 + seconds;
+    long ops = 0, errors = 0;
+    int i;
+    for (i = 0; i < THREADS; i++) {
+        w[i].c = c;
+        w[i].seed = seed * 7919 + (uint64_t)i * 104729 + 1;
+        w[i].until = until;
+        w[i].ops = w[i].errors = 0;
+        pthread_create(&w[i].th, NULL, work, &w[i]);
+    }
+    for (i = 0; i < THREADS; i++) {
+        pthread_join(w[i].th, NULL);
+        ops += w[i].ops;
+        errors += w[i].errors;
+    }
+    if (errors)
+        fprintf(stderr, "  %ld errors in a round: %s\n", errors, strata_error_last());
+    return ops / (now_s() - t0);
+}
+
+static void preload(const char *base)
+{
+    /* each configuration has its own namespace: writes in the L1-off rounds
+     * must not evict the L1 of the other configuration */
+    char url[256], keys[1000][16], val[VALUE_LEN];
+    const char *kp[1000], *vp[1000];
+    size_t kl[1000], vl[1000];
+    strata_cache *c;
+    int i, j;
+    snprintf(url, sizeof url, "%s&l1=0", base);
+    c = open_or_die(url);
+    memset(val, 'v', sizeof val);
+    for (i = 0; i < NKEYS; i += 1000) {
+        for (j = 0; j < 1000; j++) {
+            kl[j] = (size_t)snprintf(keys[j], sizeof keys[j], "h%d", i + j);
+            kp[j] = keys[j];
+            vp[j] = val;
+            vl[j] = sizeof val;
+        }
+        if (strata_set_many(c, 1000, kp, kl, vp, vl, 0) != 0) {
+            fprintf(stderr, "preload failed: %s\n", strata_error_last());
+            exit(1);
+        }
+    }
+    strata_cache_free(c);
+}
+
+/* ---- staleness across processes ---- */
+
+static void staleness(const char *base)
+{
+    char url[256];
+    int to_parent[2], to_child[2], i, n = 0;
+    double t0[STALE_SAMPLES], seen[STALE_SAMPLES], lag_us[STALE_SAMPLES];
+    pid_t pid;
+    strata_cache *w;
+
+    if (pipe(to_parent) != 0 || pipe(to_child) != 0)
+        exit(1);
+    snprintf(url, sizeof url, "%s&ns=bench-stale&l1=1&l1_admission=all", base);
+    pid = fork();
+    if (pid == 0) {
+        /* The reader: serves "stale-key" from its L1 in a tight loop and
+         * reports when the value changes to the version it is told to expect. */
+        strata_cache *r = open_or_die(url);
+        strata_value v = STRATA_VALUE_INIT;
+        char want[32], go;
+        for (i = 0; i < STALE_SAMPLES; i++) {
+            double t;
+            int wl = snprintf(want, sizeof want, "version-%d", i);
+            /* be sure the old value sits in L1 before the writer goes */
+            do
+                strata_get(r, "stale-key", 9, &v);
+            while (v.level != 1);
+            if (write(to_parent[1], "r", 1) != 1 || read(to_child[0], &go, 1) != 1)
+                _exit(1);
+            do
+                strata_get(r, "stale-key", 9, &v);
+            while (!(v.len == (size_t)wl && memcmp(v.data, want, (size_t)wl) == 0));
+            t = now_s();
+            if (write(to_parent[1], &t, sizeof t) != sizeof t)
+                _exit(1);
+        }
+        strata_value_dispose(&v);
+        strata_cache_free(r);
+        _exit(0);
+    }
+    w = open_or_die(url);
+    strata_set(w, "stale-key", 9, "initial", 7, 0);
+    for (i = 0; i < STALE_SAMPLES; i++) {
+        char val[32], ready;
+        int vl = snprintf(val, sizeof val, "version-%d", i);
+        if (read(to_parent[0], &ready, 1) != 1)
+            break;
+        if (write(to_child[1], "g", 1) != 1)
+            break;
+        t0[i] = now_s();
+        strata_set(w, "stale-key", 9, val, (size_t)vl, 0);
+        if (read(to_parent[0], &seen[i], sizeof seen[i]) != sizeof seen[i])
+            break;
+        lag_us[n++] = (seen[i] - t0[i]) * 1e6;
+    }
+    waitpid(pid, NULL, 0);
+    strata_cache_free(w);
+    if (n == 0) {
+        printf("staleness: no samples\n");
+        return;
+    }
+    qsort(lag_us, (size_t)n, sizeof *lag_us, cmp_double);
+    printf("staleness window, write in process A -> process B's L1 serves the new value "
+           "(%d samples): median %.1f us, p99 %.1f us, max %.1f us\n",
+           n, lag_us[n / 2], lag_us[(int)(0.99 * (n - 1))], lag_us[n - 1]);
+}
+
+int main(int argc, char **argv)
+{
+    char base[128], off_url[256], hot_url[512];
+    double seconds = argc > 2 ? atof(argv[2]) : 2.0, off[ROUNDS], hot[ROUNDS], ratio[ROUNDS];
+    strata_cache *c_off, *c_hot;
+    strata_stats st;
+    const char *hot_opts = getenv("BENCH_HOT_OPTS");
+    int r;
+
+    if (argc < 2) {
+        fprintf(stderr, "usage: bench_hot REDIS_PORT [round_seconds]\n");
+        return 2;
+    }
+    if (hot_opts == NULL)
+        hot_opts = "l1_admission=hot";
+    snprintf(base, sizeof base, "redis://127.0.0.1:%d?pool_size=8&timeout_ms=1000", atoi(argv[1]));
+    zipf_init();
+    snprintf(off_url, sizeof off_url, "%s&ns=bench-off", base);
+    snprintf(hot_url, sizeof hot_url, "%s&ns=bench-hot", base);
+    preload(off_url);
+    preload(hot_url);
+    snprintf(off_url, sizeof off_url, "%s&ns=bench-off&l1=0", base);
+    snprintf(hot_url, sizeof hot_url, "%s&ns=bench-hot&l1=1&%s", base, hot_opts);
+    c_off = open_or_die(off_url);
+    c_hot = open_or_die(hot_url);
+    printf("Zipf(1.0) over %d keys, %d threads, %d%% writes, %d-byte values; %d rounds of %.1f s\n",
+           NKEYS, THREADS, WRITE_PCT, VALUE_LEN, ROUNDS, seconds);
+    printf("hot cache: %s\n", hot_url);
+    run_round(c_hot, 2 * seconds, 999); /* warm-up: the sketch learns, L1 fills */
+    run_round(c_off, seconds / 2, 998);
+    for (r = 0; r < ROUNDS; r++) {
+        off[r] = run_round(c_off, seconds, (uint64_t)r);
+        hot[r] = run_round(c_hot, seconds, (uint64_t)r + 100);
+        ratio[r] = hot[r] / off[r];
+        printf("  round %d: L1 off %.0f ops/s, L1 hot %.0f ops/s, ratio %.2fx\n", r, off[r], hot[r], ratio[r]);
+    }
+    printf("throughput: L1 off %.0f ops/s, L1 hot %.0f ops/s (medians); ratio %.2fx (median of rounds)\n",
+           pct(off, ROUNDS, 0.5), pct(hot, ROUNDS, 0.5), pct(ratio, ROUNDS, 0.5));
+    strata_stats_get(c_hot, &st, STRATA_STATS_VERSION);
+    printf("L1 (hot): %llu entries, %llu bytes (%.1f MiB) of %d keys; hit ratio %.1f%% of L1 lookups; "
+           "%llu admission rejects; %llu invalidations received\n",
+           (unsigned long long)st.l1_entries, (unsigned long long)st.l1_bytes, st.l1_bytes / 1048576.0,
+           NKEYS, 100.0 * st.l1_hits / (double)(st.l1_hits + st.l1_misses ? st.l1_hits + st.l1_misses : 1),
+           (unsigned long long)st.l1_admission_rejects, (unsigned long long)st.invalidations_received);
+    {
+        strata_hot_key top[5];
+        size_t n = 0, i;
+        if (strata_hot_keys(c_hot, 5, top, &n) == 0)
+            for (i = 0; i < n; i++)
+                printf("  hot key %zu: %s, ~%llu reads in window, %.0f reads/s\n", i + 1, top[i].key,
+                       (unsigned long long)top[i].count, top[i].rate_per_s);
+    }
+    strata_cache_free(c_off);
+    strata_cache_free(c_hot);
+    staleness(base);
+    return 0;
+}
