@@ -418,7 +418,7 @@ static void *stampede_thread(void *p)
 /* 32 threads on one cold key with a 100 ms loader: one load, 32 values. */
 static void singleflight_32_threads(void)
 {
-    strata_cache *c = open_cache("ns=api&pool_size=8");
+    strata_cache *c = open_cache("ns=api&pool_size=8&lock_wait_ms=10000");
     loader_state s = {0, 100, 0, PTHREAD_MUTEX_INITIALIZER};
     pthread_t th[32];
     stampede_arg args[32];
@@ -456,7 +456,7 @@ static void lease_across_handles(void)
     int i;
     snprintf(key, sizeof key, "%s", test_unique("cross"));
     for (i = 0; i < 4; i++) {
-        cs[i] = open_cache("ns=api&pool_size=4");
+        cs[i] = open_cache("ns=api&pool_size=4&lock_wait_ms=10000");
         REQUIRE(cs[i]);
     }
     for (i = 0; i < 16; i++) {
@@ -624,7 +624,7 @@ static void *pipe_thread(void *p)
  * The children inherit the parent's handle, so this also checks fork safety. */
 static void processes_stampede(void)
 {
-    strata_cache *c = open_cache("ns=api&pool_size=4&lock_wait_ms=5000");
+    strata_cache *c = open_cache("ns=api&pool_size=4&lock_wait_ms=10000");
     char key[128], buf[64];
     int fds[2], p, status, failed = 0, calls = 0;
     ssize_t n;
