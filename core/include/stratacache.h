@@ -289,6 +289,12 @@ STRATA_EXTERN int strata_load_value(strata_load *load, const char *val, size_t v
 STRATA_EXTERN int strata_load_not_found(strata_load *load, int64_t neg_ttl_ms);
 STRATA_EXTERN int strata_load_error(strata_load *load, const char *message);
 
+/* For hosts that call their loaders themselves around lookup/fill (the Python
+ * and Lua bindings): counts one load in the stats (loads, and load_errors when
+ * failed != 0) and its duration in the load histogram, as get_or_load does
+ * for its own loader calls. */
+STRATA_EXTERN int strata_record_load(strata_cache *cache, int failed, int64_t duration_ns);
+
 /* Invalidation */
 STRATA_EXTERN int strata_invalidate(strata_cache *cache, const char *key, size_t keylen);
 STRATA_EXTERN int strata_invalidate_tag(strata_cache *cache, const char *tag,

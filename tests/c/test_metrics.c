@@ -487,6 +487,26 @@ static void stats_versions(void)
     strata_cache_free(c);
 }
 
+/* Loads a host ran itself (lookup, its loader, fill) count like get_or_load's. */
+static void record_load_from_a_host(void)
+{
+    strata_cache *c = NULL;
+    strata_stats s;
+    strata_histogram h;
+    REQUIRE(strata_cache_new(&c, "memory://", NULL) == 0);
+    CHECK_RC(strata_record_load(c, 0, 1500000), 0);  /* 1.5 ms */
+    CHECK_RC(strata_record_load(c, 1, 3000), 0);     /* 3 us, failed */
+    CHECK_RC(strata_record_load(NULL, 0, 1), STRATA_EINVAL);
+    CHECK_RC(strata_record_load(c, 0, -1), STRATA_EINVAL);
+    CHECK_MSG_HAS("duration_ns");
+    CHECK_RC(strata_stats_get(c, &s, STRATA_STATS_VERSION), 0);
+    CHECK(s.loads == 2 && s.load_errors == 1);
+    CHECK_RC(strata_stats_histogram(c, STRATA_HISTOGRAM_LOAD, &h), 0);
+    CHECK(h.count == 2 && h.sum_ns == 1503000);
+    CHECK(h.buckets[strata__hist_bucket(3000)] == 1 && h.buckets[strata__hist_bucket(1500000)] == 1);
+    strata_cache_free(c);
+}
+
 /* Breaker state: closed, open after failures, half-open once the cooldown ends. */
 static void breaker_state(void)
 {
@@ -524,6 +544,7 @@ int main(int argc, char **argv)
         {"histogram_concurrent", histogram_concurrent},
         {"stats_versions", stats_versions},
         {"breaker_state", breaker_state},
+        {"record_load_from_a_host", record_load_from_a_host},
     };
     return test_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

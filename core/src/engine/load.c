@@ -77,6 +77,19 @@ int strata_load_error(strata_load *l, const char *message)
     return 0;
 }
 
+int strata_record_load(strata_cache *c, int failed, int64_t duration_ns)
+{
+    if (c == NULL)
+        return strata__error(STRATA_EINVAL, "cache handle is NULL");
+    if (duration_ns < 0)
+        return strata__error(STRATA_EINVAL, "duration_ns must be >= 0, got %lld", (long long)duration_ns);
+    STRATA__COUNT(c, loads);
+    if (failed)
+        STRATA__COUNT(c, load_errors);
+    strata__hist_record(&c->metrics.load, (uint64_t)duration_ns);
+    return 0;
+}
+
 /* Calls the loader; 0 with l->kind VALUE or NOT_FOUND, or STRATA_EUSER. */
 static int call_loader(strata_cache *c, strata_loader_fn loader, void *ud, const char *key, size_t keylen,
                        strata_load *l)
