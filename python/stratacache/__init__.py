@@ -11,6 +11,8 @@ can write to the cache server).
 """
 from ._async import AsyncCache
 from ._cache import NOT_FOUND, Cache, build_url
+from ._loaded import Loaded
+from ._metrics import Histogram, HotKey
 from ._errors import (
     BackendError,
     BreakerOpen,
@@ -37,8 +39,11 @@ __all__ = [
     "Busy",
     "Cache",
     "Closed",
+    "Histogram",
+    "HotKey",
     "InvalidArgument",
     "LeaseLost",
+    "Loaded",
     "LoaderError",
     "NOT_FOUND",
     "NotSupported",

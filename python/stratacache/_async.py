@@ -26,11 +26,13 @@ from ._cache import (
     Cache,
     Key,
     Serializer,
+    _Prepared,
     _key_bytes,
     _ms,
     _raise,
     _tag_bytes,
 )
+from . import _metrics
 from ._errors import Timeout
 from ._native import lib
 
@@ -122,6 +124,17 @@ class AsyncCache:
     async def stats(self) -> Dict[str, int]:
         return await self._run(self.cache.stats)
 
+    async def histogram(self, kind: str = "get") -> _metrics.Histogram:
+        _metrics.histogram_kind(kind)
+        return await self._run(self.cache.histogram, kind)
+
+    async def prometheus(self) -> str:
+        return await self._run(self.cache.prometheus)
+
+    async def hot_keys(self, n: int = 10) -> List[_metrics.HotKey]:
+        _metrics.hot_count(n)
+        return await self._run(self.cache.hot_keys, n)
+
     # -- read-through ------------------------------------------------------------
 
     async def _call_loader(self, loader: Callable[..., Any], arg: Any) -> Any:
@@ -133,13 +146,15 @@ class AsyncCache:
         return r
 
     async def get_or_load(self, key: Key, loader: Callable[[Key], Union[Any, Awaitable[Any]]],
-                          ttl: Optional[float] = None, default: Any = None) -> Any:
-        """As Cache.get_or_load; one loader call per key at a time among this
+                          ttl: Optional[float] = None, default: Any = None, tags: Iterable[Key] = ()) -> Any:
+        """As Cache.get_or_load (a loader may return Loaded(...), ``tags``
+        stamp the entry); one loader call per key at a time among this
         cache's tasks, and across processes through the lease."""
         if not callable(loader):
             raise TypeError(f"loader must be callable, not {type(loader).__name__}")
         kb = _key_bytes(key)
         ms = _ms(ttl, "ttl")
+        tbs = tuple(_tag_bytes(tags)) if tags else ()
         while True:
             fut = self._flights.get(kb)
             if fut is None:
@@ -156,7 +171,7 @@ class AsyncCache:
         fut.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._flights[kb] = fut
         try:
-            result = await self._load_one(key, kb, loader, ms)
+            result = await self._load_one(key, kb, loader, ms, tbs)
         except asyncio.CancelledError:
             fut.cancel()
             raise
@@ -170,19 +185,21 @@ class AsyncCache:
                 del self._flights[kb]
         return default if result is NOT_FOUND else result
 
-    async def _counted_loader(self, loader: Callable[..., Any], key: Key) -> Tuple[Any, Optional[bytes]]:
-        """The loader's result, validated (encoded), counted in stats()."""
+    async def _counted_loader(self, loader: Callable[..., Any], key: Key) -> _Prepared:
+        """The loader's result, checked and encoded, recorded in the C stats
+        and load histogram (the time includes waiting for the event loop)."""
         c = self.cache
-        c._count("loads")
+        t0 = time.perf_counter_ns()
         try:
-            result = await self._call_loader(loader, key)
-            enc = c._encode_loaded(result)
+            p = c._prepare(await self._call_loader(loader, key))
         except BaseException:
-            c._count("load_errors")
+            c._record_load(True, t0)
             raise
-        return result, enc
+        c._record_load(False, t0)
+        return p
 
-    async def _load_one(self, key: Key, kb: bytes, loader: Callable[[Key], Any], ms: int) -> Any:
+    async def _load_one(self, key: Key, kb: bytes, loader: Callable[[Key], Any], ms: int,
+                        tags: Tuple[bytes, ...] = ()) -> Any:
         c = self.cache
         h = c._enter()  # noqa: F841 (held until the end: a lease's ticket points into the handle)
         deadline = time.monotonic() + c._lock_wait
@@ -194,8 +211,10 @@ class AsyncCache:
             if rc == NEGATIVE:
                 return NOT_FOUND
             if rc in (HIT_REFRESH, MISS_LEAD):
+                if tags and not await self._run(c._stamp_before_load, ticket, tags):
+                    return (await self._counted_loader(loader, key)).value
                 try:
-                    result, enc = await self._counted_loader(loader, key)
+                    p = await self._counted_loader(loader, key)
                 except Exception:
                     c._abandon(ticket)
                     if rc == HIT_REFRESH:
@@ -205,49 +224,52 @@ class AsyncCache:
                 except BaseException:
                     c._abandon(ticket)
                     raise
-                await self._run(c._fill, ticket, enc, ms)
-                return result
+                await self._run(c._fill, ticket, p, ms, tags)
+                return p.value
             if rc == MISS_WAIT:
                 now = time.monotonic()
                 if now >= deadline:
                     if c._wait_policy == "fail":
                         raise Timeout(lib.STRATA_ETIMEOUT, "ETIMEOUT",
                                       f"waited {c._lock_wait * 1000:.0f} ms for another loader of this key")
-                    return (await self._counted_loader(loader, key))[0]
+                    return (await self._counted_loader(loader, key)).value
                 await asyncio.sleep(max(0.001, min(backoff, wait, deadline - now)))
                 backoff = min(backoff * 2, 0.05)
                 continue
             if rc in _FAIL_OPEN:
                 c._count("fail_open")
-                return (await self._counted_loader(loader, key))[0]
+                return (await self._counted_loader(loader, key)).value
             _raise(rc)
 
     async def get_many_or_load(self, keys: Iterable[Key],
                                loader: Callable[[List[Key]], Union[Mapping[Key, Any], Awaitable[Mapping[Key, Any]]]],
-                               ttl: Optional[float] = None) -> Dict[Key, Any]:
+                               ttl: Optional[float] = None, tags: Iterable[Key] = ()) -> Dict[Key, Any]:
         """As Cache.get_many_or_load; a coroutine loader is awaited on the loop."""
         if not callable(loader):
             raise TypeError(f"loader must be callable, not {type(loader).__name__}")
         if isinstance(keys, (str, bytes)):
             raise TypeError("keys must be an iterable of keys, not a single key")
         keys = list(keys)
+        tbs = _tag_bytes(tags)
         if not inspect.iscoroutinefunction(loader):
-            return await self._run(self.cache.get_many_or_load, keys, loader, ttl)
+            return await self._run(self.cache.get_many_or_load, keys, loader, ttl, tbs)
         loop = asyncio.get_running_loop()
 
         def sync_loader(missing: List[Key]) -> Mapping[Key, Any]:
             # Runs in a pool thread; the coroutine runs on the loop.
             return asyncio.run_coroutine_threadsafe(loader(missing), loop).result()
 
-        return await self._run(self.cache.get_many_or_load, keys, sync_loader, ttl)
+        return await self._run(self.cache.get_many_or_load, keys, sync_loader, ttl, tbs)
 
-    def cached(self, ttl: Optional[float] = None, key: Union[None, str, Callable[..., Key]] = None
+    def cached(self, ttl: Optional[float] = None, key: Union[None, str, Callable[..., Key]] = None,
+               tags: Union[Iterable[str], Callable[..., Iterable[Key]]] = ()
                ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
         """As Cache.cached, for coroutine functions."""
         def decorate(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             # Reuse the sync decorator's key construction.
-            keyed = self.cache.cached(ttl=ttl, key=key)(fn)
+            keyed = self.cache.cached(ttl=ttl, key=key, tags=tags)(fn)
             make_key = keyed.cache_key  # type: ignore[attr-defined]
+            make_tags = keyed.cache_tags  # type: ignore[attr-defined]
 
             @functools.wraps(fn)
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -255,9 +277,11 @@ class AsyncCache:
                     r = await fn(*args, **kwargs)
                     return NOT_FOUND if r is None else r
 
-                return await self.get_or_load(make_key(*args, **kwargs), load, ttl=ttl)
+                return await self.get_or_load(make_key(*args, **kwargs), load, ttl=ttl,
+                                              tags=make_tags(*args, **kwargs))
 
             wrapper.cache_key = make_key  # type: ignore[attr-defined]
+            wrapper.cache_tags = make_tags  # type: ignore[attr-defined]
             return wrapper
 
         return decorate

@@ -26,7 +26,9 @@ from typing import (
 )
 from urllib.parse import parse_qsl, quote
 
+from . import _metrics
 from ._errors import Closed, InvalidArgument, StrataError, Timeout, error_class
+from ._loaded import Loaded, tag_list
 from ._native import ffi, lib
 
 log = logging.getLogger("stratacache")
@@ -93,14 +95,23 @@ def _key_bytes(key: Any, what: str = "key") -> bytes:
 _SET_OPTIONS_VERSION = 1  # STRATA_SET_OPTIONS_VERSION (a macro, so not in the cdef)
 
 
-def _tag_bytes(tags: Any) -> List[bytes]:
-    if isinstance(tags, (str, bytes)):
-        raise TypeError(f"tags must be an iterable of str or bytes, not a single {type(tags).__name__}")
-    try:
-        it = iter(tags)
-    except TypeError:
-        raise TypeError(f"tags must be an iterable of str or bytes, not {type(tags).__name__}") from None
-    return [_key_bytes(t, f"tags[{i}]") for i, t in enumerate(it)]
+_tag_bytes = tag_list
+
+
+def _tag_arrays(tags: List[bytes]) -> Tuple[Any, Any, List[Any]]:
+    """(const char *[], size_t[], buffers to keep alive) for a C tags argument."""
+    keep = [ffi.from_buffer(t) for t in tags]
+    return ffi.new("const char *[]", keep), ffi.new("size_t[]", [len(t) for t in tags]), keep
+
+
+class _Prepared:
+    """A loader's result made ready to fill: the caller's value, its bytes
+    (None for NOT_FOUND), its own TTL in ms (None: the call's) and tags."""
+
+    __slots__ = ("value", "data", "ms", "tags")
+
+    def __init__(self, value: Any, data: Optional[bytes], ms: Optional[int], tags: Tuple[bytes, ...]) -> None:
+        self.value, self.data, self.ms, self.tags = value, data, ms, tags
 
 
 def _ms(seconds: Any, what: str, allow_none: bool = True) -> int:
@@ -221,7 +232,17 @@ class Cache:
     ``url`` is memory://[name], redis://[user:pass@]host:port[/db] or
     memcached://host:port[,host:port...]. ``ttl``, ``neg_ttl`` and ``stale`` are
     seconds; other keyword options are passed as URL query options
-    (``timeout_ms=250``, ``pool_size=8``, ``lock_wait_ms=2000`` ...).
+    (``timeout_ms=250``, ``pool_size=8``, ``lock_wait_ms=2000`` ...), among them:
+      - tags: ``tag_cache_ms`` (how long tag versions are cached here; bounds
+        how late another process's invalidate_tag() is seen);
+      - hot keys: ``hot_sketch_width`` (0 turns tracking off), ``hot_window``,
+        ``hot_threshold``, ``hot_top`` (how many keys hot_keys() can rank);
+      - L1: ``l1_admission`` ("all", "hot": only keys read hot_threshold
+        times lately, or "none"), ``l1_ttl_ms``, ``l1_max_entries``;
+      - coherence on Redis: ``tracking`` (bool: CLIENT TRACKING, so any
+        client's write evicts L1), ``coherence_ping_ms``.
+    A bad value raises InvalidArgument (a ValueError) naming the option; a
+    value of the wrong type a TypeError naming it.
     Keys are str (UTF-8) or bytes; values are bytes unless a serializer is given.
     """
 
@@ -256,7 +277,11 @@ class Cache:
         self._raw = self._loads is bytes
         self._tls = threading.local()
         self._counts_lock = threading.Lock()
-        self._counts = {"loads": 0, "load_errors": 0, "singleflight_shared": 0, "fail_open": 0}
+        # The C counters see loads through strata_record_load; these two
+        # happen in Python's own singleflight and fail-open paths, which the C
+        # get_or_load (where C counts them) never runs, so stats() adds them.
+        self._counts = {"singleflight_shared": 0, "fail_open": 0}
+        self._prom = _metrics.PrometheusBuffer()
         self._reset_locks()
         _live_caches.add(self)
 
@@ -266,8 +291,6 @@ class Cache:
         self._counts_lock = threading.Lock()
 
     def _count(self, name: str) -> None:
-        # Loads made by Python code do not pass through the C loader path, which
-        # is where the C counters see them; stats() adds these.
         with self._counts_lock:
             self._counts[name] += 1
 
@@ -330,23 +353,21 @@ class Cache:
 
     def set(self, key: Key, value: Any, ttl: Optional[float] = None, tags: Iterable[Key] = ()) -> None:
         """Stores ``value`` for ``ttl`` seconds (None: the cache's default),
-        stamped with ``tags`` (str or bytes) for invalidate_tag(). Tagged
-        writes raise NotSupported while the C library lacks tags."""
+        stamped with ``tags`` (str or bytes, up to 16 of up to 256 bytes):
+        invalidate_tag(tag) later makes the entry a miss."""
         kb = _key_bytes(key)
         data = self._dumps(value)
         ms = _ms(ttl, "ttl")
-        tag_list = _tag_bytes(tags)
+        tbs = _tag_bytes(tags)
         h = self._enter()
-        if not tag_list:
+        if not tbs:
             rc = lib.strata_set(h, kb, len(kb), data, len(data), ms)
         else:
             opts = ffi.new("strata_set_options *")
             lib.strata_set_options_init(opts, _SET_OPTIONS_VERSION)
             opts.ttl_ms = ms
-            keep = [ffi.from_buffer(t) for t in tag_list]
-            tag_ptrs = ffi.new("const char *[]", keep)
-            tag_lens = ffi.new("size_t[]", [len(t) for t in tag_list])
-            opts.tags, opts.taglens, opts.ntags = tag_ptrs, tag_lens, len(tag_list)
+            tag_ptrs, tag_lens, keep = _tag_arrays(tbs)  # noqa: F841 (keep: alive for the call)
+            opts.tags, opts.taglens, opts.ntags = tag_ptrs, tag_lens, len(tbs)
             rc = lib.strata_set_ex(h, kb, len(kb), data, len(data), opts)
         if rc < 0:
             _raise(rc)
@@ -360,7 +381,9 @@ class Cache:
         self._keyed(lib.strata_invalidate, key)
 
     def invalidate_tag(self, tag: Key) -> None:
-        """Invalidates every entry stamped with ``tag``."""
+        """Invalidates every entry stamped with ``tag`` (one backend write: the
+        tag's version moves on, and entries stamped with the old one read as
+        misses; other processes see it within the ``tag_cache_ms`` option)."""
         self._keyed(lib.strata_invalidate_tag, tag, "tag")
 
     def touch(self, key: Key, ttl: float) -> bool:
@@ -430,18 +453,40 @@ class Cache:
         if rc < 0:
             _raise(rc)
 
+    # -- metrics --------------------------------------------------------------
+
     def stats(self) -> Dict[str, int]:
-        """Counters since the handle was created (strata_stats_get)."""
-        st = ffi.new("strata_stats *")
+        """Every counter of strata_stats (version 2) since the handle was
+        created: hits, misses, loads, load_errors, tag_*, l1_*, breaker_state
+        (0 closed, 1 open, 2 half-open), l1_link_up ... (docs/API.md)."""
         h = self._enter()
-        rc = lib.strata_stats_get(h, st, 1)
-        if rc < 0:
-            _raise(rc)
-        out = {name: int(getattr(st, name)) for name, _ in ffi.typeof("strata_stats").fields if name != "version"}
+        out = _metrics.read_stats(h, _raise)
         with self._counts_lock:
             for name, n in self._counts.items():
                 out[name] += n
         return out
+
+    def histogram(self, kind: str = "get") -> "_metrics.Histogram":
+        """Latency histogram of ``kind``: "get" (get() calls), "load" (loader
+        calls, Python loaders included) or "backend" (each backend round trip)."""
+        k = _metrics.histogram_kind(kind)
+        return _metrics.read_histogram(self._enter(), k, _raise)
+
+    def prometheus(self) -> str:
+        """The stats and histograms in Prometheus text exposition format
+        (metric names stratacache_*), for a /metrics endpoint."""
+        text = self._prom.read(self._enter(), _raise)
+        with self._counts_lock:
+            extra = {f"stratacache_{name}_total": n for name, n in self._counts.items() if n}
+        return _metrics.add_to_samples(text, extra) if extra else text
+
+    def hot_keys(self, n: int = 10) -> List["_metrics.HotKey"]:
+        """The ``n`` most read keys lately, hottest first, as HotKey(key,
+        count, rate_per_s) named tuples. Each of the sketch's 16 shards
+        ranks up to the ``hot_top`` option's keys (default 16); NotSupported
+        when the sketch is off (hot_sketch_width=0)."""
+        count = _metrics.hot_count(n)
+        return _metrics.read_hot_keys(self._enter(), count, _raise)
 
     # -- two-phase primitives (also used by AsyncCache) --------------------
 
@@ -460,20 +505,74 @@ class Cache:
             ticket = None
         return rc, data, ticket, max(int(v.wait_ms), 1) / 1000.0
 
-    def _encode_loaded(self, result: Any) -> Optional[bytes]:
-        """The bytes to fill with, or None for NOT_FOUND."""
-        if result is NOT_FOUND:
-            return None
-        return self._dumps(result)
+    def _prepare(self, result: Any) -> _Prepared:
+        """A loader's result checked and encoded; raises (a failed load) when
+        it cannot be stored."""
+        if type(result) is Loaded:
+            ms = None if result.ttl is None else _ms(result.ttl, "Loaded.ttl")
+            value, tags = result.value, result.tags
+        else:
+            value, ms, tags = result, None, ()
+        if isinstance(value, Loaded):
+            raise TypeError("Loaded.value must not be another Loaded")
+        return _Prepared(value, None if value is NOT_FOUND else self._dumps(value), ms, tags)
+
+    def _record_load(self, failed: bool, t0: int) -> None:
+        """Counts one loader call in the C stats (loads, load_errors) and the
+        load histogram."""
+        h = self._h
+        if h is not None:
+            lib.strata_record_load(h, 1 if failed else 0, max(0, time.perf_counter_ns() - t0))
+
+    def _call_loader(self, loader: Callable[[Key], Any], key: Key) -> _Prepared:
+        t0 = time.perf_counter_ns()
+        try:
+            p = self._prepare(loader(key))
+        except BaseException:
+            self._record_load(True, t0)
+            raise
+        self._record_load(False, t0)
+        return p
 
     @staticmethod
-    def _fill(ticket: Any, data: Optional[bytes], ms: int) -> None:
-        # A refused fill (lease lost to a newer write) still returns the loaded
-        # value to the caller, as the C get_or_load does.
-        if data is None:
-            lib.strata_fill_negative(ticket, 0)
+    def _stamp(ticket: Any, tags: Iterable[bytes]) -> int:
+        """Stamps the ticket's fill with the tags' current versions (0 or an error code)."""
+        tags = list(dict.fromkeys(tags))  # no repeats, order kept
+        if not tags:
+            return 0
+        ptrs, lens, keep = _tag_arrays(tags)  # noqa: F841 (keep: alive for the call)
+        return lib.strata_ticket_tags(ticket, ptrs, lens, len(tags))
+
+    def _fill(self, ticket: Any, p: _Prepared, ms: int, tags: Tuple[bytes, ...]) -> None:
+        """Fills the ticket with a prepared result. A refused fill (the lease
+        lost to a newer write) still returns the value, as the C get_or_load
+        does. ``tags`` were stamped before the load; the result's own tags
+        are stamped now, together with them."""
+        if p.tags:
+            rc = self._stamp(ticket, tags + p.tags)
+            if rc < 0:
+                lib.strata_abandon(ticket)
+                if rc in _FAIL_OPEN:
+                    return  # the versions could not be read: serve the value, store nothing
+                _raise(rc)
+        ttl = ms if p.ms is None else p.ms
+        if p.data is None:
+            lib.strata_fill_negative(ticket, ttl if p.ms is not None else 0)
         else:
-            lib.strata_fill(ticket, data, len(data), ms)
+            lib.strata_fill(ticket, p.data, len(p.data), ttl)
+
+    def _stamp_before_load(self, ticket: Any, tags: Tuple[bytes, ...]) -> bool:
+        """Stamps tags on a fresh ticket before the loader reads the source.
+        False when the backend could not give their versions (the ticket is
+        then abandoned: load, and store nothing); raises on bad tags."""
+        rc = self._stamp(ticket, tags)
+        if rc >= 0:
+            return True
+        lib.strata_abandon(ticket)
+        if rc in _FAIL_OPEN:
+            self._count("fail_open")
+            return False
+        _raise(rc)
 
     @staticmethod
     def _abandon(ticket: Any) -> None:
@@ -486,13 +585,16 @@ class Cache:
     # -- read-through ---------------------------------------------------------
 
     def get_or_load(self, key: Key, loader: Callable[[Key], Any], ttl: Optional[float] = None,
-                    default: Any = None) -> Any:
+                    default: Any = None, tags: Iterable[Key] = ()) -> Any:
         """The cached value, or ``loader(key)``'s, stored for ``ttl`` seconds.
 
-        ``loader`` runs in the calling thread. It returns the value or
-        ``NOT_FOUND`` (cached as a negative entry; ``default`` is returned), or
-        raises: the exception propagates unchanged and nothing is cached. One
-        loader call per key at a time in this process (threads share the
+        ``loader`` runs in the calling thread. It returns the value,
+        ``NOT_FOUND`` (cached as a negative entry; ``default`` is returned),
+        or ``Loaded(value, ttl=..., tags=...)`` for a TTL or tags of its own;
+        or it raises: the exception propagates unchanged and nothing is
+        cached. ``tags`` stamp the stored entry (their versions are read
+        before the loader runs, so an invalidate_tag() during the load wins).
+        One loader call per key at a time in this process (threads share the
         result) and, through the backend's lease, across processes.
         When refreshing a value that may still be served fails, the value is
         served (stale-if-error) and the exception is logged.
@@ -502,6 +604,7 @@ class Cache:
             raise TypeError(f"loader must be callable, not {type(loader).__name__}")
         kb = key if type(key) is bytes else _key_bytes(key)
         ms = 0 if ttl is None else _ms(ttl, "ttl")
+        tbs = tuple(tag_list(tags)) if tags else ()
         # A hit or a cached "not found" takes one lookup and no singleflight
         # bookkeeping; the rest (load, wait, fail open) is in _get_or_load_slow.
         try:
@@ -520,10 +623,11 @@ class Cache:
         ticket = tp[0]
         first = (rc, _unpack(v.data, v.len) if rc == HIT_REFRESH else None,
                  None if ticket == _NULL else ticket, max(int(v.wait_ms), 1) / 1000.0)
-        return self._get_or_load_slow(h, key, kb, loader, ms, default, first)
+        return self._get_or_load_slow(h, key, kb, loader, ms, tbs, default, first)
 
     def _get_or_load_slow(self, h: Any, key: Key, kb: bytes, loader: Callable[[Key], Any], ms: int,
-                          default: Any, first: Tuple[int, Optional[bytes], Any, float]) -> Any:
+                          tags: Tuple[bytes, ...], default: Any,
+                          first: Tuple[int, Optional[bytes], Any, float]) -> Any:
         holds_ticket = first[2] is not None
         with self._flights_lock:
             f = self._flights.get(kb)
@@ -535,14 +639,14 @@ class Cache:
             if holds_ticket:
                 # This thread holds the lease (another thread's flight is
                 # waiting on it): load and fill, or that flight waits in vain.
-                return self._result(self._load_one(key, kb, loader, ms, first), default)
+                return self._result(self._load_one(key, kb, loader, ms, tags, first), default)
             self._count("singleflight_shared")
             f.event.wait()
             if f.error is not None:
                 raise f.error
             return self._result(f.result, default)
         try:
-            f.result = self._load_one(key, kb, loader, ms, first)
+            f.result = self._load_one(key, kb, loader, ms, tags, first)
         except BaseException as e:
             f.error = e
             raise
@@ -552,17 +656,8 @@ class Cache:
             f.event.set()
         return self._result(f.result, default)
 
-    def _call_loader(self, loader: Callable[[Key], Any], key: Key) -> Tuple[Any, Optional[bytes]]:
-        """(loader's result, its bytes or None for NOT_FOUND), counted in stats()."""
-        self._count("loads")
-        try:
-            result = loader(key)
-            return result, self._encode_loaded(result)
-        except BaseException:
-            self._count("load_errors")
-            raise
-
     def _load_one(self, key: Key, kb: bytes, loader: Callable[[Key], Any], ms: int,
+                  tags: Tuple[bytes, ...] = (),
                   first: Optional[Tuple[int, Optional[bytes], Any, float]] = None) -> Any:
         deadline = time.monotonic() + self._lock_wait
         backoff = 0.002
@@ -576,8 +671,10 @@ class Cache:
             if rc == NEGATIVE:
                 return NOT_FOUND
             if rc in (HIT_REFRESH, MISS_LEAD):
+                if tags and not self._stamp_before_load(ticket, tags):
+                    return self._call_loader(loader, key).value
                 try:
-                    result, enc = self._call_loader(loader, key)
+                    p = self._call_loader(loader, key)
                 except Exception:
                     self._abandon(ticket)
                     if rc == HIT_REFRESH:
@@ -587,8 +684,8 @@ class Cache:
                 except BaseException:
                     self._abandon(ticket)
                     raise
-                self._fill(ticket, enc, ms)
-                return result
+                self._fill(ticket, p, ms, tags)
+                return p.value
             if rc == MISS_WAIT:
                 now = time.monotonic()
                 if now >= deadline:
@@ -596,32 +693,34 @@ class Cache:
                         raise Timeout(lib.STRATA_ETIMEOUT, "ETIMEOUT",
                                       f"waited {self._lock_wait * 1000:.0f} ms for another loader of this key")
                     # Load without the lease and do not store it.
-                    return self._call_loader(loader, key)[0]
+                    return self._call_loader(loader, key).value
                 time.sleep(max(0.001, min(backoff, wait, deadline - now)))
                 backoff = min(backoff * 2, 0.05)
                 continue
             if rc in _FAIL_OPEN:
                 # The backend failed: the source of truth still answers.
                 self._count("fail_open")
-                return self._call_loader(loader, key)[0]
+                return self._call_loader(loader, key).value
             _raise(rc)
 
     def get_many_or_load(self, keys: Iterable[Key], loader: Callable[[List[Key]], Mapping[Key, Any]],
-                         ttl: Optional[float] = None) -> Dict[Key, Any]:
+                         ttl: Optional[float] = None, tags: Iterable[Key] = ()) -> Dict[Key, Any]:
         """A dict of the found values; ``loader`` gets the list of missing keys
-        (one call) and returns a dict; keys it leaves out, or maps to
-        NOT_FOUND, are cached as "not found" and left out of the result."""
+        (one call) and returns a dict whose values may be ``Loaded(...)``;
+        keys it leaves out, or maps to NOT_FOUND, are cached as "not found"
+        and left out of the result. ``tags`` stamp every loaded entry."""
         if not callable(loader):
             raise TypeError(f"loader must be callable, not {type(loader).__name__}")
         if isinstance(keys, (str, bytes)):
             raise TypeError("keys must be an iterable of keys, not a single key")
         keys = list(keys)
         ms = _ms(ttl, "ttl")
+        tbs = tuple(tag_list(tags)) if tags else ()
         h = self._enter()  # noqa: F841 (held until the end: the leases' tickets point into the handle)
-        return self._get_many_or_load(keys, loader, ms)
+        return self._get_many_or_load(keys, loader, ms, tbs)
 
     def _get_many_or_load(self, keys: List[Key], loader: Callable[[List[Key]], Mapping[Key, Any]],
-                          ms: int) -> Dict[Key, Any]:
+                          ms: int, tags: Tuple[bytes, ...] = ()) -> Dict[Key, Any]:
         found = self.get_many(keys)
         missing: List[Key] = []
         seen = set()
@@ -645,28 +744,26 @@ class Cache:
                 elif rc == NEGATIVE:
                     pass
                 else:
-                    if ticket is not None:
+                    if ticket is not None and (not tags or self._stamp_before_load(ticket, tags)):
                         tickets[kb] = ticket
                     to_load.append(k)
             if to_load:
-                self._count("loads")  # one batch, one load (as the C side counts)
+                t0 = time.perf_counter_ns()  # one batch, one load (as the C side counts)
                 try:
                     loaded = loader(list(to_load))
                     if not isinstance(loaded, Mapping):
                         raise TypeError(f"loader must return a dict, not {type(loaded).__name__}")
-                    encoded = []
-                    for k in to_load:
-                        r = loaded.get(k, NOT_FOUND)
-                        encoded.append((k, r, self._encode_loaded(r)))
+                    prepared = [(k, self._prepare(loaded.get(k, NOT_FOUND))) for k in to_load]
                 except BaseException:
-                    self._count("load_errors")
+                    self._record_load(True, t0)
                     raise
-                for k, r, enc in encoded:
+                self._record_load(False, t0)
+                for k, p in prepared:
                     t = tickets.pop(_key_bytes(k), None)
                     if t is not None:
-                        self._fill(t, enc, ms)
-                    if r is not NOT_FOUND:
-                        found[k] = r
+                        self._fill(t, p, ms, tags)
+                    if p.value is not NOT_FOUND:
+                        found[k] = p.value
         finally:
             for t in tickets.values():
                 self._abandon(t)
@@ -674,8 +771,8 @@ class Cache:
 
     # -- decorator --------------------------------------------------------------
 
-    def cached(self, ttl: Optional[float] = None, key: Union[None, str, Callable[..., Key]] = None
-               ) -> Callable[[F], F]:
+    def cached(self, ttl: Optional[float] = None, key: Union[None, str, Callable[..., Key]] = None,
+               tags: Union[Iterable[str], Callable[..., Iterable[Key]]] = ()) -> Callable[[F], F]:
         """Caches a function's results through get_or_load.
 
         The key is built from the call's arguments:
@@ -687,12 +784,24 @@ class Cache:
           - ``key="user:{user_id}"``: a str.format template over the bound
             arguments (by name, or by position ``{0}``).
           - ``key=callable``: called with the same arguments, returns the key.
+        ``tags`` stamp each stored result: str templates formatted like a
+        ``key`` template (``tags=["user:{user_id}", "users"]``), or a callable
+        called with the arguments that returns the tags.
         A function result of None is cached as "not found" and returned as None.
         """
         if ttl is not None:
             _ms(ttl, "ttl")
         if key is not None and not isinstance(key, str) and not callable(key):
             raise TypeError(f"key must be None, a str template or a callable, not {type(key).__name__}")
+        templates: Tuple[str, ...] = ()
+        if not callable(tags):
+            if isinstance(tags, (str, bytes)):
+                raise TypeError(f"tags must be an iterable of str templates or a callable, not a single "
+                                f"{type(tags).__name__}")
+            templates = tuple(tags)
+            for i, t in enumerate(templates):
+                if not isinstance(t, str):
+                    raise TypeError(f"tags[{i}] must be a str template, not {type(t).__name__}")
 
         def decorate(fn: F) -> F:
             sig = inspect.signature(fn)
@@ -707,15 +816,25 @@ class Cache:
                     return key.format(*bound.args, **bound.arguments)
                 return _default_key(prefix, bound.arguments)
 
+            def make_tags(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Iterable[Key]:
+                if callable(tags):
+                    return tags(*args, **kwargs)
+                if not templates:
+                    return ()
+                bound = sig.bind(*args, **kwargs)
+                bound.apply_defaults()
+                return [t.format(*bound.args, **bound.arguments) for t in templates]
+
             @functools.wraps(fn)
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 def load(_k: Key) -> Any:
                     r = fn(*args, **kwargs)
                     return NOT_FOUND if r is None else r
 
-                return self.get_or_load(make_key(args, kwargs), load, ttl=ttl)
+                return self.get_or_load(make_key(args, kwargs), load, ttl=ttl, tags=make_tags(args, kwargs))
 
             wrapper.cache_key = lambda *a, **kw: make_key(a, kw)  # type: ignore[attr-defined]
+            wrapper.cache_tags = lambda *a, **kw: make_tags(a, kw)  # type: ignore[attr-defined]
             return wrapper  # type: ignore[return-value]
 
         return decorate

@@ -62,9 +62,10 @@ def test_compiles_against_header(tmp_path):
         # Redeclarations: C11 accepts a repeated typedef or function
         # declaration only when the types are identical.
         lines.append(st)
+    enums = re.findall(r"typedef enum (strata_\w+) \{", cdef)
     for name in re.findall(r"\b(STRATA_[A-Z0-9_]+)\s*=", cdef):
-        lines.append(f"_Static_assert({name} == ({_enum_value(ffi, name)}), \"{name}\");")
-    for struct in ("strata_value", "strata_options", "strata_set_options", "strata_stats"):
+        lines.append(f"_Static_assert({name} == ({_enum_value(ffi, enums, name)}), \"{name}\");")
+    for struct in re.findall(r"typedef struct (strata_\w+) \{", cdef):
         t = ffi.typeof(struct)
         lines.append(f"_Static_assert(sizeof({struct}) == {ffi.sizeof(t)}, \"sizeof {struct}\");")
         for field, _ in t.fields:
@@ -79,8 +80,8 @@ def test_compiles_against_header(tmp_path):
     assert r.returncode == 0, r.stderr
 
 
-def _enum_value(ffi, name):
-    for enum in ("strata_code", "strata_level", "strata_wait_policy", "strata_l1_admission"):
+def _enum_value(ffi, enums, name):
+    for enum in enums:
         rel = ffi.typeof(enum).relements
         if name in rel:
             return rel[name]
