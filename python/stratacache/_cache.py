@@ -541,7 +541,7 @@ class Cache:
         if not tags:
             return 0
         ptrs, lens, keep = _tag_arrays(tags)  # noqa: F841 (keep: alive for the call)
-        return lib.strata_ticket_tags(ticket, ptrs, lens, len(tags))
+        return int(lib.strata_ticket_tags(ticket, ptrs, lens, len(tags)))
 
     def _fill(self, ticket: Any, p: _Prepared, ms: int, tags: Tuple[bytes, ...]) -> None:
         """Fills the ticket with a prepared result. A refused fill (the lease

@@ -33,7 +33,7 @@ class Histogram(NamedTuple):
     ``buckets`` holds (upper bound in seconds, calls) pairs, not cumulative,
     on a log scale (1 us, 2 us, 4 us ... 33.5 s, then inf)."""
 
-    count: int
+    count: int  # type: ignore[assignment]  # (shadows tuple.count, on purpose)
     sum_s: float
     buckets: Tuple[Tuple[float, int], ...]
 
@@ -65,7 +65,7 @@ class HotKey(NamedTuple):
     estimated reads in the recent window, and estimated reads per second."""
 
     key: bytes
-    count: int
+    count: int  # type: ignore[assignment]  # (shadows tuple.count, on purpose)
     rate_per_s: float
 
 
@@ -113,7 +113,7 @@ class PrometheusBuffer:
             buf = ffi.new("char[]", cap)
             rc = lib.strata_stats_prometheus(h, buf, cap, needed)
             if rc == 0:
-                return ffi.string(buf).decode("utf-8", "replace")
+                return str(ffi.string(buf).decode("utf-8", "replace"))
             if rc != lib.STRATA_ETOOBIG:
                 fail(rc)
             self.cap = max(int(needed[0]) + 1024, cap * 2)
