@@ -10,6 +10,23 @@ static int check_out(strata_value *out)
     return out ? 0 : strata__error(STRATA_EINVAL, "value out-pointer is NULL");
 }
 
+int strata__read_backend(strata_cache *c, const char *key, size_t keylen, const char *fk, size_t fklen,
+                         int64_t now, uint64_t epoch, strata_value *out, strata__bytes *raw,
+                         strata__envelope *env)
+{
+    int rc;
+    if ((rc = strata__breaker_allow(c)) == 0)
+        rc = strata__backend_result(c, c->backend->ops->get(c->backend, fk, fklen, raw));
+    if (rc == 0 && strata__env_decode(raw->data, raw->len, env) == 0) {
+        rc = strata__tags_verify(c, 1, &env, now); /* a tag bump expires the entry */
+        if (rc >= 0)
+            rc = strata__serve_envelope(c, key, keylen, env, now, epoch, out);
+    } else if (rc == 0) {
+        rc = STRATA_MISS; /* foreign or corrupt bytes: not ours, a miss */
+    }
+    return rc;
+}
+
 /* Reads one key through L1 and the backend. Does not load. */
 int strata__read(strata_cache *c, const char *key, size_t keylen, strata_value *out,
                  strata__bytes *raw, strata__envelope *env)
@@ -36,15 +53,8 @@ int strata__read(strata_cache *c, const char *key, size_t keylen, strata_value *
         STRATA__COUNT(c, l1_misses);
         epoch = strata__l1_epoch(c->l1, key, keylen);
     }
-    if ((rc = strata__breaker_allow(c)) == 0)
-        rc = strata__backend_result(c, c->backend->ops->get(c->backend, fk, (size_t)fklen, raw));
-    if (rc == 0 && strata__env_decode(raw->data, raw->len, env) == 0) {
-        rc = strata__tags_verify(c, 1, &env, now); /* a tag bump expires the entry */
-        if (rc >= 0)
-            rc = strata__serve_envelope(c, key, keylen, env, now, epoch, out);
-    } else if (rc == 0) {
-        rc = STRATA_MISS; /* foreign or corrupt bytes: not ours, a miss */
-    } else if (strata__is_outage(rc) && c->l1 && strata__l1_get_stale(c->l1, key, keylen, now, out) == 0) {
+    rc = strata__read_backend(c, key, keylen, fk, (size_t)fklen, now, epoch, out, raw, env);
+    if (strata__is_outage(rc) && c->l1 && strata__l1_get_stale(c->l1, key, keylen, now, out) == 0) {
         /* Stale-if-error: the last value this process saw, within its stale window. */
         STRATA__COUNT(c, stale_hits);
         raw->len = 0; /* tells lookup there is no backend to take a lease from */
