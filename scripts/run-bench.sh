@@ -9,6 +9,8 @@ scripts/test-servers.sh start "$servers"
 . "$servers/env"
 echo "== core (C) on $(nproc) cores, $(date -u +%Y-%m-%d)"
 ./build/bench/bench_core "$STRATA_TEST_REDIS_PORT" "$STRATA_TEST_MEMCACHED_PORT"
+echo "== tags and histograms (C)"
+./build/bench/bench_tags "$STRATA_TEST_REDIS_PORT"
 for b in scripts/bench-python.sh scripts/bench-lua.sh; do
   if [ -x "$b" ]; then echo "== $b"; "$b"; fi
 done

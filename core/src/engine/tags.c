@@ -65,7 +65,7 @@ static vc_shard *vc_shard_of(strata__tags *t, const char *name, size_t len, uint
     return &t->shards[*h % VC_SHARDS];
 }
 
-static int vc_get(strata__tags *t, const char *name, size_t len, uint64_t *v)
+static int vc_get(strata__tags *t, const char *name, size_t len, int64_t now_mono, uint64_t *v)
 {
     uint64_t h;
     vc_shard *s;
@@ -75,7 +75,7 @@ static int vc_get(strata__tags *t, const char *name, size_t len, uint64_t *v)
         return 0;
     s = vc_shard_of(t, name, len, &h);
     strata__mutex_lock(&s->lock);
-    e = strata__table_get(&s->table, h, name, len, strata__now_mono_ms());
+    e = strata__table_get(&s->table, h, name, len, now_mono);
     if (e) {
         memcpy(v, STRATA__ENTRY_VALUE(e), sizeof *v);
         found = 1;
@@ -193,16 +193,18 @@ done:
 static int versions(strata_cache *c, size_t n, const char *const *names, const size_t *lens, uint64_t *out)
 {
     const char **un = NULL;
-    size_t *ul = NULL, *which = NULL, nu = 0, i, j;
+    size_t *ul = NULL, *which, nu = 0, i, j, which_stack[STRATA__ENV_MAX_TAGS];
     uint64_t *uv = NULL;
+    int64_t now = c->tags->cache_ms > 0 ? strata__now_mono_ms() : 0;
     int rc = 0;
 
-    which = malloc(n * sizeof *which);
+    /* One entry's tags fit on the stack: an L1 hit allocates nothing. */
+    which = n <= STRATA__ENV_MAX_TAGS ? which_stack : malloc(n * sizeof *which);
     if (which == NULL)
         return strata__error(STRATA_ENOMEM, "out of memory checking %zu tags", n);
     for (i = 0; i < n; i++) {
         which[i] = SIZE_MAX;
-        if (vc_get(c->tags, names[i], lens[i], &out[i]))
+        if (vc_get(c->tags, names[i], lens[i], now, &out[i]))
             continue;
         if (un == NULL) {
             un = malloc(n * sizeof *un);
@@ -230,7 +232,8 @@ static int versions(strata_cache *c, size_t n, const char *const *names, const s
                 out[i] = uv[which[i]];
     }
 done:
-    free(which);
+    if (which != which_stack)
+        free(which);
     free(un);
     free(ul);
     free(uv);
@@ -314,19 +317,20 @@ void strata__tagstamp_free(strata__tagstamp *s)
 
 static int verify(strata_cache *c, size_t n, strata__envelope *const *envs, int64_t now_ms, int count)
 {
-    const char **names;
-    size_t *lens, total = 0, i, j, k;
-    uint64_t *v;
-    int rc, expired = 0;
+    const char **names, *names_stack[STRATA__ENV_MAX_TAGS];
+    size_t *lens, lens_stack[STRATA__ENV_MAX_TAGS], total = 0, i, j, k;
+    uint64_t *v, v_stack[STRATA__ENV_MAX_TAGS];
+    int rc, expired = 0, small;
 
     for (i = 0; i < n; i++)
         if (envs[i])
             total += envs[i]->ntags;
     if (total == 0)
         return 0;
-    names = malloc(total * sizeof *names);
-    lens = malloc(total * sizeof *lens);
-    v = malloc(total * sizeof *v);
+    small = total <= STRATA__ENV_MAX_TAGS;
+    names = small ? names_stack : malloc(total * sizeof *names);
+    lens = small ? lens_stack : malloc(total * sizeof *lens);
+    v = small ? v_stack : malloc(total * sizeof *v);
     if (!names || !lens || !v) {
         rc = strata__error(STRATA_ENOMEM, "out of memory checking %zu tag stamps", total);
         goto done;
@@ -357,9 +361,11 @@ static int verify(strata_cache *c, size_t n, strata__envelope *const *envs, int6
     }
     rc = expired;
 done:
-    free(names);
-    free(lens);
-    free(v);
+    if (!small) {
+        free(names);
+        free(lens);
+        free(v);
+    }
     return rc;
 }
 
