@@ -479,6 +479,54 @@ static void loader_fills_carry_tags(void)
     strata_cache_free(c);
 }
 
+static int load_many_tagged(void *ud, size_t n, const char *const *keys, const size_t *keylens,
+                            strata_load *const *l)
+{
+    size_t i, len = strlen(loader_tag);
+    (void)ud;
+    loads++;
+    for (i = 0; i < n; i++) {
+        int rc = strata_load_tags(l[i], &loader_tag, &len, 1);
+        if (rc == 0)
+            rc = strata_load_value(l[i], keys[i], keylens[i], 0);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Batch loads stamp each fill too. */
+static void batch_loader_fills_carry_tags(void)
+{
+    strata_cache *c = open_cache("l1=1");
+    char k[3][96], tag[64];
+    const char *keys[3];
+    size_t lens[3], i;
+    strata_value outs[3];
+    int res[3];
+    REQUIRE(c);
+    snprintf(tag, sizeof tag, "%s", test_unique("batch"));
+    loader_tag = tag;
+    for (i = 0; i < 3; i++) {
+        snprintf(k[i], sizeof k[i], "%s", test_unique("bk"));
+        keys[i] = k[i];
+        lens[i] = strlen(k[i]);
+        memset(&outs[i], 0, sizeof outs[i]);
+    }
+    loads = 0;
+    CHECK_RC(strata_get_many_or_load(c, 3, keys, lens, load_many_tagged, NULL, outs, res), 0);
+    CHECK_RC(strata_get_many_or_load(c, 3, keys, lens, load_many_tagged, NULL, outs, res), 0);
+    CHECK(loads == 1);
+    CHECK_RC(strata_invalidate_tag(c, K(tag)), 0);
+    CHECK_RC(strata_get_many(c, 3, keys, lens, outs, res), 0);
+    CHECK(res[0] == STRATA_MISS && res[1] == STRATA_MISS && res[2] == STRATA_MISS);
+    CHECK_RC(strata_get_many_or_load(c, 3, keys, lens, load_many_tagged, NULL, outs, res), 0);
+    CHECK(loads == 2 && res[0] == STRATA_OK);
+    for (i = 0; i < 3; i++)
+        strata_value_dispose(&outs[i]);
+    strata_cache_free(c);
+}
+
 /* With stale serving allowed, a bumped entry is stale (never fresh), and
  * get_or_load refreshes it; touch neither revives it nor drops its stamps. */
 static void stale_policy_and_touch(void)
@@ -540,6 +588,7 @@ int main(int argc, char **argv)
         {"unsafe_and_long_tags", unsafe_and_long_tags},
         {"bad_input", bad_input},
         {"loader_fills_carry_tags", loader_fills_carry_tags},
+        {"batch_loader_fills_carry_tags", batch_loader_fills_carry_tags},
         {"stale_policy_and_touch", stale_policy_and_touch},
         {"option_tag_cache_ms", option_tag_cache_ms},
     };
