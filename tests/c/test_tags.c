@@ -573,6 +573,23 @@ static void option_tag_cache_ms(void)
     REQUIRE(c);
     CHECK(c->cfg.opts.tag_cache_ms == 250);
     strata_cache_free(c);
+
+    /* A version 1 struct (no tag_cache_ms) is read up to its end only. */
+    {
+        unsigned char *v1 = malloc(offsetof(strata_options, tag_cache_ms)); /* ASan sees overreads */
+        unsigned int version = 0;
+        int64_t ttl = 1234;
+        REQUIRE(v1);
+        CHECK_RC(strata_options_init((strata_options *)(void *)v1, 1), 0);
+        memcpy(&version, v1 + offsetof(strata_options, version), sizeof version);
+        CHECK(version == 1);
+        memcpy(v1 + offsetof(strata_options, ttl_ms), &ttl, sizeof ttl);
+        CHECK_RC(strata_cache_new(&c, "memory://", (strata_options *)(void *)v1), 0);
+        free(v1);
+        REQUIRE(c);
+        CHECK(c->cfg.opts.ttl_ms == 1234 && c->cfg.opts.tag_cache_ms == 1000);
+        strata_cache_free(c);
+    }
 }
 
 int main(int argc, char **argv)
