@@ -5,6 +5,7 @@
 #include "test.h"
 #include "engine/cache.h"
 
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -393,6 +394,13 @@ static void bad_input(void)
     CHECK_MSG_HAS("at most 16");
     o.ntags = 1;
     CHECK_RC(strata_set_ex(c, "", 0, K("v"), &o), STRATA_EKEY); /* the key is still checked */
+    o.tags = one;
+    o.taglens = &len1;
+    CHECK_RC(strata_set_ex(c, K(key), NULL, 3, &o), STRATA_EINVAL);
+    o.ttl_ms = -5;
+    CHECK_RC(strata_set_ex(c, K(key), K("v"), &o), STRATA_EINVAL);
+    o.ttl_ms = 0;
+    CHECK(c->cfg.opts.ns && STAT(c, tag_fetches) == 0); /* refused before any version was read */
     CHECK_RC(strata_get(c, K(key), &v), STRATA_MISS); /* nothing was written */
 
     CHECK_RC(strata_invalidate_tag(NULL, K("t")), STRATA_EINVAL);
@@ -558,6 +566,69 @@ static void stale_policy_and_touch(void)
     strata_cache_free(c);
 }
 
+typedef struct stress_arg {
+    strata_cache *c;
+    const char *tag;
+    int id, errors;
+} stress_arg;
+
+static void *stress_thread(void *p)
+{
+    stress_arg *a = p;
+    strata_value v = STRATA_VALUE_INIT;
+    const char *tags[1];
+    char key[64];
+    int i, rc;
+    tags[0] = a->tag;
+    for (i = 0; i < 300; i++) {
+        snprintf(key, sizeof key, "stress-%d", i % 20);
+        switch (i % 4) {
+        case 0: rc = set_tagged(a->c, key, "v", 1, tags); break;
+        case 1: rc = strata_get(a->c, K(key), &v); break;
+        case 2: rc = strata_invalidate_tag(a->c, K(a->tag)); break;
+        default: rc = strata_get_or_load(a->c, K(key), load_plain, NULL, &v); break;
+        }
+        a->errors += rc < 0;
+    }
+    strata_value_dispose(&v);
+    return NULL;
+}
+
+/* Threads writing, reading and bumping one tag: no errors, and after the last
+ * bump no stamped entry is served, from L1 or the backend. */
+static void threads_write_read_bump(void)
+{
+    strata_cache *c = open_cache("l1=1&tag_cache_ms=60000");
+    strata_value v = STRATA_VALUE_INIT;
+    pthread_t th[4];
+    stress_arg args[4];
+    char tag[64], key[64];
+    int i, served = 0;
+    REQUIRE(c);
+    snprintf(tag, sizeof tag, "%s", test_unique("stress"));
+    for (i = 0; i < 4; i++) {
+        args[i].c = c;
+        args[i].tag = tag;
+        args[i].id = i;
+        args[i].errors = 0;
+        pthread_create(&th[i], NULL, stress_thread, &args[i]);
+    }
+    for (i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(args[i].errors == 0);
+    }
+    CHECK_RC(strata_invalidate_tag(c, K(tag)), 0);
+    for (i = 0; i < 20; i++) {
+        snprintf(key, sizeof key, "stress-%d", i);
+        /* get_or_load fills are untagged here; only tagged ones must be gone */
+        if (strata_get(c, K(key), &v) == STRATA_OK && strcmp(v.data, "v") == 0)
+            served++;
+    }
+    CHECK(served == 0);
+    strata_value_dispose(&v);
+    strata_cache_free(c);
+}
+
 /* tag_cache_ms from the URL and the struct; bad values are refused. */
 static void option_tag_cache_ms(void)
 {
@@ -608,6 +679,7 @@ int main(int argc, char **argv)
         {"batch_loader_fills_carry_tags", batch_loader_fills_carry_tags},
         {"stale_policy_and_touch", stale_policy_and_touch},
         {"option_tag_cache_ms", option_tag_cache_ms},
+        {"threads_write_read_bump", threads_write_read_bump},
     };
     if (argc < 2) {
         fprintf(stderr, "usage: test_tags memory|redis|memcached [case]\n");

@@ -148,8 +148,9 @@ int strata_set_ex(strata_cache *c, const char *key, size_t keylen, const char *v
     if (o->ntags > 0) {
         strata__env_tag stamps[STRATA__ENV_MAX_TAGS];
         int rc = strata__check_key(c, key, keylen);
-        /* Bad input is refused before the versions are read. */
-        if (rc < 0 || (rc = strata__tags_check(o->tags, o->taglens, o->ntags)) < 0 ||
+        /* Bad input is refused before the versions are read (which may create counters). */
+        if (rc < 0 || (rc = check_value(val, vallen)) < 0 || (rc = check_ttl(o->ttl_ms)) < 0 ||
+            (rc = strata__tags_check(o->tags, o->taglens, o->ntags)) < 0 ||
             (rc = strata__tags_stamp(c, o->tags, o->taglens, o->ntags, stamps)) < 0)
             return rc;
         return write_value(c, key, keylen, val, vallen, o->ttl_ms, o->stale_ms, o->cost_ms, stamps, o->ntags);
