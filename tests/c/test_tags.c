@@ -271,6 +271,17 @@ static void counter_missing_or_evicted(void)
         CHECK_RC(strata_get(c, K(key2), &v), STRATA_MISS);
     }
 
+    /* The backend op: created at init once, then read (delta 0) and bumped. */
+    {
+        int64_t a = 0, b = 0, d = 0;
+        CHECK(c->backend->ops->del(c->backend, ck, (size_t)n) == 0);
+        CHECK(c->backend->ops->counter(c->backend, ck, (size_t)n, 5000000000000ll, 0, &a) == 0);
+        CHECK(c->backend->ops->counter(c->backend, ck, (size_t)n, 7, 0, &b) == 0);
+        CHECK(c->backend->ops->counter(c->backend, ck, (size_t)n, 7, 1, &d) == 0);
+        CHECK(a == 5000000000000ll && b == a && d == a + 1);
+        CHECK(counter_value(c, tag) == d);
+    }
+
     /* Foreign bytes in a counter key are an error, not a guess. */
     CHECK(c->backend->ops->set(c->backend, ck, (size_t)n, K("not a number"), 60000) == 0);
     CHECK_RC(strata_get(c, K(key2), &v), STRATA_EBACKEND);
