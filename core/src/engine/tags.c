@@ -189,51 +189,72 @@ done:
     return rc;
 }
 
-/* Current versions of n tags (repeats allowed): cache, then one fetch. */
+/* A tag the version cache lacked, and where its answer goes. */
+typedef struct wanted {
+    const char *name;
+    size_t len, at;
+} wanted;
+
+static int wanted_cmp(const void *a, const void *b)
+{
+    const wanted *x = a, *y = b;
+    int c;
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    c = memcmp(x->name, y->name, x->len);
+    return c ? c : (x->at < y->at ? -1 : x->at > y->at);
+}
+
+/* Current versions of n tags (repeats allowed): the cache, then one fetch of
+ * the distinct rest (sorted, so a big get_many dedupes in n log n). */
 static int versions(strata_cache *c, size_t n, const char *const *names, const size_t *lens, uint64_t *out)
 {
+    wanted *w = NULL, w_stack[STRATA__ENV_MAX_TAGS];
     const char **un = NULL;
-    size_t *ul = NULL, *which, nu = 0, i, j, which_stack[STRATA__ENV_MAX_TAGS];
+    size_t *ul = NULL, nw = 0, nu = 0, i;
     uint64_t *uv = NULL;
     int64_t now = c->tags->cache_ms > 0 ? strata__now_mono_ms() : 0;
     int rc = 0;
 
-    /* One entry's tags fit on the stack: an L1 hit allocates nothing. */
-    which = n <= STRATA__ENV_MAX_TAGS ? which_stack : malloc(n * sizeof *which);
-    if (which == NULL)
-        return strata__error(STRATA_ENOMEM, "out of memory checking %zu tags", n);
     for (i = 0; i < n; i++) {
-        which[i] = SIZE_MAX;
         if (vc_get(c->tags, names[i], lens[i], now, &out[i]))
             continue;
-        if (un == NULL) {
-            un = malloc(n * sizeof *un);
-            ul = malloc(n * sizeof *ul);
-            uv = malloc(n * sizeof *uv);
-            if (!un || !ul || !uv) {
-                rc = strata__error(STRATA_ENOMEM, "out of memory checking %zu tags", n);
-                goto done;
-            }
-        }
-        for (j = 0; j < nu; j++)
-            if (ul[j] == lens[i] && memcmp(un[j], names[i], lens[i]) == 0)
-                break;
-        if (j == nu) {
-            un[nu] = names[i];
-            ul[nu++] = lens[i];
-        }
-        which[i] = j;
+        if (w == NULL) /* one entry's tags fit on the stack: an L1 hit allocates nothing */
+            w = n <= STRATA__ENV_MAX_TAGS ? w_stack : malloc(n * sizeof *w);
+        if (w == NULL)
+            return strata__error(STRATA_ENOMEM, "out of memory checking %zu tags", n);
+        w[nw].name = names[i];
+        w[nw].len = lens[i];
+        w[nw++].at = i;
     }
-    if (nu > 0 && (rc = fetch(c, nu, un, ul, uv)) == 0) {
-        for (j = 0; j < nu; j++)
-            vc_put(c->tags, un[j], ul[j], uv[j], 0);
-        for (i = 0; i < n; i++)
-            if (which[i] != SIZE_MAX)
-                out[i] = uv[which[i]];
+    if (nw == 0)
+        return 0;
+    qsort(w, nw, sizeof *w, wanted_cmp);
+    un = malloc(nw * sizeof *un);
+    ul = malloc(nw * sizeof *ul);
+    uv = malloc(nw * sizeof *uv);
+    if (!un || !ul || !uv) {
+        rc = strata__error(STRATA_ENOMEM, "out of memory checking %zu tags", n);
+        goto done;
+    }
+    for (i = 0; i < nw; i++) {
+        if (nu == 0 || ul[nu - 1] != w[i].len || memcmp(un[nu - 1], w[i].name, w[i].len) != 0) {
+            un[nu] = w[i].name;
+            ul[nu++] = w[i].len;
+        }
+    }
+    if ((rc = fetch(c, nu, un, ul, uv)) < 0)
+        goto done;
+    for (i = 0; i < nu; i++)
+        vc_put(c->tags, un[i], ul[i], uv[i], 0);
+    for (i = 0, nu = 0; i < nw; i++) { /* same walk again: hand each its answer */
+        if (i > 0 && (w[i].len != w[i - 1].len || memcmp(w[i].name, w[i - 1].name, w[i].len) != 0))
+            nu++;
+        out[w[i].at] = uv[nu];
     }
 done:
-    if (which != which_stack)
-        free(which);
+    if (w != w_stack)
+        free(w);
     free(un);
     free(ul);
     free(uv);
