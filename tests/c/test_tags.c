@@ -170,6 +170,39 @@ static void get_many_one_round_trip(void)
     strata_cache_free(c);
 }
 
+/* A batch whose entries carry many distinct tags (200, none cached). */
+static void get_many_distinct_tags(void)
+{
+    strata_cache *c = open_cache("tag_cache_ms=0");
+    static char names[50][4][48], keys_mem[50][96];
+    const char *keys[50], *tags[4];
+    size_t lens[50], i, j;
+    strata_value outs[50];
+    int res[50];
+    uint64_t before;
+    REQUIRE(c);
+    for (i = 0; i < 50; i++) {
+        for (j = 0; j < 4; j++) {
+            snprintf(names[i][j], sizeof names[i][j], "%s", test_unique("d"));
+            tags[j] = names[i][j];
+        }
+        snprintf(keys_mem[i], sizeof keys_mem[i], "%s", test_unique("dk"));
+        keys[i] = keys_mem[i];
+        lens[i] = strlen(keys_mem[i]);
+        memset(&outs[i], 0, sizeof outs[i]);
+        CHECK_RC(set_tagged(c, keys_mem[i], "v", 4, tags), 0);
+    }
+    CHECK_RC(strata_invalidate_tag(c, K(names[17][2])), 0);
+    before = STAT(c, tag_fetches);
+    CHECK_RC(strata_get_many(c, 50, keys, lens, outs, res), 0);
+    CHECK(STAT(c, tag_fetches) == before + 1);
+    for (i = 0; i < 50; i++)
+        CHECK(res[i] == (i == 17 ? STRATA_MISS : STRATA_OK));
+    for (i = 0; i < 50; i++)
+        strata_value_dispose(&outs[i]);
+    strata_cache_free(c);
+}
+
 /* Another process's bump: seen at once without a version cache, and within
  * tag_cache_ms with one (polled with a bound; no timing asserted). */
 static void second_instance_sees_bump(void)
@@ -685,6 +718,7 @@ int main(int argc, char **argv)
         {"bump_l1_on", bump_l1_on},
         {"bump_l1_on_no_version_cache", bump_l1_on_no_version_cache},
         {"get_many_one_round_trip", get_many_one_round_trip},
+        {"get_many_distinct_tags", get_many_distinct_tags},
         {"second_instance_sees_bump", second_instance_sees_bump},
         {"counter_missing_or_evicted", counter_missing_or_evicted},
         {"counter_keys_do_not_collide", counter_keys_do_not_collide},
