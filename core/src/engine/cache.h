@@ -111,5 +111,8 @@ int strata__read_backend(strata_cache *c, const char *key, size_t keylen, const 
  * decoded backend envelope when out->level is BACKEND or STALE. */
 int strata__read(strata_cache *c, const char *key, size_t keylen, strata_value *out,
                  strata__bytes *raw, strata__envelope *env);
+/* The same; with timed set, a read that goes past L1 lands in the get histogram. */
+int strata__read_ex(strata_cache *c, const char *key, size_t keylen, strata_value *out,
+                    strata__bytes *raw, strata__envelope *env, int timed);
 
 #endif
