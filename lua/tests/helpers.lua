@@ -19,7 +19,9 @@ end
 
 local counter = 0
 math.randomseed(os.time() + (tonumber(tostring({}):match("0x(%x+)") or "0", 16) or 0) % 100000)
-local run = ("%d%04d"):format(os.time(), math.random(0, 9999))
+-- Unique per interpreter run: scripts/test-lua.sh runs the interpreters in parallel on the same servers.
+H.interpreter = rawget(_G, "jit") and "luajit" or _VERSION:gsub("Lua ", "lua")
+local run = ("%s-%d%04d"):format(H.interpreter, os.time(), math.random(0, 9999))
 function H.key(prefix)
   counter = counter + 1
   return ("%s-%s-%d"):format(prefix, run, counter)
