@@ -35,12 +35,20 @@ local r = raw.connect("127.0.0.1", port)
 for i = 1, NKEYS do
   assert(remote:set(keys[i], VALUE))
   r:set(rawkeys[i], VALUE)
-  local v, err, level = l1:get(keys[i]) -- fills L1
-  assert(v == VALUE and level == 2, err)
-  v, err, level = l1:get(keys[i])
-  assert(v == VALUE and level == 1, "expected an L1 hit")
   assert(select(3, remote:get(keys[i])) == 2, "expected a remote hit")
   assert(r:get(rawkeys[i]) == VALUE)
+end
+-- Fill L1. With L1 coherence the invalidations our own sets published may land
+-- after a first read filled L1, so read until every key is an L1 hit (bounded).
+local settle = now() + 5
+for i = 1, NKEYS do
+  while true do
+    local v, err, level = l1:get(keys[i])
+    assert(v == VALUE, err)
+    if level == 1 then break end
+    assert(now() < settle, "the keys did not settle into L1 within 5 s")
+    sc.sleep(0.001)
+  end
 end
 local function never() error("the loader must not run: every key is cached") end
 
@@ -101,6 +109,7 @@ local function measure_pair(a, b, n, clock)
   return median(pa), median(pb), median(ratio)
 end
 
+local l1_misses_before = l1:stats().l1_misses
 local interp = rawget(_G, "jit") and jit.version or _VERSION
 print(("== %s: median per-op time over %d interleaved rounds; ratio = median of per-round ratios"):format(interp, ROUNDS))
 print("                                                  stratacache      baseline      ratio  clock")
@@ -120,6 +129,6 @@ for _, row in ipairs(rows) do
 end
 
 local st = l1:stats()
-assert(st.l1_hits > 0 and st.misses == 0, "the L1 rows must be L1 hits only")
+assert(st.l1_misses == l1_misses_before, "the L1 rows must be L1 hits only")
 l1:close()
 remote:close()
