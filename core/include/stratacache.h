@@ -117,7 +117,8 @@ typedef int (*strata_loader_fn)(void *userdata, const char *key, size_t keylen,
 typedef int (*strata_many_loader_fn)(void *userdata, size_t n, const char *const *keys,
                                      const size_t *keylens, strata_load *const *loads);
 
-#define STRATA_OPTIONS_VERSION 1
+/* Version 2 added tag_cache_ms; version 1 structs (without it) are still accepted. */
+#define STRATA_OPTIONS_VERSION 2
 
 typedef struct strata_options {
     unsigned int version;

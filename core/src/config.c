@@ -5,20 +5,25 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_URL 4096
+
+/* Bytes of a version 1 strata_options: everything before tag_cache_ms. */
+#define OPTIONS_V1_SIZE offsetof(strata_options, tag_cache_ms)
 
 int strata_options_init(strata_options *opts, unsigned int version)
 {
     static const strata_options defaults = STRATA_OPTIONS_INIT;
     if (opts == NULL)
         return strata__error(STRATA_EINVAL, "options pointer is NULL");
-    if (version != STRATA_OPTIONS_VERSION)
-        return strata__error(STRATA_EVERSION, "unknown strata_options version %u (this library knows %d)",
+    if (version != 1 && version != STRATA_OPTIONS_VERSION)
+        return strata__error(STRATA_EVERSION, "unknown strata_options version %u (this library knows 1-%d)",
                              version, STRATA_OPTIONS_VERSION);
-    *opts = defaults;
+    memcpy(opts, &defaults, version == 1 ? OPTIONS_V1_SIZE : sizeof defaults);
+    opts->version = version;
     return 0;
 }
 
@@ -368,11 +373,14 @@ int strata__config_parse(strata__config *cfg, const char *url, const strata_opti
     memset(cfg, 0, sizeof *cfg);
     if (opts == NULL) {
         strata_options_init(&cfg->opts, STRATA_OPTIONS_VERSION);
-    } else if (opts->version != STRATA_OPTIONS_VERSION) {
-        return strata__error(STRATA_EVERSION, "unknown strata_options version %u (this library knows %d)",
+    } else if (opts->version != 1 && opts->version != STRATA_OPTIONS_VERSION) {
+        return strata__error(STRATA_EVERSION, "unknown strata_options version %u (this library knows 1-%d)",
                              opts->version, STRATA_OPTIONS_VERSION);
     } else {
-        cfg->opts = *opts;
+        /* A version 1 struct ends before tag_cache_ms: the rest keeps its default. */
+        strata_options_init(&cfg->opts, STRATA_OPTIONS_VERSION);
+        memcpy(&cfg->opts, opts, opts->version == 1 ? OPTIONS_V1_SIZE : sizeof *opts);
+        cfg->opts.version = STRATA_OPTIONS_VERSION;
     }
     if ((rc = set_ns(cfg, "strata", 6)) < 0)
         return rc;

@@ -7,6 +7,7 @@ to the vectors' layout (re-stamped to now, since the vectors' times are in the
 past) are written raw and must read back through Cache. The reference encoder
 below is checked against every vector line first.
 """
+import hashlib
 import struct
 import time
 from pathlib import Path
@@ -29,16 +30,26 @@ def fnv1a32(data: bytes) -> int:
     return h
 
 
-def encode(flags: int, created: int, fresh: int, stale: int, cost: int, payload: bytes) -> bytes:
-    head = b"\xe5SC\x01" + struct.pack(">BBHqqqII", flags, 0, 0, created, fresh, stale, cost, len(payload))
-    return head + struct.pack(">I", fnv1a32(head)) + payload
+def encode(flags: int, created: int, fresh: int, stale: int, cost: int, payload: bytes, tags=()) -> bytes:
+    """docs/FORMAT.md: header, checksum over header + tag section, tags, payload."""
+    tagbytes = b"".join(struct.pack(">H", len(t)) + t + struct.pack(">Q", v) for t, v in tags)
+    head = b"\xe5SC\x01" + struct.pack(">BBHqqqII", flags, len(tags), 0, created, fresh, stale, cost, len(payload))
+    return head + struct.pack(">I", fnv1a32(head + tagbytes)) + tagbytes + payload
 
 
 def decode(raw: bytes):
-    magic, version, flags, ntags, reserved, created, fresh, stale, cost, n, _ = HEADER.unpack_from(raw)
-    assert (magic, version, ntags, reserved) == (b"\xe5SC", 1, 0, 0)
-    assert len(raw) == HEADER.size + n
-    return flags, created, fresh, stale, cost, raw[HEADER.size:]
+    magic, version, flags, ntags, reserved, created, fresh, stale, cost, n, checksum = HEADER.unpack_from(raw)
+    assert (magic, version, reserved) == (b"\xe5SC", 1, 0) and ntags <= 16
+    tags, off = [], HEADER.size
+    for _ in range(ntags):
+        (tlen,) = struct.unpack_from(">H", raw, off)
+        name = raw[off + 2:off + 2 + tlen]
+        (version,) = struct.unpack_from(">Q", raw, off + 2 + tlen)
+        tags.append((name, version))
+        off += 2 + tlen + 8
+    assert len(raw) == off + n
+    assert checksum == fnv1a32(raw[:40] + raw[HEADER.size:off])
+    return flags, created, fresh, stale, cost, raw[off:], tags
 
 
 def vectors():
@@ -46,9 +57,10 @@ def vectors():
     for line in VECTORS.read_text(encoding="utf-8").splitlines():
         if not line or line.startswith("#"):
             continue
-        hexs, flags, created, fresh, stale, cost, payload = line.split(" ", 6)
+        hexs, flags, created, fresh, stale, cost, payload, *rest = line.split(" ")
+        tags = [(t.encode(), int(v)) for t, _, v in (p.rpartition("=") for p in rest[0].split(","))] if rest else []
         out.append((bytes.fromhex(hexs), int(flags), int(created), int(fresh), int(stale), int(cost),
-                    b"" if payload == "-" else payload.encode("utf-8")))
+                    b"" if payload == "-" else payload.encode("utf-8"), tags))
     return out
 
 
@@ -56,7 +68,7 @@ VECS = vectors()
 
 
 def test_reference_encoder_reproduces_the_vectors():
-    assert len(VECS) >= 5
+    assert len(VECS) >= 8 and any(v[-1] for v in VECS)
     for raw, *fields in VECS:
         assert encode(*fields) == raw
         assert decode(raw) == tuple(fields)
@@ -71,6 +83,14 @@ def server(request, ns):
     raw.close()
 
 
+def raw_key(full: bytes, raw) -> bytes:
+    """The key as stored: memcached cannot carry long keys (docs/FORMAT.md)."""
+    if type(raw).__name__ != "RawRedis" and (len(full) > 250 or any(b <= 0x20 or b == 0x7F for b in full)):
+        ns = full.split(b"#", 1)[0]
+        return ns + b"#H:" + hashlib.sha256(full).hexdigest().encode()
+    return full
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -78,26 +98,28 @@ def now_ms() -> int:
 @pytest.mark.parametrize("i", range(len(VECS)))
 def test_c_encoder_writes_the_vector_layout(server, i):
     cache, raw, prefix = server
-    vec, vflags, *_, payload = VECS[i]
+    vec, vflags, *_, payload, vtags = VECS[i]
+    names = [t for t, _ in vtags]
     k = unique("enc")
     t0 = now_ms()
     if vflags & 1:
-        assert cache.get_or_load(k, lambda _: stratacache.NOT_FOUND) is None
+        assert cache.get_or_load(k, lambda _: stratacache.NOT_FOUND, tags=names) is None
         ttl_ms = 30_000
     else:
-        cache.set(k, payload)
+        cache.set(k, payload, tags=names)
         ttl_ms = 60_000
     t1 = now_ms()
     stored = raw.get(prefix + k.encode())
     assert stored is not None
-    flags, created, fresh, stale, cost, body = decode(stored)
-    # Bytes that do not depend on the clock are the vector's own.
+    flags, created, fresh, stale, cost, body, tags = decode(stored)
+    # Bytes that do not depend on the clock or the tag versions are the vector's own.
     assert stored[:8] == vec[:8]
-    assert stored[36:40] == vec[36:40] and body == payload == vec[44:]
+    assert stored[36:40] == vec[36:40] and body == payload and vec.endswith(payload)
+    assert [t for t, _ in tags] == names
     assert t0 <= created <= t1
     assert fresh - created == ttl_ms and stale == fresh and cost < 1000
     # And the whole envelope, checksum included, is exactly the spec's.
-    assert stored == encode(flags, created, fresh, stale, cost, body)
+    assert stored == encode(flags, created, fresh, stale, cost, body, tags)
 
 
 def test_c_encoder_records_the_load_cost(server):
@@ -109,7 +131,7 @@ def test_c_encoder_records_the_load_cost(server):
         return b"v"
 
     assert cache.get_or_load(k, slow, ttl=120) == b"v"
-    flags, created, fresh, stale, cost, body = decode(raw.get(prefix + k.encode()))
+    flags, created, fresh, stale, cost, body, _ = decode(raw.get(prefix + k.encode()))
     assert (flags, body, fresh - created) == (0, b"v", 120_000)
     assert 30 <= cost < 5000
 
@@ -117,16 +139,28 @@ def test_c_encoder_records_the_load_cost(server):
 @pytest.mark.parametrize("i", range(len(VECS)))
 def test_c_decoder_reads_vector_envelopes(server, i):
     cache, raw, prefix = server
-    vec, vflags, created, fresh, stale, cost, payload = VECS[i]
+    vec, vflags, created, fresh, stale, cost, payload, tags = VECS[i]
     k = unique("dec")
+    # The tags' counters hold the stamped versions, so the entry is current;
+    # a version past 2^63 can be in an envelope but never in a counter (INCR
+    # is signed 64-bit), so such an entry can only read as outdated.
+    counter_ok = all(v < 2**63 for _, v in tags)
+    for name, version in tags:
+        if version < 2**63:
+            raw.set(raw_key(prefix[:-1] + b"#T:" + name, raw), str(version).encode())
     # The vector's fields, moved to now (keeping its soft/hard TTL spans, at
     # least a minute so nothing expires during the test).
     now = now_ms()
     fresh_span = max(fresh - created, 60_000)
     new_fresh = now + fresh_span
     new_stale = new_fresh + (stale - fresh)
-    raw.set(prefix + k.encode(), encode(vflags, now, new_fresh, new_stale, cost, payload))
-    if vflags & 1:
+    raw.set(prefix + k.encode(), encode(vflags, now, new_fresh, new_stale, cost, payload, tags))
+    if not counter_ok:
+        # Outdated: expired now, served stale only within its stale allowance.
+        before = cache.stats()["tag_stale"]
+        assert cache.get(k) == (payload if stale > fresh else None)
+        assert cache.stats()["tag_stale"] == before + 1
+    elif vflags & 1:
         assert cache.get(k, default="absent") == "absent"
         assert cache.get_or_load(k, lambda _: pytest.fail("a cached not-found was loaded")) is None
         assert cache.stats()["negative_hits"] >= 1

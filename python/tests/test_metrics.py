@@ -128,7 +128,7 @@ def test_prometheus_parses_and_matches_stats(make, ns):
         cum = [int(v) for (n, lab), v in samples.items() if n == base + "_bucket"]
         assert len(cum) == _metrics.HISTOGRAM_BUCKETS
     assert st["loads"] == c.histogram("load").count == 2
-    assert c.histogram("get").count >= 10  # get() calls
+    assert c.histogram("get").count >= 6  # get() calls past L1 (L1 hits are not timed)
 
 
 def test_prometheus_buffer_grows():

@@ -599,6 +599,67 @@ static void killed_leader_process(void)
     strata_cache_free(b);
 }
 
+typedef struct race_arg {
+    strata_cache *c;
+    const char *base;
+    pthread_barrier_t *start;
+    int *loads;
+    int errors;
+} race_arg;
+
+static int counting_loader(void *ud, const char *key, size_t keylen, strata_load *load)
+{
+    __atomic_add_fetch((int *)ud, 1, __ATOMIC_RELAXED);
+    return strata_load_value(load, key, keylen, 0);
+}
+
+static void *race_thread(void *p)
+{
+    race_arg *a = p;
+    strata_value v = STRATA_VALUE_INIT;
+    char key[160];
+    int i;
+    for (i = 0; i < 300; i++) {
+        snprintf(key, sizeof key, "%s-%d", a->base, i);
+        pthread_barrier_wait(a->start);
+        if (strata_get_or_load(a->c, K(key), counting_loader, &a->loads[i], &v) != STRATA_OK)
+            a->errors++;
+    }
+    strata_value_dispose(&v);
+    return NULL;
+}
+
+/* Two handles race on each of 300 cold keys with an instant loader: a leader
+ * may fill and release between the other's read and its lease, and that
+ * lease must not load the key again. */
+static void lease_recheck_after_fill(void)
+{
+    static int loads[300];
+    strata_cache *a = open_cache("ns=api"), *b = open_cache("ns=api");
+    pthread_barrier_t start;
+    pthread_t th[2];
+    race_arg args[2];
+    char base[128];
+    int i, twice = 0;
+    REQUIRE(a && b);
+    snprintf(base, sizeof base, "%s", test_unique("recheck"));
+    memset(loads, 0, sizeof loads);
+    pthread_barrier_init(&start, NULL, 2);
+    args[0] = (race_arg){a, base, &start, loads, 0};
+    args[1] = (race_arg){b, base, &start, loads, 0};
+    pthread_create(&th[0], NULL, race_thread, &args[0]);
+    pthread_create(&th[1], NULL, race_thread, &args[1]);
+    pthread_join(th[0], NULL);
+    pthread_join(th[1], NULL);
+    for (i = 0; i < 300; i++)
+        twice += loads[i] != 1;
+    CHECK(twice == 0);
+    CHECK(args[0].errors == 0 && args[1].errors == 0);
+    pthread_barrier_destroy(&start);
+    strata_cache_free(a);
+    strata_cache_free(b);
+}
+
 static int pipe_fd = -1;
 
 /* Reports each call through a pipe, so the parent counts across processes. */
@@ -849,6 +910,7 @@ int main(int argc, char **argv)
         {"waiter_policies", waiter_policies},
         {"crashed_leader_lease_expires", crashed_leader_lease_expires},
         {"killed_leader_process", killed_leader_process},
+        {"lease_recheck_after_fill", lease_recheck_after_fill},
         {"get_many_or_load_one_call", get_many_or_load_one_call},
         {"processes_stampede", processes_stampede},
         {"xfetch_one_early_refresh", xfetch_one_early_refresh},

@@ -75,17 +75,18 @@ static void envelope_vectors(void)
     int checked = 0;
     REQUIRE(f != NULL);
     while (fgets(line, sizeof line, f)) {
-        char hex[2048], payload[512];
+        char hex[2048], payload[512], tags[1024], *tag, *save = NULL;
         long long created, fresh, stale;
         unsigned cost, flags;
         unsigned char bytes[1024];
-        size_t i, n;
+        char again[1024];
+        size_t i, n, nt = 0;
         strata__envelope d;
         if (line[0] == '#' || line[0] == '\n')
             continue;
-        payload[0] = '\0';
-        if (sscanf(line, "%2047s %u %lld %lld %lld %u %511s", hex, &flags, &created, &fresh, &stale,
-                   &cost, payload) < 6)
+        payload[0] = tags[0] = '\0';
+        if (sscanf(line, "%2047s %u %lld %lld %lld %u %511s %1023s", hex, &flags, &created, &fresh, &stale,
+                   &cost, payload, tags) < 6)
             continue;
         if (strcmp(payload, "-") == 0)
             payload[0] = '\0';
@@ -96,10 +97,20 @@ static void envelope_vectors(void)
         CHECK(d.flags == flags && d.created_ms == created && d.fresh_until_ms == fresh);
         CHECK(d.stale_until_ms == stale && d.cost_ms == cost);
         CHECK(d.payload_len == strlen(payload) && memcmp(d.payload, payload, d.payload_len) == 0);
+        /* tags: name=version,... in order */
+        for (tag = strtok_r(tags, ",", &save); tag; tag = strtok_r(NULL, ",", &save), nt++) {
+            char *eq = strrchr(tag, '=');
+            REQUIRE(eq != NULL && nt < d.ntags);
+            CHECK(d.tags[nt].len == (size_t)(eq - tag) && memcmp(d.tags[nt].name, tag, d.tags[nt].len) == 0);
+            CHECK(d.tags[nt].version == strtoull(eq + 1, NULL, 10));
+        }
+        CHECK(d.ntags == nt);
+        /* and the C encoder writes the very same bytes */
+        CHECK(strata__env_encode(&d, again, sizeof again) == n && memcmp(again, bytes, n) == 0);
         checked++;
     }
     fclose(f);
-    CHECK(checked >= 3);
+    CHECK(checked >= 8);
 }
 
 static void freshness_verdicts(void)

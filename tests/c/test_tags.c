@@ -5,6 +5,7 @@
 #include "test.h"
 #include "engine/cache.h"
 
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -169,18 +170,51 @@ static void get_many_one_round_trip(void)
     strata_cache_free(c);
 }
 
+/* A batch whose entries carry many distinct tags (200, none cached). */
+static void get_many_distinct_tags(void)
+{
+    strata_cache *c = open_cache("tag_cache_ms=0");
+    static char names[50][4][48], keys_mem[50][96];
+    const char *keys[50], *tags[4];
+    size_t lens[50], i, j;
+    strata_value outs[50];
+    int res[50];
+    uint64_t before;
+    REQUIRE(c);
+    for (i = 0; i < 50; i++) {
+        for (j = 0; j < 4; j++) {
+            snprintf(names[i][j], sizeof names[i][j], "%s", test_unique("d"));
+            tags[j] = names[i][j];
+        }
+        snprintf(keys_mem[i], sizeof keys_mem[i], "%s", test_unique("dk"));
+        keys[i] = keys_mem[i];
+        lens[i] = strlen(keys_mem[i]);
+        memset(&outs[i], 0, sizeof outs[i]);
+        CHECK_RC(set_tagged(c, keys_mem[i], "v", 4, tags), 0);
+    }
+    CHECK_RC(strata_invalidate_tag(c, K(names[17][2])), 0);
+    before = STAT(c, tag_fetches);
+    CHECK_RC(strata_get_many(c, 50, keys, lens, outs, res), 0);
+    CHECK(STAT(c, tag_fetches) == before + 1);
+    for (i = 0; i < 50; i++)
+        CHECK(res[i] == (i == 17 ? STRATA_MISS : STRATA_OK));
+    for (i = 0; i < 50; i++)
+        strata_value_dispose(&outs[i]);
+    strata_cache_free(c);
+}
+
 /* Another process's bump: seen at once without a version cache, and within
  * tag_cache_ms with one (polled with a bound; no timing asserted). */
 static void second_instance_sees_bump(void)
 {
     strata_cache *a = open_cache(NULL), *strict = open_cache("tag_cache_ms=0&l1=1"),
-                 *cached = open_cache("tag_cache_ms=150&l1=1");
+                 *cached = open_cache("tag_cache_ms=150&l1=1"), *slow = open_cache("tag_cache_ms=600000");
     strata_value v = STRATA_VALUE_INIT;
     char key[96], tag[64];
     const char *tags[1];
     int64_t deadline;
     int rc = STRATA_OK;
-    REQUIRE(a && strict && cached);
+    REQUIRE(a && strict && cached && slow);
     snprintf(key, sizeof key, "%s", test_unique("k"));
     snprintf(tag, sizeof tag, "%s", test_unique("shared"));
     tags[0] = tag;
@@ -189,7 +223,10 @@ static void second_instance_sees_bump(void)
     CHECK_RC(strata_get(cached, K(key), &v), STRATA_OK);
     CHECK_RC(strata_get(cached, K(key), &v), STRATA_OK);
     CHECK(v.level == STRATA_LEVEL_L1);
+    CHECK_RC(strata_get(slow, K(key), &v), STRATA_OK);
     CHECK_RC(strata_invalidate_tag(a, K(tag)), 0);
+    /* The documented window: a version cached 10 minutes is not asked again yet. */
+    CHECK_RC(strata_get(slow, K(key), &v), STRATA_OK);
     CHECK_RC(strata_get(strict, K(key), &v), STRATA_MISS); /* L1 hit checked against the backend */
     deadline = strata__now_mono_ms() + 5000;
     while (strata__now_mono_ms() < deadline && (rc = strata_get(cached, K(key), &v)) == STRATA_OK)
@@ -199,6 +236,7 @@ static void second_instance_sees_bump(void)
     strata_cache_free(a);
     strata_cache_free(strict);
     strata_cache_free(cached);
+    strata_cache_free(slow);
 }
 
 static int counter_key(strata_cache *c, const char *tag, char *buf)
@@ -268,6 +306,17 @@ static void counter_missing_or_evicted(void)
         for (i = 0; i < 50; i++)
             CHECK_RC(strata_invalidate_tag(c, K(tag)), 0);
         CHECK_RC(strata_get(c, K(key2), &v), STRATA_MISS);
+    }
+
+    /* The backend op: created at init once, then read (delta 0) and bumped. */
+    {
+        int64_t a = 0, b = 0, d = 0;
+        CHECK(c->backend->ops->del(c->backend, ck, (size_t)n) == 0);
+        CHECK(c->backend->ops->counter(c->backend, ck, (size_t)n, 5000000000000ll, 0, &a) == 0);
+        CHECK(c->backend->ops->counter(c->backend, ck, (size_t)n, 7, 0, &b) == 0);
+        CHECK(c->backend->ops->counter(c->backend, ck, (size_t)n, 7, 1, &d) == 0);
+        CHECK(a == 5000000000000ll && b == a && d == a + 1);
+        CHECK(counter_value(c, tag) == d);
     }
 
     /* Foreign bytes in a counter key are an error, not a guess. */
@@ -393,6 +442,13 @@ static void bad_input(void)
     CHECK_MSG_HAS("at most 16");
     o.ntags = 1;
     CHECK_RC(strata_set_ex(c, "", 0, K("v"), &o), STRATA_EKEY); /* the key is still checked */
+    o.tags = one;
+    o.taglens = &len1;
+    CHECK_RC(strata_set_ex(c, K(key), NULL, 3, &o), STRATA_EINVAL);
+    o.ttl_ms = -5;
+    CHECK_RC(strata_set_ex(c, K(key), K("v"), &o), STRATA_EINVAL);
+    o.ttl_ms = 0;
+    CHECK(c->cfg.opts.ns && STAT(c, tag_fetches) == 0); /* refused before any version was read */
     CHECK_RC(strata_get(c, K(key), &v), STRATA_MISS); /* nothing was written */
 
     CHECK_RC(strata_invalidate_tag(NULL, K("t")), STRATA_EINVAL);
@@ -479,6 +535,54 @@ static void loader_fills_carry_tags(void)
     strata_cache_free(c);
 }
 
+static int load_many_tagged(void *ud, size_t n, const char *const *keys, const size_t *keylens,
+                            strata_load *const *l)
+{
+    size_t i, len = strlen(loader_tag);
+    (void)ud;
+    loads++;
+    for (i = 0; i < n; i++) {
+        int rc = strata_load_tags(l[i], &loader_tag, &len, 1);
+        if (rc == 0)
+            rc = strata_load_value(l[i], keys[i], keylens[i], 0);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Batch loads stamp each fill too. */
+static void batch_loader_fills_carry_tags(void)
+{
+    strata_cache *c = open_cache("l1=1");
+    char k[3][96], tag[64];
+    const char *keys[3];
+    size_t lens[3], i;
+    strata_value outs[3];
+    int res[3];
+    REQUIRE(c);
+    snprintf(tag, sizeof tag, "%s", test_unique("batch"));
+    loader_tag = tag;
+    for (i = 0; i < 3; i++) {
+        snprintf(k[i], sizeof k[i], "%s", test_unique("bk"));
+        keys[i] = k[i];
+        lens[i] = strlen(k[i]);
+        memset(&outs[i], 0, sizeof outs[i]);
+    }
+    loads = 0;
+    CHECK_RC(strata_get_many_or_load(c, 3, keys, lens, load_many_tagged, NULL, outs, res), 0);
+    CHECK_RC(strata_get_many_or_load(c, 3, keys, lens, load_many_tagged, NULL, outs, res), 0);
+    CHECK(loads == 1);
+    CHECK_RC(strata_invalidate_tag(c, K(tag)), 0);
+    CHECK_RC(strata_get_many(c, 3, keys, lens, outs, res), 0);
+    CHECK(res[0] == STRATA_MISS && res[1] == STRATA_MISS && res[2] == STRATA_MISS);
+    CHECK_RC(strata_get_many_or_load(c, 3, keys, lens, load_many_tagged, NULL, outs, res), 0);
+    CHECK(loads == 2 && res[0] == STRATA_OK);
+    for (i = 0; i < 3; i++)
+        strata_value_dispose(&outs[i]);
+    strata_cache_free(c);
+}
+
 /* With stale serving allowed, a bumped entry is stale (never fresh), and
  * get_or_load refreshes it; touch neither revives it nor drops its stamps. */
 static void stale_policy_and_touch(void)
@@ -510,6 +614,69 @@ static void stale_policy_and_touch(void)
     strata_cache_free(c);
 }
 
+typedef struct stress_arg {
+    strata_cache *c;
+    const char *tag;
+    int id, errors;
+} stress_arg;
+
+static void *stress_thread(void *p)
+{
+    stress_arg *a = p;
+    strata_value v = STRATA_VALUE_INIT;
+    const char *tags[1];
+    char key[64];
+    int i, rc;
+    tags[0] = a->tag;
+    for (i = 0; i < 300; i++) {
+        snprintf(key, sizeof key, "stress-%d", i % 20);
+        switch (i % 4) {
+        case 0: rc = set_tagged(a->c, key, "v", 1, tags); break;
+        case 1: rc = strata_get(a->c, K(key), &v); break;
+        case 2: rc = strata_invalidate_tag(a->c, K(a->tag)); break;
+        default: rc = strata_get_or_load(a->c, K(key), load_plain, NULL, &v); break;
+        }
+        a->errors += rc < 0;
+    }
+    strata_value_dispose(&v);
+    return NULL;
+}
+
+/* Threads writing, reading and bumping one tag: no errors, and after the last
+ * bump no stamped entry is served, from L1 or the backend. */
+static void threads_write_read_bump(void)
+{
+    strata_cache *c = open_cache("l1=1&tag_cache_ms=60000");
+    strata_value v = STRATA_VALUE_INIT;
+    pthread_t th[4];
+    stress_arg args[4];
+    char tag[64], key[64];
+    int i, served = 0;
+    REQUIRE(c);
+    snprintf(tag, sizeof tag, "%s", test_unique("stress"));
+    for (i = 0; i < 4; i++) {
+        args[i].c = c;
+        args[i].tag = tag;
+        args[i].id = i;
+        args[i].errors = 0;
+        pthread_create(&th[i], NULL, stress_thread, &args[i]);
+    }
+    for (i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(args[i].errors == 0);
+    }
+    CHECK_RC(strata_invalidate_tag(c, K(tag)), 0);
+    for (i = 0; i < 20; i++) {
+        snprintf(key, sizeof key, "stress-%d", i);
+        /* get_or_load fills are untagged here; only tagged ones must be gone */
+        if (strata_get(c, K(key), &v) == STRATA_OK && strcmp(v.data, "v") == 0)
+            served++;
+    }
+    CHECK(served == 0);
+    strata_value_dispose(&v);
+    strata_cache_free(c);
+}
+
 /* tag_cache_ms from the URL and the struct; bad values are refused. */
 static void option_tag_cache_ms(void)
 {
@@ -525,6 +692,23 @@ static void option_tag_cache_ms(void)
     REQUIRE(c);
     CHECK(c->cfg.opts.tag_cache_ms == 250);
     strata_cache_free(c);
+
+    /* A version 1 struct (no tag_cache_ms) is read up to its end only. */
+    {
+        unsigned char *v1 = malloc(offsetof(strata_options, tag_cache_ms)); /* ASan sees overreads */
+        unsigned int version = 0;
+        int64_t ttl = 1234;
+        REQUIRE(v1);
+        CHECK_RC(strata_options_init((strata_options *)(void *)v1, 1), 0);
+        memcpy(&version, v1 + offsetof(strata_options, version), sizeof version);
+        CHECK(version == 1);
+        memcpy(v1 + offsetof(strata_options, ttl_ms), &ttl, sizeof ttl);
+        CHECK_RC(strata_cache_new(&c, "memory://", (strata_options *)(void *)v1), 0);
+        free(v1);
+        REQUIRE(c);
+        CHECK(c->cfg.opts.ttl_ms == 1234 && c->cfg.opts.tag_cache_ms == 1000);
+        strata_cache_free(c);
+    }
 }
 
 int main(int argc, char **argv)
@@ -534,14 +718,17 @@ int main(int argc, char **argv)
         {"bump_l1_on", bump_l1_on},
         {"bump_l1_on_no_version_cache", bump_l1_on_no_version_cache},
         {"get_many_one_round_trip", get_many_one_round_trip},
+        {"get_many_distinct_tags", get_many_distinct_tags},
         {"second_instance_sees_bump", second_instance_sees_bump},
         {"counter_missing_or_evicted", counter_missing_or_evicted},
         {"counter_keys_do_not_collide", counter_keys_do_not_collide},
         {"unsafe_and_long_tags", unsafe_and_long_tags},
         {"bad_input", bad_input},
         {"loader_fills_carry_tags", loader_fills_carry_tags},
+        {"batch_loader_fills_carry_tags", batch_loader_fills_carry_tags},
         {"stale_policy_and_touch", stale_policy_and_touch},
         {"option_tag_cache_ms", option_tag_cache_ms},
+        {"threads_write_read_bump", threads_write_read_bump},
     };
     if (argc < 2) {
         fprintf(stderr, "usage: test_tags memory|redis|memcached [case]\n");

@@ -101,9 +101,18 @@ int  strata__refresh_async(strata_cache *c, strata_ticket *t, const char *key, s
 void strata__refresh_now(strata_cache *c, strata_ticket *t, const char *key, size_t keylen,
                          strata_loader_fn loader, void *userdata);
 
+/* The backend half of strata__read: one read of fk, decoded, tag-checked and
+ * served (into L1 too, unless its shard moved past epoch). */
+int strata__read_backend(strata_cache *c, const char *key, size_t keylen, const char *fk, size_t fklen,
+                         int64_t now, uint64_t epoch, strata_value *out, strata__bytes *raw,
+                         strata__envelope *env);
+
 /* Reads one key through L1 and the backend, without loading. env/raw hold the
  * decoded backend envelope when out->level is BACKEND or STALE. */
 int strata__read(strata_cache *c, const char *key, size_t keylen, strata_value *out,
                  strata__bytes *raw, strata__envelope *env);
+/* The same; with timed set, a read that goes past L1 lands in the get histogram. */
+int strata__read_ex(strata_cache *c, const char *key, size_t keylen, strata_value *out,
+                    strata__bytes *raw, strata__envelope *env, int timed);
 
 #endif

@@ -63,6 +63,27 @@ static int take_lease(strata_cache *c, const char *key, size_t keylen, strata_ti
     return 0;
 }
 
+/* The miss and the lease are two round trips: a leader that filled and
+ * released in between must not be loaded over. Winning the lease shows its
+ * fill, if any, is done, so one more read tells (one round trip per load). */
+static int recheck(strata_cache *c, strata_ticket **ticket, strata_value *out, strata__bytes *raw,
+                   strata__envelope *env)
+{
+    strata_ticket *t = *ticket;
+    int rc = strata__read_backend(c, t->key, t->keylen, t->fk, t->fklen, strata__now_wall_ms(), t->epoch, out,
+                                  raw, env);
+    if (rc == STRATA_OK || rc == STRATA_NEGATIVE) {
+        strata_abandon(t);
+        *ticket = NULL;
+        return rc;
+    }
+    if (rc == STRATA_HIT_STALE)
+        return STRATA_HIT_REFRESH; /* ours to refresh, with the stale value in hand */
+    out->len = 0;
+    out->level = STRATA_LEVEL_NONE;
+    return STRATA_MISS_LEAD; /* still absent, or unreadable now: the holder loads */
+}
+
 int strata_lookup(strata_cache *c, const char *key, size_t keylen, strata_value *out,
                   strata_ticket **ticket)
 {
@@ -93,7 +114,7 @@ int strata_lookup(strata_cache *c, const char *key, size_t keylen, strata_value 
     } else if (rc == STRATA_MISS) {
         rc = take_lease(c, key, keylen, ticket, &wait_ms);
         if (rc == 0) {
-            rc = STRATA_MISS_LEAD;
+            rc = recheck(c, ticket, out, &raw, &env);
         } else if (rc == STRATA_MISS_WAIT) {
             out->wait_ms = wait_ms < 1 ? 1 : wait_ms;
             out->len = 0;

@@ -65,7 +65,7 @@ static vc_shard *vc_shard_of(strata__tags *t, const char *name, size_t len, uint
     return &t->shards[*h % VC_SHARDS];
 }
 
-static int vc_get(strata__tags *t, const char *name, size_t len, uint64_t *v)
+static int vc_get(strata__tags *t, const char *name, size_t len, int64_t now_mono, uint64_t *v)
 {
     uint64_t h;
     vc_shard *s;
@@ -75,7 +75,7 @@ static int vc_get(strata__tags *t, const char *name, size_t len, uint64_t *v)
         return 0;
     s = vc_shard_of(t, name, len, &h);
     strata__mutex_lock(&s->lock);
-    e = strata__table_get(&s->table, h, name, len, strata__now_mono_ms());
+    e = strata__table_get(&s->table, h, name, len, now_mono);
     if (e) {
         memcpy(v, STRATA__ENTRY_VALUE(e), sizeof *v);
         found = 1;
@@ -189,48 +189,72 @@ done:
     return rc;
 }
 
-/* Current versions of n tags (repeats allowed): cache, then one fetch. */
+/* A tag the version cache lacked, and where its answer goes. */
+typedef struct wanted {
+    const char *name;
+    size_t len, at;
+} wanted;
+
+static int wanted_cmp(const void *a, const void *b)
+{
+    const wanted *x = a, *y = b;
+    int c;
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    c = memcmp(x->name, y->name, x->len);
+    return c ? c : (x->at < y->at ? -1 : x->at > y->at);
+}
+
+/* Current versions of n tags (repeats allowed): the cache, then one fetch of
+ * the distinct rest (sorted, so a big get_many dedupes in n log n). */
 static int versions(strata_cache *c, size_t n, const char *const *names, const size_t *lens, uint64_t *out)
 {
+    wanted *w = NULL, w_stack[STRATA__ENV_MAX_TAGS];
     const char **un = NULL;
-    size_t *ul = NULL, *which = NULL, nu = 0, i, j;
+    size_t *ul = NULL, nw = 0, nu = 0, i;
     uint64_t *uv = NULL;
+    int64_t now = c->tags->cache_ms > 0 ? strata__now_mono_ms() : 0;
     int rc = 0;
 
-    which = malloc(n * sizeof *which);
-    if (which == NULL)
-        return strata__error(STRATA_ENOMEM, "out of memory checking %zu tags", n);
     for (i = 0; i < n; i++) {
-        which[i] = SIZE_MAX;
-        if (vc_get(c->tags, names[i], lens[i], &out[i]))
+        if (vc_get(c->tags, names[i], lens[i], now, &out[i]))
             continue;
-        if (un == NULL) {
-            un = malloc(n * sizeof *un);
-            ul = malloc(n * sizeof *ul);
-            uv = malloc(n * sizeof *uv);
-            if (!un || !ul || !uv) {
-                rc = strata__error(STRATA_ENOMEM, "out of memory checking %zu tags", n);
-                goto done;
-            }
-        }
-        for (j = 0; j < nu; j++)
-            if (ul[j] == lens[i] && memcmp(un[j], names[i], lens[i]) == 0)
-                break;
-        if (j == nu) {
-            un[nu] = names[i];
-            ul[nu++] = lens[i];
-        }
-        which[i] = j;
+        if (w == NULL) /* one entry's tags fit on the stack: an L1 hit allocates nothing */
+            w = n <= STRATA__ENV_MAX_TAGS ? w_stack : malloc(n * sizeof *w);
+        if (w == NULL)
+            return strata__error(STRATA_ENOMEM, "out of memory checking %zu tags", n);
+        w[nw].name = names[i];
+        w[nw].len = lens[i];
+        w[nw++].at = i;
     }
-    if (nu > 0 && (rc = fetch(c, nu, un, ul, uv)) == 0) {
-        for (j = 0; j < nu; j++)
-            vc_put(c->tags, un[j], ul[j], uv[j], 0);
-        for (i = 0; i < n; i++)
-            if (which[i] != SIZE_MAX)
-                out[i] = uv[which[i]];
+    if (nw == 0)
+        return 0;
+    qsort(w, nw, sizeof *w, wanted_cmp);
+    un = malloc(nw * sizeof *un);
+    ul = malloc(nw * sizeof *ul);
+    uv = malloc(nw * sizeof *uv);
+    if (!un || !ul || !uv) {
+        rc = strata__error(STRATA_ENOMEM, "out of memory checking %zu tags", n);
+        goto done;
+    }
+    for (i = 0; i < nw; i++) {
+        if (nu == 0 || ul[nu - 1] != w[i].len || memcmp(un[nu - 1], w[i].name, w[i].len) != 0) {
+            un[nu] = w[i].name;
+            ul[nu++] = w[i].len;
+        }
+    }
+    if ((rc = fetch(c, nu, un, ul, uv)) < 0)
+        goto done;
+    for (i = 0; i < nu; i++)
+        vc_put(c->tags, un[i], ul[i], uv[i], 0);
+    for (i = 0, nu = 0; i < nw; i++) { /* same walk again: hand each its answer */
+        if (i > 0 && (w[i].len != w[i - 1].len || memcmp(w[i].name, w[i - 1].name, w[i].len) != 0))
+            nu++;
+        out[w[i].at] = uv[nu];
     }
 done:
-    free(which);
+    if (w != w_stack)
+        free(w);
     free(un);
     free(ul);
     free(uv);
@@ -314,19 +338,20 @@ void strata__tagstamp_free(strata__tagstamp *s)
 
 static int verify(strata_cache *c, size_t n, strata__envelope *const *envs, int64_t now_ms, int count)
 {
-    const char **names;
-    size_t *lens, total = 0, i, j, k;
-    uint64_t *v;
-    int rc, expired = 0;
+    const char **names, *names_stack[STRATA__ENV_MAX_TAGS];
+    size_t *lens, lens_stack[STRATA__ENV_MAX_TAGS], total = 0, i, j, k;
+    uint64_t *v, v_stack[STRATA__ENV_MAX_TAGS];
+    int rc, expired = 0, small;
 
     for (i = 0; i < n; i++)
         if (envs[i])
             total += envs[i]->ntags;
     if (total == 0)
         return 0;
-    names = malloc(total * sizeof *names);
-    lens = malloc(total * sizeof *lens);
-    v = malloc(total * sizeof *v);
+    small = total <= STRATA__ENV_MAX_TAGS;
+    names = small ? names_stack : malloc(total * sizeof *names);
+    lens = small ? lens_stack : malloc(total * sizeof *lens);
+    v = small ? v_stack : malloc(total * sizeof *v);
     if (!names || !lens || !v) {
         rc = strata__error(STRATA_ENOMEM, "out of memory checking %zu tag stamps", total);
         goto done;
@@ -357,9 +382,11 @@ static int verify(strata_cache *c, size_t n, strata__envelope *const *envs, int6
     }
     rc = expired;
 done:
-    free(names);
-    free(lens);
-    free(v);
+    if (!small) {
+        free(names);
+        free(lens);
+        free(v);
+    }
     return rc;
 }
 
