@@ -467,8 +467,10 @@ class Cache:
         return out
 
     def histogram(self, kind: str = "get") -> "_metrics.Histogram":
-        """Latency histogram of ``kind``: "get" (get() calls), "load" (loader
-        calls, Python loaders included) or "backend" (each backend round trip)."""
+        """Latency histogram of ``kind``: "get" (get() calls that go past L1;
+        get_or_load is built on strata_lookup, which the C library does not
+        time), "load" (loader calls, Python loaders included) or "backend"
+        (each backend round trip)."""
         k = _metrics.histogram_kind(kind)
         return _metrics.read_histogram(self._enter(), k, _raise)
 
