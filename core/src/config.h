@@ -30,6 +30,8 @@ typedef struct strata__config {
     char ns[STRATA__MAX_NS + 1]; /* namespace, "" for none */
     size_t nslen;
     strata_options opts;         /* every field valid; opts.ns points at ns */
+    char wb_journal[1024];       /* opts.wb_journal points here ("" = none -> NULL) */
+    char wb_consumer[128];       /* opts.wb_consumer points here ("" = default -> NULL) */
 } strata__config;
 
 /* Parses url into cfg on top of opts (NULL = defaults). Errors: STRATA_EURL,

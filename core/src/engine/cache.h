@@ -30,6 +30,8 @@ struct strata_cache {
     unsigned int consecutive_failures;
     int64_t breaker_open_until; /* monotonic ms; 0 = closed */
     int breaker_probe;          /* 1 while one probe call is in flight */
+
+    struct strata__wb *wb;      /* write-behind state (engine/write_behind.c) */
 };
 
 #define STRATA__COUNT(c, field) strata__atomic_add(&(c)->stats.field, 1)
