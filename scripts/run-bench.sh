@@ -9,6 +9,7 @@ scripts/test-servers.sh start "$servers"
 . "$servers/env"
 echo "== core (C) on $(nproc) cores, $(date -u +%Y-%m-%d)"
 ./build/bench/bench_core "$STRATA_TEST_REDIS_PORT" "$STRATA_TEST_MEMCACHED_PORT"
+./build/bench/bench_write "$STRATA_TEST_REDIS_PORT"
 for b in scripts/bench-python.sh scripts/bench-lua.sh; do
   if [ -x "$b" ]; then echo "== $b"; "$b"; fi
 done

@@ -38,6 +38,7 @@ typedef struct strata__wb_record {
     strata__bytes key;          /* user key (no namespace) */
     strata__bytes val;          /* the raw value, not an envelope */
     int64_t enqueued_ms;        /* wall clock */
+    uint64_t token;             /* redis: names the write (0 = none) */
 } strata__wb_record;
 
 void strata__wb_records_free(strata__wb_record *recs, size_t n);
@@ -49,7 +50,7 @@ typedef struct strata__wb_item {
     int64_t ttl_ms;                     /* backend TTL */
     const char *key; size_t keylen;     /* user key for the record */
     const char *val; size_t vallen;     /* raw value for the record */
-    int rc;                             /* out: 0 or STRATA_EBUSY */
+    int rc;                             /* out: 0 or an error */
 } strata__wb_item;
 
 typedef struct strata__backend_ops {
@@ -105,11 +106,10 @@ typedef struct strata__backend_ops {
     size_t (*max_value_size)(strata__backend *b);
 
     /* Write-behind on a server-side journal (redis streams); NULL elsewhere.
-     * wb_append: per item, atomically SET the value, kill the lease and XADD the
-     * record, unless the stream already holds max_backlog records (item rc =
-     * STRATA_EBUSY, nothing written). *backlog = stream length afterwards. */
+     * wb_append: per item, atomically SET the value, kill the lease and append
+     * the record. *backlog = the journal's length afterwards. */
     int (*wb_append)(strata__backend *b, size_t n, strata__wb_item *items, int64_t now_ms,
-                     uint64_t max_backlog, uint64_t *backlog);
+                     uint64_t *backlog);
     /* Records for `consumer`: new ones, then (claim_idle_ms > 0) ones idle that
      * long under any consumer, scanning from cursor (updated; "0-0" restarts). */
     int (*wb_read)(strata__backend *b, const char *consumer, size_t max, int64_t claim_idle_ms,
@@ -122,10 +122,10 @@ typedef struct strata__backend_ops {
                    const char *message);
     /* Records in the journal (delivered or not, not yet acknowledged). */
     int (*wb_backlog)(strata__backend *b, uint64_t *out);
-    /* The id of each user key's latest record ({0, 0} = unknown): a record
-     * older than that is superseded and is acknowledged without delivery. */
+    /* The token of each user key's latest record (0 = unknown): a record
+     * with another token is superseded and is acknowledged without delivery. */
     int (*wb_latest)(strata__backend *b, size_t n, const char *const *keys, const size_t *keylens,
-                     strata__wb_id *ids);
+                     uint64_t *tokens);
 } strata__backend_ops;
 
 struct strata__backend {

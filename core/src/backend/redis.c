@@ -28,7 +28,7 @@
 
 /* Lease scripts: atomic on the server, so check-and-write cannot interleave
  * with another client's set/del. */
-enum { SCRIPT_FILL = 0, SCRIPT_RELEASE, SCRIPT_WB_APPEND, SCRIPT_COUNT };
+enum { SCRIPT_FILL = 0, SCRIPT_RELEASE, SCRIPT_COUNT };
 
 static const char *const script_text[SCRIPT_COUNT] = {
     /* lease_fill: KEYS = value, lease; ARGV = token, value, ttl_ms. set/del delete the lease, so a
@@ -39,17 +39,6 @@ static const char *const script_text[SCRIPT_COUNT] = {
     /* lease_release: KEYS[1] = lease key, ARGV[1] = token. */
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
     "return redis.call('DEL', KEYS[1]) end return 0",
-    /* write-behind append: KEYS = value, lease, stream, latest-id; ARGV = max backlog,
-     * envelope, ttl_ms, user key, raw value, enqueued ms. The SET, the lease kill and the
-     * journal record are one atomic step; a full stream refuses the write. Returns
-     * {stored, length}. */
-    "local n = redis.call('XLEN', KEYS[3]) "
-    "if n >= tonumber(ARGV[1]) then return {0, n} end "
-    "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) "
-    "redis.call('DEL', KEYS[2]) "
-    "local id = redis.call('XADD', KEYS[3], '*', 'k', ARGV[4], 'v', ARGV[5], 't', ARGV[6]) "
-    "redis.call('SET', KEYS[4], id, 'PX', ARGV[3]) "
-    "return {1, n + 1}",
 };
 
 typedef struct rb_slot {

@@ -1,8 +1,9 @@
 /*
  * Push-style write-behind: threads that call the registered batch writer,
- * built on the pull API (strata__wb_step = poll, write, ack or fail). A thread
- * sleeps up to wb_interval_ms between empty polls, and is woken early when a
- * full batch has been accepted in this process.
+ * built on the pull API (strata__wb_step = poll, write, ack or fail). After a
+ * batch that was not full a thread sleeps up to wb_interval_ms, so batches
+ * fill up instead of going out a few records at a time; it is woken early
+ * when a full batch has been accepted in this process.
  */
 #include "writes.h"
 #include "error.h"
@@ -32,8 +33,10 @@ static void *flusher_main(void *arg)
         }
         strata__mutex_unlock(&f->mu);
         rc = strata__wb_step(f->c);
-        if (rc == STRATA_OK)
-            continue; /* a batch went out: more may be waiting */
+        if (rc >= (int)f->c->cfg.opts.wb_batch_size)
+            continue; /* a full batch went out: more are waiting */
+        /* else let the next batch fill up for wb_interval_ms (woken early
+         * when a full batch is accepted in this process) */
         strata__mutex_lock(&f->mu);
         if (!f->stop && !f->woken) {
             int64_t until = strata__now_mono_ms() + f->interval_ms;

@@ -67,7 +67,7 @@ static int id_less(strata__wb_id a, strata__wb_id b)
 }
 
 int strata__wbq_add(strata__wbq *q, const char *key, size_t keylen, const char *val, size_t vallen,
-                    int64_t enqueued_ms, strata__wb_id id)
+                    int64_t enqueued_ms, strata__wb_id id, uint64_t token)
 {
     uint64_t h = strata__hash64(key, keylen, 0x77625f71ull);
     strata__wbq_entry **p = slot_of(q, key, keylen, h), *e = *p;
@@ -117,6 +117,7 @@ int strata__wbq_add(strata__wbq *q, const char *key, size_t keylen, const char *
         if ((rc = strata__bytes_set(&e->val, val ? val : "", vallen)) < 0)
             return rc;
         e->enqueued_ms = enqueued_ms;
+        e->token = token;
     }
     return 1;
 }

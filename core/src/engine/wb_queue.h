@@ -16,6 +16,7 @@ typedef struct strata__wbq_entry {
     uint64_t hash;
     strata__bytes key, val;                 /* val: the latest write */
     int64_t enqueued_ms;                    /* of the latest write */
+    uint64_t token;                         /* of the latest write (redis; 0 = none) */
     strata__wb_id *ids;                     /* records covered, oldest first */
     size_t nids, capids;
     size_t inflight;                        /* ids covered by the batch out now (0 = none) */
@@ -35,7 +36,7 @@ void strata__wbq_destroy(strata__wbq *q);
 
 /* Adds one record: 1 added, 0 already held (a re-delivered id), or an error. */
 int  strata__wbq_add(strata__wbq *q, const char *key, size_t keylen, const char *val, size_t vallen,
-                     int64_t enqueued_ms, strata__wb_id id);
+                     int64_t enqueued_ms, strata__wb_id id, uint64_t token);
 
 /* Marks up to max due, idle entries in flight; returns how many (in out). */
 size_t strata__wbq_take(strata__wbq *q, size_t max, int64_t now_ms, strata__wbq_entry **out);

@@ -36,6 +36,7 @@ struct strata__wb {
     int64_t next_claim_ms;      /* monotonic */
 
     unsigned int unpolled;      /* accepted since the last poll (flusher wake-up) */
+    int backlog_seen;           /* stream mode: stats.wb_backlog came from the server */
     strata__flusher *flusher;
 };
 
@@ -57,7 +58,7 @@ static int load_replayed(strata__wb *wb, strata__wb_record *recs, size_t n)
     int rc = 0;
     for (i = 0; i < n && rc >= 0; i++)
         rc = strata__wbq_add(&wb->q, recs[i].key.data, recs[i].key.len, recs[i].val.data, recs[i].val.len,
-                             recs[i].enqueued_ms, recs[i].id);
+                             recs[i].enqueued_ms, recs[i].id, recs[i].token);
     return rc < 0 ? rc : 0;
 }
 
@@ -166,70 +167,71 @@ static int wake_flusher(strata__wb *wb, size_t n)
     return 0;
 }
 
-/* Redis: SET + lease kill + XADD per item in one script, pipelined. */
-static int accept_stream(strata__wb *wb, size_t n, const char *const *keys, const size_t *keylens,
-                         const char *const *vals, const size_t *vallens, wb_write *ws, int *results,
-                         int64_t now)
+/* Backpressure on the stream: the length this process saw last (every append
+ * reports it), confirmed with XLEN only when it says full. Waits up to
+ * wb_block_ms when configured. 0 or STRATA_EBUSY. */
+static int stream_room(strata__wb *wb, size_t n)
 {
     strata_cache *c = wb->c;
-    strata__wb_item *items = calloc(n, sizeof *items);
-    size_t *idx = calloc(n, sizeof *idx), i, todo = n, busy;
-    int64_t deadline = strata__now_mono_ms() + c->cfg.opts.wb_block_ms, wait = 1;
-    uint64_t backlog = 0;
-    int rc = 0, first = 0;
-
-    if (items == NULL || idx == NULL) {
-        free(items);
-        free(idx);
-        return strata__error(STRATA_ENOMEM, "out of memory");
-    }
-    for (i = 0; i < n; i++)
-        idx[i] = i;
-    for (;;) {
-        for (i = 0; i < todo; i++) {
-            size_t k = idx[i];
-            strata__wb_item *it = &items[i];
-            it->fk = ws[k].fk; it->fklen = ws[k].fklen;
-            it->env = ws[k].env.data; it->envlen = ws[k].env.len;
-            it->ttl_ms = ws[k].backend_ttl;
-            it->key = keys[k]; it->keylen = keylens[k];
-            it->val = vals[k] ? vals[k] : ""; it->vallen = vallens[k];
-            it->rc = 0;
-        }
-        rc = strata__backend_result(c, c->backend->ops->wb_append(c->backend, todo, items, now,
-                                                                  c->cfg.opts.wb_max_backlog, &backlog));
+    const strata_options *o = &c->cfg.opts;
+    int64_t deadline = strata__now_mono_ms() + o->wb_block_ms, wait = 1;
+    uint64_t backlog = strata__atomic_load(&c->stats.wb_backlog);
+    int rc, known = strata__atomic_load(&wb->backlog_seen);
+    while (!known || backlog + n > o->wb_max_backlog) {
+        known = 1;
+        if ((rc = strata__backend_result(c, c->backend->ops->wb_backlog(c->backend, &backlog))) < 0)
+            return rc;
         strata__atomic_store(&c->stats.wb_backlog, backlog);
-        for (i = 0, busy = 0; i < todo; i++) {
-            size_t k = idx[i];
-            results[k] = items[i].rc;
-            if (items[i].rc == 0) {
-                STRATA__COUNT(c, wb_enqueued);
-                STRATA__COUNT(c, sets);
-                if (c->l1)
-                    l1_after_write(c, keys[k], keylens[k], vals[k] ? vals[k] : "", vallens[k], &ws[k], now);
-            } else if (items[i].rc == STRATA_EBUSY) {
-                idx[busy++] = k;
-            }
-        }
-        if (busy == 0 || c->cfg.opts.wb_block_ms == 0 || strata__now_mono_ms() >= deadline)
+        strata__atomic_store(&wb->backlog_seen, 1);
+        if (backlog + n <= o->wb_max_backlog)
             break;
-        /* backpressure, blocking mode: retry the refused ones until the deadline */
+        if (o->wb_block_ms == 0 || strata__now_mono_ms() >= deadline)
+            return strata__error(STRATA_EBUSY, "write-behind backlog is at its limit (%llu records, "
+                                 "wb_max_backlog=%llu%s)", (unsigned long long)backlog,
+                                 (unsigned long long)o->wb_max_backlog, o->wb_block_ms ? ", waited wb_block_ms" : "");
         strata__sleep_ms(wait);
         wait = wait * 2 > 50 ? 50 : wait * 2;
-        todo = busy;
     }
-    for (i = 0; i < n && first == 0; i++)
-        if (results[i] < 0)
-            first = results[i];
-    if (first == STRATA_EBUSY)
-        strata__error(STRATA_EBUSY, "write-behind backlog is at its limit (wb_max_backlog=%llu%s)",
-                      (unsigned long long)c->cfg.opts.wb_max_backlog,
-                      c->cfg.opts.wb_block_ms ? ", waited wb_block_ms" : "");
+    return 0;
+}
+
+/* Redis: per item, SET + lease kill + XADD in one MULTI; all items pipelined. */
+static int accept_stream(strata__wb *wb, size_t n, const char *const *keys, const size_t *keylens,
+                         const char *const *vals, const size_t *vallens, wb_write *ws, int64_t now)
+{
+    strata_cache *c = wb->c;
+    strata__wb_item *items;
+    uint64_t backlog = 0;
+    size_t i;
+    int rc;
+
+    if ((rc = stream_room(wb, n)) < 0)
+        return rc;
+    if ((items = calloc(n, sizeof *items)) == NULL)
+        return strata__error(STRATA_ENOMEM, "out of memory");
+    for (i = 0; i < n; i++) {
+        strata__wb_item *it = &items[i];
+        it->fk = ws[i].fk; it->fklen = ws[i].fklen;
+        it->env = ws[i].env.data; it->envlen = ws[i].env.len;
+        it->ttl_ms = ws[i].backend_ttl;
+        it->key = keys[i]; it->keylen = keylens[i];
+        it->val = vals[i] ? vals[i] : ""; it->vallen = vallens[i];
+    }
+    rc = strata__backend_result(c, c->backend->ops->wb_append(c->backend, n, items, now, &backlog));
+    if (backlog)
+        strata__atomic_store(&c->stats.wb_backlog, backlog);
+    for (i = 0; i < n; i++) {
+        if (items[i].rc != 0)
+            continue;
+        STRATA__COUNT(c, wb_enqueued);
+        STRATA__COUNT(c, sets);
+        if (c->l1)
+            l1_after_write(c, keys[i], keylens[i], vals[i] ? vals[i] : "", vallens[i], &ws[i], now);
+    }
     free(items);
-    free(idx);
-    if (first == 0)
+    if (rc == 0)
         wake_flusher(wb, n);
-    return rc < 0 && first == 0 ? rc : first;
+    return rc;
 }
 
 /* Memory/memcached: journal + queue first (the write is then accepted), then
@@ -264,7 +266,7 @@ static int accept_local(strata__wb *wb, size_t n, const char *const *keys, const
         if (wb->journal)
             rc = strata__journal_put(wb->journal, id.seq, keys[i], keylens[i], vals[i], vallens[i], now);
         if (rc == 0)
-            rc = strata__wbq_add(&wb->q, keys[i], keylens[i], vals[i], vallens[i], now, id);
+            rc = strata__wbq_add(&wb->q, keys[i], keylens[i], vals[i], vallens[i], now, id, 0);
         if (rc >= 0) {
             rc = 0;
             wb->next_seq++;
@@ -348,7 +350,7 @@ int strata_write_behind_many(strata_cache *c, size_t n, const char *const *keys,
             strata__l1_del(c->l1, keys[i], keylens[i]); /* older readers may not re-enter L1 */
             ws[i].epoch = strata__l1_epoch(c->l1, keys[i], keylens[i]);
         }
-        rc = accept_stream(c->wb, n, keys, keylens, vals, vallens, ws, results, now);
+        rc = accept_stream(c->wb, n, keys, keylens, vals, vallens, ws, now);
     } else {
         rc = accept_local(c->wb, n, keys, keylens, vals, vallens, ttl_ms, results, now);
     }
@@ -415,7 +417,7 @@ static int fetch(strata__wb *wb, size_t max)
     strata__mutex_lock(&wb->mu);
     for (i = 0; i < n && rc >= 0; i++)
         rc = strata__wbq_add(&wb->q, recs[i].key.data, recs[i].key.len, recs[i].val.data, recs[i].val.len,
-                             recs[i].enqueued_ms, recs[i].id);
+                             recs[i].enqueued_ms, recs[i].id, recs[i].token);
     strata__mutex_unlock(&wb->mu);
     strata__wb_records_free(recs, n);
     return rc < 0 ? rc : 0;
@@ -473,21 +475,17 @@ static int batch_build(strata_cache *c, strata__wbq_entry **taken, size_t n, str
 
 static void finish_entries(strata__wb *wb, strata__wbq_entry **entries, size_t n);
 
-static int id_less(strata__wb_id a, strata__wb_id b)
-{
-    return a.ms < b.ms || (a.ms == b.ms && a.seq < b.seq);
-}
-
-/* Stream mode: an entry whose newest record is older than its key's latest
- * journal record is superseded (claimed late from a dead consumer, or the
- * newer write is with another consumer or already delivered): it is
- * acknowledged without delivery, so an old value never overwrites a newer one
- * at the writer. Returns how many entries remain in the batch. */
+/* Stream mode: an entry whose latest write is not its key's latest journal
+ * record (claimed late from a dead consumer, or the newer write is with
+ * another consumer or already delivered) is superseded: it is acknowledged
+ * without delivery, so an old value never overwrites a newer one at the
+ * writer. Returns how many entries remain in the batch. */
 static size_t drop_superseded(strata__wb *wb, strata_wb_batch *b)
 {
     strata_cache *c = wb->c;
-    strata__wb_id *latest = calloc(b->n, sizeof *latest), *ids = NULL;
-    size_t i, j, w, nids = 0, ndrop = 0;
+    uint64_t *latest = calloc(b->n, sizeof *latest);
+    strata__wb_id *ids = NULL;
+    size_t i, w, nids = 0, ndrop = 0;
     char *drop = calloc(b->n, 1);
 
     if (latest == NULL || drop == NULL ||
@@ -496,11 +494,7 @@ static size_t drop_superseded(strata__wb *wb, strata_wb_batch *b)
     strata__mutex_lock(&wb->mu);
     for (i = 0; i < b->n; i++) {
         strata__wbq_entry *e = b->entries[i];
-        strata__wb_id newest = e->ids[0];
-        for (j = 1; j < e->inflight; j++)
-            if (id_less(newest, e->ids[j]))
-                newest = e->ids[j];
-        if ((latest[i].ms | latest[i].seq) != 0 && id_less(newest, latest[i])) {
+        if (latest[i] != 0 && e->token != 0 && latest[i] != e->token) {
             drop[i] = 1;
             ndrop++;
             nids += e->inflight;
@@ -532,7 +526,7 @@ static size_t drop_superseded(strata__wb *wb, strata_wb_batch *b)
         w++;
     }
     b->n = w;
-    strata__atomic_add(&c->stats.wb_flushed, nids); /* coalesced into the newer record */
+    strata__atomic_add(&c->stats.wb_flushed, nids); /* coalesced into the newer write */
     strata__mutex_unlock(&wb->mu);
 out:
     free(latest);
@@ -757,17 +751,19 @@ int strata__wb_step(strata_cache *c)
     const strata_options *o = &c->cfg.opts;
     strata_wb_batch *b = NULL;
     strata_write w;
+    size_t n;
     int rc = strata_wb_poll(c, o->wb_batch_size, &b);
     if (rc != STRATA_OK)
         return rc;
     memset(&w, 0, sizeof w);
     rc = strata__call_writer(&w, o->wb_writer(o->wb_writer_data, b->n, b->keys, b->keylens, b->vals,
                                               b->vallens, &w), "write-behind writer");
+    n = b->n;
     if (rc < 0)
         strata_wb_fail(b, strata_error_last());
     else
         strata_wb_ack(b);
-    return STRATA_OK;
+    return (int)n;
 }
 
 static int backlog_now(strata__wb *wb, uint64_t *out)
@@ -813,7 +809,7 @@ int strata_flush(strata_cache *c, int64_t deadline_ms)
             break;
         if (inline_writer) {
             rc = strata__wb_step(c);
-            if (rc == STRATA_OK)
+            if (rc > 0)
                 continue;
             if (rc < 0 && rc != STRATA_EBACKEND && rc != STRATA_ETIMEOUT && rc != STRATA_EBREAKER)
                 return rc;

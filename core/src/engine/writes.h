@@ -24,7 +24,7 @@ int  strata__wb_new(strata__wb **out, strata_cache *c);
 void strata__wb_free(strata__wb *wb);    /* drains (bounded by wb_drain_ms) first */
 
 /* One push step: poll a batch, run the registered writer, ack or fail.
- * STRATA_OK when a batch was handled, STRATA_MISS when nothing was due. */
+ * Returns the batch size (> 0), STRATA_MISS when nothing was due, or an error. */
 int  strata__wb_step(strata_cache *c);
 
 /* Flusher threads (built on strata__wb_step). */
