@@ -113,7 +113,9 @@ void strata__wb_free(strata__wb *wb)
 {
     if (wb == NULL)
         return;
-    if (wb->flusher && wb->gen == strata__fork_generation() && wb->c->cfg.opts.wb_drain_ms > 0)
+    /* with a writer registered (threads or inline), deliver what is queued,
+     * for at most wb_drain_ms; the rest stays journaled for the next start */
+    if (wb->c->cfg.opts.wb_writer && wb->gen == strata__fork_generation() && wb->c->cfg.opts.wb_drain_ms > 0)
         strata_flush(wb->c, wb->c->cfg.opts.wb_drain_ms);
     strata__flusher_free(wb->flusher);
     strata__journal_close(wb->journal); /* what is left is replayed next time */
