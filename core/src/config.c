@@ -89,6 +89,7 @@ static int validate_write_behind(const strata_options *o)
 static int validate(strata__config *cfg)
 {
     const strata_options *o = &cfg->opts;
+    int rc;
 #define NONNEG(f) if (o->f < 0) return strata__error(STRATA_EOPTION, "option " #f ": must be >= 0, got %lld", (long long)o->f)
 #define POSITIVE(f) if (o->f <= 0) return strata__error(STRATA_EOPTION, "option " #f ": must be > 0, got %lld", (long long)o->f)
     POSITIVE(ttl_ms);
@@ -119,7 +120,14 @@ static int validate(strata__config *cfg)
                              (unsigned long long)o->max_bytes);
     if (o->l1 && (o->l1_max_bytes < 1024 || o->l1_max_entries < 1))
         return strata__error(STRATA_EOPTION, "option l1_max_bytes/l1_max_entries: too small for an L1");
-    return validate_write_behind(o);
+    if ((rc = validate_write_behind(o)) < 0)
+        return rc;
+    if (cfg->scheme == STRATA__SCHEME_REDIS && o->wb_journal)
+        return strata__error(STRATA_EOPTION, "option wb_journal: redis:// journals write-behind in a stream; "
+                             "the journal file is for memory:// and memcached://");
+    if (cfg->scheme != STRATA__SCHEME_REDIS && o->wb_consumer)
+        return strata__error(STRATA_EOPTION, "option wb_consumer: only for redis:// (consumer groups)");
+    return 0;
 }
 
 /* --- number parsing for query values --- */

@@ -894,6 +894,11 @@ static void bad_input(void)
         CHECK_RC(strata_cache_new(&bad, u, NULL), STRATA_EOPTION);
         CHECK_MSG_HAS("wb_journal");
     }
+    /* a journal file on redis, a consumer name elsewhere: refused */
+    CHECK_RC(strata_cache_new(&bad, "redis://127.0.0.1:1?wb_journal=/tmp/x", NULL), STRATA_EOPTION);
+    CHECK_MSG_HAS("wb_journal");
+    CHECK_RC(strata_cache_new(&bad, "memory://?wb_consumer=me", NULL), STRATA_EOPTION);
+    CHECK_MSG_HAS("wb_consumer");
     /* the URL form works */
     snprintf(u, sizeof u, "memory://?wb_journal=%s/url%%2Djournal&wb_fsync=always&wb_threads=0", tmpdir);
     CHECK_RC(strata_cache_new(&bad, u, NULL), 0);

@@ -244,7 +244,8 @@ static int accept_local(strata__wb *wb, size_t n, const char *const *keys, const
 {
     strata_cache *c = wb->c;
     int64_t deadline = strata__now_mono_ms() + c->cfg.opts.wb_block_ms;
-    size_t i;
+    size_t i, accepted;
+    char why[400];
     int rc = 0, worst = 0;
 
     strata__mutex_lock(&wb->mu);
@@ -276,22 +277,27 @@ static int accept_local(strata__wb *wb, size_t n, const char *const *keys, const
         }
         results[i] = rc;
     }
+    accepted = rc < 0 ? i - 1 : n;
+    if (rc < 0)
+        snprintf(why, sizeof why, "%s", strata_error_last());
     backlog_changed(wb);
     strata__mutex_unlock(&wb->mu);
-    if (rc < 0) {
-        for (; i < n; i++)
-            results[i] = rc;
-        return rc;
-    }
-    wake_flusher(wb, n);
-    /* accepted; now the cache (a failure there invalidates, and says so) */
-    for (i = 0; i < n; i++) {
+    if (accepted > 0)
+        wake_flusher(wb, accepted);
+    /* the accepted ones reach the writer: the cache must not keep their old
+     * values (a failed update invalidates, and says so) */
+    for (i = 0; i < accepted; i++) {
         int r = strata__update_or_invalidate(c, keys[i], keylens[i], vals[i], vallens[i], ttl_ms);
         results[i] = r;
         if (r < 0 && worst >= 0)
             worst = r;
         else if (r > 0 && worst == 0)
             worst = r;
+    }
+    if (rc < 0) {
+        for (i = accepted; i < n; i++)
+            results[i] = rc;
+        return strata__error(rc, "%s", why);
     }
     return worst;
 }
