@@ -657,6 +657,106 @@ static void second_consumer_claims(void)
     strata_cache_free(c);
 }
 
+/* Two consumers share the stream; a key's older versions held by one
+ * consumer are skipped once the other holds the newest. */
+static int deliver_batch(strata_wb_batch *b, recorder *r)
+{
+    size_t i, n = strata_wb_batch_count(b);
+    const char **keys = calloc(n, sizeof *keys), **vals = calloc(n, sizeof *vals);
+    size_t *kl = calloc(n, sizeof *kl), *vl = calloc(n, sizeof *vl);
+    strata_write *w = NULL; /* record_batch only reports failure through it */
+    for (i = 0; i < n; i++)
+        strata_wb_batch_item(b, i, &keys[i], &kl[i], &vals[i], &vl[i]);
+    record_batch(r, n, keys, kl, vals, vl, w);
+    free((void *)keys);
+    free((void *)vals);
+    free(kl);
+    free(vl);
+    return strata_wb_ack(b);
+}
+
+static void two_consumers_share_the_work(void)
+{
+    const char *ns = fresh_ns();
+    strata_cache *a, *b, *w;
+    recorder *r = recorder_new();
+    char key[24], val[24];
+    int i, v, batches_a = 0, batches_b = 0, wrong = 0, rounds = 0;
+    if (!is_redis()) {
+        printf("  (redis only)\n");
+        recorder_free(r);
+        return;
+    }
+    REQUIRE((w = open_with(ns, "wb_threads=0", NULL)) != NULL);
+    for (v = 1; v <= 4; v++) {
+        for (i = 0; i < 500; i++) {
+            snprintf(key, sizeof key, "k%d", i);
+            snprintf(val, sizeof val, "v%d", v);
+            CHECK_RC(strata_write_behind(w, K(key), K(val), 0), 0);
+        }
+    }
+    REQUIRE((a = open_with(ns, "wb_threads=0&wb_consumer=a", NULL)) != NULL);
+    REQUIRE((b = open_with(ns, "wb_threads=0&wb_consumer=b", NULL)) != NULL);
+    for (;;) {
+        strata_wb_batch *ba = NULL, *bb = NULL;
+        int ra = strata_wb_poll(a, 64, &ba), rb = strata_wb_poll(b, 64, &bb);
+        if (ra == STRATA_MISS && rb == STRATA_MISS)
+            break;
+        if (ra == STRATA_OK) {
+            CHECK_RC(deliver_batch(ba, r), 0);
+            batches_a++;
+        }
+        if (rb == STRATA_OK) {
+            CHECK_RC(deliver_batch(bb, r), 0);
+            batches_b++;
+        }
+        REQUIRE(ra >= 0 && rb >= 0 && ++rounds < 1000);
+    }
+    CHECK(batches_a > 0 && batches_b > 0);
+    CHECK(r->nseen == 500);
+    for (i = 0; i < 500; i++) {
+        const char *seen;
+        snprintf(key, sizeof key, "k%d", i);
+        seen = seen_value(r, key);
+        if (!seen || strcmp(seen, "v4") != 0)
+            wrong++;
+    }
+    CHECK(wrong == 0);
+    CHECK(r->items < 2000); /* older versions were skipped, not all delivered */
+    CHECK_RC(strata_flush(w, 2000), 0);
+    strata_cache_free(a);
+    strata_cache_free(b);
+    strata_cache_free(w);
+    recorder_free(r);
+}
+
+/* A forked child may write through its parent's redis cache (it reconnects). */
+static void fork_child_writes_to_stream(void)
+{
+    const char *ns = fresh_ns();
+    strata_cache *c;
+    strata_wb_batch *b = NULL;
+    pid_t pid;
+    int status;
+    if (!is_redis()) {
+        printf("  (redis only)\n");
+        return;
+    }
+    REQUIRE((c = open_with(ns, "wb_threads=0", NULL)) != NULL);
+    CHECK_RC(strata_write_behind(c, K("parent"), K("1"), 0), 0);
+    pid = fork();
+    if (pid == 0)
+        _exit(strata_write_behind(c, K("child"), K("2"), 0) == 0 ? 0 : 1);
+    REQUIRE(pid > 0 && waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_RC(strata_wb_poll(c, 10, &b), STRATA_OK);
+    if (b) {
+        CHECK(strata_wb_batch_count(b) == 2);
+        CHECK_RC(strata_wb_ack(b), 0);
+    }
+    strata_cache_free(c);
+}
+
 /* ---- kill -9 with 10,000 accepted, unflushed writes ------------------------------ */
 
 #define KILL_KEYS 9000
@@ -935,6 +1035,8 @@ int main(int argc, char **argv)
         {"free_drains", free_drains},
         {"backpressure", backpressure},
         {"second_consumer_claims", second_consumer_claims},
+        {"two_consumers_share_the_work", two_consumers_share_the_work},
+        {"fork_child_writes_to_stream", fork_child_writes_to_stream},
         {"kill9_loses_nothing", kill9_loses_nothing},
         {"journal_replay_and_compaction", journal_replay_and_compaction},
         {"fork_child_cannot_use_local_queue", fork_child_cannot_use_local_queue},

@@ -548,6 +548,7 @@ int strata_wb_poll(strata_cache *c, size_t max, strata_wb_batch **out)
     strata__wb *wb;
     strata__wbq_entry **taken;
     size_t n;
+    int64_t deadline;
     int rc, tries;
 
     if (out == NULL)
@@ -561,7 +562,10 @@ int strata_wb_poll(strata_cache *c, size_t max, strata_wb_batch **out)
     if ((rc = check_owner(wb)) < 0)
         return rc;
     strata__atomic_store(&wb->unpolled, 0);
-    for (tries = 0; tries < 3; tries++) {
+    /* When a whole batch was superseded, read on: the stream may hold more
+     * (bounded by the operation timeout, so a poll never runs unbounded). */
+    deadline = strata__now_mono_ms() + c->cfg.opts.timeout_ms;
+    for (tries = 0; tries == 0 || strata__now_mono_ms() < deadline; tries++) {
         if (wb->stream && (rc = fetch(wb, max)) < 0)
             return rc;
         if ((taken = malloc(max * sizeof *taken)) == NULL)
