@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include "test.h"
+#include "platform/platform.h"
 #include "server.h"
 
 #include <errno.h>
@@ -1019,6 +1020,43 @@ static void cleanup_tmpdir(void)
         fprintf(stderr, "could not remove %s\n", tmpdir);
 }
 
+/* A write-behind write is a write like any other for the other processes'
+ * L1: it publishes its invalidation in the same MULTI (redis). */
+static void write_behind_evicts_other_l1(void)
+{
+    strata_cache *a, *b;
+    strata_value v = STRATA_VALUE_INIT;
+    strata_stats st;
+    char key[128];
+    int64_t end;
+    int rc = 0;
+    if (!is_redis())
+        return; /* memory and memcached L1s have no invalidation link */
+    a = open_wb("wbl1", "l1=1", NULL);
+    b = open_with("wbl1", "l1=1", NULL);
+    REQUIRE(a && b);
+    snprintf(key, sizeof key, "%s", test_unique("l1"));
+    CHECK_RC(strata_set(a, key, strlen(key), "old", 3, 0), 0);
+    CHECK_RC(strata_get(b, key, strlen(key), &v), STRATA_OK);
+    CHECK_RC(strata_get(b, key, strlen(key), &v), STRATA_OK);
+    CHECK(v.level == STRATA_LEVEL_L1 || v.level == STRATA_LEVEL_BACKEND);
+    CHECK_RC(strata_write_behind(a, key, strlen(key), "new", 3, 0), 0);
+    /* b hears of it: its L1 stops serving "old" (bounded wait, no tuned sleep) */
+    end = strata__now_mono_ms() + 5000;
+    do {
+        rc = strata_get(b, key, strlen(key), &v);
+        if (rc == STRATA_OK && v.len == 3 && memcmp(v.data, "new", 3) == 0)
+            break;
+        strata__sleep_ms(2);
+    } while (strata__now_mono_ms() < end);
+    CHECK_VALUE(&v, "new");
+    strata_stats_get(b, &st, STRATA_STATS_VERSION);
+    CHECK(st.invalidations_received >= 1);
+    strata_value_dispose(&v);
+    strata_cache_free(a);
+    strata_cache_free(b);
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
@@ -1041,6 +1079,7 @@ int main(int argc, char **argv)
         {"journal_replay_and_compaction", journal_replay_and_compaction},
         {"fork_child_cannot_use_local_queue", fork_child_cannot_use_local_queue},
         {"bad_input", bad_input},
+        {"write_behind_evicts_other_l1", write_behind_evicts_other_l1},
     };
     int rc;
     if (argc < 2) {
