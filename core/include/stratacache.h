@@ -151,11 +151,12 @@ typedef struct strata_options {
     /* L1 coherence on Redis: a subscriber connection per cache with L1 on. */
     int tracking;                 /* 1: CLIENT TRACKING BCAST, so any client's write evicts L1 */
     int64_t coherence_ping_ms;    /* ping period of the subscriber link */
+    const char *l1_bus;           /* memcached:// only: a redis:// URL carrying invalidations */
 } strata_options;
 
 #define STRATA_OPTIONS_INIT {STRATA_OPTIONS_VERSION, 0, 300000, 0, 60000, 0, \
     250, 1000, 4, 67108864, 0, 16777216, 100000, 10000, 0, 5000, 2000, 0, 1.0, \
-    5, 1000, 0, 0, 262144, 1048576, 2, 16, 0, 1000}
+    5, 1000, 0, 0, 262144, 1048576, 2, 16, 0, 1000, 0}
 
 #define STRATA_SET_OPTIONS_VERSION 1
 

@@ -212,6 +212,8 @@ static int apply_option(strata__config *cfg, const char *k, size_t klen, const c
         if ((rc = parse_enum(name, v, vlen, onoff, &e)) == 0) o->l1 = e;
         return rc;
     }
+    if (strcmp(name, "l1_bus") == 0)
+        return strata__set_l1_bus(cfg, v, vlen);
     if (strcmp(name, "tracking") == 0) {
         if ((rc = parse_enum(name, v, vlen, onoff, &e)) == 0) o->tracking = e;
         return rc;
@@ -376,6 +378,8 @@ int strata__config_parse(strata__config *cfg, const char *url, const strata_opti
         return rc;
     if (cfg->opts.ns && (rc = set_ns(cfg, cfg->opts.ns, strlen(cfg->opts.ns))) < 0)
         return rc;
+    if (cfg->opts.l1_bus && (rc = strata__set_l1_bus(cfg, cfg->opts.l1_bus, strlen(cfg->opts.l1_bus))) < 0)
+        return rc;
 
     if (url == NULL || *url == '\0')
         url = "memory://";
@@ -478,5 +482,6 @@ int strata__config_parse(strata__config *cfg, const char *url, const strata_opti
     if (query < end && (rc = parse_query(cfg, query + 1, (size_t)(end - query - 1))) < 0)
         return rc;
     cfg->opts.ns = cfg->ns;
+    cfg->opts.l1_bus = cfg->l1_bus[0] ? cfg->l1_bus : NULL;
     return validate(cfg);
 }
