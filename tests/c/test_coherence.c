@@ -206,6 +206,60 @@ static void two_processes_via_fork(void)
     strata_cache_free(c);
 }
 
+/* Several threads of a child hit the inherited handle at once: one of them
+ * restarts the link, none uses the parent's, all end up served from L1. */
+typedef struct child_reader {
+    strata_cache *c;
+    const char *key;
+    int ok;
+} child_reader;
+
+static void *child_read(void *p)
+{
+    child_reader *r = p;
+    r->ok = EVENTUALLY(get_is(r->c, r->key, STRATA_OK, "shared", STRATA_LEVEL_L1), DEADLINE_MS);
+    return NULL;
+}
+
+static void fork_child_threads_restart_once(void)
+{
+    strata_cache *c;
+    char key[128];
+    int status = -1;
+    pid_t pid;
+    REQUIRE(ensure_server());
+    REQUIRE((c = open_cache("l1=1")) != NULL);
+    REQUIRE(EVENTUALLY(stats_of(c).l1_link_up == 1, DEADLINE_MS));
+    snprintf(key, sizeof key, "%s", test_unique("forkthreads"));
+    CHECK_RC(strata_set(c, K(key), K("shared"), 0), 0);
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        child_reader r[4];
+        pthread_t th[4];
+        int i, code = 0;
+        for (i = 0; i < 4; i++) {
+            r[i].c = c;
+            r[i].key = key;
+            r[i].ok = 0;
+            pthread_create(&th[i], NULL, child_read, &r[i]);
+        }
+        for (i = 0; i < 4; i++) {
+            pthread_join(th[i], NULL);
+            if (!r[i].ok)
+                code = 1;
+        }
+        if (stats_of(c).l1_link_up != 1)
+            code = 2;
+        strata_cache_free(c); /* stops the child's own link */
+        _exit(code);
+    }
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(stats_of(c).l1_link_up == 1);
+    strata_cache_free(c);
+}
+
 /* ---- tracking: writes by plain clients ------------------------------------ */
 
 static void tracking_catches_plain_clients(void)
@@ -521,6 +575,7 @@ int main(int argc, char **argv)
         {"link_comes_up", link_comes_up},
         {"write_in_one_cache_evicts_the_other", write_in_one_cache_evicts_the_other},
         {"two_processes_via_fork", two_processes_via_fork},
+        {"fork_child_threads_restart_once", fork_child_threads_restart_once},
         {"tracking_catches_plain_clients", tracking_catches_plain_clients},
         {"client_kill_flushes_and_recovers", client_kill_flushes_and_recovers},
         {"silent_server_flushes", silent_server_flushes},
