@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes tests/vectors/envelope.txt from an independent encoder of docs/FORMAT.md.
 
-Each line: hex flags created fresh_until stale_until cost payload ('-' = empty).
+Each line: hex flags created fresh_until stale_until cost payload tags ('-' = empty;
+tags as name=version,name=version).
 The C, Python and Lua suites all decode these lines and check the fields.
 """
 import struct
@@ -30,13 +31,22 @@ CASES = [
     (1, 1700000000000, 1700000005000, 1700000005000, 12, b""),
     (0, 0, 0, 0, 0, b""),
     (0, 1, 2, 3, 4294967295, b"caf\xc3\xa9"),
+    # tag stamps: one tag, several (with a version past 2^63), and a negative entry
+    (0, 1700000000000, 1700000060000, 1700000060000, 0, b"tagged", [(b"user:1", 1782579135692800000)]),
+    (0, 1700000000000, 1700000060000, 1700000090000, 7, b"{}",
+     [(b"team:7", 1), (b"org", 0), (b"x" * 256, 18446744073709551615)]),
+    (1, 1700000000000, 1700000005000, 1700000005000, 0, b"", [(b"user:2", 42)]),
 ]
 
 if __name__ == "__main__":
     out = sys.stdout
     out.write("# envelope v1 test vectors (scripts/gen-vectors.py); see docs/FORMAT.md\n")
-    out.write("# hex flags created_ms fresh_until_ms stale_until_ms cost_ms payload\n")
-    for flags, created, fresh, stale, cost, payload in CASES:
-        enc = encode(flags, created, fresh, stale, cost, payload)
+    out.write("# hex flags created_ms fresh_until_ms stale_until_ms cost_ms payload [tags]\n")
+    for flags, created, fresh, stale, cost, payload, *rest in CASES:
+        tags = rest[0] if rest else []
+        enc = encode(flags, created, fresh, stale, cost, payload, tags)
         text = payload.decode("utf-8") if payload else "-"
-        out.write(f"{enc.hex()} {flags} {created} {fresh} {stale} {cost} {text}\n")
+        line = f"{enc.hex()} {flags} {created} {fresh} {stale} {cost} {text}"
+        if tags:
+            line += " " + ",".join(f"{t.decode()}={v}" for t, v in tags)
+        out.write(line + "\n")

@@ -9,8 +9,12 @@ scripts/test-servers.sh start "$servers"
 . "$servers/env"
 echo "== core (C) on $(nproc) cores, $(date -u +%Y-%m-%d)"
 ./build/bench/bench_core "$STRATA_TEST_REDIS_PORT" "$STRATA_TEST_MEMCACHED_PORT"
+echo "== stampede protection (C)"
+./build/bench/bench_stampede "$STRATA_TEST_REDIS_PORT" "$STRATA_TEST_MEMCACHED_PORT" 10
 echo "== hot keys and L1 coherence (C)"
 ./build/bench/bench_hot "$STRATA_TEST_REDIS_PORT"
+echo "== tags and histograms (C)"
+./build/bench/bench_tags "$STRATA_TEST_REDIS_PORT"
 for b in scripts/bench-python.sh scripts/bench-lua.sh; do
   if [ -x "$b" ]; then echo "== $b"; "$b"; fi
 done

@@ -117,7 +117,9 @@ typedef int (*strata_loader_fn)(void *userdata, const char *key, size_t keylen,
 typedef int (*strata_many_loader_fn)(void *userdata, size_t n, const char *const *keys,
                                      const size_t *keylens, strata_load *const *loads);
 
-#define STRATA_OPTIONS_VERSION 1
+/* Version 2 added tag_cache_ms and the hot-key/coherence options; version 3
+ * added l1_bus. Structs of versions 1 and 2 are still accepted. */
+#define STRATA_OPTIONS_VERSION 3
 
 typedef struct strata_options {
     unsigned int version;
@@ -143,6 +145,9 @@ typedef struct strata_options {
     int64_t breaker_cooldown_ms;
     strata_loader_fn loader;      /* default loader: makes get() read-through */
     void *loader_data;
+    int64_t tag_cache_ms;         /* how long tag versions are cached in-process;
+                                     bounds how late another process's tag bump is
+                                     seen (0 = ask the backend on every check) */
     /* Hot keys (docs/L1-COHERENCE.md): a count-min sketch fed by every read. */
     unsigned int hot_sketch_width; /* counters per row (4 rows of 1 byte); 0 = no sketch */
     unsigned int hot_window;      /* reads after which the sketch halves (old popularity fades) */
@@ -156,7 +161,7 @@ typedef struct strata_options {
 
 #define STRATA_OPTIONS_INIT {STRATA_OPTIONS_VERSION, 0, 300000, 0, 60000, 0, \
     250, 1000, 4, 67108864, 0, 16777216, 100000, 10000, 0, 5000, 2000, 0, 1.0, \
-    5, 1000, 0, 0, 262144, 1048576, 2, 16, 0, 1000, 0}
+    5, 1000, 0, 0, 1000, 262144, 1048576, 2, 16, 0, 1000, 0}
 
 #define STRATA_SET_OPTIONS_VERSION 1
 
@@ -173,9 +178,10 @@ typedef struct strata_set_options {
 
 #define STRATA_SET_OPTIONS_INIT {STRATA_SET_OPTIONS_VERSION, 0, -1, 0, 0, 0, 0}
 
-#define STRATA_STATS_VERSION 1
+#define STRATA_STATS_VERSION 2
 
-/* Counters since the cache was created. */
+/* Counters since the cache was created. Version 1 callers get the fields up
+ * to fail_open; version 2 adds the rest. */
 typedef struct strata_stats {
     unsigned int version;
     uint64_t l1_hits, l1_misses, l1_entries, l1_bytes, l1_evictions;
@@ -184,11 +190,32 @@ typedef struct strata_stats {
     uint64_t backend_errors, timeouts;
     uint64_t leases_won, leases_lost, waits, early_refreshes;
     uint64_t singleflight_shared, breaker_opens, fail_open;
+    /* version 2 */
+    uint64_t breaker_state;       /* now: 0 closed, 1 open, 2 half-open (next call probes) */
+    uint64_t tag_invalidations;   /* strata_invalidate_tag bumps */
+    uint64_t tag_stale;           /* entries read whose tag stamps were outdated */
+    uint64_t tag_fetches;         /* backend round trips for tag versions */
     uint64_t invalidations_received; /* L1 evictions asked by the invalidation link */
     uint64_t l1_flushes;             /* whole-L1 drops: link lost, FLUSHDB, fork */
     uint64_t l1_admission_rejects;   /* fills kept out of L1 by l1_admission=hot */
     uint64_t l1_link_up;             /* 1 while the invalidation link is subscribed */
 } strata_stats;
+
+/* Latency histogram: log-scale buckets, bucket i counts calls that took at
+ * most 2^i microseconds (1 us .. 2^25 us = 33.5 s), the last one the rest. */
+#define STRATA_HISTOGRAM_BUCKETS 27
+
+typedef enum strata_histogram_kind {
+    STRATA_HISTOGRAM_GET     = 0, /* strata_get / strata_get_or_load, whole call */
+    STRATA_HISTOGRAM_LOAD    = 1, /* loader callbacks */
+    STRATA_HISTOGRAM_BACKEND = 2  /* each backend command (round trip) */
+} strata_histogram_kind;
+
+typedef struct strata_histogram {
+    uint64_t count;               /* = the sum of buckets */
+    uint64_t sum_ns;
+    uint64_t buckets[STRATA_HISTOGRAM_BUCKETS]; /* not cumulative */
+} strata_histogram;
 
 #define STRATA_HOT_KEY_MAX 256
 
@@ -265,6 +292,12 @@ STRATA_EXTERN int strata_load_value(strata_load *load, const char *val, size_t v
 STRATA_EXTERN int strata_load_not_found(strata_load *load, int64_t neg_ttl_ms);
 STRATA_EXTERN int strata_load_error(strata_load *load, const char *message);
 
+/* For hosts that call their loaders themselves around lookup/fill (the Python
+ * and Lua bindings): counts one load in the stats (loads, and load_errors when
+ * failed != 0) and its duration in the load histogram, as get_or_load does
+ * for its own loader calls. */
+STRATA_EXTERN int strata_record_load(strata_cache *cache, int failed, int64_t duration_ns);
+
 /* Invalidation */
 STRATA_EXTERN int strata_invalidate(strata_cache *cache, const char *key, size_t keylen);
 STRATA_EXTERN int strata_invalidate_tag(strata_cache *cache, const char *tag,
@@ -274,6 +307,24 @@ STRATA_EXTERN int strata_invalidate_tag(strata_cache *cache, const char *tag,
 STRATA_EXTERN int strata_stats_get(strata_cache *cache, strata_stats *out,
                                    unsigned int version);
 
+/* Tags (docs/TAGS.md). Stamp a loaded entry with tags: call before reading the
+ * source, because the versions are taken at the call; the fill then stamps
+ * them. strata_load_tags from inside a loader, strata_ticket_tags on a
+ * MISS_LEAD / HIT_REFRESH ticket before strata_fill. */
+STRATA_EXTERN int strata_load_tags(strata_load *load, const char *const *tags,
+                                   const size_t *taglens, size_t ntags);
+STRATA_EXTERN int strata_ticket_tags(strata_ticket *ticket, const char *const *tags,
+                                     const size_t *taglens, size_t ntags);
+
+STRATA_EXTERN int strata_stats_histogram(strata_cache *cache, int kind, strata_histogram *out);
+
+/* Prometheus text exposition of the stats and histograms (metric names
+ * stratacache_*, labels namespace and tier). Writes a NUL-terminated text when
+ * it fits in cap bytes and returns 0; otherwise returns STRATA_ETOOBIG and
+ * writes nothing. *needed (optional) gets the bytes required, NUL included;
+ * buf may be NULL when cap is 0. */
+STRATA_EXTERN int strata_stats_prometheus(strata_cache *cache, char *buf, size_t cap,
+                                          size_t *needed);
 /* The hottest keys now, hottest first: up to n entries into out (caller-owned
  * array), *count = how many were written. */
 STRATA_EXTERN int strata_hot_keys(strata_cache *cache, size_t n, strata_hot_key *out,

@@ -5,20 +5,30 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_URL 4096
+
+/* Bytes of an older strata_options: version 1 ends before tag_cache_ms,
+ * version 2 before l1_bus. */
+static size_t options_size(unsigned int version)
+{
+    return version == 1 ? offsetof(strata_options, tag_cache_ms)
+         : version == 2 ? offsetof(strata_options, l1_bus) : sizeof(strata_options);
+}
 
 int strata_options_init(strata_options *opts, unsigned int version)
 {
     static const strata_options defaults = STRATA_OPTIONS_INIT;
     if (opts == NULL)
         return strata__error(STRATA_EINVAL, "options pointer is NULL");
-    if (version != STRATA_OPTIONS_VERSION)
-        return strata__error(STRATA_EVERSION, "unknown strata_options version %u (this library knows %d)",
+    if (version < 1 || version > STRATA_OPTIONS_VERSION)
+        return strata__error(STRATA_EVERSION, "unknown strata_options version %u (this library knows 1-%d)",
                              version, STRATA_OPTIONS_VERSION);
-    *opts = defaults;
+    memcpy(opts, &defaults, options_size(version));
+    opts->version = version;
     return 0;
 }
 
@@ -74,6 +84,7 @@ static int validate(strata__config *cfg)
     POSITIVE(lease_ttl_ms);
     NONNEG(lock_wait_ms);
     NONNEG(breaker_cooldown_ms);
+    NONNEG(tag_cache_ms);
 #undef NONNEG
 #undef POSITIVE
     if (o->jitter_pct > 50)
@@ -190,6 +201,7 @@ static int apply_option(strata__config *cfg, const char *k, size_t klen, const c
     MS(lease_ttl_ms)
     MS(lock_wait_ms)
     MS(breaker_cooldown_ms)
+    MS(tag_cache_ms)
     UINT(jitter_pct, 0, 50)
     UINT(pool_size, 1, 1024)
     UINT(l1_max_entries, 1, 100000000)
@@ -368,11 +380,14 @@ int strata__config_parse(strata__config *cfg, const char *url, const strata_opti
     memset(cfg, 0, sizeof *cfg);
     if (opts == NULL) {
         strata_options_init(&cfg->opts, STRATA_OPTIONS_VERSION);
-    } else if (opts->version != STRATA_OPTIONS_VERSION) {
-        return strata__error(STRATA_EVERSION, "unknown strata_options version %u (this library knows %d)",
+    } else if (opts->version < 1 || opts->version > STRATA_OPTIONS_VERSION) {
+        return strata__error(STRATA_EVERSION, "unknown strata_options version %u (this library knows 1-%d)",
                              opts->version, STRATA_OPTIONS_VERSION);
     } else {
-        cfg->opts = *opts;
+        /* An older struct is shorter: the fields it lacks keep their defaults. */
+        strata_options_init(&cfg->opts, STRATA_OPTIONS_VERSION);
+        memcpy(&cfg->opts, opts, options_size(opts->version));
+        cfg->opts.version = STRATA_OPTIONS_VERSION;
     }
     if ((rc = set_ns(cfg, "strata", 6)) < 0)
         return rc;

@@ -12,7 +12,7 @@ import functools
 import inspect
 import logging
 import time
-from typing import Any, Awaitable, Callable, Dict, Iterable, List, Mapping, Optional, TypeVar, Union
+from typing import Any, Awaitable, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, TypeVar, Union
 
 from ._cache import (
     HIT_REFRESH,
@@ -29,6 +29,7 @@ from ._cache import (
     _key_bytes,
     _ms,
     _raise,
+    _tag_bytes,
 )
 from ._errors import Timeout
 from ._native import lib
@@ -90,9 +91,9 @@ class AsyncCache:
         _key_bytes(key)
         return await self._run(self.cache.get, key, default)
 
-    async def set(self, key: Key, value: Any, ttl: Optional[float] = None) -> None:
+    async def set(self, key: Key, value: Any, ttl: Optional[float] = None, tags: Iterable[Key] = ()) -> None:
         _key_bytes(key)
-        await self._run(self.cache.set, key, value, ttl)
+        await self._run(self.cache.set, key, value, ttl, _tag_bytes(tags))
 
     async def delete(self, key: Key) -> bool:
         _key_bytes(key)
@@ -143,6 +144,7 @@ class AsyncCache:
             fut = self._flights.get(kb)
             if fut is None:
                 break
+            self.cache._count("singleflight_shared")
             try:
                 r = await asyncio.shield(fut)
             except asyncio.CancelledError:
@@ -168,52 +170,57 @@ class AsyncCache:
                 del self._flights[kb]
         return default if result is NOT_FOUND else result
 
+    async def _counted_loader(self, loader: Callable[..., Any], key: Key) -> Tuple[Any, Optional[bytes]]:
+        """The loader's result, validated (encoded), counted in stats()."""
+        c = self.cache
+        c._count("loads")
+        try:
+            result = await self._call_loader(loader, key)
+            enc = c._encode_loaded(result)
+        except BaseException:
+            c._count("load_errors")
+            raise
+        return result, enc
+
     async def _load_one(self, key: Key, kb: bytes, loader: Callable[[Key], Any], ms: int) -> Any:
         c = self.cache
-        c._enter()
-        try:
-            deadline = time.monotonic() + c._lock_wait
-            backoff = 0.002
-            while True:
-                rc, data, ticket, wait = await self._run(c._lookup, kb)
-                if rc in (OK, HIT_STALE):
-                    return c._loads(data)  # type: ignore[arg-type]
-                if rc == NEGATIVE:
-                    return NOT_FOUND
-                if rc in (HIT_REFRESH, MISS_LEAD):
-                    try:
-                        result = await self._call_loader(loader, key)
-                        enc = c._encode_loaded(result)
-                    except Exception:
-                        c._abandon(ticket)
-                        if rc == HIT_REFRESH:
-                            log.warning("refresh of %r failed; serving the cached value", key, exc_info=True)
-                            return c._loads(data)  # type: ignore[arg-type]
-                        raise
-                    except BaseException:
-                        c._abandon(ticket)
-                        raise
-                    await self._run(c._fill, ticket, enc, ms)
-                    return result
-                if rc == MISS_WAIT:
-                    now = time.monotonic()
-                    if now >= deadline:
-                        if c._wait_policy == "fail":
-                            raise Timeout(lib.STRATA_ETIMEOUT, "ETIMEOUT",
-                                          f"waited {c._lock_wait * 1000:.0f} ms for another loader of this key")
-                        result = await self._call_loader(loader, key)
-                        c._encode_loaded(result)
-                        return result
-                    await asyncio.sleep(max(0.001, min(backoff, wait, deadline - now)))
-                    backoff = min(backoff * 2, 0.05)
-                    continue
-                if rc in _FAIL_OPEN:
-                    result = await self._call_loader(loader, key)
-                    c._encode_loaded(result)
-                    return result
-                _raise(rc)
-        finally:
-            c._exit()
+        h = c._enter()  # noqa: F841 (held until the end: a lease's ticket points into the handle)
+        deadline = time.monotonic() + c._lock_wait
+        backoff = 0.002
+        while True:
+            rc, data, ticket, wait = await self._run(c._lookup, kb)
+            if rc in (OK, HIT_STALE):
+                return c._loads(data)  # type: ignore[arg-type]
+            if rc == NEGATIVE:
+                return NOT_FOUND
+            if rc in (HIT_REFRESH, MISS_LEAD):
+                try:
+                    result, enc = await self._counted_loader(loader, key)
+                except Exception:
+                    c._abandon(ticket)
+                    if rc == HIT_REFRESH:
+                        log.warning("refresh of %r failed; serving the cached value", key, exc_info=True)
+                        return c._loads(data)  # type: ignore[arg-type]
+                    raise
+                except BaseException:
+                    c._abandon(ticket)
+                    raise
+                await self._run(c._fill, ticket, enc, ms)
+                return result
+            if rc == MISS_WAIT:
+                now = time.monotonic()
+                if now >= deadline:
+                    if c._wait_policy == "fail":
+                        raise Timeout(lib.STRATA_ETIMEOUT, "ETIMEOUT",
+                                      f"waited {c._lock_wait * 1000:.0f} ms for another loader of this key")
+                    return (await self._counted_loader(loader, key))[0]
+                await asyncio.sleep(max(0.001, min(backoff, wait, deadline - now)))
+                backoff = min(backoff * 2, 0.05)
+                continue
+            if rc in _FAIL_OPEN:
+                c._count("fail_open")
+                return (await self._counted_loader(loader, key))[0]
+            _raise(rc)
 
     async def get_many_or_load(self, keys: Iterable[Key],
                                loader: Callable[[List[Key]], Union[Mapping[Key, Any], Awaitable[Mapping[Key, Any]]]],

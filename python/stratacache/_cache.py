@@ -43,6 +43,12 @@ MISS_LEAD = lib.STRATA_MISS_LEAD
 MISS_WAIT = lib.STRATA_MISS_WAIT
 _FAIL_OPEN = (lib.STRATA_EBACKEND, lib.STRATA_ETIMEOUT, lib.STRATA_EBREAKER)
 
+# Bound once: a module-global lookup is cheaper than lib.<name> on every call.
+_strata_get = lib.strata_get
+_strata_lookup = lib.strata_lookup
+_unpack = ffi.unpack
+_NULL = ffi.NULL
+
 
 class _NotFound:
     """The sentinel a loader returns for "the source of truth has no such key".
@@ -75,11 +81,26 @@ def _raise(rc: int) -> NoReturn:
 
 
 def _key_bytes(key: Any, what: str = "key") -> bytes:
+    if type(key) is bytes:
+        return key
     if isinstance(key, str):
         return key.encode("utf-8")
     if isinstance(key, bytes):
         return key
     raise TypeError(f"{what} must be str or bytes, not {type(key).__name__}")
+
+
+_SET_OPTIONS_VERSION = 1  # STRATA_SET_OPTIONS_VERSION (a macro, so not in the cdef)
+
+
+def _tag_bytes(tags: Any) -> List[bytes]:
+    if isinstance(tags, (str, bytes)):
+        raise TypeError(f"tags must be an iterable of str or bytes, not a single {type(tags).__name__}")
+    try:
+        it = iter(tags)
+    except TypeError:
+        raise TypeError(f"tags must be an iterable of str or bytes, not {type(tags).__name__}") from None
+    return [_key_bytes(t, f"tags[{i}]") for i, t in enumerate(it)]
 
 
 def _ms(seconds: Any, what: str, allow_none: bool = True) -> int:
@@ -227,46 +248,45 @@ class Cache:
         rc = lib.strata_cache_new(out, self.url.encode("utf-8"), ffi.NULL)
         if rc < 0:
             _raise(rc)
+        # Lifetime by reference: every call holds the handle in a local for
+        # its duration, so dropping self._h in close() frees the C handle when
+        # the last call in progress returns (at once when there is none),
+        # without a lock pair on every call.
         self._h: Any = ffi.gc(out[0], lib.strata_cache_free)
+        self._raw = self._loads is bytes
         self._tls = threading.local()
+        self._counts_lock = threading.Lock()
+        self._counts = {"loads": 0, "load_errors": 0, "singleflight_shared": 0, "fail_open": 0}
         self._reset_locks()
-        self._users = 0
-        self._closing = False
         _live_caches.add(self)
 
     def _reset_locks(self) -> None:
-        self._state = threading.Condition(threading.Lock())
         self._flights: Dict[bytes, _Flight] = {}
         self._flights_lock = threading.Lock()
+        self._counts_lock = threading.Lock()
+
+    def _count(self, name: str) -> None:
+        # Loads made by Python code do not pass through the C loader path, which
+        # is where the C counters see them; stats() adds these.
+        with self._counts_lock:
+            self._counts[name] += 1
 
     # -- handle lifetime --------------------------------------------------
 
     def _enter(self) -> Any:
-        with self._state:
-            if self._closing or self._h is None:
-                raise Closed(lib.STRATA_ECLOSED, "ECLOSED", "the cache is closed")
-            self._users += 1
-            return self._h
-
-    def _exit(self) -> None:
-        with self._state:
-            self._users -= 1
-            if self._users == 0:
-                self._state.notify_all()
+        """The C handle, to be held in a local while it is used."""
+        h = self._h
+        if h is None:
+            raise Closed(lib.STRATA_ECLOSED, "ECLOSED", "the cache is closed")
+        return h
 
     def close(self) -> None:
-        """Releases the C handle once calls in progress have returned. Idempotent."""
-        with self._state:
-            self._closing = True
-            while self._users > 0:
-                self._state.wait()
-            h, self._h = self._h, None
-        if h is not None:
-            ffi.release(h)
+        """Releases the C handle (once calls in progress have returned). Idempotent."""
+        self._h = None
 
     @property
     def closed(self) -> bool:
-        return self._h is None or self._closing
+        return self._h is None
 
     def __enter__(self) -> "Cache":
         return self
@@ -278,43 +298,58 @@ class Cache:
         return f"<stratacache.Cache {self.url!r}{' closed' if self.closed else ''}>"
 
     def _value(self) -> Any:
-        v = getattr(self._tls, "v", None)
-        if v is None:
-            v = ffi.gc(ffi.new("strata_value *"), lib.strata_value_dispose)
-            self._tls.v = v
-        return v
+        """This thread's reusable strata_value (its buffer grows to fit and is
+        kept: no allocation per read)."""
+        try:
+            return self._tls.v
+        except AttributeError:
+            v = self._tls.v = ffi.gc(ffi.new("strata_value *"), lib.strata_value_dispose)
+            self._tls.tp = ffi.new("strata_ticket **")
+            return v
 
     # -- cache-aside -------------------------------------------------------
 
     def get(self, key: Key, default: Any = None) -> Any:
         """The value, or ``default`` on a miss or a cached "not found"."""
-        kb = _key_bytes(key)
-        h = self._enter()
+        # The hot path: one C call, one copy; see bench/bench_python.py.
+        h = self._h
+        if h is None:
+            self._enter()
+        kb = key if type(key) is bytes else _key_bytes(key)
         try:
+            v = self._tls.v
+        except AttributeError:
             v = self._value()
-            rc = lib.strata_get(h, kb, len(kb), v)
-            if rc < 0:
-                _raise(rc)
-            if rc in (OK, HIT_STALE, HIT_REFRESH):
-                data = ffi.buffer(v.data, v.len)[:]
-            else:
-                return default
-        finally:
-            self._exit()
-        return self._loads(data)
+        rc = _strata_get(h, kb, len(kb), v)
+        if rc == OK or rc == HIT_STALE:
+            data = _unpack(v.data, v.len)
+            return data if self._raw else self._loads(data)
+        if rc < 0:
+            _raise(rc)
+        return default
 
-    def set(self, key: Key, value: Any, ttl: Optional[float] = None) -> None:
-        """Stores ``value`` for ``ttl`` seconds (None: the cache's default)."""
+    def set(self, key: Key, value: Any, ttl: Optional[float] = None, tags: Iterable[Key] = ()) -> None:
+        """Stores ``value`` for ``ttl`` seconds (None: the cache's default),
+        stamped with ``tags`` (str or bytes) for invalidate_tag(). Tagged
+        writes raise NotSupported while the C library lacks tags."""
         kb = _key_bytes(key)
         data = self._dumps(value)
         ms = _ms(ttl, "ttl")
+        tag_list = _tag_bytes(tags)
         h = self._enter()
-        try:
+        if not tag_list:
             rc = lib.strata_set(h, kb, len(kb), data, len(data), ms)
-            if rc < 0:
-                _raise(rc)
-        finally:
-            self._exit()
+        else:
+            opts = ffi.new("strata_set_options *")
+            lib.strata_set_options_init(opts, _SET_OPTIONS_VERSION)
+            opts.ttl_ms = ms
+            keep = [ffi.from_buffer(t) for t in tag_list]
+            tag_ptrs = ffi.new("const char *[]", keep)
+            tag_lens = ffi.new("size_t[]", [len(t) for t in tag_list])
+            opts.tags, opts.taglens, opts.ntags = tag_ptrs, tag_lens, len(tag_list)
+            rc = lib.strata_set_ex(h, kb, len(kb), data, len(data), opts)
+        if rc < 0:
+            _raise(rc)
 
     def delete(self, key: Key) -> bool:
         """True when something was deleted."""
@@ -333,24 +368,18 @@ class Cache:
         kb = _key_bytes(key)
         ms = _ms(ttl, "ttl", allow_none=False)
         h = self._enter()
-        try:
-            rc = lib.strata_touch(h, kb, len(kb), ms)
-            if rc < 0:
-                _raise(rc)
-            return rc == OK
-        finally:
-            self._exit()
+        rc = lib.strata_touch(h, kb, len(kb), ms)
+        if rc < 0:
+            _raise(rc)
+        return rc == OK
 
     def _keyed(self, fn: Any, key: Key, what: str = "key") -> bool:
         kb = _key_bytes(key, what)
         h = self._enter()
-        try:
-            rc = fn(h, kb, len(kb))
-            if rc < 0:
-                _raise(rc)
-            return rc == OK
-        finally:
-            self._exit()
+        rc = fn(h, kb, len(kb))
+        if rc < 0:
+            _raise(rc)
+        return rc == OK
 
     def get_many(self, keys: Iterable[Key]) -> Dict[Key, Any]:
         """A dict of the keys found (misses and cached "not found" are left out)."""
@@ -368,19 +397,16 @@ class Cache:
         results = ffi.new("int[]", n)
         raw: List[Tuple[Key, bytes]] = []
         h = self._enter()
+        rc = lib.strata_get_many(h, n, karr, lens, outs, results)
         try:
-            rc = lib.strata_get_many(h, n, karr, lens, outs, results)
-            try:
-                if rc < 0:
-                    _raise(rc)
-                for i in range(n):
-                    if results[i] in (OK, HIT_STALE, HIT_REFRESH):
-                        raw.append((keys[i], ffi.buffer(outs[i].data, outs[i].len)[:]))
-            finally:
-                for i in range(n):
-                    lib.strata_value_dispose(ffi.addressof(outs, i))
+            if rc < 0:
+                _raise(rc)
+            for i in range(n):
+                if results[i] in (OK, HIT_STALE, HIT_REFRESH):
+                    raw.append((keys[i], _unpack(outs[i].data, outs[i].len)))
         finally:
-            self._exit()
+            for i in range(n):
+                lib.strata_value_dispose(ffi.addressof(outs, i))
         return {k: self._loads(d) for k, d in raw}
 
     def set_many(self, mapping: Mapping[Key, Any], ttl: Optional[float] = None) -> None:
@@ -400,24 +426,22 @@ class Cache:
         klens = ffi.new("size_t[]", [len(b) for b in kbs])
         vlens = ffi.new("size_t[]", [len(b) for b in vbs])
         h = self._enter()
-        try:
-            rc = lib.strata_set_many(h, n, karr, klens, varr, vlens, ms)
-            if rc < 0:
-                _raise(rc)
-        finally:
-            self._exit()
+        rc = lib.strata_set_many(h, n, karr, klens, varr, vlens, ms)
+        if rc < 0:
+            _raise(rc)
 
     def stats(self) -> Dict[str, int]:
         """Counters since the handle was created (strata_stats_get)."""
         st = ffi.new("strata_stats *")
         h = self._enter()
-        try:
-            rc = lib.strata_stats_get(h, st, 1)
-            if rc < 0:
-                _raise(rc)
-        finally:
-            self._exit()
-        return {name: int(getattr(st, name)) for name, _ in ffi.typeof("strata_stats").fields if name != "version"}
+        rc = lib.strata_stats_get(h, st, 1)
+        if rc < 0:
+            _raise(rc)
+        out = {name: int(getattr(st, name)) for name, _ in ffi.typeof("strata_stats").fields if name != "version"}
+        with self._counts_lock:
+            for name, n in self._counts.items():
+                out[name] += n
+        return out
 
     # -- two-phase primitives (also used by AsyncCache) --------------------
 
@@ -425,17 +449,16 @@ class Cache:
         """(rc, data or None, ticket or None, wait seconds); raises on errors
         other than the fail-open ones."""
         h = self._enter()
-        try:
-            v = self._value()
-            tp = ffi.new("strata_ticket **")
-            rc = lib.strata_lookup(h, kb, len(kb), v, tp)
-            if rc < 0 and rc not in _FAIL_OPEN:
-                _raise(rc)
-            data = ffi.buffer(v.data, v.len)[:] if rc in (OK, HIT_STALE, HIT_REFRESH) else None
-            ticket = tp[0] if tp[0] != ffi.NULL else None
-            return rc, data, ticket, max(int(v.wait_ms), 1) / 1000.0
-        finally:
-            self._exit()
+        v = self._value()
+        tp = self._tls.tp
+        rc = _strata_lookup(h, kb, len(kb), v, tp)
+        if rc < 0 and rc not in _FAIL_OPEN:
+            _raise(rc)
+        data = _unpack(v.data, v.len) if rc in (OK, HIT_STALE, HIT_REFRESH) else None
+        ticket = tp[0]
+        if ticket == _NULL:
+            ticket = None
+        return rc, data, ticket, max(int(v.wait_ms), 1) / 1000.0
 
     def _encode_loaded(self, result: Any) -> Optional[bytes]:
         """The bytes to fill with, or None for NOT_FOUND."""
@@ -474,10 +497,34 @@ class Cache:
         When refreshing a value that may still be served fails, the value is
         served (stale-if-error) and the exception is logged.
         """
+        h = self._enter()  # held until the end: a lease's ticket points into the handle
         if not callable(loader):
             raise TypeError(f"loader must be callable, not {type(loader).__name__}")
-        kb = _key_bytes(key)
-        ms = _ms(ttl, "ttl")
+        kb = key if type(key) is bytes else _key_bytes(key)
+        ms = 0 if ttl is None else _ms(ttl, "ttl")
+        # A hit or a cached "not found" takes one lookup and no singleflight
+        # bookkeeping; the rest (load, wait, fail open) is in _get_or_load_slow.
+        try:
+            v = self._tls.v
+        except AttributeError:
+            v = self._value()
+        tp = self._tls.tp
+        rc = _strata_lookup(h, kb, len(kb), v, tp)
+        if rc == OK or rc == HIT_STALE:
+            data = _unpack(v.data, v.len)
+            return data if self._raw else self._loads(data)
+        if rc == NEGATIVE:
+            return default
+        if rc < 0 and rc not in _FAIL_OPEN:
+            _raise(rc)
+        ticket = tp[0]
+        first = (rc, _unpack(v.data, v.len) if rc == HIT_REFRESH else None,
+                 None if ticket == _NULL else ticket, max(int(v.wait_ms), 1) / 1000.0)
+        return self._get_or_load_slow(h, key, kb, loader, ms, default, first)
+
+    def _get_or_load_slow(self, h: Any, key: Key, kb: bytes, loader: Callable[[Key], Any], ms: int,
+                          default: Any, first: Tuple[int, Optional[bytes], Any, float]) -> Any:
+        holds_ticket = first[2] is not None
         with self._flights_lock:
             f = self._flights.get(kb)
             lead = f is None
@@ -485,16 +532,17 @@ class Cache:
                 f = self._flights[kb] = _Flight()
         assert f is not None
         if not lead:
+            if holds_ticket:
+                # This thread holds the lease (another thread's flight is
+                # waiting on it): load and fill, or that flight waits in vain.
+                return self._result(self._load_one(key, kb, loader, ms, first), default)
+            self._count("singleflight_shared")
             f.event.wait()
             if f.error is not None:
                 raise f.error
             return self._result(f.result, default)
         try:
-            self._enter()  # keeps the handle (and the lease's ticket) alive
-            try:
-                f.result = self._load_one(key, kb, loader, ms)
-            finally:
-                self._exit()
+            f.result = self._load_one(key, kb, loader, ms, first)
         except BaseException as e:
             f.error = e
             raise
@@ -504,19 +552,32 @@ class Cache:
             f.event.set()
         return self._result(f.result, default)
 
-    def _load_one(self, key: Key, kb: bytes, loader: Callable[[Key], Any], ms: int) -> Any:
+    def _call_loader(self, loader: Callable[[Key], Any], key: Key) -> Tuple[Any, Optional[bytes]]:
+        """(loader's result, its bytes or None for NOT_FOUND), counted in stats()."""
+        self._count("loads")
+        try:
+            result = loader(key)
+            return result, self._encode_loaded(result)
+        except BaseException:
+            self._count("load_errors")
+            raise
+
+    def _load_one(self, key: Key, kb: bytes, loader: Callable[[Key], Any], ms: int,
+                  first: Optional[Tuple[int, Optional[bytes], Any, float]] = None) -> Any:
         deadline = time.monotonic() + self._lock_wait
         backoff = 0.002
         while True:
-            rc, data, ticket, wait = self._lookup(kb)
+            if first is not None:
+                (rc, data, ticket, wait), first = first, None
+            else:
+                rc, data, ticket, wait = self._lookup(kb)
             if rc in (OK, HIT_STALE):
                 return self._loads(data)  # type: ignore[arg-type]
             if rc == NEGATIVE:
                 return NOT_FOUND
             if rc in (HIT_REFRESH, MISS_LEAD):
                 try:
-                    result = loader(key)
-                    enc = self._encode_loaded(result)
+                    result, enc = self._call_loader(loader, key)
                 except Exception:
                     self._abandon(ticket)
                     if rc == HIT_REFRESH:
@@ -535,17 +596,14 @@ class Cache:
                         raise Timeout(lib.STRATA_ETIMEOUT, "ETIMEOUT",
                                       f"waited {self._lock_wait * 1000:.0f} ms for another loader of this key")
                     # Load without the lease and do not store it.
-                    result = loader(key)
-                    self._encode_loaded(result)
-                    return result
+                    return self._call_loader(loader, key)[0]
                 time.sleep(max(0.001, min(backoff, wait, deadline - now)))
                 backoff = min(backoff * 2, 0.05)
                 continue
             if rc in _FAIL_OPEN:
                 # The backend failed: the source of truth still answers.
-                result = loader(key)
-                self._encode_loaded(result)
-                return result
+                self._count("fail_open")
+                return self._call_loader(loader, key)[0]
             _raise(rc)
 
     def get_many_or_load(self, keys: Iterable[Key], loader: Callable[[List[Key]], Mapping[Key, Any]],
@@ -559,11 +617,8 @@ class Cache:
             raise TypeError("keys must be an iterable of keys, not a single key")
         keys = list(keys)
         ms = _ms(ttl, "ttl")
-        self._enter()
-        try:
-            return self._get_many_or_load(keys, loader, ms)
-        finally:
-            self._exit()
+        h = self._enter()  # noqa: F841 (held until the end: the leases' tickets point into the handle)
+        return self._get_many_or_load(keys, loader, ms)
 
     def _get_many_or_load(self, keys: List[Key], loader: Callable[[List[Key]], Mapping[Key, Any]],
                           ms: int) -> Dict[Key, Any]:
@@ -594,13 +649,18 @@ class Cache:
                         tickets[kb] = ticket
                     to_load.append(k)
             if to_load:
-                loaded = loader(list(to_load))
-                if not isinstance(loaded, Mapping):
-                    raise TypeError(f"loader must return a dict, not {type(loaded).__name__}")
-                encoded = []
-                for k in to_load:
-                    r = loaded.get(k, NOT_FOUND)
-                    encoded.append((k, r, self._encode_loaded(r)))
+                self._count("loads")  # one batch, one load (as the C side counts)
+                try:
+                    loaded = loader(list(to_load))
+                    if not isinstance(loaded, Mapping):
+                        raise TypeError(f"loader must return a dict, not {type(loaded).__name__}")
+                    encoded = []
+                    for k in to_load:
+                        r = loaded.get(k, NOT_FOUND)
+                        encoded.append((k, r, self._encode_loaded(r)))
+                except BaseException:
+                    self._count("load_errors")
+                    raise
                 for k, r, enc in encoded:
                     t = tickets.pop(_key_bytes(k), None)
                     if t is not None:

@@ -2,6 +2,7 @@
 #include "server.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -97,10 +98,51 @@ void test_server_stop(test_server *s)
     }
 }
 
+/* The state letter of a /proc/.../stat file ('T' once stopped), or 0. */
+static char proc_state(const char *path)
+{
+    char buf[512], *p;
+    FILE *f;
+    size_t n;
+    if ((f = fopen(path, "r")) == NULL)
+        return 0;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    p = strrchr(buf, ')'); /* the command name may hold spaces */
+    return p && p[1] == ' ' ? p[2] : 0;
+}
+
+/* 1 when every thread of pid is stopped. */
+static int all_stopped(pid_t pid)
+{
+    char dir[64], path[384];
+    struct dirent *d;
+    DIR *tasks;
+    int stopped = 1;
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+    if ((tasks = opendir(dir)) == NULL)
+        return 0;
+    while (stopped && (d = readdir(tasks)) != NULL) {
+        if (d->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s/stat", dir, d->d_name);
+        stopped = proc_state(path) == 'T';
+    }
+    closedir(tasks);
+    return stopped;
+}
+
 void test_server_pause(test_server *s)
 {
-    if (s->pid > 0)
-        kill(s->pid, SIGSTOP);
+    int i;
+    if (s->pid <= 0)
+        return;
+    kill(s->pid, SIGSTOP);
+    /* kill() returns before the server has stopped: on a busy machine it can
+     * still answer a request or two. Return once every thread has stopped. */
+    for (i = 0; i < 2000 && !all_stopped(s->pid); i++)
+        usleep(1000);
 }
 
 void test_server_resume(test_server *s)

@@ -6,6 +6,7 @@
 #include "engine/cache.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -417,7 +418,7 @@ static void *stampede_thread(void *p)
 /* 32 threads on one cold key with a 100 ms loader: one load, 32 values. */
 static void singleflight_32_threads(void)
 {
-    strata_cache *c = open_cache("ns=api&pool_size=8");
+    strata_cache *c = open_cache("ns=api&pool_size=8&lock_wait_ms=10000");
     loader_state s = {0, 100, 0, PTHREAD_MUTEX_INITIALIZER};
     pthread_t th[32];
     stampede_arg args[32];
@@ -455,7 +456,7 @@ static void lease_across_handles(void)
     int i;
     snprintf(key, sizeof key, "%s", test_unique("cross"));
     for (i = 0; i < 4; i++) {
-        cs[i] = open_cache("ns=api&pool_size=4");
+        cs[i] = open_cache("ns=api&pool_size=4&lock_wait_ms=10000");
         REQUIRE(cs[i]);
     }
     for (i = 0; i < 16; i++) {
@@ -552,6 +553,113 @@ static void crashed_leader_lease_expires(void)
     strata_cache_free(b);
 }
 
+/* kill -9 of a process holding the lease: the others load once the lease
+ * TTL has passed, not later (and never wait out lock_wait_ms for nothing). */
+static void killed_leader_process(void)
+{
+    strata_cache *b;
+    strata_value v = STRATA_VALUE_INIT;
+    loader_state s = {0, 0, 0, PTHREAD_MUTEX_INITIALIZER};
+    char key[128], ready;
+    int fds[2], status;
+    int64_t t0, waited;
+    pid_t pid;
+    if (strcmp(backend_name, "memory") == 0) /* the store dies with the process */
+        return;
+    snprintf(key, sizeof key, "%s", test_unique("killed"));
+    REQUIRE(pipe(fds) == 0);
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        strata_cache *a = open_cache("ns=api&lease_ttl_ms=1000");
+        strata_ticket *t = NULL;
+        close(fds[0]);
+        if (a == NULL || strata_lookup(a, K(key), &v, &t) != STRATA_MISS_LEAD)
+            _exit(1);
+        if (write(fds[1], "L", 1) != 1)
+            _exit(1);
+        for (;;)
+            pause(); /* a loader stuck forever, until SIGKILL */
+    }
+    close(fds[1]);
+    REQUIRE(read(fds[0], &ready, 1) == 1);
+    close(fds[0]);
+    t0 = strata__now_mono_ms();
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    b = open_cache("ns=api&lease_ttl_ms=1000&lock_wait_ms=10000&wait_policy=fail");
+    REQUIRE(b);
+    CHECK_RC(strata_get_or_load(b, K(key), test_loader, &s, &v), STRATA_OK);
+    waited = strata__now_mono_ms() - t0;
+    CHECK(s.calls == 1 && v.level == STRATA_LEVEL_LOADED);
+    CHECK(waited < 1000 + 2000 + 1000); /* lease TTL (+ memcached's whole-second clock) + slack, far below lock_wait */
+    CHECK_RC(strata_get(b, K(key), &v), STRATA_OK); /* stored under the new lease */
+    strata_value_dispose(&v);
+    strata_cache_free(b);
+}
+
+typedef struct race_arg {
+    strata_cache *c;
+    const char *base;
+    pthread_barrier_t *start;
+    int *loads;
+    int errors;
+} race_arg;
+
+static int counting_loader(void *ud, const char *key, size_t keylen, strata_load *load)
+{
+    __atomic_add_fetch((int *)ud, 1, __ATOMIC_RELAXED);
+    return strata_load_value(load, key, keylen, 0);
+}
+
+static void *race_thread(void *p)
+{
+    race_arg *a = p;
+    strata_value v = STRATA_VALUE_INIT;
+    char key[160];
+    int i;
+    for (i = 0; i < 300; i++) {
+        snprintf(key, sizeof key, "%s-%d", a->base, i);
+        pthread_barrier_wait(a->start);
+        if (strata_get_or_load(a->c, K(key), counting_loader, &a->loads[i], &v) != STRATA_OK)
+            a->errors++;
+    }
+    strata_value_dispose(&v);
+    return NULL;
+}
+
+/* Two handles race on each of 300 cold keys with an instant loader: a leader
+ * may fill and release between the other's read and its lease, and that
+ * lease must not load the key again. */
+static void lease_recheck_after_fill(void)
+{
+    static int loads[300];
+    strata_cache *a = open_cache("ns=api"), *b = open_cache("ns=api");
+    pthread_barrier_t start;
+    pthread_t th[2];
+    race_arg args[2];
+    char base[128];
+    int i, twice = 0;
+    REQUIRE(a && b);
+    snprintf(base, sizeof base, "%s", test_unique("recheck"));
+    memset(loads, 0, sizeof loads);
+    pthread_barrier_init(&start, NULL, 2);
+    args[0] = (race_arg){a, base, &start, loads, 0};
+    args[1] = (race_arg){b, base, &start, loads, 0};
+    pthread_create(&th[0], NULL, race_thread, &args[0]);
+    pthread_create(&th[1], NULL, race_thread, &args[1]);
+    pthread_join(th[0], NULL);
+    pthread_join(th[1], NULL);
+    for (i = 0; i < 300; i++)
+        twice += loads[i] != 1;
+    CHECK(twice == 0);
+    CHECK(args[0].errors == 0 && args[1].errors == 0);
+    pthread_barrier_destroy(&start);
+    strata_cache_free(a);
+    strata_cache_free(b);
+}
+
 static int pipe_fd = -1;
 
 /* Reports each call through a pipe, so the parent counts across processes. */
@@ -577,7 +685,7 @@ static void *pipe_thread(void *p)
  * The children inherit the parent's handle, so this also checks fork safety. */
 static void processes_stampede(void)
 {
-    strata_cache *c = open_cache("ns=api&pool_size=4&lock_wait_ms=5000");
+    strata_cache *c = open_cache("ns=api&pool_size=4&lock_wait_ms=10000");
     char key[128], buf[64];
     int fds[2], p, status, failed = 0, calls = 0;
     ssize_t n;
@@ -672,7 +780,7 @@ static void *hot_reader(void *p)
  * one early refresh, and no reader ever waits for (is served by) a load. */
 static void xfetch_one_early_refresh(void)
 {
-    strata_cache *c = open_cache("ns=api&ttl_ms=3000&xfetch_beta=1&refresh_threads=1&pool_size=12");
+    strata_cache *c = open_cache("ns=api&ttl_ms=3000&xfetch_beta=2&refresh_threads=1&pool_size=12");
     strata_value v = STRATA_VALUE_INIT;
     hot_state h;
     pthread_t th[8];
@@ -687,13 +795,15 @@ static void xfetch_one_early_refresh(void)
     CHECK_RC(strata_get_or_load(c, K(key), versioned_loader, &h, &v), STRATA_OK); /* cold load: 100 ms cost */
     for (i = 0; i < 8; i++)
         pthread_create(&th[i], NULL, hot_reader, &h);
-    /* Readers run for 2.9 s of the first 3 s of freshness: XFetch (cost 100 ms,
-     * ~1600 reads/s) refreshes ~0.5 s before expiry with near certainty, and a
-     * second refresh would need remaining ~2.7 s: probability ~e^-22. */
-    strata__sleep_ms(2900);
+    /* Readers run for 2.95 s of the first 3 s of freshness. With cost 100 ms
+     * and beta 2 this process refreshes at least 200 ms before expiry (at
+     * 400 ms on average); a second refresh of the new version would need its
+     * draw to come ~2.8 s early: probability e^-13. */
+    strata__sleep_ms(2950);
     strata__atomic_store(&h.stop, 1);
     for (i = 0; i < 8; i++)
         pthread_join(th[i], NULL);
+    strata__sleep_ms(150); /* a refresh started near the end completes */
     {
         strata_stats st;
         strata_stats_get(c, &st, STRATA_STATS_VERSION);
@@ -799,6 +909,8 @@ int main(int argc, char **argv)
         {"stale_serving", stale_serving},
         {"waiter_policies", waiter_policies},
         {"crashed_leader_lease_expires", crashed_leader_lease_expires},
+        {"killed_leader_process", killed_leader_process},
+        {"lease_recheck_after_fill", lease_recheck_after_fill},
         {"get_many_or_load_one_call", get_many_or_load_one_call},
         {"processes_stampede", processes_stampede},
         {"xfetch_one_early_refresh", xfetch_one_early_refresh},

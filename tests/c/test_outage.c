@@ -110,6 +110,61 @@ static void batch_fails_open(void)
     strata_cache_free(c);
 }
 
+/* Stale-if-error with the server paused: values this process saw are served
+ * stale from L1 (bounded by stale-until) without the loader; others fail open. */
+static void stale_if_error_while_down(void)
+{
+    test_server s;
+    strata_cache *c;
+    strata_value v = STRATA_VALUE_INIT, outs[2];
+    strata_stats st;
+    strata_set_options so = STRATA_SET_OPTIONS_INIT;
+    const char *keys[2] = {"old", "new"};
+    size_t lens[2] = {3, 3};
+    int calls = 0, results[2], rc;
+    int64_t t0;
+    REQUIRE(test_server_start(&s, kind) == 0);
+    c = open_on(&s, "timeout_ms=200&connect_timeout_ms=200&breaker_threshold=2&breaker_cooldown_ms=60000"
+                    "&l1=1&l1_ttl_ms=50&ttl_ms=200&stale_ms=60000&xfetch_beta=0");
+    REQUIRE(c);
+    memset(outs, 0, sizeof outs);
+    CHECK_RC(strata_set(c, "old", 3, "v1", 2, 0), 0);
+    so.ttl_ms = 100;
+    so.stale_ms = 0;
+    CHECK_RC(strata_set_ex(c, "gone", 4, "g", 1, &so), 0);
+    strata__sleep_ms(300); /* past fresh-until; "gone" is past its stale window too */
+    test_server_pause(&s);
+
+    t0 = strata__now_mono_ms();
+    CHECK_RC(strata_get(c, "old", 3, &v), STRATA_HIT_STALE);
+    CHECK_VALUE(&v, "v1");
+    CHECK(v.stale == 1 && v.level == STRATA_LEVEL_STALE);
+    CHECK_RC(strata_get_or_load(c, "old", 3, loader, &calls, &v), STRATA_HIT_STALE);
+    CHECK_VALUE(&v, "v1");
+    CHECK(calls == 0);
+    CHECK(strata__now_mono_ms() - t0 < 1500); /* one deadline, then the breaker */
+    /* a value never seen here fails open to the loader */
+    CHECK_RC(strata_get_or_load(c, "other", 5, loader, &calls, &v), STRATA_OK);
+    CHECK(calls == 1 && v.level == STRATA_LEVEL_LOADED);
+    /* a batch: stale for what L1 kept, one loader call for the rest */
+    CHECK_RC(strata_get_many_or_load(c, 2, keys, lens, batch_loader, &calls, outs, results), 0);
+    CHECK_RC(results[0], STRATA_HIT_STALE);
+    CHECK(outs[0].len == 2 && memcmp(outs[0].data, "v1", 2) == 0);
+    CHECK_RC(results[1], STRATA_OK);
+    CHECK(calls == 2 && outs[1].level == STRATA_LEVEL_LOADED);
+    /* past stale-until nothing is served: the error surfaces */
+    rc = strata_get(c, "gone", 4, &v);
+    CHECK(rc == STRATA_EBREAKER || rc == STRATA_ETIMEOUT || rc == STRATA_EBACKEND);
+    strata_stats_get(c, &st, STRATA_STATS_VERSION);
+    CHECK(st.stale_hits >= 3);
+    test_server_resume(&s);
+    strata_value_dispose(&v);
+    strata_value_dispose(&outs[0]);
+    strata_value_dispose(&outs[1]);
+    strata_cache_free(c);
+    test_server_stop(&s);
+}
+
 static void paused_server_times_out(void)
 {
     test_server s;
@@ -173,6 +228,7 @@ int main(int argc, char **argv)
         {"killed_server_fails_open_and_recovers", killed_server_fails_open_and_recovers},
         {"batch_fails_open", batch_fails_open},
         {"paused_server_times_out", paused_server_times_out},
+        {"stale_if_error_while_down", stale_if_error_while_down},
         {"created_while_down", created_while_down},
     };
     if (argc < 2) {

@@ -75,17 +75,18 @@ static void envelope_vectors(void)
     int checked = 0;
     REQUIRE(f != NULL);
     while (fgets(line, sizeof line, f)) {
-        char hex[2048], payload[512];
+        char hex[2048], payload[512], tags[1024], *tag, *save = NULL;
         long long created, fresh, stale;
         unsigned cost, flags;
         unsigned char bytes[1024];
-        size_t i, n;
+        char again[1024];
+        size_t i, n, nt = 0;
         strata__envelope d;
         if (line[0] == '#' || line[0] == '\n')
             continue;
-        payload[0] = '\0';
-        if (sscanf(line, "%2047s %u %lld %lld %lld %u %511s", hex, &flags, &created, &fresh, &stale,
-                   &cost, payload) < 6)
+        payload[0] = tags[0] = '\0';
+        if (sscanf(line, "%2047s %u %lld %lld %lld %u %511s %1023s", hex, &flags, &created, &fresh, &stale,
+                   &cost, payload, tags) < 6)
             continue;
         if (strcmp(payload, "-") == 0)
             payload[0] = '\0';
@@ -96,10 +97,20 @@ static void envelope_vectors(void)
         CHECK(d.flags == flags && d.created_ms == created && d.fresh_until_ms == fresh);
         CHECK(d.stale_until_ms == stale && d.cost_ms == cost);
         CHECK(d.payload_len == strlen(payload) && memcmp(d.payload, payload, d.payload_len) == 0);
+        /* tags: name=version,... in order */
+        for (tag = strtok_r(tags, ",", &save); tag; tag = strtok_r(NULL, ",", &save), nt++) {
+            char *eq = strrchr(tag, '=');
+            REQUIRE(eq != NULL && nt < d.ntags);
+            CHECK(d.tags[nt].len == (size_t)(eq - tag) && memcmp(d.tags[nt].name, tag, d.tags[nt].len) == 0);
+            CHECK(d.tags[nt].version == strtoull(eq + 1, NULL, 10));
+        }
+        CHECK(d.ntags == nt);
+        /* and the C encoder writes the very same bytes */
+        CHECK(strata__env_encode(&d, again, sizeof again) == n && memcmp(again, bytes, n) == 0);
         checked++;
     }
     fclose(f);
-    CHECK(checked >= 3);
+    CHECK(checked >= 8);
 }
 
 static void freshness_verdicts(void)
@@ -120,7 +131,7 @@ static void xfetch_formula(void)
     size_t i, j;
     for (i = 0; i < sizeof us / sizeof us[0]; i++) {
         for (j = 0; j < sizeof nows / sizeof nows[0]; j++) {
-            double gap = -100.0 * 2.0 * log(us[i]);
+            double gap = 100.0 * 2.0 * (1.0 - log(us[i]));
             int want = (double)nows[j] + gap >= 1000.0;
             strata__verdict v = strata__freshness(nows[j], 1000, 5000, 100, 2.0, us[i]);
             CHECK((v == STRATA__EARLY_REFRESH) == want);
@@ -130,6 +141,32 @@ static void xfetch_formula(void)
     /* beta 0 or unknown cost: never early */
     CHECK(strata__freshness(999, 1000, 5000, 100, 0.0, 1e-9) == STRATA__FRESH);
     CHECK(strata__freshness(999, 1000, 5000, 0, 1.0, 1e-9) == STRATA__FRESH);
+}
+
+/* The per-process, per-version draw: stable for its inputs, uniform across
+ * seeds, and a new draw for every new version of the key. */
+static void xfetch_draw_per_version(void)
+{
+    double sum = 0, u, lo = 1, hi = 0;
+    int i, early = 0;
+    CHECK(strata__xfetch_draw(42, "k", 1, 1000) == strata__xfetch_draw(42, "k", 1, 1000));
+    CHECK(strata__xfetch_draw(42, "k", 1, 1000) != strata__xfetch_draw(43, "k", 1, 1000));
+    CHECK(strata__xfetch_draw(42, "k", 1, 1000) != strata__xfetch_draw(42, "k", 1, 1001));
+    CHECK(strata__xfetch_draw(42, "k", 1, 1000) != strata__xfetch_draw(42, "j", 1, 1000));
+    for (i = 0; i < 20000; i++) {
+        u = strata__xfetch_draw((uint64_t)i * 7919u, "hot", 3, 123456789);
+        CHECK(u > 0 && u <= 1);
+        sum += u;
+        lo = u < lo ? u : lo;
+        hi = u > hi ? u : hi;
+        /* P(refresh with 200 ms left, cost 100 ms, beta 1) = 1/e per process */
+        early += strata__freshness(800, 1000, 5000, 100, 1.0, u) == STRATA__EARLY_REFRESH;
+        /* and always with one load time left */
+        CHECK(strata__freshness(900, 1000, 5000, 100, 1.0, u) == STRATA__EARLY_REFRESH);
+    }
+    CHECK(fabs(sum / 20000 - 0.5) < 0.01);
+    CHECK(lo < 0.001 && hi > 0.999);
+    CHECK(fabs(early / 20000.0 - exp(-1.0)) < 0.02);
 }
 
 static void jitter_bounds(void)
@@ -257,6 +294,7 @@ int main(int argc, char **argv)
         {"envelope_vectors", envelope_vectors},
         {"freshness_verdicts", freshness_verdicts},
         {"xfetch_formula", xfetch_formula},
+        {"xfetch_draw_per_version", xfetch_draw_per_version},
         {"jitter_bounds", jitter_bounds},
         {"sketch_rejects_bad_arguments", sketch_rejects_bad_arguments},
         {"sketch_bounds", sketch_bounds},

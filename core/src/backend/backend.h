@@ -79,6 +79,12 @@ typedef struct strata__backend_ops {
 
     /* Largest value the backend stores (0 = unbounded); checked by the engine. */
     size_t (*max_value_size)(strata__backend *b);
+
+    /* Tag version counter (docs/TAGS.md): creates key holding `init` (no
+     * expiry) when absent, then adds delta (0 = just read); *out = the value
+     * after. Stored as decimal text, so get_many reads it back as such. */
+    int (*counter)(strata__backend *b, const char *key, size_t keylen,
+                   int64_t init, int64_t delta, int64_t *out);
 } strata__backend_ops;
 
 struct strata__backend {

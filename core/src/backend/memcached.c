@@ -983,8 +983,9 @@ static int mc_lease_release(strata__backend *base, const char *key, size_t keyle
     return rc < 0 ? rc : 0;
 }
 
-static int mc_incr(strata__backend *base, const char *key, size_t keylen,
-                   int64_t delta, int64_t *out)
+/* Add-then-incr: created holding `init` (decimal, no expiry) when absent. */
+static int mc_counter(strata__backend *base, const char *key, size_t keylen,
+                      int64_t init, int64_t delta, int64_t *out)
 {
     mc_backend *b = (mc_backend *)base;
     mc_call call;
@@ -992,6 +993,8 @@ static int mc_incr(strata__backend *base, const char *key, size_t keylen,
     mc_item item;
     uint64_t value = 0, mag;
     int rc = 0, attempt;
+    char iv[24];
+    size_t ivlen = (size_t)snprintf(iv, sizeof iv, "%lld", (long long)(init < 0 ? 0 : init));
 
     value_key(b, key, keylen, &k);
     if ((rc = server_check(b, k.server)) < 0)
@@ -1002,8 +1005,8 @@ static int mc_incr(strata__backend *base, const char *key, size_t keylen,
     mag = delta < 0 ? (uint64_t)(-(delta + 1)) + 1 : (uint64_t)delta;
     for (attempt = 0; attempt < 3; attempt++) {
         memcached_return_t mrc;
-        /* Created at "0" with no expiry; losing the add just means it exists. */
-        mrc = memcached_add(call.mc, k.buf, k.len, "0", 1, 0, 0);
+        /* Created at init with no expiry; losing the add just means it exists. */
+        mrc = memcached_add(call.mc, k.buf, k.len, iv, ivlen, 0, 0);
         if (mrc != MEMCACHED_SUCCESS && mrc != MEMCACHED_STORED &&
             mrc != MEMCACHED_DATA_EXISTS && mrc != MEMCACHED_NOTSTORED) {
             rc = call_fail(&call, mrc, k.server, "incr (create)");
@@ -1026,14 +1029,14 @@ static int mc_incr(strata__backend *base, const char *key, size_t keylen,
         /* Refused as non-numeric (libmemcached 1.1 reports the binary DELTA_BADVAL
          * status as UNKNOWN_READ_FAILURE). Not a server fault, so no backoff; the
          * sockets are dropped anyway, since it is unclear how much was read.
-         * A deleted counter's tombstone restarts at 0. */
+         * A deleted counter's tombstone restarts at init. */
         if (!rc_in_sync(mrc))
             memcached_quit(call.mc);
         rc = item_get(&call, &k, &item, NULL, "incr");
         if (rc < 0)
             break;
         if (item.found && item.flags == TOMB_FLAGS) {
-            mrc = memcached_cas(call.mc, k.buf, k.len, "0", 1, 0, 0, item.cas);
+            mrc = memcached_cas(call.mc, k.buf, k.len, iv, ivlen, 0, 0, item.cas);
             if (mrc == MEMCACHED_SUCCESS || mrc == MEMCACHED_DATA_EXISTS ||
                 mrc == MEMCACHED_NOTFOUND || mrc == MEMCACHED_STORED)
                 continue;
@@ -1053,6 +1056,12 @@ static int mc_incr(strata__backend *base, const char *key, size_t keylen,
         *out = value > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)value;
     }
     return rc;
+}
+
+static int mc_incr(strata__backend *base, const char *key, size_t keylen,
+                   int64_t delta, int64_t *out)
+{
+    return mc_counter(base, key, keylen, 0, delta, out);
 }
 
 static size_t mc_max_value_size(strata__backend *base)
@@ -1090,7 +1099,8 @@ static const strata__backend_ops mc_ops = {
     mc_lease_fill,
     mc_lease_release,
     mc_incr,
-    mc_max_value_size
+    mc_max_value_size,
+    mc_counter
 };
 
 static int behave(memcached_st *m, memcached_behavior_t flag, uint64_t value, const char *name)

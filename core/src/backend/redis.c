@@ -968,6 +968,46 @@ static int rb_incr(strata__backend *be, const char *key, size_t keylen,
     return rc;
 }
 
+/* SET NX creates the counter at init, INCRBY adds delta (0 reads it): two
+ * atomic commands pipelined in one round trip. */
+static int rb_counter(strata__backend *be, const char *key, size_t keylen, int64_t init, int64_t delta,
+                      int64_t *out)
+{
+    rb *b = RB(be);
+    rb_slot *s;
+    redisReply *r1 = NULL, *r2 = NULL;
+    char iv[24], dv[24];
+    const char *setv[4] = {"SET", key, iv, "NX"}, *incv[3] = {"INCRBY", key, dv};
+    size_t setl[4] = {3, keylen, 0, 2}, incl[3] = {6, keylen, 0};
+    int rc;
+
+    setl[2] = fmt_i64(iv, sizeof iv, init);
+    incl[2] = fmt_i64(dv, sizeof dv, delta);
+    if ((rc = slot_acquire(b, &s)) != 0)
+        return rc;
+    rc = append(b, s, 4, setv, setl, "SET NX");
+    if (rc == 0)
+        rc = append(b, s, 3, incv, incl, "INCRBY");
+    if (rc == 0)
+        rc = next_reply(b, s, &r1, "SET NX");
+    if (rc == 0)
+        rc = next_reply(b, s, &r2, "INCRBY");
+    slot_release(b, s);
+    if (rc == 0) {
+        if (r1->type == REDIS_REPLY_ERROR)
+            rc = reply_fail(b, r1, "SET NX");
+        else if (r2->type == REDIS_REPLY_INTEGER)
+            *out = (int64_t)r2->integer;
+        else
+            rc = reply_fail(b, r2, "INCRBY");
+    }
+    if (r1)
+        freeReplyObject(r1);
+    if (r2)
+        freeReplyObject(r2);
+    return rc;
+}
+
 static size_t rb_max_value_size(strata__backend *be)
 {
     (void)be;
@@ -1005,6 +1045,7 @@ static const strata__backend_ops rb_ops = {
     rb_lease_release,
     rb_incr,
     rb_max_value_size,
+    rb_counter,
 };
 
 int strata__backend_redis_open(strata__backend **out, const strata__config *cfg)

@@ -5,6 +5,7 @@
 #include "engine/coherence.h"
 #include "engine/hotkeys.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,12 @@ int strata_cache_new(strata_cache **out, const char *url, const strata_options *
         rc = strata__l1_new(&c->l1, c->cfg.opts.l1_max_bytes, c->cfg.opts.l1_max_entries);
     if (rc == 0 && c->cfg.refresh_threads)
         rc = strata__refresher_new(&c->refresher, c->cfg.refresh_threads);
+    if (rc == 0)
+        rc = strata__tags_new(&c->tags, c->cfg.opts.tag_cache_ms);
+    if (rc == 0)
+        rc = strata__backend_timed(&c->backend, &c->metrics.backend);
+    if (rc == 0 && c->l1)
+        strata__l1_set_validator(c->l1, strata__tags_l1_check, c);
     if (rc == 0 && c->cfg.opts.hot_sketch_width)
         rc = strata__hot_new(&c->hot, &c->cfg.opts);
     if (rc == 0)
@@ -60,6 +67,7 @@ int strata_cache_new(strata_cache **out, const char *url, const strata_options *
             c->backend->ops->close(c->backend);
         strata__hot_free(c->hot);
         strata__l1_free(c->l1);
+        strata__tags_free(c->tags);
         free(c);
         return rc;
     }
@@ -78,6 +86,7 @@ void strata_cache_free(strata_cache *c)
     c->backend->ops->close(c->backend);
     strata__hot_free(c->hot);
     strata__l1_free(c->l1);
+    strata__tags_free(c->tags);
     strata__mutex_destroy(&c->flights_lock);
     free(c);
 }
@@ -110,6 +119,15 @@ int strata__encode_value(strata_cache *c, strata__bytes *out, const char *val, s
                          int negative, int64_t ttl_ms, int64_t stale_ms, int64_t cost_ms,
                          int64_t now_ms, int64_t *fresh_until, int64_t *backend_ttl_ms)
 {
+    return strata__encode_value_tags(c, out, val, vallen, negative, ttl_ms, stale_ms, cost_ms, NULL, 0,
+                                     now_ms, fresh_until, backend_ttl_ms);
+}
+
+int strata__encode_value_tags(strata_cache *c, strata__bytes *out, const char *val, size_t vallen,
+                              int negative, int64_t ttl_ms, int64_t stale_ms, int64_t cost_ms,
+                              const strata__env_tag *tags, size_t ntags,
+                              int64_t now_ms, int64_t *fresh_until, int64_t *backend_ttl_ms)
+{
     strata__envelope e;
     size_t need, max = c->backend->ops->max_value_size(c->backend);
     int rc;
@@ -126,6 +144,9 @@ int strata__encode_value(strata_cache *c, strata__bytes *out, const char *val, s
     e.cost_ms = cost_ms < 0 ? 0 : cost_ms > 0xffffffffll ? 0xffffffffu : (uint32_t)cost_ms;
     e.payload = val;
     e.payload_len = vallen;
+    e.ntags = ntags;
+    if (ntags)
+        memcpy(e.tags, tags, ntags * sizeof *tags);
     need = strata__env_size(&e);
     if (vallen > 0xffffffffu || (max && need > max))
         return strata__error(STRATA_ETOOBIG, "value of %zu bytes is too big for the %s backend "
@@ -179,6 +200,23 @@ int strata__backend_result(strata_cache *c, int rc)
     return rc;
 }
 
+void strata__l1_store(strata_cache *c, const char *key, size_t keylen, const char *val, size_t vallen,
+                      int negative, int tagged, int64_t now_ms, int64_t fresh_until_ms,
+                      int64_t stale_until_ms, uint64_t epoch)
+{
+    int64_t serve_until = now_ms + c->cfg.opts.l1_ttl_ms;
+    if (c->l1 == NULL)
+        return;
+    if (serve_until > fresh_until_ms)
+        serve_until = fresh_until_ms;
+    if (tagged)
+        strata__l1_put_tagged(c->l1, key, keylen, val, vallen, negative, serve_until, fresh_until_ms,
+                              stale_until_ms, epoch);
+    else
+        strata__l1_put(c->l1, key, keylen, val, vallen, negative, serve_until, fresh_until_ms, stale_until_ms,
+                       epoch);
+}
+
 int strata__serve_envelope(strata_cache *c, const char *key, size_t keylen, const strata__envelope *e,
                            int64_t now_ms, uint64_t epoch, strata_value *out)
 {
@@ -198,11 +236,11 @@ int strata__serve_envelope(strata_cache *c, const char *key, size_t keylen, cons
         STRATA__COUNT(c, stale_hits);
         return STRATA_HIT_STALE;
     }
-    if (c->l1) {
-        int64_t exp = now_ms + c->cfg.opts.l1_ttl_ms;
-        strata__l1_put(c->l1, key, keylen, e->payload, e->payload_len, negative,
-                       exp < e->fresh_until_ms ? exp : e->fresh_until_ms, e->fresh_until_ms, epoch);
-    }
+    if (e->ntags)
+        strata__tags_l1_put(c, key, keylen, e, now_ms, epoch);
+    else
+        strata__l1_store(c, key, keylen, e->payload, e->payload_len, negative, 0, now_ms, e->fresh_until_ms,
+                         e->stale_until_ms, epoch);
     if (negative) {
         STRATA__COUNT(c, negative_hits);
         return STRATA_NEGATIVE;
@@ -215,13 +253,20 @@ int strata_stats_get(strata_cache *c, strata_stats *out, unsigned int version)
 {
     if (c == NULL || out == NULL)
         return strata__error(STRATA_EINVAL, "%s is NULL", c == NULL ? "cache handle" : "stats pointer");
-    if (version != STRATA_STATS_VERSION)
-        return strata__error(STRATA_EVERSION, "unknown strata_stats version %u (this library knows %d)",
+    if (version != 1 && version != STRATA_STATS_VERSION)
+        return strata__error(STRATA_EVERSION, "unknown strata_stats version %u (this library knows 1-%d)",
                              version, STRATA_STATS_VERSION);
-    memcpy(out, &c->stats, sizeof *out);
-    out->version = STRATA_STATS_VERSION;
-    if (c->l1)
-        strata__l1_stats(c->l1, &out->l1_entries, &out->l1_bytes, &out->l1_evictions);
-    out->l1_link_up = (uint64_t)strata__coherence_link_up(c);
+    {
+        strata_stats s;
+        int64_t until = strata__atomic_load(&c->breaker_open_until);
+        memcpy(&s, &c->stats, sizeof s);
+        s.version = version;
+        if (c->l1)
+            strata__l1_stats(c->l1, &s.l1_entries, &s.l1_bytes, &s.l1_evictions);
+        s.breaker_state = until == 0 ? 0 : strata__now_mono_ms() < until ? 1 : 2;
+        /* A version 1 caller's struct ends at fail_open. */
+        s.l1_link_up = (uint64_t)strata__coherence_link_up(c);
+        memcpy(out, &s, version == 1 ? offsetof(strata_stats, fail_open) + sizeof s.fail_open : sizeof s);
+    }
     return 0;
 }

@@ -8,6 +8,8 @@
 #include "local/l1.h"
 #include "platform/platform.h"
 #include "policy/envelope.h"
+#include "engine/metrics.h"
+#include "engine/tags.h"
 
 #define STRATA__MAX_KEY 4096
 #define STRATA__KEYBUF (STRATA__MAX_KEY + STRATA__MAX_NS + 8)
@@ -31,6 +33,8 @@ struct strata_cache {
     int64_t breaker_open_until; /* monotonic ms; 0 = closed */
     int breaker_probe;          /* 1 while one probe call is in flight */
 
+    strata__tags *tags;         /* tag version cache (tags.c) */
+    strata__metrics metrics;    /* latency histograms (metrics.c) */
     struct strata__hot *hot;             /* hot-key sketch; NULL when off */
     struct strata__coherence *coherence; /* L1 invalidation link; NULL when none */
 };
@@ -56,6 +60,18 @@ int strata__encode_value(strata_cache *c, strata__bytes *out, const char *val, s
                          int negative, int64_t ttl_ms, int64_t stale_ms, int64_t cost_ms,
                          int64_t now_ms, int64_t *fresh_until, int64_t *backend_ttl_ms);
 
+/* The backend is unreachable (as opposed to answering "no"). */
+static inline int strata__is_outage(int rc)
+{
+    return rc == STRATA_EBACKEND || rc == STRATA_ETIMEOUT || rc == STRATA_EBREAKER;
+}
+
+/* strata__encode_value with tag stamps (tags may be NULL when ntags is 0). */
+int strata__encode_value_tags(strata_cache *c, strata__bytes *out, const char *val, size_t vallen,
+                              int negative, int64_t ttl_ms, int64_t stale_ms, int64_t cost_ms,
+                              const strata__env_tag *tags, size_t ntags,
+                              int64_t now_ms, int64_t *fresh_until, int64_t *backend_ttl_ms);
+
 /* Backend call bookkeeping: breaker state and error counters. */
 int  strata__breaker_allow(strata_cache *c);
 int  strata__backend_result(strata_cache *c, int rc);
@@ -64,6 +80,14 @@ int  strata__backend_result(strata_cache *c, int rc);
  * when fresh. Returns the read outcome, or STRATA_MISS when expired. */
 int strata__serve_envelope(strata_cache *c, const char *key, size_t keylen, const strata__envelope *e,
                            int64_t now_ms, uint64_t epoch, strata_value *out);
+
+/* Puts a value just read or written at now_ms into L1 (when on): served
+ * until min(now + l1_ttl_ms, fresh_until), kept for stale-if-error until
+ * stale_until. epoch is the shard epoch seen before the backend call.
+ * tagged: val is the whole envelope, checked against tag versions on hits. */
+void strata__l1_store(strata_cache *c, const char *key, size_t keylen, const char *val, size_t vallen,
+                      int negative, int tagged, int64_t now_ms, int64_t fresh_until_ms,
+                      int64_t stale_until_ms, uint64_t epoch);
 
 /* Background refresh (refresh_threads > 0): the ticket, loader and userdata
  * go to a refresher thread. 0 when queued (the caller returns at once), or an
@@ -77,9 +101,18 @@ int  strata__refresh_async(strata_cache *c, strata_ticket *t, const char *key, s
 void strata__refresh_now(strata_cache *c, strata_ticket *t, const char *key, size_t keylen,
                          strata_loader_fn loader, void *userdata);
 
+/* The backend half of strata__read: one read of fk, decoded, tag-checked and
+ * served (into L1 too, unless its shard moved past epoch). */
+int strata__read_backend(strata_cache *c, const char *key, size_t keylen, const char *fk, size_t fklen,
+                         int64_t now, uint64_t epoch, strata_value *out, strata__bytes *raw,
+                         strata__envelope *env);
+
 /* Reads one key through L1 and the backend, without loading. env/raw hold the
  * decoded backend envelope when out->level is BACKEND or STALE. */
 int strata__read(strata_cache *c, const char *key, size_t keylen, strata_value *out,
                  strata__bytes *raw, strata__envelope *env);
+/* The same; with timed set, a read that goes past L1 lands in the get histogram. */
+int strata__read_ex(strata_cache *c, const char *key, size_t keylen, strata_value *out,
+                    strata__bytes *raw, strata__envelope *env, int timed);
 
 #endif

@@ -30,7 +30,7 @@ static void on_evict(void *ud, const char *key, size_t keylen)
 static void on_flush(void *ud)
 {
     strata_cache *c = ud;
-    strata__l1_clear(c->l1);
+    strata__l1_demote(c->l1);
     STRATA__COUNT(c, l1_flushes);
 }
 
@@ -135,7 +135,7 @@ static void restart_after_fork(strata_cache *c, unsigned int gen)
     if (co->nretired < sizeof co->retired / sizeof co->retired[0])
         co->retired[co->nretired++] = co->watch;
     co->watch = NULL;
-    strata__l1_clear(c->l1);
+    strata__l1_demote(c->l1);
     STRATA__COUNT(c, l1_flushes);
     if (start_watch(c) == 0)
         strata__atomic_store(&co->gen, gen);

@@ -17,7 +17,19 @@ struct strata_load {
     int64_t ttl_ms;
     strata__bytes value;
     char message[256];
+    strata_cache *cache;
+    strata__tagstamp *stamp;    /* strata_load_tags: handed to the ticket's fill */
 };
+
+strata__tagstamp **strata__load_stamp(strata_load *l) { return &l->stamp; }
+strata_cache *strata__load_cache(strata_load *l) { return l->cache; }
+
+static void load_dispose(strata_load *l)
+{
+    strata__bytes_free(&l->value);
+    strata__tagstamp_free(l->stamp);
+    l->stamp = NULL;
+}
 
 struct strata__flight {
     strata__flight *next;
@@ -65,13 +77,29 @@ int strata_load_error(strata_load *l, const char *message)
     return 0;
 }
 
+int strata_record_load(strata_cache *c, int failed, int64_t duration_ns)
+{
+    if (c == NULL)
+        return strata__error(STRATA_EINVAL, "cache handle is NULL");
+    if (duration_ns < 0)
+        return strata__error(STRATA_EINVAL, "duration_ns must be >= 0, got %lld", (long long)duration_ns);
+    STRATA__COUNT(c, loads);
+    if (failed)
+        STRATA__COUNT(c, load_errors);
+    strata__hist_record(&c->metrics.load, (uint64_t)duration_ns);
+    return 0;
+}
+
 /* Calls the loader; 0 with l->kind VALUE or NOT_FOUND, or STRATA_EUSER. */
 static int call_loader(strata_cache *c, strata_loader_fn loader, void *ud, const char *key, size_t keylen,
                        strata_load *l)
 {
     int rc;
+    uint64_t t0 = strata__now_mono_ns();
     STRATA__COUNT(c, loads);
+    l->cache = c;
     rc = loader(ud, key, keylen, l);
+    strata__hist_record(&c->metrics.load, strata__now_mono_ns() - t0);
     if (rc != 0 || l->kind == LOAD_ERROR || l->kind == LOAD_NONE) {
         STRATA__COUNT(c, load_errors);
         if (l->kind == LOAD_ERROR)
@@ -81,11 +109,6 @@ static int call_loader(strata_cache *c, strata_loader_fn loader, void *ud, const
         return strata__error(STRATA_EUSER, "loader returned without a value, not-found or error");
     }
     return 0;
-}
-
-static int is_backend_failure(int rc)
-{
-    return rc == STRATA_EBACKEND || rc == STRATA_ETIMEOUT || rc == STRATA_EBREAKER;
 }
 
 /* Returns the loaded result to the caller: LOADED level, or NEGATIVE. */
@@ -109,6 +132,12 @@ static int deliver(strata_load *l, strata_value *out)
  * fill still returns the loaded value: the caller asked for it and got it. */
 static void fill_from(strata_ticket *t, strata_load *l)
 {
+    if (l->stamp) { /* the ticket takes the stamp over */
+        strata__tagstamp **slot = strata__ticket_stamp(t);
+        strata__tagstamp_free(*slot);
+        *slot = l->stamp;
+        l->stamp = NULL;
+    }
     if (l->kind == LOAD_NOT_FOUND)
         strata_fill_negative(t, l->ttl_ms);
     else
@@ -179,7 +208,7 @@ static int load_one(strata_cache *c, const char *key, size_t keylen, strata_load
             backoff = backoff * 2 > 50 ? 50 : backoff * 2;
             continue;
         }
-        if (is_backend_failure(rc)) {
+        if (strata__is_outage(rc)) {
             /* Fail open: the source of truth still answers. */
             STRATA__COUNT(c, fail_open);
             if ((rc = call_loader(c, loader, ud, key, keylen, &l)) == 0)
@@ -187,7 +216,7 @@ static int load_one(strata_cache *c, const char *key, size_t keylen, strata_load
         }
         break;
     }
-    strata__bytes_free(&l.value);
+    load_dispose(&l);
     return rc;
 }
 
@@ -200,7 +229,7 @@ void strata__refresh_now(strata_cache *c, strata_ticket *t, const char *key, siz
         fill_from(t, &l);
     else
         strata_abandon(t);
-    strata__bytes_free(&l.value);
+    load_dispose(&l);
 }
 
 /* Joins the flight for key, or starts one (returns NULL: caller leads). */
@@ -235,10 +264,13 @@ static void flight_release(strata_cache *c, strata__flight *f)
     (void)c;
 }
 
+static int fly(strata_cache *c, const char *key, size_t keylen, strata_loader_fn loader, void *ud,
+               strata_value *out);
+
 int strata_get_or_load(strata_cache *c, const char *key, size_t keylen, strata_loader_fn loader,
                        void *ud, strata_value *out)
 {
-    strata__flight *f, *mine, **pp;
+    uint64_t t0;
     int rc;
 
     if (out == NULL)
@@ -259,6 +291,20 @@ int strata_get_or_load(strata_cache *c, const char *key, size_t keylen, strata_l
             return rc;
         }
     }
+    /* Timed past L1 only: two clock reads would double an L1 hit's cost. */
+    t0 = strata__now_mono_ns();
+    rc = fly(c, key, keylen, loader, ud, out);
+    strata__hist_record(&c->metrics.get, strata__now_mono_ns() - t0);
+    return rc;
+}
+
+/* Past L1: singleflight in-process, then load_one as the flight leader. */
+static int fly(strata_cache *c, const char *key, size_t keylen, strata_loader_fn loader, void *ud,
+               strata_value *out)
+{
+    strata__flight *f, *mine, **pp;
+    int rc;
+
     mine = calloc(1, sizeof *mine);
     if (mine == NULL)
         return strata__error(STRATA_ENOMEM, "out of memory");
@@ -327,12 +373,18 @@ int strata_get_many_or_load(strata_cache *c, size_t n, const char *const *keys, 
     if (loader == NULL)
         return strata__error(STRATA_EINVAL, "loader is NULL");
     if ((rc = strata_get_many(c, n, keys, keylens, outs, results)) < 0) {
-        if (!is_backend_failure(rc))
+        if (!strata__is_outage(rc))
             return rc;
         backend_down = 1; /* no per-key lease attempts: each would fail too */
         STRATA__COUNT(c, fail_open);
-        for (i = 0; i < n; i++)
-            results[i] = STRATA_MISS; /* fail open: load everything */
+        /* Stale-if-error from L1 where this process has a value; load the rest. */
+        for (i = 0; i < n && c->l1; i++) {
+            if (results[i] == STRATA_MISS &&
+                strata__l1_get_stale(c->l1, keys[i], keylens[i], strata__now_wall_ms(), &outs[i]) == 0) {
+                STRATA__COUNT(c, stale_hits);
+                results[i] = STRATA_HIT_STALE;
+            }
+        }
     }
     for (i = 0; i < n; i++)
         if (results[i] == STRATA_MISS)
@@ -379,7 +431,13 @@ int strata_get_many_or_load(strata_cache *c, size_t n, const char *const *keys, 
     if (nm == 0)
         goto done;
     STRATA__COUNT(c, loads);
-    rc = loader(ud, nm, mkeys, mlens, lptrs);
+    for (i = 0; i < nm; i++)
+        loads[i].cache = c;
+    {
+        uint64_t t0 = strata__now_mono_ns();
+        rc = loader(ud, nm, mkeys, mlens, lptrs);
+        strata__hist_record(&c->metrics.load, strata__now_mono_ns() - t0);
+    }
     for (i = 0; i < nm; i++) {
         size_t k = midx[i];
         strata_load *l = &loads[i];
@@ -410,7 +468,7 @@ int strata_get_many_or_load(strata_cache *c, size_t n, const char *const *keys, 
     rc = 0;
 done:
     for (i = 0; loads && i < nm; i++)
-        strata__bytes_free(&loads[i].value);
+        load_dispose(&loads[i]);
     free(mkeys);
     free(mlens);
     free(midx);

@@ -17,8 +17,12 @@ struct strata_ticket {
     int64_t started_ns;
     size_t keylen, fklen;
     char *key, *fk;     /* both in `mem` */
+    strata__tagstamp *stamp; /* strata_ticket_tags: stamped into the fill */
     char mem[];
 };
+
+strata__tagstamp **strata__ticket_stamp(strata_ticket *t) { return &t->stamp; }
+strata_cache *strata__ticket_cache(strata_ticket *t) { return t->cache; }
 
 static int take_lease(strata_cache *c, const char *key, size_t keylen, strata_ticket **ticket,
                       int64_t *wait_ms)
@@ -51,11 +55,33 @@ static int take_lease(strata_cache *c, const char *key, size_t keylen, strata_ti
     t->fklen = (size_t)fklen;
     t->key = t->mem;
     t->fk = t->mem + keylen;
+    t->stamp = NULL;
     memcpy(t->key, key, keylen);
     memcpy(t->fk, fk, (size_t)fklen);
     STRATA__COUNT(c, leases_won);
     *ticket = t;
     return 0;
+}
+
+/* The miss and the lease are two round trips: a leader that filled and
+ * released in between must not be loaded over. Winning the lease shows its
+ * fill, if any, is done, so one more read tells (one round trip per load). */
+static int recheck(strata_cache *c, strata_ticket **ticket, strata_value *out, strata__bytes *raw,
+                   strata__envelope *env)
+{
+    strata_ticket *t = *ticket;
+    int rc = strata__read_backend(c, t->key, t->keylen, t->fk, t->fklen, strata__now_wall_ms(), t->epoch, out,
+                                  raw, env);
+    if (rc == STRATA_OK || rc == STRATA_NEGATIVE) {
+        strata_abandon(t);
+        *ticket = NULL;
+        return rc;
+    }
+    if (rc == STRATA_HIT_STALE)
+        return STRATA_HIT_REFRESH; /* ours to refresh, with the stale value in hand */
+    out->len = 0;
+    out->level = STRATA_LEVEL_NONE;
+    return STRATA_MISS_LEAD; /* still absent, or unreadable now: the holder loads */
 }
 
 int strata_lookup(strata_cache *c, const char *key, size_t keylen, strata_value *out,
@@ -74,19 +100,21 @@ int strata_lookup(strata_cache *c, const char *key, size_t keylen, strata_value 
     rc = strata__read(c, key, keylen, out, &raw, &env);
     if (rc == STRATA_OK && out->level == STRATA_LEVEL_BACKEND && c->cfg.opts.xfetch_beta > 0 &&
         strata__freshness(strata__now_wall_ms(), env.fresh_until_ms, env.stale_until_ms, env.cost_ms,
-                          c->cfg.opts.xfetch_beta, strata__random_unit()) == STRATA__EARLY_REFRESH) {
+                          c->cfg.opts.xfetch_beta,
+                          strata__xfetch_draw(strata__process_seed(), key, keylen, env.fresh_until_ms)) ==
+            STRATA__EARLY_REFRESH) {
         /* XFetch picked this caller; the lease keeps it to one refresher per key. */
         if (take_lease(c, key, keylen, ticket, &wait_ms) == 0) {
             STRATA__COUNT(c, early_refreshes);
             rc = STRATA_HIT_REFRESH;
         }
-    } else if (rc == STRATA_HIT_STALE) {
+    } else if (rc == STRATA_HIT_STALE && raw.len > 0) { /* not stale-if-error from L1 */
         if (take_lease(c, key, keylen, ticket, &wait_ms) == 0)
             rc = STRATA_HIT_REFRESH;
     } else if (rc == STRATA_MISS) {
         rc = take_lease(c, key, keylen, ticket, &wait_ms);
         if (rc == 0) {
-            rc = STRATA_MISS_LEAD;
+            rc = recheck(c, ticket, out, &raw, &env);
         } else if (rc == STRATA_MISS_WAIT) {
             out->wait_ms = wait_ms < 1 ? 1 : wait_ms;
             out->len = 0;
@@ -99,6 +127,7 @@ int strata_lookup(strata_cache *c, const char *key, size_t keylen, strata_value 
 
 static void ticket_free(strata_ticket *t)
 {
+    strata__tagstamp_free(t->stamp);
     free(t);
 }
 
@@ -121,8 +150,9 @@ static int fill(strata_ticket *t, const char *val, size_t vallen, int negative, 
     }
     now = strata__now_wall_ms();
     cost_ms = ((int64_t)strata__now_mono_ns() - t->started_ns) / 1000000;
-    rc = strata__encode_value(c, &enc, val ? val : "", vallen, negative, ttl_ms, -1, cost_ms, now,
-                              &fresh_until, &backend_ttl);
+    rc = strata__encode_value_tags(c, &enc, val ? val : "", vallen, negative, ttl_ms, -1, cost_ms,
+                                   t->stamp ? t->stamp->tags : NULL, t->stamp ? t->stamp->n : 0, now,
+                                   &fresh_until, &backend_ttl);
     if (rc < 0) {
         strata_abandon(t);
         return rc;
@@ -131,11 +161,12 @@ static int fill(strata_ticket *t, const char *val, size_t vallen, int negative, 
                                                                t->guard, enc.data, enc.len, backend_ttl));
     if (rc == 0) {
         STRATA__COUNT(c, sets);
-        if (c->l1) {
-            int64_t exp = now + c->cfg.opts.l1_ttl_ms;
-            strata__l1_put(c->l1, t->key, t->keylen, val ? val : "", vallen, negative,
-                           exp < fresh_until ? exp : fresh_until, fresh_until, t->epoch);
-        }
+        if (t->stamp)
+            strata__l1_store(c, t->key, t->keylen, enc.data, enc.len, negative, 1, now, fresh_until,
+                             now + backend_ttl, t->epoch);
+        else
+            strata__l1_store(c, t->key, t->keylen, val ? val : "", vallen, negative, 0, now, fresh_until,
+                             now + backend_ttl, t->epoch);
     } else if (rc == STRATA_ELEASE) {
         STRATA__COUNT(c, leases_lost);
     }

@@ -11,14 +11,37 @@ static int check_out(strata_value *out)
     return out ? 0 : strata__error(STRATA_EINVAL, "value out-pointer is NULL");
 }
 
+int strata__read_backend(strata_cache *c, const char *key, size_t keylen, const char *fk, size_t fklen,
+                         int64_t now, uint64_t epoch, strata_value *out, strata__bytes *raw,
+                         strata__envelope *env)
+{
+    int rc;
+    if ((rc = strata__breaker_allow(c)) == 0)
+        rc = strata__backend_result(c, c->backend->ops->get(c->backend, fk, fklen, raw));
+    if (rc == 0 && strata__env_decode(raw->data, raw->len, env) == 0) {
+        rc = strata__tags_verify(c, 1, &env, now); /* a tag bump expires the entry */
+        if (rc >= 0)
+            rc = strata__serve_envelope(c, key, keylen, env, now, epoch, out);
+    } else if (rc == 0) {
+        rc = STRATA_MISS; /* foreign or corrupt bytes: not ours, a miss */
+    }
+    return rc;
+}
+
 /* Reads one key through L1 and the backend. Does not load. */
 int strata__read(strata_cache *c, const char *key, size_t keylen, strata_value *out,
                  strata__bytes *raw, strata__envelope *env)
 {
+    return strata__read_ex(c, key, keylen, out, raw, env, 0);
+}
+
+int strata__read_ex(strata_cache *c, const char *key, size_t keylen, strata_value *out,
+                    strata__bytes *raw, strata__envelope *env, int timed)
+{
     char fk[STRATA__KEYBUF];
     int fklen = strata__full_key(c, key, keylen, fk), rc;
     int64_t now;
-    uint64_t epoch = 0;
+    uint64_t epoch = 0, t0;
     if (fklen < 0)
         return fklen;
     strata__note_read(c, key, keylen);
@@ -37,16 +60,19 @@ int strata__read(strata_cache *c, const char *key, size_t keylen, strata_value *
         STRATA__COUNT(c, l1_misses);
         epoch = strata__l1_epoch(c->l1, key, keylen);
     }
-    if ((rc = strata__breaker_allow(c)) < 0)
-        return rc;
-    rc = strata__backend_result(c, c->backend->ops->get(c->backend, fk, (size_t)fklen, raw));
-    if (rc == 0 && strata__env_decode(raw->data, raw->len, env) == 0) {
-        rc = strata__serve_envelope(c, key, keylen, env, now, epoch, out);
-    } else if (rc == 0) {
-        rc = STRATA_MISS; /* foreign or corrupt bytes: not ours, a miss */
-    }
-    if (rc == STRATA_MISS)
+    /* Timed past L1 only: two clock reads would double an L1 hit's cost. */
+    t0 = timed ? strata__now_mono_ns() : 0;
+    rc = strata__read_backend(c, key, keylen, fk, (size_t)fklen, now, epoch, out, raw, env);
+    if (strata__is_outage(rc) && c->l1 && strata__l1_get_stale(c->l1, key, keylen, now, out) == 0) {
+        /* Stale-if-error: the last value this process saw, within its stale window. */
+        STRATA__COUNT(c, stale_hits);
+        raw->len = 0; /* tells lookup there is no backend to take a lease from */
+        rc = STRATA_HIT_STALE;
+    } else if (rc == STRATA_MISS) {
         STRATA__COUNT(c, misses);
+    }
+    if (timed)
+        strata__hist_record(&c->metrics.get, strata__now_mono_ns() - t0);
     return rc;
 }
 
@@ -60,7 +86,7 @@ int strata_get(strata_cache *c, const char *key, size_t keylen, strata_value *ou
         return rc;
     if (c->cfg.opts.loader) /* read-through */
         return strata_get_or_load(c, key, keylen, c->cfg.opts.loader, c->cfg.opts.loader_data, out);
-    rc = strata__read(c, key, keylen, out, &raw, &env);
+    rc = strata__read_ex(c, key, keylen, out, &raw, &env, 1);
     strata__bytes_free(&raw);
     return rc;
 }
@@ -81,7 +107,8 @@ static int check_ttl(int64_t ttl_ms)
 }
 
 static int write_value(strata_cache *c, const char *key, size_t keylen, const char *val, size_t vallen,
-                       int64_t ttl_ms, int64_t stale_ms, int64_t cost_ms)
+                       int64_t ttl_ms, int64_t stale_ms, int64_t cost_ms, const strata__env_tag *tags,
+                       size_t ntags)
 {
     char fk[STRATA__KEYBUF];
     strata__bytes enc = {0, 0, 0};
@@ -92,8 +119,8 @@ static int write_value(strata_cache *c, const char *key, size_t keylen, const ch
         return fklen;
     if ((rc = check_value(val, vallen)) < 0 || (rc = check_ttl(ttl_ms)) < 0)
         return rc;
-    rc = strata__encode_value(c, &enc, val ? val : "", vallen, 0, ttl_ms, stale_ms, cost_ms, now,
-                              &fresh_until, &backend_ttl);
+    rc = strata__encode_value_tags(c, &enc, val ? val : "", vallen, 0, ttl_ms, stale_ms, cost_ms, tags, ntags,
+                                   now, &fresh_until, &backend_ttl);
     if (rc == 0 && (rc = strata__breaker_allow(c)) == 0) {
         if (c->l1) {
             strata__l1_del(c->l1, key, keylen); /* older readers may not re-enter L1 */
@@ -104,11 +131,12 @@ static int write_value(strata_cache *c, const char *key, size_t keylen, const ch
         strata__coherence_wrote(c, key, keylen); /* even after a timeout: it may have landed */
         if (rc == 0) {
             STRATA__COUNT(c, sets);
-            if (c->l1) {
-                int64_t exp = now + c->cfg.opts.l1_ttl_ms;
-                strata__l1_put(c->l1, key, keylen, val ? val : "", vallen, 0,
-                               exp < fresh_until ? exp : fresh_until, fresh_until, epoch);
-            }
+            if (ntags)
+                strata__l1_store(c, key, keylen, enc.data, enc.len, 0, 1, now, fresh_until, now + backend_ttl,
+                                 epoch);
+            else
+                strata__l1_store(c, key, keylen, val ? val : "", vallen, 0, 0, now, fresh_until,
+                                 now + backend_ttl, epoch);
         }
     }
     strata__bytes_free(&enc);
@@ -118,7 +146,7 @@ static int write_value(strata_cache *c, const char *key, size_t keylen, const ch
 int strata_set(strata_cache *c, const char *key, size_t keylen, const char *val, size_t vallen,
                int64_t ttl_ms)
 {
-    return write_value(c, key, keylen, val, vallen, ttl_ms, -1, 0);
+    return write_value(c, key, keylen, val, vallen, ttl_ms, -1, 0, NULL, 0);
 }
 
 int strata_set_ex(strata_cache *c, const char *key, size_t keylen, const char *val, size_t vallen,
@@ -129,11 +157,19 @@ int strata_set_ex(strata_cache *c, const char *key, size_t keylen, const char *v
     if (o->version != STRATA_SET_OPTIONS_VERSION)
         return strata__error(STRATA_EVERSION, "unknown strata_set_options version %u (this library knows %d)",
                              o->version, STRATA_SET_OPTIONS_VERSION);
-    if (o->ntags > 0)
-        return strata__error(STRATA_ENOTSUP, "tagged writes are not supported by this build yet");
     if (o->stale_ms < -1 || o->cost_ms < 0)
         return strata__error(STRATA_EINVAL, "set options: stale_ms must be >= -1 and cost_ms >= 0");
-    return write_value(c, key, keylen, val, vallen, o->ttl_ms, o->stale_ms, o->cost_ms);
+    if (o->ntags > 0) {
+        strata__env_tag stamps[STRATA__ENV_MAX_TAGS];
+        int rc = strata__check_key(c, key, keylen);
+        /* Bad input is refused before the versions are read (which may create counters). */
+        if (rc < 0 || (rc = check_value(val, vallen)) < 0 || (rc = check_ttl(o->ttl_ms)) < 0 ||
+            (rc = strata__tags_check(o->tags, o->taglens, o->ntags)) < 0 ||
+            (rc = strata__tags_stamp(c, o->tags, o->taglens, o->ntags, stamps)) < 0)
+            return rc;
+        return write_value(c, key, keylen, val, vallen, o->ttl_ms, o->stale_ms, o->cost_ms, stamps, o->ntags);
+    }
+    return write_value(c, key, keylen, val, vallen, o->ttl_ms, o->stale_ms, o->cost_ms, NULL, 0);
 }
 
 int strata_delete(strata_cache *c, const char *key, size_t keylen)
@@ -159,15 +195,6 @@ int strata_invalidate(strata_cache *c, const char *key, size_t keylen)
     return rc == STRATA_MISS ? 0 : rc;
 }
 
-int strata_invalidate_tag(strata_cache *c, const char *tag, size_t taglen)
-{
-    (void)tag;
-    (void)taglen;
-    if (c == NULL)
-        return strata__error(STRATA_EINVAL, "cache handle is NULL");
-    return strata__error(STRATA_ENOTSUP, "tag invalidation is not supported by this build yet");
-}
-
 int strata_touch(strata_cache *c, const char *key, size_t keylen, int64_t ttl_ms)
 {
     char fk[STRATA__KEYBUF];
@@ -183,10 +210,15 @@ int strata_touch(strata_cache *c, const char *key, size_t keylen, int64_t ttl_ms
     rc = strata__backend_result(c, c->backend->ops->get(c->backend, fk, (size_t)fklen, &raw));
     if (rc == 0 && (strata__env_decode(raw.data, raw.len, &env) != 0 || now >= env.stale_until_ms))
         rc = STRATA_MISS;
+    if (rc == 0) { /* a tag-outdated entry is not revived; the stamps are kept */
+        strata__envelope *pe = &env;
+        rc = strata__tags_verify(c, 1, &pe, now);
+        rc = rc > 0 ? STRATA_MISS : rc;
+    }
     if (rc == 0)
-        rc = strata__encode_value(c, &enc, env.payload, env.payload_len,
-                                  (env.flags & STRATA__ENV_FLAG_NEGATIVE) != 0, ttl_ms, -1,
-                                  env.cost_ms, now, &fresh_until, &backend_ttl);
+        rc = strata__encode_value_tags(c, &enc, env.payload, env.payload_len,
+                                       (env.flags & STRATA__ENV_FLAG_NEGATIVE) != 0, ttl_ms, -1,
+                                       env.cost_ms, env.tags, env.ntags, now, &fresh_until, &backend_ttl);
     if (rc == 0)
         rc = strata__backend_result(c, c->backend->ops->set(c->backend, fk, (size_t)fklen, enc.data,
                                                             enc.len, backend_ttl));
@@ -206,6 +238,7 @@ int strata_get_many(strata_cache *c, size_t n, const char *const *keys, const si
     int *rcs = NULL, rc = 0;
     int64_t now = strata__now_wall_ms();
     uint64_t *epochs = NULL;
+    strata__envelope *envs = NULL, **decoded = NULL;
 
     if (c == NULL || (n > 0 && (keys == NULL || keylens == NULL || outs == NULL || results == NULL)))
         return strata__error(STRATA_EINVAL, "%s is NULL", c == NULL ? "cache handle" : "an array argument");
@@ -220,13 +253,16 @@ int strata_get_many(strata_cache *c, size_t n, const char *const *keys, const si
     raws = calloc(n, sizeof *raws);
     rcs = calloc(n, sizeof *rcs);
     epochs = calloc(n, sizeof *epochs);
-    if (!fks || !fklens || !idx || !raws || !rcs || !epochs) {
+    envs = malloc(n * sizeof *envs);
+    decoded = calloc(n, sizeof *decoded);
+    if (!fks || !fklens || !idx || !raws || !rcs || !epochs || !envs || !decoded) {
         rc = strata__error(STRATA_ENOMEM, "out of memory");
         goto done;
     }
     /* L1 first; the rest go to the backend in one batch. */
     for (i = 0; i < n; i++) {
         outs[i].wait_ms = 0;
+        results[i] = STRATA_MISS; /* also what a failed batch leaves for non-L1 keys */
         strata__note_read(c, keys[i], keylens[i]);
         if (c->l1) {
             int r = strata__l1_get(c->l1, keys[i], keylens[i], now, &outs[i]);
@@ -254,12 +290,17 @@ int strata_get_many(strata_cache *c, size_t n, const char *const *keys, const si
                                                                  fklens, raws, rcs));
         if (rc < 0)
             goto done;
+        for (i = 0; i < nb; i++)
+            if (rcs[i] == 0 && strata__env_decode(raws[i].data, raws[i].len, &envs[i]) == 0)
+                decoded[i] = &envs[i];
+        /* All the tag stamps in one round trip at most. */
+        if ((rc = strata__tags_verify(c, nb, decoded, now)) < 0)
+            goto done;
         for (i = 0; i < nb; i++) {
             size_t k = idx[i];
-            strata__envelope env;
             int r = rcs[i];
-            if (r == 0 && strata__env_decode(raws[i].data, raws[i].len, &env) == 0)
-                r = strata__serve_envelope(c, keys[k], keylens[k], &env, now, epochs[i], &outs[k]);
+            if (decoded[i])
+                r = strata__serve_envelope(c, keys[k], keylens[k], decoded[i], now, epochs[i], &outs[k]);
             else if (r == 0)
                 r = STRATA_MISS;
             if (r == STRATA_MISS)
@@ -278,6 +319,8 @@ done:
     free(raws);
     free(rcs);
     free(epochs);
+    free(envs);
+    free(decoded);
     return rc < 0 ? rc : 0;
 }
 

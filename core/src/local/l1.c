@@ -9,6 +9,7 @@
 
 #define L1_SHARDS 16
 #define L1_NEGATIVE 1u
+#define L1_TAGGED 2u
 
 typedef struct l1_shard {
     strata__mutex lock;
@@ -19,6 +20,8 @@ typedef struct l1_shard {
 
 struct strata__l1 {
     l1_shard shards[L1_SHARDS];
+    strata__l1_validator validator;
+    void *validator_ctx;
     strata__l1_gate gate;
 };
 
@@ -88,43 +91,91 @@ uint64_t strata__l1_epoch(strata__l1 *l1, const char *key, size_t keylen)
     return strata__atomic_load(&s->epoch);
 }
 
-int strata__l1_get(strata__l1 *l1, const char *key, size_t keylen, int64_t now_ms, strata_value *out)
+/* Copies e into out; the caller holds the shard lock. */
+static int copy_out(const strata__entry *e, int64_t now_ms, int level, strata_value *out)
+{
+    if (strata__value_set(out, STRATA__ENTRY_VALUE(e), e->vallen) < 0)
+        return STRATA_ENOMEM;
+    out->level = level;
+    out->stale = level == STRATA_LEVEL_STALE;
+    out->ttl_ms = e->aux - now_ms;
+    return (e->flags & L1_NEGATIVE) ? STRATA_NEGATIVE : 0;
+}
+
+/* Shared by get and get_stale: stale = 0 serves entries within their serving
+ * time, stale = 1 positive entries up to their stale-until. */
+static int get(strata__l1 *l1, const char *key, size_t keylen, int64_t now_ms, int stale, strata_value *out)
 {
     uint64_t h;
     l1_shard *s = shard_of(l1, key, keylen, &h);
     strata__entry *e;
-    int rc = STRATA_MISS;
-    if (l1->gate.readable && !l1->gate.readable(l1->gate.ud))
-        return STRATA_MISS;
+    int rc = STRATA_MISS, tagged = 0;
+    if (!stale && l1->gate.readable && !l1->gate.readable(l1->gate.ud))
+        return STRATA_MISS; /* stale-if-error does not need the invalidation link */
     strata__mutex_lock(&s->lock);
     e = strata__table_get(&s->table, h, key, keylen, now_ms);
-    if (e) {
-        rc = (e->flags & L1_NEGATIVE) ? STRATA_NEGATIVE : 0;
-        if (strata__value_set(out, STRATA__ENTRY_VALUE(e), e->vallen) < 0)
-            rc = STRATA_ENOMEM;
-        out->level = STRATA_LEVEL_L1;
-        out->stale = 0;
-        out->ttl_ms = e->aux - now_ms;
+    if (e && (stale ? !(e->flags & L1_NEGATIVE) : now_ms < e->aux2)) {
+        tagged = (e->flags & L1_TAGGED) != 0;
+        rc = copy_out(e, now_ms, stale ? STRATA_LEVEL_STALE : STRATA_LEVEL_L1, out);
     }
     strata__mutex_unlock(&s->lock);
+    if (tagged && rc >= 0)
+        rc = l1->validator ? l1->validator(l1->validator_ctx, key, keylen, now_ms, out, rc) : STRATA_MISS;
     return rc;
 }
 
-void strata__l1_put(strata__l1 *l1, const char *key, size_t keylen, const char *val, size_t vallen,
-                    int negative, int64_t expires_ms, int64_t fresh_until_ms, uint64_t epoch)
+int strata__l1_get(strata__l1 *l1, const char *key, size_t keylen, int64_t now_ms, strata_value *out)
+{
+    return get(l1, key, keylen, now_ms, 0, out);
+}
+
+int strata__l1_get_stale(strata__l1 *l1, const char *key, size_t keylen, int64_t now_ms,
+                         strata_value *out)
+{
+    return get(l1, key, keylen, now_ms, 1, out);
+}
+
+static void put_flagged(strata__l1 *l1, const char *key, size_t keylen, const char *val, size_t vallen,
+                        unsigned int flags, int64_t serve_until_ms, int64_t fresh_until_ms,
+                        int64_t stale_until_ms, uint64_t epoch)
 {
     uint64_t h;
     l1_shard *s = shard_of(l1, key, keylen, &h);
     strata__entry *e = NULL;
     if (l1->gate.admit && !l1->gate.admit(l1->gate.ud, key, keylen))
         return;
+    int64_t keep_until = (flags & L1_NEGATIVE) || stale_until_ms < serve_until_ms ? serve_until_ms
+                                                                                  : stale_until_ms;
     strata__mutex_lock(&s->lock);
     if (s->epoch == epoch &&
-        strata__table_put(&s->table, h, key, keylen, val, vallen, expires_ms, &e) == 0) {
+        strata__table_put(&s->table, h, key, keylen, val, vallen, keep_until, &e) == 0) {
         e->aux = fresh_until_ms;
-        e->flags = negative ? L1_NEGATIVE : 0;
+        e->aux2 = serve_until_ms;
+        e->flags = flags;
     }
     strata__mutex_unlock(&s->lock);
+}
+
+void strata__l1_put(strata__l1 *l1, const char *key, size_t keylen, const char *val, size_t vallen,
+                    int negative, int64_t serve_until_ms, int64_t fresh_until_ms,
+                    int64_t stale_until_ms, uint64_t epoch)
+{
+    put_flagged(l1, key, keylen, val, vallen, negative ? L1_NEGATIVE : 0, serve_until_ms, fresh_until_ms,
+                stale_until_ms, epoch);
+}
+
+void strata__l1_put_tagged(strata__l1 *l1, const char *key, size_t keylen, const char *envelope,
+                           size_t len, int negative, int64_t serve_until_ms, int64_t fresh_until_ms,
+                           int64_t stale_until_ms, uint64_t epoch)
+{
+    put_flagged(l1, key, keylen, envelope, len, L1_TAGGED | (negative ? L1_NEGATIVE : 0u), serve_until_ms,
+                fresh_until_ms, stale_until_ms, epoch);
+}
+
+void strata__l1_set_validator(strata__l1 *l1, strata__l1_validator fn, void *ctx)
+{
+    l1->validator = fn;
+    l1->validator_ctx = ctx;
 }
 
 void strata__l1_del(strata__l1 *l1, const char *key, size_t keylen)
@@ -144,6 +195,19 @@ void strata__l1_clear(strata__l1 *l1)
         strata__mutex_lock(&l1->shards[i].lock);
         l1->shards[i].epoch++;
         strata__table_clear(&l1->shards[i].table);
+        strata__mutex_unlock(&l1->shards[i].lock);
+    }
+}
+
+void strata__l1_demote(strata__l1 *l1)
+{
+    size_t i;
+    strata__entry *e;
+    for (i = 0; i < L1_SHARDS; i++) {
+        strata__mutex_lock(&l1->shards[i].lock);
+        l1->shards[i].epoch++;
+        for (e = l1->shards[i].table.lru_head; e; e = e->lru_next)
+            e->aux2 = INT64_MIN; /* past its serving time; kept until stale-until */
         strata__mutex_unlock(&l1->shards[i].lock);
     }
 }

@@ -22,17 +22,29 @@ void strata__l1_free(strata__l1 *l1);
 
 uint64_t strata__l1_epoch(strata__l1 *l1, const char *key, size_t keylen);
 
-/* Copies a live entry's payload into out (level L1). 0 = hit, STRATA_MISS,
+/* Copies a servable entry's payload into out (level L1). 0 = hit, STRATA_MISS,
  * or STRATA_NEGATIVE for a cached "not found". now_ms is the wall clock. */
 int strata__l1_get(strata__l1 *l1, const char *key, size_t keylen, int64_t now_ms, strata_value *out);
 
-/* Stores a fresh value until expires_ms (wall clock) unless the shard's epoch
- * moved past `epoch`. negative = a "not found" entry. */
+/* Stale-if-error while the backend is down: an entry past its serving time
+ * but before its stale-until, served as level STALE. 0 or STRATA_MISS. */
+int strata__l1_get_stale(strata__l1 *l1, const char *key, size_t keylen, int64_t now_ms,
+                         strata_value *out);
+
+/* Stores an entry unless the shard's epoch moved past `epoch`. It is served
+ * until serve_until_ms (wall clock) and kept until stale_until_ms for
+ * strata__l1_get_stale; a negative ("not found") entry is never kept stale. */
 void strata__l1_put(strata__l1 *l1, const char *key, size_t keylen, const char *val, size_t vallen,
-                    int negative, int64_t expires_ms, int64_t fresh_until_ms, uint64_t epoch);
+                    int negative, int64_t serve_until_ms, int64_t fresh_until_ms,
+                    int64_t stale_until_ms, uint64_t epoch);
 
 void strata__l1_del(strata__l1 *l1, const char *key, size_t keylen);
 void strata__l1_clear(strata__l1 *l1);
+
+/* Like clear for every fresh read (and for fills in flight), but entries stay
+ * for stale-if-error: what the invalidation link uses when it may have missed
+ * messages, so an outage of Redis still finds stale values to serve. */
+void strata__l1_demote(strata__l1 *l1);
 
 /* An optional gate the owner installs: `readable` says whether L1 may serve
  * at all now (e.g. the invalidation link is up), `admit` whether a key may
@@ -46,6 +58,17 @@ typedef struct strata__l1_gate {
 void strata__l1_set_gate(strata__l1 *l1, const strata__l1_gate *gate);
 
 void strata__l1_stats(strata__l1 *l1, uint64_t *entries, uint64_t *bytes, uint64_t *evictions);
+
+/* Tagged entries (engine/tags.c): the value kept is a whole envelope, and on
+ * every hit, outside the shard lock, the validator checks it and leaves just
+ * the payload in out; it returns rc, or STRATA_MISS. Without a validator a
+ * tagged entry never hits. */
+typedef int (*strata__l1_validator)(void *ctx, const char *key, size_t keylen, int64_t now_ms,
+                                    strata_value *out, int rc);
+void strata__l1_set_validator(strata__l1 *l1, strata__l1_validator fn, void *ctx);
+void strata__l1_put_tagged(strata__l1 *l1, const char *key, size_t keylen, const char *envelope,
+                           size_t len, int negative, int64_t serve_until_ms, int64_t fresh_until_ms,
+                           int64_t stale_until_ms, uint64_t epoch);
 
 /* Copies bytes into a strata_value's library-owned buffer. */
 int strata__value_set(strata_value *v, const char *data, size_t len);

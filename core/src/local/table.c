@@ -136,7 +136,7 @@ int strata__table_put(strata__table *t, uint64_t hash, const char *key, size_t k
         return STRATA_ENOMEM;
     e->hash = hash;
     e->expires_ms = expires_ms;
-    e->aux = 0;
+    e->aux = e->aux2 = 0;
     e->flags = 0;
     e->keylen = keylen;
     e->vallen = vallen;

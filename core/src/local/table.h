@@ -14,7 +14,7 @@ typedef struct strata__entry {
     struct strata__entry *lru_prev, *lru_next; /* head = most recently used */
     uint64_t hash;
     int64_t expires_ms;  /* on the caller's clock; 0 = never */
-    int64_t aux;         /* caller's metadata (L1: fresh-until) */
+    int64_t aux, aux2;   /* caller's metadata (L1: fresh-until, serve-until) */
     unsigned int flags;  /* caller's metadata */
     size_t keylen, vallen;
     char data[];         /* key bytes, then value bytes */

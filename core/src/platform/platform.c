@@ -129,3 +129,23 @@ double strata__random_unit(void)
     /* 53 random bits mapped onto (0, 1]. */
     return (double)((strata__random_u64() >> 11) + 1) * (1.0 / 9007199254740992.0);
 }
+
+static uint64_t process_seed;
+static unsigned int process_seed_generation;
+static pthread_mutex_t process_seed_lock = PTHREAD_MUTEX_INITIALIZER;
+
+uint64_t strata__process_seed(void)
+{
+    unsigned int gen = strata__fork_generation();
+    uint64_t seed;
+    if (__atomic_load_n(&process_seed_generation, __ATOMIC_ACQUIRE) == gen)
+        return __atomic_load_n(&process_seed, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&process_seed_lock);
+    if (process_seed_generation != gen) {
+        __atomic_store_n(&process_seed, strata__random_u64(), __ATOMIC_RELAXED);
+        __atomic_store_n(&process_seed_generation, gen, __ATOMIC_RELEASE);
+    }
+    seed = process_seed;
+    pthread_mutex_unlock(&process_seed_lock);
+    return seed;
+}

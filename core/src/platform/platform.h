@@ -41,6 +41,10 @@ uint64_t strata__random_u64(void);
 /* Uniform in (0, 1]: never 0, so log() is finite. */
 double strata__random_unit(void);
 
+/* One random value per process (redrawn in a forked child), the same in
+ * every thread: for decisions each process should make once, not per call. */
+uint64_t strata__process_seed(void);
+
 /* Bumped in the child after every fork: a backend that sees it change drops the
  * parent's sockets and reconnects; the RNG reseeds. */
 unsigned int strata__fork_generation(void);

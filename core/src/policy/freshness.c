@@ -1,4 +1,5 @@
 #include "freshness.h"
+#include "hash.h"
 
 #include <math.h>
 
@@ -10,7 +11,7 @@ strata__verdict strata__freshness(int64_t now_ms, int64_t fresh_until_ms, int64_
     if (now_ms >= fresh_until_ms)
         return STRATA__STALE;
     if (cost_ms > 0 && beta > 0 && u > 0 && u <= 1) {
-        double gap = -(double)cost_ms * beta * log(u); /* >= 0 */
+        double gap = (double)cost_ms * beta * (1.0 - log(u)); /* >= cost * beta */
         if ((double)now_ms + gap >= (double)fresh_until_ms)
             return STRATA__EARLY_REFRESH;
     }
@@ -26,4 +27,10 @@ int64_t strata__jitter_ttl(int64_t ttl_ms, unsigned int pct, double u)
         pct = 100;
     cut = (int64_t)((double)ttl_ms * (double)pct / 100.0 * (u > 1 ? 1 : u));
     return ttl_ms - cut < 1 ? 1 : ttl_ms - cut;
+}
+
+double strata__xfetch_draw(uint64_t seed, const char *key, size_t keylen, int64_t fresh_until_ms)
+{
+    uint64_t h = strata__hash64(key, keylen, seed ^ ((uint64_t)fresh_until_ms * 0x9e3779b97f4a7c15ull));
+    return (double)((h >> 11) + 1) * (1.0 / 9007199254740992.0);
 }
