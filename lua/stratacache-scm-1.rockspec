@@ -21,18 +21,16 @@ external_dependencies = {
   HIREDIS = { header = "hiredis/hiredis.h" },
   LIBMEMCACHED = { header = "libmemcached/memcached.h" },
 }
+-- From the repository root: luarocks make lua/stratacache-scm-1.rockspec
+-- (scripts/test-lua.sh does, into throwaway trees, for Lua 5.4 and LuaJIT).
+-- LuaRocks' cmake backend only configures the top of the source tree, which
+-- is the C library's project; the module's own CMake project is lua/, so the
+-- commands are spelled out. LUA_INCDIR is whichever Lua (or LuaJIT) LuaRocks
+-- builds for; LIBDIR is where LuaRocks expects the rock's C modules.
 build = {
-  type = "cmake",
-  cmakedir = "lua",
-  variables = {
-    STRATA_LUA_VERSION = "$(LUA_VERSION)",
-    CMAKE_BUILD_TYPE = "Release",
-    CMAKE_INSTALL_PREFIX = "$(PREFIX)",
-    CMAKE_INSTALL_LIBDIR = "$(LIBDIR)",
-  },
-  install = {
-    lib = { stratacache = "stratacache.so" },
-  },
+  type = "command",
+  build_command = [[$(CMAKE) -S lua -B build.luarocks -DCMAKE_BUILD_TYPE=Release -DSTRATA_LUA_INCLUDE_DIR="$(LUA_INCDIR)" -DSTRATA_LUA_CMOD_DIR="$(LIBDIR)" >/dev/null && $(CMAKE) --build build.luarocks]],
+  install_command = [[$(CMAKE) --install build.luarocks]],
 }
 test = {
   type = "command",

@@ -29,17 +29,22 @@
 
 #if LUA_VERSION_NUM < 502
 #  define sl_rawlen(L, i) lua_objlen(L, i)
-static void sl_setfuncs(lua_State *L, const luaL_Reg *l)
+#else
+#  define sl_rawlen(L, i) lua_rawlen(L, i)
+#endif
+
+/* Sets each function of l into the table at -1, as a closure over the value at
+ * upvalue_idx (the metatable its self must have: see check_self). */
+static void set_methods(lua_State *L, const luaL_Reg *l, int upvalue_idx)
 {
+    if (upvalue_idx < 0)
+        upvalue_idx = lua_gettop(L) + 1 + upvalue_idx;
     for (; l->name; l++) {
-        lua_pushcfunction(L, l->func);
+        lua_pushvalue(L, upvalue_idx);
+        lua_pushcclosure(L, l->func, 1);
         lua_setfield(L, -2, l->name);
     }
 }
-#else
-#  define sl_rawlen(L, i) lua_rawlen(L, i)
-#  define sl_setfuncs(L, l) luaL_setfuncs(L, l, 0)
-#endif
 
 #define CACHE_MT "stratacache.cache"
 #define TICKET_MT "stratacache.ticket"
@@ -67,9 +72,29 @@ static int push_error(lua_State *L, int code)
     return 2;
 }
 
+/*
+ * luaL_checkudata without its registry lookup by name: every method holds its
+ * metatable as upvalue 1 (this is the hot path of an L1 hit). The message is
+ * luaL_checkudata's.
+ */
+static void *check_self(lua_State *L, const char *tname)
+{
+    void *p = lua_touserdata(L, 1);
+    int ok = p != NULL && lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1);
+    if (ok) {
+        ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+    }
+    if (!ok) {
+        lua_pushfstring(L, "%s expected, got %s", tname, luaL_typename(L, 1));
+        luaL_argerror(L, 1, lua_tostring(L, -1));
+    }
+    return p;
+}
+
 static lcache *check_cache(lua_State *L)
 {
-    lcache *lc = (lcache *)luaL_checkudata(L, 1, CACHE_MT);
+    lcache *lc = (lcache *)check_self(L, CACHE_MT);
     if (lc->c == NULL)
         luaL_argerror(L, 1, "cache is closed");
     return lc;
@@ -95,17 +120,21 @@ static const char *check_value(lua_State *L, int idx, size_t *len)
     return lua_tolstring(L, idx, len);
 }
 
-/* Optional seconds -> ms; nil = 0 (the cache's default). */
+/* Optional seconds -> ms; nil = 0 (the cache's default). At most ~1 year. */
 static int64_t check_seconds(lua_State *L, int idx, const char *what)
 {
     lua_Number s;
     if (lua_isnoneornil(L, idx))
         return 0;
-    if (lua_type(L, idx) != LUA_TNUMBER || (s = lua_tonumber(L, idx)) < 0 || s != s || s > 3.2e7) {
-        lua_pushfstring(L, "%s must be a non-negative number of seconds", what);
+    s = lua_tonumber(L, idx);
+    if (lua_type(L, idx) != LUA_TNUMBER || !(s >= 0 && s <= 3.2e7)) { /* also NaN */
+        if (lua_type(L, idx) == LUA_TNUMBER)
+            lua_pushfstring(L, "%s must be a non-negative number of seconds (at most 32000000), got %s",
+                            what, lua_tostring(L, idx));
+        else
+            lua_pushfstring(L, "%s must be a non-negative number of seconds, got %s", what, luaL_typename(L, idx));
         luaL_argerror(L, idx, lua_tostring(L, -1));
     }
-    s = lua_tonumber(L, idx);
     return (int64_t)(s * 1000.0 + 0.5);
 }
 
@@ -463,10 +492,13 @@ static int l_set_many(lua_State *L)
     bidx = lua_gettop(L);
     lua_pushnil(L);
     while (lua_next(L, 2)) {
-        if (lua_type(L, -2) != LUA_TSTRING || sl_rawlen(L, -2) == 0)
-            luaL_argerror(L, 2, "every key must be a non-empty string");
+        if (lua_type(L, -2) != LUA_TSTRING || sl_rawlen(L, -2) == 0) {
+            lua_pushfstring(L, "items keys must be non-empty strings, got %s",
+                            lua_type(L, -2) == LUA_TSTRING ? "an empty string" : luaL_typename(L, -2));
+            luaL_argerror(L, 2, lua_tostring(L, -1));
+        }
         if (lua_type(L, -1) != LUA_TSTRING) {
-            lua_pushfstring(L, "value for key \"%s\" must be a string, got %s", lua_tostring(L, -2),
+            lua_pushfstring(L, "items[\"%s\"] must be a string, got %s", lua_tostring(L, -2),
                             luaL_typename(L, -1));
             luaL_argerror(L, 2, lua_tostring(L, -1));
         }
@@ -503,21 +535,17 @@ static int l_stats(lua_State *L)
     return 1;
 }
 
-/*
- * _lookup(key) -> rc, value, level, ticket, wait_ms, err
- * The primitive under get_or_load: rc is the strata_code.
- */
-static int l_lookup(lua_State *L)
+/* Looks key up; pushes rc, value, level, ticket, wait_ms, err (see _lookup). */
+static int lookup_push(lua_State *L, lcache *lc, const char *k, size_t klen)
 {
-    lcache *lc = check_cache(L);
-    size_t klen;
-    const char *k = check_key(L, 2, &klen, "key");
     strata_ticket *t = NULL;
     int rc = strata_lookup(lc->c, k, klen, &lc->v, &t);
     lua_pushinteger(L, rc);
     if (rc == STRATA_OK || rc == STRATA_HIT_STALE || rc == STRATA_HIT_REFRESH) {
         push_value(L, &lc->v);
         push_level(L, &lc->v);
+        if (t == NULL && rc != STRATA_HIT_REFRESH)
+            return 3; /* a plain hit: the rest would be nils */
     } else {
         lua_pushnil(L);
         lua_pushnil(L);
@@ -545,6 +573,59 @@ static int l_lookup(lua_State *L)
     else
         lua_pushnil(L);
     return 6;
+}
+
+/*
+ * _lookup(key) -> rc, value, level, ticket, wait_ms, err
+ * The two-phase primitive: rc is the strata_code; a ticket comes with
+ * MISS_LEAD and HIT_REFRESH. A plain hit returns rc, value, level only.
+ */
+static int l_lookup(lua_State *L)
+{
+    lcache *lc = check_cache(L);
+    size_t klen;
+    const char *k = check_key(L, 2, &klen, "key");
+    return lookup_push(L, lc, k, klen);
+}
+
+/* Raises msg as get_or_load's own misuse, at its caller's line (what Lua's
+ * error(msg, 3) inside get_or_load would give). */
+static int gol_error(lua_State *L, int arg, const char *msg)
+{
+    luaL_where(L, 2); /* 0 = this function, 1 = get_or_load, 2 = its caller */
+    if (arg == 0)
+        lua_pushfstring(L, "calling 'get_or_load' on bad self (%s)", msg);
+    else
+        lua_pushfstring(L, "bad argument #%d to 'get_or_load' (%s)", arg, msg);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
+/*
+ * _gol_lookup(self, key, loader): get_or_load's first step. Its argument
+ * checks live here, in the one C call a hit makes anyway, rather than as Lua
+ * type() calls before it. A closed handle is rc STRATA_ECLOSED.
+ */
+static int l_gol_lookup(lua_State *L)
+{
+    lcache *lc = (lcache *)lua_touserdata(L, 1);
+    size_t klen = 0;
+    const char *k;
+    int ok = lc != NULL && lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1);
+    if (ok) {
+        ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+    }
+    if (!ok)
+        return gol_error(L, 0, lua_pushfstring(L, "%s expected, got %s", CACHE_MT, luaL_typename(L, 1)));
+    if (lc->c == NULL) /* first, as check_cache does for the other methods */
+        return gol_error(L, 0, "cache is closed");
+    if (lua_type(L, 2) != LUA_TSTRING || (k = lua_tolstring(L, 2, &klen), klen == 0))
+        return gol_error(L, 1, lua_pushfstring(L, "key must be a non-empty string, got %s",
+                                               lua_type(L, 2) == LUA_TSTRING ? "an empty string" : luaL_typename(L, 2)));
+    if (lua_type(L, 3) != LUA_TFUNCTION)
+        return gol_error(L, 2, lua_pushfstring(L, "loader must be a function, got %s", luaL_typename(L, 3)));
+    return lookup_push(L, lc, k, klen);
 }
 
 /* --- module-level helpers --- */
@@ -582,6 +663,7 @@ static const luaL_Reg cache_methods[] = {
     {"stats", l_stats},
     {"close", l_close},
     {"_lookup", l_lookup},
+    {"_gol_lookup", l_gol_lookup},
     {"_isopen", l_isopen},
     {NULL, NULL}
 };
@@ -604,13 +686,13 @@ static const char lua_part[] =
 "sc.sleep = csleep\n"
 "local OK, MISS, NEGATIVE, HIT_STALE, HIT_REFRESH, MISS_LEAD, MISS_WAIT = 0, 1, 2, 3, 4, 5, 6\n"
 "local EBACKEND, ETIMEOUT, EBREAKER = -3, -4, -12\n"
+"local lookup = methods._gol_lookup\n"
 "local settings = setmetatable({}, {__mode = 'k'})\n"
 "local seconds = {ttl = 'ttl_ms', neg_ttl = 'neg_ttl_ms', stale = 'stale_ms', timeout = 'timeout_ms',\n"
 "  connect_timeout = 'connect_timeout_ms', lock_wait = 'lock_wait_ms', lease_ttl = 'lease_ttl_ms',\n"
 "  l1_ttl = 'l1_ttl_ms', breaker_cooldown = 'breaker_cooldown_ms'}\n"
 "local policies = {stale_or_load = 0, load = 1, fail = 2}\n"
 "local function bad(n, fname, msg)\n"
-"  if n == 0 then error(('calling \\'%s\\' on bad self (%s)'):format(fname, msg), 3) end\n"
 "  error(('bad argument #%d to \\'%s\\' (%s)'):format(n, fname, msg), 3)\n"
 "end\n"
 "local function num(v)\n"
@@ -624,7 +706,7 @@ static const char lua_part[] =
 "  if type(url) ~= 'string' then bad(1, 'new', 'url must be a string, got ' .. type(url)) end\n"
 "  local names = {}\n"
 "  for k in pairs(opts) do\n"
-"    if type(k) ~= 'string' then bad(1, 'new', 'option names must be strings') end\n"
+"    if type(k) ~= 'string' then bad(1, 'new', 'option names must be strings, got ' .. type(k)) end\n"
 "    if k ~= 'url' and k ~= 'sleep' then names[#names + 1] = k end\n"
 "  end\n"
 "  table.sort(names)\n"
@@ -632,7 +714,7 @@ static const char lua_part[] =
 "  for _, k in ipairs(names) do\n"
 "    local v, name = opts[k], k\n"
 "    if seconds[k] then\n"
-"      if type(v) ~= 'number' or v < 0 or v ~= v then bad(1, 'new', k .. ' must be a non-negative number of seconds') end\n"
+"      if type(v) ~= 'number' or not (v >= 0) then bad(1, 'new', k .. ' must be a non-negative number of seconds, got ' .. (type(v) == 'number' and tostring(v) or type(v))) end\n"
 "      name, v = seconds[k], num(floor(v * 1000 + 0.5))\n"
 "    elseif k == 'namespace' then name = 'ns'\n"
 "    end\n"
@@ -643,7 +725,7 @@ static const char lua_part[] =
 "    if v:find('[&=#]') then bad(1, 'new', 'option ' .. k .. ' must not contain \\'&\\', \\'=\\' or \\'#\\'') end\n"
 "    q[#q + 1] = name .. '=' .. v\n"
 "  end\n"
-"  if opts.sleep ~= nil and type(opts.sleep) ~= 'function' then bad(1, 'new', 'sleep must be a function') end\n"
+"  if opts.sleep ~= nil and type(opts.sleep) ~= 'function' then bad(1, 'new', 'sleep must be a function, got ' .. type(opts.sleep)) end\n"
 "  if #q > 0 then url = url .. (url:find('?', 1, true) and '&' or '?') .. table.concat(q, '&') end\n"
 "  local c, err = cnew(url)\n"
 "  if not c then return nil, err end\n"
@@ -698,15 +780,10 @@ static const char lua_part[] =
 "  if ticket then ticket:abandon() end\n"
 "  return nil, 'EUSER: ' .. v\n"
 "end\n"
-"function methods.get_or_load(self, key, loader, ...)\n"
-"  local s = settings[self]\n"
-"  if not s then bad(0, 'get_or_load', 'self must be a stratacache cache') end\n"
-"  if not self:_isopen() then bad(0, 'get_or_load', 'cache is closed') end\n"
-"  if type(key) ~= 'string' or key == '' then bad(1, 'get_or_load', 'key must be a non-empty string, got ' .. (type(key) == 'string' and 'an empty string' or type(key))) end\n"
-"  if type(loader) ~= 'function' then bad(2, 'get_or_load', 'loader must be a function, got ' .. type(loader)) end\n"
-"  local deadline, backoff = cnow() + s.lock_wait, 2\n"
+/* The slow path: everything but a plain hit (a miss, a wait, a refresh, an error). */
+"local function resolve(self, key, rc, val, level, ticket, wait_ms, err, loader, ...)\n"
+"  local s, deadline, backoff = settings[self], nil, nil\n"
 "  while true do\n"
-"    local rc, val, level, ticket, wait_ms, err = self:_lookup(key)\n"
 "    if rc == OK or rc == HIT_STALE then return val, nil, level end\n"
 "    if rc == NEGATIVE then return nil, nil, 'negative' end\n"
 "    if rc == HIT_REFRESH then\n"
@@ -717,6 +794,7 @@ static const char lua_part[] =
 "    if rc == MISS_LEAD then return finish(ticket, load(loader, ...)) end\n"
 "    if rc == MISS_WAIT then\n"
 "      local now = cnow()\n"
+"      if not deadline then deadline, backoff = now + s.lock_wait, 2 end\n"
 "      if now >= deadline then\n"
 "        if s.policy == 2 then\n"
 "          return nil, ('ETIMEOUT: waited %d ms for another loader of this key'):format(s.lock_wait)\n"
@@ -733,7 +811,14 @@ static const char lua_part[] =
 "    else\n"
 "      return nil, err or 'EBACKEND: unexpected lookup result ' .. tostring(rc)\n"
 "    end\n"
+"    rc, val, level, ticket, wait_ms, err = lookup(self, key, loader)\n"
 "  end\n"
+"end\n"
+/* A hit is one C call (which also checks the arguments) and one comparison. */
+"function methods.get_or_load(self, key, loader, ...)\n"
+"  local rc, val, level, ticket, wait_ms, err = lookup(self, key, loader)\n"
+"  if rc == OK then return val, nil, level end\n"
+"  return resolve(self, key, rc, val, level, ticket, wait_ms, err, loader, ...)\n"
 "end\n";
 
 __attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L);
@@ -745,7 +830,7 @@ __attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L)
 
     luaL_newmetatable(L, TICKET_MT);
     lua_newtable(L);
-    sl_setfuncs(L, ticket_methods);
+    set_methods(L, ticket_methods, -2);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_ticket_gc);
     lua_setfield(L, -2, "__gc");
@@ -761,7 +846,7 @@ __attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L)
     lua_pushcfunction(L, l_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_newtable(L);
-    sl_setfuncs(L, cache_methods);
+    set_methods(L, cache_methods, -2);
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "__index");
     /* stack: sc, mt, methods */

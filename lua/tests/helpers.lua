@@ -18,8 +18,13 @@ function H.backends()
 end
 
 local counter = 0
-math.randomseed(os.time() + (tonumber(tostring({}):match("0x(%x+)") or "0", 16) or 0) % 100000)
-local run = ("%d%04d"):format(os.time(), math.random(0, 9999))
+-- Unique per interpreter run: scripts/test-lua.sh runs several at once on the same
+-- servers. os.tmpname() makes a file no other process has (mkstemp), so its name is
+-- unique where the clock and LuaJIT's predictable addresses (seeds) are not.
+H.interpreter = rawget(_G, "jit") and "luajit" or _VERSION:gsub("Lua ", "lua")
+local unique = os.tmpname()
+os.remove(unique)
+local run = ("%s-%d-%s"):format(H.interpreter, os.time(), unique:match("([^/]+)$"))
 function H.key(prefix)
   counter = counter + 1
   return ("%s-%s-%d"):format(prefix, run, counter)

@@ -1,83 +1,144 @@
--- Misuse raises, with a message naming the argument (mlcache, luv).
+-- Misuse raises, with a message naming the argument (mlcache, luv), blamed on
+-- the caller's line (error(msg, 2)). Every public method is covered.
 package.path = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
 local H = require "helpers"
 local sc = require "stratacache"
+
+-- H.raises, plus: the message starts at the line of this file that made the call.
+local function raises(f, want)
+  local err = H.raises(f, want)
+  if not err:find("^[^:]*misuse_spec%.lua:%d+: ") then
+    error(("error %q should point at the calling line of misuse_spec.lua"):format(err), 2)
+  end
+  return err
+end
+
+local function loader() return "v" end
+
+-- Every method with good arguments (after self), for the bad-self and closed cases.
+local METHODS = {
+  get = {"k"}, set = {"k", "v"}, delete = {"k"}, touch = {"k", 1}, invalidate = {"k"},
+  invalidate_tag = {"t"}, get_many = {{"k"}}, set_many = {{k = "v"}}, stats = {},
+  get_or_load = {"k", loader},
+}
+local unpack = unpack or table.unpack
 
 describe("misuse", function()
   local c
   before_each(function() c = assert(sc.new{url = "memory://", namespace = "misuse"}) end)
   after_each(function() c:close() end)
 
-  it("bad keys name the argument", function()
-    H.raises(function() c:get("") end, "bad argument #1 to 'get' (key must be a non-empty string, got an empty string)")
-    H.raises(function() c:get(nil) end, "bad argument #1 to 'get' (key must be a non-empty string, got nil)")
-    H.raises(function() c:get(42) end, "bad argument #1 to 'get' (key must be a non-empty string, got number)")
-    H.raises(function() c:delete({}) end, "bad argument #1 to 'delete' (key must be")
-    H.raises(function() c:touch("") end, "bad argument #1 to 'touch'")
-    H.raises(function() c:invalidate("") end, "bad argument #1 to 'invalidate'")
-    H.raises(function() c:invalidate_tag("") end, "bad argument #1 to 'invalidate_tag' (tag must be")
-    H.raises(function() c:get_or_load("", function() end) end,
-      "bad argument #1 to 'get_or_load' (key must be a non-empty string")
+  it("bad keys name the argument, for every keyed method", function()
+    -- written out: only method-call syntax lets Lua name the method in the message
+    raises(function() c:get("") end, "bad argument #1 to 'get' (key must be a non-empty string, got an empty string)")
+    raises(function() c:get(nil) end, "bad argument #1 to 'get' (key must be a non-empty string, got nil)")
+    raises(function() c:get(42) end, "bad argument #1 to 'get' (key must be a non-empty string, got number)")
+    raises(function() c:get() end, "bad argument #1 to 'get' (key must be a non-empty string, got no value)")
+    raises(function() c:delete("") end, "bad argument #1 to 'delete' (key must be a non-empty string, got an empty string)")
+    raises(function() c:delete({}) end, "bad argument #1 to 'delete' (key must be a non-empty string, got table)")
+    raises(function() c:touch("") end, "bad argument #1 to 'touch' (key must be a non-empty string, got an empty string)")
+    raises(function() c:touch(nil, 1) end, "bad argument #1 to 'touch' (key must be a non-empty string, got nil)")
+    raises(function() c:invalidate("") end, "bad argument #1 to 'invalidate' (key must be a non-empty string, got an empty string)")
+    raises(function() c:invalidate(1) end, "bad argument #1 to 'invalidate' (key must be a non-empty string, got number)")
+    raises(function() c:set("", "v") end, "bad argument #1 to 'set' (key must be a non-empty string, got an empty string)")
+    raises(function() c:set(true, "v") end, "bad argument #1 to 'set' (key must be a non-empty string, got boolean)")
+    raises(function() c:invalidate_tag("") end, "bad argument #1 to 'invalidate_tag' (tag must be a non-empty string, got an empty string)")
+    raises(function() c:invalidate_tag(nil) end, "bad argument #1 to 'invalidate_tag' (tag must be a non-empty string, got nil)")
+    raises(function() c:get_or_load("", loader) end,
+      "bad argument #1 to 'get_or_load' (key must be a non-empty string, got an empty string)")
+    raises(function() c:get_or_load(nil, loader) end, "bad argument #1 to 'get_or_load' (key must be a non-empty string, got nil)")
+    raises(function() c:get_or_load(7, loader) end, "bad argument #1 to 'get_or_load' (key must be a non-empty string, got number)")
   end)
 
-  it("bad values and ttls name the argument", function()
-    H.raises(function() c:set("k", nil) end, "bad argument #2 to 'set' (value must be a string, got nil)")
-    H.raises(function() c:set("k", {}) end, "bad argument #2 to 'set' (value must be a string, got table)")
-    H.raises(function() c:set("k", "v", -1) end, "bad argument #3 to 'set' (ttl must be a non-negative number")
-    H.raises(function() c:set("k", "v", "soon") end, "bad argument #3 to 'set' (ttl must be")
-    H.raises(function() c:touch("k", -5) end, "bad argument #2 to 'touch' (ttl must be")
-    H.raises(function() c:get_or_load("k", "not a function") end,
+  it("bad values, ttls and loaders name the argument", function()
+    raises(function() c:set("k", nil) end, "bad argument #2 to 'set' (value must be a string, got nil)")
+    raises(function() c:set("k", {}) end, "bad argument #2 to 'set' (value must be a string, got table)")
+    raises(function() c:set("k", 5) end, "bad argument #2 to 'set' (value must be a string, got number)")
+    raises(function() c:set("k", "v", -1) end,
+      "bad argument #3 to 'set' (ttl must be a non-negative number of seconds (at most 32000000), got -1)")
+    raises(function() c:set("k", "v", 0 / 0) end, "bad argument #3 to 'set' (ttl must be a non-negative number of seconds")
+    raises(function() c:set("k", "v", 1e12) end, "bad argument #3 to 'set' (ttl must be a non-negative number of seconds (at most 32000000)")
+    raises(function() c:set("k", "v", "soon") end, "bad argument #3 to 'set' (ttl must be a non-negative number of seconds, got string)")
+    raises(function() c:touch("k", -5) end, "bad argument #2 to 'touch' (ttl must be a non-negative number of seconds")
+    raises(function() c:touch("k", {}) end, "bad argument #2 to 'touch' (ttl must be a non-negative number of seconds, got table)")
+    raises(function() c:get_or_load("k", "not a function") end,
       "bad argument #2 to 'get_or_load' (loader must be a function, got string)")
+    raises(function() c:get_or_load("k") end, "bad argument #2 to 'get_or_load' (loader must be a function, got nil)")
   end)
 
   it("bad batches name the argument and the item", function()
-    H.raises(function() c:get_many("k") end, "bad argument #1 to 'get_many' (keys must be a table")
-    H.raises(function() c:get_many({"a", 3}) end, "bad argument #1 to 'get_many' (keys[2] must be a non-empty string, got number)")
-    H.raises(function() c:set_many(nil) end, "bad argument #1 to 'set_many' (items must be a table")
-    H.raises(function() c:set_many({k = 1}) end, "value for key \"k\" must be a string, got number")
-    H.raises(function() c:set_many({[1] = "v"}) end, "every key must be a non-empty string")
-    H.raises(function() c:set_many({k = "v"}, -1) end, "bad argument #2 to 'set_many' (ttl must be")
+    raises(function() c:get_many("k") end, "bad argument #1 to 'get_many' (keys must be a table (an array of strings))")
+    raises(function() c:get_many(nil) end, "bad argument #1 to 'get_many' (keys must be a table")
+    raises(function() c:get_many({"a", 3}) end, "bad argument #1 to 'get_many' (keys[2] must be a non-empty string, got number)")
+    raises(function() c:get_many({""}) end, "bad argument #1 to 'get_many' (keys[1] must be a non-empty string, got an empty string)")
+    raises(function() c:set_many(nil) end, "bad argument #1 to 'set_many' (items must be a table of key = value strings)")
+    raises(function() c:set_many({k = 1}) end, "bad argument #1 to 'set_many' (items[\"k\"] must be a string, got number)")
+    raises(function() c:set_many({[1] = "v"}) end, "bad argument #1 to 'set_many' (items keys must be non-empty strings, got number)")
+    raises(function() c:set_many({[""] = "v"}) end, "bad argument #1 to 'set_many' (items keys must be non-empty strings, got an empty string)")
+    raises(function() c:set_many({k = "v"}, -1) end, "bad argument #2 to 'set_many' (ttl must be a non-negative number of seconds")
+    -- nothing was written by the refused batches
+    assert.is_nil(c:get("k"))
   end)
 
   it("bad options raise; bad URLs and unknown options return nil, err", function()
-    H.raises(function() sc.new("redis://x") end, "bad argument #1 to 'new' (options must be a table, got string)")
-    H.raises(function() sc.new{url = 5} end, "bad argument #1 to 'new' (url must be a string, got number)")
-    H.raises(function() sc.new{ttl = -1} end, "bad argument #1 to 'new' (ttl must be a non-negative number of seconds)")
-    H.raises(function() sc.new{ttl = "1"} end, "ttl must be a non-negative number")
-    H.raises(function() sc.new{sleep = 1} end, "sleep must be a function")
+    raises(function() sc.new("redis://x") end, "bad argument #1 to 'new' (options must be a table, got string)")
+    raises(function() sc.new{url = 5} end, "bad argument #1 to 'new' (url must be a string, got number)")
+    raises(function() sc.new{ttl = -1} end, "bad argument #1 to 'new' (ttl must be a non-negative number of seconds, got -1)")
+    raises(function() sc.new{ttl = "1"} end, "bad argument #1 to 'new' (ttl must be a non-negative number of seconds, got string)")
+    raises(function() sc.new{neg_ttl = 0 / 0} end, "bad argument #1 to 'new' (neg_ttl must be a non-negative number of seconds")
+    raises(function() sc.new{lock_wait = {}} end, "bad argument #1 to 'new' (lock_wait must be a non-negative number of seconds, got table)")
+    raises(function() sc.new{sleep = 1} end, "bad argument #1 to 'new' (sleep must be a function, got number)")
+    raises(function() sc.new{namespace = {}} end, "bad argument #1 to 'new' (option namespace must be a string, number or boolean, got table)")
+    raises(function() sc.new{[1] = "x"} end, "bad argument #1 to 'new' (option names must be strings, got number)")
+    raises(function() sc.new{namespace = "a&l1=1"} end, "option namespace must not contain '&'")
     local c2, err = sc.new{url = "ftp://host"}
     assert.is_nil(c2)
     assert.truthy(err:find("^EURL: "), err)
     c2, err = sc.new{url = "memory://", bogus = 1}
     assert.is_nil(c2)
     assert.truthy(err:find("^EOPTION: .*bogus"), err)
-    H.raises(function() sc.new{namespace = "a&l1=1"} end, "option namespace must not contain '&'")
     c2, err = sc.new{namespace = "bad!ns"}
     assert.is_nil(c2)
     assert.truthy(err:find("^EOPTION: .*ns"), err)
   end)
 
-  it("closed handles raise on use; close is idempotent", function()
+  it("every method checks self", function()
+    for name, args in pairs(METHODS) do
+      raises(function() c[name]({}, unpack(args)) end, "stratacache.cache expected, got table")
+      raises(function() c[name]("k", unpack(args)) end, "stratacache.cache expected, got string")
+    end
+    raises(function() c.get() end, "stratacache.cache expected, got no value")
+    raises(function() c.get_or_load() end, "stratacache.cache expected, got nil") -- a Lua function: self is nil
+    raises(function() c.close({}) end, "stratacache.cache expected")
+  end)
+
+  it("every method of a closed handle raises; close is idempotent", function()
     local h = assert(sc.new{})
     h:close()
     h:close()
-    H.raises(function() h:get("k") end, "cache is closed")
-    H.raises(function() h:set("k", "v") end, "cache is closed")
-    H.raises(function() h:stats() end, "cache is closed")
-    H.raises(function() h:get_or_load("k", function() return "v" end) end,
-      "calling 'get_or_load' on bad self (cache is closed)")
+    raises(function() h:get("k") end, "calling 'get' on bad self (cache is closed)")
+    raises(function() h:set("k", "v") end, "calling 'set' on bad self (cache is closed)")
+    raises(function() h:delete("k") end, "calling 'delete' on bad self (cache is closed)")
+    raises(function() h:touch("k", 1) end, "calling 'touch' on bad self (cache is closed)")
+    raises(function() h:invalidate("k") end, "calling 'invalidate' on bad self (cache is closed)")
+    raises(function() h:invalidate_tag("t") end, "calling 'invalidate_tag' on bad self (cache is closed)")
+    raises(function() h:get_many({"k"}) end, "calling 'get_many' on bad self (cache is closed)")
+    raises(function() h:set_many({k = "v"}) end, "calling 'set_many' on bad self (cache is closed)")
+    raises(function() h:stats() end, "calling 'stats' on bad self (cache is closed)")
+    raises(function() h:get_or_load("k", loader) end, "calling 'get_or_load' on bad self (cache is closed)")
+    raises(function() h:_lookup("k") end, "calling '_lookup' on bad self (cache is closed)")
+    raises(function() h:get_or_load("", 1) end, "calling 'get_or_load' on bad self (cache is closed)")
   end)
 
-  it("methods check self", function()
-    H.raises(function() c.get({}, "k") end, "stratacache.cache expected")
-    H.raises(function() c.get_or_load({}, "k", print) end, "bad self")
-  end)
-
-  it("tickets are single-use", function()
+  it("tickets are single-use and check their arguments", function()
     local rc, _, _, t = c:_lookup(H.key("ticket"))
     assert.are.equal(5, rc)
+    raises(function() t:fill(nil) end, "bad argument #1 to 'fill' (value must be a string, got nil)")
+    raises(function() t:fill("v", -1) end, "bad argument #2 to 'fill' (ttl must be a non-negative number of seconds")
+    raises(function() t:fill_negative("x") end, "bad argument #1 to 'fill_negative' (neg_ttl must be a non-negative number of seconds, got string)")
+    raises(function() t.fill({}, "v") end, "stratacache.ticket expected, got table")
     assert.is_true(t:fill("v"))
-    H.raises(function() t:fill("again") end, "ticket was already used")
+    raises(function() t:fill("again") end, "ticket was already used")
     assert.is_true(t:abandon()) -- abandoning a used ticket is a no-op
   end)
 

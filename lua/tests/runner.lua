@@ -111,5 +111,6 @@ for _, file in ipairs(arg) do
 end
 
 for _, f in ipairs(failures) do io.write("\nFailure: ", f, "\n") end
-io.write(("\n%s: %d successes / %d failures / %d pending\n"):format(_VERSION, passed, failed, pending_n))
+local interp = rawget(_G, "jit") and jit.version or _VERSION
+io.write(("\n%s: %d successes / %d failures / %d pending\n"):format(interp, passed, failed, pending_n))
 os.exit(failed == 0 and 0 or 1)

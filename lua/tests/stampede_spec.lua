@@ -63,7 +63,9 @@ for _, b in ipairs(H.backends()) do
             sc.sleep(0.5)
             return "from-process"
           end)
-          io.write(tostring(v), " ", tostring(err), " ", tostring(level), "\n")
+          local st = c:stats() -- a load after a backend error or timeout is fail-open, not a lost lease
+          io.write(tostring(v), " ", tostring(err), " ", tostring(level), " timeouts=", st.timeouts,
+            " backend_errors=", st.backend_errors, " leases_won=", st.leases_won, "\n")
           c:close()
         ]])
         f:close()
