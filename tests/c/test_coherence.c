@@ -136,6 +136,19 @@ static void write_in_one_cache_evicts_the_other(void)
     CHECK_RC(strata_set(a, K(key), K("v2"), 0), 0);
     CHECK(EVENTUALLY(get_is(b, key, STRATA_OK, "v2", 0), DEADLINE_MS));
     CHECK(stats_of(b).invalidations_received >= 1);
+    { /* the same counts in the Prometheus export */
+        static char text[65536];
+        char line[160];
+        strata_stats st = stats_of(b);
+        CHECK_RC(strata_stats_prometheus(b, text, sizeof text, NULL), 0);
+        snprintf(line, sizeof line, "\nstratacache_invalidations_received_total{namespace=\"coh\",tier=\"l1\"} %llu\n",
+                 (unsigned long long)st.invalidations_received);
+        CHECK(strstr(text, line) != NULL);
+        snprintf(line, sizeof line, "\nstratacache_l1_link_up{namespace=\"coh\",tier=\"l1\"} 1\n");
+        CHECK(strstr(text, line) != NULL);
+        CHECK(strstr(text, "\nstratacache_l1_flushes_total{namespace=\"coh\",tier=\"l1\"} ") != NULL);
+        CHECK(strstr(text, "\n# TYPE stratacache_l1_admission_rejects_total counter\n") != NULL);
+    }
     /* a's own message is not an eviction for a: it wrote v2 into its L1 itself */
     CHECK(get_is(a, key, STRATA_OK, "v2", STRATA_LEVEL_L1));
 
