@@ -142,8 +142,10 @@ typedef enum strata_wb_fsync {
     STRATA_WB_FSYNC_NONE     = 2  /* leave it to the OS (survives a process crash) */
 } strata_wb_fsync;
 
-/* Version 2 added tag_cache_ms; version 1 structs (without it) are still accepted. */
-#define STRATA_OPTIONS_VERSION 2
+/* Version 2 added tag_cache_ms, the hot-key, coherence and write-behind
+ * options; version 3 added l1_bus. Structs of versions 1 and 2 are still
+ * accepted. */
+#define STRATA_OPTIONS_VERSION 3
 
 typedef struct strata_options {
     unsigned int version;
@@ -196,12 +198,13 @@ typedef struct strata_options {
     const char *wb_journal;       /* memory/memcached: journal file path (NULL = not durable) */
     int wb_fsync;                 /* strata_wb_fsync */
     const char *wb_consumer;      /* redis consumer name (NULL = host:pid:random) */
+    const char *l1_bus;           /* memcached:// only: a redis:// URL carrying invalidations */
 } strata_options;
 
 #define STRATA_OPTIONS_INIT {STRATA_OPTIONS_VERSION, 0, 300000, 0, 60000, 0, \
     250, 1000, 4, 67108864, 0, 16777216, 100000, 10000, 0, 5000, 2000, 0, 1.0, \
     5, 1000, 0, 0, 1000, 262144, 1048576, 2, 16, 0, 1000, \
-    0, 0, 1, 100, 100, 5, 100, 10000, 100000, 0, 30000, 5000, 0, 1, 0}
+    0, 0, 1, 100, 100, 5, 100, 10000, 100000, 0, 30000, 5000, 0, 1, 0, 0}
 
 #define STRATA_SET_OPTIONS_VERSION 1
 

@@ -12,18 +12,23 @@
 
 #define MAX_URL 4096
 
-/* Bytes of a version 1 strata_options: everything before tag_cache_ms. */
-#define OPTIONS_V1_SIZE offsetof(strata_options, tag_cache_ms)
+/* Bytes of an older strata_options: version 1 ends before tag_cache_ms,
+ * version 2 before l1_bus. */
+static size_t options_size(unsigned int version)
+{
+    return version == 1 ? offsetof(strata_options, tag_cache_ms)
+         : version == 2 ? offsetof(strata_options, l1_bus) : sizeof(strata_options);
+}
 
 int strata_options_init(strata_options *opts, unsigned int version)
 {
     static const strata_options defaults = STRATA_OPTIONS_INIT;
     if (opts == NULL)
         return strata__error(STRATA_EINVAL, "options pointer is NULL");
-    if (version != 1 && version != STRATA_OPTIONS_VERSION)
+    if (version < 1 || version > STRATA_OPTIONS_VERSION)
         return strata__error(STRATA_EVERSION, "unknown strata_options version %u (this library knows 1-%d)",
                              version, STRATA_OPTIONS_VERSION);
-    memcpy(opts, &defaults, version == 1 ? OPTIONS_V1_SIZE : sizeof defaults);
+    memcpy(opts, &defaults, options_size(version));
     opts->version = version;
     return 0;
 }
@@ -296,6 +301,8 @@ static int apply_option(strata__config *cfg, const char *k, size_t klen, const c
         if ((rc = parse_enum(name, v, vlen, onoff, &e)) == 0) o->l1 = e;
         return rc;
     }
+    if (strcmp(name, "l1_bus") == 0)
+        return strata__set_l1_bus(cfg, v, vlen);
     if (strcmp(name, "tracking") == 0) {
         if ((rc = parse_enum(name, v, vlen, onoff, &e)) == 0) o->tracking = e;
         return rc;
@@ -471,13 +478,13 @@ int strata__config_parse(strata__config *cfg, const char *url, const strata_opti
     memset(cfg, 0, sizeof *cfg);
     if (opts == NULL) {
         strata_options_init(&cfg->opts, STRATA_OPTIONS_VERSION);
-    } else if (opts->version != 1 && opts->version != STRATA_OPTIONS_VERSION) {
+    } else if (opts->version < 1 || opts->version > STRATA_OPTIONS_VERSION) {
         return strata__error(STRATA_EVERSION, "unknown strata_options version %u (this library knows 1-%d)",
                              opts->version, STRATA_OPTIONS_VERSION);
     } else {
-        /* A version 1 struct ends before tag_cache_ms: the rest keeps its default. */
+        /* An older struct is shorter: the fields it lacks keep their defaults. */
         strata_options_init(&cfg->opts, STRATA_OPTIONS_VERSION);
-        memcpy(&cfg->opts, opts, opts->version == 1 ? OPTIONS_V1_SIZE : sizeof *opts);
+        memcpy(&cfg->opts, opts, options_size(opts->version));
         cfg->opts.version = STRATA_OPTIONS_VERSION;
     }
     if ((rc = set_ns(cfg, "strata", 6)) < 0)
@@ -485,6 +492,8 @@ int strata__config_parse(strata__config *cfg, const char *url, const strata_opti
     if ((rc = copy_wb_strings(cfg)) < 0)
         return rc;
     if (cfg->opts.ns && (rc = set_ns(cfg, cfg->opts.ns, strlen(cfg->opts.ns))) < 0)
+        return rc;
+    if (cfg->opts.l1_bus && (rc = strata__set_l1_bus(cfg, cfg->opts.l1_bus, strlen(cfg->opts.l1_bus))) < 0)
         return rc;
 
     if (url == NULL || *url == '\0')
@@ -588,5 +597,6 @@ int strata__config_parse(strata__config *cfg, const char *url, const strata_opti
     if (query < end && (rc = parse_query(cfg, query + 1, (size_t)(end - query - 1))) < 0)
         return rc;
     cfg->opts.ns = cfg->ns;
+    cfg->opts.l1_bus = cfg->l1_bus[0] ? cfg->l1_bus : NULL;
     return validate(cfg);
 }
