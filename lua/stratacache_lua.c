@@ -540,23 +540,6 @@ static int lookup_push(lua_State *L, lcache *lc, const char *k, size_t klen)
 {
     strata_ticket *t = NULL;
     int rc = strata_lookup(lc->c, k, klen, &lc->v, &t);
-    if (rc == STRATA_MISS_LEAD) {
-        /*
-         * Works around a race in the core: strata_lookup reads the value and
-         * then takes the lease in a second round trip, so a holder that fills
-         * and releases in between lets this caller lead (and load) again for a
-         * key that now has a value. Winning the lease proves any earlier
-         * holder's fill is complete, so one more read sees it. Costs one read
-         * per miss leader (stats count it as a second miss). Drop this once
-         * the core re-checks after lease_acquire.
-         */
-        int again = strata_get(lc->c, k, klen, &lc->v);
-        if (again == STRATA_OK || again == STRATA_NEGATIVE) {
-            strata_abandon(t);
-            t = NULL;
-            rc = again;
-        }
-    }
     lua_pushinteger(L, rc);
     if (rc == STRATA_OK || rc == STRATA_HIT_STALE || rc == STRATA_HIT_REFRESH) {
         push_value(L, &lc->v);

@@ -54,11 +54,12 @@ class AsyncCache:
         l1: Optional[bool] = None,
         serializer: Serializer = None,
         *,
+        writer: Optional[Callable[[Dict[bytes, Any]], Any]] = None,
         executor: Optional[concurrent.futures.Executor] = None,
         max_workers: Optional[int] = None,
         **options: Any,
     ) -> None:
-        self.cache = Cache(url, namespace, ttl, neg_ttl, stale, l1, serializer, **options)
+        self.cache = Cache(url, namespace, ttl, neg_ttl, stale, l1, serializer, writer=writer, **options)
         self._own_executor = executor is None
         self._executor = executor or concurrent.futures.ThreadPoolExecutor(
             max_workers=max_workers or int(options.get("pool_size", 8)),
@@ -120,6 +121,33 @@ class AsyncCache:
 
     async def set_many(self, mapping: Mapping[Key, Any], ttl: Optional[float] = None) -> None:
         await self._run(self.cache.set_many, mapping, ttl)
+
+    async def write_through(self, key: Key, value: Any, writer: Callable[[Key, Any], Any],
+                            ttl: Optional[float] = None) -> bool:
+        """As Cache.write_through; a coroutine writer is awaited on the loop."""
+        if not callable(writer):
+            raise TypeError(f"writer must be callable, not {type(writer).__name__}")
+        _key_bytes(key)
+        if not inspect.iscoroutinefunction(writer):
+            return await self._run(self.cache.write_through, key, value, writer, ttl)
+        loop = asyncio.get_running_loop()
+
+        def sync_writer(k: Key, v: Any) -> Any:
+            # Runs in a pool thread, inside the C call; the coroutine on the loop.
+            return asyncio.run_coroutine_threadsafe(writer(k, v), loop).result()
+
+        return await self._run(self.cache.write_through, key, value, sync_writer, ttl)
+
+    async def write_behind(self, key: Key, value: Any, ttl: Optional[float] = None) -> bool:
+        _key_bytes(key)
+        return await self._run(self.cache.write_behind, key, value, ttl)
+
+    async def write_behind_many(self, mapping: Mapping[Key, Any], ttl: Optional[float] = None) -> None:
+        await self._run(self.cache.write_behind_many, mapping, ttl)
+
+    async def flush(self, timeout: float = 30.0) -> None:
+        _ms(timeout, "timeout", allow_none=False)
+        await self._run(self.cache.flush, timeout)
 
     async def stats(self) -> Dict[str, int]:
         return await self._run(self.cache.stats)

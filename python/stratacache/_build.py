@@ -67,6 +67,13 @@ def _rel(p: Path) -> str:
 
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF.read_text(encoding="utf-8"))
+# Python writers called from C (stratacache/_writes.py). Not in the shared
+# cdef: LuaJIT does not read extern "Python".
+ffibuilder.cdef("""
+extern "Python" int strata_py_writer(void *, const char *, size_t, const char *, size_t, strata_write *);
+extern "Python" int strata_py_batch_writer(void *, size_t, const char *const *, const size_t *,
+                                           const char *const *, const size_t *, strata_write *);
+""")
 
 if os.environ.get("STRATACACHE_USE_SYSTEM_LIB") == "1":
     kw = _flags(["stratacache"], ["stratacache"])

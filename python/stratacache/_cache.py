@@ -1,6 +1,7 @@
 """The synchronous Cache over the C handle."""
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import inspect
@@ -30,6 +31,7 @@ from . import _metrics
 from ._errors import Closed, InvalidArgument, StrataError, Timeout, error_class
 from ._loaded import Loaded, tag_list
 from ._native import ffi, lib
+from ._writes import BatchWriter, BatchWriterBox, WriteCall
 
 log = logging.getLogger("stratacache")
 
@@ -93,6 +95,7 @@ def _key_bytes(key: Any, what: str = "key") -> bytes:
 
 
 _SET_OPTIONS_VERSION = 1  # STRATA_SET_OPTIONS_VERSION (a macro, so not in the cdef)
+_OPTIONS_VERSION = 3  # STRATA_OPTIONS_VERSION
 
 
 _tag_bytes = tag_list
@@ -226,6 +229,15 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+@atexit.register
+def _close_writers() -> None:
+    # Free handles with a write-behind writer while the interpreter can still
+    # run it: strata_cache_free drains the backlog for up to wb_drain_ms.
+    for c in list(_live_caches):
+        if c.has_writer:
+            c.close()
+
+
 class Cache:
     """A cache handle (thread-safe; one per process is enough).
 
@@ -255,9 +267,13 @@ class Cache:
         stale: Optional[float] = None,
         l1: Optional[bool] = None,
         serializer: Serializer = None,
+        *,
+        writer: Optional[BatchWriter] = None,
         **options: Any,
     ) -> None:
         self._dumps, self._loads = _codec(serializer)
+        if writer is not None and not callable(writer):
+            raise TypeError(f"writer must be callable, not {type(writer).__name__}")
         self.url = build_url(url, namespace, ttl, neg_ttl, stale, l1, options)
         q = dict(parse_qsl(self.url.partition("?")[2]))
         try:
@@ -266,14 +282,25 @@ class Cache:
             self._lock_wait = 2.0
         self._wait_policy = q.get("wait_policy", "stale_or_load")
         out = ffi.new("strata_cache **")
-        rc = lib.strata_cache_new(out, self.url.encode("utf-8"), ffi.NULL)
+        opts, keep = ffi.NULL, None
+        if writer is not None:
+            # The box is referenced by the C handle's destructor below, so it
+            # outlives the flusher threads (freeing the handle joins them).
+            keep = ffi.new_handle(BatchWriterBox(writer, self._loads))
+            opts = ffi.new("strata_options *")
+            lib.strata_options_init(opts, _OPTIONS_VERSION)
+            opts.wb_writer = lib.strata_py_batch_writer
+            opts.wb_writer_data = keep
+        rc = lib.strata_cache_new(out, self.url.encode("utf-8"), opts)
         if rc < 0:
             _raise(rc)
+        self.has_writer = writer is not None
         # Lifetime by reference: every call holds the handle in a local for
         # its duration, so dropping self._h in close() frees the C handle when
         # the last call in progress returns (at once when there is none),
         # without a lock pair on every call.
-        self._h: Any = ffi.gc(out[0], lib.strata_cache_free)
+        self._h: Any = ffi.gc(out[0], lib.strata_cache_free if keep is None else
+                              (lambda p, _box=keep: lib.strata_cache_free(p)))
         self._raw = self._loads is bytes
         self._tls = threading.local()
         self._counts_lock = threading.Lock()
@@ -450,6 +477,78 @@ class Cache:
         vlens = ffi.new("size_t[]", [len(b) for b in vbs])
         h = self._enter()
         rc = lib.strata_set_many(h, n, karr, klens, varr, vlens, ms)
+        if rc < 0:
+            _raise(rc)
+
+    # -- writes -----------------------------------------------------------------
+
+    def write_through(self, key: Key, value: Any, writer: Callable[[Key, Any], Any],
+                      ttl: Optional[float] = None) -> bool:
+        """Calls ``writer(key, value)`` (store it in the source of truth), then,
+        only if it returned, updates the cache (value, load leases killed, L1).
+        The writer's exception propagates unchanged and the cache is untouched.
+        True when the cache holds the new value; False when its update failed
+        and the key was invalidated instead; StaleCache when even that failed.
+        """
+        if not callable(writer):
+            raise TypeError(f"writer must be callable, not {type(writer).__name__}")
+        kb = _key_bytes(key)
+        data = self._dumps(value)
+        ms = _ms(ttl, "ttl")
+        call = WriteCall(writer, key, value)
+        ud = ffi.new_handle(call)
+        h = self._enter()
+        rc = lib.strata_write_through(h, kb, len(kb), data, len(data), ms, lib.strata_py_writer, ud)
+        if call.error is not None:
+            raise call.error
+        if rc < 0:
+            _raise(rc)
+        return rc == OK
+
+    def write_behind(self, key: Key, value: Any, ttl: Optional[float] = None) -> bool:
+        """Updates the cache and journals the write for the writer given to
+        Cache(writer=...) (called later, in batches, from a flusher thread).
+        Returns once both are stored: True, or False when the cache update
+        failed and the key was invalidated instead (the write is journaled).
+        Busy when the backlog is at wb_max_backlog."""
+        kb = _key_bytes(key)
+        data = self._dumps(value)
+        ms = _ms(ttl, "ttl")
+        h = self._enter()
+        rc = lib.strata_write_behind(h, kb, len(kb), data, len(data), ms)
+        if rc < 0:
+            _raise(rc)
+        return rc == OK
+
+    def write_behind_many(self, mapping: Mapping[Key, Any], ttl: Optional[float] = None) -> None:
+        """write_behind for every item, in one round trip on Redis (all or
+        nothing on bad input)."""
+        if not isinstance(mapping, Mapping):
+            raise TypeError(f"mapping must be a mapping, not {type(mapping).__name__}")
+        items = list(mapping.items())
+        if not items:
+            return
+        ms = _ms(ttl, "ttl")
+        kbs = [_key_bytes(k, "key") for k, _ in items]
+        vbs = [self._dumps(v) for _, v in items]
+        n = len(items)
+        keep = [ffi.from_buffer(b) for b in kbs] + [ffi.from_buffer(b) for b in vbs]
+        karr = ffi.new("const char *[]", keep[:n])
+        varr = ffi.new("const char *[]", keep[n:])
+        klens = ffi.new("size_t[]", [len(b) for b in kbs])
+        vlens = ffi.new("size_t[]", [len(b) for b in vbs])
+        h = self._enter()
+        rc = lib.strata_write_behind_many(h, n, karr, klens, varr, vlens, ms)
+        if rc < 0:
+            _raise(rc)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Waits until every write-behind record has reached the writer (runs
+        the writer in this thread when there are no flusher threads);
+        Timeout when records remain after ``timeout`` seconds."""
+        ms = _ms(timeout, "timeout", allow_none=False)
+        h = self._enter()
+        rc = lib.strata_flush(h, ms)
         if rc < 0:
             _raise(rc)
 

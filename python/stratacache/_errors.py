@@ -75,6 +75,11 @@ class Closed(StrataError):
     """ECLOSED, or a call on a closed Cache."""
 
 
+class StaleCache(BackendError):
+    """ESTALE: the source of truth was written, but the cache could be neither
+    updated nor invalidated; it may serve the old value until it expires."""
+
+
 _BY_CODE: Dict[int, Type[StrataError]] = {
     -1: InvalidArgument,
     -2: OutOfMemory,
@@ -91,6 +96,7 @@ _BY_CODE: Dict[int, Type[StrataError]] = {
     -13: Busy,
     -14: NotSupported,
     -15: Closed,
+    -16: StaleCache,
 }
 
 
