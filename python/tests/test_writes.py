@@ -199,3 +199,42 @@ def test_options_version_and_estale_match_header():
     assert m and int(m.group(1)) == _cache._OPTIONS_VERSION
     assert issubclass(stratacache._errors.error_class(lib.STRATA_ESTALE), stratacache.StaleCache)
     assert lib.STRATA_INVALIDATED > 0
+
+
+def test_write_through_reports_a_cache_it_could_not_update(backend, url, ns):
+    if backend != "redis":
+        pytest.skip("needs a server that can be paused from the writer (CLIENT PAUSE)")
+    from raw_backend import connect
+
+    raw = connect("redis", url)
+    k = unique()
+    c = stratacache.Cache(url, namespace=ns, timeout_ms=100, breaker_threshold=0)
+    c.set(k, b"old")
+
+    def writer(key, value):
+        # The source is written; then the cache refuses writes for 2 s, so
+        # neither the update nor the invalidation (nor its retries) can land.
+        raw.command(b"CLIENT", b"PAUSE", b"2000", b"WRITE")
+
+    try:
+        with pytest.raises(stratacache.StaleCache) as info:
+            c.write_through(k, b"new", writer)
+        assert isinstance(info.value, stratacache.BackendError) and info.value.name == "ESTALE"
+    finally:
+        raw.command(b"CLIENT", b"UNPAUSE")
+        raw.close()
+        c.close()
+
+
+def test_write_behind_journal_survives_reopening(backend, url, ns, tmp_path):
+    if backend == "redis":
+        pytest.skip("the journal file is for memory:// and memcached:// (redis keeps a stream)")
+    journal = str(tmp_path / "wb.journal")
+    k = unique()
+    c = stratacache.Cache(url, namespace=ns, wb_journal=journal, wb_threads=0, wb_drain_ms=0)
+    c.write_behind(k, b"durable")
+    c.close()  # nothing delivered: no writer
+    got = []
+    with stratacache.Cache(url, namespace=ns, wb_journal=journal, writer=got.append, wb_threads=0) as c2:
+        c2.flush(10)
+    assert got == [{k.encode(): b"durable"}]
