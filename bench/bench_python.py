@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import platform
 import statistics
 import sys
+import threading
 import time
 from typing import Callable, List, Tuple
 
@@ -154,7 +156,87 @@ def main() -> int:
         200_000, "(info)", "time")
     for c in (remote, local):
         c.close()
+    wb_rounds = max(rounds // 2, 3)
+    for wb_url in (url, "memory://pybenchwb"):
+        write_behind_rows(wb_url, ops(20000), wb_rounds)
     return 0
+
+
+# --- write-behind delivery: C flusher threads calling the Python writer (push,
+# what Cache(writer=...) uses) against a Python thread driving the pull API ---
+
+def _pull_thread(cache: stratacache.Cache, writer: Callable[[dict], None], stop: threading.Event,
+                 batch: int, idle_s: float) -> threading.Thread:
+    from stratacache._native import ffi, lib
+
+    def run() -> None:
+        h = cache._enter()
+        bp = ffi.new("strata_wb_batch **")
+        k, kl = ffi.new("const char **"), ffi.new("size_t *")
+        v, vl = ffi.new("const char **"), ffi.new("size_t *")
+        while not stop.is_set():
+            if lib.strata_wb_poll(h, batch, bp) != lib.STRATA_OK:
+                time.sleep(idle_s)  # nothing due: a Python loop can only poll again later
+                continue
+            b = bp[0]
+            items = {}
+            for i in range(lib.strata_wb_batch_count(b)):
+                lib.strata_wb_batch_item(b, i, k, kl, v, vl)
+                items[ffi.unpack(k[0], kl[0])] = ffi.unpack(v[0], vl[0])
+            try:
+                writer(items)
+            except Exception as e:
+                lib.strata_wb_fail(b, str(e).encode())
+            else:
+                lib.strata_wb_ack(b)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def write_behind_rows(url: str, n: int, rounds: int) -> None:
+    """Median seconds from the first write_behind to the last key reaching the
+    writer, for n writes of distinct keys, push vs pull, rounds interleaved."""
+    def one(mode: str, r: int) -> float:
+        got = [0]
+        done = threading.Event()
+
+        def writer(items: dict) -> None:
+            got[0] += len(items)
+            if got[0] >= n:
+                done.set()
+
+        ns = f"pybenchwb{mode}{r}{os.getpid()}"
+        stop = threading.Event()
+        if mode == "push":
+            c = stratacache.Cache(url, namespace=ns, writer=writer, wb_interval_ms=10)
+        else:
+            c = stratacache.Cache(url, namespace=ns, wb_threads=0)
+            _pull_thread(c, writer, stop, 100, 0.01)
+        t0 = time.perf_counter()
+        for i in range(n):
+            c.write_behind(f"k{i}", VALUE)
+        if not done.wait(60):
+            sys.exit(f"bench_python: {mode} delivered {got[0]} of {n} writes in 60 s")
+        dt = time.perf_counter() - t0
+        stop.set()
+        c.close()
+        return dt
+
+    push: List[float] = []
+    pull: List[float] = []
+    ratios: List[float] = []
+    for r in range(rounds):
+        order = ("push", "pull") if r % 2 == 0 else ("pull", "push")
+        res = {m: one(m, r) for m in order}
+        push.append(res["push"])
+        pull.append(res["pull"])
+        ratios.append(res["pull"] / res["push"])
+    mp, ml = statistics.median(push), statistics.median(pull)
+    print(f"{'write_behind x' + str(n) + ' to the writer, ' + url.split(':')[0] + ': push vs pull':62s} "
+          f"{mp * 1e6 / n:9.3f} {ml * 1e6 / n:9.3f}   {statistics.median(ratios):6.2f}x time(pull/push) "
+          f"(us per write)", flush=True)
 
 
 if __name__ == "__main__":

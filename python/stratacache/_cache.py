@@ -705,7 +705,10 @@ class Cache:
             raise TypeError(f"loader must be callable, not {type(loader).__name__}")
         kb = key if type(key) is bytes else _key_bytes(key)
         ms = 0 if ttl is None else _ms(ttl, "ttl")
-        tbs = tuple(tag_list(tags)) if tags else ()
+        if tags and type(tags) is not list and type(tags) is not tuple:
+            tags = tag_list(tags)  # a str (TypeError) or a one-shot iterable: now
+        # A list or tuple of tags is converted and checked only on a miss, so
+        # a hit costs nothing more with tags than without.
         # A hit or a cached "not found" takes one lookup and no singleflight
         # bookkeeping; the rest (load, wait, fail open) is in _get_or_load_slow.
         try:
@@ -724,6 +727,11 @@ class Cache:
         ticket = tp[0]
         first = (rc, _unpack(v.data, v.len) if rc == HIT_REFRESH else None,
                  None if ticket == _NULL else ticket, max(int(v.wait_ms), 1) / 1000.0)
+        try:
+            tbs = tuple(tag_list(tags)) if tags else ()
+        except BaseException:
+            self._abandon(first[2])
+            raise
         return self._get_or_load_slow(h, key, kb, loader, ms, tbs, default, first)
 
     def _get_or_load_slow(self, h: Any, key: Key, kb: bytes, loader: Callable[[Key], Any], ms: int,
