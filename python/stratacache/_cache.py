@@ -255,6 +255,16 @@ class Cache:
         client's write evicts L1), ``coherence_ping_ms``.
     A bad value raises InvalidArgument (a ValueError) naming the option; a
     value of the wrong type a TypeError naming it.
+
+    ``writer`` is the write-behind batch writer: called with a dict
+    {key bytes: value} of distinct keys (latest value each) from a C flusher
+    thread (``wb_threads``, default 1; 0 = only inside flush()). If it raises,
+    the exception is logged and the batch retried (``wb_retry_ms``,
+    ``wb_max_attempts``, then dead-lettered). Other write-behind options:
+    ``wb_batch_size``, ``wb_interval_ms``, ``wb_max_backlog``, ``wb_block_ms``,
+    ``wb_drain_ms`` (close() and interpreter exit wait this long for
+    delivery), ``wb_journal`` (memory/memcached: a file that makes accepted
+    writes survive a crash), ``wb_fsync`` (docs/WRITE-BEHIND.md).
     Keys are str (UTF-8) or bytes; values are bytes unless a serializer is given.
     """
 
