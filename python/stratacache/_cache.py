@@ -31,7 +31,7 @@ from . import _metrics
 from ._errors import Closed, InvalidArgument, StrataError, Timeout, error_class
 from ._loaded import Loaded, tag_list
 from ._native import ffi, lib
-from ._writes import BatchWriter, BatchWriterBox, WriteCall
+from ._writes import BatchWriter, BatchWriterBox, WriteCall, check_batch_writer
 
 log = logging.getLogger("stratacache")
 
@@ -282,8 +282,8 @@ class Cache:
         **options: Any,
     ) -> None:
         self._dumps, self._loads = _codec(serializer)
-        if writer is not None and not callable(writer):
-            raise TypeError(f"writer must be callable, not {type(writer).__name__}")
+        if writer is not None:
+            check_batch_writer(writer)
         self.url = build_url(url, namespace, ttl, neg_ttl, stale, l1, options)
         q = dict(parse_qsl(self.url.partition("?")[2]))
         try:

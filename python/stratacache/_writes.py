@@ -9,6 +9,7 @@ bench/bench_python.py measures both (bench/RESULTS.md).
 """
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any, Callable, Dict, Optional
 
@@ -17,6 +18,24 @@ from ._native import ffi, lib
 log = logging.getLogger("stratacache")
 
 BatchWriter = Callable[[Dict[bytes, Any]], Any]
+
+
+def _not_awaitable(result: Any, what: str) -> None:
+    # A coroutine function's call only creates the coroutine: nothing would be
+    # written while C goes on as if it had been.
+    if inspect.isawaitable(result):
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+        raise TypeError(f"{what} returned an awaitable; the cache calls it synchronously "
+                        "(use AsyncCache.write_through for a coroutine writer)")
+
+
+def check_batch_writer(writer: Any) -> None:
+    if not callable(writer):
+        raise TypeError(f"writer must be callable, not {type(writer).__name__}")
+    if inspect.iscoroutinefunction(writer):
+        raise TypeError("writer must be a plain function: it runs on a flusher thread, not on an event loop")
 
 
 def _message(e: BaseException) -> bytes:
@@ -49,7 +68,7 @@ class BatchWriterBox:
 def strata_py_writer(ud: Any, key: Any, keylen: int, val: Any, vallen: int, w: Any) -> int:
     call: WriteCall = ffi.from_handle(ud)
     try:
-        call.writer(call.key, call.value)
+        _not_awaitable(call.writer(call.key, call.value), "writer")
     except BaseException as e:  # noqa: B902 (re-raised unchanged by write_through)
         call.error = e
         lib.strata_write_error(w, _message(e))
@@ -65,7 +84,7 @@ def strata_py_batch_writer(ud: Any, n: int, keys: Any, keylens: Any, vals: Any, 
     try:
         loads = box.loads
         batch = {ffi.unpack(keys[i], keylens[i]): loads(ffi.unpack(vals[i], vallens[i])) for i in range(n)}
-        box.writer(batch)
+        _not_awaitable(box.writer(batch), "writer")
     except BaseException as e:  # noqa: B902
         log.warning("write-behind writer failed for a batch of %d keys; it will be retried", n, exc_info=True)
         lib.strata_write_error(w, _message(e))

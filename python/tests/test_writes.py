@@ -238,3 +238,19 @@ def test_write_behind_journal_survives_reopening(backend, url, ns, tmp_path):
     with stratacache.Cache(url, namespace=ns, wb_journal=journal, writer=got.append, wb_threads=0) as c2:
         c2.flush(10)
     assert got == [{k.encode(): b"durable"}]
+
+
+def test_coroutine_writers_are_refused_not_dropped(make, cache):
+    async def save(key, value):
+        pass
+
+    async def save_batch(batch):
+        pass
+
+    with pytest.raises(TypeError, match="writer must be a plain function"):
+        make(writer=save_batch)
+    k = unique()
+    cache.set(k, b"old")
+    with pytest.raises(TypeError, match="returned an awaitable"):
+        cache.write_through(k, b"new", save)  # the sync Cache cannot await it
+    assert cache.get(k) == b"old"
