@@ -31,6 +31,8 @@ typedef struct strata__config {
     size_t nslen;
     strata_options opts;         /* every field valid; opts.ns points at ns */
     uint64_t instance;           /* random per cache handle: names its invalidations */
+    char wb_journal[1024];       /* opts.wb_journal points here ("" = none -> NULL) */
+    char wb_consumer[128];       /* opts.wb_consumer points here ("" = default -> NULL) */
     char l1_bus[512];            /* redis:// URL of the invalidation bus (memcached), "" = none */
 } strata__config;
 
