@@ -142,8 +142,9 @@ typedef enum strata_wb_fsync {
     STRATA_WB_FSYNC_NONE     = 2  /* leave it to the OS (survives a process crash) */
 } strata_wb_fsync;
 
-/* Version 2 added tag_cache_ms, the hot-key/coherence and write-behind options;
- * version 3 added l1_bus. Structs of versions 1 and 2 are still accepted. */
+/* Version 2 added tag_cache_ms, the hot-key, coherence and write-behind
+ * options; version 3 added l1_bus. Structs of versions 1 and 2 are still
+ * accepted. */
 #define STRATA_OPTIONS_VERSION 3
 
 typedef struct strata_options {
