@@ -252,7 +252,8 @@ class Cache:
       - L1: ``l1_admission`` ("all", "hot": only keys read hot_threshold
         times lately, or "none"), ``l1_ttl_ms``, ``l1_max_entries``;
       - coherence on Redis: ``tracking`` (bool: CLIENT TRACKING, so any
-        client's write evicts L1), ``coherence_ping_ms``.
+        client's write evicts L1), ``coherence_ping_ms``; on Memcached,
+        ``l1_bus="redis://host:port"`` carries invalidations between caches.
     A bad value raises InvalidArgument (a ValueError) naming the option; a
     value of the wrong type a TypeError naming it.
 
@@ -284,6 +285,11 @@ class Cache:
         self._dumps, self._loads = _codec(serializer)
         if writer is not None:
             check_batch_writer(writer)
+        # l1_bus is itself a URL, which the core does not percent-decode in a
+        # query; it goes in the options struct instead.
+        l1_bus = options.pop("l1_bus", None)
+        if l1_bus is not None and not isinstance(l1_bus, str):
+            raise TypeError(f"option l1_bus must be a str (a redis:// URL), not {type(l1_bus).__name__}")
         self.url = build_url(url, namespace, ttl, neg_ttl, stale, l1, options)
         q = dict(parse_qsl(self.url.partition("?")[2]))
         try:
@@ -292,15 +298,19 @@ class Cache:
             self._lock_wait = 2.0
         self._wait_policy = q.get("wait_policy", "stale_or_load")
         out = ffi.new("strata_cache **")
-        opts, keep = ffi.NULL, None
+        opts, keep, bus = ffi.NULL, None, None
+        if writer is not None or l1_bus is not None:
+            opts = ffi.new("strata_options *")
+            lib.strata_options_init(opts, _OPTIONS_VERSION)
         if writer is not None:
             # The box is referenced by the C handle's destructor below, so it
             # outlives the flusher threads (freeing the handle joins them).
             keep = ffi.new_handle(BatchWriterBox(writer, self._loads))
-            opts = ffi.new("strata_options *")
-            lib.strata_options_init(opts, _OPTIONS_VERSION)
             opts.wb_writer = lib.strata_py_batch_writer
             opts.wb_writer_data = keep
+        if l1_bus is not None:
+            bus = ffi.new("char[]", l1_bus.encode("utf-8"))  # copied by strata_cache_new
+            opts.l1_bus = bus
         rc = lib.strata_cache_new(out, self.url.encode("utf-8"), opts)
         if rc < 0:
             _raise(rc)

@@ -225,6 +225,8 @@ def test_option_misuse_names_the_option(url, ns):
         stratacache.Cache(url, namespace=ns, coherence_ping_ms=0)
     with pytest.raises(TypeError, match="option hot_top"):
         stratacache.Cache(url, namespace=ns, hot_top=[1])
+    with pytest.raises(TypeError, match="option l1_bus must be a str"):
+        stratacache.Cache(url, namespace=ns, l1_bus=6379)
     if not url.startswith("redis"):
         with pytest.raises(ValueError, match="tracking"):
             stratacache.Cache(url, namespace=ns, tracking=True)
@@ -273,3 +275,25 @@ def test_macros_match_header():
     hotkeys = (HEADER.parents[1] / "src" / "engine" / "hotkeys.c").read_text()
     m = re.search(r"#define HOT_SHARDS (\d+)", hotkeys)
     assert m and int(m.group(1)) == _metrics.HOT_SHARDS
+
+
+def test_memcached_l1_bus_option(url, ns, backend):
+    if backend != "memcached":
+        pytest.skip("l1_bus carries invalidations for memcached:// caches")
+    import time
+    from conftest import backend_url
+
+    bus = backend_url("redis")  # a URL inside the URL's query: build_url percent-encodes it
+    with stratacache.Cache(url, namespace=ns, l1=True, l1_bus=bus) as a, \
+            stratacache.Cache(url, namespace=ns, l1=True, l1_bus=bus) as b:
+        deadline = time.monotonic() + 10
+        while min(a.stats()["l1_link_up"], b.stats()["l1_link_up"]) != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        k = unique()
+        a.set(k, b"v1")
+        assert b.get(k) == b"v1" and b.get(k) == b"v1"  # now in b's L1
+        before = b.stats()["invalidations_received"]
+        a.set(k, b"v2")
+        while b.stats()["invalidations_received"] == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert b.get(k) == b"v2"
