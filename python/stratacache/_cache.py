@@ -576,8 +576,9 @@ class Cache:
 
     def stats(self) -> Dict[str, int]:
         """Every counter of strata_stats (version 2) since the handle was
-        created: hits, misses, loads, load_errors, tag_*, l1_*, breaker_state
-        (0 closed, 1 open, 2 half-open), l1_link_up ... (docs/API.md)."""
+        created: hits, misses, loads, load_errors, tag_*, l1_*, wb_*,
+        breaker_state (0 closed, 1 open, 2 half-open), l1_link_up ...
+        (docs/METRICS.md, docs/WRITE-BEHIND.md)."""
         h = self._enter()
         out = _metrics.read_stats(h, _raise)
         with self._counts_lock:

@@ -46,6 +46,10 @@ EXPORTED = {
     "tag_invalidations": ("stratacache_tag_invalidations_total", {}),
     "tag_stale": ("stratacache_tag_stale_total", {}),
     "tag_fetches": ("stratacache_tag_fetches_total", {}),
+    "invalidations_received": ("stratacache_invalidations_received_total", {"tier": "l1"}),
+    "l1_flushes": ("stratacache_l1_flushes_total", {"tier": "l1"}),
+    "l1_admission_rejects": ("stratacache_l1_admission_rejects_total", {"tier": "l1"}),
+    "l1_link_up": ("stratacache_l1_link_up", {"tier": "l1"}),
 }
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
