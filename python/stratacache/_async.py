@@ -142,8 +142,8 @@ class AsyncCache:
         _key_bytes(key)
         return await self._run(self.cache.write_behind, key, value, ttl)
 
-    async def write_behind_many(self, mapping: Mapping[Key, Any], ttl: Optional[float] = None) -> None:
-        await self._run(self.cache.write_behind_many, mapping, ttl)
+    async def write_behind_many(self, mapping: Mapping[Key, Any], ttl: Optional[float] = None) -> bool:
+        return await self._run(self.cache.write_behind_many, mapping, ttl)
 
     async def flush(self, timeout: float = 30.0) -> None:
         _ms(timeout, "timeout", allow_none=False)

@@ -540,14 +540,15 @@ class Cache:
             _raise(rc)
         return rc == OK
 
-    def write_behind_many(self, mapping: Mapping[Key, Any], ttl: Optional[float] = None) -> None:
+    def write_behind_many(self, mapping: Mapping[Key, Any], ttl: Optional[float] = None) -> bool:
         """write_behind for every item, in one round trip on Redis (all or
-        nothing on bad input)."""
+        nothing on bad input); False when some cache updates failed and
+        those keys were invalidated instead."""
         if not isinstance(mapping, Mapping):
             raise TypeError(f"mapping must be a mapping, not {type(mapping).__name__}")
         items = list(mapping.items())
         if not items:
-            return
+            return True
         ms = _ms(ttl, "ttl")
         kbs = [_key_bytes(k, "key") for k, _ in items]
         vbs = [self._dumps(v) for _, v in items]
@@ -561,6 +562,7 @@ class Cache:
         rc = lib.strata_write_behind_many(h, n, karr, klens, varr, vlens, ms)
         if rc < 0:
             _raise(rc)
+        return rc == OK
 
     def flush(self, timeout: float = 30.0) -> None:
         """Waits until every write-behind record has reached the writer (runs

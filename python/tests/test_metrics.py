@@ -195,6 +195,16 @@ def test_hot_keys_rank_a_skewed_workload(make):
         c.hot_keys(-1)
 
 
+def test_hot_keys_report_long_keys_by_their_first_256_bytes(make):
+    c = make()
+    long_key = ("L" * 300 + unique()).encode()
+    c.set(long_key, b"v")
+    for _ in range(50):
+        c.get(long_key)
+    top = c.hot_keys(1)[0]
+    assert top.key == long_key[:_metrics.HOT_KEY_MAX] and top.count >= 40
+
+
 def test_hot_keys_off(make):
     c = make(hot_sketch_width=0)
     with pytest.raises(stratacache.NotSupported, match="hot_sketch_width"):

@@ -98,7 +98,8 @@ def test_write_behind_push_with_json(make):
 
     c = make(writer=writer, serializer="json", wb_interval_ms=20)
     keys = [unique() for _ in range(20)]
-    c.write_behind_many({k: {"i": i} for i, k in enumerate(keys)})
+    assert c.write_behind_many({k: {"i": i} for i, k in enumerate(keys)}) is True
+    assert c.write_behind_many({}) is True
     assert wait_for(lambda: len(got) == len(keys))
     assert got == {k.encode(): {"i": i} for i, k in enumerate(keys)}
     assert threading.current_thread() is threading.main_thread()
