@@ -178,7 +178,7 @@ typedef struct strata_options {
     unsigned int hot_sketch_width; /* counters per row (4 rows of 1 byte); 0 = no sketch */
     unsigned int hot_window;      /* reads after which the sketch halves (old popularity fades) */
     unsigned int hot_threshold;   /* l1_admission=hot: estimated reads in the window to enter L1 */
-    unsigned int hot_top;         /* keys strata_hot_keys() can rank */
+    unsigned int hot_top;         /* keys each of the sketch's 16 shards ranks exactly */
     /* L1 coherence on Redis: a subscriber connection per cache with L1 on. */
     int tracking;                 /* 1: CLIENT TRACKING BCAST, so any client's write evicts L1 */
     int64_t coherence_ping_ms;    /* ping period of the subscriber link */

@@ -301,8 +301,13 @@ static int apply_option(strata__config *cfg, const char *k, size_t klen, const c
         if ((rc = parse_enum(name, v, vlen, onoff, &e)) == 0) o->l1 = e;
         return rc;
     }
-    if (strcmp(name, "l1_bus") == 0)
-        return strata__set_l1_bus(cfg, v, vlen);
+    if (strcmp(name, "l1_bus") == 0) {
+        /* percent-decoded like wb_journal, so a bus URL with credentials fits in a query */
+        char bus[sizeof cfg->l1_bus];
+        if ((rc = decode_part("option l1_bus", v, vlen, bus, sizeof bus)) < 0)
+            return rc;
+        return strata__set_l1_bus(cfg, bus, strlen(bus));
+    }
     if (strcmp(name, "tracking") == 0) {
         if ((rc = parse_enum(name, v, vlen, onoff, &e)) == 0) o->tracking = e;
         return rc;

@@ -56,6 +56,11 @@ static const stat_row rows[] = {
     {"l1_admission_rejects_total", "counter", "tier=\"l1\"", F(l1_admission_rejects),
      "Fills kept out of L1 by its admission mode."},
     {"l1_link_up", "gauge", "tier=\"l1\"", F(l1_link_up), "1 while the L1 invalidation link is subscribed."},
+    {"write_behind_enqueued_total", "counter", "", F(wb_enqueued), "Write-behind writes accepted."},
+    {"write_behind_flushed_total", "counter", "", F(wb_flushed), "Write-behind records delivered to the writer."},
+    {"write_behind_retried_total", "counter", "", F(wb_retried), "Write-behind deliveries retried."},
+    {"write_behind_dead_total", "counter", "", F(wb_dead), "Write-behind records dead-lettered."},
+    {"write_behind_backlog", "gauge", "", F(wb_backlog), "Write-behind records not yet flushed."},
 };
 
 typedef struct hist_row {
