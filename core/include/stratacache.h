@@ -252,7 +252,8 @@ typedef struct strata_stats {
 #define STRATA_HISTOGRAM_BUCKETS 27
 
 typedef enum strata_histogram_kind {
-    STRATA_HISTOGRAM_GET     = 0, /* strata_get / strata_get_or_load, whole call */
+    STRATA_HISTOGRAM_GET     = 0, /* strata_get, strata_get_or_load (whole call) and
+                                     strata_lookup, when they go past L1 */
     STRATA_HISTOGRAM_LOAD    = 1, /* loader callbacks */
     STRATA_HISTOGRAM_BACKEND = 2  /* each backend command (round trip) */
 } strata_histogram_kind;

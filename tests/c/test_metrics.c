@@ -507,6 +507,28 @@ static void record_load_from_a_host(void)
     strata_cache_free(c);
 }
 
+/* A host's own get_or_load (lookup, loader, fill) shows in the get histogram
+ * like C's: lookups past L1 are timed, L1 hits are not. */
+static void lookup_is_timed_past_l1(void)
+{
+    strata_cache *c = NULL;
+    strata_value v = STRATA_VALUE_INIT;
+    strata_ticket *t = NULL;
+    strata_histogram h;
+    REQUIRE(strata_cache_new(&c, "memory://?l1=1", NULL) == 0);
+    CHECK_RC(strata_set(c, K("here"), K("v"), 0), 0);
+    CHECK_RC(strata_lookup(c, K("here"), &v, &t), STRATA_OK); /* from L1 */
+    CHECK(v.level == STRATA_LEVEL_L1 && t == NULL);
+    CHECK_RC(strata_stats_histogram(c, STRATA_HISTOGRAM_GET, &h), 0);
+    CHECK(h.count == 0);
+    CHECK_RC(strata_lookup(c, K("absent"), &v, &t), STRATA_MISS_LEAD);
+    CHECK_RC(strata_abandon(t), 0);
+    CHECK_RC(strata_stats_histogram(c, STRATA_HISTOGRAM_GET, &h), 0);
+    CHECK(h.count == 1);
+    strata_value_dispose(&v);
+    strata_cache_free(c);
+}
+
 /* Breaker state: closed, open after failures, half-open once the cooldown ends. */
 static void breaker_state(void)
 {
@@ -545,6 +567,7 @@ int main(int argc, char **argv)
         {"stats_versions", stats_versions},
         {"breaker_state", breaker_state},
         {"record_load_from_a_host", record_load_from_a_host},
+        {"lookup_is_timed_past_l1", lookup_is_timed_past_l1},
     };
     return test_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

@@ -102,6 +102,11 @@ int  strata__refresh_async(strata_cache *c, strata_ticket *t, const char *key, s
 void strata__refresh_now(strata_cache *c, strata_ticket *t, const char *key, size_t keylen,
                          strata_loader_fn loader, void *userdata);
 
+/* strata_lookup without timing into the get histogram (for get_or_load,
+ * which times its whole call). */
+int strata__lookup(strata_cache *c, const char *key, size_t keylen, strata_value *out,
+                   strata_ticket **ticket);
+
 /* The backend half of strata__read: one read of fk, decoded, tag-checked and
  * served (into L1 too, unless its shard moved past epoch). */
 int strata__read_backend(strata_cache *c, const char *key, size_t keylen, const char *fk, size_t fklen,

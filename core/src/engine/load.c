@@ -155,7 +155,7 @@ static int load_one(strata_cache *c, const char *key, size_t keylen, strata_load
 
     memset(&l, 0, sizeof l);
     for (;;) {
-        rc = strata_lookup(c, key, keylen, out, &t);
+        rc = strata__lookup(c, key, keylen, out, &t);
         if (rc == STRATA_OK || rc == STRATA_NEGATIVE || rc == STRATA_HIT_STALE)
             break;
         if (rc == STRATA_HIT_REFRESH) {
@@ -408,7 +408,7 @@ int strata_get_many_or_load(strata_cache *c, size_t n, const char *const *keys, 
             continue;
         /* Take the lease where we can; without it we still load but do not store. */
         if (!backend_down)
-            r = strata_lookup(c, keys[i], keylens[i], &scratch, &tickets[nm]);
+            r = strata__lookup(c, keys[i], keylens[i], &scratch, &tickets[nm]);
         if (r == STRATA_OK || r == STRATA_NEGATIVE || r == STRATA_HIT_STALE || r == STRATA_HIT_REFRESH) {
             /* filled by someone meanwhile */
             strata__value_set(&outs[i], scratch.data ? scratch.data : "", scratch.len);

@@ -84,8 +84,10 @@ static int recheck(strata_cache *c, strata_ticket **ticket, strata_value *out, s
     return STRATA_MISS_LEAD; /* still absent, or unreadable now: the holder loads */
 }
 
-int strata_lookup(strata_cache *c, const char *key, size_t keylen, strata_value *out,
-                  strata_ticket **ticket)
+/* timed: the read counts in the get histogram (when it goes past L1), as
+ * for a host's own get_or_load; C's get_or_load times its whole call. */
+static int lookup(strata_cache *c, const char *key, size_t keylen, strata_value *out, strata_ticket **ticket,
+                  int timed)
 {
     strata__bytes raw = {0, 0, 0};
     strata__envelope env;
@@ -97,7 +99,7 @@ int strata_lookup(strata_cache *c, const char *key, size_t keylen, strata_value 
     *ticket = NULL;
     if ((rc = strata__check_key(c, key, keylen)) < 0)
         return rc;
-    rc = strata__read(c, key, keylen, out, &raw, &env);
+    rc = strata__read_ex(c, key, keylen, out, &raw, &env, timed);
     if (rc == STRATA_OK && out->level == STRATA_LEVEL_BACKEND && c->cfg.opts.xfetch_beta > 0 &&
         strata__freshness(strata__now_wall_ms(), env.fresh_until_ms, env.stale_until_ms, env.cost_ms,
                           c->cfg.opts.xfetch_beta,
@@ -123,6 +125,18 @@ int strata_lookup(strata_cache *c, const char *key, size_t keylen, strata_value 
     }
     strata__bytes_free(&raw);
     return rc;
+}
+
+int strata_lookup(strata_cache *c, const char *key, size_t keylen, strata_value *out,
+                  strata_ticket **ticket)
+{
+    return lookup(c, key, keylen, out, ticket, 1);
+}
+
+int strata__lookup(strata_cache *c, const char *key, size_t keylen, strata_value *out,
+                   strata_ticket **ticket)
+{
+    return lookup(c, key, keylen, out, ticket, 0);
 }
 
 static void ticket_free(strata_ticket *t)

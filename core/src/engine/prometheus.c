@@ -70,7 +70,7 @@ typedef struct hist_row {
 } hist_row;
 
 static const hist_row hists[] = {
-    {"get_seconds", STRATA_HISTOGRAM_GET, "Latency of get and get_or_load calls that go past L1."},
+    {"get_seconds", STRATA_HISTOGRAM_GET, "Latency of get, get_or_load and lookup calls that go past L1."},
     {"load_seconds", STRATA_HISTOGRAM_LOAD, "Latency of loader callbacks."},
     {"backend_seconds", STRATA_HISTOGRAM_BACKEND, "Latency of backend commands."},
 };
