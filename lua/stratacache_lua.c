@@ -15,6 +15,39 @@
  * A cache userdata and its reused strata_value belong to one lua_State at a
  * time (the usual rule for Lua states); the strata_cache underneath is
  * thread-safe.
+ *
+ * API (times in seconds; strings are bytes):
+ *   sc.new{url =, namespace =, ttl =, stale =, neg_ttl =, l1 =, ...} -> cache | nil, err
+ *     every option of the URL query (docs/L1-COHERENCE.md, docs/TAGS.md):
+ *     names ending in _ms take milliseconds as in the URL; ttl, stale, neg_ttl,
+ *     timeout, connect_timeout, lock_wait, lease_ttl, l1_ttl, breaker_cooldown,
+ *     tag_cache and coherence_ping are the same in seconds; booleans (l1,
+ *     tracking) become 1/0; hot_threshold, hot_window, hot_sketch_width,
+ *     hot_top are numbers; l1_admission is "all" | "hot" | "none". A value the
+ *     core refuses gives nil, "EOPTION: ...".
+ *   cache:get(key) / set(key, value[, ttl[, tags]]) / delete / touch / invalidate
+ *     set's tags: an array of at most 16 tag strings; the entry is stamped with
+ *     their versions now (strata_set_ex).
+ *   cache:invalidate_tag(tag): every entry stamped with tag before now misses
+ *     (or reads stale when written with a stale allowance).
+ *   cache:get_or_load(key, loader, ...) or get_or_load(key, {tags = {...}}, loader, ...)
+ *     loader(...) returns value[, ttl] | sc.NOT_FOUND[, neg_ttl] | nil, err, or
+ *     raises; it runs in the caller's Lua code and may yield. With tags, the
+ *     lease ticket is stamped (strata_ticket_tags) right after the lookup,
+ *     before the loader runs, so a bump that lands while the loader reads the
+ *     source makes the fill read as bumped. Tags are not taken from the
+ *     loader's return values: by then the versions would postdate the read.
+ *     Every loader call counts in stats().loads / load_errors and the "load"
+ *     histogram (strata_record_load, timed with CLOCK_MONOTONIC).
+ *   cache:stats() -> table of every strata_stats v2 field, by its C name.
+ *   cache:histogram("get" | "load" | "backend") -> {count =, sum_ns =, buckets =}
+ *     buckets[i] counts calls of at most 2^(i-1) us (27, not cumulative).
+ *   cache:prometheus() -> the Prometheus text exposition (docs/METRICS.md).
+ *   cache:hot_keys([n = 10]) -> {{key =, count =, rate =}, ...}, hottest first;
+ *     rate is reads per second; truncated = true for keys cut at 256 bytes;
+ *     nil, "ENOTSUP: ..." with hot_sketch_width = 0.
+ *   cache:_lookup(key) -> rc, value, level, ticket, wait_ms, err (two-phase);
+ *     ticket:tags({...}) / fill(value[, ttl]) / fill_negative([neg_ttl]) / abandon().
  */
 #define _POSIX_C_SOURCE 200809L
 #include "stratacache.h"
@@ -138,6 +171,46 @@ static int64_t check_seconds(lua_State *L, int idx, const char *what)
     return (int64_t)(s * 1000.0 + 0.5);
 }
 
+#define MAX_TAGS 16 /* docs/TAGS.md: an entry carries at most 16 tags */
+
+/*
+ * Reads the array of tag strings at idx into tags/lens (borrowed: the strings
+ * stay anchored by the table). Returns NULL, or a message (pushed) naming the
+ * bad item; the caller raises it. Tag lengths are the core's to check (EKEY).
+ */
+static const char *read_tags(lua_State *L, int idx, const char *what, const char **tags, size_t *lens,
+                             size_t *n)
+{
+    size_t i, len;
+    *n = 0;
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return lua_pushfstring(L, "%s must be an array of strings, got %s", what, luaL_typename(L, idx));
+    len = sl_rawlen(L, idx);
+    if (len > MAX_TAGS)
+        return lua_pushfstring(L, "%s has %d entries, at most %d are allowed", what, (int)len, MAX_TAGS);
+    for (i = 0; i < len; i++) {
+        lua_rawgeti(L, idx, (int)i + 1);
+        if (lua_type(L, -1) != LUA_TSTRING || sl_rawlen(L, -1) == 0) {
+            const char *got = lua_type(L, -1) == LUA_TSTRING ? "an empty string" : luaL_typename(L, -1);
+            return lua_pushfstring(L, "%s[%d] must be a non-empty string, got %s", what, (int)i + 1, got);
+        }
+        tags[i] = lua_tolstring(L, -1, &lens[i]);
+        lua_pop(L, 1);
+    }
+    *n = len;
+    return NULL;
+}
+
+/* A counter: an integer on Lua 5.3+, a float (exact to 2^53) before. */
+static void push_u64(lua_State *L, uint64_t x)
+{
+#if LUA_VERSION_NUM >= 503
+    lua_pushinteger(L, (lua_Integer)x);
+#else
+    lua_pushnumber(L, (lua_Number)x);
+#endif
+}
+
 static void push_value(lua_State *L, const strata_value *v)
 {
     lua_pushlstring(L, v->data ? v->data : "", v->len);
@@ -196,6 +269,25 @@ static int l_ticket_fill_negative(lua_State *L)
     int rc;
     strata_ticket *t = ticket_take(L, 1);
     if ((rc = strata_fill_negative(t, ttl)) < 0)
+        return push_error(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ticket:tags({tag, ...}): stamp the fill with these tags' versions, taken
+ * now; call it before reading the source (docs/TAGS.md). */
+static int l_ticket_tags(lua_State *L)
+{
+    lticket *tk = (lticket *)luaL_checkudata(L, 1, TICKET_MT);
+    const char *tags[MAX_TAGS];
+    size_t lens[MAX_TAGS], n;
+    const char *msg = read_tags(L, 2, "tags", tags, lens, &n);
+    int rc;
+    if (msg)
+        luaL_argerror(L, 2, msg);
+    if (tk->t == NULL)
+        luaL_argerror(L, 1, "ticket was already used or its cache was closed");
+    if ((rc = strata_ticket_tags(tk->t, tags, lens, n)) < 0)
         return push_error(L, rc);
     lua_pushboolean(L, 1);
     return 1;
@@ -317,7 +409,24 @@ static int l_set(lua_State *L)
     const char *k = check_key(L, 2, &klen, "key");
     const char *val = check_value(L, 3, &vlen);
     int64_t ttl = check_seconds(L, 4, "ttl");
-    int rc = strata_set(lc->c, k, klen, val, vlen, ttl);
+    int rc;
+    if (lua_isnoneornil(L, 5)) {
+        rc = strata_set(lc->c, k, klen, val, vlen, ttl);
+    } else {
+        const char *tags[MAX_TAGS];
+        size_t lens[MAX_TAGS];
+        size_t n;
+        strata_set_options o;
+        const char *msg = read_tags(L, 5, "tags", tags, lens, &n);
+        if (msg)
+            luaL_argerror(L, 5, msg);
+        strata_set_options_init(&o, STRATA_SET_OPTIONS_VERSION);
+        o.ttl_ms = ttl;
+        o.tags = tags;
+        o.taglens = lens;
+        o.ntags = n;
+        rc = strata_set_ex(lc->c, k, klen, val, vlen, &o);
+    }
     if (rc < 0)
         return push_error(L, rc);
     lua_pushboolean(L, 1);
@@ -524,22 +633,172 @@ static int l_stats(lua_State *L)
     if ((rc = strata_stats_get(lc->c, &st, STRATA_STATS_VERSION)) < 0)
         return push_error(L, rc);
     lua_createtable(L, 0, 24);
-#define F(name) lua_pushnumber(L, (lua_Number)st.name); lua_setfield(L, -2, #name)
+#define F(name) push_u64(L, st.name); lua_setfield(L, -2, #name)
     F(l1_hits); F(l1_misses); F(l1_entries); F(l1_bytes); F(l1_evictions);
     F(hits); F(misses); F(negative_hits); F(stale_hits);
     F(sets); F(deletes); F(loads); F(load_errors);
     F(backend_errors); F(timeouts);
     F(leases_won); F(leases_lost); F(waits); F(early_refreshes);
     F(singleflight_shared); F(breaker_opens); F(fail_open);
+    F(breaker_state); F(tag_invalidations); F(tag_stale); F(tag_fetches);
+    F(invalidations_received); F(l1_flushes); F(l1_admission_rejects); F(l1_link_up);
 #undef F
     return 1;
 }
 
-/* Looks key up; pushes rc, value, level, ticket, wait_ms, err (see _lookup). */
-static int lookup_push(lua_State *L, lcache *lc, const char *k, size_t klen)
+/*
+ * histogram("get" | "load" | "backend") -> {count =, sum_ns =, buckets = {...}}
+ * buckets[i] (1-based, not cumulative) counts calls that took at most
+ * 2^(i-1) microseconds; the last one counts the rest.
+ */
+static int l_histogram(lua_State *L)
+{
+    static const char *const kinds[] = {"get", "load", "backend", NULL};
+    lcache *lc = check_cache(L);
+    strata_histogram h;
+    const char *name = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
+    int kind = -1, rc, i;
+    for (i = 0; name && kinds[i]; i++)
+        if (strcmp(name, kinds[i]) == 0)
+            kind = i; /* the order of strata_histogram_kind */
+    if (kind < 0) {
+        if (name)
+            lua_pushfstring(L, "kind must be 'get', 'load' or 'backend', got '%s'", name);
+        else
+            lua_pushfstring(L, "kind must be 'get', 'load' or 'backend', got %s", luaL_typename(L, 2));
+        luaL_argerror(L, 2, lua_tostring(L, -1));
+    }
+    if ((rc = strata_stats_histogram(lc->c, kind, &h)) < 0)
+        return push_error(L, rc);
+    lua_createtable(L, 0, 3);
+    push_u64(L, h.count);
+    lua_setfield(L, -2, "count");
+    push_u64(L, h.sum_ns);
+    lua_setfield(L, -2, "sum_ns");
+    lua_createtable(L, STRATA_HISTOGRAM_BUCKETS, 0);
+    for (i = 0; i < STRATA_HISTOGRAM_BUCKETS; i++) {
+        push_u64(L, h.buckets[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "buckets");
+    return 1;
+}
+
+/* prometheus() -> the text exposition (docs/METRICS.md) | nil, err */
+static int l_prometheus(lua_State *L)
+{
+    lcache *lc = check_cache(L);
+    size_t cap = 16384, needed = 0;
+    int rc, tries;
+    for (tries = 0; tries < 4; tries++) {
+        /* scratch owned by Lua's GC, so nothing leaks if pushing raises */
+        char *buf = (char *)lua_newuserdata(L, cap);
+        rc = strata_stats_prometheus(lc->c, buf, cap, &needed);
+        if (rc == 0) {
+            lua_pushstring(L, buf);
+            return 1;
+        }
+        lua_pop(L, 1);
+        if (rc != STRATA_ETOOBIG)
+            return push_error(L, rc);
+        cap = needed + 1024; /* counters may gain digits before the next try */
+    }
+    return push_error(L, rc);
+}
+
+/* hot_keys([n = 10]) -> {{key =, count =, rate =}, ...}, hottest first | nil, err
+ * A key longer than 256 bytes comes as its first 256 with truncated = true. */
+static int l_hot_keys(lua_State *L)
+{
+    lcache *lc = check_cache(L);
+    lua_Number want = 10;
+    strata_hot_key *out;
+    size_t n, count = 0, i;
+    int rc;
+    if (!lua_isnoneornil(L, 2)) {
+        want = lua_tonumber(L, 2);
+        if (lua_type(L, 2) != LUA_TNUMBER || !(want >= 1 && want <= 1024) || want != (lua_Number)(int)want) {
+            if (lua_type(L, 2) == LUA_TNUMBER)
+                lua_pushfstring(L, "n must be an integer from 1 to 1024, got %s", lua_tostring(L, 2));
+            else
+                lua_pushfstring(L, "n must be an integer from 1 to 1024, got %s", luaL_typename(L, 2));
+            luaL_argerror(L, 2, lua_tostring(L, -1));
+        }
+    }
+    n = (size_t)want;
+    out = (strata_hot_key *)lua_newuserdata(L, n * sizeof *out);
+    if ((rc = strata_hot_keys(lc->c, n, out, &count)) < 0)
+        return push_error(L, rc);
+    lua_createtable(L, (int)count, 0);
+    for (i = 0; i < count; i++) {
+        lua_createtable(L, 0, 3);
+        lua_pushlstring(L, out[i].key, out[i].keylen);
+        lua_setfield(L, -2, "key");
+        push_u64(L, out[i].count);
+        lua_setfield(L, -2, "count");
+        lua_pushnumber(L, out[i].rate_per_s);
+        lua_setfield(L, -2, "rate");
+        if (out[i].keylen < out[i].full_keylen) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, "truncated");
+        }
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    return 1;
+}
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* _load_clock() -> a monotonic timestamp in ns, for _record_load. */
+static int l_load_clock(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)mono_ns());
+    return 1;
+}
+
+/*
+ * _record_load(self, failed, t0): get_or_load calls its loaders itself, so it
+ * counts each call here, as strata_get_or_load does for its own (stats loads,
+ * load_errors, the load histogram). A handle closed meanwhile counts nothing.
+ */
+static int l_record_load(lua_State *L)
+{
+    lcache *lc = (lcache *)check_self(L, CACHE_MT);
+    int64_t d = mono_ns() - (int64_t)lua_tonumber(L, 3);
+    if (lc->c != NULL)
+        strata_record_load(lc->c, lua_toboolean(L, 2), d > 0 ? d : 0);
+    return 0;
+}
+
+/* Tags to stamp on a lookup's ticket, if it gets one. */
+typedef struct tagset {
+    const char *tags[MAX_TAGS];
+    size_t lens[MAX_TAGS];
+    size_t n;
+} tagset;
+
+/*
+ * Looks key up; pushes rc, value, level, ticket, wait_ms, err (see _lookup).
+ * With tags, a ticket is stamped at once, before any loader reads the source;
+ * if stamping fails the ticket is given back and rc is the error.
+ */
+static int lookup_push(lua_State *L, lcache *lc, const char *k, size_t klen, const tagset *ts)
 {
     strata_ticket *t = NULL;
     int rc = strata_lookup(lc->c, k, klen, &lc->v, &t);
+    if (t != NULL && ts != NULL) {
+        int trc = strata_ticket_tags(t, ts->tags, ts->lens, ts->n);
+        if (trc < 0) {
+            strata_abandon(t);
+            t = NULL;
+            rc = trc;
+        }
+    }
     lua_pushinteger(L, rc);
     if (rc == STRATA_OK || rc == STRATA_HIT_STALE || rc == STRATA_HIT_REFRESH) {
         push_value(L, &lc->v);
@@ -585,7 +844,7 @@ static int l_lookup(lua_State *L)
     lcache *lc = check_cache(L);
     size_t klen;
     const char *k = check_key(L, 2, &klen, "key");
-    return lookup_push(L, lc, k, klen);
+    return lookup_push(L, lc, k, klen, NULL);
 }
 
 /* Raises msg as get_or_load's own misuse, at its caller's line (what Lua's
@@ -599,6 +858,31 @@ static int gol_error(lua_State *L, int arg, const char *msg)
         lua_pushfstring(L, "bad argument #%d to 'get_or_load' (%s)", arg, msg);
     lua_concat(L, 2);
     return lua_error(L);
+}
+
+/* _gol_lookup with options at 3 and the loader at 4; the only option is tags. */
+static int gol_lookup_opts(lua_State *L, lcache *lc, const char *k, size_t klen)
+{
+    tagset ts;
+    const char *msg;
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), "tags") != 0)
+            return gol_error(L, 2, lua_pushfstring(L, "unknown option %s%s (options are: tags)",
+                                                   lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "of type ",
+                                                   lua_type(L, -1) == LUA_TSTRING ? "" : luaL_typename(L, -1)));
+    }
+    if (lua_type(L, 4) != LUA_TFUNCTION)
+        return gol_error(L, 3, lua_pushfstring(L, "loader must be a function, got %s", luaL_typename(L, 4)));
+    lua_getfield(L, 3, "tags");
+    if (lua_isnil(L, -1)) {
+        ts.n = 0;
+    } else if ((msg = read_tags(L, lua_gettop(L), "options.tags", ts.tags, ts.lens, &ts.n)) != NULL) {
+        return gol_error(L, 2, msg);
+    }
+    /* the tag strings stay anchored by the options table at 3 */
+    return lookup_push(L, lc, k, klen, ts.n ? &ts : NULL);
 }
 
 /*
@@ -623,9 +907,12 @@ static int l_gol_lookup(lua_State *L)
     if (lua_type(L, 2) != LUA_TSTRING || (k = lua_tolstring(L, 2, &klen), klen == 0))
         return gol_error(L, 1, lua_pushfstring(L, "key must be a non-empty string, got %s",
                                                lua_type(L, 2) == LUA_TSTRING ? "an empty string" : luaL_typename(L, 2)));
-    if (lua_type(L, 3) != LUA_TFUNCTION)
-        return gol_error(L, 2, lua_pushfstring(L, "loader must be a function, got %s", luaL_typename(L, 3)));
-    return lookup_push(L, lc, k, klen);
+    if (lua_type(L, 3) == LUA_TFUNCTION)
+        return lookup_push(L, lc, k, klen, NULL);
+    if (lua_type(L, 3) == LUA_TTABLE) /* get_or_load(key, {tags = ...}, loader, ...) */
+        return gol_lookup_opts(L, lc, k, klen);
+    return gol_error(L, 2, lua_pushfstring(L, "loader must be a function (or an options table before it), got %s",
+                                           luaL_typename(L, 3)));
 }
 
 /* --- module-level helpers --- */
@@ -661,6 +948,10 @@ static const luaL_Reg cache_methods[] = {
     {"get_many", l_get_many},
     {"set_many", l_set_many},
     {"stats", l_stats},
+    {"histogram", l_histogram},
+    {"prometheus", l_prometheus},
+    {"hot_keys", l_hot_keys},
+    {"_record_load", l_record_load},
     {"close", l_close},
     {"_lookup", l_lookup},
     {"_gol_lookup", l_gol_lookup},
@@ -672,12 +963,13 @@ static const luaL_Reg ticket_methods[] = {
     {"fill", l_ticket_fill},
     {"fill_negative", l_ticket_fill_negative},
     {"abandon", l_ticket_abandon},
+    {"tags", l_ticket_tags},
     {NULL, NULL}
 };
 
 /* The Lua half: sc.new's option handling and get_or_load over _lookup. */
 static const char lua_part[] =
-"local sc, methods, cnew, csleep, cnow = ...\n"
+"local sc, methods, cnew, csleep, cnow, cclock = ...\n"
 "local type, pairs, tostring, error, select, floor = type, pairs, tostring, error, select, math.floor\n"
 "local pcall, unpack = pcall, unpack or table.unpack\n"
 "local co_create, co_resume, co_status, co_yield = coroutine.create, coroutine.resume, coroutine.status, coroutine.yield\n"
@@ -686,11 +978,12 @@ static const char lua_part[] =
 "sc.sleep = csleep\n"
 "local OK, MISS, NEGATIVE, HIT_STALE, HIT_REFRESH, MISS_LEAD, MISS_WAIT = 0, 1, 2, 3, 4, 5, 6\n"
 "local EBACKEND, ETIMEOUT, EBREAKER = -3, -4, -12\n"
-"local lookup = methods._gol_lookup\n"
+"local lookup, record = methods._gol_lookup, methods._record_load\n"
 "local settings = setmetatable({}, {__mode = 'k'})\n"
 "local seconds = {ttl = 'ttl_ms', neg_ttl = 'neg_ttl_ms', stale = 'stale_ms', timeout = 'timeout_ms',\n"
 "  connect_timeout = 'connect_timeout_ms', lock_wait = 'lock_wait_ms', lease_ttl = 'lease_ttl_ms',\n"
-"  l1_ttl = 'l1_ttl_ms', breaker_cooldown = 'breaker_cooldown_ms'}\n"
+"  l1_ttl = 'l1_ttl_ms', breaker_cooldown = 'breaker_cooldown_ms', tag_cache = 'tag_cache_ms',\n"
+"  coherence_ping = 'coherence_ping_ms'}\n"
 "local policies = {stale_or_load = 0, load = 1, fail = 2}\n"
 "local function bad(n, fname, msg)\n"
 "  error(('bad argument #%d to \\'%s\\' (%s)'):format(n, fname, msg), 3)\n"
@@ -755,9 +1048,17 @@ static const char lua_part[] =
 "    return pass(co, co_resume(co, ...))\n"
 "  end\n"
 "end\n"
-/* -> 'value', v, ttl | 'missing', neg_ttl | 'error', message */
-"local function load(loader, ...)\n"
+/* -> 'value', v, ttl | 'missing', neg_ttl | 'error', message. Each call is
+ * counted in the cache's stats and load histogram (strata_record_load). */
+"local check\n"
+"local function load(self, loader, ...)\n"
+"  local t0 = cclock()\n"
 "  local ok, v, x = call(loader, ...)\n"
+"  local kind, a, b = check(ok, v, x)\n"
+"  record(self, kind == 'error', t0)\n"
+"  return kind, a, b\n"
+"end\n"
+"function check(ok, v, x)\n"
 "  if not ok then return 'error', 'loader raised: ' .. tostring(v) end\n"
 "  if v == NOT_FOUND then\n"
 "    if x ~= nil and (type(x) ~= 'number' or x < 0) then return 'error', 'loader returned a bad neg_ttl' end\n"
@@ -780,18 +1081,19 @@ static const char lua_part[] =
 "  if ticket then ticket:abandon() end\n"
 "  return nil, 'EUSER: ' .. v\n"
 "end\n"
-/* The slow path: everything but a plain hit (a miss, a wait, a refresh, an error). */
-"local function resolve(self, key, rc, val, level, ticket, wait_ms, err, loader, ...)\n"
+/* The slow path: everything but a plain hit (a miss, a wait, a refresh, an
+ * error). opts is get_or_load's options table or nil. */
+"local function resolve(self, key, rc, val, level, ticket, wait_ms, err, opts, loader, ...)\n"
 "  local s, deadline, backoff = settings[self], nil, nil\n"
 "  while true do\n"
 "    if rc == OK or rc == HIT_STALE then return val, nil, level end\n"
 "    if rc == NEGATIVE then return nil, nil, 'negative' end\n"
 "    if rc == HIT_REFRESH then\n"
-"      local kind, v, x = load(loader, ...)\n"
+"      local kind, v, x = load(self, loader, ...)\n"
 "      if kind == 'error' then ticket:abandon(); return val, nil, level end\n"
 "      return finish(ticket, kind, v, x)\n"
 "    end\n"
-"    if rc == MISS_LEAD then return finish(ticket, load(loader, ...)) end\n"
+"    if rc == MISS_LEAD then return finish(ticket, load(self, loader, ...)) end\n"
 "    if rc == MISS_WAIT then\n"
 "      local now = cnow()\n"
 "      if not deadline then deadline, backoff = now + s.lock_wait, 2 end\n"
@@ -799,7 +1101,7 @@ static const char lua_part[] =
 "        if s.policy == 2 then\n"
 "          return nil, ('ETIMEOUT: waited %d ms for another loader of this key'):format(s.lock_wait)\n"
 "        end\n"
-"        return finish(nil, load(loader, ...))\n"
+"        return finish(nil, load(self, loader, ...))\n"
 "      end\n"
 "      local nap = backoff < wait_ms and backoff or wait_ms\n"
 "      if nap > deadline - now then nap = deadline - now end\n"
@@ -807,18 +1109,22 @@ static const char lua_part[] =
 "      s.sleep(nap / 1000)\n"
 "      backoff = backoff * 2 > 50 and 50 or backoff * 2\n"
 "    elseif rc == EBACKEND or rc == ETIMEOUT or rc == EBREAKER then\n"
-"      return finish(nil, load(loader, ...))\n"
+"      return finish(nil, load(self, loader, ...))\n"
 "    else\n"
 "      return nil, err or 'EBACKEND: unexpected lookup result ' .. tostring(rc)\n"
 "    end\n"
-"    rc, val, level, ticket, wait_ms, err = lookup(self, key, loader)\n"
+"    if opts then rc, val, level, ticket, wait_ms, err = lookup(self, key, opts, loader)\n"
+"    else rc, val, level, ticket, wait_ms, err = lookup(self, key, loader) end\n"
 "  end\n"
 "end\n"
-/* A hit is one C call (which also checks the arguments) and one comparison. */
+/* A hit is one C call (which also checks the arguments) and one comparison.
+ * get_or_load(key, loader, ...) or get_or_load(key, {tags = {...}}, loader, ...):
+ * with options, the C lookup gets the loader too (the first of ...). */
 "function methods.get_or_load(self, key, loader, ...)\n"
-"  local rc, val, level, ticket, wait_ms, err = lookup(self, key, loader)\n"
+"  local rc, val, level, ticket, wait_ms, err = lookup(self, key, loader, (...))\n"
 "  if rc == OK then return val, nil, level end\n"
-"  return resolve(self, key, rc, val, level, ticket, wait_ms, err, loader, ...)\n"
+"  if type(loader) == 'table' then return resolve(self, key, rc, val, level, ticket, wait_ms, err, loader, ...) end\n"
+"  return resolve(self, key, rc, val, level, ticket, wait_ms, err, nil, loader, ...)\n"
 "end\n";
 
 __attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L);
@@ -863,7 +1169,8 @@ __attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L)
     lua_pushcfunction(L, l_new);
     lua_pushcfunction(L, l_sleep);
     lua_pushcfunction(L, l_now);
-    lua_call(L, 5, 0);
+    lua_pushcfunction(L, l_load_clock);
+    lua_call(L, 6, 0);
     lua_pop(L, 2);
     return 1;
 }

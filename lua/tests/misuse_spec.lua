@@ -19,7 +19,7 @@ local function loader() return "v" end
 local METHODS = {
   get = {"k"}, set = {"k", "v"}, delete = {"k"}, touch = {"k", 1}, invalidate = {"k"},
   invalidate_tag = {"t"}, get_many = {{"k"}}, set_many = {{k = "v"}}, stats = {},
-  get_or_load = {"k", loader},
+  get_or_load = {"k", loader}, histogram = {"get"}, prometheus = {}, hot_keys = {3},
 }
 local unpack = unpack or table.unpack
 
@@ -62,8 +62,8 @@ describe("misuse", function()
     raises(function() c:touch("k", -5) end, "bad argument #2 to 'touch' (ttl must be a non-negative number of seconds")
     raises(function() c:touch("k", {}) end, "bad argument #2 to 'touch' (ttl must be a non-negative number of seconds, got table)")
     raises(function() c:get_or_load("k", "not a function") end,
-      "bad argument #2 to 'get_or_load' (loader must be a function, got string)")
-    raises(function() c:get_or_load("k") end, "bad argument #2 to 'get_or_load' (loader must be a function, got nil)")
+      "bad argument #2 to 'get_or_load' (loader must be a function (or an options table before it), got string)")
+    raises(function() c:get_or_load("k") end, "bad argument #2 to 'get_or_load' (loader must be a function (or an options table before it), got nil)")
   end)
 
   it("bad batches name the argument and the item", function()
@@ -102,6 +102,52 @@ describe("misuse", function()
     assert.truthy(err:find("^EOPTION: .*ns"), err)
   end)
 
+  it("bad tags name the argument and the item", function()
+    raises(function() c:set("k", "v", nil, "t") end, "bad argument #4 to 'set' (tags must be an array of strings, got string)")
+    raises(function() c:set("k", "v", 1, {"a", 2}) end, "bad argument #4 to 'set' (tags[2] must be a non-empty string, got number)")
+    raises(function() c:set("k", "v", 1, {""}) end, "bad argument #4 to 'set' (tags[1] must be a non-empty string, got an empty string)")
+    local many = {}
+    for i = 1, 17 do many[i] = "t" .. i end
+    raises(function() c:set("k", "v", nil, many) end, "bad argument #4 to 'set' (tags has 17 entries, at most 16 are allowed)")
+    raises(function() c:get_or_load("k", {tags = "t"}, loader) end,
+      "bad argument #2 to 'get_or_load' (options.tags must be an array of strings, got string)")
+    raises(function() c:get_or_load("k", {tags = {"a", {}}}, loader) end,
+      "bad argument #2 to 'get_or_load' (options.tags[2] must be a non-empty string, got table)")
+    raises(function() c:get_or_load("k", {tag = {"a"}}, loader) end,
+      "bad argument #2 to 'get_or_load' (unknown option tag (options are: tags))")
+    raises(function() c:get_or_load("k", {[1] = "a"}, loader) end,
+      "bad argument #2 to 'get_or_load' (unknown option of type number (options are: tags))")
+    raises(function() c:get_or_load("k", {tags = {"a"}}) end,
+      "bad argument #3 to 'get_or_load' (loader must be a function, got nil)")
+    raises(function() c:get_or_load("k", {tags = {"a"}}, "f") end,
+      "bad argument #3 to 'get_or_load' (loader must be a function, got string)")
+    raises(function() c:get_or_load("k", 5) end,
+      "bad argument #2 to 'get_or_load' (loader must be a function (or an options table before it), got number)")
+    local rc, _, _, t = c:_lookup(H.key("tags"))
+    assert.are.equal(5, rc)
+    raises(function() t:tags("a") end, "bad argument #1 to 'tags' (tags must be an array of strings, got string)")
+    raises(function() t:tags({"a", ""}) end, "bad argument #1 to 'tags' (tags[2] must be a non-empty string, got an empty string)")
+    assert.is_true(t:abandon())
+    raises(function() t:tags({"a"}) end, "ticket was already used")
+    -- nothing was written by the refused calls
+    assert.is_nil(c:get("k"))
+    assert.are.equal(0, c:stats().loads)
+  end)
+
+  it("bad metric arguments name the argument", function()
+    raises(function() c:histogram("gets") end, "bad argument #1 to 'histogram' (kind must be 'get', 'load' or 'backend', got 'gets')")
+    raises(function() c:histogram() end, "bad argument #1 to 'histogram' (kind must be 'get', 'load' or 'backend', got no value)")
+    raises(function() c:histogram(1) end, "bad argument #1 to 'histogram' (kind must be 'get', 'load' or 'backend', got number)")
+    raises(function() c:hot_keys(0) end, "bad argument #1 to 'hot_keys' (n must be an integer from 1 to 1024, got 0)")
+    raises(function() c:hot_keys(2.5) end, "bad argument #1 to 'hot_keys' (n must be an integer from 1 to 1024, got 2.5)")
+    raises(function() c:hot_keys(5000) end, "bad argument #1 to 'hot_keys' (n must be an integer from 1 to 1024, got 5000)")
+    raises(function() c:hot_keys("3") end, "bad argument #1 to 'hot_keys' (n must be an integer from 1 to 1024, got string)")
+    raises(function() sc.new{tag_cache = -1} end, "bad argument #1 to 'new' (tag_cache must be a non-negative number of seconds, got -1)")
+    raises(function() sc.new{coherence_ping = "1"} end, "bad argument #1 to 'new' (coherence_ping must be a non-negative number of seconds, got string)")
+    raises(function() sc.new{tracking = {}} end, "bad argument #1 to 'new' (option tracking must be a string, number or boolean, got table)")
+    raises(function() sc.new{l1_admission = print} end, "bad argument #1 to 'new' (option l1_admission must be a string, number or boolean, got function)")
+  end)
+
   it("every method checks self", function()
     for name, args in pairs(METHODS) do
       raises(function() c[name]({}, unpack(args)) end, "stratacache.cache expected, got table")
@@ -125,6 +171,10 @@ describe("misuse", function()
     raises(function() h:get_many({"k"}) end, "calling 'get_many' on bad self (cache is closed)")
     raises(function() h:set_many({k = "v"}) end, "calling 'set_many' on bad self (cache is closed)")
     raises(function() h:stats() end, "calling 'stats' on bad self (cache is closed)")
+    raises(function() h:histogram("get") end, "calling 'histogram' on bad self (cache is closed)")
+    raises(function() h:prometheus() end, "calling 'prometheus' on bad self (cache is closed)")
+    raises(function() h:hot_keys(1) end, "calling 'hot_keys' on bad self (cache is closed)")
+    raises(function() h:get_or_load("k", {tags = {"t"}}, loader) end, "calling 'get_or_load' on bad self (cache is closed)")
     raises(function() h:get_or_load("k", loader) end, "calling 'get_or_load' on bad self (cache is closed)")
     raises(function() h:_lookup("k") end, "calling '_lookup' on bad self (cache is closed)")
     raises(function() h:get_or_load("", 1) end, "calling 'get_or_load' on bad self (cache is closed)")
