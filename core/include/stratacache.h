@@ -41,6 +41,8 @@ typedef enum strata_code {
     STRATA_HIT_REFRESH = 4,   /* a value, and the caller holds the refresh ticket */
     STRATA_MISS_LEAD   = 5,   /* a miss, and the caller holds the lease: load, then fill */
     STRATA_MISS_WAIT   = 6,   /* a miss another caller is loading: retry after wait_ms */
+    STRATA_INVALIDATED = 7,   /* write accepted, but the cache entry was invalidated
+                                 instead of updated (the cache update failed) */
 
     STRATA_EINVAL      = -1,  /* bad argument (NULL, out of range) */
     STRATA_ENOMEM      = -2,  /* out of memory */
@@ -56,7 +58,9 @@ typedef enum strata_code {
     STRATA_EBREAKER    = -12, /* circuit breaker open: backend skipped for now */
     STRATA_EBUSY       = -13, /* backpressure: a bounded queue is full */
     STRATA_ENOTSUP     = -14, /* not supported by this backend */
-    STRATA_ECLOSED     = -15  /* the handle or ticket is no longer usable */
+    STRATA_ECLOSED     = -15, /* the handle or ticket is no longer usable */
+    STRATA_ESTALE      = -16  /* the source was written, but the cache could be neither
+                                 updated nor invalidated: it may serve the old value */
 } strata_code;
 
 /* Where a returned value came from (strata_value.level). */
@@ -117,8 +121,31 @@ typedef int (*strata_loader_fn)(void *userdata, const char *key, size_t keylen,
 typedef int (*strata_many_loader_fn)(void *userdata, size_t n, const char *const *keys,
                                      const size_t *keylens, strata_load *const *loads);
 
-/* Version 2 added tag_cache_ms; version 1 structs (without it) are still accepted. */
-#define STRATA_OPTIONS_VERSION 2
+/* Where a writer reports failure (strata_write_error). */
+typedef struct strata_write strata_write;
+
+/* A write-through writer stores one key/value in the source of truth. Return 0
+ * on success; on failure call strata_write_error() and/or return non-zero. */
+typedef int (*strata_writer_fn)(void *userdata, const char *key, size_t keylen,
+                                const char *val, size_t vallen, strata_write *w);
+
+/* A write-behind batch writer stores n distinct keys (latest value each);
+ * success or failure is for the batch as a whole. */
+typedef int (*strata_batch_writer_fn)(void *userdata, size_t n, const char *const *keys,
+                                      const size_t *keylens, const char *const *vals,
+                                      const size_t *vallens, strata_write *w);
+
+/* Journal fsync policy for write-behind on memory:// and memcached:// */
+typedef enum strata_wb_fsync {
+    STRATA_WB_FSYNC_ALWAYS   = 0, /* fsync before write_behind returns */
+    STRATA_WB_FSYNC_INTERVAL = 1, /* at most every wb_interval_ms (survives a process crash) */
+    STRATA_WB_FSYNC_NONE     = 2  /* leave it to the OS (survives a process crash) */
+} strata_wb_fsync;
+
+/* Version 2 added tag_cache_ms, the hot-key, coherence and write-behind
+ * options; version 3 added l1_bus. Structs of versions 1 and 2 are still
+ * accepted. */
+#define STRATA_OPTIONS_VERSION 3
 
 typedef struct strata_options {
     unsigned int version;
@@ -155,11 +182,29 @@ typedef struct strata_options {
     /* L1 coherence on Redis: a subscriber connection per cache with L1 on. */
     int tracking;                 /* 1: CLIENT TRACKING BCAST, so any client's write evicts L1 */
     int64_t coherence_ping_ms;    /* ping period of the subscriber link */
+    /* Write-behind (docs/WRITE-BEHIND.md). */
+    strata_batch_writer_fn wb_writer; /* used by the flusher threads and strata_flush */
+    void *wb_writer_data;
+    unsigned int wb_threads;      /* push flusher threads; 0 = pull only (strata_wb_poll) */
+    unsigned int wb_batch_size;   /* keys per batch */
+    int64_t wb_interval_ms;       /* longest a record waits for a flusher poll */
+    unsigned int wb_max_attempts; /* failed deliveries before dead-lettering */
+    int64_t wb_retry_ms;          /* first retry delay; doubles per attempt */
+    int64_t wb_retry_max_ms;      /* retry delay cap */
+    uint64_t wb_max_backlog;      /* records not yet flushed before backpressure */
+    int64_t wb_block_ms;          /* at the limit: 0 = STRATA_EBUSY at once, else wait up to this */
+    int64_t wb_claim_ms;          /* redis: take over another consumer's records idle this long */
+    int64_t wb_drain_ms;          /* strata_cache_free waits this long for the flusher */
+    const char *wb_journal;       /* memory/memcached: journal file path (NULL = not durable) */
+    int wb_fsync;                 /* strata_wb_fsync */
+    const char *wb_consumer;      /* redis consumer name (NULL = host:pid:random) */
+    const char *l1_bus;           /* memcached:// only: a redis:// URL carrying invalidations */
 } strata_options;
 
 #define STRATA_OPTIONS_INIT {STRATA_OPTIONS_VERSION, 0, 300000, 0, 60000, 0, \
     250, 1000, 4, 67108864, 0, 16777216, 100000, 10000, 0, 5000, 2000, 0, 1.0, \
-    5, 1000, 0, 0, 1000, 262144, 1048576, 2, 16, 0, 1000}
+    5, 1000, 0, 0, 1000, 262144, 1048576, 2, 16, 0, 1000, \
+    0, 0, 1, 100, 100, 5, 100, 10000, 100000, 0, 30000, 5000, 0, 1, 0, 0}
 
 #define STRATA_SET_OPTIONS_VERSION 1
 
@@ -197,6 +242,9 @@ typedef struct strata_stats {
     uint64_t l1_flushes;             /* whole-L1 drops: link lost, FLUSHDB, fork */
     uint64_t l1_admission_rejects;   /* fills kept out of L1 by l1_admission=hot */
     uint64_t l1_link_up;             /* 1 while the invalidation link is subscribed */
+    /* write-behind; wb_backlog: records not yet flushed (on redis: the stream
+     * length last seen by this process) */
+    uint64_t wb_enqueued, wb_flushed, wb_retried, wb_dead, wb_backlog;
 } strata_stats;
 
 /* Latency histogram: log-scale buckets, bucket i counts calls that took at
@@ -327,6 +375,49 @@ STRATA_EXTERN int strata_stats_prometheus(strata_cache *cache, char *buf, size_t
  * array), *count = how many were written. */
 STRATA_EXTERN int strata_hot_keys(strata_cache *cache, size_t n, strata_hot_key *out,
                                   size_t *count);
+
+/* Write-through: writer first (the source of truth); only on its success the
+ * cache is updated (value set, lease killed, L1 updated). Returns 0;
+ * STRATA_EUSER with the writer's message when the writer failed (the cache is
+ * untouched); STRATA_INVALIDATED when the source was written but the cache
+ * update failed and the key was invalidated instead; STRATA_ESTALE when even
+ * the invalidation failed; or an input error before anything ran. */
+STRATA_EXTERN int strata_write_through(strata_cache *cache, const char *key, size_t keylen,
+                                       const char *val, size_t vallen, int64_t ttl_ms,
+                                       strata_writer_fn writer, void *userdata);
+STRATA_EXTERN int strata_write_error(strata_write *w, const char *message);
+
+/* Write-behind: the cache write and its journal record are one step (redis:
+ * SET + XADD in one script); returns once both are stored. 0, STRATA_EBUSY
+ * (backlog at wb_max_backlog), STRATA_INVALIDATED / STRATA_ESTALE (journaled,
+ * but the cache update failed: see write_through), or an error. */
+STRATA_EXTERN int strata_write_behind(strata_cache *cache, const char *key, size_t keylen,
+                                      const char *val, size_t vallen, int64_t ttl_ms);
+/* n writes in one round trip (redis); all or nothing on bad input. */
+STRATA_EXTERN int strata_write_behind_many(strata_cache *cache, size_t n,
+                                           const char *const *keys, const size_t *keylens,
+                                           const char *const *vals, const size_t *vallens,
+                                           int64_t ttl_ms);
+
+/* Pull API for hosts that cannot be called back from a thread. poll returns
+ * STRATA_OK and a batch of up to max distinct keys (latest value each), or
+ * STRATA_MISS and *batch = NULL when nothing is due. Every batch must end in
+ * exactly one strata_wb_ack (delivered) or strata_wb_fail (retry later, or
+ * dead-letter after wb_max_attempts), which free it. */
+typedef struct strata_wb_batch strata_wb_batch;
+STRATA_EXTERN int strata_wb_poll(strata_cache *cache, size_t max, strata_wb_batch **batch);
+STRATA_EXTERN size_t strata_wb_batch_count(const strata_wb_batch *batch);
+STRATA_EXTERN int strata_wb_batch_item(const strata_wb_batch *batch, size_t i,
+                                       const char **key, size_t *keylen,
+                                       const char **val, size_t *vallen);
+/* Wall-clock ms when item i's latest write was accepted (0 when out of range). */
+STRATA_EXTERN int64_t strata_wb_batch_enqueued_ms(const strata_wb_batch *batch, size_t i);
+STRATA_EXTERN int strata_wb_ack(strata_wb_batch *batch);
+STRATA_EXTERN int strata_wb_fail(strata_wb_batch *batch, const char *message);
+
+/* Waits until every record is flushed (running the registered writer inline
+ * when there are no flusher threads), at most deadline_ms. 0 or STRATA_ETIMEOUT. */
+STRATA_EXTERN int strata_flush(strata_cache *cache, int64_t deadline_ms);
 
 #ifdef __cplusplus
 }

@@ -3,6 +3,7 @@
 #include "error.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <errno.h>
 #include <math.h>
 #include <stddef.h>
@@ -11,18 +12,23 @@
 
 #define MAX_URL 4096
 
-/* Bytes of a version 1 strata_options: everything before tag_cache_ms. */
-#define OPTIONS_V1_SIZE offsetof(strata_options, tag_cache_ms)
+/* Bytes of an older strata_options: version 1 ends before tag_cache_ms,
+ * version 2 before l1_bus. */
+static size_t options_size(unsigned int version)
+{
+    return version == 1 ? offsetof(strata_options, tag_cache_ms)
+         : version == 2 ? offsetof(strata_options, l1_bus) : sizeof(strata_options);
+}
 
 int strata_options_init(strata_options *opts, unsigned int version)
 {
     static const strata_options defaults = STRATA_OPTIONS_INIT;
     if (opts == NULL)
         return strata__error(STRATA_EINVAL, "options pointer is NULL");
-    if (version != 1 && version != STRATA_OPTIONS_VERSION)
+    if (version < 1 || version > STRATA_OPTIONS_VERSION)
         return strata__error(STRATA_EVERSION, "unknown strata_options version %u (this library knows 1-%d)",
                              version, STRATA_OPTIONS_VERSION);
-    memcpy(opts, &defaults, version == 1 ? OPTIONS_V1_SIZE : sizeof defaults);
+    memcpy(opts, &defaults, options_size(version));
     opts->version = version;
     return 0;
 }
@@ -64,10 +70,36 @@ static int set_ns(strata__config *cfg, const char *ns, size_t len)
     return 0;
 }
 
+/* Write-behind ranges (docs/WRITE-BEHIND.md). */
+static int validate_write_behind(const strata_options *o)
+{
+#define RANGE(f, lo, hi) if ((long long)o->f < (long long)(lo) || (long long)o->f > (long long)(hi)) \
+        return strata__error(STRATA_EOPTION, "option " #f ": must be %lld-%lld, got %lld", \
+                             (long long)(lo), (long long)(hi), (long long)o->f)
+    RANGE(wb_threads, 0, 16);
+    RANGE(wb_batch_size, 1, 100000);
+    RANGE(wb_interval_ms, 1, 3600000);
+    RANGE(wb_max_attempts, 1, 1000000);
+    RANGE(wb_retry_ms, 1, 3600000);
+    RANGE(wb_retry_max_ms, o->wb_retry_ms, 86400000);
+    RANGE(wb_max_backlog, 1, (uint64_t)1 << 40);
+    RANGE(wb_block_ms, 0, 3600000);
+    RANGE(wb_claim_ms, 1, 86400000);
+    RANGE(wb_drain_ms, 0, 3600000);
+    RANGE(wb_fsync, STRATA_WB_FSYNC_ALWAYS, STRATA_WB_FSYNC_NONE);
+#undef RANGE
+    if (o->wb_journal && (o->wb_journal[0] == '\0' || strlen(o->wb_journal) >= 1024))
+        return strata__error(STRATA_EOPTION, "option wb_journal: path must be 1-1023 bytes");
+    if (o->wb_consumer && (o->wb_consumer[0] == '\0' || strlen(o->wb_consumer) >= 128))
+        return strata__error(STRATA_EOPTION, "option wb_consumer: name must be 1-127 bytes");
+    return 0;
+}
+
 /* Range checks shared by the struct and the URL. */
 static int validate(strata__config *cfg)
 {
     const strata_options *o = &cfg->opts;
+    int rc;
 #define NONNEG(f) if (o->f < 0) return strata__error(STRATA_EOPTION, "option " #f ": must be >= 0, got %lld", (long long)o->f)
 #define POSITIVE(f) if (o->f <= 0) return strata__error(STRATA_EOPTION, "option " #f ": must be > 0, got %lld", (long long)o->f)
     POSITIVE(ttl_ms);
@@ -99,6 +131,13 @@ static int validate(strata__config *cfg)
                              (unsigned long long)o->max_bytes);
     if (o->l1 && (o->l1_max_bytes < 1024 || o->l1_max_entries < 1))
         return strata__error(STRATA_EOPTION, "option l1_max_bytes/l1_max_entries: too small for an L1");
+    if ((rc = validate_write_behind(o)) < 0)
+        return rc;
+    if (cfg->scheme == STRATA__SCHEME_REDIS && o->wb_journal)
+        return strata__error(STRATA_EOPTION, "option wb_journal: redis:// journals write-behind in a stream; "
+                             "the journal file is for memory:// and memcached://");
+    if (cfg->scheme != STRATA__SCHEME_REDIS && o->wb_consumer)
+        return strata__error(STRATA_EOPTION, "option wb_consumer: only for redis:// (consumer groups)");
     return strata__validate_hot(cfg);
 }
 
@@ -160,6 +199,49 @@ static int parse_enum(const char *name, const char *v, size_t len, const char *c
 
 #define MS_MAX ((int64_t)366 * 24 * 3600 * 1000) /* a year */
 
+static int decode_part(const char *what, const char *src, size_t len, char *dst, size_t dstsize);
+
+/* wb_* query options; ranges are checked by validate_write_behind. */
+static int apply_write_behind_option(strata__config *cfg, const char *name, const char *v, size_t vlen)
+{
+    strata_options *o = &cfg->opts;
+    static const char *const fsyncs[] = {"always", "interval", "none", NULL};
+    int64_t x;
+    int rc, e;
+#define NUM(field, hi) if (strcmp(name, #field) == 0) { \
+        if ((rc = parse_i64(name, v, vlen, 0, hi, &x)) == 0) \
+            o->field = x; \
+        return rc; \
+    }
+    NUM(wb_threads, 16)
+    NUM(wb_batch_size, 100000)
+    NUM(wb_interval_ms, MS_MAX)
+    NUM(wb_max_attempts, 1000000)
+    NUM(wb_retry_ms, MS_MAX)
+    NUM(wb_retry_max_ms, MS_MAX)
+    NUM(wb_max_backlog, INT64_MAX)
+    NUM(wb_block_ms, MS_MAX)
+    NUM(wb_claim_ms, MS_MAX)
+    NUM(wb_drain_ms, MS_MAX)
+#undef NUM
+    if (strcmp(name, "wb_fsync") == 0) {
+        if ((rc = parse_enum(name, v, vlen, fsyncs, &e)) == 0)
+            o->wb_fsync = e;
+        return rc;
+    }
+    if (strcmp(name, "wb_journal") == 0) {
+        if ((rc = decode_part("option wb_journal", v, vlen, cfg->wb_journal, sizeof cfg->wb_journal)) == 0)
+            o->wb_journal = cfg->wb_journal[0] ? cfg->wb_journal : NULL;
+        return rc < 0 ? strata__error(STRATA_EOPTION, "%s", strata_error_last()) : 0;
+    }
+    if (strcmp(name, "wb_consumer") == 0) {
+        if ((rc = decode_part("option wb_consumer", v, vlen, cfg->wb_consumer, sizeof cfg->wb_consumer)) == 0)
+            o->wb_consumer = cfg->wb_consumer[0] ? cfg->wb_consumer : NULL;
+        return rc < 0 ? strata__error(STRATA_EOPTION, "%s", strata_error_last()) : 0;
+    }
+    return strata__error(STRATA_EOPTION, "unknown option \"%s\"", name);
+}
+
 static int apply_option(strata__config *cfg, const char *k, size_t klen, const char *v, size_t vlen)
 {
     strata_options *o = &cfg->opts;
@@ -219,6 +301,8 @@ static int apply_option(strata__config *cfg, const char *k, size_t klen, const c
         if ((rc = parse_enum(name, v, vlen, onoff, &e)) == 0) o->l1 = e;
         return rc;
     }
+    if (strcmp(name, "l1_bus") == 0)
+        return strata__set_l1_bus(cfg, v, vlen);
     if (strcmp(name, "tracking") == 0) {
         if ((rc = parse_enum(name, v, vlen, onoff, &e)) == 0) o->tracking = e;
         return rc;
@@ -239,6 +323,8 @@ static int apply_option(strata__config *cfg, const char *k, size_t klen, const c
             cfg->refresh_threads = (unsigned int)x;
         return rc;
     }
+    if (strncmp(name, "wb_", 3) == 0)
+        return apply_write_behind_option(cfg, name, v, vlen);
     if (strcmp(name, "db") == 0) {
         if (cfg->scheme != STRATA__SCHEME_REDIS)
             return strata__error(STRATA_EOPTION, "option db: only for redis:// URLs");
@@ -364,6 +450,25 @@ static int parse_server(strata__config *cfg, const char *s, size_t len, int defa
     return 0;
 }
 
+/* The struct's strings are borrowed for strata_cache_new only: keep copies. */
+static int copy_wb_strings(strata__config *cfg)
+{
+    strata_options *o = &cfg->opts;
+    if (o->wb_journal) {
+        if (strlen(o->wb_journal) >= sizeof cfg->wb_journal)
+            return strata__error(STRATA_EOPTION, "option wb_journal: path must be 1-1023 bytes");
+        snprintf(cfg->wb_journal, sizeof cfg->wb_journal, "%s", o->wb_journal);
+        o->wb_journal = cfg->wb_journal;
+    }
+    if (o->wb_consumer) {
+        if (strlen(o->wb_consumer) >= sizeof cfg->wb_consumer)
+            return strata__error(STRATA_EOPTION, "option wb_consumer: name must be 1-127 bytes");
+        snprintf(cfg->wb_consumer, sizeof cfg->wb_consumer, "%s", o->wb_consumer);
+        o->wb_consumer = cfg->wb_consumer;
+    }
+    return 0;
+}
+
 int strata__config_parse(strata__config *cfg, const char *url, const strata_options *opts)
 {
     const char *p, *query, *end, *at, *slash;
@@ -373,18 +478,22 @@ int strata__config_parse(strata__config *cfg, const char *url, const strata_opti
     memset(cfg, 0, sizeof *cfg);
     if (opts == NULL) {
         strata_options_init(&cfg->opts, STRATA_OPTIONS_VERSION);
-    } else if (opts->version != 1 && opts->version != STRATA_OPTIONS_VERSION) {
+    } else if (opts->version < 1 || opts->version > STRATA_OPTIONS_VERSION) {
         return strata__error(STRATA_EVERSION, "unknown strata_options version %u (this library knows 1-%d)",
                              opts->version, STRATA_OPTIONS_VERSION);
     } else {
-        /* A version 1 struct ends before tag_cache_ms: the rest keeps its default. */
+        /* An older struct is shorter: the fields it lacks keep their defaults. */
         strata_options_init(&cfg->opts, STRATA_OPTIONS_VERSION);
-        memcpy(&cfg->opts, opts, opts->version == 1 ? OPTIONS_V1_SIZE : sizeof *opts);
+        memcpy(&cfg->opts, opts, options_size(opts->version));
         cfg->opts.version = STRATA_OPTIONS_VERSION;
     }
     if ((rc = set_ns(cfg, "strata", 6)) < 0)
         return rc;
+    if ((rc = copy_wb_strings(cfg)) < 0)
+        return rc;
     if (cfg->opts.ns && (rc = set_ns(cfg, cfg->opts.ns, strlen(cfg->opts.ns))) < 0)
+        return rc;
+    if (cfg->opts.l1_bus && (rc = strata__set_l1_bus(cfg, cfg->opts.l1_bus, strlen(cfg->opts.l1_bus))) < 0)
         return rc;
 
     if (url == NULL || *url == '\0')
@@ -488,5 +597,6 @@ int strata__config_parse(strata__config *cfg, const char *url, const strata_opti
     if (query < end && (rc = parse_query(cfg, query + 1, (size_t)(end - query - 1))) < 0)
         return rc;
     cfg->opts.ns = cfg->ns;
+    cfg->opts.l1_bus = cfg->l1_bus[0] ? cfg->l1_bus : NULL;
     return validate(cfg);
 }

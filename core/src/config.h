@@ -31,12 +31,21 @@ typedef struct strata__config {
     size_t nslen;
     strata_options opts;         /* every field valid; opts.ns points at ns */
     uint64_t instance;           /* random per cache handle: names its invalidations */
+    char wb_journal[1024];       /* opts.wb_journal points here ("" = none -> NULL) */
+    char wb_consumer[128];       /* opts.wb_consumer points here ("" = default -> NULL) */
+    char l1_bus[512];            /* redis:// URL of the invalidation bus (memcached), "" = none */
 } strata__config;
 
 /* Bounds of the hot-key options (validated in config_hot.c). */
 #define STRATA__HOT_MAX_WIDTH (1u << 26)
 #define STRATA__HOT_MAX_WINDOW (1u << 30)
 #define STRATA__HOT_MAX_TOP 1024u
+
+/* Records the l1_bus URL (checked by strata__validate_hot). */
+int strata__set_l1_bus(strata__config *cfg, const char *url, size_t len);
+
+/* The bus's server, credentials and database parsed into out (a redis config). */
+int strata__parse_l1_bus(const strata__config *cfg, strata__config *out);
 
 /* Checks the hot-key and coherence options of a parsed config. */
 int strata__validate_hot(const strata__config *cfg);

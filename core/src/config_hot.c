@@ -2,6 +2,9 @@
 #include "config.h"
 #include "error.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 int strata__validate_hot(const strata__config *cfg)
 {
     const strata_options *o = &cfg->opts;
@@ -26,5 +29,37 @@ int strata__validate_hot(const strata__config *cfg)
     if (o->coherence_ping_ms <= 0)
         return strata__error(STRATA_EOPTION, "option coherence_ping_ms: must be > 0, got %lld",
                              (long long)o->coherence_ping_ms);
+    if (cfg->l1_bus[0]) {
+        strata__config *bus;
+        int rc;
+        if (cfg->scheme != STRATA__SCHEME_MEMCACHED)
+            return strata__error(STRATA_EOPTION, "option l1_bus: only for memcached:// URLs "
+                                 "(redis:// carries its own invalidations)");
+        if ((bus = malloc(sizeof *bus)) == NULL)
+            return strata__error(STRATA_ENOMEM, "out of memory checking option l1_bus");
+        rc = strata__parse_l1_bus(cfg, bus);
+        free(bus);
+        return rc;
+    }
+    return 0;
+}
+
+int strata__set_l1_bus(strata__config *cfg, const char *url, size_t len)
+{
+    if (len >= sizeof cfg->l1_bus)
+        return strata__error(STRATA_EOPTION, "option l1_bus: URL longer than %zu bytes", sizeof cfg->l1_bus - 1);
+    memcpy(cfg->l1_bus, url, len);
+    cfg->l1_bus[len] = '\0';
+    return 0;
+}
+
+int strata__parse_l1_bus(const strata__config *cfg, strata__config *out)
+{
+    int rc;
+    if (strncmp(cfg->l1_bus, "redis://", 8) != 0 || strchr(cfg->l1_bus, '?') != NULL)
+        return strata__error(STRATA_EOPTION, "option l1_bus: expected redis://[user:password@]host[:port][/db] "
+                             "without options, got \"%.80s\"", cfg->l1_bus);
+    if ((rc = strata__config_parse(out, cfg->l1_bus, NULL)) < 0)
+        return strata__error(STRATA_EOPTION, "option l1_bus: %s", strata_error_last());
     return 0;
 }

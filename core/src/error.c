@@ -50,6 +50,8 @@ const char *strata_error_name(int code)
     case STRATA_EBUSY: return "EBUSY";
     case STRATA_ENOTSUP: return "ENOTSUP";
     case STRATA_ECLOSED: return "ECLOSED";
+    case STRATA_INVALIDATED: return "INVALIDATED";
+    case STRATA_ESTALE: return "ESTALE";
     default: return "EUNKNOWN";
     }
 }

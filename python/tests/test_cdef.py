@@ -81,7 +81,7 @@ def test_compiles_against_header(tmp_path):
 
 def _enum_value(ffi, name):
     for enum in ("strata_code", "strata_level", "strata_wait_policy", "strata_l1_admission",
-                 "strata_histogram_kind"):
+                 "strata_histogram_kind", "strata_wb_fsync"):
         rel = ffi.typeof(enum).relements
         if name in rel:
             return rel[name]

@@ -780,7 +780,7 @@ static void *hot_reader(void *p)
  * one early refresh, and no reader ever waits for (is served by) a load. */
 static void xfetch_one_early_refresh(void)
 {
-    strata_cache *c = open_cache("ns=api&ttl_ms=3000&xfetch_beta=2&refresh_threads=1&pool_size=12");
+    strata_cache *c = open_cache("ns=api&ttl_ms=4000&xfetch_beta=1&refresh_threads=1&pool_size=12");
     strata_value v = STRATA_VALUE_INIT;
     hot_state h;
     pthread_t th[8];
@@ -795,15 +795,18 @@ static void xfetch_one_early_refresh(void)
     CHECK_RC(strata_get_or_load(c, K(key), versioned_loader, &h, &v), STRATA_OK); /* cold load: 100 ms cost */
     for (i = 0; i < 8; i++)
         pthread_create(&th[i], NULL, hot_reader, &h);
-    /* Readers run for 2.95 s of the first 3 s of freshness. With cost 100 ms
-     * and beta 2 this process refreshes at least 200 ms before expiry (at
-     * 400 ms on average); a second refresh of the new version would need its
-     * draw to come ~2.8 s early: probability e^-13. */
-    strata__sleep_ms(2950);
+    /* Readers run for 3.95 s of the first 4 s of freshness. With a load cost
+     * of 100 ms (measured: more on a busy machine) this process refreshes at
+     * least one cost before expiry (two on average); a second refresh of the
+     * new version would need its draw ~3.7 s early: e^-36 at 100 ms, still
+     * e^-6.4 if a loaded machine stretches the measured cost to 500 ms. */
+    strata__sleep_ms(3950);
     strata__atomic_store(&h.stop, 1);
     for (i = 0; i < 8; i++)
         pthread_join(th[i], NULL);
-    strata__sleep_ms(150); /* a refresh started near the end completes */
+    for (i = 0; i < 200 && h.loads == 2 && strata_get(c, K(key), &v) == STRATA_OK &&
+                strcmp(v.data, "version-2") != 0; i++)
+        strata__sleep_ms(10); /* a refresh started near the end completes */
     {
         strata_stats st;
         strata_stats_get(c, &st, STRATA_STATS_VERSION);

@@ -54,6 +54,11 @@ static void rejects_bad_urls(void)
         {"redis://h:1?tracking=yes", STRATA_EOPTION, "option tracking"},
         {"redis://h:1?coherence_ping_ms=0", STRATA_EOPTION, "coherence_ping_ms"},
         {"redis://h:1?coherence_ping_ms=-1", STRATA_EOPTION, "coherence_ping_ms"},
+        {"redis://h:1?l1_bus=redis://h:2", STRATA_EOPTION, "only for memcached"},
+        {"memory://?l1_bus=redis://h:2", STRATA_EOPTION, "only for memcached"},
+        {"memcached://h:1?l1_bus=http://h:2", STRATA_EOPTION, "option l1_bus"},
+        {"memcached://h:1?l1_bus=redis://h:99999", STRATA_EOPTION, "option l1_bus"},
+        {"memcached://h:1?l1_bus=redis://", STRATA_EOPTION, "option l1_bus"},
     };
     size_t i;
     for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -128,7 +133,19 @@ static void options_struct(void)
     o.tracking = 5;
     CHECK_RC(strata_cache_new(&c, "redis://127.0.0.1:1", &o), STRATA_EOPTION);
     CHECK_MSG_HAS("tracking");
+    strata_options_init(&o, STRATA_OPTIONS_VERSION);
+    o.l1_bus = "nope";
+    CHECK_RC(strata_cache_new(&c, "memcached://127.0.0.1:1", &o), STRATA_EOPTION);
+    CHECK_MSG_HAS("l1_bus");
     CHECK(c == NULL);
+    /* a version 2 struct ends before l1_bus: whatever lies there is not read */
+    CHECK_RC(strata_options_init(&o, 2), 0);
+    o.l1_bus = "nope";
+    {
+        strata__config cfg;
+        CHECK_RC(strata__config_parse(&cfg, "memcached://127.0.0.1:1", &o), 0);
+        CHECK(cfg.l1_bus[0] == '\0' && cfg.opts.l1_bus == NULL && cfg.opts.version == STRATA_OPTIONS_VERSION);
+    }
     /* the URL wins over the struct */
     strata_options_init(&o, STRATA_OPTIONS_VERSION);
     o.ns = "fromstruct";

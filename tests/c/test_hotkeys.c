@@ -251,6 +251,9 @@ static void bad_input(void)
     CHECK_MSG_HAS("count");
     CHECK_RC(strata_hot_keys(c, 2, NULL, &n), STRATA_EINVAL);
     CHECK_MSG_HAS("output array");
+    /* the fixed memory the docs state: 4 bytes per sketch column, 280 per top-k slot */
+    CHECK(strata__hot_bytes(c->hot) >= 4u * 262144 + 16u * 16 * 280 &&
+          strata__hot_bytes(c->hot) < 4u * 262144 + 16u * 16 * 280 + 4096);
     CHECK_RC(strata_hot_keys(c, 0, NULL, &n), 0); /* nothing asked, nothing written */
     CHECK(n == 0);
     n = 99;

@@ -28,6 +28,31 @@ void strata__bytes_free(strata__bytes *b);
 
 typedef struct strata__backend strata__backend;
 
+/* Write-behind records (docs/FORMAT.md "Write-behind journal"). */
+typedef struct strata__wb_id {
+    uint64_t ms, seq;           /* redis stream id <ms>-<seq>; journal file: 0, sequence */
+} strata__wb_id;
+
+typedef struct strata__wb_record {
+    strata__wb_id id;
+    strata__bytes key;          /* user key (no namespace) */
+    strata__bytes val;          /* the raw value, not an envelope */
+    int64_t enqueued_ms;        /* wall clock */
+    uint64_t token;             /* redis: names the write (0 = none) */
+} strata__wb_record;
+
+void strata__wb_records_free(strata__wb_record *recs, size_t n);
+
+/* One write_behind item for wb_append. */
+typedef struct strata__wb_item {
+    const char *fk; size_t fklen;       /* full value key */
+    const char *env; size_t envlen;     /* the envelope to SET */
+    int64_t ttl_ms;                     /* backend TTL */
+    const char *key; size_t keylen;     /* user key for the record */
+    const char *val; size_t vallen;     /* raw value for the record */
+    int rc;                             /* out: 0 or an error */
+} strata__wb_item;
+
 typedef struct strata__backend_ops {
     const char *name;
 
@@ -85,6 +110,28 @@ typedef struct strata__backend_ops {
      * after. Stored as decimal text, so get_many reads it back as such. */
     int (*counter)(strata__backend *b, const char *key, size_t keylen,
                    int64_t init, int64_t delta, int64_t *out);
+
+    /* Write-behind on a server-side journal (redis streams); NULL elsewhere.
+     * wb_append: per item, atomically SET the value, kill the lease and append
+     * the record. *backlog = the journal's length afterwards. */
+    int (*wb_append)(strata__backend *b, size_t n, strata__wb_item *items, int64_t now_ms,
+                     uint64_t *backlog);
+    /* Records for `consumer`: new ones, then (claim_idle_ms > 0) ones idle that
+     * long under any consumer, scanning from cursor (updated; "0-0" restarts). */
+    int (*wb_read)(strata__backend *b, const char *consumer, size_t max, int64_t claim_idle_ms,
+                   char *cursor, size_t cursorsize, strata__wb_record **recs, size_t *n);
+    /* Delivered: acknowledge and delete the records. */
+    int (*wb_ack)(strata__backend *b, size_t n, const strata__wb_id *ids);
+    /* Given up: one dead-letter record (latest value), then ack the ids. */
+    int (*wb_dead)(strata__backend *b, const char *key, size_t keylen, const char *val,
+                   size_t vallen, size_t n, const strata__wb_id *ids, unsigned int attempts,
+                   const char *message);
+    /* Records in the journal (delivered or not, not yet acknowledged). */
+    int (*wb_backlog)(strata__backend *b, uint64_t *out);
+    /* The token of each user key's latest record (0 = unknown): a record
+     * with another token is superseded and is acknowledged without delivery. */
+    int (*wb_latest)(strata__backend *b, size_t n, const char *const *keys, const size_t *keylens,
+                     uint64_t *tokens);
 } strata__backend_ops;
 
 struct strata__backend {

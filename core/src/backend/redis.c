@@ -1031,6 +1031,8 @@ static void rb_close(strata__backend *be)
     free(b);
 }
 
+#include "redis_stream.inc"
+
 static const strata__backend_ops rb_ops = {
     "redis",
     rb_close,
@@ -1046,6 +1048,12 @@ static const strata__backend_ops rb_ops = {
     rb_incr,
     rb_max_value_size,
     rb_counter,
+    rb_wb_append,
+    rb_wb_read,
+    rb_wb_ack,
+    rb_wb_dead,
+    rb_wb_backlog,
+    rb_wb_latest,
 };
 
 int strata__backend_redis_open(strata__backend **out, const strata__config *cfg)

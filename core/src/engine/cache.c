@@ -1,6 +1,7 @@
 /* Handle lifetime, key checks, envelope writes, metrics and the breaker. */
 #include "cache.h"
 #include "error.h"
+#include "writes.h"
 #include "policy/freshness.h"
 #include "engine/coherence.h"
 #include "engine/hotkeys.h"
@@ -73,6 +74,14 @@ int strata_cache_new(strata_cache **out, const char *url, const strata_options *
     }
     strata__mutex_init(&c->flights_lock);
     c->stats.version = STRATA_STATS_VERSION;
+    if ((rc = strata__wb_new(&c->wb, c)) < 0) {
+        strata__refresher_free(c->refresher);
+        c->backend->ops->close(c->backend);
+        strata__l1_free(c->l1);
+        strata__mutex_destroy(&c->flights_lock);
+        free(c);
+        return rc;
+    }
     *out = c;
     return 0;
 }
@@ -81,6 +90,7 @@ void strata_cache_free(strata_cache *c)
 {
     if (c == NULL)
         return;
+    strata__wb_free(c->wb); /* drains first: its flushers use the backend */
     strata__refresher_free(c->refresher); /* before the backend: queued fills need it */
     strata__l1_gate_stop(c);              /* its thread writes to L1 */
     c->backend->ops->close(c->backend);

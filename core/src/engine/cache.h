@@ -37,6 +37,7 @@ struct strata_cache {
     strata__metrics metrics;    /* latency histograms (metrics.c) */
     struct strata__hot *hot;             /* hot-key sketch; NULL when off */
     struct strata__coherence *coherence; /* L1 invalidation link; NULL when none */
+    struct strata__wb *wb;      /* write-behind state (engine/write_behind.c) */
 };
 
 #define STRATA__COUNT(c, field) strata__atomic_add(&(c)->stats.field, 1)

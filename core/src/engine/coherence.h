@@ -7,6 +7,8 @@
 #ifndef STRATA_COHERENCE_H
 #define STRATA_COHERENCE_H
 
+#include <stddef.h>
+
 typedef struct strata__coherence strata__coherence;
 struct strata_cache;
 
@@ -18,6 +20,10 @@ void strata__coherence_stop(struct strata_cache *c);
 /* 1 when L1 may serve and admit now. In a forked child the first caller
  * restarts the link for this process (the parent's thread is not here). */
 int  strata__coherence_usable(struct strata_cache *c);
+
+/* After a write or delete of key succeeded: publishes its invalidation where
+ * the backend cannot (memcached with l1_bus); a no-op otherwise. */
+void strata__coherence_wrote(struct strata_cache *c, const char *key, size_t keylen);
 
 /* 1 while this process's link is subscribed (for stats). */
 int  strata__coherence_link_up(struct strata_cache *c);

@@ -94,7 +94,11 @@ void strata__hot_note(strata__hot *h, const char *key, size_t keylen)
     uint64_t hash;
     hot_shard *s = shard_of(h, key, keylen, &hash);
     unsigned int est;
-    strata__mutex_lock(&s->lock);
+    /* A reader never waits for the sketch: when another thread holds the
+     * shard, this read goes uncounted. Only keys read concurrently, the hot
+     * ones, lose samples, and they are far above any threshold. */
+    if (strata__mutex_trylock(&s->lock) != 0)
+        return;
     if (strata__sketch_add(&s->sketch, hash, &est)) {
         int64_t now = strata__now_mono_ms();
         strata__topk_halve(&s->top);

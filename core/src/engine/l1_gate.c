@@ -35,10 +35,10 @@ int strata__l1_gate_start(strata_cache *c)
 {
     strata__l1_gate gate;
     int rc;
-    if (c->l1 == NULL)
-        return 0;
     if ((rc = strata__coherence_start(c)) < 0)
         return rc;
+    if (c->l1 == NULL)
+        return 0;
     gate.readable = c->coherence ? gate_readable : 0;
     gate.admit = c->coherence || c->cfg.opts.l1_admission != STRATA_L1_ALL ? gate_admit : 0;
     gate.ud = c;

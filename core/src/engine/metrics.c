@@ -120,9 +120,30 @@ static size_t t_max_value_size(strata__backend *b)
 static int t_counter(strata__backend *b, const char *k, size_t kl, int64_t init, int64_t delta, int64_t *out)
 { TIMED(counter(T(b)->inner, k, kl, init, delta, out)); }
 
+static int t_wb_append(strata__backend *b, size_t n, strata__wb_item *items, int64_t now_ms, uint64_t *backlog)
+{ TIMED(wb_append(T(b)->inner, n, items, now_ms, backlog)); }
+
+static int t_wb_read(strata__backend *b, const char *consumer, size_t max, int64_t claim_idle_ms, char *cursor,
+                     size_t cursorsize, strata__wb_record **recs, size_t *n)
+{ TIMED(wb_read(T(b)->inner, consumer, max, claim_idle_ms, cursor, cursorsize, recs, n)); }
+
+static int t_wb_ack(strata__backend *b, size_t n, const strata__wb_id *ids)
+{ TIMED(wb_ack(T(b)->inner, n, ids)); }
+
+static int t_wb_dead(strata__backend *b, const char *k, size_t kl, const char *v, size_t vl, size_t n,
+                     const strata__wb_id *ids, unsigned int attempts, const char *message)
+{ TIMED(wb_dead(T(b)->inner, k, kl, v, vl, n, ids, attempts, message)); }
+
+static int t_wb_backlog(strata__backend *b, uint64_t *out)
+{ TIMED(wb_backlog(T(b)->inner, out)); }
+
+static int t_wb_latest(strata__backend *b, size_t n, const char *const *ks, const size_t *kls, uint64_t *tokens)
+{ TIMED(wb_latest(T(b)->inner, n, ks, kls, tokens)); }
+
 static const strata__backend_ops timed_ops = {
     NULL, t_close, t_get, t_get_many, t_set, t_set_many, t_del, t_touch,
-    t_lease_acquire, t_lease_fill, t_lease_release, t_incr, t_max_value_size, t_counter
+    t_lease_acquire, t_lease_fill, t_lease_release, t_incr, t_max_value_size, t_counter,
+    t_wb_append, t_wb_read, t_wb_ack, t_wb_dead, t_wb_backlog, t_wb_latest
 };
 
 int strata__backend_timed(strata__backend **b, strata__hist *h)
@@ -132,6 +153,14 @@ int strata__backend_timed(strata__backend **b, strata__hist *h)
         return strata__error(STRATA_ENOMEM, "out of memory");
     t->ops = timed_ops;
     t->ops.name = (*b)->ops->name;
+    if ((*b)->ops->wb_append == NULL) { /* no streams: the engine checks for NULL */
+        t->ops.wb_append = NULL;
+        t->ops.wb_read = NULL;
+        t->ops.wb_ack = NULL;
+        t->ops.wb_dead = NULL;
+        t->ops.wb_backlog = NULL;
+        t->ops.wb_latest = NULL;
+    }
     t->base.ops = &t->ops;
     t->inner = *b;
     t->hist = h;

@@ -49,6 +49,13 @@ static const stat_row rows[] = {
     {"tag_invalidations_total", "counter", "", F(tag_invalidations), "Tag version bumps."},
     {"tag_stale_total", "counter", "", F(tag_stale), "Entries read with an outdated tag stamp."},
     {"tag_fetches_total", "counter", "", F(tag_fetches), "Backend round trips for tag versions."},
+    {"invalidations_received_total", "counter", "tier=\"l1\"", F(invalidations_received),
+     "L1 evictions asked by the invalidation link."},
+    {"l1_flushes_total", "counter", "tier=\"l1\"", F(l1_flushes),
+     "Whole-L1 flushes: invalidation link lost, FLUSHDB, fork."},
+    {"l1_admission_rejects_total", "counter", "tier=\"l1\"", F(l1_admission_rejects),
+     "Fills kept out of L1 by its admission mode."},
+    {"l1_link_up", "gauge", "tier=\"l1\"", F(l1_link_up), "1 while the L1 invalidation link is subscribed."},
 };
 
 typedef struct hist_row {

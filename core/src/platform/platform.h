@@ -14,6 +14,7 @@ int  strata__mutex_init(strata__mutex *m);
 #define strata__mutex_lock(m)    pthread_mutex_lock(m)
 #define strata__mutex_unlock(m)  pthread_mutex_unlock(m)
 #define strata__mutex_destroy(m) pthread_mutex_destroy(m)
+#define strata__mutex_trylock(m) pthread_mutex_trylock(m) /* 0 = taken */
 
 /* Condition variables wait on the monotonic clock. */
 int  strata__cond_init(strata__cond *c);

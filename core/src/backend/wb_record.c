@@ -1,0 +1,16 @@
+/* Write-behind records shared by the stream backends and the engine. */
+#include "backend.h"
+
+#include <stdlib.h>
+
+void strata__wb_records_free(strata__wb_record *recs, size_t n)
+{
+    size_t i;
+    if (recs == NULL)
+        return;
+    for (i = 0; i < n; i++) {
+        strata__bytes_free(&recs[i].key);
+        strata__bytes_free(&recs[i].val);
+    }
+    free(recs);
+}
