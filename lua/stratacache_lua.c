@@ -23,8 +23,9 @@
  *     timeout, connect_timeout, lock_wait, lease_ttl, l1_ttl, breaker_cooldown,
  *     tag_cache and coherence_ping are the same in seconds; booleans (l1,
  *     tracking) become 1/0; hot_threshold, hot_window, hot_sketch_width,
- *     hot_top are numbers; l1_admission is "all" | "hot" | "none". A value the
- *     core refuses gives nil, "EOPTION: ...".
+ *     hot_top are numbers; l1_admission is "all" | "hot" | "none"; l1_bus
+ *     (memcached://) is a redis:// URL; the wb_* write-behind options as in
+ *     the URL. A value the core refuses gives nil, "EOPTION: ...".
  *   cache:get(key) / set(key, value[, ttl[, tags]]) / delete / touch / invalidate
  *     set's tags: an array of at most 16 tag strings; the entry is stamped with
  *     their versions now (strata_set_ex).
@@ -46,6 +47,26 @@
  *   cache:hot_keys([n = 10]) -> {{key =, count =, rate =}, ...}, hottest first;
  *     rate is reads per second; truncated = true for keys cut at 256 bytes;
  *     nil, "ENOTSUP: ..." with hot_sketch_width = 0.
+ *   Write side (docs/WRITE-BEHIND.md); a write returns true, or true, nil,
+ *   "invalidated" when the source/journal took it but the cache entry could
+ *   only be invalidated (STRATA_INVALIDATED), or nil, err (ESTALE, EBUSY, ...):
+ *   cache:write_behind(key, value[, ttl]): cache write + journal record.
+ *   cache:wb_poll([max = 100]) -> batch | nil (nothing due) | nil, err; the
+ *     pull API: batch.records = {{key =, value =, enqueued_ms =}, ...} (latest
+ *     value per key); end each batch with batch:ack() or batch:fail([msg])
+ *     (retry after wb_retry_ms, dead letter after wb_max_attempts). A batch
+ *     collected unended is failed by its __gc; close() fails the open ones.
+ *   cache:write_through(key, value, writer[, ttl]): writer(key, value) must
+ *     return true (nil/false[, err] or a raise fail it: EUSER, cache
+ *     untouched); then the cache is updated. The core calls the writer in the
+ *     middle of strata_write_through, on the caller's thread and lua_State
+ *     (never from a C thread), so it must not yield: a yield fails the write.
+ *   cache:flush(timeout[, writer]): without a writer, strata_flush: wait until
+ *     the backlog is empty (delivered by other consumers) or ETIMEOUT. With
+ *     writer(records) -> true | nil, err, pull and deliver the batches here
+ *     (the writer may yield) until the backlog is empty.
+ *   No C writer is registered (wb_writer), so there are no flusher threads and
+ *   close() does not drain: deliver with wb_poll or flush(timeout, writer).
  *   cache:_lookup(key) -> rc, value, level, ticket, wait_ms, err (two-phase);
  *     ticket:tags({...}) / fill(value[, ttl]) / fill_negative([neg_ttl]) / abandon().
  */
@@ -82,13 +103,38 @@ static void set_methods(lua_State *L, const luaL_Reg *l, int upvalue_idx)
 #define CACHE_MT "stratacache.cache"
 #define TICKET_MT "stratacache.ticket"
 
+#define BATCH_MT "stratacache.wb_batch"
+
 typedef struct lticket lticket;
+typedef struct lbatch lbatch;
 
 typedef struct lcache {
     strata_cache *c;
     strata_value v;      /* reused by every read on this handle */
     lticket *tickets;    /* live tickets, abandoned by close() */
+    lbatch *batches;     /* write-behind batches not yet acked or failed */
 } lcache;
+
+/* A write-behind batch from wb_poll; its uservalue is the records array. */
+struct lbatch {
+    strata_wb_batch *b;
+    lcache *owner;
+    lbatch *prev, *next;
+};
+
+#if LUA_VERSION_NUM >= 504
+#  define sl_newuserdata1(L, sz) lua_newuserdatauv(L, sz, 1)
+#  define sl_setuservalue(L, idx) lua_setiuservalue(L, idx, 1)
+#  define sl_getuservalue(L, idx) lua_getiuservalue(L, idx, 1)
+#elif LUA_VERSION_NUM >= 502
+#  define sl_newuserdata1(L, sz) lua_newuserdata(L, sz)
+#  define sl_setuservalue(L, idx) lua_setuservalue(L, idx)
+#  define sl_getuservalue(L, idx) lua_getuservalue(L, idx)
+#else /* 5.1: a userdata's environment table */
+#  define sl_newuserdata1(L, sz) lua_newuserdata(L, sz)
+#  define sl_setuservalue(L, idx) lua_setfenv(L, idx)
+#  define sl_getuservalue(L, idx) lua_getfenv(L, idx)
+#endif
 
 struct lticket {
     strata_ticket *t;
@@ -315,8 +361,31 @@ static int l_ticket_gc(lua_State *L)
 
 /* --- cache --- */
 
+static void batch_unlink(lbatch *bt)
+{
+    if (bt->owner == NULL)
+        return;
+    if (bt->prev)
+        bt->prev->next = bt->next;
+    else
+        bt->owner->batches = bt->next;
+    if (bt->next)
+        bt->next->prev = bt->prev;
+    bt->owner = NULL;
+    bt->prev = bt->next = NULL;
+}
+
 static void cache_close(lcache *lc)
 {
+    /* the core wants every batch ended before the cache is freed; failing
+     * one hands its records out again later (or to another consumer) */
+    while (lc->batches) {
+        lbatch *bt = lc->batches;
+        if (bt->b)
+            strata_wb_fail(bt->b, "the cache was closed before the batch was acked");
+        bt->b = NULL;
+        batch_unlink(bt);
+    }
     while (lc->tickets) {
         lticket *tk = lc->tickets;
         if (tk->t)
@@ -642,6 +711,7 @@ static int l_stats(lua_State *L)
     F(singleflight_shared); F(breaker_opens); F(fail_open);
     F(breaker_state); F(tag_invalidations); F(tag_stale); F(tag_fetches);
     F(invalidations_received); F(l1_flushes); F(l1_admission_rejects); F(l1_link_up);
+    F(wb_enqueued); F(wb_flushed); F(wb_retried); F(wb_dead); F(wb_backlog);
 #undef F
     return 1;
 }
@@ -847,17 +917,22 @@ static int l_lookup(lua_State *L)
     return lookup_push(L, lc, k, klen, NULL);
 }
 
-/* Raises msg as get_or_load's own misuse, at its caller's line (what Lua's
- * error(msg, 3) inside get_or_load would give). */
-static int gol_error(lua_State *L, int arg, const char *msg)
+/* Raises msg as the misuse of fname, a method written in Lua that called
+ * this C helper, at its caller's line (what error(msg, 3) there would give). */
+static int wrapped_error(lua_State *L, const char *fname, int arg, const char *msg)
 {
-    luaL_where(L, 2); /* 0 = this function, 1 = get_or_load, 2 = its caller */
+    luaL_where(L, 2); /* 0 = this function, 1 = the Lua method, 2 = its caller */
     if (arg == 0)
-        lua_pushfstring(L, "calling 'get_or_load' on bad self (%s)", msg);
+        lua_pushfstring(L, "calling '%s' on bad self (%s)", fname, msg);
     else
-        lua_pushfstring(L, "bad argument #%d to 'get_or_load' (%s)", arg, msg);
+        lua_pushfstring(L, "bad argument #%d to '%s' (%s)", arg, fname, msg);
     lua_concat(L, 2);
     return lua_error(L);
+}
+
+static int gol_error(lua_State *L, int arg, const char *msg)
+{
+    return wrapped_error(L, "get_or_load", arg, msg);
 }
 
 /* _gol_lookup with options at 3 and the loader at 4; the only option is tags. */
@@ -915,6 +990,242 @@ static int l_gol_lookup(lua_State *L)
                                            luaL_typename(L, 3)));
 }
 
+
+/* --- write side (docs/WRITE-BEHIND.md) --- */
+
+/* true; true, nil, "invalidated"; or nil, err: the shape of a write's result. */
+static int push_write(lua_State *L, int rc)
+{
+    if (rc < 0)
+        return push_error(L, rc);
+    lua_pushboolean(L, 1);
+    if (rc != STRATA_INVALIDATED)
+        return 1;
+    lua_pushnil(L);
+    lua_pushliteral(L, "invalidated");
+    return 3;
+}
+
+/* write_behind(key, value[, ttl]): cache write and journal record in one step. */
+static int l_write_behind(lua_State *L)
+{
+    lcache *lc = check_cache(L);
+    size_t klen, vlen;
+    const char *k = check_key(L, 2, &klen, "key");
+    const char *val = check_value(L, 3, &vlen);
+    int64_t ttl = check_seconds(L, 4, "ttl");
+    return push_write(L, strata_write_behind(lc->c, k, klen, val, vlen, ttl));
+}
+
+/* The writer of write_through, run by the core on the caller's thread in the
+ * middle of strata_write_through: writer(key, value) at stack slot 4, under a
+ * pcall, so nothing raises through the core. A yield cannot cross this C call:
+ * Lua refuses it ("attempt to yield across a C-call boundary"), and the
+ * writer fails with that message. */
+static int call_lua_writer(void *ud, const char *key, size_t keylen, const char *val, size_t vallen,
+                           strata_write *w)
+{
+    lua_State *L = (lua_State *)ud;
+    int top = lua_gettop(L), rc = 0;
+    (void)key; (void)keylen; (void)val; (void)vallen; /* the same strings as arguments 2 and 3 */
+    lua_pushvalue(L, 4);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 3);
+    if (lua_pcall(L, 2, 2, 0) != 0) {
+        const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "an error object that is not a string";
+        lua_pushfstring(L, "writer raised: %s", m);
+        strata_write_error(w, lua_tostring(L, -1));
+        rc = STRATA_EUSER;
+    } else if (!lua_toboolean(L, -2)) {
+        const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "writer returned nil or false";
+        strata_write_error(w, m);
+        rc = STRATA_EUSER;
+    }
+    lua_settop(L, top);
+    return rc;
+}
+
+/* write_through(key, value, writer[, ttl]): writer(key, value) first, the
+ * cache only after it returned true. */
+static int l_write_through(lua_State *L)
+{
+    lcache *lc = check_cache(L);
+    size_t klen, vlen;
+    const char *k = check_key(L, 2, &klen, "key");
+    const char *val = check_value(L, 3, &vlen);
+    int64_t ttl;
+    if (lua_type(L, 4) != LUA_TFUNCTION) {
+        lua_pushfstring(L, "writer must be a function, got %s", luaL_typename(L, 4));
+        luaL_argerror(L, 4, lua_tostring(L, -1));
+    }
+    ttl = check_seconds(L, 5, "ttl");
+    lua_settop(L, 5);
+    luaL_checkstack(L, 8, "write_through"); /* the callback's pushes cannot fail */
+    return push_write(L, strata_write_through(lc->c, k, klen, val, vlen, ttl, call_lua_writer, L));
+}
+
+/* Optional count at idx: an integer from 1 to hi, or dflt when nil. */
+static size_t check_count(lua_State *L, int idx, const char *what, lua_Number dflt, int hi)
+{
+    lua_Number n = dflt;
+    if (!lua_isnoneornil(L, idx)) {
+        n = lua_tonumber(L, idx);
+        if (lua_type(L, idx) != LUA_TNUMBER || !(n >= 1 && n <= hi) || n != (lua_Number)(int)n) {
+            if (lua_type(L, idx) == LUA_TNUMBER)
+                lua_pushfstring(L, "%s must be an integer from 1 to %d, got %s", what, hi, lua_tostring(L, idx));
+            else
+                lua_pushfstring(L, "%s must be an integer from 1 to %d, got %s", what, hi, luaL_typename(L, idx));
+            luaL_argerror(L, idx, lua_tostring(L, -1));
+        }
+    }
+    return (size_t)n;
+}
+
+/* wb_poll([max = 100]) -> batch | nil (nothing due) | nil, err. batch.records
+ * is an array of {key =, value =, enqueued_ms =}; end it with batch:ack() or
+ * batch:fail(msg). A batch dropped unended is failed by the GC, and close()
+ * fails the ones still open. */
+static int l_wb_poll(lua_State *L)
+{
+    lcache *lc = check_cache(L);
+    size_t max = check_count(L, 2, "max", 100, 100000), n, i;
+    strata_wb_batch *b = NULL;
+    lbatch *bt;
+    int rc = strata_wb_poll(lc->c, max, &b);
+    if (rc < 0)
+        return push_error(L, rc);
+    if (rc != STRATA_OK || b == NULL) {
+        lua_pushnil(L);
+        return 1;
+    }
+    bt = (lbatch *)sl_newuserdata1(L, sizeof *bt);
+    bt->b = b;
+    bt->owner = lc;
+    bt->prev = NULL;
+    bt->next = lc->batches;
+    if (lc->batches)
+        lc->batches->prev = bt;
+    lc->batches = bt;
+    luaL_getmetatable(L, BATCH_MT);
+    lua_setmetatable(L, -2);
+    n = strata_wb_batch_count(b);
+    lua_createtable(L, (int)n, 0);
+    for (i = 0; i < n; i++) {
+        const char *k = NULL, *v = NULL;
+        size_t kl = 0, vl = 0;
+        strata_wb_batch_item(b, i, &k, &kl, &v, &vl);
+        lua_createtable(L, 0, 3);
+        lua_pushlstring(L, k ? k : "", kl);
+        lua_setfield(L, -2, "key");
+        lua_pushlstring(L, v ? v : "", vl);
+        lua_setfield(L, -2, "value");
+        push_u64(L, (uint64_t)strata_wb_batch_enqueued_ms(b, i)); /* wall-clock ms, >= 0 */
+        lua_setfield(L, -2, "enqueued_ms");
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    sl_setuservalue(L, -2);
+    return 1;
+}
+
+static strata_wb_batch *wbbatch_take(lua_State *L)
+{
+    lbatch *bt = (lbatch *)luaL_checkudata(L, 1, BATCH_MT);
+    strata_wb_batch *b = bt->b;
+    if (b == NULL)
+        luaL_argerror(L, 1, "batch was already acked or failed, or its cache was closed");
+    bt->b = NULL;
+    batch_unlink(bt);
+    return b;
+}
+
+/* batch:ack(): delivered; the records are done. */
+static int l_wbbatch_ack(lua_State *L)
+{
+    int rc = strata_wb_ack(wbbatch_take(L));
+    if (rc < 0)
+        return push_error(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* batch:fail([msg]): retry later; dead-letter after wb_max_attempts. */
+static int l_wbbatch_fail(lua_State *L)
+{
+    const char *msg = NULL;
+    int rc;
+    if (!lua_isnoneornil(L, 2)) {
+        if (lua_type(L, 2) != LUA_TSTRING) {
+            lua_pushfstring(L, "message must be a string, got %s", luaL_typename(L, 2));
+            luaL_argerror(L, 2, lua_tostring(L, -1));
+        }
+        msg = lua_tostring(L, 2);
+    }
+    if ((rc = strata_wb_fail(wbbatch_take(L), msg)) < 0)
+        return push_error(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_wbbatch_gc(lua_State *L)
+{
+    lbatch *bt = (lbatch *)luaL_checkudata(L, 1, BATCH_MT);
+    if (bt->b != NULL) {
+        strata_wb_fail(bt->b, "the batch was garbage-collected without ack or fail");
+        bt->b = NULL;
+    }
+    batch_unlink(bt);
+    return 0;
+}
+
+/* batch.records, else the methods (upvalue 1). */
+static int l_wbbatch_index(lua_State *L)
+{
+    luaL_checkudata(L, 1, BATCH_MT);
+    if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "records") == 0) {
+        sl_getuservalue(L, 1);
+        return 1;
+    }
+    lua_pushvalue(L, 2);
+    lua_gettable(L, lua_upvalueindex(1));
+    return 1;
+}
+
+/*
+ * _flush(self, timeout[, writer]): flush's C half. Checks the arguments (as
+ * flush's); without a writer it is strata_flush (wait until the backlog is
+ * empty, delivered by other consumers); with one it returns "drain" and the
+ * deadline, and the Lua half pulls the batches itself.
+ */
+static int l_flush(lua_State *L)
+{
+    lcache *lc = (lcache *)lua_touserdata(L, 1);
+    lua_Number s = lua_tonumber(L, 2);
+    int ok = lc != NULL && lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1), rc;
+    if (ok) {
+        ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+    }
+    if (!ok)
+        return wrapped_error(L, "flush", 0, lua_pushfstring(L, "%s expected, got %s", CACHE_MT, luaL_typename(L, 1)));
+    if (lc->c == NULL)
+        return wrapped_error(L, "flush", 0, "cache is closed");
+    if (lua_type(L, 2) != LUA_TNUMBER || !(s >= 0 && s <= 3.2e7))
+        return wrapped_error(L, "flush", 1, lua_pushfstring(L, "timeout must be a non-negative number of seconds, got %s",
+                                                            lua_type(L, 2) == LUA_TNUMBER ? lua_tostring(L, 2)
+                                                                                          : luaL_typename(L, 2)));
+    if (!lua_isnoneornil(L, 3)) {
+        if (lua_type(L, 3) != LUA_TFUNCTION)
+            return wrapped_error(L, "flush", 2, lua_pushfstring(L, "writer must be a function, got %s",
+                                                                luaL_typename(L, 3)));
+        lua_pushliteral(L, "drain");
+        return 1;
+    }
+    if ((rc = strata_flush(lc->c, (int64_t)(s * 1000.0 + 0.5))) < 0)
+        return push_error(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* --- module-level helpers --- */
 
 static int l_sleep(lua_State *L)
@@ -952,10 +1263,20 @@ static const luaL_Reg cache_methods[] = {
     {"prometheus", l_prometheus},
     {"hot_keys", l_hot_keys},
     {"_record_load", l_record_load},
+    {"write_behind", l_write_behind},
+    {"write_through", l_write_through},
+    {"wb_poll", l_wb_poll},
+    {"_flush", l_flush},
     {"close", l_close},
     {"_lookup", l_lookup},
     {"_gol_lookup", l_gol_lookup},
     {"_isopen", l_isopen},
+    {NULL, NULL}
+};
+
+static const luaL_Reg wbbatch_methods[] = {
+    {"ack", l_wbbatch_ack},
+    {"fail", l_wbbatch_fail},
     {NULL, NULL}
 };
 
@@ -1125,6 +1446,32 @@ static const char lua_part[] =
 "  if rc == OK then return val, nil, level end\n"
 "  if type(loader) == 'table' then return resolve(self, key, rc, val, level, ticket, wait_ms, err, loader, ...) end\n"
 "  return resolve(self, key, rc, val, level, ticket, wait_ms, err, nil, loader, ...)\n"
+"end\n"
+/* flush(timeout[, writer]): with a writer, pull the batches here and hand each
+ * batch's records to writer(records) in the caller's Lua code (it may yield):
+ * true acks, nil/false, err or a raise fails the batch (retried after
+ * wb_retry_ms). Done when the backlog is empty (strata_flush with 0 ms says so). */
+"local cflush, wb_poll = methods._flush, methods.wb_poll\n"
+"function methods.flush(self, timeout, writer)\n"
+"  local r, err = cflush(self, timeout, writer)\n"
+"  if r == true then return true elseif r ~= 'drain' then return nil, err end\n"
+"  local deadline, s = cnow() + timeout * 1000, settings[self]\n"
+"  while true do\n"
+"    local batch, perr = wb_poll(self)\n"
+"    if batch then\n"
+"      local ok, done, why = call(writer, batch.records)\n"
+"      if ok and done then batch:ack()\n"
+"      elseif ok then batch:fail(why ~= nil and tostring(why) or 'writer returned nil or false')\n"
+"      else batch:fail('writer raised: ' .. tostring(done)) end\n"
+"    elseif perr then return nil, perr\n"
+"    else\n"
+"      r, err = cflush(self, 0)\n"
+"      if r then return r end\n"
+"      if cnow() >= deadline then return nil, err end\n"
+"      s.sleep(0.005) -- nothing due now: records wait for a retry or another consumer\n"
+"    end\n"
+"    if cnow() >= deadline then return cflush(self, 0) end\n"
+"  end\n"
 "end\n";
 
 __attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L);
@@ -1139,6 +1486,15 @@ __attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L)
     set_methods(L, ticket_methods, -2);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_ticket_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, BATCH_MT);
+    lua_newtable(L);
+    set_methods(L, wbbatch_methods, -2);
+    lua_pushcclosure(L, l_wbbatch_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_wbbatch_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
 

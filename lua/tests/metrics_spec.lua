@@ -9,7 +9,8 @@ local STATS_FIELDS = {
   "stale_hits", "sets", "deletes", "loads", "load_errors", "backend_errors", "timeouts", "leases_won",
   "leases_lost", "waits", "early_refreshes", "singleflight_shared", "breaker_opens", "fail_open",
   "breaker_state", "tag_invalidations", "tag_stale", "tag_fetches", "invalidations_received",
-  "l1_flushes", "l1_admission_rejects", "l1_link_up",
+  "l1_flushes", "l1_admission_rejects", "l1_link_up", "wb_enqueued", "wb_flushed", "wb_retried", "wb_dead",
+  "wb_backlog",
 }
 
 -- Prometheus series -> stats() field (docs/METRICS.md).
@@ -25,6 +26,9 @@ local SERIES = {
   ['l1_entries{tier="l1"}'] = "l1_entries", ['l1_bytes{tier="l1"}'] = "l1_bytes",
   ['l1_evictions_total{tier="l1"}'] = "l1_evictions", tag_invalidations_total = "tag_invalidations",
   tag_stale_total = "tag_stale", tag_fetches_total = "tag_fetches",
+  ['invalidations_received_total{tier="l1"}'] = "invalidations_received",
+  ['l1_flushes_total{tier="l1"}'] = "l1_flushes", ['l1_admission_rejects_total{tier="l1"}'] = "l1_admission_rejects",
+  ['l1_link_up{tier="l1"}'] = "l1_link_up",
 }
 
 -- Parses the exposition strictly enough to catch a malformed line: returns
@@ -72,7 +76,7 @@ for _, b in ipairs(H.backends()) do
     before_each(function() c = assert(sc.new{url = b.url, namespace = "lua-metrics"}) end)
     after_each(function() c:close() end)
 
-    it("stats() has every field of strata_stats v2, as numbers", function()
+    it("stats() has every field of strata_stats (version 2), as numbers", function()
       local st = c:stats()
       for _, f in ipairs(STATS_FIELDS) do assert.are.equal("number", type(st[f]), f) end
       local n = 0
@@ -145,6 +149,14 @@ for _, b in ipairs(H.backends()) do
       local samples, types = parse_prometheus(text, "lua-prom")
       for series, field in pairs(SERIES) do
         assert.are.equal(st[field], samples[series], series)
+      end
+      -- a series added later must still match the stats field it is named after
+      for series, value in pairs(samples) do
+        if not SERIES[series] and not series:find("_seconds_") then
+          local field = series:gsub("{.*$", ""):gsub("_total$", "")
+          assert.truthy(st[field] ~= nil, "no stats field for series " .. series)
+          assert.are.equal(st[field], value, series)
+        end
       end
       -- sets counts the loader's fill too
       assert.truthy(st.loads == 2 and st.load_errors == 1 and st.tag_invalidations == 1 and st.sets == 2)
@@ -243,6 +255,35 @@ for _, b in ipairs(H.backends()) do
         assert.truthy(err:find("^EOPTION: .*tracking"), err)
       end
     end)
+
+    if b.name == "memcached" then
+      it("l1_bus = a redis URL: another cache's write evicts this L1", function()
+        local bus = os.getenv("STRATA_TEST_REDIS_URL")
+        local a = assert(sc.new{url = b.url, namespace = "lua-bus", l1 = true, l1_bus = bus})
+        local r = assert(sc.new{url = b.url, namespace = "lua-bus", l1 = true, l1_bus = bus, l1_ttl = 60})
+        assert.are.equal(1, r:stats().l1_link_up)
+        local k = H.key("bus")
+        a:set(k, "old")
+        -- our own write's message may evict the first fill: poll for an L1 hit
+        local deadline, v, level, _ = os.time() + 3, nil, nil, nil
+        repeat
+          v, _, level = r:get(k)
+          if level ~= 1 then sc.sleep(0.005) end
+        until level == 1 or os.time() > deadline
+        assert.are.equal("old", v)
+        assert.are.equal(1, level)
+        a:set(k, "new")
+        deadline = os.time() + 3
+        repeat
+          v = r:get(k)
+          if v ~= "new" then sc.sleep(0.005) end
+        until v == "new" or os.time() > deadline
+        assert.are.equal("new", v)
+        assert.truthy(r:stats().invalidations_received >= 1)
+        a:close()
+        r:close()
+      end)
+    end
 
     if b.name == "redis" then
       it("tracking = true: another client's write evicts L1; the link is reported up", function()

@@ -20,6 +20,7 @@ local METHODS = {
   get = {"k"}, set = {"k", "v"}, delete = {"k"}, touch = {"k", 1}, invalidate = {"k"},
   invalidate_tag = {"t"}, get_many = {{"k"}}, set_many = {{k = "v"}}, stats = {},
   get_or_load = {"k", loader}, histogram = {"get"}, prometheus = {}, hot_keys = {3},
+  write_behind = {"k", "v"}, write_through = {"k", "v", function() return true end}, wb_poll = {}, flush = {0},
 }
 local unpack = unpack or table.unpack
 
@@ -148,6 +149,31 @@ describe("misuse", function()
     raises(function() sc.new{l1_admission = print} end, "bad argument #1 to 'new' (option l1_admission must be a string, number or boolean, got function)")
   end)
 
+  it("bad write-side arguments name the argument", function()
+    local function w() return true end
+    raises(function() c:write_behind("", "v") end, "bad argument #1 to 'write_behind' (key must be a non-empty string, got an empty string)")
+    raises(function() c:write_behind("k", 1) end, "bad argument #2 to 'write_behind' (value must be a string, got number)")
+    raises(function() c:write_behind("k", "v", -1) end, "bad argument #3 to 'write_behind' (ttl must be a non-negative number of seconds")
+    raises(function() c:write_through(nil, "v", w) end, "bad argument #1 to 'write_through' (key must be a non-empty string, got nil)")
+    raises(function() c:write_through("k", nil, w) end, "bad argument #2 to 'write_through' (value must be a string, got nil)")
+    raises(function() c:write_through("k", "v") end, "bad argument #3 to 'write_through' (writer must be a function, got no value)")
+    raises(function() c:write_through("k", "v", "w") end, "bad argument #3 to 'write_through' (writer must be a function, got string)")
+    raises(function() c:write_through("k", "v", w, "1") end, "bad argument #4 to 'write_through' (ttl must be a non-negative number of seconds, got string)")
+    raises(function() c:wb_poll(0) end, "bad argument #1 to 'wb_poll' (max must be an integer from 1 to 100000, got 0)")
+    raises(function() c:wb_poll("all") end, "bad argument #1 to 'wb_poll' (max must be an integer from 1 to 100000, got string)")
+    raises(function() c:wb_poll(1.5) end, "bad argument #1 to 'wb_poll' (max must be an integer from 1 to 100000, got 1.5)")
+    raises(function() c:flush() end, "bad argument #1 to 'flush' (timeout must be a non-negative number of seconds, got nil)")
+    raises(function() c:flush(-1) end, "bad argument #1 to 'flush' (timeout must be a non-negative number of seconds, got -1)")
+    raises(function() c:flush(1, "w") end, "bad argument #2 to 'flush' (writer must be a function, got string)")
+    c:write_behind("wk", "v")
+    local batch = assert(c:wb_poll())
+    raises(function() batch:fail(42) end, "bad argument #1 to 'fail' (message must be a string, got number)")
+    raises(function() batch.ack({}) end, "stratacache.wb_batch expected, got table")
+    assert.is_true(batch:ack())
+    raises(function() batch:fail("late") end, "batch was already acked or failed")
+    assert.is_nil(c:wb_poll())
+  end)
+
   it("every method checks self", function()
     for name, args in pairs(METHODS) do
       raises(function() c[name]({}, unpack(args)) end, "stratacache.cache expected, got table")
@@ -174,6 +200,10 @@ describe("misuse", function()
     raises(function() h:histogram("get") end, "calling 'histogram' on bad self (cache is closed)")
     raises(function() h:prometheus() end, "calling 'prometheus' on bad self (cache is closed)")
     raises(function() h:hot_keys(1) end, "calling 'hot_keys' on bad self (cache is closed)")
+    raises(function() h:write_behind("k", "v") end, "calling 'write_behind' on bad self (cache is closed)")
+    raises(function() h:write_through("k", "v", loader) end, "calling 'write_through' on bad self (cache is closed)")
+    raises(function() h:wb_poll() end, "calling 'wb_poll' on bad self (cache is closed)")
+    raises(function() h:flush(1) end, "calling 'flush' on bad self (cache is closed)")
     raises(function() h:get_or_load("k", {tags = {"t"}}, loader) end, "calling 'get_or_load' on bad self (cache is closed)")
     raises(function() h:get_or_load("k", loader) end, "calling 'get_or_load' on bad self (cache is closed)")
     raises(function() h:_lookup("k") end, "calling '_lookup' on bad self (cache is closed)")
