@@ -113,6 +113,7 @@ typedef struct lcache {
     strata_value v;      /* reused by every read on this handle */
     lticket *tickets;    /* live tickets, abandoned by close() */
     lbatch *batches;     /* write-behind batches not yet acked or failed */
+    int in_writer;       /* write_through writers running: the C call is on the stack */
 } lcache;
 
 /* A write-behind batch from wb_poll; its uservalue is the records array. */
@@ -418,6 +419,8 @@ static int l_new(lua_State *L)
 static int l_close(lua_State *L)
 {
     lcache *lc = (lcache *)luaL_checkudata(L, 1, CACHE_MT);
+    if (lc->in_writer) /* freeing the cache would pull it from under strata_write_through */
+        return luaL_error(L, "stratacache: cannot close a cache inside its write_through writer");
     if (lc->c)
         cache_close(lc);
     return 0;
@@ -1054,6 +1057,7 @@ static int l_write_through(lua_State *L)
     const char *k = check_key(L, 2, &klen, "key");
     const char *val = check_value(L, 3, &vlen);
     int64_t ttl;
+    int rc;
     if (lua_type(L, 4) != LUA_TFUNCTION) {
         lua_pushfstring(L, "writer must be a function, got %s", luaL_typename(L, 4));
         luaL_argerror(L, 4, lua_tostring(L, -1));
@@ -1061,7 +1065,10 @@ static int l_write_through(lua_State *L)
     ttl = check_seconds(L, 5, "ttl");
     lua_settop(L, 5);
     luaL_checkstack(L, 8, "write_through"); /* the callback's pushes cannot fail */
-    return push_write(L, strata_write_through(lc->c, k, klen, val, vlen, ttl, call_lua_writer, L));
+    lc->in_writer++;
+    rc = strata_write_through(lc->c, k, klen, val, vlen, ttl, call_lua_writer, L);
+    lc->in_writer--;
+    return push_write(L, rc);
 }
 
 /* Optional count at idx: an integer from 1 to hi, or dflt when nil. */

@@ -145,6 +145,16 @@ for _, b in ipairs(H.backends()) do
       assert.is_nil(c:get(k))
     end)
 
+    it("a writer cannot close its cache (the C call is still running)", function()
+      local k = H.key("wtc")
+      local ok, err = c:write_through(k, "v", function() c:close() return true end)
+      assert.is_nil(ok)
+      assert.truthy(err:find("cannot close a cache inside its write_through writer", 1, true), err)
+      assert.is_nil(c:get(k))
+      assert.is_true(c:write_through(k, "v", function() return true end))
+      assert.are.equal("v", (c:get(k)))
+    end)
+
     it("write_through refuses a bad key before the writer runs", function()
       local ran = false
       local ok, err = c:write_through(string.rep("k", 5000), "v", function() ran = true; return true end)
