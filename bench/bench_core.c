@@ -12,29 +12,11 @@
 #include <time.h>
 
 #include "stratacache.h"
+#include "bench_util.h"
 
 #define ROUNDS 15
 #define OPS 4000
 #define BATCH 100
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 typedef void (*op_fn)(void *ctx);
 
@@ -135,16 +117,6 @@ static void strata_get_many_op(void *p)
         fprintf(stderr, "strata_get_many failed: %s\n", strata_error_last());
         exit(1);
     }
-}
-
-static strata_cache *open_or_die(const char *url)
-{
-    strata_cache *c;
-    if (strata_cache_new(&c, url, NULL) != 0) {
-        fprintf(stderr, "%s: %s\n", url, strata_error_last());
-        exit(1);
-    }
-    return c;
 }
 
 int main(int argc, char **argv)

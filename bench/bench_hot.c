@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "stratacache.h"
+#include "bench_util.h"
 
 #define NKEYS 100000
 #define THREADS 8
@@ -26,35 +27,6 @@
 #define WRITE_PCT 5
 #define VALUE_LEN 100
 #define STALE_SAMPLES 300
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double pct(double *v, int n, double p)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[(int)(p * (n - 1))];
-}
-
-static strata_cache *open_or_die(const char *url)
-{
-    strata_cache *c = NULL;
-    if (strata_cache_new(&c, url, NULL) != 0) {
-        fprintf(stderr, "cannot open %s: %s\n", url, strata_error_last());
-        exit(1);
-    }
-    return c;
-}
 
 /* ---- Zipf(1.0) by inverse CDF ---- */
 
@@ -244,7 +216,7 @@ static void staleness(const char *base)
            "(%d samples): median %.1f us, p99 %.1f us, max %.1f us; the write call itself: "
            "median %.1f us, p99 %.1f us\n",
            n, lag_us[n / 2], lag_us[(int)(0.99 * (n - 1))], lag_us[n - 1],
-           pct(write_us, n, 0.5), pct(write_us, n, 0.99));
+           percentile(write_us, n, 0.5), percentile(write_us, n, 0.99));
 }
 
 int main(int argc, char **argv)
@@ -284,7 +256,7 @@ int main(int argc, char **argv)
         printf("  round %d: L1 off %.0f ops/s, L1 hot %.0f ops/s, ratio %.2fx\n", r, off[r], hot[r], ratio[r]);
     }
     printf("throughput: L1 off %.0f ops/s, L1 hot %.0f ops/s (medians); ratio %.2fx (median of rounds)\n",
-           pct(off, ROUNDS, 0.5), pct(hot, ROUNDS, 0.5), pct(ratio, ROUNDS, 0.5));
+           percentile(off, ROUNDS, 0.5), percentile(hot, ROUNDS, 0.5), percentile(ratio, ROUNDS, 0.5));
     strata_stats_get(c_hot, &st, STRATA_STATS_VERSION);
     printf("L1 (hot): %llu entries, %llu bytes (%.1f MiB) of %d keys; hit ratio %.1f%% of L1 lookups; "
            "%llu admission rejects; %llu invalidations received\n",

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "stratacache.h"
+#include "bench_util.h"
 
 #define PROCS 4
 #define THREADS 16
@@ -30,42 +31,11 @@
 #define COLD_ROUNDS 9
 #define HOT_THREADS 8
 
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
 static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0)
         ;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double percentile(double *v, size_t n, double p)
-{
-    size_t i;
-    qsort(v, n, sizeof *v, cmp_double);
-    i = (size_t)(p * (double)(n - 1) + 0.5);
-    return v[i < n ? i : n - 1];
-}
-
-static strata_cache *open_or_die(const char *url)
-{
-    strata_cache *c = NULL;
-    if (strata_cache_new(&c, url, NULL) != 0) {
-        fprintf(stderr, "open %s: %s\n", url, strata_error_last());
-        exit(1);
-    }
-    return c;
 }
 
 /* --- 1. cold key across processes --- */

@@ -11,29 +11,11 @@
 #include <time.h>
 
 #include "stratacache.h"
+#include "bench_util.h"
 #include "engine/metrics.h"
 
 #define ROUNDS 15
 #define OPS 4000
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 typedef struct reader {
     strata_cache *c;

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "stratacache.h"
+#include "bench_util.h"
 
 #define ROUNDS 7
 #define OPS 20000
@@ -25,29 +26,6 @@
 #define PACED_RATE 5000 /* writes/s */
 #define PACED_OPS 5000
 #define MAX_DELAYS 1000000
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double pct(double *v, size_t n, double p)
-{
-    size_t i;
-    if (n == 0)
-        return 0;
-    qsort(v, n, sizeof *v, cmp_double);
-    i = (size_t)(p * (double)(n - 1));
-    return v[i];
-}
 
 /* ---- the writer: records delays ------------------------------------------------ */
 
@@ -181,16 +159,16 @@ int main(int argc, char **argv)
     recording = 0;
     printf("== write-behind on redis, flusher running (1 thread, batches of %u), %d rounds, median\n",
            o.wb_batch_size, ROUNDS);
-    printf("%-44s %12.0f writes/s\n", "baseline: strata_set, 1 thread", pct(set1, ROUNDS, 0.5));
-    printf("%-44s %12.0f writes/s  (x%.2f of set)\n", "write_behind, 1 thread", pct(wb1, ROUNDS, 0.5),
-           pct(ratio, ROUNDS, 0.5));
-    printf("write_behind, %d threads %20s %12.0f writes/s\n", THREADS, "", pct(wbn, ROUNDS, 0.5));
-    printf("write_behind_many (%d per call), 1 thread %4s %12.0f writes/s\n", BATCH, "", pct(many, ROUNDS, 0.5));
+    printf("%-44s %12.0f writes/s\n", "baseline: strata_set, 1 thread", percentile(set1, ROUNDS, 0.5));
+    printf("%-44s %12.0f writes/s  (x%.2f of set)\n", "write_behind, 1 thread", percentile(wb1, ROUNDS, 0.5),
+           percentile(ratio, ROUNDS, 0.5));
+    printf("write_behind, %d threads %20s %12.0f writes/s\n", THREADS, "", percentile(wbn, ROUNDS, 0.5));
+    printf("write_behind_many (%d per call), 1 thread %4s %12.0f writes/s\n", BATCH, "", percentile(many, ROUNDS, 0.5));
     printf("write_behind_many (%d per call), %d threads %3s %12.0f writes/s\n", BATCH, THREADS, "",
-           pct(manyn, ROUNDS, 0.5));
+           percentile(manyn, ROUNDS, 0.5));
     pthread_mutex_lock(&delays_mu);
     printf("end-to-end delay at saturation (%zu writes): median %.2f ms, p99 %.2f ms\n", ndelays,
-           pct(delays_ms, ndelays, 0.5), pct(delays_ms, ndelays, 0.99));
+           percentile(delays_ms, ndelays, 0.5), percentile(delays_ms, ndelays, 0.99));
     ndelays = 0;
     pthread_mutex_unlock(&delays_mu);
 
@@ -211,7 +189,7 @@ int main(int argc, char **argv)
     recording = 0;
     pthread_mutex_lock(&delays_mu);
     printf("end-to-end delay at %d writes/s (%zu writes): median %.2f ms, p99 %.2f ms\n", PACED_RATE, ndelays,
-           pct(delays_ms, ndelays, 0.5), pct(delays_ms, ndelays, 0.99));
+           percentile(delays_ms, ndelays, 0.5), percentile(delays_ms, ndelays, 0.99));
     pthread_mutex_unlock(&delays_mu);
     strata_stats_get(c, &st, STRATA_STATS_VERSION);
     printf("stats: enqueued %llu, flushed %llu, retried %llu, dead %llu, backlog %llu; errors %d\n",

@@ -75,14 +75,8 @@ int strata_cache_new(strata_cache **out, const char *url, const strata_options *
     strata__mutex_init(&c->flights_lock);
     c->stats.version = STRATA_STATS_VERSION;
     if ((rc = strata__wb_new(&c->wb, c)) < 0) {
-        strata__refresher_free(c->refresher);
-        strata__l1_gate_stop(c);
-        c->backend->ops->close(c->backend);
-        strata__hot_free(c->hot);
-        strata__l1_free(c->l1);
-        strata__tags_free(c->tags);
-        strata__mutex_destroy(&c->flights_lock);
-        free(c);
+        c->wb = NULL; /* everything else is up: the normal teardown applies */
+        strata_cache_free(c);
         return rc;
     }
     *out = c;
