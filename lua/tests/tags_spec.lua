@@ -14,6 +14,7 @@ for _, b in ipairs(H.backends()) do
       local c
       before_each(function()
         c = assert(sc.new{url = b.url, namespace = "lua-tags", l1 = l1})
+        if l1 and b.name == "redis" then assert.is_true(H.wait_link(c)) end
       end)
       after_each(function() c:close() end)
 
@@ -44,6 +45,7 @@ for _, b in ipairs(H.backends()) do
 
       it("another handle's bump is seen once tag_cache runs out (0 = at once)", function()
         local reader = assert(sc.new{url = b.url, namespace = "lua-tags", l1 = l1, tag_cache = 0})
+        if l1 and b.name == "redis" then assert.is_true(H.wait_link(reader)) end
         local tag, k = H.key("t"), H.key("cross")
         assert.is_true(reader:set(k, "v", nil, {tag}))
         assert.are.equal("v", (reader:get(k)))
