@@ -2,6 +2,8 @@
 --   L1 hit (get, get_or_load)              vs a plain Lua table lookup
 --   redis hit, L1 off (get, get_or_load)   vs raw hiredis GET through a minimal
 --                                          binding (bench/bench_lua_hiredis.c)
+--   L1 hit, get_or_load with {tags = ...}  vs get_or_load without
+--   redis write_behind, write_through      vs set (L1 off)
 -- Rounds of each pair are interleaved so both sides see the same machine noise;
 -- each figure is the median over the rounds, the ratio the median of per-round
 -- ratios (the method of bench/bench_core.c).
@@ -78,6 +80,29 @@ local function remote_get_or_load(n)
   for i = 1, n do acc = acc + #c:get_or_load(ks[i % NKEYS + 1], never) end
   return acc
 end
+local TAGS = {tags = {"bench-tag-a", "bench-tag-b"}}
+local function l1_get_or_load_tagged(n)
+  local acc, c, ks, o = 0, l1, keys, TAGS
+  for i = 1, n do acc = acc + #c:get_or_load(ks[i % NKEYS + 1], o, never) end
+  return acc
+end
+local function remote_set(n)
+  local c, ks = remote, keys
+  for i = 1, n do c:set(ks[i % NKEYS + 1], VALUE) end
+  return n
+end
+local wb = assert(sc.new{url = url, namespace = "bench-lua-wb", ttl = 600})
+local function remote_write_behind(n)
+  local c, ks = wb, keys
+  for i = 1, n do assert(c:write_behind(ks[i % NKEYS + 1], VALUE)) end
+  return n
+end
+local function ok_writer() return true end
+local function remote_write_through(n)
+  local c, ks, w = remote, keys, ok_writer
+  for i = 1, n do c:write_through(ks[i % NKEYS + 1], VALUE, w) end
+  return n
+end
 local function raw_get(n)
   local acc, c, ks = 0, r, rawkeys
   for i = 1, n do acc = acc + #c:get(ks[i % NKEYS + 1]) end
@@ -119,6 +144,9 @@ local rows = {
   {"L1 hit, get_or_load vs get", l1_get_or_load, l1_get, L1_OPS, "ns"},
   {"redis hit (L1 off), get vs raw hiredis GET", remote_get, raw_get, REMOTE_OPS, "us"},
   {"redis hit (L1 off), get_or_load vs raw GET", remote_get_or_load, raw_get, REMOTE_OPS, "us"},
+  {"L1 hit, get_or_load {tags} vs get_or_load", l1_get_or_load_tagged, l1_get_or_load, L1_OPS, "ns"},
+  {"redis, write_behind vs set (L1 off)", remote_write_behind, remote_set, REMOTE_OPS, "us"},
+  {"redis, write_through (Lua writer) vs set", remote_write_through, remote_set, REMOTE_OPS, "us"},
 }
 for _, row in ipairs(rows) do
   local clock = row[5] == "us" and now or os.clock
@@ -130,5 +158,8 @@ end
 
 local st = l1:stats()
 assert(st.l1_misses == l1_misses_before, "the L1 rows must be L1 hits only")
+-- deliver what write_behind queued, so the stream does not outlive the run
+assert(wb:flush(30, function() return true end))
 l1:close()
 remote:close()
+wb:close()

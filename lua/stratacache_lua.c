@@ -15,6 +15,60 @@
  * A cache userdata and its reused strata_value belong to one lua_State at a
  * time (the usual rule for Lua states); the strata_cache underneath is
  * thread-safe.
+ *
+ * API (times in seconds; strings are bytes):
+ *   sc.new{url =, namespace =, ttl =, stale =, neg_ttl =, l1 =, ...} -> cache | nil, err
+ *     every option of the URL query (docs/L1-COHERENCE.md, docs/TAGS.md):
+ *     names ending in _ms take milliseconds as in the URL; ttl, stale, neg_ttl,
+ *     timeout, connect_timeout, lock_wait, lease_ttl, l1_ttl, breaker_cooldown,
+ *     tag_cache and coherence_ping are the same in seconds; booleans (l1,
+ *     tracking) become 1/0; hot_threshold, hot_window, hot_sketch_width,
+ *     hot_top are numbers; l1_admission is "all" | "hot" | "none"; l1_bus
+ *     (memcached://) is a redis:// URL; the wb_* write-behind options as in
+ *     the URL. A value the core refuses gives nil, "EOPTION: ...".
+ *   cache:get(key) / set(key, value[, ttl[, tags]]) / delete / touch / invalidate
+ *     set's tags: an array of at most 16 tag strings; the entry is stamped with
+ *     their versions now (strata_set_ex).
+ *   cache:invalidate_tag(tag): every entry stamped with tag before now misses
+ *     (or reads stale when written with a stale allowance).
+ *   cache:get_or_load(key, loader, ...) or get_or_load(key, {tags = {...}}, loader, ...)
+ *     loader(...) returns value[, ttl] | sc.NOT_FOUND[, neg_ttl] | nil, err, or
+ *     raises; it runs in the caller's Lua code and may yield. With tags, the
+ *     lease ticket is stamped (strata_ticket_tags) right after the lookup,
+ *     before the loader runs, so a bump that lands while the loader reads the
+ *     source makes the fill read as bumped. Tags are not taken from the
+ *     loader's return values: by then the versions would postdate the read.
+ *     Every loader call counts in stats().loads / load_errors and the "load"
+ *     histogram (strata_record_load, timed with CLOCK_MONOTONIC).
+ *   cache:stats() -> table of every strata_stats v2 field, by its C name.
+ *   cache:histogram("get" | "load" | "backend") -> {count =, sum_ns =, buckets =}
+ *     buckets[i] counts calls of at most 2^(i-1) us (27, not cumulative).
+ *   cache:prometheus() -> the Prometheus text exposition (docs/METRICS.md).
+ *   cache:hot_keys([n = 10]) -> {{key =, count =, rate =}, ...}, hottest first;
+ *     rate is reads per second; truncated = true for keys cut at 256 bytes;
+ *     nil, "ENOTSUP: ..." with hot_sketch_width = 0.
+ *   Write side (docs/WRITE-BEHIND.md); a write returns true, or true, nil,
+ *   "invalidated" when the source/journal took it but the cache entry could
+ *   only be invalidated (STRATA_INVALIDATED), or nil, err (ESTALE, EBUSY, ...):
+ *   cache:write_behind(key, value[, ttl]): cache write + journal record.
+ *   cache:wb_poll([max = 100]) -> batch | nil (nothing due) | nil, err; the
+ *     pull API: batch.records = {{key =, value =, enqueued_ms =}, ...} (latest
+ *     value per key); end each batch with batch:ack() or batch:fail([msg])
+ *     (retry after wb_retry_ms, dead letter after wb_max_attempts). A batch
+ *     collected unended is failed by its __gc; close() fails the open ones.
+ *   cache:write_through(key, value, writer[, ttl]): writer(key, value) must
+ *     return true (nil/false[, err] or a raise fail it: EUSER, cache
+ *     untouched); then the cache is updated. The core calls the writer in the
+ *     middle of strata_write_through, on the caller's thread and lua_State
+ *     (never from a C thread), so it must not yield: a yield fails the write.
+ *   cache:flush(timeout[, writer]): without a writer, strata_flush: wait until
+ *     the backlog is empty (delivered by other consumers) or ETIMEOUT. With
+ *     writer(records) -> true | nil, err, pull and deliver the batches here
+ *     (the writer may yield) until the backlog is empty.
+ *   No C writer is registered (wb_writer), so there are no flusher threads and
+ *   close() does not drain: deliver with wb_poll or flush(timeout, writer).
+ *   cache:_lookup(key) -> rc, value, level, ticket, wait_ms, err (two-phase);
+ *     ticket:tags({...}) / fill(value[, ttl]) / fill_negative([neg_ttl]) / abandon().
  */
 #define _POSIX_C_SOURCE 200809L
 #include "stratacache.h"
@@ -49,13 +103,39 @@ static void set_methods(lua_State *L, const luaL_Reg *l, int upvalue_idx)
 #define CACHE_MT "stratacache.cache"
 #define TICKET_MT "stratacache.ticket"
 
+#define BATCH_MT "stratacache.wb_batch"
+
 typedef struct lticket lticket;
+typedef struct lbatch lbatch;
 
 typedef struct lcache {
     strata_cache *c;
     strata_value v;      /* reused by every read on this handle */
     lticket *tickets;    /* live tickets, abandoned by close() */
+    lbatch *batches;     /* write-behind batches not yet acked or failed */
+    int in_writer;       /* write_through writers running: the C call is on the stack */
 } lcache;
+
+/* A write-behind batch from wb_poll; its uservalue is the records array. */
+struct lbatch {
+    strata_wb_batch *b;
+    lcache *owner;
+    lbatch *prev, *next;
+};
+
+#if LUA_VERSION_NUM >= 504
+#  define sl_newuserdata1(L, sz) lua_newuserdatauv(L, sz, 1)
+#  define sl_setuservalue(L, idx) lua_setiuservalue(L, idx, 1)
+#  define sl_getuservalue(L, idx) lua_getiuservalue(L, idx, 1)
+#elif LUA_VERSION_NUM >= 502
+#  define sl_newuserdata1(L, sz) lua_newuserdata(L, sz)
+#  define sl_setuservalue(L, idx) lua_setuservalue(L, idx)
+#  define sl_getuservalue(L, idx) lua_getuservalue(L, idx)
+#else /* 5.1: a userdata's environment table */
+#  define sl_newuserdata1(L, sz) lua_newuserdata(L, sz)
+#  define sl_setuservalue(L, idx) lua_setfenv(L, idx)
+#  define sl_getuservalue(L, idx) lua_getfenv(L, idx)
+#endif
 
 struct lticket {
     strata_ticket *t;
@@ -138,6 +218,46 @@ static int64_t check_seconds(lua_State *L, int idx, const char *what)
     return (int64_t)(s * 1000.0 + 0.5);
 }
 
+#define MAX_TAGS 16 /* docs/TAGS.md: an entry carries at most 16 tags */
+
+/*
+ * Reads the array of tag strings at idx into tags/lens (borrowed: the strings
+ * stay anchored by the table). Returns NULL, or a message (pushed) naming the
+ * bad item; the caller raises it. Tag lengths are the core's to check (EKEY).
+ */
+static const char *read_tags(lua_State *L, int idx, const char *what, const char **tags, size_t *lens,
+                             size_t *n)
+{
+    size_t i, len;
+    *n = 0;
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return lua_pushfstring(L, "%s must be an array of strings, got %s", what, luaL_typename(L, idx));
+    len = sl_rawlen(L, idx);
+    if (len > MAX_TAGS)
+        return lua_pushfstring(L, "%s has %d entries, at most %d are allowed", what, (int)len, MAX_TAGS);
+    for (i = 0; i < len; i++) {
+        lua_rawgeti(L, idx, (int)i + 1);
+        if (lua_type(L, -1) != LUA_TSTRING || sl_rawlen(L, -1) == 0) {
+            const char *got = lua_type(L, -1) == LUA_TSTRING ? "an empty string" : luaL_typename(L, -1);
+            return lua_pushfstring(L, "%s[%d] must be a non-empty string, got %s", what, (int)i + 1, got);
+        }
+        tags[i] = lua_tolstring(L, -1, &lens[i]);
+        lua_pop(L, 1);
+    }
+    *n = len;
+    return NULL;
+}
+
+/* A counter: an integer on Lua 5.3+, a float (exact to 2^53) before. */
+static void push_u64(lua_State *L, uint64_t x)
+{
+#if LUA_VERSION_NUM >= 503
+    lua_pushinteger(L, (lua_Integer)x);
+#else
+    lua_pushnumber(L, (lua_Number)x);
+#endif
+}
+
 static void push_value(lua_State *L, const strata_value *v)
 {
     lua_pushlstring(L, v->data ? v->data : "", v->len);
@@ -201,6 +321,25 @@ static int l_ticket_fill_negative(lua_State *L)
     return 1;
 }
 
+/* ticket:tags({tag, ...}): stamp the fill with these tags' versions, taken
+ * now; call it before reading the source (docs/TAGS.md). */
+static int l_ticket_tags(lua_State *L)
+{
+    lticket *tk = (lticket *)luaL_checkudata(L, 1, TICKET_MT);
+    const char *tags[MAX_TAGS];
+    size_t lens[MAX_TAGS], n;
+    const char *msg = read_tags(L, 2, "tags", tags, lens, &n);
+    int rc;
+    if (msg)
+        luaL_argerror(L, 2, msg);
+    if (tk->t == NULL)
+        luaL_argerror(L, 1, "ticket was already used or its cache was closed");
+    if ((rc = strata_ticket_tags(tk->t, tags, lens, n)) < 0)
+        return push_error(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int l_ticket_abandon(lua_State *L)
 {
     lticket *tk = (lticket *)luaL_checkudata(L, 1, TICKET_MT);
@@ -223,8 +362,31 @@ static int l_ticket_gc(lua_State *L)
 
 /* --- cache --- */
 
+static void batch_unlink(lbatch *bt)
+{
+    if (bt->owner == NULL)
+        return;
+    if (bt->prev)
+        bt->prev->next = bt->next;
+    else
+        bt->owner->batches = bt->next;
+    if (bt->next)
+        bt->next->prev = bt->prev;
+    bt->owner = NULL;
+    bt->prev = bt->next = NULL;
+}
+
 static void cache_close(lcache *lc)
 {
+    /* the core wants every batch ended before the cache is freed; failing
+     * one hands its records out again later (or to another consumer) */
+    while (lc->batches) {
+        lbatch *bt = lc->batches;
+        if (bt->b)
+            strata_wb_fail(bt->b, "the cache was closed before the batch was acked");
+        bt->b = NULL;
+        batch_unlink(bt);
+    }
     while (lc->tickets) {
         lticket *tk = lc->tickets;
         if (tk->t)
@@ -257,6 +419,8 @@ static int l_new(lua_State *L)
 static int l_close(lua_State *L)
 {
     lcache *lc = (lcache *)luaL_checkudata(L, 1, CACHE_MT);
+    if (lc->in_writer) /* freeing the cache would pull it from under strata_write_through */
+        return luaL_error(L, "stratacache: cannot close a cache inside its write_through writer");
     if (lc->c)
         cache_close(lc);
     return 0;
@@ -317,7 +481,24 @@ static int l_set(lua_State *L)
     const char *k = check_key(L, 2, &klen, "key");
     const char *val = check_value(L, 3, &vlen);
     int64_t ttl = check_seconds(L, 4, "ttl");
-    int rc = strata_set(lc->c, k, klen, val, vlen, ttl);
+    int rc;
+    if (lua_isnoneornil(L, 5)) {
+        rc = strata_set(lc->c, k, klen, val, vlen, ttl);
+    } else {
+        const char *tags[MAX_TAGS];
+        size_t lens[MAX_TAGS];
+        size_t n;
+        strata_set_options o;
+        const char *msg = read_tags(L, 5, "tags", tags, lens, &n);
+        if (msg)
+            luaL_argerror(L, 5, msg);
+        strata_set_options_init(&o, STRATA_SET_OPTIONS_VERSION);
+        o.ttl_ms = ttl;
+        o.tags = tags;
+        o.taglens = lens;
+        o.ntags = n;
+        rc = strata_set_ex(lc->c, k, klen, val, vlen, &o);
+    }
     if (rc < 0)
         return push_error(L, rc);
     lua_pushboolean(L, 1);
@@ -524,22 +705,173 @@ static int l_stats(lua_State *L)
     if ((rc = strata_stats_get(lc->c, &st, STRATA_STATS_VERSION)) < 0)
         return push_error(L, rc);
     lua_createtable(L, 0, 24);
-#define F(name) lua_pushnumber(L, (lua_Number)st.name); lua_setfield(L, -2, #name)
+#define F(name) push_u64(L, st.name); lua_setfield(L, -2, #name)
     F(l1_hits); F(l1_misses); F(l1_entries); F(l1_bytes); F(l1_evictions);
     F(hits); F(misses); F(negative_hits); F(stale_hits);
     F(sets); F(deletes); F(loads); F(load_errors);
     F(backend_errors); F(timeouts);
     F(leases_won); F(leases_lost); F(waits); F(early_refreshes);
     F(singleflight_shared); F(breaker_opens); F(fail_open);
+    F(breaker_state); F(tag_invalidations); F(tag_stale); F(tag_fetches);
+    F(invalidations_received); F(l1_flushes); F(l1_admission_rejects); F(l1_link_up);
+    F(wb_enqueued); F(wb_flushed); F(wb_retried); F(wb_dead); F(wb_backlog);
 #undef F
     return 1;
 }
 
-/* Looks key up; pushes rc, value, level, ticket, wait_ms, err (see _lookup). */
-static int lookup_push(lua_State *L, lcache *lc, const char *k, size_t klen)
+/*
+ * histogram("get" | "load" | "backend") -> {count =, sum_ns =, buckets = {...}}
+ * buckets[i] (1-based, not cumulative) counts calls that took at most
+ * 2^(i-1) microseconds; the last one counts the rest.
+ */
+static int l_histogram(lua_State *L)
+{
+    static const char *const kinds[] = {"get", "load", "backend", NULL};
+    lcache *lc = check_cache(L);
+    strata_histogram h;
+    const char *name = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
+    int kind = -1, rc, i;
+    for (i = 0; name && kinds[i]; i++)
+        if (strcmp(name, kinds[i]) == 0)
+            kind = i; /* the order of strata_histogram_kind */
+    if (kind < 0) {
+        if (name)
+            lua_pushfstring(L, "kind must be 'get', 'load' or 'backend', got '%s'", name);
+        else
+            lua_pushfstring(L, "kind must be 'get', 'load' or 'backend', got %s", luaL_typename(L, 2));
+        luaL_argerror(L, 2, lua_tostring(L, -1));
+    }
+    if ((rc = strata_stats_histogram(lc->c, kind, &h)) < 0)
+        return push_error(L, rc);
+    lua_createtable(L, 0, 3);
+    push_u64(L, h.count);
+    lua_setfield(L, -2, "count");
+    push_u64(L, h.sum_ns);
+    lua_setfield(L, -2, "sum_ns");
+    lua_createtable(L, STRATA_HISTOGRAM_BUCKETS, 0);
+    for (i = 0; i < STRATA_HISTOGRAM_BUCKETS; i++) {
+        push_u64(L, h.buckets[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "buckets");
+    return 1;
+}
+
+/* prometheus() -> the text exposition (docs/METRICS.md) | nil, err */
+static int l_prometheus(lua_State *L)
+{
+    lcache *lc = check_cache(L);
+    size_t cap = 16384, needed = 0;
+    int rc, tries;
+    for (tries = 0; tries < 4; tries++) {
+        /* scratch owned by Lua's GC, so nothing leaks if pushing raises */
+        char *buf = (char *)lua_newuserdata(L, cap);
+        rc = strata_stats_prometheus(lc->c, buf, cap, &needed);
+        if (rc == 0) {
+            lua_pushstring(L, buf);
+            return 1;
+        }
+        lua_pop(L, 1);
+        if (rc != STRATA_ETOOBIG)
+            return push_error(L, rc);
+        cap = needed + 1024; /* counters may gain digits before the next try */
+    }
+    return push_error(L, rc);
+}
+
+/* hot_keys([n = 10]) -> {{key =, count =, rate =}, ...}, hottest first | nil, err
+ * A key longer than 256 bytes comes as its first 256 with truncated = true. */
+static int l_hot_keys(lua_State *L)
+{
+    lcache *lc = check_cache(L);
+    lua_Number want = 10;
+    strata_hot_key *out;
+    size_t n, count = 0, i;
+    int rc;
+    if (!lua_isnoneornil(L, 2)) {
+        want = lua_tonumber(L, 2);
+        if (lua_type(L, 2) != LUA_TNUMBER || !(want >= 1 && want <= 1024) || want != (lua_Number)(int)want) {
+            if (lua_type(L, 2) == LUA_TNUMBER)
+                lua_pushfstring(L, "n must be an integer from 1 to 1024, got %s", lua_tostring(L, 2));
+            else
+                lua_pushfstring(L, "n must be an integer from 1 to 1024, got %s", luaL_typename(L, 2));
+            luaL_argerror(L, 2, lua_tostring(L, -1));
+        }
+    }
+    n = (size_t)want;
+    out = (strata_hot_key *)lua_newuserdata(L, n * sizeof *out);
+    if ((rc = strata_hot_keys(lc->c, n, out, &count)) < 0)
+        return push_error(L, rc);
+    lua_createtable(L, (int)count, 0);
+    for (i = 0; i < count; i++) {
+        lua_createtable(L, 0, 3);
+        lua_pushlstring(L, out[i].key, out[i].keylen);
+        lua_setfield(L, -2, "key");
+        push_u64(L, out[i].count);
+        lua_setfield(L, -2, "count");
+        lua_pushnumber(L, out[i].rate_per_s);
+        lua_setfield(L, -2, "rate");
+        if (out[i].keylen < out[i].full_keylen) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, "truncated");
+        }
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    return 1;
+}
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* _load_clock() -> a monotonic timestamp in ns, for _record_load. */
+static int l_load_clock(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)mono_ns());
+    return 1;
+}
+
+/*
+ * _record_load(self, failed, t0): get_or_load calls its loaders itself, so it
+ * counts each call here, as strata_get_or_load does for its own (stats loads,
+ * load_errors, the load histogram). A handle closed meanwhile counts nothing.
+ */
+static int l_record_load(lua_State *L)
+{
+    lcache *lc = (lcache *)check_self(L, CACHE_MT);
+    int64_t d = mono_ns() - (int64_t)lua_tonumber(L, 3);
+    if (lc->c != NULL)
+        strata_record_load(lc->c, lua_toboolean(L, 2), d > 0 ? d : 0);
+    return 0;
+}
+
+/* Tags to stamp on a lookup's ticket, if it gets one. */
+typedef struct tagset {
+    const char *tags[MAX_TAGS];
+    size_t lens[MAX_TAGS];
+    size_t n;
+} tagset;
+
+/*
+ * Looks key up; pushes rc, value, level, ticket, wait_ms, err (see _lookup).
+ * With tags, a ticket is stamped at once, before any loader reads the source;
+ * if stamping fails the ticket is given back and rc is the error.
+ */
+static int lookup_push(lua_State *L, lcache *lc, const char *k, size_t klen, const tagset *ts)
 {
     strata_ticket *t = NULL;
     int rc = strata_lookup(lc->c, k, klen, &lc->v, &t);
+    if (t != NULL && ts != NULL) {
+        int trc = strata_ticket_tags(t, ts->tags, ts->lens, ts->n);
+        if (trc < 0) {
+            strata_abandon(t);
+            t = NULL;
+            rc = trc;
+        }
+    }
     lua_pushinteger(L, rc);
     if (rc == STRATA_OK || rc == STRATA_HIT_STALE || rc == STRATA_HIT_REFRESH) {
         push_value(L, &lc->v);
@@ -585,20 +917,50 @@ static int l_lookup(lua_State *L)
     lcache *lc = check_cache(L);
     size_t klen;
     const char *k = check_key(L, 2, &klen, "key");
-    return lookup_push(L, lc, k, klen);
+    return lookup_push(L, lc, k, klen, NULL);
 }
 
-/* Raises msg as get_or_load's own misuse, at its caller's line (what Lua's
- * error(msg, 3) inside get_or_load would give). */
-static int gol_error(lua_State *L, int arg, const char *msg)
+/* Raises msg as the misuse of fname, a method written in Lua that called
+ * this C helper, at its caller's line (what error(msg, 3) there would give). */
+static int wrapped_error(lua_State *L, const char *fname, int arg, const char *msg)
 {
-    luaL_where(L, 2); /* 0 = this function, 1 = get_or_load, 2 = its caller */
+    luaL_where(L, 2); /* 0 = this function, 1 = the Lua method, 2 = its caller */
     if (arg == 0)
-        lua_pushfstring(L, "calling 'get_or_load' on bad self (%s)", msg);
+        lua_pushfstring(L, "calling '%s' on bad self (%s)", fname, msg);
     else
-        lua_pushfstring(L, "bad argument #%d to 'get_or_load' (%s)", arg, msg);
+        lua_pushfstring(L, "bad argument #%d to '%s' (%s)", arg, fname, msg);
     lua_concat(L, 2);
     return lua_error(L);
+}
+
+static int gol_error(lua_State *L, int arg, const char *msg)
+{
+    return wrapped_error(L, "get_or_load", arg, msg);
+}
+
+/* _gol_lookup with options at 3 and the loader at 4; the only option is tags. */
+static int gol_lookup_opts(lua_State *L, lcache *lc, const char *k, size_t klen)
+{
+    tagset ts;
+    const char *msg;
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), "tags") != 0)
+            return gol_error(L, 2, lua_pushfstring(L, "unknown option %s%s (options are: tags)",
+                                                   lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "of type ",
+                                                   lua_type(L, -1) == LUA_TSTRING ? "" : luaL_typename(L, -1)));
+    }
+    if (lua_type(L, 4) != LUA_TFUNCTION)
+        return gol_error(L, 3, lua_pushfstring(L, "loader must be a function, got %s", luaL_typename(L, 4)));
+    lua_getfield(L, 3, "tags");
+    if (lua_isnil(L, -1)) {
+        ts.n = 0;
+    } else if ((msg = read_tags(L, lua_gettop(L), "options.tags", ts.tags, ts.lens, &ts.n)) != NULL) {
+        return gol_error(L, 2, msg);
+    }
+    /* the tag strings stay anchored by the options table at 3 */
+    return lookup_push(L, lc, k, klen, ts.n ? &ts : NULL);
 }
 
 /*
@@ -623,9 +985,252 @@ static int l_gol_lookup(lua_State *L)
     if (lua_type(L, 2) != LUA_TSTRING || (k = lua_tolstring(L, 2, &klen), klen == 0))
         return gol_error(L, 1, lua_pushfstring(L, "key must be a non-empty string, got %s",
                                                lua_type(L, 2) == LUA_TSTRING ? "an empty string" : luaL_typename(L, 2)));
-    if (lua_type(L, 3) != LUA_TFUNCTION)
-        return gol_error(L, 2, lua_pushfstring(L, "loader must be a function, got %s", luaL_typename(L, 3)));
-    return lookup_push(L, lc, k, klen);
+    if (lua_type(L, 3) == LUA_TFUNCTION)
+        return lookup_push(L, lc, k, klen, NULL);
+    if (lua_type(L, 3) == LUA_TTABLE) /* get_or_load(key, {tags = ...}, loader, ...) */
+        return gol_lookup_opts(L, lc, k, klen);
+    return gol_error(L, 2, lua_pushfstring(L, "loader must be a function (or an options table before it), got %s",
+                                           luaL_typename(L, 3)));
+}
+
+
+/* --- write side (docs/WRITE-BEHIND.md) --- */
+
+/* true; true, nil, "invalidated"; or nil, err: the shape of a write's result. */
+static int push_write(lua_State *L, int rc)
+{
+    if (rc < 0)
+        return push_error(L, rc);
+    lua_pushboolean(L, 1);
+    if (rc != STRATA_INVALIDATED)
+        return 1;
+    lua_pushnil(L);
+    lua_pushliteral(L, "invalidated");
+    return 3;
+}
+
+/* write_behind(key, value[, ttl]): cache write and journal record in one step. */
+static int l_write_behind(lua_State *L)
+{
+    lcache *lc = check_cache(L);
+    size_t klen, vlen;
+    const char *k = check_key(L, 2, &klen, "key");
+    const char *val = check_value(L, 3, &vlen);
+    int64_t ttl = check_seconds(L, 4, "ttl");
+    return push_write(L, strata_write_behind(lc->c, k, klen, val, vlen, ttl));
+}
+
+/* The writer of write_through, run by the core on the caller's thread in the
+ * middle of strata_write_through: writer(key, value) at stack slot 4, under a
+ * pcall, so nothing raises through the core. A yield cannot cross this C call:
+ * Lua refuses it ("attempt to yield across a C-call boundary"), and the
+ * writer fails with that message. */
+static int call_lua_writer(void *ud, const char *key, size_t keylen, const char *val, size_t vallen,
+                           strata_write *w)
+{
+    lua_State *L = (lua_State *)ud;
+    int top = lua_gettop(L), rc = 0;
+    (void)key; (void)keylen; (void)val; (void)vallen; /* the same strings as arguments 2 and 3 */
+    lua_pushvalue(L, 4);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 3);
+    if (lua_pcall(L, 2, 2, 0) != 0) {
+        const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "an error object that is not a string";
+        lua_pushfstring(L, "writer raised: %s", m);
+        strata_write_error(w, lua_tostring(L, -1));
+        rc = STRATA_EUSER;
+    } else if (!lua_toboolean(L, -2)) {
+        const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "writer returned nil or false";
+        strata_write_error(w, m);
+        rc = STRATA_EUSER;
+    }
+    lua_settop(L, top);
+    return rc;
+}
+
+/* write_through(key, value, writer[, ttl]): writer(key, value) first, the
+ * cache only after it returned true. */
+static int l_write_through(lua_State *L)
+{
+    lcache *lc = check_cache(L);
+    size_t klen, vlen;
+    const char *k = check_key(L, 2, &klen, "key");
+    const char *val = check_value(L, 3, &vlen);
+    int64_t ttl;
+    int rc;
+    if (lua_type(L, 4) != LUA_TFUNCTION) {
+        lua_pushfstring(L, "writer must be a function, got %s", luaL_typename(L, 4));
+        luaL_argerror(L, 4, lua_tostring(L, -1));
+    }
+    ttl = check_seconds(L, 5, "ttl");
+    lua_settop(L, 5);
+    luaL_checkstack(L, 8, "write_through"); /* the callback's pushes cannot fail */
+    lc->in_writer++;
+    rc = strata_write_through(lc->c, k, klen, val, vlen, ttl, call_lua_writer, L);
+    lc->in_writer--;
+    return push_write(L, rc);
+}
+
+/* Optional count at idx: an integer from 1 to hi, or dflt when nil. */
+static size_t check_count(lua_State *L, int idx, const char *what, lua_Number dflt, int hi)
+{
+    lua_Number n = dflt;
+    if (!lua_isnoneornil(L, idx)) {
+        n = lua_tonumber(L, idx);
+        if (lua_type(L, idx) != LUA_TNUMBER || !(n >= 1 && n <= hi) || n != (lua_Number)(int)n) {
+            if (lua_type(L, idx) == LUA_TNUMBER)
+                lua_pushfstring(L, "%s must be an integer from 1 to %d, got %s", what, hi, lua_tostring(L, idx));
+            else
+                lua_pushfstring(L, "%s must be an integer from 1 to %d, got %s", what, hi, luaL_typename(L, idx));
+            luaL_argerror(L, idx, lua_tostring(L, -1));
+        }
+    }
+    return (size_t)n;
+}
+
+/* wb_poll([max = 100]) -> batch | nil (nothing due) | nil, err. batch.records
+ * is an array of {key =, value =, enqueued_ms =}; end it with batch:ack() or
+ * batch:fail(msg). A batch dropped unended is failed by the GC, and close()
+ * fails the ones still open. */
+static int l_wb_poll(lua_State *L)
+{
+    lcache *lc = check_cache(L);
+    size_t max = check_count(L, 2, "max", 100, 100000), n, i;
+    strata_wb_batch *b = NULL;
+    lbatch *bt;
+    int rc = strata_wb_poll(lc->c, max, &b);
+    if (rc < 0)
+        return push_error(L, rc);
+    if (rc != STRATA_OK || b == NULL) {
+        lua_pushnil(L);
+        return 1;
+    }
+    bt = (lbatch *)sl_newuserdata1(L, sizeof *bt);
+    bt->b = b;
+    bt->owner = lc;
+    bt->prev = NULL;
+    bt->next = lc->batches;
+    if (lc->batches)
+        lc->batches->prev = bt;
+    lc->batches = bt;
+    luaL_getmetatable(L, BATCH_MT);
+    lua_setmetatable(L, -2);
+    n = strata_wb_batch_count(b);
+    lua_createtable(L, (int)n, 0);
+    for (i = 0; i < n; i++) {
+        const char *k = NULL, *v = NULL;
+        size_t kl = 0, vl = 0;
+        strata_wb_batch_item(b, i, &k, &kl, &v, &vl);
+        lua_createtable(L, 0, 3);
+        lua_pushlstring(L, k ? k : "", kl);
+        lua_setfield(L, -2, "key");
+        lua_pushlstring(L, v ? v : "", vl);
+        lua_setfield(L, -2, "value");
+        push_u64(L, (uint64_t)strata_wb_batch_enqueued_ms(b, i)); /* wall-clock ms, >= 0 */
+        lua_setfield(L, -2, "enqueued_ms");
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    sl_setuservalue(L, -2);
+    return 1;
+}
+
+static strata_wb_batch *wbbatch_take(lua_State *L)
+{
+    lbatch *bt = (lbatch *)luaL_checkudata(L, 1, BATCH_MT);
+    strata_wb_batch *b = bt->b;
+    if (b == NULL)
+        luaL_argerror(L, 1, "batch was already acked or failed, or its cache was closed");
+    bt->b = NULL;
+    batch_unlink(bt);
+    return b;
+}
+
+/* batch:ack(): delivered; the records are done. */
+static int l_wbbatch_ack(lua_State *L)
+{
+    int rc = strata_wb_ack(wbbatch_take(L));
+    if (rc < 0)
+        return push_error(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* batch:fail([msg]): retry later; dead-letter after wb_max_attempts. */
+static int l_wbbatch_fail(lua_State *L)
+{
+    const char *msg = NULL;
+    int rc;
+    if (!lua_isnoneornil(L, 2)) {
+        if (lua_type(L, 2) != LUA_TSTRING) {
+            lua_pushfstring(L, "message must be a string, got %s", luaL_typename(L, 2));
+            luaL_argerror(L, 2, lua_tostring(L, -1));
+        }
+        msg = lua_tostring(L, 2);
+    }
+    if ((rc = strata_wb_fail(wbbatch_take(L), msg)) < 0)
+        return push_error(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_wbbatch_gc(lua_State *L)
+{
+    lbatch *bt = (lbatch *)luaL_checkudata(L, 1, BATCH_MT);
+    if (bt->b != NULL) {
+        strata_wb_fail(bt->b, "the batch was garbage-collected without ack or fail");
+        bt->b = NULL;
+    }
+    batch_unlink(bt);
+    return 0;
+}
+
+/* batch.records, else the methods (upvalue 1). */
+static int l_wbbatch_index(lua_State *L)
+{
+    luaL_checkudata(L, 1, BATCH_MT);
+    if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "records") == 0) {
+        sl_getuservalue(L, 1);
+        return 1;
+    }
+    lua_pushvalue(L, 2);
+    lua_gettable(L, lua_upvalueindex(1));
+    return 1;
+}
+
+/*
+ * _flush(self, timeout[, writer]): flush's C half. Checks the arguments (as
+ * flush's); without a writer it is strata_flush (wait until the backlog is
+ * empty, delivered by other consumers); with one it returns "drain" and the
+ * deadline, and the Lua half pulls the batches itself.
+ */
+static int l_flush(lua_State *L)
+{
+    lcache *lc = (lcache *)lua_touserdata(L, 1);
+    lua_Number s = lua_tonumber(L, 2);
+    int ok = lc != NULL && lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1), rc;
+    if (ok) {
+        ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+    }
+    if (!ok)
+        return wrapped_error(L, "flush", 0, lua_pushfstring(L, "%s expected, got %s", CACHE_MT, luaL_typename(L, 1)));
+    if (lc->c == NULL)
+        return wrapped_error(L, "flush", 0, "cache is closed");
+    if (lua_type(L, 2) != LUA_TNUMBER || !(s >= 0 && s <= 3.2e7))
+        return wrapped_error(L, "flush", 1, lua_pushfstring(L, "timeout must be a non-negative number of seconds, got %s",
+                                                            lua_type(L, 2) == LUA_TNUMBER ? lua_tostring(L, 2)
+                                                                                          : luaL_typename(L, 2)));
+    if (!lua_isnoneornil(L, 3)) {
+        if (lua_type(L, 3) != LUA_TFUNCTION)
+            return wrapped_error(L, "flush", 2, lua_pushfstring(L, "writer must be a function, got %s",
+                                                                luaL_typename(L, 3)));
+        lua_pushliteral(L, "drain");
+        return 1;
+    }
+    if ((rc = strata_flush(lc->c, (int64_t)(s * 1000.0 + 0.5))) < 0)
+        return push_error(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 /* --- module-level helpers --- */
@@ -661,6 +1266,14 @@ static const luaL_Reg cache_methods[] = {
     {"get_many", l_get_many},
     {"set_many", l_set_many},
     {"stats", l_stats},
+    {"histogram", l_histogram},
+    {"prometheus", l_prometheus},
+    {"hot_keys", l_hot_keys},
+    {"_record_load", l_record_load},
+    {"write_behind", l_write_behind},
+    {"write_through", l_write_through},
+    {"wb_poll", l_wb_poll},
+    {"_flush", l_flush},
     {"close", l_close},
     {"_lookup", l_lookup},
     {"_gol_lookup", l_gol_lookup},
@@ -668,16 +1281,23 @@ static const luaL_Reg cache_methods[] = {
     {NULL, NULL}
 };
 
+static const luaL_Reg wbbatch_methods[] = {
+    {"ack", l_wbbatch_ack},
+    {"fail", l_wbbatch_fail},
+    {NULL, NULL}
+};
+
 static const luaL_Reg ticket_methods[] = {
     {"fill", l_ticket_fill},
     {"fill_negative", l_ticket_fill_negative},
     {"abandon", l_ticket_abandon},
+    {"tags", l_ticket_tags},
     {NULL, NULL}
 };
 
 /* The Lua half: sc.new's option handling and get_or_load over _lookup. */
 static const char lua_part[] =
-"local sc, methods, cnew, csleep, cnow = ...\n"
+"local sc, methods, cnew, csleep, cnow, cclock = ...\n"
 "local type, pairs, tostring, error, select, floor = type, pairs, tostring, error, select, math.floor\n"
 "local pcall, unpack = pcall, unpack or table.unpack\n"
 "local co_create, co_resume, co_status, co_yield = coroutine.create, coroutine.resume, coroutine.status, coroutine.yield\n"
@@ -686,11 +1306,12 @@ static const char lua_part[] =
 "sc.sleep = csleep\n"
 "local OK, MISS, NEGATIVE, HIT_STALE, HIT_REFRESH, MISS_LEAD, MISS_WAIT = 0, 1, 2, 3, 4, 5, 6\n"
 "local EBACKEND, ETIMEOUT, EBREAKER = -3, -4, -12\n"
-"local lookup = methods._gol_lookup\n"
+"local lookup, record = methods._gol_lookup, methods._record_load\n"
 "local settings = setmetatable({}, {__mode = 'k'})\n"
 "local seconds = {ttl = 'ttl_ms', neg_ttl = 'neg_ttl_ms', stale = 'stale_ms', timeout = 'timeout_ms',\n"
 "  connect_timeout = 'connect_timeout_ms', lock_wait = 'lock_wait_ms', lease_ttl = 'lease_ttl_ms',\n"
-"  l1_ttl = 'l1_ttl_ms', breaker_cooldown = 'breaker_cooldown_ms'}\n"
+"  l1_ttl = 'l1_ttl_ms', breaker_cooldown = 'breaker_cooldown_ms', tag_cache = 'tag_cache_ms',\n"
+"  coherence_ping = 'coherence_ping_ms'}\n"
 "local policies = {stale_or_load = 0, load = 1, fail = 2}\n"
 "local function bad(n, fname, msg)\n"
 "  error(('bad argument #%d to \\'%s\\' (%s)'):format(n, fname, msg), 3)\n"
@@ -755,9 +1376,17 @@ static const char lua_part[] =
 "    return pass(co, co_resume(co, ...))\n"
 "  end\n"
 "end\n"
-/* -> 'value', v, ttl | 'missing', neg_ttl | 'error', message */
-"local function load(loader, ...)\n"
+/* -> 'value', v, ttl | 'missing', neg_ttl | 'error', message. Each call is
+ * counted in the cache's stats and load histogram (strata_record_load). */
+"local check\n"
+"local function load(self, loader, ...)\n"
+"  local t0 = cclock()\n"
 "  local ok, v, x = call(loader, ...)\n"
+"  local kind, a, b = check(ok, v, x)\n"
+"  record(self, kind == 'error', t0)\n"
+"  return kind, a, b\n"
+"end\n"
+"function check(ok, v, x)\n"
 "  if not ok then return 'error', 'loader raised: ' .. tostring(v) end\n"
 "  if v == NOT_FOUND then\n"
 "    if x ~= nil and (type(x) ~= 'number' or x < 0) then return 'error', 'loader returned a bad neg_ttl' end\n"
@@ -780,18 +1409,19 @@ static const char lua_part[] =
 "  if ticket then ticket:abandon() end\n"
 "  return nil, 'EUSER: ' .. v\n"
 "end\n"
-/* The slow path: everything but a plain hit (a miss, a wait, a refresh, an error). */
-"local function resolve(self, key, rc, val, level, ticket, wait_ms, err, loader, ...)\n"
+/* The slow path: everything but a plain hit (a miss, a wait, a refresh, an
+ * error). opts is get_or_load's options table or nil. */
+"local function resolve(self, key, rc, val, level, ticket, wait_ms, err, opts, loader, ...)\n"
 "  local s, deadline, backoff = settings[self], nil, nil\n"
 "  while true do\n"
 "    if rc == OK or rc == HIT_STALE then return val, nil, level end\n"
 "    if rc == NEGATIVE then return nil, nil, 'negative' end\n"
 "    if rc == HIT_REFRESH then\n"
-"      local kind, v, x = load(loader, ...)\n"
+"      local kind, v, x = load(self, loader, ...)\n"
 "      if kind == 'error' then ticket:abandon(); return val, nil, level end\n"
 "      return finish(ticket, kind, v, x)\n"
 "    end\n"
-"    if rc == MISS_LEAD then return finish(ticket, load(loader, ...)) end\n"
+"    if rc == MISS_LEAD then return finish(ticket, load(self, loader, ...)) end\n"
 "    if rc == MISS_WAIT then\n"
 "      local now = cnow()\n"
 "      if not deadline then deadline, backoff = now + s.lock_wait, 2 end\n"
@@ -799,7 +1429,7 @@ static const char lua_part[] =
 "        if s.policy == 2 then\n"
 "          return nil, ('ETIMEOUT: waited %d ms for another loader of this key'):format(s.lock_wait)\n"
 "        end\n"
-"        return finish(nil, load(loader, ...))\n"
+"        return finish(nil, load(self, loader, ...))\n"
 "      end\n"
 "      local nap = backoff < wait_ms and backoff or wait_ms\n"
 "      if nap > deadline - now then nap = deadline - now end\n"
@@ -807,18 +1437,48 @@ static const char lua_part[] =
 "      s.sleep(nap / 1000)\n"
 "      backoff = backoff * 2 > 50 and 50 or backoff * 2\n"
 "    elseif rc == EBACKEND or rc == ETIMEOUT or rc == EBREAKER then\n"
-"      return finish(nil, load(loader, ...))\n"
+"      return finish(nil, load(self, loader, ...))\n"
 "    else\n"
 "      return nil, err or 'EBACKEND: unexpected lookup result ' .. tostring(rc)\n"
 "    end\n"
-"    rc, val, level, ticket, wait_ms, err = lookup(self, key, loader)\n"
+"    if opts then rc, val, level, ticket, wait_ms, err = lookup(self, key, opts, loader)\n"
+"    else rc, val, level, ticket, wait_ms, err = lookup(self, key, loader) end\n"
 "  end\n"
 "end\n"
-/* A hit is one C call (which also checks the arguments) and one comparison. */
+/* A hit is one C call (which also checks the arguments) and one comparison.
+ * get_or_load(key, loader, ...) or get_or_load(key, {tags = {...}}, loader, ...):
+ * with options, the C lookup gets the loader too (the first of ...). */
 "function methods.get_or_load(self, key, loader, ...)\n"
-"  local rc, val, level, ticket, wait_ms, err = lookup(self, key, loader)\n"
+"  local rc, val, level, ticket, wait_ms, err = lookup(self, key, loader, (...))\n"
 "  if rc == OK then return val, nil, level end\n"
-"  return resolve(self, key, rc, val, level, ticket, wait_ms, err, loader, ...)\n"
+"  if type(loader) == 'table' then return resolve(self, key, rc, val, level, ticket, wait_ms, err, loader, ...) end\n"
+"  return resolve(self, key, rc, val, level, ticket, wait_ms, err, nil, loader, ...)\n"
+"end\n"
+/* flush(timeout[, writer]): with a writer, pull the batches here and hand each
+ * batch's records to writer(records) in the caller's Lua code (it may yield):
+ * true acks, nil/false, err or a raise fails the batch (retried after
+ * wb_retry_ms). Done when the backlog is empty (strata_flush with 0 ms says so). */
+"local cflush, wb_poll = methods._flush, methods.wb_poll\n"
+"function methods.flush(self, timeout, writer)\n"
+"  local r, err = cflush(self, timeout, writer)\n"
+"  if r == true then return true elseif r ~= 'drain' then return nil, err end\n"
+"  local deadline, s = cnow() + timeout * 1000, settings[self]\n"
+"  while true do\n"
+"    local batch, perr = wb_poll(self)\n"
+"    if batch then\n"
+"      local ok, done, why = call(writer, batch.records)\n"
+"      if ok and done then batch:ack()\n"
+"      elseif ok then batch:fail(why ~= nil and tostring(why) or 'writer returned nil or false')\n"
+"      else batch:fail('writer raised: ' .. tostring(done)) end\n"
+"    elseif perr then return nil, perr\n"
+"    else\n"
+"      r, err = cflush(self, 0)\n"
+"      if r then return r end\n"
+"      if cnow() >= deadline then return nil, err end\n"
+"      s.sleep(0.005) -- nothing due now: records wait for a retry or another consumer\n"
+"    end\n"
+"    if cnow() >= deadline then return cflush(self, 0) end\n"
+"  end\n"
 "end\n";
 
 __attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L);
@@ -833,6 +1493,15 @@ __attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L)
     set_methods(L, ticket_methods, -2);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_ticket_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, BATCH_MT);
+    lua_newtable(L);
+    set_methods(L, wbbatch_methods, -2);
+    lua_pushcclosure(L, l_wbbatch_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_wbbatch_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
 
@@ -863,7 +1532,8 @@ __attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L)
     lua_pushcfunction(L, l_new);
     lua_pushcfunction(L, l_sleep);
     lua_pushcfunction(L, l_now);
-    lua_call(L, 5, 0);
+    lua_pushcfunction(L, l_load_clock);
+    lua_call(L, 6, 0);
     lua_pop(L, 2);
     return 1;
 }

@@ -41,6 +41,17 @@ function H.raises(f, want)
   return err
 end
 
+-- Waits (at most 5 s) until c's L1 invalidation link is subscribed: on redis,
+-- or with l1_bus, L1 serves only then (at creation, or a moment later on a
+-- busy machine). Returns whether it came up.
+function H.wait_link(c)
+  for _ = 1, 500 do
+    if c:stats().l1_link_up == 1 then return true end
+    H.sleep(0.01)
+  end
+  return false
+end
+
 function H.sleep(s)
   require("stratacache").sleep(s)
 end

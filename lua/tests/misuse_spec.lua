@@ -19,7 +19,8 @@ local function loader() return "v" end
 local METHODS = {
   get = {"k"}, set = {"k", "v"}, delete = {"k"}, touch = {"k", 1}, invalidate = {"k"},
   invalidate_tag = {"t"}, get_many = {{"k"}}, set_many = {{k = "v"}}, stats = {},
-  get_or_load = {"k", loader},
+  get_or_load = {"k", loader}, histogram = {"get"}, prometheus = {}, hot_keys = {3},
+  write_behind = {"k", "v"}, write_through = {"k", "v", function() return true end}, wb_poll = {}, flush = {0},
 }
 local unpack = unpack or table.unpack
 
@@ -62,8 +63,8 @@ describe("misuse", function()
     raises(function() c:touch("k", -5) end, "bad argument #2 to 'touch' (ttl must be a non-negative number of seconds")
     raises(function() c:touch("k", {}) end, "bad argument #2 to 'touch' (ttl must be a non-negative number of seconds, got table)")
     raises(function() c:get_or_load("k", "not a function") end,
-      "bad argument #2 to 'get_or_load' (loader must be a function, got string)")
-    raises(function() c:get_or_load("k") end, "bad argument #2 to 'get_or_load' (loader must be a function, got nil)")
+      "bad argument #2 to 'get_or_load' (loader must be a function (or an options table before it), got string)")
+    raises(function() c:get_or_load("k") end, "bad argument #2 to 'get_or_load' (loader must be a function (or an options table before it), got nil)")
   end)
 
   it("bad batches name the argument and the item", function()
@@ -102,6 +103,77 @@ describe("misuse", function()
     assert.truthy(err:find("^EOPTION: .*ns"), err)
   end)
 
+  it("bad tags name the argument and the item", function()
+    raises(function() c:set("k", "v", nil, "t") end, "bad argument #4 to 'set' (tags must be an array of strings, got string)")
+    raises(function() c:set("k", "v", 1, {"a", 2}) end, "bad argument #4 to 'set' (tags[2] must be a non-empty string, got number)")
+    raises(function() c:set("k", "v", 1, {""}) end, "bad argument #4 to 'set' (tags[1] must be a non-empty string, got an empty string)")
+    local many = {}
+    for i = 1, 17 do many[i] = "t" .. i end
+    raises(function() c:set("k", "v", nil, many) end, "bad argument #4 to 'set' (tags has 17 entries, at most 16 are allowed)")
+    raises(function() c:get_or_load("k", {tags = "t"}, loader) end,
+      "bad argument #2 to 'get_or_load' (options.tags must be an array of strings, got string)")
+    raises(function() c:get_or_load("k", {tags = {"a", {}}}, loader) end,
+      "bad argument #2 to 'get_or_load' (options.tags[2] must be a non-empty string, got table)")
+    raises(function() c:get_or_load("k", {tag = {"a"}}, loader) end,
+      "bad argument #2 to 'get_or_load' (unknown option tag (options are: tags))")
+    raises(function() c:get_or_load("k", {[1] = "a"}, loader) end,
+      "bad argument #2 to 'get_or_load' (unknown option of type number (options are: tags))")
+    raises(function() c:get_or_load("k", {tags = {"a"}}) end,
+      "bad argument #3 to 'get_or_load' (loader must be a function, got nil)")
+    raises(function() c:get_or_load("k", {tags = {"a"}}, "f") end,
+      "bad argument #3 to 'get_or_load' (loader must be a function, got string)")
+    raises(function() c:get_or_load("k", 5) end,
+      "bad argument #2 to 'get_or_load' (loader must be a function (or an options table before it), got number)")
+    local rc, _, _, t = c:_lookup(H.key("tags"))
+    assert.are.equal(5, rc)
+    raises(function() t:tags("a") end, "bad argument #1 to 'tags' (tags must be an array of strings, got string)")
+    raises(function() t:tags({"a", ""}) end, "bad argument #1 to 'tags' (tags[2] must be a non-empty string, got an empty string)")
+    assert.is_true(t:abandon())
+    raises(function() t:tags({"a"}) end, "ticket was already used")
+    -- nothing was written by the refused calls
+    assert.is_nil(c:get("k"))
+    assert.are.equal(0, c:stats().loads)
+  end)
+
+  it("bad metric arguments name the argument", function()
+    raises(function() c:histogram("gets") end, "bad argument #1 to 'histogram' (kind must be 'get', 'load' or 'backend', got 'gets')")
+    raises(function() c:histogram() end, "bad argument #1 to 'histogram' (kind must be 'get', 'load' or 'backend', got no value)")
+    raises(function() c:histogram(1) end, "bad argument #1 to 'histogram' (kind must be 'get', 'load' or 'backend', got number)")
+    raises(function() c:hot_keys(0) end, "bad argument #1 to 'hot_keys' (n must be an integer from 1 to 1024, got 0)")
+    raises(function() c:hot_keys(2.5) end, "bad argument #1 to 'hot_keys' (n must be an integer from 1 to 1024, got 2.5)")
+    raises(function() c:hot_keys(5000) end, "bad argument #1 to 'hot_keys' (n must be an integer from 1 to 1024, got 5000)")
+    raises(function() c:hot_keys("3") end, "bad argument #1 to 'hot_keys' (n must be an integer from 1 to 1024, got string)")
+    raises(function() sc.new{tag_cache = -1} end, "bad argument #1 to 'new' (tag_cache must be a non-negative number of seconds, got -1)")
+    raises(function() sc.new{coherence_ping = "1"} end, "bad argument #1 to 'new' (coherence_ping must be a non-negative number of seconds, got string)")
+    raises(function() sc.new{tracking = {}} end, "bad argument #1 to 'new' (option tracking must be a string, number or boolean, got table)")
+    raises(function() sc.new{l1_admission = print} end, "bad argument #1 to 'new' (option l1_admission must be a string, number or boolean, got function)")
+  end)
+
+  it("bad write-side arguments name the argument", function()
+    local function w() return true end
+    raises(function() c:write_behind("", "v") end, "bad argument #1 to 'write_behind' (key must be a non-empty string, got an empty string)")
+    raises(function() c:write_behind("k", 1) end, "bad argument #2 to 'write_behind' (value must be a string, got number)")
+    raises(function() c:write_behind("k", "v", -1) end, "bad argument #3 to 'write_behind' (ttl must be a non-negative number of seconds")
+    raises(function() c:write_through(nil, "v", w) end, "bad argument #1 to 'write_through' (key must be a non-empty string, got nil)")
+    raises(function() c:write_through("k", nil, w) end, "bad argument #2 to 'write_through' (value must be a string, got nil)")
+    raises(function() c:write_through("k", "v") end, "bad argument #3 to 'write_through' (writer must be a function, got no value)")
+    raises(function() c:write_through("k", "v", "w") end, "bad argument #3 to 'write_through' (writer must be a function, got string)")
+    raises(function() c:write_through("k", "v", w, "1") end, "bad argument #4 to 'write_through' (ttl must be a non-negative number of seconds, got string)")
+    raises(function() c:wb_poll(0) end, "bad argument #1 to 'wb_poll' (max must be an integer from 1 to 100000, got 0)")
+    raises(function() c:wb_poll("all") end, "bad argument #1 to 'wb_poll' (max must be an integer from 1 to 100000, got string)")
+    raises(function() c:wb_poll(1.5) end, "bad argument #1 to 'wb_poll' (max must be an integer from 1 to 100000, got 1.5)")
+    raises(function() c:flush() end, "bad argument #1 to 'flush' (timeout must be a non-negative number of seconds, got nil)")
+    raises(function() c:flush(-1) end, "bad argument #1 to 'flush' (timeout must be a non-negative number of seconds, got -1)")
+    raises(function() c:flush(1, "w") end, "bad argument #2 to 'flush' (writer must be a function, got string)")
+    c:write_behind("wk", "v")
+    local batch = assert(c:wb_poll())
+    raises(function() batch:fail(42) end, "bad argument #1 to 'fail' (message must be a string, got number)")
+    raises(function() batch.ack({}) end, "stratacache.wb_batch expected, got table")
+    assert.is_true(batch:ack())
+    raises(function() batch:fail("late") end, "batch was already acked or failed")
+    assert.is_nil(c:wb_poll())
+  end)
+
   it("every method checks self", function()
     for name, args in pairs(METHODS) do
       raises(function() c[name]({}, unpack(args)) end, "stratacache.cache expected, got table")
@@ -125,6 +197,14 @@ describe("misuse", function()
     raises(function() h:get_many({"k"}) end, "calling 'get_many' on bad self (cache is closed)")
     raises(function() h:set_many({k = "v"}) end, "calling 'set_many' on bad self (cache is closed)")
     raises(function() h:stats() end, "calling 'stats' on bad self (cache is closed)")
+    raises(function() h:histogram("get") end, "calling 'histogram' on bad self (cache is closed)")
+    raises(function() h:prometheus() end, "calling 'prometheus' on bad self (cache is closed)")
+    raises(function() h:hot_keys(1) end, "calling 'hot_keys' on bad self (cache is closed)")
+    raises(function() h:write_behind("k", "v") end, "calling 'write_behind' on bad self (cache is closed)")
+    raises(function() h:write_through("k", "v", loader) end, "calling 'write_through' on bad self (cache is closed)")
+    raises(function() h:wb_poll() end, "calling 'wb_poll' on bad self (cache is closed)")
+    raises(function() h:flush(1) end, "calling 'flush' on bad self (cache is closed)")
+    raises(function() h:get_or_load("k", {tags = {"t"}}, loader) end, "calling 'get_or_load' on bad self (cache is closed)")
     raises(function() h:get_or_load("k", loader) end, "calling 'get_or_load' on bad self (cache is closed)")
     raises(function() h:_lookup("k") end, "calling '_lookup' on bad self (cache is closed)")
     raises(function() h:get_or_load("", 1) end, "calling 'get_or_load' on bad self (cache is closed)")
