@@ -29,6 +29,9 @@ local SERIES = {
   ['invalidations_received_total{tier="l1"}'] = "invalidations_received",
   ['l1_flushes_total{tier="l1"}'] = "l1_flushes", ['l1_admission_rejects_total{tier="l1"}'] = "l1_admission_rejects",
   ['l1_link_up{tier="l1"}'] = "l1_link_up",
+  write_behind_enqueued_total = "wb_enqueued", write_behind_flushed_total = "wb_flushed",
+  write_behind_retried_total = "wb_retried", write_behind_dead_total = "wb_dead",
+  write_behind_backlog = "wb_backlog",
 }
 
 -- Parses the exposition strictly enough to catch a malformed line: returns
