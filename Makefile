@@ -19,5 +19,8 @@ test: deps
 bench: build
 	scripts/run-bench.sh
 
+stress: deps
+	scripts/run-stress.sh
+
 clean:
 	rm -rf build build-asan build-install .test-servers
