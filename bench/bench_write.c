@@ -22,6 +22,7 @@
 #define ROUNDS 7
 #define OPS 20000
 #define THREADS 4
+#define CROWD 16 /* more callers than pool connections: group commit engages */
 #define BATCH 100
 #define PACED_RATE 5000 /* writes/s */
 #define PACED_OPS 5000
@@ -101,8 +102,8 @@ static void *run_job(void *arg)
 /* Writes per second of one round: `threads` threads, OPS writes in all. */
 static double round_rate(strata_cache *c, int mode, int threads, int *errors)
 {
-    pthread_t th[THREADS];
-    job jobs[THREADS];
+    pthread_t th[CROWD];
+    job jobs[CROWD];
     uint64_t t0;
     int i;
     t0 = now_ns();
@@ -122,7 +123,7 @@ int main(int argc, char **argv)
     strata_options o = STRATA_OPTIONS_INIT;
     strata_cache *c;
     char url[256];
-    double set1[ROUNDS], wb1[ROUNDS], wbn[ROUNDS], many[ROUNDS], manyn[ROUNDS], ratio[ROUNDS];
+    double set1[ROUNDS], wb1[ROUNDS], wbn[ROUNDS], wbc[ROUNDS], many[ROUNDS], manyn[ROUNDS], ratio[ROUNDS];
     int r, errors = 0, i;
     uint64_t t0;
     strata_stats st;
@@ -150,6 +151,7 @@ int main(int argc, char **argv)
         set1[r] = round_rate(c, 0, 1, &errors);
         wb1[r] = round_rate(c, 1, 1, &errors);
         wbn[r] = round_rate(c, 1, THREADS, &errors);
+        wbc[r] = round_rate(c, 1, CROWD, &errors);
         many[r] = round_rate(c, 2, 1, &errors);
         manyn[r] = round_rate(c, 2, THREADS, &errors);
         ratio[r] = wb1[r] / set1[r];
@@ -163,6 +165,8 @@ int main(int argc, char **argv)
     printf("%-44s %12.0f writes/s  (x%.2f of set)\n", "write_behind, 1 thread", percentile(wb1, ROUNDS, 0.5),
            percentile(ratio, ROUNDS, 0.5));
     printf("write_behind, %d threads %20s %12.0f writes/s\n", THREADS, "", percentile(wbn, ROUNDS, 0.5));
+    printf("write_behind, %d threads (pool of %u) %8s %12.0f writes/s\n", CROWD, o.pool_size, "",
+           percentile(wbc, ROUNDS, 0.5));
     printf("write_behind_many (%d per call), 1 thread %4s %12.0f writes/s\n", BATCH, "", percentile(many, ROUNDS, 0.5));
     printf("write_behind_many (%d per call), %d threads %3s %12.0f writes/s\n", BATCH, THREADS, "",
            percentile(manyn, ROUNDS, 0.5));

@@ -1057,6 +1057,74 @@ static void write_behind_evicts_other_l1(void)
     strata_cache_free(b);
 }
 
+typedef struct group_arg {
+    strata_cache *c;
+    int t, failures;
+} group_arg;
+
+#define GROUP_THREADS 8
+#define GROUP_WRITES 400
+
+static void *group_writer(void *p)
+{
+    group_arg *a = p;
+    char key[32], val[32];
+    int i;
+    for (i = 0; i < GROUP_WRITES; i++) {
+        snprintf(key, sizeof key, "g%d-%d", a->t, i);
+        snprintf(val, sizeof val, "v%d-%d", a->t, i);
+        a->failures += strata_write_behind(a->c, key, strlen(key), val, strlen(val), 0) != 0;
+    }
+    return NULL;
+}
+
+/* Concurrent write_behind calls on one cache, more callers than pooled
+ * connections: every write is journaled exactly as its caller asked. */
+static void concurrent_writes_all_journaled(void)
+{
+    const char *ns = fresh_ns();
+    strata_cache *c = open_wb(ns, "wb_threads=0&pool_size=3", NULL);
+    pthread_t th[GROUP_THREADS];
+    group_arg args[GROUP_THREADS];
+    strata_wb_batch *b = NULL;
+    static unsigned char seen[GROUP_THREADS][GROUP_WRITES];
+    int t, failures = 0, wrong = 0, total = 0;
+    REQUIRE(c);
+    memset(seen, 0, sizeof seen);
+    for (t = 0; t < GROUP_THREADS; t++) {
+        args[t] = (group_arg){c, t, 0};
+        pthread_create(&th[t], NULL, group_writer, &args[t]);
+    }
+    for (t = 0; t < GROUP_THREADS; t++) {
+        pthread_join(th[t], NULL);
+        failures += args[t].failures;
+    }
+    CHECK(failures == 0);
+    while (strata_wb_poll(c, 500, &b) == STRATA_OK) {
+        size_t i, keylen, vallen;
+        const char *key, *val;
+        for (i = 0; i < strata_wb_batch_count(b); i++) {
+            int kt, ki, vt, vi;
+            char kbuf[32], vbuf[32];
+            CHECK_RC(strata_wb_batch_item(b, i, &key, &keylen, &val, &vallen), 0);
+            snprintf(kbuf, sizeof kbuf, "%.*s", (int)keylen, key);
+            snprintf(vbuf, sizeof vbuf, "%.*s", (int)vallen, val);
+            if (sscanf(kbuf, "g%d-%d", &kt, &ki) != 2 || sscanf(vbuf, "v%d-%d", &vt, &vi) != 2 ||
+                kt != vt || ki != vi || kt < 0 || kt >= GROUP_THREADS || ki < 0 || ki >= GROUP_WRITES) {
+                wrong++;
+                continue;
+            }
+            total += !seen[kt][ki];
+            seen[kt][ki] = 1;
+        }
+        CHECK_RC(strata_wb_ack(b), 0);
+        b = NULL;
+    }
+    CHECK(wrong == 0);
+    CHECK(total == GROUP_THREADS * GROUP_WRITES);
+    strata_cache_free(c);
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
@@ -1080,6 +1148,7 @@ int main(int argc, char **argv)
         {"fork_child_cannot_use_local_queue", fork_child_cannot_use_local_queue},
         {"bad_input", bad_input},
         {"write_behind_evicts_other_l1", write_behind_evicts_other_l1},
+        {"concurrent_writes_all_journaled", concurrent_writes_all_journaled},
     };
     int rc;
     if (argc < 2) {
