@@ -53,3 +53,27 @@ export STRATA_TEST_SDIST=${STRATA_TEST_SDIST:-1}
 # in place of the installed package.
 cd "$root/python/tests"
 "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@" .
+
+# STRATACACHE_USE_SYSTEM_LIB=1 links an installed libstratacache instead of
+# compiling the core in: checked against the prefix scripts/test-install.sh
+# leaves (make test runs it first).
+prefix="$root/build-install/prefix"
+pcdir=$(ls -d "$prefix"/lib*/pkgconfig 2>/dev/null | head -1 || true)
+if [ -n "$pcdir" ]; then
+  echo "== the package against the installed library (STRATACACHE_USE_SYSTEM_LIB=1)"
+  scratch=$(mktemp -d)
+  mkdir -p "$scratch/stratacache"
+  cp "$root"/python/stratacache/*.py "$scratch/stratacache/"
+  (cd "$scratch" && STRATACACHE_USE_SYSTEM_LIB=1 PKG_CONFIG_PATH="$pcdir" \
+    "$venv/bin/python" "$root/python/stratacache/_build.py" >/dev/null)
+  (cd "$scratch" && LD_LIBRARY_PATH="$(dirname "$pcdir")" PYTHONPATH="$scratch" "$venv/bin/python" -c '
+import os, stratacache, stratacache._native as native
+assert native.__file__.startswith(os.getcwd()), native.__file__
+with stratacache.Cache("memory://") as c:
+    c.set("k", b"v")
+    assert c.get("k") == b"v"
+    assert c.get_or_load("x", lambda k: b"loaded") == b"loaded"
+print("   ok: set, get and get_or_load through the installed libstratacache")
+')
+  rm -rf "$scratch"
+fi
