@@ -19,6 +19,7 @@ from typing import (
     Iterable,
     List,
     Mapping,
+    NamedTuple,
     NoReturn,
     Optional,
     Tuple,
@@ -237,6 +238,11 @@ def _close_writers() -> None:
         if c.has_writer:
             c.close()
 
+
+
+class _Packed(NamedTuple):
+    args: tuple      # (n, keys, keylens, vals, vallens) for the C call
+    keep: list       # the buffers the arrays point into, alive until the call returns
 
 class Cache:
     """A cache handle (thread-safe; one per process is enough).
@@ -479,14 +485,14 @@ class Cache:
                 lib.strata_value_dispose(ffi.addressof(outs, i))
         return {k: self._loads(d) for k, d in raw}
 
-    def set_many(self, mapping: Mapping[Key, Any], ttl: Optional[float] = None) -> None:
-        """Stores every item (all or nothing on bad input)."""
+    def _pack_items(self, mapping: Mapping[Key, Any]) -> Optional["_Packed"]:
+        """Keys and encoded values of mapping as the C arrays of the *_many
+        calls (n, keys, keylens, vals, vallens); None when it is empty."""
         if not isinstance(mapping, Mapping):
             raise TypeError(f"mapping must be a mapping, not {type(mapping).__name__}")
         items = list(mapping.items())
         if not items:
-            return
-        ms = _ms(ttl, "ttl")
+            return None
         kbs = [_key_bytes(k, "key") for k, _ in items]
         vbs = [self._dumps(v) for _, v in items]
         n = len(items)
@@ -495,8 +501,16 @@ class Cache:
         varr = ffi.new("const char *[]", keep[n:])
         klens = ffi.new("size_t[]", [len(b) for b in kbs])
         vlens = ffi.new("size_t[]", [len(b) for b in vbs])
+        return _Packed((n, karr, klens, varr, vlens), keep)
+
+    def set_many(self, mapping: Mapping[Key, Any], ttl: Optional[float] = None) -> None:
+        """Stores every item (all or nothing on bad input)."""
+        packed = self._pack_items(mapping)
+        if packed is None:
+            return
+        ms = _ms(ttl, "ttl")
         h = self._enter()
-        rc = lib.strata_set_many(h, n, karr, klens, varr, vlens, ms)
+        rc = lib.strata_set_many(h, *packed.args, ms)
         if rc < 0:
             _raise(rc)
 
@@ -544,22 +558,12 @@ class Cache:
         """write_behind for every item, in one round trip on Redis (all or
         nothing on bad input); False when some cache updates failed and
         those keys were invalidated instead."""
-        if not isinstance(mapping, Mapping):
-            raise TypeError(f"mapping must be a mapping, not {type(mapping).__name__}")
-        items = list(mapping.items())
-        if not items:
+        packed = self._pack_items(mapping)
+        if packed is None:
             return True
         ms = _ms(ttl, "ttl")
-        kbs = [_key_bytes(k, "key") for k, _ in items]
-        vbs = [self._dumps(v) for _, v in items]
-        n = len(items)
-        keep = [ffi.from_buffer(b) for b in kbs] + [ffi.from_buffer(b) for b in vbs]
-        karr = ffi.new("const char *[]", keep[:n])
-        varr = ffi.new("const char *[]", keep[n:])
-        klens = ffi.new("size_t[]", [len(b) for b in kbs])
-        vlens = ffi.new("size_t[]", [len(b) for b in vbs])
         h = self._enter()
-        rc = lib.strata_write_behind_many(h, n, karr, klens, varr, vlens, ms)
+        rc = lib.strata_write_behind_many(h, *packed.args, ms)
         if rc < 0:
             _raise(rc)
         return rc == OK
