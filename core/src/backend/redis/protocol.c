@@ -406,20 +406,20 @@ static int multi(const char *who, redisReply *const *r, size_t nq, const char *w
 
 int strata__rp_write(const char *who, redisReply *const *r)
 {
-    int rc = multi(who, r, 4, "SET");
-    if (rc == 0 && !is_status(r[5]->element[1], "OK"))
-        return strata__rp_fail(who, r[5]->element[1], "SET");
+    int rc = multi(who, r, 3, "SET");
+    if (rc == 0 && !is_status(r[4]->element[1], "OK"))
+        return strata__rp_fail(who, r[4]->element[1], "SET");
     return rc;
 }
 
 int strata__rp_delete(const char *who, redisReply *const *r)
 {
-    int rc = multi(who, r, 4, "DEL");
+    int rc = multi(who, r, 3, "DEL");
     if (rc < 0)
         return rc;
-    if (r[5]->element[0]->type != REDIS_REPLY_INTEGER)
-        return strata__rp_fail(who, r[5]->element[0], "DEL");
-    return r[5]->element[0]->integer > 0 ? 0 : STRATA_MISS;
+    if (r[4]->element[0]->type != REDIS_REPLY_INTEGER)
+        return strata__rp_fail(who, r[4]->element[0], "DEL");
+    return r[4]->element[0]->integer > 0 ? 0 : STRATA_MISS;
 }
 
 int strata__rp_integer(const char *who, const redisReply *r, const char *what, int64_t *out)

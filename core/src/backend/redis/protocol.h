@@ -54,11 +54,11 @@ int strata__rq_lease_release(strata__redis_req *q, int use_sha, const char *lk, 
 /* MULTI, DEL lease, SET fk val PX ttl, PUBLISH chan payload, EXEC. */
 int strata__rq_write(strata__redis_req *q, const char *fk, size_t fklen, const char *lk,
                      size_t lklen, const char *val, size_t vallen, int64_t ttl_ms,
-                     const char *chan, size_t chanlen, const char *payload, size_t paylen); /* 6 */
+                     const char *chan, size_t chanlen, const char *payload, size_t paylen); /* 5 */
 /* MULTI, DEL fk, DEL lease, PUBLISH chan payload, EXEC. */
 int strata__rq_delete(strata__redis_req *q, const char *fk, size_t fklen, const char *lk,
                       size_t lklen, const char *chan, size_t chanlen, const char *payload,
-                      size_t paylen);                                                    /* 6 */
+                      size_t paylen);                                                    /* 5 */
 /* SET key init NX, INCRBY key delta. */
 int strata__rq_counter(strata__redis_req *q, const char *key, size_t keylen, int64_t init,
                        int64_t delta);                                                   /* 2 */
@@ -84,9 +84,9 @@ int strata__rp_lease_take(const char *who, redisReply *const *r, int64_t *wait_m
 /* 0 stored, or STRATA_ELEASE. */
 int strata__rp_lease_fill(const char *who, const redisReply *r, const char *key, size_t keylen);
 int strata__rp_lease_release(const char *who, const redisReply *r);
-/* The 6 replies of rq_write: 0. */
+/* The 5 replies of rq_write: 0. */
 int strata__rp_write(const char *who, redisReply *const *r);
-/* The 6 replies of rq_delete: 0 deleted, STRATA_MISS absent. */
+/* The 5 replies of rq_delete: 0 deleted, STRATA_MISS absent. */
 int strata__rp_delete(const char *who, redisReply *const *r);
 /* *out = the counter's value after. */
 int strata__rp_counter(const char *who, redisReply *const *r, int64_t *out);
