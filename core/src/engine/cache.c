@@ -260,7 +260,7 @@ int strata_stats_get(strata_cache *c, strata_stats *out, unsigned int version)
 {
     if (c == NULL || out == NULL)
         return strata__error(STRATA_EINVAL, "%s is NULL", c == NULL ? "cache handle" : "stats pointer");
-    if (version != 1 && version != STRATA_STATS_VERSION)
+    if (version < 1 || version > STRATA_STATS_VERSION)
         return strata__error(STRATA_EVERSION, "unknown strata_stats version %u (this library knows 1-%d)",
                              version, STRATA_STATS_VERSION);
     {
@@ -271,9 +271,11 @@ int strata_stats_get(strata_cache *c, strata_stats *out, unsigned int version)
         if (c->l1)
             strata__l1_stats(c->l1, &s.l1_entries, &s.l1_bytes, &s.l1_evictions);
         s.breaker_state = until == 0 ? 0 : strata__now_mono_ms() < until ? 1 : 2;
-        /* A version 1 caller's struct ends at fail_open. */
+        /* A version 1 caller's struct ends at fail_open, a version 2 one at wb_backlog. */
         s.l1_link_up = (uint64_t)strata__coherence_link_up(c);
-        memcpy(out, &s, version == 1 ? offsetof(strata_stats, fail_open) + sizeof s.fail_open : sizeof s);
+        memcpy(out, &s, version == 1   ? offsetof(strata_stats, fail_open) + sizeof s.fail_open
+                        : version == 2 ? offsetof(strata_stats, wb_backlog) + sizeof s.wb_backlog
+                                       : sizeof s);
     }
     return 0;
 }
