@@ -31,7 +31,7 @@ struct strata_cache {
     /* Circuit breaker over the backend. */
     unsigned int consecutive_failures;
     int64_t breaker_open_until; /* monotonic ms; 0 = closed */
-    int breaker_probe;          /* 1 while one probe call is in flight */
+    int64_t breaker_probe_until; /* monotonic ms the half-open probe lapses at; 0 = none */
 
     strata__tags *tags;         /* tag version cache (tags.c) */
     strata__metrics metrics;    /* latency histograms (metrics.c) */
@@ -61,7 +61,9 @@ int strata__encode_value(strata_cache *c, strata__bytes *out, const char *val, s
                          int negative, int64_t ttl_ms, int64_t stale_ms, int64_t cost_ms,
                          int64_t now_ms, int64_t *fresh_until, int64_t *backend_ttl_ms);
 
-/* The backend is unreachable (as opposed to answering "no"). */
+/* The backend is unreachable (as opposed to answering "no"). A server's
+ * refusal (STRATA__EREFUSED from a backend) reaches callers as EBACKEND too,
+ * but only strata__backend_result sees the difference. */
 static inline int strata__is_outage(int rc)
 {
     return rc == STRATA_EBACKEND || rc == STRATA_ETIMEOUT || rc == STRATA_EBREAKER;
