@@ -247,6 +247,14 @@ int strata__backend_result(strata_cache *c, int rc)
     return rc;
 }
 
+uint64_t strata__l1_written(strata_cache *c, const char *key, size_t keylen)
+{
+    if (c->l1 == NULL)
+        return 0;
+    strata__l1_del(c->l1, key, keylen);
+    return strata__l1_epoch(c->l1, key, keylen);
+}
+
 void strata__l1_store(strata_cache *c, const char *key, size_t keylen, const char *val, size_t vallen,
                       int negative, int tagged, int64_t now_ms, int64_t fresh_until_ms,
                       int64_t stale_until_ms, uint64_t epoch)

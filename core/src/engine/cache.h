@@ -84,6 +84,14 @@ int  strata__backend_result(strata_cache *c, int rc);
 int strata__serve_envelope(strata_cache *c, const char *key, size_t keylen, const strata__envelope *e,
                            int64_t now_ms, uint64_t epoch, strata_value *out);
 
+/* After a backend write or delete of key returned (landed or not): drops
+ * L1's copy and moves its shard's epoch on, so a read that started while the
+ * write was in flight (and may have seen the older value) cannot put that
+ * value back into L1: read-your-writes. Returns the new epoch to store the
+ * written value under (0 without L1). The drop before the write is not
+ * enough: a fill can take the moved epoch and still read the old value. */
+uint64_t strata__l1_written(strata_cache *c, const char *key, size_t keylen);
+
 /* Puts a value just read or written at now_ms into L1 (when on): served
  * until min(now + l1_ttl_ms, fresh_until), kept for stale-if-error until
  * stale_until. epoch is the shard epoch seen before the backend call.
