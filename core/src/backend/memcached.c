@@ -299,7 +299,8 @@ static int call_fail(mc_call *call, memcached_return_t rc, uint32_t idx, const c
     char detail[256];
     const char *server;
     const memcached_instance_st *inst;
-    int code = rc == MEMCACHED_TIMEOUT ? STRATA_ETIMEOUT : STRATA_EBACKEND;
+    /* A refusal (the server answered with an error) is not an outage. */
+    int code = rc == MEMCACHED_TIMEOUT ? STRATA_ETIMEOUT : rc_is_connection(rc) ? STRATA_EBACKEND : STRATA__EREFUSED;
 
     snprintf(detail, sizeof detail, "%s", memcached_last_error_message(call->mc));
     if (idx >= call->b->nservers) {
@@ -1057,7 +1058,7 @@ static int mc_counter(strata__backend *base, const char *key, size_t keylen,
             rc = call_fail(&call, mrc, k.server, "incr (replacing a tombstone)");
             break;
         }
-        rc = strata__error(STRATA_EBACKEND, "memcached %s: incr: the key holds a non-numeric value",
+        rc = strata__error(STRATA__EREFUSED, "memcached %s: incr: the key holds a non-numeric value",
                            server_name(b, k.server));
         break;
     }

@@ -280,7 +280,7 @@ static int mem_counter(strata__backend *b, const char *key, size_t keylen, int64
         text[n] = '\0';
         v = strtoll(text, &end, 10);
         if (n == 0 || *end != '\0')
-            rc = strata__error(STRATA_EBACKEND, "memory: counter key holds a non-numeric value");
+            rc = strata__error(STRATA__EREFUSED, "memory: counter key holds a non-numeric value");
     }
     if (rc == 0) {
         v += delta;

@@ -236,6 +236,8 @@ static int accept_stream(strata__wb *wb, size_t n, const char *const *keys, cons
         it->val = vals[i] ? vals[i] : ""; it->vallen = vallens[i];
     }
     rc = strata__backend_result(c, c->backend->ops->wb_append(c->backend, n, items, now, &backlog));
+    for (i = 0; i < n; i++) /* reads in flight during the append may not refill L1 with older values */
+        ws[i].epoch = strata__l1_written(c, keys[i], keylens[i]);
     if (backlog)
         strata__atomic_store(&c->stats.wb_backlog, backlog);
     for (i = 0; i < n; i++) {
