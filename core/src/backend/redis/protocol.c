@@ -53,8 +53,23 @@ static size_t digits(size_t v)
     return n;
 }
 
+/* Decimal digits of v at p; returns the end. */
+static char *put_size(char *p, size_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
 /* RESP array of bulk strings, written straight into the buffer: the same
- * bytes redisFormatCommandArgv makes, without its allocation per command. */
+ * bytes redisFormatCommandArgv makes, without its allocation and printf per
+ * command (the request of a get is on the hot path). */
 int strata__redis_cmd(strata__redis_req *q, int argc, const char **argv, const size_t *lens)
 {
     size_t need = 1 + digits((size_t)argc) + 2, i;
@@ -65,9 +80,15 @@ int strata__redis_cmd(strata__redis_req *q, int argc, const char **argv, const s
     if ((rc = strata__bytes_reserve(&q->buf, q->buf.len + need + 1)) < 0)
         return rc;
     p = q->buf.data + q->buf.len;
-    p += sprintf(p, "*%d\r\n", argc);
+    *p++ = '*';
+    p = put_size(p, (size_t)argc);
+    *p++ = '\r';
+    *p++ = '\n';
     for (i = 0; i < (size_t)argc; i++) {
-        p += sprintf(p, "$%zu\r\n", lens[i]);
+        *p++ = '$';
+        p = put_size(p, lens[i]);
+        *p++ = '\r';
+        *p++ = '\n';
         memcpy(p, argv[i], lens[i]);
         p += lens[i];
         *p++ = '\r';
@@ -559,7 +580,7 @@ int strata__replies_feed(strata__redis_replies *rs, const char *data, size_t len
     if (before > len)
         before = len;
     if (rs->got < rs->want) {
-        *used = len;
+        *used = len; /* a partial reply: all of it is ours, buffered in the reader */
         return 1;
     }
     *used = len - before;
