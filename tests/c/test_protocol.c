@@ -221,13 +221,15 @@ static strata_op *begin_lead(strata_cache *c, strata_cache *blk, const char *ns)
     return op;
 }
 
+static strata_ticket *g_held; /* begin_wait's lease, given back after its case */
+
 static strata_op *begin_wait(strata_cache *c, strata_cache *blk, const char *ns)
 {
     strata_op *op = NULL;
-    strata_ticket *t = NULL;
     strata_value v = STRATA_VALUE_INIT;
     (void)ns;
-    strata_lookup(blk, "held", 4, &v, &t); /* blk holds the lease (freed at exit: it expires) */
+    if (g_held == NULL)
+        strata_lookup(blk, "held", 4, &v, &g_held); /* blk holds the lease */
     strata_value_dispose(&v);
     strata_op_lookup(&op, c, "held", 4, NULL);
     return op;
@@ -456,6 +458,9 @@ static void live_recordings_replay_at_every_split(void)
             }
         }
         CHECK_RC(failures, 0);
+        if (g_held)
+            strata_abandon(g_held);
+        g_held = NULL;
         recording_free(&rec);
         strata_cache_free(dry);
         strata_cache_free(live);
