@@ -229,6 +229,9 @@ static int apply_write_behind_option(strata__config *cfg, const char *name, cons
         return rc;
     }
     if (strcmp(name, "wb_journal") == 0) {
+        if (vlen == 0) /* not "no journal": leave the option out for that */
+            return strata__error(STRATA_EOPTION, "option wb_journal: empty path (leave the option out to "
+                                 "run without a journal, whose writes do not survive a crash)");
         if ((rc = decode_part("option wb_journal", v, vlen, cfg->wb_journal, sizeof cfg->wb_journal)) == 0)
             o->wb_journal = cfg->wb_journal[0] ? cfg->wb_journal : NULL;
         return rc < 0 ? strata__error(STRATA_EOPTION, "%s", strata_error_last()) : 0;
