@@ -10,8 +10,8 @@
 #include "test.h"
 #include "platform/platform.h"
 
-#include <hiredis/hiredis.h>
-#include <libmemcached/memcached.h>
+#include "raw_write.h"
+
 #include <pthread.h>
 
 #define K(s) (s), strlen(s)
@@ -43,30 +43,7 @@ static int port_of(const char *url)
 /* Writes val under key with no expiry, straight to the server. */
 static int plant(const char *key, const char *val)
 {
-    int port = port_of(test_backend_url(kind));
-    if (is("redis")) {
-        struct timeval tv = {2, 0};
-        redisContext *r = redisConnectWithTimeout("127.0.0.1", port, tv);
-        redisReply *rep;
-        int ok;
-        if (r == NULL || r->err) {
-            redisFree(r);
-            return -1;
-        }
-        rep = redisCommand(r, "SET %s %s", key, val);
-        ok = rep != NULL && rep->type == REDIS_REPLY_STATUS;
-        freeReplyObject(rep);
-        redisFree(r);
-        return ok ? 0 : -1;
-    } else {
-        memcached_st *m = memcached_create(NULL);
-        memcached_return_t rc;
-        memcached_behavior_set(m, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
-        memcached_server_add(m, "127.0.0.1", (in_port_t)port);
-        rc = memcached_set(m, key, strlen(key), val, strlen(val), 0, 0);
-        memcached_free(m);
-        return rc == MEMCACHED_SUCCESS ? 0 : -1;
-    }
+    return test_raw_set(kind, port_of(test_backend_url(kind)), key, val, 0);
 }
 
 static int count_loader(void *ud, const char *key, size_t keylen, strata_load *load)
