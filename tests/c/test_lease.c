@@ -40,10 +40,16 @@ static int port_of(const char *url)
     return p ? atoi(p + 1) : 0;
 }
 
-/* Writes val under key with no expiry, straight to the server. */
+/* Writes val under key with no expiry (on redis with as_list, a list),
+ * straight to the server. */
+static int plant_as(const char *key, const char *val, int as_list)
+{
+    return test_raw_set(kind, port_of(test_backend_url(kind)), key, val, as_list);
+}
+
 static int plant(const char *key, const char *val)
 {
-    return test_raw_set(kind, port_of(test_backend_url(kind)), key, val, 0);
+    return plant_as(key, val, 0);
 }
 
 static int count_loader(void *ud, const char *key, size_t keylen, strata_load *load)
@@ -55,7 +61,7 @@ static int count_loader(void *ud, const char *key, size_t keylen, strata_load *l
 
 /* get_or_load through a planted lease: loads once, stores, and then hits,
  * each call well within lock_wait_ms. */
-static void check_planted_lease(const char *planted, const char *what)
+static void check_planted_lease(const char *planted, int as_list, const char *what)
 {
     char ns[64], lk[128];
     strata_cache *c;
@@ -68,7 +74,7 @@ static void check_planted_lease(const char *planted, const char *what)
     c = open_ns(ns, "l1=0&lock_wait_ms=3000&lease_ttl_ms=5000&timeout_ms=1000");
     REQUIRE(c);
     snprintf(lk, sizeof lk, "%s#L:k", ns);
-    REQUIRE(plant(lk, planted) == 0);
+    REQUIRE(plant_as(lk, planted, as_list) == 0);
     for (i = 0; i < 3; i++) {
         t0 = strata__now_mono_ms();
         CHECK_RC(strata_get_or_load(c, K("k"), count_loader, &calls, &v), STRATA_OK);
@@ -88,12 +94,17 @@ static void check_planted_lease(const char *planted, const char *what)
 static void lease_without_expiry_is_repaired(void)
 {
     /* a well-formed lease of ours, but with no TTL (and on memcached a stamp long past) */
-    check_planted_lease(is("redis") ? "00000000000000ab" : "00000000000000ab:1000", "no expiry");
+    check_planted_lease(is("redis") ? "00000000000000ab" : "00000000000000ab:1000", 0, "no expiry");
+    /* memcached: a stamp further out than any lease of ours can live */
+    if (is("memcached"))
+        check_planted_lease("00000000000000ab:99999999999999", 0, "stamp beyond STRATA_MAX_MS");
 }
 
 static void foreign_lease_value_is_taken_over(void)
 {
-    check_planted_lease("somebody else's bytes", "foreign value");
+    check_planted_lease("somebody else's bytes", 0, "foreign value");
+    if (is("redis"))
+        check_planted_lease("a list", 1, "a key of another type");
 }
 
 /* ---- one holder at a time ---- */

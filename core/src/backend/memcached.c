@@ -581,7 +581,8 @@ static int lease_contest(mc_call *call, const mc_key *lk, const char *lv, int lv
     }
     if (!item.found) {
         rc = STRATA_MISS;
-    } else if (lease_parse(v.data, v.len, &held, &expires) == 0 && expires > now) {
+    } else if (lease_parse(v.data, v.len, &held, &expires) == 0 && expires > now &&
+               expires - now <= STRATA_MAX_MS) { /* no lease of ours lives longer */
         *wait_ms = expires - now > lease_ttl_ms ? lease_ttl_ms : expires - now;
         rc = STRATA_MISS_WAIT;
     } else {

@@ -831,13 +831,13 @@ static int rb_touch(strata__backend *be, const char *key, size_t keylen, int64_t
 }
 
 /* A lease we lost to is broken, not held, when it has no expiry (PTTL -1:
- * ours always have one) or is not a token of ours (16 hex digits; a
+ * ours always have one), more time left than any of ours, or is not a token of ours (16 hex digits; a
  * non-string there answers GET with an error). */
 static int lease_is_broken(const redisReply *pttl, const redisReply *held)
 {
     size_t i;
-    if (pttl->type == REDIS_REPLY_INTEGER && pttl->integer == -1)
-        return 1;
+    if (pttl->type == REDIS_REPLY_INTEGER && (pttl->integer == -1 || pttl->integer > STRATA_MAX_MS))
+        return 1; /* no lease of ours lives longer than STRATA_MAX_MS */
     if (held->type == REDIS_REPLY_ERROR)
         return 1;
     if (held->type != REDIS_REPLY_STRING)

@@ -320,8 +320,11 @@ int strata_get_many(strata_cache *c, size_t n, const char *const *keys, const si
             if (rcs[i] == 0 && strata__env_decode(raws[i].data, raws[i].len, &envs[i]) == 0)
                 decoded[i] = &envs[i];
         /* All the tag stamps in one round trip at most. */
-        if ((rc = strata__tags_verify(c, nb, decoded, now)) < 0)
+        if ((rc = strata__tags_verify(c, nb, decoded, now)) < 0) {
+            if (strata__is_outage(rc))
+                rc = stale_if_error(c, nb, idx, keys, keylens, now, outs, results, rc);
             goto done;
+        }
         for (i = 0; i < nb; i++) {
             size_t k = idx[i];
             int r = rcs[i];
