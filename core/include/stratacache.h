@@ -423,6 +423,12 @@ STRATA_EXTERN int strata_wb_fail(strata_wb_batch *batch, const char *message);
  * when there are no flusher threads), at most deadline_ms. 0 or STRATA_ETIMEOUT. */
 STRATA_EXTERN int strata_flush(strata_cache *cache, int64_t deadline_ms);
 
+/* Limits (reliability): the largest millisecond value any option or argument
+ * takes (ttl_ms, stale_ms, neg_ttl_ms, cost_ms, timeouts, lease and wait
+ * times, deadlines): 366 days. Past it the call is refused with
+ * STRATA_EINVAL (arguments) or STRATA_EOPTION (options) naming the value. */
+#define STRATA_MAX_MS 31622400000LL
+
 #ifdef __cplusplus
 }
 #endif

@@ -575,6 +575,46 @@ static int lease_is_ours(mc_call *call, const mc_key *lk, uint64_t token, int64_
     return rc;
 }
 
+/* After a lost add: who holds lk? A lease that is not in our format, or whose
+ * own expiry stamp has passed while the item lives on (written without a TTL,
+ * or by a foreign client), is broken, not held: it is taken over with a CAS
+ * on the version just read, so of several callers exactly one wins it.
+ * 0 = ours now; STRATA_MISS = gone (add again); STRATA_MISS_WAIT with
+ * *wait_ms = the holder's time left; or an error. */
+static int lease_contest(mc_call *call, const mc_key *lk, const char *lv, int lvlen, int64_t lease_ttl_ms,
+                         int64_t *wait_ms)
+{
+    strata__bytes v = {0, 0, 0};
+    mc_item item;
+    uint64_t held;
+    int64_t expires = 0, now = strata__now_wall_ms();
+    int rc = item_get(call, lk, &item, &v, "lease read");
+    if (rc < 0) {
+        strata__bytes_free(&v);
+        return rc;
+    }
+    if (!item.found) {
+        rc = STRATA_MISS;
+    } else if (lease_parse(v.data, v.len, &held, &expires) == 0 && expires > now &&
+               expires - now <= STRATA_MAX_MS) { /* no lease of ours lives longer */
+        *wait_ms = expires - now > lease_ttl_ms ? lease_ttl_ms : expires - now;
+        rc = STRATA_MISS_WAIT;
+    } else {
+        memcached_return_t mrc = memcached_cas(call->mc, lk->buf, lk->len, lv, (size_t)lvlen,
+                                               expiry_from_ms(lease_ttl_ms), 0, item.cas);
+        if (mrc == MEMCACHED_SUCCESS || mrc == MEMCACHED_STORED) {
+            rc = 0;
+        } else if (mrc == MEMCACHED_DATA_EXISTS || mrc == MEMCACHED_NOTFOUND || mrc == MEMCACHED_NOTSTORED) {
+            *wait_ms = 1; /* another caller repaired it first */
+            rc = STRATA_MISS_WAIT;
+        } else {
+            rc = call_fail(call, mrc, lk->server, "lease take-over");
+        }
+    }
+    strata__bytes_free(&v);
+    return rc;
+}
+
 /* ---- ops ---- */
 
 static int mc_get(strata__backend *base, const char *key, size_t keylen, strata__bytes *out)
@@ -887,18 +927,9 @@ static int mc_lease_acquire(strata__backend *base, const char *key, size_t keyle
     rc = STRATA_MISS_WAIT;
     *wait_ms = 1;
     for (attempt = 0; attempt < 2; attempt++) {
-        int64_t expires = 0;
         memcached_return_t mrc = memcached_add(call.mc, lk.buf, lk.len, lv, (size_t)lvlen,
                                                expiry_from_ms(lease_ttl_ms), 0);
         if (mrc == MEMCACHED_SUCCESS || mrc == MEMCACHED_STORED) {
-            /* Won: the guard is whatever is under the value key now, tombstone
-             * included (so filling over a tombstone needs no add). */
-            rc = item_get(&call, &k, &item, NULL, "lease acquire (reading the guard)");
-            if (rc < 0) {
-                (void)item_delete(&call, &lk, "lease acquire (undo)");
-                break;
-            }
-            *guard = item.found ? item.cas : 0;
             rc = 0;
             break;
         }
@@ -906,19 +937,21 @@ static int mc_lease_acquire(strata__backend *base, const char *key, size_t keyle
             rc = call_fail(&call, mrc, lk.server, "lease acquire");
             break;
         }
-        /* Lost: report how long the holder has left. */
-        rc = lease_is_ours(&call, &lk, token, &expires);
-        if (rc < 0)
+        /* Lost: see who holds it (and how long for), or take over a broken one. */
+        rc = lease_contest(&call, &lk, lv, lvlen, lease_ttl_ms, wait_ms);
+        if (rc != STRATA_MISS)
             break;
-        if (expires == 0)
-            continue; /* released or expired in between: try again */
-        *wait_ms = expires - strata__now_wall_ms();
-        if (*wait_ms < 1)
-            *wait_ms = 1;
-        if (*wait_ms > lease_ttl_ms)
-            *wait_ms = lease_ttl_ms;
-        rc = STRATA_MISS_WAIT;
-        break;
+        rc = STRATA_MISS_WAIT; /* released in between: add again, else wait a moment */
+        *wait_ms = 1;
+    }
+    if (rc == 0) {
+        /* Won: the guard is whatever is under the value key now, tombstone
+         * included (so filling over a tombstone needs no add). */
+        rc = item_get(&call, &k, &item, NULL, "lease acquire (reading the guard)");
+        if (rc < 0)
+            (void)item_delete(&call, &lk, "lease acquire (undo)");
+        else
+            *guard = item.found ? item.cas : 0;
     }
     call_end(&call);
     return rc;

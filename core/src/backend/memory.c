@@ -194,6 +194,9 @@ static int mem_lease_acquire(strata__backend *b, const char *key, size_t keylen,
         return rc;
     *guard = 0;
     e = strata__table_get(&r.shard->table, lease_hash(&r), r.lease, r.leaselen, now);
+    /* A lease without expiry or not a token is broken, not held: taken over. */
+    if (e && (e->expires_ms == 0 || e->vallen != sizeof token))
+        e = NULL;
     if (e) {
         *wait_ms = e->expires_ms - now;
         rc = STRATA_MISS_WAIT;

@@ -98,12 +98,10 @@ static int check_value(const char *val, size_t vallen)
     return 0;
 }
 
+/* 0 = the cache's default */
 static int check_ttl(int64_t ttl_ms)
 {
-    if (ttl_ms < 0)
-        return strata__error(STRATA_EINVAL, "ttl_ms must be >= 0 (0 = the cache's default), got %lld",
-                             (long long)ttl_ms);
-    return 0;
+    return strata__check_ms(STRATA_EINVAL, "ttl_ms", ttl_ms, 0);
 }
 
 static int write_value(strata_cache *c, const char *key, size_t keylen, const char *val, size_t vallen,
@@ -158,8 +156,12 @@ int strata_set_ex(strata_cache *c, const char *key, size_t keylen, const char *v
     if (o->version != STRATA_SET_OPTIONS_VERSION)
         return strata__error(STRATA_EVERSION, "unknown strata_set_options version %u (this library knows %d)",
                              o->version, STRATA_SET_OPTIONS_VERSION);
-    if (o->stale_ms < -1 || o->cost_ms < 0)
-        return strata__error(STRATA_EINVAL, "set options: stale_ms must be >= -1 and cost_ms >= 0");
+    {
+        int rc;
+        if ((rc = strata__check_ms(STRATA_EINVAL, "set options: stale_ms", o->stale_ms, -1)) < 0 ||
+            (rc = strata__check_ms(STRATA_EINVAL, "set options: cost_ms", o->cost_ms, 0)) < 0)
+            return rc;
+    }
     if (o->ntags > 0) {
         strata__env_tag stamps[STRATA__ENV_MAX_TAGS];
         int rc = strata__check_key(c, key, keylen);
@@ -318,8 +320,11 @@ int strata_get_many(strata_cache *c, size_t n, const char *const *keys, const si
             if (rcs[i] == 0 && strata__env_decode(raws[i].data, raws[i].len, &envs[i]) == 0)
                 decoded[i] = &envs[i];
         /* All the tag stamps in one round trip at most. */
-        if ((rc = strata__tags_verify(c, nb, decoded, now)) < 0)
+        if ((rc = strata__tags_verify(c, nb, decoded, now)) < 0) {
+            if (strata__is_outage(rc))
+                rc = stale_if_error(c, nb, idx, keys, keylens, now, outs, results, rc);
             goto done;
+        }
         for (i = 0; i < nb; i++) {
             size_t k = idx[i];
             int r = rcs[i];
