@@ -495,6 +495,65 @@ static void writer_dead_letters(void)
     recorder_free(r);
 }
 
+/* Dead letters in the file or stream of the backend under test. */
+static long dead_count(const char *ns)
+{
+    char path[600];
+    FILE *f;
+    unsigned char hdr[8];
+    long n = 0;
+    if (is_redis()) {
+        snprintf(path, sizeof path, "%s#W:dead", ns);
+        return redis_xlen(path);
+    }
+    snprintf(path, sizeof path, "%s.dead", journal_path(ns));
+    if ((f = fopen(path, "rb")) == NULL)
+        return 0;
+    if (fread(hdr, 1, 8, f) == 8)
+        while (fread(hdr, 1, 8, f) == 8 &&
+               fseek(f, (long)((uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16), SEEK_CUR) == 0)
+            n++;
+    fclose(f);
+    return n;
+}
+
+static void dead_letter_one(strata_cache *c, const char *key)
+{
+    strata_wb_batch *b = NULL;
+    CHECK_RC(strata_write_behind(c, K(key), K("v"), 0), 0);
+    CHECK_RC(strata_wb_poll(c, 10, &b), STRATA_OK);
+    if (b)
+        CHECK_RC(strata_wb_fail(b, "database refused it"), 0);
+}
+
+/* Issue 15: dead letters are trimmed to wb_dead_max and wb_dead_max_age_ms. */
+static void dead_letters_trimmed(void)
+{
+    const char *ns = fresh_ns();
+    strata_cache *c;
+    strata_stats st;
+    char key[16];
+    int i;
+    REQUIRE((c = open_wb(ns, "wb_threads=0&wb_max_attempts=1&wb_dead_max=3", NULL)) != NULL);
+    for (i = 0; i < 5; i++) {
+        snprintf(key, sizeof key, "d%d", i);
+        dead_letter_one(c, key);
+    }
+    CHECK(dead_count(ns) == 3);
+    CHECK_RC(strata_stats_get(c, &st, STRATA_STATS_VERSION), 0);
+    CHECK(st.wb_dead == 5 && st.wb_dead_trimmed == 2);
+    strata_cache_free(c);
+    REQUIRE((c = open_wb(ns, "wb_threads=0&wb_max_attempts=1&wb_dead_max_age_ms=200", NULL)) != NULL);
+    sleep_ms(300);
+    dead_letter_one(c, "fresh");
+    CHECK(dead_count(ns) == 1);
+    CHECK_RC(strata_stats_get(c, &st, STRATA_STATS_VERSION), 0);
+    CHECK(st.wb_dead_trimmed == 3);
+    if (st.wb_dead_trimmed != 3 || dead_count(ns) != 1)
+        fprintf(stderr, "  %ld dead letters, %llu trimmed\n", dead_count(ns), (unsigned long long)st.wb_dead_trimmed);
+    strata_cache_free(c);
+}
+
 static void push_flusher_delivers(void)
 {
     const char *ns = fresh_ns();
@@ -1263,6 +1322,7 @@ int main(int argc, char **argv)
         {"pull_api_fail_retries_later", pull_api_fail_retries_later},
         {"writer_retries_then_succeeds", writer_retries_then_succeeds},
         {"writer_dead_letters", writer_dead_letters},
+        {"dead_letters_trimmed", dead_letters_trimmed},
         {"push_flusher_delivers", push_flusher_delivers},
         {"free_drains", free_drains},
         {"backpressure", backpressure},

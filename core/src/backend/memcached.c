@@ -1120,7 +1120,8 @@ static const strata__backend_ops mc_ops = {
     mc_incr,
     mc_max_value_size,
     mc_counter,
-    NULL, NULL, NULL, NULL, NULL, NULL /* no streams: write-behind uses the local journal */
+    NULL, NULL, NULL, NULL, NULL, NULL, /* no streams: write-behind uses the local journal */
+    NULL
 };
 
 static int behave(memcached_st *m, memcached_behavior_t flag, uint64_t value, const char *name)

@@ -357,7 +357,8 @@ static const strata__backend_ops mem_ops = {
     "memory", mem_close, mem_get, mem_get_many, mem_set, mem_set_many, mem_del, mem_touch,
     mem_lease_acquire, mem_lease_fill, mem_lease_release, mem_incr, mem_max_value_size,
     mem_counter,
-    NULL, NULL, NULL, NULL, NULL, NULL /* no streams: write-behind uses the local journal */
+    NULL, NULL, NULL, NULL, NULL, NULL, /* no streams: write-behind uses the local journal */
+    NULL
 };
 
 int strata__backend_memory_open(strata__backend **out, const strata__config *cfg)
