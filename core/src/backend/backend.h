@@ -139,6 +139,11 @@ typedef struct strata__backend_ops {
      * with another token is superseded and is acknowledged without delivery. */
     int (*wb_latest)(strata__backend *b, size_t n, const char *const *keys, const size_t *keylens,
                      uint64_t *tokens);
+    /* Dead letters beyond the newest max (0 = no limit) or older than
+     * max_age_ms before now_ms (wall; 0 = no limit) are deleted;
+     * *trimmed = how many. */
+    int (*wb_dead_trim)(strata__backend *b, uint64_t max, int64_t max_age_ms, int64_t now_ms,
+                        uint64_t *trimmed);
 } strata__backend_ops;
 
 struct strata__backend {

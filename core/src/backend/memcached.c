@@ -1099,10 +1099,15 @@ static int mc_counter(strata__backend *base, const char *key, size_t keylen,
         rc = strata__error(STRATA_EBACKEND, "memcached %s: incr: counter kept disappearing",
                            server_name(b, k.server));
     call_end(&call);
-    if (rc == 0) {
+    if (rc == 0)
         server_ok(b, k.server);
-        *out = value > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)value;
-    }
+    /* memcached counters are unsigned and wrap at 2^64; ours stop at 2^63-1 */
+    if (rc == 0 && (value > (uint64_t)INT64_MAX || (delta > 0 && value < mag)))
+        rc = strata__error(STRATA__EREFUSED, "memcached %s: incr: counter %.*s overflowed (now %llu; the largest "
+                           "is %lld)", server_name(b, k.server), (int)(k.len > 200 ? 200 : k.len), k.buf,
+                           (unsigned long long)value, (long long)INT64_MAX);
+    if (rc == 0)
+        *out = (int64_t)value;
     return rc;
 }
 
@@ -1149,7 +1154,8 @@ static const strata__backend_ops mc_ops = {
     mc_incr,
     mc_max_value_size,
     mc_counter,
-    NULL, NULL, NULL, NULL, NULL, NULL /* no streams: write-behind uses the local journal */
+    NULL, NULL, NULL, NULL, NULL, NULL, /* no streams: write-behind uses the local journal */
+    NULL
 };
 
 static int behave(memcached_st *m, memcached_behavior_t flag, uint64_t value, const char *name)

@@ -12,6 +12,7 @@
 #include "platform/platform.h"
 #include "policy/hash.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,10 +282,16 @@ static int mem_counter(strata__backend *b, const char *key, size_t keylen, int64
         n = e->vallen < sizeof text ? (int)e->vallen : 0;
         memcpy(text, STRATA__ENTRY_VALUE(e), (size_t)n);
         text[n] = '\0';
+        errno = 0;
         v = strtoll(text, &end, 10);
         if (n == 0 || *end != '\0')
             rc = strata__error(STRATA__EREFUSED, "memory: counter key holds a non-numeric value");
+        else if (errno == ERANGE)
+            rc = strata__error(STRATA__EREFUSED, "memory: counter %s is out of range (the largest is %lld)", text,
+                               (long long)INT64_MAX);
     }
+    if (rc == 0 && ((delta > 0 && v > INT64_MAX - delta) || (delta < 0 && v < INT64_MIN - delta)))
+        rc = strata__error(STRATA__EREFUSED, "memory: counter %lld + %lld would overflow", v, (long long)delta);
     if (rc == 0) {
         v += delta;
         n = snprintf(text, sizeof text, "%lld", v);
@@ -353,7 +360,8 @@ static const strata__backend_ops mem_ops = {
     "memory", mem_close, mem_get, mem_get_many, mem_set, mem_set_many, mem_del, mem_touch,
     mem_lease_acquire, mem_lease_fill, mem_lease_release, mem_incr, mem_max_value_size,
     mem_counter,
-    NULL, NULL, NULL, NULL, NULL, NULL /* no streams: write-behind uses the local journal */
+    NULL, NULL, NULL, NULL, NULL, NULL, /* no streams: write-behind uses the local journal */
+    NULL
 };
 
 int strata__backend_memory_open(strata__backend **out, const strata__config *cfg)

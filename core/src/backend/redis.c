@@ -1132,6 +1132,7 @@ static const strata__backend_ops rb_ops = {
     rb_wb_dead,
     rb_wb_backlog,
     rb_wb_latest,
+    rb_wb_dead_trim,
 };
 
 int strata__backend_redis_open(strata__backend **out, const strata__config *cfg)
