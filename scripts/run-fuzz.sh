@@ -24,25 +24,34 @@ cmake --build "$build" -j2 "${targets[@]}"
 
 summary="$work/summary.txt"
 mkdir -p "$work"
-printf '%-12s %8s %12s %10s %8s %s\n' harness seconds execs exec/s cov result > "$summary"
+printf '%-12s %8s %12s %10s %6s %s\n' harness seconds execs exec/s cov crashes > "$summary"
 failed=0
 for h in $harnesses; do
   corpus="$work/corpus/$h"
   crashes="$work/crashes/$h"
   log="$work/$h.log"
+  bin="./$build/tests/fuzz/fuzz_$h"
   mkdir -p "$corpus" "$crashes"
   echo "== fuzz $h for $seconds s (log: $log)"
-  result=ok
+  # One forked worker that keeps going after a crash (each one is saved), so
+  # a known defect does not end the campaign for everything behind it.
   UBSAN_OPTIONS=print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
-    "./$build/tests/fuzz/fuzz_$h" -max_total_time="$seconds" -timeout=10 -max_len=8192 \
-    -print_final_stats=1 -artifact_prefix="$crashes/" "$corpus" "tests/fuzz/corpus/$h" >"$log" 2>&1 \
-    || { result="FAILED (see $crashes)"; failed=1; }
-  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
-  printf '%-12s %8s %12s %10s %8s %s\n' "$h" "$seconds" "${execs:-?}" "${rate:-?}" "${cov:-?}" \
-    "$result" >> "$summary"
-  [ "$result" = ok ] || tail -40 "$log"
+    "$bin" -fork=1 -ignore_crashes=1 -max_total_time="$seconds" -timeout=10 -max_len=8192 \
+    -artifact_prefix="$crashes/" "$corpus" "tests/fuzz/corpus/$h" >"$log" 2>&1 || true
+  last=$(grep -E '^#[0-9]+: cov: ' "$log" | tail -1)
+  execs=$(sed -E 's/^#([0-9]+):.*/\1/' <<<"$last")
+  cov=$(sed -E 's/.* cov: ([0-9]+) .*/\1/' <<<"$last")
+  rate=$(sed -E 's/.* exec\/s ([0-9]+) .*/\1/' <<<"$last")
+  ncrash=0
+  for c in "$crashes"/crash-* "$crashes"/leak-* "$crashes"/timeout-*; do
+    [ -e "$c" ] || continue
+    ncrash=$((ncrash + 1))
+    # the stack of each, for the report
+    [ -e "$c.txt" ] || "$bin" "$c" >"$c.txt" 2>&1 || true
+  done
+  [ "$ncrash" -eq 0 ] || { failed=1; echo "   $ncrash crash(es): $crashes/*.txt"; }
+  printf '%-12s %8s %12s %10s %6s %s\n' "$h" "$seconds" "${execs:-?}" "${rate:-?}" "${cov:-?}" "$ncrash" \
+    >> "$summary"
 done
 cat "$summary"
 exit $failed

@@ -5,7 +5,10 @@
  * first one's records plus that write, in order (replay and compaction
  * keep every live record, and a write acknowledged after a replay of a
  * damaged file is never lost).
- * The file lives in /dev/shm when there is one (fdatasync is free there).
+ * Input: byte 0 says whether to fix each record's CRC first (odd: yes, so
+ * the fuzzer gets past the CRC to the record parsing; even: the bytes as
+ * they are), then the file. It lives in /dev/shm when there is one
+ * (fdatasync is free there).
  */
 #define _DEFAULT_SOURCE
 #include "fuzz.h"
@@ -45,6 +48,36 @@ static void setup(void)
     atexit(remove_dir);
 }
 
+static uint32_t crc32_ieee(const unsigned char *p, size_t n)
+{
+    uint32_t crc = 0xffffffffu;
+    int k;
+    while (n--) {
+        crc ^= *p++;
+        for (k = 0; k < 8; k++)
+            crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1u)));
+    }
+    return ~crc;
+}
+
+/* Rewrites the CRC of every whole record after the 8-byte header. */
+static void fix_crcs(unsigned char *f, size_t n)
+{
+    size_t off = 8;
+    while (off + 8 <= n) {
+        uint32_t len = (uint32_t)f[off] | (uint32_t)f[off + 1] << 8 | (uint32_t)f[off + 2] << 16 |
+                       (uint32_t)f[off + 3] << 24, crc;
+        if (len > n - off - 8)
+            break;
+        crc = crc32_ieee(f + off + 8, len);
+        f[off + 4] = (unsigned char)crc;
+        f[off + 5] = (unsigned char)(crc >> 8);
+        f[off + 6] = (unsigned char)(crc >> 16);
+        f[off + 7] = (unsigned char)(crc >> 24);
+        off += 8 + (size_t)len;
+    }
+}
+
 static int same_bytes(const strata__bytes *a, const strata__bytes *b)
 {
     return a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
@@ -56,14 +89,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     strata__wb_record *first, *second;
     size_t n1, n2, i;
     uint64_t next1, next2;
+    unsigned char *file;
     FILE *f;
     int rc;
 
+    if (size < 1)
+        return 0;
     if (dir[0] == '\0')
         setup();
     remove_files();
+    file = malloc(size);
+    FUZZ_CHECK(file != NULL, "out of memory");
+    memcpy(file, data + 1, size - 1);
+    if (data[0] & 1)
+        fix_crcs(file, size - 1);
     f = fopen(path, "wb");
-    FUZZ_CHECK(f != NULL && fwrite(data, 1, size, f) == size && fclose(f) == 0, "cannot write %s", path);
+    FUZZ_CHECK(f != NULL && fwrite(file, 1, size - 1, f) == size - 1 && fclose(f) == 0, "cannot write %s", path);
+    free(file);
 
     rc = strata__journal_open(&j, path, STRATA_WB_FSYNC_NONE, 0, &first, &n1, &next1);
     if (rc != 0) {

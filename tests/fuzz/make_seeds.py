@@ -55,17 +55,20 @@ def ack(*seqs):
 
 
 def journal_seeds():
-    head = b"STRJ\x01\x00\x00\x00"
-    write("journal", "empty", b"")
+    """Byte 0 of each: 1 = the harness fixes the CRCs, 0 = bytes as they are."""
+    head = b"\x00STRJ\x01\x00\x00\x00"
+    write("journal", "empty", b"\x00")
+    write("journal", "fixed-crcs", b"\x01" + head[1:] + put(1, b"a", b"1")[:4] + b"\0\0\0\0" + put(1, b"a", b"1")[8:]
+          + ack(1, 1, 7))
     write("journal", "header", head)
     write("journal", "puts", head + put(1, b"a", b"1") + put(2, b"b", b"22") + put(3, b"a", b"333"))
     write("journal", "acked", head + put(1, b"a", b"1") + put(2, b"b", b"2") + ack(1))
     torn = head + put(1, b"k", b"v") + put(2, b"k2", b"v2")
     write("journal", "torn", torn[:-3])
     flipped = bytearray(head + put(1, b"k", b"v") + put(2, b"k2", b"v2") + put(3, b"k3", b"v3"))
-    flipped[8 + 8 + 25] ^= 0x10
+    flipped[1 + 8 + 8 + 25] ^= 0x10
     write("journal", "flipped", bytes(flipped))
-    write("journal", "version2", b"STRJ\x02\x00\x00\x00")
+    write("journal", "version2", b"\x00STRJ\x02\x00\x00\x00")
 
 
 def mc_key_seeds():
@@ -76,7 +79,41 @@ def mc_key_seeds():
     write("mc_key", "lease-like", b"\x06#L:x\x00x")
 
 
+# Redis reply seeds: op, argument byte, replies ("~~\n" between round trips);
+# op numbers follow the enum in fuzz_redis_reply.c.
+Q = b"+QUEUED\r\n"
+ENTRY = (b"*2\r\n$3\r\n1-0\r\n*8\r\n$1\r\nk\r\n$1\r\na\r\n$1\r\nv\r\n$1\r\n1\r\n"
+         b"$1\r\nt\r\n$13\r\n1700000000000\r\n$1\r\nn\r\n$16\r\n00000000000000ff\r\n")
+REDIS = {
+    "get-hit": (0, 0, [b"$5\r\nhello\r\n"]),
+    "get-miss": (0, 1, [b"$-1\r\n"]),
+    "get-error": (0, 2, [b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"]),
+    "get-many": (1, 1, [b"*2\r\n$1\r\na\r\n$-1\r\n"]),
+    "set": (2, 0, [b"+OK\r\n" + Q * 4 + b"*4\r\n:0\r\n+OK\r\n:0\r\n"]),
+    "set-many": (3, 1, [(b"+OK\r\n" + Q * 4 + b"*4\r\n:0\r\n+OK\r\n:0\r\n") * 2]),
+    "del": (4, 0, [b"+OK\r\n" + Q * 4 + b"*4\r\n:1\r\n:0\r\n:0\r\n"]),
+    "touch": (5, 0, [b":1\r\n"]),
+    "lease-won": (6, 0, [b"+OK\r\n:3000\r\n"]),
+    "lease-wait": (6, 0, [b"$-1\r\n:1500\r\n"]),
+    "fill": (7, 0, [b":1\r\n"]),
+    "fill-noscript": (7, 0, [b"-NOSCRIPT No matching script\r\n", b"$40\r\n" + b"a" * 40 + b"\r\n", b":0\r\n"]),
+    "release": (8, 0, [b":1\r\n"]),
+    "incr": (9, 0, [b":4\r\n"]),
+    "counter": (10, 1, [b"+OK\r\n:1099511627777\r\n"]),
+    "wb-append": (11, 0, [b"+OK\r\n" + Q * 5 + b"*5\r\n:0\r\n+OK\r\n$3\r\n1-0\r\n+OK\r\n:0\r\n:1\r\n"]),
+    "wb-read": (12, 1, [b"*1\r\n*2\r\n$8\r\nstrata#W\r\n*1\r\n" + ENTRY]),
+    "wb-read-nogroup": (12, 0, [b"-NOGROUP No such key\r\n", b"+OK\r\n", b"*-1\r\n"]),
+    "wb-claim": (12, 9, [b"*3\r\n$3\r\n0-0\r\n*1\r\n" + ENTRY + b"*0\r\n", b"*-1\r\n"]),
+    "wb-ack": (13, 1, [b"+OK\r\n" + Q * 2 + b"*2\r\n:2\r\n:2\r\n"]),
+    "wb-dead": (14, 0, [b"+OK\r\n" + Q * 3 + b"*3\r\n$3\r\n1-0\r\n:1\r\n:1\r\n"]),
+    "wb-backlog": (15, 0, [b":3\r\n"]),
+    "wb-latest": (16, 1, [b"*2\r\n$16\r\n00000000000000ff\r\n$-1\r\n"]),
+}
+
+
 if __name__ == "__main__":
+    for name, (op, arg, replies) in REDIS.items():
+        write("redis_reply", name, bytes([op, arg]) + b"~~\n".join(replies))
     envelope_seeds()
     for i, u in enumerate(URLS):
         write("options", "url%d" % i, u.encode())
