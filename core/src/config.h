@@ -34,6 +34,7 @@ typedef struct strata__config {
     char wb_journal[1024];       /* opts.wb_journal points here ("" = none -> NULL) */
     char wb_consumer[128];       /* opts.wb_consumer points here ("" = default -> NULL) */
     char l1_bus[512];            /* redis:// URL of the invalidation bus (memcached), "" = none */
+    int payload_crc;             /* URL payload_crc=1: envelopes carry a CRC32C of the payload */
 } strata__config;
 
 /* Bounds of the hot-key options (validated in config_hot.c). */
