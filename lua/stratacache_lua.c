@@ -722,6 +722,7 @@ static int l_stats(lua_State *L)
     F(invalidations_received); F(l1_flushes); F(l1_admission_rejects); F(l1_link_up);
     F(wb_enqueued); F(wb_flushed); F(wb_retried); F(wb_dead); F(wb_backlog);
     F(wb_journal_skipped); F(wb_dead_trimmed);
+    F(payload_crc_errors);
 #undef F
     return 1;
 }

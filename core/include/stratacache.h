@@ -245,9 +245,10 @@ typedef struct strata_stats {
     /* write-behind; wb_backlog: records not yet flushed (on redis: the stream
      * length last seen by this process) */
     uint64_t wb_enqueued, wb_flushed, wb_retried, wb_dead, wb_backlog;
-    /* version 3 (write-behind housekeeping) */
+    /* version 3 (write-behind housekeeping, payload CRC) */
     uint64_t wb_journal_skipped;  /* damaged journal records skipped at replay (kept in <wb_journal>.corrupt) */
     uint64_t wb_dead_trimmed;     /* dead letters removed by wb_dead_max / wb_dead_max_age_ms */
+    uint64_t payload_crc_errors;  /* stored values whose payload failed its CRC32C (payload_crc=1), read as misses */
 } strata_stats;
 
 /* Latency histogram: log-scale buckets, bucket i counts calls that took at

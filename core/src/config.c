@@ -312,6 +312,10 @@ static int apply_option(strata__config *cfg, const char *k, size_t klen, const c
             *(name[0] == 'm' ? &o->max_bytes : &o->l1_max_bytes) = (uint64_t)x;
         return rc;
     }
+    if (strcmp(name, "payload_crc") == 0) { /* docs/FORMAT.md: CRC32C of each payload written */
+        if ((rc = parse_enum(name, v, vlen, onoff, &e)) == 0) cfg->payload_crc = e;
+        return rc;
+    }
     if (strcmp(name, "l1") == 0) {
         if ((rc = parse_enum(name, v, vlen, onoff, &e)) == 0) o->l1 = e;
         return rc;

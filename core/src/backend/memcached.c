@@ -16,7 +16,7 @@
 #include "backend.h"
 #include "error.h"
 #include "platform/platform.h"
-#include "policy/sha256.h"
+#include "backend/mc_key.h"
 
 #include <libmemcached/memcached.h>
 #include <libmemcached/util.h>
@@ -27,7 +27,7 @@
 #include <string.h>
 #include <time.h>
 
-#define MC_KEY_MAX 250
+#define MC_KEY_MAX STRATA__MC_KEY_MAX
 /* Server default item size is 1 MiB including the item header and the key
  * (1,048,512 value bytes fit with a 4-byte key). 512 bytes cover the header
  * (about 64) plus the longest key we send (250), so any value up to this
@@ -90,73 +90,19 @@ typedef struct mc_call {
 
 /* ---- keys ---- */
 
-static int key_is_safe(const char *k, size_t n)
-{
-    size_t i;
-    if (n == 0 || n > MC_KEY_MAX)
-        return 0;
-    for (i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)k[i];
-        if (ch <= 0x20 || ch == 0x7f)
-            return 0;
-    }
-    return 1;
-}
-
-static void key_from_logical(const mc_backend *b, const char *logical, size_t len, mc_key *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    unsigned char digest[STRATA__SHA256_LEN];
-    size_t i, o;
-    if (key_is_safe(logical, len)) {
-        memcpy(out->buf, logical, len);
-        out->len = len;
-    } else {
-        /* "#H:" cannot occur in a value key ("<ns>:") or a lease key ("<ns>#L:"),
-         * and the digest covers the whole logical key, tag included. */
-        strata__sha256(logical, len, digest);
-        memcpy(out->buf, b->ns, b->nslen);
-        o = b->nslen;
-        memcpy(out->buf + o, "#H:", 3);
-        o += 3;
-        for (i = 0; i < sizeof digest; i++) {
-            out->buf[o++] = hex[digest[i] >> 4];
-            out->buf[o++] = hex[digest[i] & 15];
-        }
-        out->len = o;
-    }
-    out->buf[out->len] = '\0';
-    out->server = memcached_generate_hash(b->master, out->buf, out->len);
-}
-
 static void value_key(const mc_backend *b, const char *key, size_t keylen, mc_key *out)
 {
-    key_from_logical(b, key, keylen, out);
+    out->len = strata__mc_key_from_logical(b->ns, b->nslen, key, keylen, out->buf);
+    out->server = memcached_generate_hash(b->master, out->buf, out->len);
 }
 
 /* "<ns>#L:<user key>"; a key without the "<ns>:" prefix is taken whole. */
 static int lease_key(const mc_backend *b, const char *key, size_t keylen, mc_key *out)
 {
-    char stack[512];
-    char *buf = stack;
-    const char *user = key;
-    size_t userlen = keylen, len;
-    if (keylen > b->nslen && memcmp(key, b->ns, b->nslen) == 0 && key[b->nslen] == ':') {
-        user = key + b->nslen + 1;
-        userlen = keylen - b->nslen - 1;
-    }
-    len = b->nslen + 3 + userlen;
-    if (len > sizeof stack) {
-        buf = malloc(len);
-        if (buf == NULL)
-            return strata__error(STRATA_ENOMEM, "out of memory building a lease key");
-    }
-    memcpy(buf, b->ns, b->nslen);
-    memcpy(buf + b->nslen, "#L:", 3);
-    memcpy(buf + b->nslen + 3, user, userlen);
-    key_from_logical(b, buf, len, out);
-    if (buf != stack)
-        free(buf);
+    out->len = strata__mc_lease_key(b->ns, b->nslen, key, keylen, out->buf);
+    if (out->len == 0)
+        return STRATA_ENOMEM;
+    out->server = memcached_generate_hash(b->master, out->buf, out->len);
     return 0;
 }
 

@@ -18,7 +18,7 @@ int strata__read_backend(strata_cache *c, const char *key, size_t keylen, const 
     int rc;
     if ((rc = strata__breaker_allow(c)) == 0)
         rc = strata__backend_result(c, c->backend->ops->get(c->backend, fk, fklen, raw));
-    if (rc == 0 && strata__env_decode(raw->data, raw->len, env) == 0) {
+    if (rc == 0 && strata__decode_stored(c, raw->data, raw->len, env) == 0) {
         rc = strata__tags_verify(c, 1, &env, now); /* a tag bump expires the entry */
         if (rc >= 0)
             rc = strata__serve_envelope(c, key, keylen, env, now, epoch, out);
@@ -212,7 +212,7 @@ int strata_touch(strata_cache *c, const char *key, size_t keylen, int64_t ttl_ms
         return rc;
     /* The freshness lives in the envelope, so touch rewrites it with new times. */
     rc = strata__backend_result(c, c->backend->ops->get(c->backend, fk, (size_t)fklen, &raw));
-    if (rc == 0 && (strata__env_decode(raw.data, raw.len, &env) != 0 || now >= env.stale_until_ms))
+    if (rc == 0 && (strata__decode_stored(c, raw.data, raw.len, &env) != 0 || now >= env.stale_until_ms))
         rc = STRATA_MISS;
     if (rc == 0) { /* a tag-outdated entry is not revived; the stamps are kept */
         strata__envelope *pe = &env;
@@ -317,7 +317,7 @@ int strata_get_many(strata_cache *c, size_t n, const char *const *keys, const si
             goto done;
         }
         for (i = 0; i < nb; i++)
-            if (rcs[i] == 0 && strata__env_decode(raws[i].data, raws[i].len, &envs[i]) == 0)
+            if (rcs[i] == 0 && strata__decode_stored(c, raws[i].data, raws[i].len, &envs[i]) == 0)
                 decoded[i] = &envs[i];
         /* All the tag stamps in one round trip at most. */
         if ((rc = strata__tags_verify(c, nb, decoded, now)) < 0) {
