@@ -32,4 +32,12 @@ int  strata__journal_dead(strata__journal *j, const char *key, size_t keylen, co
 /* Everything is flushed: drop the log back to its header. */
 int  strata__journal_truncate(strata__journal *j);
 
+/* Dead letters of "<path>.dead" (operator tools): all of them, oldest first
+ * (id = position, from 1); and the file rewritten with those whose keep[i]
+ * is set (temporary file, fdatasync, rename). The caller holds the journal
+ * (its owner writes the dead letters). */
+int  strata__journal_dead_read(const char *journal_path, strata__dead_letter **out, size_t *n);
+int  strata__journal_dead_rewrite(const char *journal_path, const strata__dead_letter *d, size_t n,
+                                  const unsigned char *keep);
+
 #endif
