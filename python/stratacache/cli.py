@@ -168,9 +168,10 @@ def open_journal_or_url(target: str, ns: Optional[str]) -> Tuple[Cache, str]:
 # ---- subcommands ----------------------------------------------------------
 
 class Ctx:
-    def __init__(self, args: argparse.Namespace, out: TextIO, inp: TextIO) -> None:
+    def __init__(self, args: argparse.Namespace, out: TextIO, err: TextIO, inp: TextIO) -> None:
         self.args = args
         self.out = out
+        self.err = err
         self.inp = inp
 
     def emit(self, human: Callable[[], List[str]], data: Any) -> None:
@@ -269,11 +270,11 @@ def confirm(ctx: Ctx, what: str, word: str) -> None:
     """--yes, or the word typed on a terminal; else nothing happens."""
     if ctx.args.yes:
         return
-    if not (ctx.inp.isatty() and ctx.out.isatty()):
+    if not ctx.inp.isatty():
         raise Failure(EXIT_REFUSED, f"refused: {what} needs --yes when there is no terminal to confirm on; "
                                     f"nothing changed")
-    ctx.out.write(f"{what}. Type \"{word}\" to go on: ")
-    ctx.out.flush()
+    ctx.err.write(f"{what}. Type \"{word}\" to go on: ")  # stderr: stdout may be --json
+    ctx.err.flush()
     if ctx.inp.readline().strip() != word:
         raise Failure(EXIT_REFUSED, "refused: not confirmed; nothing changed")
 
@@ -283,9 +284,9 @@ def cmd_clear(ctx: Ctx) -> int:
     url, ns = cache_url(a.url, a.ns)
     if a.ns is None and "ns=" not in a.url.partition("?")[2]:
         raise Failure(EXIT_USAGE, "clear needs the namespace named: --ns NS or ?ns=NS in the URL")
+    confirm(ctx, f"This deletes every entry of namespace \"{ns}\" on {a.url.partition('?')[0]}", ns)
     if not hasattr(lib, "strata_clear"):
         raise Failure(EXIT_NOTSUP, "ENOTSUP: this build of the library has no clear (strata_clear)")
-    confirm(ctx, f"This deletes every entry of namespace \"{ns}\" on {a.url.partition('?')[0]}", ns)
     with Cache(url) as cache:
         cache.clear()
     ctx.emit(lambda: [f"cleared namespace {ns}"], {"cleared": ns})
@@ -542,7 +543,7 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
             run = cmd_dead
         else:
             run = _RUN[name]
-        return run(Ctx(args, out, inp))
+        return run(Ctx(args, out, err, inp))
     except Failure as e:
         err.write(f"stratacache: {e}\n")
         return e.code
