@@ -15,6 +15,13 @@
 #include "stratacache.h"
 #include "config.h"
 
+/* Internal only: the server answered with an error (a WRONGTYPE key, a
+ * non-numeric counter, an argument out of range). It is that call's failure,
+ * not an outage: strata__backend_result keeps the breaker closed and turns
+ * it into STRATA_EBACKEND, so callers never see this value. Connection
+ * failures and timeouts stay STRATA_EBACKEND / STRATA_ETIMEOUT. */
+#define STRATA__EREFUSED (-1000)
+
 /* A growable, library-owned byte buffer. */
 typedef struct strata__bytes {
     char *data;

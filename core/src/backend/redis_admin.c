@@ -549,46 +549,49 @@ done:
     return rc;
 }
 
-/* Removes the dead entry and, replaying, appends it as the key's newest write
- * (a fresh token in <ns>#W:id:<key>, as wb_append does) in one script: a
- * dead letter is replayed or purged at most once whoever else runs it. */
+/* Removes the dead entry and, replaying, appends it as the key's newest
+ * write in one script, as wb_append does (redis_stream.inc): the record
+ * with a fresh token, <ns>#W:id:<key> = that token, <ns>#W:n:<key> + 1.
+ * A dead letter is replayed or purged at most once whoever else runs it. */
 static const char TAKE_SCRIPT[] =
     "if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return 0 end "
     "if ARGV[2] == '1' then "
     "redis.call('XADD', KEYS[2], '*', 'k', ARGV[3], 'v', ARGV[4], 't', ARGV[5], 'n', ARGV[6]) "
-    "local ttl = redis.call('PTTL', KEYS[3]) "
-    "if ttl <= 0 then ttl = tonumber(ARGV[7]) end "
-    "redis.call('SET', KEYS[3], ARGV[6], 'PX', ttl) end "
+    "redis.call('SET', KEYS[3], ARGV[6]) "
+    "redis.call('INCR', KEYS[4]) end "
     "return 1";
 
 int strata__redis_wb_dead_take(strata__backend *be, const strata__config *cfg, const strata__dead_letter *d,
                                int replay, int64_t now_ms)
 {
-    char dead[STRATA__MAX_NS + 8], stream[STRATA__MAX_NS + 8], now[24], tok[20], ttl[24];
-    char *idk = malloc(cfg->nslen + 6 + d->key.len + 1);
+    char dead[STRATA__MAX_NS + 8], stream[STRATA__MAX_NS + 8], now[24], tok[20];
+    char *idk = malloc(cfg->nslen + 6 + d->key.len + 1), *nk = malloc(cfg->nslen + 5 + d->key.len + 1);
     const char *argv[13];
     size_t lens[13];
     redisReply *r = NULL;
     int rc;
 
-    if (idk == NULL)
+    if (idk == NULL || nk == NULL) {
+        free(idk);
+        free(nk);
         return strata__error(STRATA_ENOMEM, "out of memory replaying a dead letter");
+    }
     argv[0] = "EVAL"; lens[0] = 4;
     argv[1] = TAKE_SCRIPT; lens[1] = sizeof TAKE_SCRIPT - 1;
-    argv[2] = "3"; lens[2] = 1;
+    argv[2] = "4"; lens[2] = 1;
     argv[3] = dead; lens[3] = stream_name(cfg, dead, 1);
     argv[4] = stream; lens[4] = stream_name(cfg, stream, 0);
     argv[5] = idk; lens[5] = ns_key(cfg, "#W:id:", d->key.data, d->key.len, idk);
-    argv[6] = d->id; lens[6] = strlen(d->id);
-    argv[7] = replay ? "1" : "0"; lens[7] = 1;
-    argv[8] = d->key.data; lens[8] = d->key.len;
-    argv[9] = d->val.data ? d->val.data : ""; lens[9] = d->val.len;
-    argv[10] = now; lens[10] = (size_t)snprintf(now, sizeof now, "%" PRId64, now_ms);
-    argv[11] = tok; lens[11] = (size_t)snprintf(tok, sizeof tok, "%016" PRIx64, strata__random_u64() | 1);
-    argv[12] = ttl;
-    lens[12] = (size_t)snprintf(ttl, sizeof ttl, "%" PRId64, cfg->opts.ttl_ms + cfg->opts.stale_ms + 60000);
+    argv[6] = nk; lens[6] = ns_key(cfg, "#W:n:", d->key.data, d->key.len, nk);
+    argv[7] = d->id; lens[7] = strlen(d->id);
+    argv[8] = replay ? "1" : "0"; lens[8] = 1;
+    argv[9] = d->key.data; lens[9] = d->key.len;
+    argv[10] = d->val.data ? d->val.data : ""; lens[10] = d->val.len;
+    argv[11] = now; lens[11] = (size_t)snprintf(now, sizeof now, "%" PRId64, now_ms);
+    argv[12] = tok; lens[12] = (size_t)snprintf(tok, sizeof tok, "%016" PRIx64, strata__random_u64() | 1);
     rc = run1(be, 13, argv, lens, &r, replay ? "dead-letter replay" : "dead-letter purge");
     free(idk);
+    free(nk);
     if (rc != 0)
         return rc;
     rc = r->type == REDIS_REPLY_INTEGER ? (int)r->integer : bad_reply(cfg, r, "dead-letter script");

@@ -55,7 +55,7 @@ int strata_wb_status_get(strata_cache *c, strata_wb_status *out)
         out->pending += e->inflight;
     }
     if (wb->journal)
-        rc = strata__journal_dead_read(c->cfg.opts.wb_journal, &d, &nd);
+        rc = strata__journal_dead_read(wb->journal, &d, &nd);
     strata__mutex_unlock(&wb->mu);
     out->dead = nd;
     strata__dead_letters_free(d, nd);
@@ -74,7 +74,7 @@ static int read_dead(strata_cache *c, size_t max, strata__dead_letter **d, size_
     if (wb->stream)
         return be->ops->wb_dead_list(be, &c->cfg, max, d, n);
     if (wb->journal)
-        rc = strata__journal_dead_read(c->cfg.opts.wb_journal, d, n);
+        rc = strata__journal_dead_read(wb->journal, d, n);
     if (rc == 0 && max && *n > max) {
         size_t i;
         for (i = max; i < *n; i++) {
@@ -165,7 +165,7 @@ static int take_local(strata_cache *c, const char *key, size_t keylen, int repla
 
     if (wb->journal == NULL)
         return 0; /* no journal file: dead letters were only counted */
-    if ((rc = strata__journal_dead_read(c->cfg.opts.wb_journal, &d, &n)) < 0 || n == 0)
+    if ((rc = strata__journal_dead_read(wb->journal, &d, &n)) < 0 || n == 0)
         goto out;
     if ((keep = malloc(n)) == NULL) {
         rc = strata__error(STRATA_ENOMEM, "out of memory replaying dead letters");
@@ -198,7 +198,7 @@ static int take_local(strata_cache *c, const char *key, size_t keylen, int repla
         for (i = 0; i < n; i++)
             *count += !keep[i];
     {
-        int r = *count > 0 ? strata__journal_dead_rewrite(c->cfg.opts.wb_journal, d, n, keep) : 0;
+        int r = *count > 0 ? strata__journal_dead_rewrite(wb->journal, d, n, keep) : 0;
         if (rc == 0)
             rc = r;
     }
