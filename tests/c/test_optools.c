@@ -95,10 +95,8 @@ static void inspect_miss_negative_lease_foreign(void)
     CHECK_RC(strata_lookup(c, K(lead), &v, &t), STRATA_MISS_LEAD);
     CHECK_RC(strata_inspect(c, K(lead), &in), 0);
     CHECK(in.kind == STRATA_INSPECT_MISS);
-    if (!IS("memcached")) { /* memcached: the lease is not shown (no peek) */
-        CHECK(in.lease && strlen(in.lease_holder) == 16);
-        CHECK(in.lease_ttl_ms > 0 && in.lease_ttl_ms <= 5000);
-    }
+    CHECK(in.lease && strlen(in.lease_holder) == 16);
+    CHECK(in.lease_ttl_ms > 0 && in.lease_ttl_ms <= 5000);
     CHECK_RC(strata_abandon(t), 0);
 
     snprintf(fk, sizeof fk, "%s:%s", ns, foreign);

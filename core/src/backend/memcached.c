@@ -1101,6 +1101,39 @@ static void mc_close(strata__backend *base)
     free(b);
 }
 
+/* Operator tools: the value (a tombstone reads as absent) and the lease with
+ * its holder and remaining time; memcached cannot tell an item's TTL. */
+static int mc_peek(strata__backend *base, const strata__config *cfg, const char *key, size_t keylen,
+                   strata__peek *out)
+{
+    mc_backend *b = (mc_backend *)base;
+    strata__bytes lease = {0, 0, 0};
+    mc_call call;
+    mc_key k, lk;
+    mc_item item;
+    uint64_t token;
+    int64_t expires;
+    int rc;
+    (void)cfg;
+    value_key(b, key, keylen, &k);
+    if ((rc = lease_key(b, key, keylen, &lk)) < 0)
+        return rc;
+    if ((rc = call_begin(b, &call)) < 0)
+        return rc;
+    rc = item_get(&call, &k, &item, &out->val, "inspect");
+    out->found = rc == 0 && item.found && item.flags != TOMB_FLAGS;
+    if (rc == 0)
+        rc = item_get(&call, &lk, &item, &lease, "inspect");
+    call_end(&call);
+    if (rc == 0 && item.found && lease_parse(lease.data, lease.len, &token, &expires) == 0) {
+        out->lease = 1;
+        snprintf(out->lease_holder, sizeof out->lease_holder, "%016" PRIx64, token);
+        out->lease_ttl_ms = expires - strata__now_wall_ms();
+    }
+    strata__bytes_free(&lease);
+    return rc;
+}
+
 /* `stats settings` of the first server to answer: item size limit, evictions. */
 static memcached_return_t settings_seen(const memcached_instance_st *server, const char *key, size_t keylen,
                                         const char *value, size_t valuelen, void *ctx)
@@ -1181,7 +1214,8 @@ static const strata__backend_ops mc_ops = {
     mc_max_value_size,
     mc_counter,
     NULL, NULL, NULL, NULL, NULL, NULL, /* no streams: write-behind uses the local journal */
-    NULL, NULL,                         /* peek (the engine reads the value), scan: cannot list */
+    mc_peek,
+    NULL,                               /* scan: memcached cannot list its keys */
     mc_server_info,
     NULL, NULL, NULL,                   /* wb_status, wb_dead_*: the engine reads the journal */
 };
