@@ -117,13 +117,19 @@ def scan(cache: Cache, match: Optional[str] = None, limit: int = 1000, count: in
     return out, False
 
 
-def server_info(cache: Cache) -> Dict[str, Any]:
+def _read_struct(cache: Cache, ctype: str, version: int, fn: Any) -> Any:
+    """A versioned out-struct filled by fn(handle, out)."""
     h = cache._enter()
-    out = ffi.new("strata_server_info *")
-    out.version = _SERVER_INFO_VERSION
-    rc = lib.strata_server_info_get(h, out)
+    out = ffi.new(ctype)
+    out.version = version
+    rc = fn(h, out)
     if rc < 0:
         _raise(rc)
+    return out
+
+
+def server_info(cache: Cache) -> Dict[str, Any]:
+    out = _read_struct(cache, "strata_server_info *", _SERVER_INFO_VERSION, lib.strata_server_info_get)
 
     def s(name: str) -> str:
         return ffi.string(getattr(out, name)).decode("utf-8", "replace")
@@ -145,12 +151,7 @@ def server_info(cache: Cache) -> Dict[str, Any]:
 
 
 def wb_status(cache: Cache) -> Dict[str, Any]:
-    h = cache._enter()
-    out = ffi.new("strata_wb_status *")
-    out.version = _WB_STATUS_VERSION
-    rc = lib.strata_wb_status_get(h, out)
-    if rc < 0:
-        _raise(rc)
+    out = _read_struct(cache, "strata_wb_status *", _WB_STATUS_VERSION, lib.strata_wb_status_get)
     return {
         "backlog": out.backlog,
         "pending": out.pending,
