@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 from urllib.parse import parse_qsl, quote
 
 from . import _optools as ops
-from ._cache import Cache
+from ._cache import Cache, _raise
 from ._errors import StrataError
 from ._native import ffi, lib
 
@@ -288,7 +288,9 @@ def cmd_clear(ctx: Ctx) -> int:
     if not hasattr(lib, "strata_clear"):
         raise Failure(EXIT_NOTSUP, "ENOTSUP: this build of the library has no clear (strata_clear)")
     with Cache(url) as cache:
-        cache.clear()
+        rc = lib.strata_clear(cache._enter())
+        if rc < 0:
+            _raise(rc)
     ctx.emit(lambda: [f"cleared namespace {ns}"], {"cleared": ns})
     return EXIT_OK
 
