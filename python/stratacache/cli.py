@@ -402,7 +402,7 @@ def cmd_dead(ctx: Ctx) -> int:
     cache, where = open_journal_or_url(a.target, a.ns)
     with cache:
         if a.action == "list":
-            letters = ops.dead_letters(cache, a.limit)
+            letters = ops.dead_letters(cache, a.limit or 0)
             data = {"where": where, "dead": [
                 {"id": d.id, "key": _bytes_json(d.key), "value_preview": safe_text(d.value),
                  "value_bytes": len(d.value), "error": d.error, "given_up_ms": d.given_up_ms,
@@ -430,6 +430,17 @@ def cmd_dead(ctx: Ctx) -> int:
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise Failure(EXIT_USAGE, f"usage: {message} (see {self.prog} --help)")
+
+
+def _count(text: str) -> int:
+    """A whole number >= 1 (argparse type)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -464,9 +475,9 @@ def _parsers() -> Dict[str, argparse.ArgumentParser]:
     p = new("keys", "List the namespace's keys with sizes and TTLs (bounded SCAN; never KEYS).")
     p.add_argument("url")
     p.add_argument("--match", metavar="PATTERN", help="glob on keys (redis MATCH syntax)")
-    p.add_argument("--limit", type=int, default=1000, metavar="N", help="at most N keys (default 1000)")
-    p.add_argument("--count", type=int, default=100, metavar="N", help="SCAN COUNT per round trip")
-    p.add_argument("--max-pages", type=int, default=1000, metavar="N",
+    p.add_argument("--limit", type=_count, default=1000, metavar="N", help="at most N keys (default 1000)")
+    p.add_argument("--count", type=_count, default=100, metavar="N", help="SCAN COUNT per round trip (1-10000)")
+    p.add_argument("--max-pages", type=_count, default=1000, metavar="N",
                    help="at most N SCAN round trips (default 1000)")
     _common(p)
     p = new("doctor", "Check the server: version, round trip, eviction, cluster, pub/sub, CLIENT TRACKING, "
@@ -483,7 +494,7 @@ def _parsers() -> Dict[str, argparse.ArgumentParser]:
         p = new(f"wb dead {action}", text + " TARGET is a URL or a journal file path.")
         p.add_argument("target")
         if action == "list":
-            p.add_argument("--limit", type=int, default=0, metavar="N", help="at most N (default all)")
+            p.add_argument("--limit", type=_count, default=None, metavar="N", help="at most N (default all)")
         else:
             p.add_argument("--key", metavar="K", help="only the dead letters of this key")
         if action == "purge":
@@ -558,6 +569,9 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
     except KeyboardInterrupt:
         err.write("stratacache: interrupted\n")
         return 130
+    except Exception as e:  # still one line, never a traceback
+        err.write(f"stratacache: {type(e).__name__}: {e}\n")
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -83,6 +83,10 @@ def test_usage_errors_exit_2_and_help_exits_0():
     assert run("inspect")[0] == cli.EXIT_USAGE
     assert run("frobnicate", "x")[0] == cli.EXIT_USAGE
     assert run("wb", "dead", "explode", "x")[0] == cli.EXIT_USAGE
+    for bad in (["keys", "redis://h:1", "--limit", "0"], ["keys", "redis://h:1", "--count", "x"],
+                ["wb", "dead", "list", "redis://h:1", "--limit", "-3"]):
+        rc, out, err = run(*bad)
+        assert rc == cli.EXIT_USAGE and err.count("\n") == 1 and "Traceback" not in err, bad
     for name in ("inspect", "invalidate", "invalidate-tag", "clear", "keys", "doctor", "wb"):
         rc, out, _ = run(name, "--help")
         assert rc == 0 and f"stratacache {name}" in out and "--json" in out

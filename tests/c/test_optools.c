@@ -20,8 +20,9 @@ static strata_cache *open_cache(const char *query, const strata_options *o)
     strata_cache *c = NULL;
     char u[1400];
     const char *base = test_backend_url(backend_name);
-    snprintf(u, sizeof u, "%s%sns=%s&timeout_ms=1000%s%s", IS("memory") ? "memory://optools" : base,
-             strchr(base, '?') ? "&" : "?", ns, query ? "&" : "", query ? query : "");
+    /* redis: database 9, out of reach of test_coherence's FLUSHDB (db 0) in a parallel ctest */
+    snprintf(u, sizeof u, "%s%s%sns=%s&timeout_ms=1000%s%s", IS("memory") ? "memory://optools" : base,
+             IS("redis") ? "/9" : "", strchr(base, '?') ? "&" : "?", ns, query ? "&" : "", query ? query : "");
     if (strata_cache_new(&c, u, o) != 0) {
         fprintf(stderr, "  cannot open %s: %s\n", u, strata_error_last());
         return NULL;
