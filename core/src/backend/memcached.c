@@ -1085,6 +1085,103 @@ static void mc_close(strata__backend *base)
     free(b);
 }
 
+/* Operator tools: the value (a tombstone reads as absent) and the lease with
+ * its holder and remaining time; memcached cannot tell an item's TTL. */
+static int mc_peek(strata__backend *base, const strata__config *cfg, const char *key, size_t keylen,
+                   strata__peek *out)
+{
+    mc_backend *b = (mc_backend *)base;
+    strata__bytes lease = {0, 0, 0};
+    mc_call call;
+    mc_key k, lk;
+    mc_item item;
+    uint64_t token;
+    int64_t expires;
+    int rc;
+    (void)cfg;
+    value_key(b, key, keylen, &k);
+    if ((rc = lease_key(b, key, keylen, &lk)) < 0)
+        return rc;
+    if ((rc = call_begin(b, &call)) < 0)
+        return rc;
+    rc = item_get(&call, &k, &item, &out->val, "inspect");
+    out->found = rc == 0 && item.found && item.flags != TOMB_FLAGS;
+    if (rc == 0)
+        rc = item_get(&call, &lk, &item, &lease, "inspect");
+    call_end(&call);
+    if (rc == 0 && item.found && lease_parse(lease.data, lease.len, &token, &expires) == 0) {
+        out->lease = 1;
+        snprintf(out->lease_holder, sizeof out->lease_holder, "%016" PRIx64, token);
+        out->lease_ttl_ms = expires - strata__now_wall_ms();
+    }
+    strata__bytes_free(&lease);
+    return rc;
+}
+
+/* `stats settings` of the first server to answer: item size limit, evictions. */
+static memcached_return_t settings_seen(const memcached_instance_st *server, const char *key, size_t keylen,
+                                        const char *value, size_t valuelen, void *ctx)
+{
+    strata_server_info *out = ctx;
+    char v[32];
+    (void)server;
+    snprintf(v, sizeof v, "%.*s", (int)(valuelen < sizeof v ? valuelen : sizeof v - 1), value);
+    if (keylen == 13 && memcmp(key, "item_size_max", 13) == 0 && out->item_size_max < 0)
+        out->item_size_max = strtoll(v, NULL, 10);
+    else if (keylen == 9 && memcmp(key, "evictions", 9) == 0 && out->eviction_policy[0] == '\0')
+        snprintf(out->eviction_policy, sizeof out->eviction_policy, "%s", strcmp(v, "on") == 0 ? "lru" : "none");
+    return MEMCACHED_SUCCESS;
+}
+
+/* Operator tools: the first server's version, clock, memory and item size
+ * limit (`stats` and `stats settings`), and one timed round trip. */
+static int mc_server_info(strata__backend *base, const strata__config *cfg, strata_server_info *out)
+{
+    mc_backend *b = (mc_backend *)base;
+    memcached_stat_st *st = NULL;
+    memcached_return_t mrc;
+    mc_call call;
+    uint64_t t0, t1;
+    int64_t wall0, wall1;
+    char *v;
+    int rc;
+    (void)cfg;
+    if ((rc = call_begin(b, &call)) < 0)
+        return rc;
+    memcached_version(call.mc); /* connects, so the timed call below is one round trip */
+    t0 = strata__now_mono_ns();
+    wall0 = strata__now_wall_ms();
+    st = memcached_stat(call.mc, NULL, &mrc);
+    t1 = strata__now_mono_ns();
+    wall1 = strata__now_wall_ms();
+    if (st == NULL || (mrc != MEMCACHED_SUCCESS && mrc != MEMCACHED_SOME_ERRORS)) {
+        rc = call_fail(&call, mrc, 0, "stats");
+        goto out;
+    }
+    out->rtt_us = (int64_t)((t1 - t0) / 1000);
+    if ((v = memcached_stat_get_value(call.mc, st, "version", &mrc)) != NULL) {
+        snprintf(out->server_version, sizeof out->server_version, "%s", v);
+        free(v);
+    }
+    if ((v = memcached_stat_get_value(call.mc, st, "time", &mrc)) != NULL) {
+        /* whole seconds: the skew is known to within one */
+        out->clock_known = 1;
+        out->clock_skew_ms = strtoll(v, NULL, 10) * 1000 - (wall0 + wall1) / 2;
+        free(v);
+    }
+    if ((v = memcached_stat_get_value(call.mc, st, "limit_maxbytes", &mrc)) != NULL) {
+        out->maxmemory = strtoll(v, NULL, 10);
+        free(v);
+    }
+    memcached_stat_execute(call.mc, "settings", settings_seen, out);
+    out->cluster = 0;
+    rc = 0;
+out:
+    memcached_stat_free(NULL, st);
+    call_end(&call);
+    return rc;
+}
+
 static const strata__backend_ops mc_ops = {
     "memcached",
     mc_close,
@@ -1101,7 +1198,11 @@ static const strata__backend_ops mc_ops = {
     mc_max_value_size,
     mc_counter,
     NULL, NULL, NULL, NULL, NULL, NULL, /* no streams: write-behind uses the local journal */
-    NULL
+    NULL,                               /* wb_dead_trim: the local journal trims */
+    mc_peek,
+    NULL,                               /* scan: memcached cannot list its keys */
+    mc_server_info,
+    NULL, NULL, NULL,                   /* wb_status, wb_dead_*: the engine reads the journal */
 };
 
 static int behave(memcached_st *m, memcached_behavior_t flag, uint64_t value, const char *name)

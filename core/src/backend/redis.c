@@ -12,6 +12,7 @@
 #include "error.h"
 #include "platform/platform.h"
 #include "backend/redis_watch.h"
+#include "backend/redis_admin.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -1109,6 +1110,32 @@ static void rb_close(strata__backend *be)
     free(b);
 }
 
+/* ---- for the operator tools (redis_admin.c) --------------------------- */
+
+int strata__redis_pipeline(strata__backend *be, size_t n, const int *argcs, const char **const *argvs,
+                           const size_t *const *lens, redisReply **replies, const char *what)
+{
+    rb *b = RB(be);
+    rb_slot *s;
+    size_t i, got = 0;
+    int rc;
+    for (i = 0; i < n; i++)
+        replies[i] = NULL;
+    if ((rc = slot_acquire(b, &s)) != 0)
+        return rc;
+    for (i = 0; i < n && rc == 0; i++)
+        rc = append(b, s, argcs[i], argvs[i], lens[i], what);
+    for (; got < n && rc == 0; got++)
+        rc = next_reply(b, s, &replies[got], what);
+    slot_release(b, s);
+    if (rc != 0)
+        for (i = 0; i < got; i++) {
+            freeReplyObject(replies[i]);
+            replies[i] = NULL;
+        }
+    return rc;
+}
+
 #include "redis_stream.inc"
 
 static const strata__backend_ops rb_ops = {
@@ -1133,6 +1160,12 @@ static const strata__backend_ops rb_ops = {
     rb_wb_backlog,
     rb_wb_latest,
     rb_wb_dead_trim,
+    strata__redis_peek,
+    strata__redis_scan,
+    strata__redis_server_info,
+    strata__redis_wb_status,
+    strata__redis_wb_dead_list,
+    strata__redis_wb_dead_take,
 };
 
 int strata__backend_redis_open(strata__backend **out, const strata__config *cfg)
