@@ -100,6 +100,8 @@ int strata__op_options(strata_op *op, const strata_op_options *o)
 
 int strata__op_finish(strata_op *op, int rc)
 {
+    if (rc == STRATA__EREFUSED) /* a refusal that skipped strata__backend_result: callers see EBACKEND */
+        rc = strata__backend_result(op->c, rc);
     op->done = 1;
     op->pending = 0;
     op->rc = rc;

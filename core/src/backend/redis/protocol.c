@@ -378,9 +378,17 @@ static int reply_is_outage(const redisReply *r)
 
 int strata__rp_fail(const char *who, const redisReply *r, const char *what)
 {
-    if (r->type == REDIS_REPLY_ERROR)
-        return strata__error(reply_is_outage(r) ? STRATA_EBACKEND : STRATA__EREFUSED, "%s: %s: %.*s", who, what,
-                             (int)(r->len > 300 ? 300 : r->len), r->str);
+    if (r->type == REDIS_REPLY_ERROR) {
+        /* The server's text, quoted printable: whatever the bytes, the
+         * message is one readable line. */
+        char text[301];
+        size_t i, n = r->len > 300 ? 300 : r->len;
+        for (i = 0; i < n; i++)
+            text[i] = (unsigned char)r->str[i] < 0x20 || (unsigned char)r->str[i] == 0x7f ? '?' : r->str[i];
+        text[n] = '\0';
+        return strata__error(reply_is_outage(r) ? STRATA_EBACKEND : STRATA__EREFUSED, "%s: %s: %s", who, what,
+                             n ? text : "(empty error reply)");
+    }
     return strata__error(STRATA_EBACKEND, "%s: %s: unexpected reply type %d", who, what, r->type);
 }
 
