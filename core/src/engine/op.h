@@ -41,7 +41,7 @@ struct strata_op {
     int kind;
     int state;                  /* the kind's own step */
     int done, rc;
-    char err[512];
+    char *err;                  /* the error's message (NULL until one) */
     unsigned int server;        /* where the key lives (route.c); 0 for keyless ops */
     const char *who;            /* "redis host:port" for messages */
 
