@@ -11,7 +11,7 @@
 
 #include "cache.h"
 #include "backend/redis/protocol.h"
-#include "backend/redis_watch.h"
+#include "backend/redis/watch.h"
 
 enum strata__op_kind {
     STRATA__OP_LOOKUP = 1,
