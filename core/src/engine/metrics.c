@@ -148,7 +148,8 @@ static const strata__backend_ops timed_ops = {
     NULL, t_close, t_get, t_get_many, t_set, t_set_many, t_del, t_touch,
     t_lease_acquire, t_lease_fill, t_lease_release, t_incr, t_max_value_size, t_counter,
     t_wb_append, t_wb_read, t_wb_ack, t_wb_dead, t_wb_backlog, t_wb_latest,
-    t_wb_dead_trim
+    t_wb_dead_trim,
+    NULL, NULL, NULL, NULL, NULL, NULL /* operator tools: called untimed (strata__backend_untimed) */
 };
 
 int strata__backend_timed(strata__backend **b, strata__hist *h)
@@ -172,4 +173,11 @@ int strata__backend_timed(strata__backend **b, strata__hist *h)
     t->hist = h;
     *b = &t->base;
     return 0;
+}
+
+/* The backend under the timing wrapper: the operator tools' ops are not
+ * wrapped (they are not part of any call the histograms describe). */
+strata__backend *strata__backend_untimed(strata__backend *b)
+{
+    return b->ops->close == t_close ? T(b)->inner : b;
 }
