@@ -153,8 +153,10 @@ typedef struct strata__backend_ops {
      * long under any consumer, scanning from cursor (updated; "0-0" restarts). */
     int (*wb_read)(strata__backend *b, const char *consumer, size_t max, int64_t claim_idle_ms,
                    char *cursor, size_t cursorsize, strata__wb_record **recs, size_t *n);
-    /* Delivered: acknowledge and delete the records. */
-    int (*wb_ack)(strata__backend *b, size_t n, const strata__wb_id *ids);
+    /* Delivered: acknowledge and delete the records, given per user key:
+     * counts[i] ids (consecutive in ids) are records of keys[i]. */
+    int (*wb_ack)(strata__backend *b, size_t nkeys, const char *const *keys, const size_t *keylens,
+                  const size_t *counts, const strata__wb_id *ids);
     /* Given up: one dead-letter record (latest value), then ack the ids. */
     int (*wb_dead)(strata__backend *b, const char *key, size_t keylen, const char *val,
                    size_t vallen, size_t n, const strata__wb_id *ids, unsigned int attempts,

@@ -127,8 +127,9 @@ static int t_wb_read(strata__backend *b, const char *consumer, size_t max, int64
                      size_t cursorsize, strata__wb_record **recs, size_t *n)
 { TIMED(wb_read(T(b)->inner, consumer, max, claim_idle_ms, cursor, cursorsize, recs, n)); }
 
-static int t_wb_ack(strata__backend *b, size_t n, const strata__wb_id *ids)
-{ TIMED(wb_ack(T(b)->inner, n, ids)); }
+static int t_wb_ack(strata__backend *b, size_t nkeys, const char *const *keys, const size_t *keylens,
+                    const size_t *counts, const strata__wb_id *ids)
+{ TIMED(wb_ack(T(b)->inner, nkeys, keys, keylens, counts, ids)); }
 
 static int t_wb_dead(strata__backend *b, const char *k, size_t kl, const char *v, size_t vl, size_t n,
                      const strata__wb_id *ids, unsigned int attempts, const char *message)
