@@ -184,24 +184,23 @@ def test_invalidate_keys(redis_url, ns, rcache):
     assert rcache.get(a) is None and rcache.get(b) is None
 
 
-def test_keys_on_redis_with_match_limit_sizes_ttls(redis_url, ns):
-    # database 7: the other suites' keys in database 0 would need more pages than
-    # --max-pages allows at --count 5, so the scan could not complete
-    redis_url += "/7"
-    with stratacache.Cache(redis_url, namespace=ns, ttl=60, stale=30) as rcache:
-        for i in range(12):
-            rcache.set(f"user:{i}", b"x" * i)
-        rcache.set("other", b"y")
-        rc, d = run_json("keys", redis_url, "--ns", ns, "--match", "user:*", "--count", "5")
-        assert rc == 0 and d["complete"]
-        got = {k["key"]: k for k in d["keys"]}
-        assert set(got) == {f"user:{i}" for i in range(12)}
-        assert all(0 < k["ttl_ms"] <= 90000 for k in d["keys"])  # fresh 60 s + stale 30 s
-        assert got["user:11"]["size"] - got["user:1"]["size"] == 10  # envelope + value bytes
-        rc, d = run_json("keys", redis_url, "--ns", ns, "--limit", "3")
-        assert rc == 0 and len(d["keys"]) == 3 and not d["complete"]
-        rc, out, _ = run("keys", f"{redis_url}?ns={ns}", "--match", "oth*")
-        assert rc == 0 and "other" in out and "1 key(s)" in out
+def test_keys_on_redis_with_match_limit_sizes_ttls(redis_url, ns, rcache):
+    for i in range(12):
+        rcache.set(f"user:{i}", b"x" * i)
+    rcache.set("other", b"y")
+    rc, d = run_json("keys", redis_url, "--ns", ns, "--match", "user:*", "--count", "500")
+    assert rc == 0 and d["complete"]
+    got = {k["key"]: k for k in d["keys"]}
+    assert set(got) == {f"user:{i}" for i in range(12)}
+    assert all(0 < k["ttl_ms"] <= 90000 for k in d["keys"])  # fresh 60 s + stale 30 s
+    assert got["user:11"]["size"] - got["user:1"]["size"] == 10  # envelope + value bytes
+    rc, d = run_json("keys", redis_url, "--ns", ns, "--limit", "3")
+    assert rc == 0 and len(d["keys"]) == 3 and not d["complete"]
+    # a bounded scan over a server full of other suites' keys stops, and says so
+    rc, d = run_json("keys", redis_url, "--ns", ns, "--match", "nothing:*", "--count", "1", "--max-pages", "2")
+    assert rc == 0 and d["keys"] == [] and not d["complete"]  # 13+ keys: 2 pages of COUNT 1 cannot cover them
+    rc, out, _ = run("keys", f"{redis_url}?ns={ns}", "--match", "oth*")
+    assert rc == 0 and "other" in out and "1 key(s)" in out
 
 
 def test_keys_on_memcached_cannot_list():
