@@ -52,6 +52,8 @@ const char *strata_error_name(int code)
     case STRATA_ECLOSED: return "ECLOSED";
     case STRATA_INVALIDATED: return "INVALIDATED";
     case STRATA_ESTALE: return "ESTALE";
+    case STRATA_EXISTS: return "EXISTS";
+    case STRATA_ENOTNUM: return "ENOTNUM";
     default: return "EUNKNOWN";
     }
 }

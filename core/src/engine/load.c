@@ -48,8 +48,8 @@ int strata_load_value(strata_load *l, const char *val, size_t vallen, int64_t tt
         return strata__error(STRATA_EINVAL, "load is NULL");
     if (val == NULL && vallen > 0)
         return strata__error(STRATA_EINVAL, "value is NULL with length %zu", vallen);
-    if (ttl_ms < 0)
-        return strata__error(STRATA_EINVAL, "ttl_ms must be >= 0, got %lld", (long long)ttl_ms);
+    if (ttl_ms < 0 && ttl_ms != STRATA_TTL_FOREVER)
+        return strata__error(STRATA_EINVAL, "ttl_ms must be >= 0 or STRATA_TTL_FOREVER, got %lld", (long long)ttl_ms);
     if ((rc = strata__bytes_set(&l->value, val ? val : "", vallen)) < 0)
         return rc;
     l->kind = LOAD_VALUE;

@@ -283,8 +283,8 @@ int strata_write_behind_many(strata_cache *c, size_t n, const char *const *keys,
 
     if (c == NULL || (n > 0 && (keys == NULL || keylens == NULL || vals == NULL || vallens == NULL)))
         return strata__error(STRATA_EINVAL, "%s is NULL", c == NULL ? "cache handle" : "an array argument");
-    if (ttl_ms < 0)
-        return strata__error(STRATA_EINVAL, "ttl_ms must be >= 0 (0 = the cache's default), got %lld",
+    if (ttl_ms < 0 && ttl_ms != STRATA_TTL_FOREVER)
+        return strata__error(STRATA_EINVAL, "ttl_ms must be >= 0 (0 = the cache's default) or STRATA_TTL_FOREVER, got %lld",
                              (long long)ttl_ms);
     for (i = 0; i < n; i++) {
         if ((rc = strata__check_key(c, keys[i], keylens[i])) < 0)
