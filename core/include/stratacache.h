@@ -478,9 +478,9 @@ STRATA_EXTERN int strata_lock_new(strata_lock **out, strata_cache *cache, const 
                                   size_t namelen, int64_t ttl_ms);
 /* Does not release a held lock (it expires after its TTL); NULL is a no-op. */
 STRATA_EXTERN void strata_lock_free(strata_lock *lock);
-/* 0 acquired; STRATA_MISS_WAIT held by another (blocking == 0, or timeout_ms
- * passed; timeout_ms < 0 waits without bound); EINVAL when this handle
- * already holds it. */
+/* 0 acquired; STRATA_MISS_WAIT held (blocking == 0, or still after
+ * timeout_ms; timeout_ms < 0 waits without bound). Not reentrant: while this
+ * handle holds the lock, acquiring it again waits like any other taker. */
 STRATA_EXTERN int strata_lock_acquire(strata_lock *lock, int blocking, int64_t timeout_ms);
 /* 0 released; STRATA_ELEASE when this handle did not hold it (never taken,
  * expired, or taken over after expiry): nothing is released then. */

@@ -64,8 +64,8 @@ int strata_lock_acquire(strata_lock *l, int blocking, int64_t timeout_ms)
     uint64_t token = strata__random_u64() | 1, guard;
     if (l == NULL)
         return strata__error(STRATA_EINVAL, "lock is NULL");
-    if (strata__atomic_load(&l->token) != 0)
-        return strata__error(STRATA_EINVAL, "this lock handle already holds the lock (release it first)");
+    /* Not reentrant (as threading.Lock): while this handle holds it, the
+     * lease is taken, so this waits like any other taker. */
     c = l->cache;
     deadline = timeout_ms < 0 ? INT64_MAX : strata__now_mono_ms() + timeout_ms;
     for (;;) {
@@ -91,6 +91,10 @@ int strata_lock_acquire(strata_lock *l, int blocking, int64_t timeout_ms)
     }
 }
 
+/* Renews (ttl_ms > 0) or releases (0) the lease while this handle's token
+ * holds it. When the token turns out not to hold it (or it was released), the
+ * handle forgets that token, unless another thread of the same handle has
+ * taken the lock anew meanwhile (a handle may be shared, as threading.Lock). */
 static int owned(strata_lock *l, int64_t ttl_ms, const char *what)
 {
     strata_cache *c;
@@ -103,26 +107,22 @@ static int owned(strata_lock *l, int64_t ttl_ms, const char *what)
     c = l->cache;
     if ((rc = strata__breaker_allow(c)) < 0)
         return rc;
-    return call(l, c->backend->ops->lease_own(c->backend, l->fk, l->fklen, token, ttl_ms));
+    rc = call(l, c->backend->ops->lease_own(c->backend, l->fk, l->fklen, token, ttl_ms));
+    if (rc == STRATA_ELEASE || (rc == 0 && ttl_ms == 0))
+        strata__atomic_cas(&l->token, &token, 0);
+    return rc;
 }
 
 int strata_lock_release(strata_lock *l)
 {
-    int rc = owned(l, 0, "release");
-    if (rc == 0 || rc == STRATA_ELEASE) /* released, or not ours any more: either way not held here */
-        strata__atomic_store(&l->token, 0);
-    return rc;
+    return owned(l, 0, "release");
 }
 
 int strata_lock_extend(strata_lock *l, int64_t ttl_ms)
 {
-    int rc;
     if (l != NULL && ttl_ms < 0)
         return strata__error(STRATA_EINVAL, "lock extend: ttl_ms must be >= 0 (0 = the lock's TTL)");
-    rc = owned(l, l && ttl_ms == 0 ? l->ttl_ms : ttl_ms, "extend");
-    if (rc == STRATA_ELEASE)
-        strata__atomic_store(&l->token, 0);
-    return rc;
+    return owned(l, l && ttl_ms == 0 ? l->ttl_ms : ttl_ms, "extend");
 }
 
 int strata_lock_locked(strata_lock *l)
