@@ -2,7 +2,7 @@
  * The write-behind journal file (memory://; memcached:// uses the same file):
  * a failed append never hides later acknowledged writes, a damaged record
  * costs only itself (kept aside and counted), the file stays bounded while
- * the backlog never empties, and dead letters are trimmed by count and age.
+ * the backlog never empties (dead-letter trimming: test_write, every backend).
  */
 #define _GNU_SOURCE
 #include "test.h"
@@ -349,72 +349,6 @@ static void journal_bounded_under_steady_load(void)
     strata_cache_free(c);
 }
 
-/* ---- issue 15: dead-letter trimming ------------------------------------------ */
-
-/* Records in a journal-format file (header, then length-framed records). */
-static int count_records(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    unsigned char hdr[8];
-    int n = 0;
-    if (f == NULL)
-        return -1;
-    if (fread(hdr, 1, 8, f) == 8) {
-        while (fread(hdr, 1, 8, f) == 8) {
-            uint32_t len = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 |
-                           (uint32_t)hdr[3] << 24;
-            if (fseek(f, (long)len, SEEK_CUR) != 0)
-                break;
-            n++;
-        }
-    }
-    fclose(f);
-    return n;
-}
-
-static void dead_one(strata_cache *c, const char *key)
-{
-    strata_wb_batch *b = NULL;
-    CHECK_RC(strata_write_behind(c, K(key), K("v"), 0), 0);
-    CHECK_RC(strata_wb_poll(c, 10, &b), STRATA_OK);
-    if (b)
-        CHECK_RC(strata_wb_fail(b, "database refused it"), 0);
-}
-
-static void dead_letters_trimmed(void)
-{
-    const char *ns = fresh_ns();
-    strata_cache *c;
-    strata_stats st;
-    char key[16], dead[512];
-    int i;
-    snprintf(dead, sizeof dead, "%s", path_of(ns, ".dead"));
-    REQUIRE((c = open_journal(ns, "wb_max_attempts=1&wb_dead_max=3")) != NULL);
-    for (i = 0; i < 5; i++) {
-        snprintf(key, sizeof key, "d%d", i);
-        dead_one(c, key);
-    }
-    CHECK(count_records(dead) == 3);
-    CHECK_RC(strata_stats_get(c, &st, STRATA_STATS_VERSION), 0);
-    CHECK(st.wb_dead == 5);
-    CHECK(st.wb_dead_trimmed == 2);
-    strata_cache_free(c);
-    /* by age: the three old ones go when a new one arrives after wb_dead_max_age_ms */
-    REQUIRE((c = open_journal(ns, "wb_max_attempts=1&wb_dead_max_age_ms=200")) != NULL);
-    {
-        struct timespec ts = {0, 300 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    dead_one(c, "fresh");
-    CHECK(count_records(dead) == 1);
-    CHECK_RC(strata_stats_get(c, &st, STRATA_STATS_VERSION), 0);
-    CHECK(st.wb_dead_trimmed == 3);
-    if (st.wb_dead_trimmed != 3)
-        fprintf(stderr, "  %d dead letters, %llu trimmed\n", count_records(dead),
-                (unsigned long long)st.wb_dead_trimmed);
-    strata_cache_free(c);
-}
-
 static void bad_options(void)
 {
     strata_cache *c = NULL;
@@ -436,7 +370,6 @@ int main(int argc, char **argv)
         {"flipped_length_bit_resyncs", flipped_length_bit_resyncs},
         {"torn_tail_is_reported", torn_tail_is_reported},
         {"journal_bounded_under_steady_load", journal_bounded_under_steady_load},
-        {"dead_letters_trimmed", dead_letters_trimmed},
         {"bad_options", bad_options},
     };
     char cmd[400];

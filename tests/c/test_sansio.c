@@ -169,6 +169,25 @@ static void ops_match_the_blocking_api(void)
     CHECK_RC(strata_invalidate_tag(blk, tag, taglen), 0);
     CHECK_RC(strata_get(blk, "t2", 2, &v), STRATA_MISS);
 
+    /* a namespace clear (strata_clear) outdates what ops wrote and read (on a
+     * handle that caches no generation: another's clear is seen within tag_cache_ms) */
+    {
+        strata_cache *fresh = open_cache(test_backend_url("redis"), ns, "io=host&tag_cache_ms=0");
+        REQUIRE(fresh);
+        CHECK_RC(strata_op_set(&op, fresh, "cl", 2, "before", 6, NULL), 0);
+        CHECK_RC(drive(op, NULL), 0);
+        strata_op_free(op);
+        CHECK_RC(strata_clear(blk), 0);
+        CHECK_RC(strata_op_lookup(&op, fresh, "cl", 2, NULL), 0);
+        CHECK_RC(drive(op, &v), STRATA_MISS_LEAD);
+        CHECK_RC(strata_op_fill(op, "after", 5, 0), 0);
+        CHECK_RC(drive(op, NULL), 0);
+        strata_op_free(op);
+        strata_cache_free(fresh);
+    }
+    CHECK_RC(strata_get(blk, "cl", 2, &v), 0); /* the fill carries the new generation */
+    CHECK_VALUE(&v, "after");
+
     /* misuse: precise errors, nothing changes */
     CHECK_RC(strata_op_lookup(&op, host, "", 0, NULL), STRATA_EKEY);
     CHECK(op == NULL);

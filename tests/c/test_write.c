@@ -461,6 +461,31 @@ static long redis_xlen(const char *key)
     return n;
 }
 
+/* Redis: keys "<ns>#W:id:*" and "<ns>#W:n:*" left (the per-key order keys). */
+static long order_keys_left(const char *ns)
+{
+    const char *url = test_backend_url("redis");
+    redisContext *ctx = redisConnect("127.0.0.1", atoi(strrchr(url, ':') + 1));
+    long n = 0;
+    char cursor[32] = "0";
+    if (ctx == NULL || ctx->err)
+        return -1;
+    do {
+        redisReply *rep = redisCommand(ctx, "SCAN %s MATCH %s#W:[in]*:* COUNT 1000", cursor, ns);
+        if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+            n = -1;
+            if (rep)
+                freeReplyObject(rep);
+            break;
+        }
+        snprintf(cursor, sizeof cursor, "%s", rep->element[0]->str);
+        n += (long)rep->element[1]->elements;
+        freeReplyObject(rep);
+    } while (strcmp(cursor, "0") != 0);
+    redisFree(ctx);
+    return n;
+}
+
 static void writer_dead_letters(void)
 {
     const char *ns = fresh_ns();
@@ -785,6 +810,7 @@ static void two_consumers_share_the_work(void)
     CHECK(wrong == 0);
     CHECK(r->items < 2000); /* older versions were skipped, not all delivered */
     CHECK_RC(strata_flush(w, 2000), 0);
+    CHECK(order_keys_left(ns) == 0); /* they go with each key's last record */
     strata_cache_free(a);
     strata_cache_free(b);
     strata_cache_free(w);
@@ -1007,6 +1033,8 @@ static void kill9_one(int fsync_mode)
     CHECK(r->backwards == 0);
     CHECK_RC(strata_stats_get(c, &st, STRATA_STATS_VERSION), 0);
     CHECK(st.wb_backlog == 0);
+    if (is_redis())
+        CHECK(order_keys_left(ns) == 0); /* claimed, delivered twice or not: none left */
     if (lost || invented || r->backwards)
         fprintf(stderr, "  fsync mode %d, killed after %d acks: %d keys lost, %d wrong, %d out of order\n",
                 fsync_mode, *acked, lost, invented, r->backwards);
@@ -1123,7 +1151,8 @@ static void bad_input(void)
     CHECK_RC(strata_write_through(NULL, K("k"), K("v"), 0, wt_writer, NULL), STRATA_EINVAL);
     CHECK_RC(strata_write_through(c, "", 0, K("v"), 0, wt_writer, NULL), STRATA_EKEY);
     CHECK_RC(strata_write_through(c, K("k"), NULL, 3, 0, wt_writer, NULL), STRATA_EINVAL);
-    CHECK_RC(strata_write_through(c, K("k"), K("v"), -1, wt_writer, NULL), STRATA_EINVAL);
+    CHECK_RC(strata_write_through(c, K("k"), K("v"), -2, wt_writer, NULL), STRATA_EINVAL);
+    CHECK_MSG_HAS("STRATA_TTL_FOREVER"); /* -1 is STRATA_TTL_FOREVER, any other negative is refused */
     CHECK_RC(strata_write_error(NULL, "x"), STRATA_EINVAL);
     CHECK_RC(strata_write_behind(NULL, K("k"), K("v"), 0), STRATA_EINVAL);
     CHECK_RC(strata_write_behind(c, NULL, 1, K("v"), 0), STRATA_EINVAL);

@@ -131,9 +131,12 @@ static void run_op(strata__backend *b, unsigned op, unsigned arg)
         strata__wb_records_free(recs, nrec);
         break;
     }
-    case OP_WB_ACK:
-        check_rc(o->wb_ack(b, n, ids), 0, 0);
+    case OP_WB_ACK: { /* the n ids as records of one key */
+        const char *ukey = "a";
+        size_t ulen = 1;
+        check_rc(o->wb_ack(b, 1, &ukey, &ulen, &n, ids), 0, 0);
         break;
+    }
     case OP_WB_DEAD:
         check_rc(o->wb_dead(b, "a", 1, "v", 1, n, ids, 3, "writer failed"), 0, 0);
         break;

@@ -81,6 +81,13 @@ int strata__encode_value_tags(strata_cache *c, strata__bytes *out, const char *v
                               const strata__env_tag *tags, size_t ntags,
                               int64_t now_ms, int64_t *fresh_until, int64_t *backend_ttl_ms);
 
+/* The same with the namespace generation already known (host-driven ops
+ * read it in their own exchange; NULL = read it here, which may do I/O). */
+int strata__encode_value_ns(strata_cache *c, strata__bytes *out, const char *val, size_t vallen, int negative,
+                            int64_t ttl_ms, int64_t stale_ms, int64_t cost_ms, const strata__env_tag *tags,
+                            size_t ntags, const uint64_t *known_ns, int64_t now_ms, int64_t *fresh_until,
+                            int64_t *backend_ttl_ms);
+
 /* Backend call bookkeeping: breaker state and error counters. */
 int  strata__breaker_allow(strata_cache *c);
 int  strata__backend_result(strata_cache *c, int rc);

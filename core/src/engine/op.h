@@ -83,6 +83,7 @@ struct strata_op {
     /* Writes. */
     strata__bytes enc;
     int negative, tagged;
+    uint64_t ns;                /* the namespace generation the write stamps (tags.c) */
     int64_t now_ms, fresh_until, backend_ttl;
     char *val;                  /* set: the raw value (a copy) */
     size_t vallen;

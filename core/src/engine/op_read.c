@@ -87,6 +87,9 @@ static int tags_read(strata_op *op)
         size_t k = t->missing[i];
         if (e->type == REDIS_REPLY_STRING && strata__tags_parse_version(e->str, e->len, &t->versions[k]) == 0) {
             strata__tags_remember(op->c, t->names[k], t->lens[k], t->versions[k], 0);
+        } else if (e->type == REDIS_REPLY_NIL && t->lens[k] == 0) {
+            t->versions[k] = 0; /* never cleared: entries carry no stamp */
+            strata__tags_remember(op->c, "", 0, 0, 0);
         } else if (e->type == REDIS_REPLY_NIL) {
             char key[STRATA__TAG_KEYBUF];
             size_t klen = strata__tags_key(op->c, t->names[k], t->lens[k], key);
@@ -143,23 +146,33 @@ int strata__op_tags_start(strata_op *op, int (*after)(strata_op *))
 }
 
 /* Collects the tag names of n envelopes (NULL skipped) into op->tags. */
+/* Collects the tag names of n envelopes (NULL skipped) into op->tags, then
+ * the namespace generation (name "", the last entry: strata_clear outdates
+ * every older entry); *total = 0 when there is no envelope. */
 static int tags_of(strata_op *op, size_t n, strata__envelope *const *envs, size_t *total)
 {
     size_t i, j, k = 0;
-    int rc;
+    int rc, any = 0;
     *total = 0;
     for (i = 0; i < n; i++)
-        if (envs[i])
-            *total += envs[i]->ntags;
-    if (*total == 0)
+        if (envs[i]) {
+            any = 1;
+            for (j = 0; j < envs[i]->ntags; j++)
+                *total += envs[i]->tags[j].len > 0; /* a namespace stamp is checked apart */
+        }
+    if (!any)
         return 0;
-    if ((rc = tags_alloc(&op->tags, *total)) < 0)
+    if ((rc = tags_alloc(&op->tags, *total + 1)) < 0)
         return rc;
     for (i = 0; i < n; i++)
-        for (j = 0; envs[i] && j < envs[i]->ntags; j++, k++) {
-            op->tags.names[k] = envs[i]->tags[j].name;
-            op->tags.lens[k] = envs[i]->tags[j].len;
-        }
+        for (j = 0; envs[i] && j < envs[i]->ntags; j++)
+            if (envs[i]->tags[j].len > 0) {
+                op->tags.names[k] = envs[i]->tags[j].name;
+                op->tags.lens[k++] = envs[i]->tags[j].len;
+            }
+    op->tags.names[k] = "";
+    op->tags.lens[k] = 0;
+    *total = k + 1;
     return 0;
 }
 
@@ -179,7 +192,7 @@ static int serve_read(strata_op *op)
     strata__envelope *pe = &op->env;
     int rc;
     if (op->tags.n > 0)
-        strata__tags_apply(op->c, 1, &pe, op->tags.versions, op->now_ms, 1);
+        strata__tags_apply(op->c, 1, &pe, op->tags.versions, op->tags.versions[op->tags.n - 1], op->now_ms, 1);
     rc = strata__serve_envelope(op->c, op->key, op->keylen, &op->env, op->now_ms, op->epoch, &op->value);
     return op->state == S_RECHECK ? after_recheck(op, rc) : after_read(op, rc);
 }
@@ -268,11 +281,14 @@ static int stamped(strata_op *op)
 {
     strata__tagstamp *s;
     size_t i, total = 0, at = 0;
-    for (i = 0; i < op->tags.n; i++)
+    op->ns = op->tags.versions[op->tags.n - 1]; /* the fill stamps the generation of now */
+    if (op->tags.n == 1)
+        return strata__op_finish(op, op->read_rc);
+    for (i = 0; i + 1 < op->tags.n; i++)
         total += op->tags.lens[i];
     if ((s = malloc(sizeof *s + total)) == NULL)
         return strata__op_finish(op, strata__error(STRATA_ENOMEM, "out of memory for %zu tags", op->tags.n));
-    s->n = op->tags.n;
+    s->n = op->tags.n - 1;
     for (i = 0; i < s->n; i++) {
         memcpy(s->names + at, op->tags.names[i], op->tags.lens[i]);
         s->tags[i].name = s->names + at;
@@ -291,20 +307,22 @@ static int lead(strata_op *op, int rc)
     op->have_lease = 1;
     op->started_ns = strata__now_mono_ns();
     op->read_rc = rc;
-    if (op->nstamp > 0) {
+    {
+        /* the options' tags, then the namespace generation, read before the load */
         size_t i, at = 0;
         int r;
-        if ((r = tags_alloc(&op->tags, op->nstamp)) < 0)
+        if ((r = tags_alloc(&op->tags, op->nstamp + 1)) < 0)
             return strata__op_finish(op, r);
         for (i = 0; i < op->nstamp; i++) {
             op->tags.names[i] = op->stamp_mem + at;
             op->tags.lens[i] = op->stamp_lens[i];
             at += op->stamp_lens[i];
         }
+        op->tags.names[op->nstamp] = "";
+        op->tags.lens[op->nstamp] = 0;
         op->state = 0;
         return strata__op_tags_start(op, stamped);
     }
-    return strata__op_finish(op, rc);
 }
 
 static int wait_or_give_up(strata_op *op, int64_t wait_ms)
@@ -618,9 +636,9 @@ static int fill(strata_op *op, const char *val, size_t vallen, int negative, int
         return strata__error(STRATA_EINVAL, "ttl_ms must be >= 0, got %lld", (long long)ttl_ms);
     op->now_ms = strata__now_wall_ms();
     cost_ms = (int64_t)(strata__now_mono_ns() - op->started_ns) / 1000000;
-    rc = strata__encode_value_tags(c, &op->enc, val ? val : "", vallen, negative, ttl_ms, -1, cost_ms,
-                                   op->stamp ? op->stamp->tags : NULL, op->stamp ? op->stamp->n : 0, op->now_ms,
-                                   &op->fresh_until, &op->backend_ttl);
+    rc = strata__encode_value_ns(c, &op->enc, val ? val : "", vallen, negative, ttl_ms, -1, cost_ms,
+                                 op->stamp ? op->stamp->tags : NULL, op->stamp ? op->stamp->n : 0, &op->ns, op->now_ms,
+                                 &op->fresh_until, &op->backend_ttl);
     if (rc < 0)
         return rc;
     free(op->val);
@@ -667,7 +685,8 @@ static int many_served(strata_op *op)
     strata_cache *c = op->c;
     size_t i;
     if (op->tags.n > 0)
-        strata__tags_apply(c, op->nb, op->decoded, op->tags.versions, op->now_ms, 1);
+        strata__tags_apply(c, op->nb, op->decoded, op->tags.versions, op->tags.versions[op->tags.n - 1], op->now_ms,
+                           1);
     for (i = 0; i < op->nb; i++) {
         size_t k = op->idx[i];
         int r = op->rcs[i];

@@ -65,16 +65,18 @@ static int set_send(strata_op *op)
     char *payload = NULL;
     size_t paylen = 0, i;
     int rc;
-    for (i = 0; i < op->tags.n && i < STRATA__ENV_MAX_TAGS; i++) {
+    size_t nt = op->tags.n - 1; /* the last entry is the namespace generation */
+    for (i = 0; i < nt && i < STRATA__ENV_MAX_TAGS; i++) {
         stamps[i].name = op->tags.names[i];
         stamps[i].len = op->tags.lens[i];
         stamps[i].version = op->tags.versions[i];
     }
-    op->tagged = op->tags.n > 0;
+    op->ns = op->tags.versions[nt];
+    op->tagged = nt > 0 || op->ns != 0; /* stamped: L1 keeps the envelope and checks it on hits */
     op->now_ms = strata__now_wall_ms();
-    rc = strata__encode_value_tags(c, &op->enc, op->val ? op->val : "", op->vallen, 0, op->fresh_until, op->counter,
-                                   op->backend_ttl, op->tagged ? stamps : NULL, op->tags.n, op->now_ms,
-                                   &op->fresh_until, &op->backend_ttl);
+    rc = strata__encode_value_ns(c, &op->enc, op->val ? op->val : "", op->vallen, 0, op->fresh_until, op->counter,
+                                 op->backend_ttl, nt > 0 ? stamps : NULL, nt, &op->ns, op->now_ms, &op->fresh_until,
+                                 &op->backend_ttl);
     if (rc == 0)
         rc = strata__breaker_allow(c);
     if (rc < 0)
@@ -132,35 +134,36 @@ int strata_op_set(strata_op **out, strata_cache *c, const char *key, size_t keyl
     op->counter = o ? o->stale_ms : -1;
     op->backend_ttl = o ? o->cost_ms : 0;
     *out = op;
-    if (o != NULL && o->ntags > 0) {
-        /* The versions are read first (which may create counters). */
-        size_t i, total = 0, at = 0;
-        for (i = 0; i < o->ntags; i++)
+    {
+        /* The versions are read first (which may create counters), with the
+         * namespace generation as the last entry. */
+        size_t i, total = 0, at = 0, nt = o ? o->ntags : 0;
+        for (i = 0; i < nt; i++)
             total += o->taglens[i];
         op->stamp_mem = malloc(total ? total : 1);
-        op->tags.names = calloc(o->ntags, sizeof *op->tags.names);
-        op->tags.lens = calloc(o->ntags, sizeof *op->tags.lens);
-        op->tags.versions = calloc(o->ntags, sizeof *op->tags.versions);
-        op->tags.missing = calloc(o->ntags, sizeof *op->tags.missing);
-        op->tags.absent = calloc(o->ntags, sizeof *op->tags.absent);
+        op->tags.names = calloc(nt + 1, sizeof *op->tags.names);
+        op->tags.lens = calloc(nt + 1, sizeof *op->tags.lens);
+        op->tags.versions = calloc(nt + 1, sizeof *op->tags.versions);
+        op->tags.missing = calloc(nt + 1, sizeof *op->tags.missing);
+        op->tags.absent = calloc(nt + 1, sizeof *op->tags.absent);
         if (!op->stamp_mem || !op->tags.names || !op->tags.lens || !op->tags.versions || !op->tags.missing ||
             !op->tags.absent) {
             strata_op_free(op);
             *out = NULL;
-            return strata__error(STRATA_ENOMEM, "out of memory for %zu tags", o->ntags);
+            return strata__error(STRATA_ENOMEM, "out of memory for %zu tags", nt);
         }
-        for (i = 0; i < o->ntags; i++) {
+        for (i = 0; i < nt; i++) {
             memcpy(op->stamp_mem + at, o->tags[i], o->taglens[i]);
             op->tags.names[i] = op->stamp_mem + at;
             op->tags.lens[i] = o->taglens[i];
             at += o->taglens[i];
         }
-        op->tags.n = o->ntags;
+        op->tags.names[nt] = "";
+        op->tags.lens[nt] = 0;
+        op->tags.n = nt + 1;
         strata__op_tags_start(op, set_send);
         return 0;
     }
-    set_send(op);
-    return 0;
 }
 
 /* ---- delete ---- */

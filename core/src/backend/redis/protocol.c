@@ -15,7 +15,8 @@ static const char *const script_text[STRATA__SCRIPT_COUNT] = {
     /* fill: KEYS = value, lease; ARGV = token, value, ttl_ms. set/del delete the lease, so a
      * lease still holding our token also proves nobody wrote since acquire. */
     "if redis.call('GET', KEYS[2]) == ARGV[1] then "
-    "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) "
+    "if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[2]) "
+    "else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end "
     "redis.call('DEL', KEYS[2]) return 1 end return 0",
     /* release: KEYS[1] = lease key, ARGV[1] = token. */
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
@@ -28,12 +29,32 @@ static const char *const script_text[STRATA__SCRIPT_COUNT] = {
     "if t == 'string' then if redis.call('GET', KEYS[1]) ~= ARGV[3] then return 0 end "
     "elseif t ~= 'none' then if ARGV[3] ~= '' then return 0 end redis.call('DEL', KEYS[1]) end "
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1",
+    /* add: KEYS = value, lease; ARGV = value, ttl_ms ('0': none), channel, payload. */
+    "local ok if ARGV[2] == '0' then ok = redis.call('SET', KEYS[1], ARGV[1], 'NX') "
+    "else ok = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) end "
+    "if not ok then return 0 end "
+    "redis.call('DEL', KEYS[2]) redis.call('PUBLISH', ARGV[3], ARGV[4]) return 1",
+    /* cas: KEYS = value, lease; ARGV = old, new, ttl_ms ('0': none), channel, payload. */
+    "local v = redis.call('GET', KEYS[1]) if not v then return -1 end "
+    "if v ~= ARGV[1] then return 0 end "
+    "if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[2]) "
+    "else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end "
+    "redis.call('DEL', KEYS[2]) redis.call('PUBLISH', ARGV[4], ARGV[5]) return 1",
+    /* lease_own: KEYS[1] = lease; ARGV = token ('': who holds it?), ttl_ms ('0': release). */
+    "local v = redis.call('GET', KEYS[1]) "
+    "if ARGV[1] == '' then if v then return 1 end return 0 end "
+    "if v ~= ARGV[1] then return -1 end "
+    "if ARGV[2] == '0' then redis.call('DEL', KEYS[1]) "
+    "else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 1",
 };
 
 static const char *const script_sha[STRATA__SCRIPT_COUNT] = {
-    "d59ae8aa932addcba53722f0552549c6b1a166b5",
+    "049ba6d7f4fec55950912d121520fdb928c11603",
     "6fbe84d1140fd2047394924af9d845b83c070bec",
     "5522d67ed41c78771295e7c1117e87ff5fe784f8",
+    "5f16133d40fe8b7b62a22675a7a7848384dca08d",
+    "bb810c2e89306394fc8ba4d8b1e7a8e572205d27",
+    "036bda1a5ccecf73fd5451d517aaba6fdd7d2bbc",
 };
 
 const char *strata__redis_script_sha(int which)
@@ -206,10 +227,12 @@ int strata__rq_lease_takeover(strata__redis_req *q, int use_sha, const char *lk,
 int strata__rq_script(strata__redis_req *q, int use_sha, int which, int nkeys, int argc, const char **args,
                       const size_t *arglens)
 {
-    const char *argv[8];
-    size_t lens[8];
+    const char *argv[3 + 8];
+    size_t lens[3 + 8];
     char nk[4];
     int i;
+    if (argc < 0 || argc > 8)
+        return strata__error(STRATA_EINVAL, "script with %d arguments (at most 8)", argc);
     argv[0] = use_sha ? "EVALSHA" : "EVAL";
     lens[0] = use_sha ? 7 : 4;
     argv[1] = use_sha ? script_sha[which] : script_text[which];
@@ -230,7 +253,7 @@ int strata__rq_lease_fill(strata__redis_req *q, int use_sha, const char *fk, siz
     const char *args[5] = {fk, lk, tok, val, ttl};
     size_t lens[5] = {fklen, lklen, 0, vallen, 0};
     lens[2] = strata__redis_fmt_token(tok, sizeof tok, token);
-    lens[4] = strata__redis_fmt_i64(ttl, sizeof ttl, ttl_ms);
+    lens[4] = strata__redis_fmt_i64(ttl, sizeof ttl, ttl_ms >= STRATA__TTL_NEVER ? 0 : ttl_ms);
     return strata__rq_script(q, use_sha, STRATA__SCRIPT_FILL, 2, 5, args, lens);
 }
 
@@ -275,7 +298,8 @@ int strata__rq_write(strata__redis_req *q, const char *fk, size_t fklen, const c
     int rc;
     lens[4] = strata__redis_fmt_i64(ttl, sizeof ttl, ttl_ms);
     if ((rc = strata__redis_cmd1(q, "MULTI")) < 0 || (rc = two(q, "DEL", lk, lklen)) < 0 ||
-        (rc = strata__redis_cmd(q, 5, argv, lens)) < 0 || (rc = strata__rq_publish(q, chan, chanlen, payload, paylen)) < 0)
+        (rc = strata__redis_cmd(q, ttl_ms >= STRATA__TTL_NEVER ? 3 : 5, argv, lens)) < 0 ||
+        (rc = strata__rq_publish(q, chan, chanlen, payload, paylen)) < 0)
         return rc;
     return strata__redis_cmd1(q, "EXEC");
 }

@@ -39,7 +39,8 @@ size_t strata__redis_lease_key(const char *ns, size_t nslen, const char *ukey, s
 
 /* Scripts run by SHA first; NOSCRIPT makes the caller send the same with
  * use_sha 0 (EVAL, which also loads it). */
-enum { STRATA__SCRIPT_FILL = 0, STRATA__SCRIPT_RELEASE, STRATA__SCRIPT_TAKEOVER, STRATA__SCRIPT_COUNT };
+enum { STRATA__SCRIPT_FILL = 0, STRATA__SCRIPT_RELEASE, STRATA__SCRIPT_TAKEOVER, STRATA__SCRIPT_ADD, STRATA__SCRIPT_CAS,
+       STRATA__SCRIPT_OWN, STRATA__SCRIPT_COUNT };
 const char *strata__redis_script_sha(int which);
 const char *strata__redis_script_text(int which);
 /* EVALSHA (use_sha) or EVAL of a script with nkeys keys among args (1 reply). */

@@ -516,8 +516,9 @@ static int rb_wb_read(strata__backend *be, const char *consumer, size_t max, int
 }
 
 /* MULTI, [extra], ack script, EXEC. */
-static int wb_ack_multi(rb *b, size_t n, const strata__wb_id *ids, int extra_argc, const char **extra,
-                        const size_t *extralens, const char *what)
+static int wb_ack_multi(rb *b, size_t nkeys, const char *const *keys, const size_t *keylens, const size_t *counts,
+                        const strata__wb_id *ids, int extra_argc, const char **extra, const size_t *extralens,
+                        const char *what)
 {
     strata__redis_req q = {{0, 0, 0}, 0};
     char stream[STRATA__WB_STREAM_KEYBUF];
@@ -525,7 +526,8 @@ static int wb_ack_multi(rb *b, size_t n, const strata__wb_id *ids, int extra_arg
     size_t nq = extra_argc > 0 ? 2 : 1;
     unsigned int s = route(b, stream, strata__wb_stream_key(b->ns, b->nslen, stream, 0));
     int rc;
-    if ((rc = strata__rq_wb_ack(&q, b->ns, b->nslen, n, ids, extra_argc, extra, extralens)) == 0 &&
+    if ((rc = strata__rq_wb_ack(&q, b->ns, b->nslen, nkeys, keys, keylens, counts, ids, extra_argc, extra,
+                                extralens)) == 0 &&
         (rc = run(b, s, &q, r, what)) == 0)
         rc = strata__rp_multi(who(b, s), r, nq, what);
     replies_free(r, 4);
@@ -533,11 +535,12 @@ static int wb_ack_multi(rb *b, size_t n, const strata__wb_id *ids, int extra_arg
     return rc;
 }
 
-static int rb_wb_ack(strata__backend *be, size_t n, const strata__wb_id *ids)
+static int rb_wb_ack(strata__backend *be, size_t nkeys, const char *const *keys, const size_t *keylens,
+                     const size_t *counts, const strata__wb_id *ids)
 {
-    if (n == 0)
+    if (nkeys == 0)
         return 0;
-    return wb_ack_multi(RB(be), n, ids, 0, NULL, NULL, "write-behind ack");
+    return wb_ack_multi(RB(be), nkeys, keys, keylens, counts, ids, 0, NULL, NULL, "write-behind ack");
 }
 
 static int rb_wb_dead(strata__backend *be, const char *key, size_t keylen, const char *val, size_t vallen, size_t n,
@@ -549,7 +552,7 @@ static int rb_wb_dead(strata__backend *be, const char *key, size_t keylen, const
     size_t lens[13];
     strata__wb_dead_argv(b->ns, b->nslen, key, keylen, val, vallen, attempts, message, strata__now_wall_ms(), dead,
                          att, now, argv, lens);
-    return wb_ack_multi(b, n, ids, 13, argv, lens, "write-behind dead letter");
+    return wb_ack_multi(b, 1, &key, &keylen, &n, ids, 13, argv, lens, "write-behind dead letter");
 }
 
 static int rb_wb_latest(strata__backend *be, size_t n, const char *const *keys, const size_t *keylens,
@@ -622,6 +625,127 @@ static int rb_wb_dead_trim(strata__backend *be, uint64_t max, int64_t max_age_ms
     return rc;
 }
 
+/* ---- conditional writes, batch delete, leases as locks (docs/FRAMEWORKS.md) ---- */
+
+/* add (old == NULL) or cas: one script (protocol.c). */
+static int conditional_set(rb *b, const char *key, size_t keylen, const char *old, size_t oldlen, const char *val,
+                           size_t vallen, int64_t ttl_ms)
+{
+    char lk[RB_KEYBUF], ttl[24], payload[STRATA__INV_ORIGIN_LEN + RB_KEYBUF];
+    const char *args[7];
+    size_t lens[7], n = 0;
+    redisReply *r[1] = {NULL};
+    unsigned int s = route(b, key, keylen);
+    const char *what = old ? "cas" : "add";
+    int64_t v = 0;
+    int rc;
+    args[n] = key; lens[n++] = keylen;
+    args[n] = lk; lens[n++] = lease_key(b, key, keylen, lk);
+    if (old) {
+        args[n] = old; lens[n++] = oldlen;
+    }
+    args[n] = val; lens[n++] = vallen;
+    args[n] = ttl; lens[n++] = strata__redis_fmt_i64(ttl, sizeof ttl, ttl_ms >= STRATA__TTL_NEVER ? 0 : ttl_ms);
+    args[n] = b->chan; lens[n++] = b->chanlen;
+    args[n] = payload; lens[n++] = invalidation(b, key, keylen, payload);
+    rc = run_script(b, s, old ? STRATA__SCRIPT_CAS : STRATA__SCRIPT_ADD, 2, (int)n, args, lens, r, what);
+    if (rc == 0 && (rc = strata__rp_integer(who(b, s), r[0], what, &v)) == 0)
+        rc = v == 1 ? 0 : v == 0 ? STRATA_EXISTS : STRATA_MISS;
+    replies_free(r, 1);
+    return rc;
+}
+
+static int rb_add(strata__backend *be, const char *key, size_t keylen, const char *val, size_t vallen, int64_t ttl_ms)
+{
+    return conditional_set(RB(be), key, keylen, NULL, 0, val, vallen, ttl_ms);
+}
+
+static int rb_cas(strata__backend *be, const char *key, size_t keylen, const char *old, size_t oldlen,
+                  const char *val, size_t vallen, int64_t ttl_ms)
+{
+    return conditional_set(RB(be), key, keylen, old ? old : "", oldlen, val, vallen, ttl_ms);
+}
+
+/* One MULTI of DEL value, DEL lease, PUBLISH per key: one round trip. */
+static int rb_del_many(strata__backend *be, size_t n, const char *const *keys, const size_t *keylens, int *deleted)
+{
+    rb *b = RB(be);
+    strata__redis_req q = {{0, 0, 0}, 0};
+    char lk[RB_KEYBUF], payload[STRATA__INV_ORIGIN_LEN + RB_KEYBUF];
+    redisReply **r;
+    size_t i, nr = 3 * n + 2;
+    unsigned int s;
+    int rc;
+    if (n == 0)
+        return 0;
+    if ((r = calloc(nr, sizeof *r)) == NULL)
+        return strata__error(STRATA_ENOMEM, "out of memory deleting %zu keys", n);
+    s = route(b, keys[0], keylens[0]);
+    rc = strata__redis_cmd1(&q, "MULTI");
+    for (i = 0; rc == 0 && i < n; i++) {
+        const char *argv[2] = {"DEL", keys[i]};
+        size_t lens[2] = {3, keylens[i]};
+        if ((rc = strata__redis_cmd(&q, 2, argv, lens)) == 0) {
+            argv[1] = lk;
+            lens[1] = lease_key(b, keys[i], keylens[i], lk);
+            rc = strata__redis_cmd(&q, 2, argv, lens);
+        }
+        if (rc == 0)
+            rc = strata__rq_publish(&q, b->chan, b->chanlen, payload, invalidation(b, keys[i], keylens[i], payload));
+    }
+    if (rc == 0)
+        rc = strata__redis_cmd1(&q, "EXEC");
+    if (rc == 0 && (rc = run(b, s, &q, r, "DEL (many)")) == 0 &&
+        (rc = strata__rp_multi(who(b, s), r, 3 * n, "DEL (many)")) == 0)
+        for (i = 0; i < n; i++)
+            deleted[i] = r[nr - 1]->element[3 * i]->type == REDIS_REPLY_INTEGER &&
+                         r[nr - 1]->element[3 * i]->integer > 0;
+    replies_free(r, nr);
+    free(r);
+    strata__redis_req_free(&q);
+    return rc;
+}
+
+static int rb_lease_own(strata__backend *be, const char *key, size_t keylen, uint64_t token, int64_t ttl_ms)
+{
+    rb *b = RB(be);
+    char lk[RB_KEYBUF], tok[20], ttl[24];
+    const char *args[3] = {lk, tok, ttl};
+    size_t lens[3];
+    redisReply *r[1] = {NULL};
+    unsigned int s = route(b, key, keylen);
+    int64_t v = 0;
+    int rc;
+    lens[0] = lease_key(b, key, keylen, lk);
+    lens[1] = token ? strata__redis_fmt_token(tok, sizeof tok, token) : 0;
+    lens[2] = strata__redis_fmt_i64(ttl, sizeof ttl, ttl_ms > 0 ? ttl_ms : 0);
+    rc = run_script(b, s, STRATA__SCRIPT_OWN, 1, 3, args, lens, r, "lock");
+    if (rc == 0 && (rc = strata__rp_integer(who(b, s), r[0], "lock", &v)) == 0) {
+        if (token == 0)
+            rc = v == 1 ? 0 : STRATA_MISS;
+        else if (v != 1)
+            rc = strata__error(STRATA_ELEASE, "%s: the lock is not held by this handle (expired or taken over)",
+                               who(b, s));
+    }
+    replies_free(r, 1);
+    return rc;
+}
+
+/* An empty payload is shorter than any origin: every subscriber drops its L1. */
+static int rb_publish_flush(strata__backend *be)
+{
+    rb *b = RB(be);
+    strata__redis_req q = {{0, 0, 0}, 0};
+    redisReply *r[1] = {NULL};
+    int64_t v = 0;
+    int rc = strata__rq_publish(&q, b->chan, b->chanlen, "", 0);
+    if (rc == 0 && (rc = run(b, 0, &q, r, "PUBLISH (flush)")) == 0)
+        rc = strata__rp_integer(who(b, 0), r[0], "PUBLISH (flush)", &v);
+    replies_free(r, 1);
+    strata__redis_req_free(&q);
+    return rc;
+}
+
 /* ---- for the operator tools (redis_admin.c) ---- */
 
 int strata__redis_pipeline(strata__backend *be, size_t n, const int *argcs, const char **const *argvs,
@@ -686,6 +810,11 @@ static const strata__backend_ops rb_ops = {
     strata__redis_wb_status,
     strata__redis_wb_dead_list,
     strata__redis_wb_dead_take,
+    rb_add,
+    rb_cas,
+    rb_del_many,
+    rb_lease_own,
+    rb_publish_flush,
 };
 
 int strata__backend_redis_open(strata__backend **out, const strata__config *cfg)

@@ -225,38 +225,46 @@ int strata__rp_wb_claim(const char *who, const redisReply *r, char *cursor, size
     return 0;
 }
 
-/* Acknowledges and deletes each record; for each one actually deleted here
- * (so a record acked twice counts once) the key's record count drops, and
- * with its last record the key's latest-token and count go too. */
+/* ARGV = group, ns, then per user key: key, count, that many ids. Acks and
+ * deletes the records; the key's record count drops by those its XDEL
+ * actually deleted (a record acked twice counts once), and with its last
+ * record the key's latest-token and count go too. */
 static const char wb_ack_script[] =
     "local s, g, ns = KEYS[1], ARGV[1], ARGV[2] "
-    "for i = 3, #ARGV do "
-    "  local e = redis.call('XRANGE', s, ARGV[i], ARGV[i]) "
-    "  redis.call('XACK', s, g, ARGV[i]) "
-    "  if redis.call('XDEL', s, ARGV[i]) == 1 and e[1] then "
-    "    local f = e[1][2] "
-    "    for j = 1, #f - 1, 2 do "
-    "      if f[j] == 'k' then "
-    "        local n = ns .. '#W:n:' .. f[j + 1] "
-    "        if redis.call('DECR', n) <= 0 then redis.call('DEL', n, ns .. '#W:id:' .. f[j + 1]) end "
-    "        break "
-    "      end "
-    "    end "
+    "local i = 3 "
+    "while i < #ARGV do "
+    "  local k, c, d = ARGV[i], tonumber(ARGV[i + 1]), 0 "
+    "  for j = i + 2, i + 1 + c, 1000 do "
+    "    local last = math.min(j + 999, i + 1 + c) "
+    "    redis.call('XACK', s, g, unpack(ARGV, j, last)) "
+    "    d = d + redis.call('XDEL', s, unpack(ARGV, j, last)) "
     "  end "
+    "  if d > 0 then "
+    "    local n = ns .. '#W:n:' .. k "
+    "    if redis.call('DECRBY', n, d) <= 0 then redis.call('DEL', n, ns .. '#W:id:' .. k) end "
+    "  end "
+    "  i = i + 2 + c "
     "end "
     "return 1";
 
-int strata__rq_wb_ack(strata__redis_req *q, const char *ns, size_t nslen, size_t n, const strata__wb_id *ids,
-                      int extra_argc, const char **extra, const size_t *extralens)
+int strata__rq_wb_ack(strata__redis_req *q, const char *ns, size_t nslen, size_t nkeys, const char *const *keys,
+                      const size_t *keylens, const size_t *counts, const strata__wb_id *ids, int extra_argc,
+                      const char **extra, const size_t *extralens)
 {
     char stream[STRATA__WB_STREAM_KEYBUF];
-    size_t argc = n + 6, i, k = 0, slen = strata__wb_stream_key(ns, nslen, stream, 0);
-    const char **argv = malloc(argc * sizeof *argv);
-    size_t *lens = malloc(argc * sizeof *lens);
-    char *idbuf = malloc(n * 48 + 1);
+    size_t nids = 0, argc, i, j, k = 0, at = 0, slen = strata__wb_stream_key(ns, nslen, stream, 0);
+    const char **argv;
+    size_t *lens;
+    char *buf;
     int rc;
-    if (argv == NULL || lens == NULL || idbuf == NULL) {
-        rc = strata__error(STRATA_ENOMEM, "out of memory acknowledging %zu records", n);
+    for (i = 0; i < nkeys; i++)
+        nids += counts[i];
+    argc = 6 + 2 * nkeys + nids;
+    argv = malloc(argc * sizeof *argv);
+    lens = malloc(argc * sizeof *lens);
+    buf = malloc(nids * 48 + nkeys * 24 + 1); /* ids, then counts */
+    if (argv == NULL || lens == NULL || buf == NULL) {
+        rc = strata__error(STRATA_ENOMEM, "out of memory acknowledging %zu records", nids);
         goto out;
     }
     argv[k] = "EVAL"; lens[k++] = 4;
@@ -265,9 +273,14 @@ int strata__rq_wb_ack(strata__redis_req *q, const char *ns, size_t nslen, size_t
     argv[k] = stream; lens[k++] = slen;
     argv[k] = WB_GROUP; lens[k++] = sizeof WB_GROUP - 1;
     argv[k] = ns; lens[k++] = nslen;
-    for (i = 0; i < n; i++) {
-        argv[k] = idbuf + i * 48;
-        lens[k++] = fmt_id(idbuf + i * 48, 48, &ids[i]);
+    for (i = 0; i < nkeys; i++) {
+        char *cnt = buf + nids * 48 + i * 24;
+        argv[k] = keys[i]; lens[k++] = keylens[i];
+        argv[k] = cnt; lens[k++] = (size_t)snprintf(cnt, 24, "%zu", counts[i]);
+        for (j = 0; j < counts[i]; j++, at++) {
+            argv[k] = buf + at * 48;
+            lens[k++] = fmt_id(buf + at * 48, 48, &ids[at]);
+        }
     }
     if ((rc = strata__redis_cmd1(q, "MULTI")) < 0 ||
         (extra_argc > 0 && (rc = strata__redis_cmd(q, extra_argc, extra, extralens)) < 0) ||
@@ -277,7 +290,7 @@ int strata__rq_wb_ack(strata__redis_req *q, const char *ns, size_t nslen, size_t
 out:
     free((void *)argv);
     free(lens);
-    free(idbuf);
+    free(buf);
     return rc;
 }
 

@@ -65,9 +65,11 @@ int strata__rp_wb_read_new(const char *who, const redisReply *r, strata__wb_reco
 int strata__rp_wb_claim(const char *who, const redisReply *r, char *cursor, size_t cursorsize,
                         strata__wb_record *recs, size_t *n, size_t max);
 
-/* MULTI, [extra command], the ack script over ids, EXEC (3 or 4 replies). */
-int strata__rq_wb_ack(strata__redis_req *q, const char *ns, size_t nslen, size_t n, const strata__wb_id *ids,
-                      int extra_argc, const char **extra, const size_t *extralens);
+/* MULTI, [extra command], the ack script, EXEC (3 or 4 replies); the ids
+ * come per user key: counts[i] consecutive ids are records of keys[i]. */
+int strata__rq_wb_ack(strata__redis_req *q, const char *ns, size_t nslen, size_t nkeys, const char *const *keys,
+                      const size_t *keylens, const size_t *counts, const strata__wb_id *ids, int extra_argc,
+                      const char **extra, const size_t *extralens);
 /* One dead letter: the XADD for rq_wb_ack's extra command (13 arguments). */
 void strata__wb_dead_argv(const char *ns, size_t nslen, const char *key, size_t keylen, const char *val,
                           size_t vallen, unsigned int attempts, const char *message, int64_t now_ms,
