@@ -7,10 +7,15 @@
 #include "coherence.h"
 #include "hotkeys.h"
 
-void strata__note_read(strata_cache *c, const char *key, size_t keylen)
+void strata__note_read(strata_cache *c, const strata__key *k)
 {
     if (c->hot)
-        strata__hot_note(c->hot, key, keylen);
+        strata__hot_note(c->hot, k, 1);
+}
+
+void strata__note_sampled_hit(strata_cache *c, const strata__key *k)
+{
+    strata__hot_note(c->hot, k, c->cfg.hot_sample);
 }
 
 static int gate_readable(void *ud)
@@ -18,13 +23,13 @@ static int gate_readable(void *ud)
     return strata__coherence_usable(ud);
 }
 
-static int gate_admit(void *ud, const char *key, size_t keylen)
+static int gate_admit(void *ud, const strata__key *k)
 {
     strata_cache *c = ud;
     if (c->coherence && !strata__coherence_usable(c))
         return 0;
     if (c->cfg.opts.l1_admission == STRATA_L1_NONE ||
-        (c->cfg.opts.l1_admission == STRATA_L1_HOT && !strata__hot_is_hot(c->hot, key, keylen))) {
+        (c->cfg.opts.l1_admission == STRATA_L1_HOT && !strata__hot_is_hot(c->hot, k))) {
         STRATA__COUNT(c, l1_admission_rejects);
         return 0;
     }

@@ -397,18 +397,18 @@ int strata__tags_verify(strata_cache *c, size_t n, strata__envelope *const *envs
 
 /* ---- L1 ---- */
 
-void strata__tags_l1_put(strata_cache *c, const char *key, size_t keylen, const strata__envelope *e,
+void strata__tags_l1_put(strata_cache *c, const strata__key *k, const strata__envelope *e,
                          int64_t now_ms, uint64_t epoch)
 {
     size_t need = strata__env_size(e);
     char *buf = malloc(need);
     if (buf && strata__env_encode(e, buf, need) == need)
-        strata__l1_store(c, key, keylen, buf, need, (e->flags & STRATA__ENV_FLAG_NEGATIVE) != 0, 1, now_ms,
+        strata__l1_store(c, k, buf, need, (e->flags & STRATA__ENV_FLAG_NEGATIVE) != 0, 1, now_ms,
                          e->fresh_until_ms, e->stale_until_ms, epoch);
     free(buf); /* L1 is best effort: without memory the entry is simply not kept */
 }
 
-int strata__tags_l1_check(void *cache, const char *key, size_t keylen, int64_t now_ms, strata_value *out, int rc)
+int strata__tags_l1_check(void *cache, const strata__key *k, int64_t now_ms, strata_value *out, int rc)
 {
     strata_cache *c = cache;
     strata__envelope e, *pe = &e;
@@ -418,7 +418,7 @@ int strata__tags_l1_check(void *cache, const char *key, size_t keylen, int64_t n
     r = verify(c, 1, &pe, now_ms, 0); /* counted when the backend read that follows finds it too */
     if (r != 0) {
         if (r > 0)
-            strata__l1_del(c->l1, key, keylen);
+            strata__l1_del(c->l1, k);
         return STRATA_MISS; /* outdated, or cannot be checked now: the backend decides */
     }
     memmove(out->priv_, e.payload, e.payload_len);
