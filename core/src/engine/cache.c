@@ -57,7 +57,7 @@ int strata_cache_new(strata_cache **out, const char *url, const strata_options *
     if (rc == 0)
         rc = strata__backend_timed(&c->backend, &c->metrics.backend);
     if (rc == 0 && c->l1)
-        strata__l1_set_validator(c->l1, strata__tags_l1_check, c);
+        strata__l1_set_validator(c->l1, strata__tags_l1_check, c, strata__tags_generation(c->tags));
     if (rc == 0 && c->cfg.opts.hot_sketch_width)
         rc = strata__hot_new(&c->hot, &c->cfg.opts);
     if (rc == 0)

@@ -23,6 +23,7 @@ typedef struct vc_shard {
 
 struct strata__tags {
     int64_t cache_ms;
+    uint64_t generation; /* bumped when a cached version changes or enters (atomic) */
     vc_shard shards[VC_SHARDS];
 };
 
@@ -65,7 +66,8 @@ static vc_shard *vc_shard_of(strata__tags *t, const char *name, size_t len, uint
     return &t->shards[*h % VC_SHARDS];
 }
 
-static int vc_get(strata__tags *t, const char *name, size_t len, int64_t now_mono, uint64_t *v)
+static int vc_get(strata__tags *t, const char *name, size_t len, int64_t now_mono, uint64_t *v,
+                  int64_t *expires_mono)
 {
     uint64_t h;
     vc_shard *s;
@@ -78,6 +80,8 @@ static int vc_get(strata__tags *t, const char *name, size_t len, int64_t now_mon
     e = strata__table_get(&s->table, h, name, len, now_mono);
     if (e) {
         memcpy(v, STRATA__ENTRY_VALUE(e), sizeof *v);
+        if (e->expires_ms < *expires_mono)
+            *expires_mono = e->expires_ms;
         found = 1;
     }
     strata__mutex_unlock(&s->lock);
@@ -98,11 +102,12 @@ static void vc_put(strata__tags *t, const char *name, size_t len, uint64_t v, in
     s = vc_shard_of(t, name, len, &h);
     strata__mutex_lock(&s->lock);
     e = strata__table_get(&s->table, h, name, len, now);
-    if (e && !replace) {
+    if (e)
         memcpy(&old, STRATA__ENTRY_VALUE(e), sizeof old);
-        if (old > v)
-            v = old;
-    }
+    if (e && !replace && old > v)
+        v = old;
+    if (e == NULL || old != v) /* L1 entries checked against the old state check again */
+        strata__atomic_add(&t->generation, 1);
     strata__table_put(&s->table, h, name, len, (const char *)&v, sizeof v, now + t->cache_ms, NULL);
     strata__mutex_unlock(&s->lock);
 }
@@ -207,17 +212,21 @@ static int wanted_cmp(const void *a, const void *b)
 
 /* Current versions of n tags (repeats allowed): the cache, then one fetch of
  * the distinct rest (sorted, so a big get_many dedupes in n log n). */
-static int versions(strata_cache *c, size_t n, const char *const *names, const size_t *lens, uint64_t *out)
+/* *until_mono (when not NULL) is lowered to the earliest moment one of the
+ * versions handed out stops being cached. */
+static int versions(strata_cache *c, size_t n, const char *const *names, const size_t *lens, uint64_t *out,
+                    int64_t *until_mono)
 {
     wanted *w = NULL, w_stack[STRATA__ENV_MAX_TAGS];
     const char **un = NULL;
     size_t *ul = NULL, nw = 0, nu = 0, i;
     uint64_t *uv = NULL;
     int64_t now = c->tags->cache_ms > 0 ? strata__now_mono_ms() : 0;
+    int64_t until = INT64_MAX;
     int rc = 0;
 
     for (i = 0; i < n; i++) {
-        if (vc_get(c->tags, names[i], lens[i], now, &out[i]))
+        if (vc_get(c->tags, names[i], lens[i], now, &out[i], &until))
             continue;
         if (w == NULL) /* one entry's tags fit on the stack: an L1 hit allocates nothing */
             w = n <= STRATA__ENV_MAX_TAGS ? w_stack : malloc(n * sizeof *w);
@@ -227,8 +236,11 @@ static int versions(strata_cache *c, size_t n, const char *const *names, const s
         w[nw].len = lens[i];
         w[nw++].at = i;
     }
-    if (nw == 0)
+    if (nw == 0) {
+        if (until_mono && until < *until_mono)
+            *until_mono = until;
         return 0;
+    }
     qsort(w, nw, sizeof *w, wanted_cmp);
     un = malloc(nw * sizeof *un);
     ul = malloc(nw * sizeof *ul);
@@ -247,6 +259,13 @@ static int versions(strata_cache *c, size_t n, const char *const *names, const s
         goto done;
     for (i = 0; i < nu; i++)
         vc_put(c->tags, un[i], ul[i], uv[i], 0);
+    if (until_mono) { /* the fetched ones are cached from now on (or not at all) */
+        int64_t fetched = c->tags->cache_ms > 0 ? now + c->tags->cache_ms : INT64_MIN;
+        if (fetched < until)
+            until = fetched;
+        if (until < *until_mono)
+            *until_mono = until;
+    }
     for (i = 0, nu = 0; i < nw; i++) { /* same walk again: hand each its answer */
         if (i > 0 && (w[i].len != w[i - 1].len || memcmp(w[i].name, w[i - 1].name, w[i].len) != 0))
             nu++;
@@ -292,7 +311,7 @@ int strata__tags_stamp(strata_cache *c, const char *const *tags, const size_t *t
     int rc;
     if ((rc = strata__tags_check(tags, taglens, ntags)) < 0 || ntags == 0)
         return rc;
-    if ((rc = versions(c, ntags, tags, taglens, v)) < 0)
+    if ((rc = versions(c, ntags, tags, taglens, v, NULL)) < 0)
         return rc;
     for (i = 0; i < ntags; i++) {
         out[i].name = tags[i];
@@ -336,7 +355,8 @@ void strata__tagstamp_free(strata__tagstamp *s)
 
 /* ---- checking (reads) ---- */
 
-static int verify(strata_cache *c, size_t n, strata__envelope *const *envs, int64_t now_ms, int count)
+static int verify(strata_cache *c, size_t n, strata__envelope *const *envs, int64_t now_ms, int count,
+                  int64_t *until_mono)
 {
     const char **names, *names_stack[STRATA__ENV_MAX_TAGS];
     size_t *lens, lens_stack[STRATA__ENV_MAX_TAGS], total = 0, i, j, k;
@@ -361,7 +381,7 @@ static int verify(strata_cache *c, size_t n, strata__envelope *const *envs, int6
             names[k] = envs[i]->tags[j].name;
             lens[k] = envs[i]->tags[j].len;
         }
-    if ((rc = versions(c, total, names, lens, v)) < 0)
+    if ((rc = versions(c, total, names, lens, v, until_mono)) < 0)
         goto done;
     for (i = 0, k = 0; i < n; i++) {
         strata__envelope *e = envs[i];
@@ -392,7 +412,7 @@ done:
 
 int strata__tags_verify(strata_cache *c, size_t n, strata__envelope *const *envs, int64_t now_ms)
 {
-    return verify(c, n, envs, now_ms, 1);
+    return verify(c, n, envs, now_ms, 1, NULL);
 }
 
 /* ---- L1 ---- */
@@ -408,24 +428,39 @@ void strata__tags_l1_put(strata_cache *c, const strata__key *k, const strata__en
     free(buf); /* L1 is best effort: without memory the entry is simply not kept */
 }
 
-int strata__tags_l1_check(void *cache, const strata__key *k, int64_t now_ms, strata_value *out, int rc)
+int strata__tags_l1_check(void *cache, const strata__key *k, int64_t now_ms, strata_value *out, int rc,
+                          strata__l1_token *token)
 {
     strata_cache *c = cache;
     strata__envelope e, *pe = &e;
+    /* read before the versions: a change while they are read voids the token */
+    uint64_t generation = strata__atomic_load(&c->tags->generation);
+    int64_t until_mono = INT64_MAX;
     int r;
     if (strata__env_decode(out->data, out->len, &e) != 0)
         return STRATA_MISS;
-    r = verify(c, 1, &pe, now_ms, 0); /* counted when the backend read that follows finds it too */
+    r = verify(c, 1, &pe, now_ms, 0, &until_mono); /* counted when the backend read that follows finds it too */
     if (r != 0) {
         if (r > 0)
             strata__l1_del(c->l1, k);
         return STRATA_MISS; /* outdated, or cannot be checked now: the backend decides */
     }
+    /* Hits skip this check while no cached version changes and none of these
+     * expires (the token's until, on the wall clock the L1 reads). */
+    token->generation = generation;
+    token->until_ms = until_mono == INT64_MIN || until_mono == INT64_MAX ? INT64_MIN
+                      : now_ms + (until_mono - strata__now_mono_ms());
+    token->payload_off = (size_t)(e.payload - out->data);
     memmove(out->priv_, e.payload, e.payload_len);
     ((char *)out->priv_)[e.payload_len] = '\0';
     out->data = out->priv_;
     out->len = e.payload_len;
     return rc;
+}
+
+const uint64_t *strata__tags_generation(const strata__tags *t)
+{
+    return &t->generation;
 }
 
 /* ---- public API ---- */

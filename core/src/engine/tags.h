@@ -8,6 +8,7 @@
 #include "stratacache.h"
 #include "policy/envelope.h"
 #include "policy/key.h"
+#include "local/l1.h"
 
 typedef struct strata__tags strata__tags; /* the in-process version cache */
 
@@ -47,7 +48,11 @@ int strata__tags_verify(strata_cache *c, size_t n, strata__envelope *const *envs
 void strata__tags_l1_put(strata_cache *c, const strata__key *k, const strata__envelope *e,
                          int64_t now_ms, uint64_t epoch);
 int  strata__tags_l1_check(void *cache, const strata__key *k, int64_t now_ms,
-                           strata_value *out, int rc);
+                           strata_value *out, int rc, strata__l1_token *token);
+
+/* The counter strata__tags_l1_check's tokens carry: it moves whenever a
+ * cached tag version changes or enters the cache. */
+const uint64_t *strata__tags_generation(const strata__tags *t);
 
 /* Ticket and load plumbing (lookup.c, load.c): where a stamp is kept. */
 strata__tagstamp **strata__ticket_stamp(strata_ticket *t);

@@ -22,6 +22,7 @@ typedef struct l1_shard {
     strata__mutex lock;     /* writers, and readers that met a writer */
     int writer;             /* 1 while a writer changes the table (atomic) */
     uint64_t epoch;         /* atomic */
+    uint32_t puts;          /* numbers the entries put (writers only) */
     strata__table table;
 } __attribute__((aligned(64))) l1_shard;
 
@@ -29,6 +30,7 @@ struct strata__l1 {
     l1_shard shards[L1_SHARDS];
     strata__l1_validator validator;
     void *validator_ctx;
+    const uint64_t *tag_generation; /* the validator's tokens' counter (atomic) */
     strata__l1_gate gate;
 };
 
@@ -143,15 +145,32 @@ uint64_t strata__l1_epoch(strata__l1 *l1, const strata__key *k)
 
 /* ---- reads ---- */
 
-/* Copies e into out; the caller is inside the shard. */
-static inline __attribute__((always_inline)) int copy_out(const strata__entry *e, int64_t now_ms, int level, strata_value *out)
+/* Copies e's value from byte `from` on into out; the caller is inside the shard. */
+static inline __attribute__((always_inline)) int copy_out(const strata__entry *e, int64_t now_ms, int level,
+                                                         strata_value *out, size_t from)
 {
-    if (strata__value_copy(out, STRATA__ENTRY_VALUE(e), e->vallen) < 0)
+    if (strata__value_copy(out, STRATA__ENTRY_VALUE(e) + from, e->vallen - from) < 0)
         return STRATA_ENOMEM;
     out->level = level;
     out->stale = level == STRATA_LEVEL_STALE;
     out->ttl_ms = e->aux - now_ms;
     return (e->flags & L1_NEGATIVE) ? STRATA_NEGATIVE : 0;
+}
+
+/* Stores a tagged entry's fresh token, unless the entry was replaced since
+ * it was read (its put_id tells). */
+static void keep_token(l1_shard *s, const strata__key *k, const strata__entry *read, uint32_t put_id,
+                       const strata__l1_token *t)
+{
+    strata__entry *e;
+    write_begin(s);
+    e = strata__table_find(&s->table, k->hash, k->ptr, k->len);
+    if (e == read && e->put_id == put_id) {
+        e->check_gen = t->generation;
+        e->check_until = t->until_ms;
+        e->check_off = t->payload_off;
+    }
+    write_end(s);
 }
 
 /* Shared by get, read and get_stale: stale = 0 serves entries within their
@@ -163,8 +182,9 @@ static inline __attribute__((always_inline)) int get(strata__l1 *l1, const strat
 {
     l1_shard *s = shard_of(l1, k);
     l1_slot *slot = &s->slots[strata__thread_slot(L1_SLOTS)];
-    strata__entry *e;
-    int rc = STRATA_MISS, tagged = 0, unlocked;
+    strata__entry *e, *read = NULL;
+    uint32_t put_id = 0;
+    int rc = STRATA_MISS, unlocked;
     if (!stale && l1->gate.readable && !l1->gate.readable(l1->gate.ud))
         return STRATA_MISS; /* stale-if-error does not need the invalidation link */
     unlocked = read_begin(s, slot);
@@ -173,14 +193,27 @@ static inline __attribute__((always_inline)) int get(strata__l1 *l1, const strat
         now_ms = strata__now_wall_ms(); /* near its end: the coarse clock may lag, decide exactly */
     if (e && !(e->expires_ms && e->expires_ms <= now_ms) &&
         (stale ? !(e->flags & L1_NEGATIVE) : now_ms < e->aux2)) {
-        tagged = (e->flags & L1_TAGGED) != 0;
-        rc = copy_out(e, now_ms, stale ? STRATA_LEVEL_STALE : STRATA_LEVEL_L1, out);
+        int level = stale ? STRATA_LEVEL_STALE : STRATA_LEVEL_L1;
+        if (!(e->flags & L1_TAGGED)) {
+            rc = copy_out(e, now_ms, level, out, 0);
+        } else if (l1->validator && e->check_gen == __atomic_load_n(l1->tag_generation, __ATOMIC_ACQUIRE) &&
+                   now_ms < e->check_until) {
+            rc = copy_out(e, now_ms, level, out, e->check_off); /* checked lately, nothing changed since */
+        } else {
+            rc = copy_out(e, now_ms, level, out, 0); /* the envelope, for the validator */
+            read = e;
+            put_id = e->put_id;
+        }
         if (!__atomic_load_n(&e->referenced, __ATOMIC_RELAXED))
             __atomic_store_n(&e->referenced, 1, __ATOMIC_RELAXED); /* written once, not per hit */
     }
     read_end(s, slot, unlocked);
-    if (tagged && rc >= 0)
-        rc = l1->validator ? l1->validator(l1->validator_ctx, k, now_ms, out, rc) : STRATA_MISS;
+    if (read && rc >= 0) {
+        strata__l1_token token;
+        rc = l1->validator ? l1->validator(l1->validator_ctx, k, now_ms, out, rc, &token) : STRATA_MISS;
+        if (rc >= 0 && rc != STRATA_MISS && token.until_ms != INT64_MIN)
+            keep_token(s, k, read, put_id, &token); /* `read` is only compared, never followed */
+    }
     if (count) {
         *hits = 0;
         if (rc >= 0 && rc != STRATA_MISS) {
@@ -225,6 +258,7 @@ static void put_flagged(strata__l1 *l1, const strata__key *k, const char *val, s
         e->aux = fresh_until_ms;
         e->aux2 = serve_until_ms;
         e->flags = flags;
+        e->put_id = ++s->puts;
     }
     write_end(s);
 }
@@ -245,10 +279,11 @@ void strata__l1_put_tagged(strata__l1 *l1, const strata__key *k, const char *env
                 fresh_until_ms, stale_until_ms, epoch);
 }
 
-void strata__l1_set_validator(strata__l1 *l1, strata__l1_validator fn, void *ctx)
+void strata__l1_set_validator(strata__l1 *l1, strata__l1_validator fn, void *ctx, const uint64_t *generation)
 {
     l1->validator = fn;
     l1->validator_ctx = ctx;
+    l1->tag_generation = generation;
 }
 
 void strata__l1_del(strata__l1 *l1, const strata__key *k)

@@ -80,13 +80,20 @@ void strata__l1_stats(strata__l1 *l1, uint64_t *entries, uint64_t *bytes, uint64
 /* Hits counted by strata__l1_read: all of them, and the negative ones. */
 void strata__l1_hits(strata__l1 *l1, uint64_t *hits, uint64_t *negative_hits);
 
-/* Tagged entries (engine/tags.c): the value kept is a whole envelope, and on
- * every hit, outside the shard lock, the validator checks it and leaves just
- * the payload in out; it returns rc, or STRATA_MISS. Without a validator a
- * tagged entry never hits. */
+/* Tagged entries (engine/tags.c): the value kept is a whole envelope. On a
+ * hit, outside the shard, the validator checks it and leaves just the payload
+ * in out; it returns rc, or STRATA_MISS. Without a validator a tagged entry
+ * never hits. A validator that passes also fills a token, which the entry
+ * keeps: later hits skip the validator while *generation still equals the
+ * token's and now is before its until_ms, and copy just the payload. */
+typedef struct strata__l1_token {
+    uint64_t generation;
+    int64_t until_ms;    /* wall clock; INT64_MIN = check every time */
+    size_t payload_off;  /* where the payload starts in the envelope */
+} strata__l1_token;
 typedef int (*strata__l1_validator)(void *ctx, const strata__key *k, int64_t now_ms,
-                                    strata_value *out, int rc);
-void strata__l1_set_validator(strata__l1 *l1, strata__l1_validator fn, void *ctx);
+                                    strata_value *out, int rc, strata__l1_token *token);
+void strata__l1_set_validator(strata__l1 *l1, strata__l1_validator fn, void *ctx, const uint64_t *generation);
 void strata__l1_put_tagged(strata__l1 *l1, const strata__key *k, const char *envelope,
                            size_t len, int negative, int64_t serve_until_ms, int64_t fresh_until_ms,
                            int64_t stale_until_ms, uint64_t epoch);

@@ -145,6 +145,10 @@ int strata__table_put(strata__table *t, uint64_t hash, const char *key, size_t k
     e->aux = e->aux2 = 0;
     e->flags = 0;
     e->referenced = 0;
+    e->put_id = 0;
+    e->check_gen = 0;
+    e->check_until = INT64_MIN;
+    e->check_off = 0;
     e->keylen = keylen;
     e->vallen = vallen;
     memcpy(e->data, key, keylen);

@@ -18,6 +18,10 @@ typedef struct strata__entry {
     int64_t aux, aux2;   /* caller's metadata (L1: fresh-until, serve-until) */
     unsigned int flags;  /* caller's metadata */
     unsigned char referenced; /* set by readers that do not move it (atomic); see put */
+    uint32_t put_id;     /* caller's: tells a replaced entry from its successor */
+    uint64_t check_gen;  /* caller's metadata (L1: tag-check token, engine/tags.c) */
+    int64_t check_until;
+    size_t check_off;
     size_t keylen, vallen;
     char data[];         /* key bytes, then value bytes */
 } strata__entry;
