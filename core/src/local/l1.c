@@ -28,6 +28,7 @@ typedef struct l1_shard {
 
 struct strata__l1 {
     l1_shard shards[L1_SHARDS];
+    strata__l1 *prev, *next;        /* every live L1, for fork (below) */
     strata__l1_validator validator;
     void *validator_ctx;
     const uint64_t *tag_generation; /* the validator's tokens' counter (atomic) */
@@ -86,6 +87,65 @@ static void write_end(l1_shard *s)
     strata__mutex_unlock(&s->lock);
 }
 
+/* ---- fork ----
+ * A thread inside a shard when another forks would leave its reader count
+ * (or the writer flag and mutex) taken forever in the child, where that
+ * thread does not exist. So fork waits: before it, the forking thread takes
+ * every shard of every L1 as a writer (readers drain; a write in progress
+ * completes), and both processes let go after it, each with whole tables. */
+
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static strata__l1 *live;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void before_fork(void)
+{
+    strata__l1 *l1;
+    size_t i;
+    pthread_mutex_lock(&live_lock);
+    for (l1 = live; l1; l1 = l1->next)
+        for (i = 0; i < L1_SHARDS; i++)
+            write_begin(&l1->shards[i]);
+}
+
+static void after_fork(void)
+{
+    strata__l1 *l1;
+    size_t i;
+    for (l1 = live; l1; l1 = l1->next)
+        for (i = 0; i < L1_SHARDS; i++)
+            write_end(&l1->shards[i]);
+    pthread_mutex_unlock(&live_lock);
+}
+
+static void register_atfork(void)
+{
+    pthread_atfork(before_fork, after_fork, after_fork);
+}
+
+static void live_add(strata__l1 *l1)
+{
+    pthread_once(&atfork_once, register_atfork);
+    pthread_mutex_lock(&live_lock);
+    l1->next = live;
+    if (live)
+        live->prev = l1;
+    live = l1;
+    pthread_mutex_unlock(&live_lock);
+}
+
+static void live_remove(strata__l1 *l1)
+{
+    pthread_mutex_lock(&live_lock);
+    if (l1->prev)
+        l1->prev->next = l1->next;
+    else if (live == l1)
+        live = l1->next;
+    if (l1->next)
+        l1->next->prev = l1->prev;
+    pthread_mutex_unlock(&live_lock);
+}
+
 /* ---- lifetime ---- */
 
 int strata__l1_new(strata__l1 **out, uint64_t max_bytes, unsigned int max_entries)
@@ -104,6 +164,7 @@ int strata__l1_new(strata__l1 **out, uint64_t max_bytes, unsigned int max_entrie
             return strata__error(STRATA_ENOMEM, "out of memory creating the L1 tier");
         }
     }
+    live_add(l1);
     *out = l1;
     return 0;
 }
@@ -113,6 +174,7 @@ void strata__l1_free(strata__l1 *l1)
     size_t i;
     if (l1 == NULL)
         return;
+    live_remove(l1);
     for (i = 0; i < L1_SHARDS; i++) {
         strata__table_destroy(&l1->shards[i].table);
         strata__mutex_destroy(&l1->shards[i].lock);
@@ -189,10 +251,10 @@ static inline __attribute__((always_inline)) int get(strata__l1 *l1, const strat
         return STRATA_MISS; /* stale-if-error does not need the invalidation link */
     unlocked = read_begin(s, slot);
     e = strata__table_find(&s->table, k->hash, k->ptr, k->len);
-    if (e && e->aux2 - now_ms < STRATA__COARSE_SLACK_MS)
+    if (e && e->aux2 < now_ms + STRATA__COARSE_SLACK_MS)
         now_ms = strata__now_wall_ms(); /* near its end: the coarse clock may lag, decide exactly */
-    if (e && !(e->expires_ms && e->expires_ms <= now_ms) &&
-        (stale ? !(e->flags & L1_NEGATIVE) : now_ms < e->aux2)) {
+    /* Served until aux2, kept until expires_ms >= aux2: a servable entry is live. */
+    if (e && (stale ? !(e->flags & L1_NEGATIVE) && now_ms < e->expires_ms : now_ms < e->aux2)) {
         int level = stale ? STRATA_LEVEL_STALE : STRATA_LEVEL_L1;
         if (!(e->flags & L1_TAGGED)) {
             rc = copy_out(e, now_ms, level, out, 0);
@@ -214,13 +276,10 @@ static inline __attribute__((always_inline)) int get(strata__l1 *l1, const strat
         if (rc >= 0 && rc != STRATA_MISS && token.until_ms != INT64_MIN)
             keep_token(s, k, read, put_id, &token); /* `read` is only compared, never followed */
     }
-    if (count) {
-        *hits = 0;
-        if (rc >= 0 && rc != STRATA_MISS) {
-            *hits = __atomic_add_fetch(&slot->hits, 1, __ATOMIC_RELAXED);
-            if (rc == STRATA_NEGATIVE)
-                __atomic_add_fetch(&slot->negative_hits, 1, __ATOMIC_RELAXED);
-        }
+    if (count && rc >= 0 && rc != STRATA_MISS) {
+        *hits = __atomic_add_fetch(&slot->hits, 1, __ATOMIC_RELAXED);
+        if (rc == STRATA_NEGATIVE)
+            __atomic_add_fetch(&slot->negative_hits, 1, __ATOMIC_RELAXED);
     }
     return rc;
 }

@@ -41,8 +41,8 @@ int strata__l1_get(strata__l1 *l1, const strata__key *k, int64_t now_ms, strata_
 
 /* The same, counted in the L1's hit counters (strata__l1_hits): what the
  * engine's reads use; strata__l1_get is for looking without counting.
- * *hits gets this thread's slot's hit count after a hit (0 otherwise): a
- * sequence the caller may sample from without a counter of its own. */
+ * *hits gets this thread's slot's hit count after a hit (untouched otherwise):
+ * a sequence the caller may sample from without a counter of its own. */
 int strata__l1_read(strata__l1 *l1, const strata__key *k, int64_t now_ms, strata_value *out, uint64_t *hits);
 
 /* Stale-if-error while the backend is down: an entry past its serving time

@@ -55,22 +55,23 @@ int64_t strata__now_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int64_t strata__now_wall_coarse_ms(void)
+int64_t strata__coarse_tick_ms = -1;
+
+/* First call (finds the tick), or no coarse clock on this system (-2). */
+int64_t strata__now_wall_coarse_slow(void)
 {
-    static int64_t tick_ms = -1; /* the coarse clock's resolution, rounded up (atomic) */
-    struct timespec ts;
-    int64_t tick = __atomic_load_n(&tick_ms, __ATOMIC_RELAXED);
-    if (tick < 0) {
-        if (clock_getres(CLOCK_REALTIME_COARSE, &ts) != 0)
+    struct timespec res, ts;
+    int64_t tick = __atomic_load_n(&strata__coarse_tick_ms, __ATOMIC_RELAXED);
+    if (tick == -1) {
+        if (clock_getres(CLOCK_REALTIME_COARSE, &res) != 0 || clock_gettime(CLOCK_REALTIME_COARSE, &ts) != 0)
             tick = -2;
         else
-            tick = (int64_t)ts.tv_sec * 1000 + (ts.tv_nsec + 999999) / 1000000;
-        __atomic_store_n(&tick_ms, tick, __ATOMIC_RELAXED);
+            tick = (int64_t)res.tv_sec * 1000 + (res.tv_nsec + 999999) / 1000000;
+        __atomic_store_n(&strata__coarse_tick_ms, tick, __ATOMIC_RELAXED);
     }
     if (tick == -2)
-        return strata__now_wall_ms(); /* no coarse clock here */
-    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + tick;
+        return strata__now_wall_ms();
+    return strata__now_wall_coarse_ms();
 }
 
 STRATA__TLS unsigned int strata__this_thread_slot __attribute__((tls_model("initial-exec")));

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <pthread.h>
+#include <time.h>
 
 typedef pthread_mutex_t strata__mutex;
 typedef pthread_cond_t strata__cond;
@@ -42,8 +43,18 @@ void strata__sleep_ms(int64_t ms);
  * a tick or two (HZ=250: measured up to 5.8 ms), so a caller deciding an
  * expiry within STRATA__COARSE_SLACK_MS of now reads strata__now_wall_ms()
  * instead (docs/FRESHNESS.md). No thread, nothing to redo after fork. */
-int64_t strata__now_wall_coarse_ms(void);
 #define STRATA__COARSE_SLACK_MS 50
+extern int64_t strata__coarse_tick_ms; /* the coarse clock's tick, rounded up; < 0 until known */
+int64_t strata__now_wall_coarse_slow(void);
+static inline int64_t strata__now_wall_coarse_ms(void)
+{
+    struct timespec ts;
+    int64_t tick = __atomic_load_n(&strata__coarse_tick_ms, __ATOMIC_RELAXED);
+    if (tick < 0)
+        return strata__now_wall_coarse_slow();
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + tick;
+}
 
 /* A small number for the calling thread, handed out in turn (0, 1, 2, ...
  * modulo n): threads spread over per-slot counters instead of sharing one.
