@@ -130,6 +130,10 @@ static int lookup(strata_cache *c, strata__key *k, strata_value *out, strata_tic
         }
     }
     strata__bytes_free(&raw);
+    if (k->full == fk) { /* built here: it does not outlive this frame */
+        k->full = NULL;
+        k->fulllen = 0;
+    }
     return rc;
 }
 
