@@ -28,6 +28,7 @@ typedef struct strata__config {
     int db;                      /* redis database number */
     unsigned int refresh_threads; /* background refreshers for get_or_load; 0 = inline */
     unsigned int hot_sample;     /* an L1 hit feeds the sketch 1 time in this many (power of two) */
+    int hot_compare;             /* l1_admission=hot: a full shard compares newcomer and victim (TinyLFU) */
     char ns[STRATA__MAX_NS + 1]; /* namespace, "" for none */
     size_t nslen;
     strata_options opts;         /* every field valid; opts.ns points at ns */

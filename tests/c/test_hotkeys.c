@@ -216,6 +216,54 @@ static void sampled_hits_keep_the_hit_ratio(void)
     strata_cache_free(exact);
 }
 
+/* Reads the n keys "<prefix><i>" `times` times each (values are set first). */
+static void read_keys(strata_cache *c, const char *prefix, int n, int times)
+{
+    strata_value v = STRATA_VALUE_INIT;
+    char key[32];
+    int i, t;
+    for (i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "%s%d", prefix, i);
+        CHECK_RC(strata_set(c, K(key), K("value"), 0), 0);
+    }
+    for (t = 0; t < times; t++)
+        for (i = 0; i < n; i++) {
+            snprintf(key, sizeof key, "%s%d", prefix, i);
+            strata_get(c, K(key), &v);
+        }
+    strata_value_dispose(&v);
+}
+
+/* A full L1 of keys read often; then a scan of keys each read just enough
+ * to pass the threshold. TinyLFU keeps the residents (the newcomers are read
+ * less often than the entries they would push out); with hot_compare=0 the
+ * scan flushes them. */
+static void full_l1_keeps_frequent_keys_against_a_scan(void)
+{
+    const char *q = "l1=1&l1_admission=hot&hot_threshold=2&l1_max_entries=320&hot_sketch_width=65536";
+    char plain_q[256];
+    strata_cache *tinylfu = open_cache(q), *plain;
+    int pass, kept[2] = {0, 0};
+    snprintf(plain_q, sizeof plain_q, "%s&hot_compare=0", q);
+    plain = open_cache(plain_q);
+    REQUIRE(tinylfu && plain);
+    for (pass = 0; pass < 2; pass++) {
+        strata_cache *c = pass == 0 ? tinylfu : plain;
+        char key[32];
+        int i;
+        read_keys(c, "resident-", 200, 10);
+        read_keys(c, "scan-", 2000, 3);
+        for (i = 0; i < 200; i++) {
+            snprintf(key, sizeof key, "resident-%d", i);
+            kept[pass] += in_l1(c, key);
+        }
+    }
+    CHECK(kept[0] >= 190); /* TinyLFU: the residents stay */
+    CHECK(kept[1] < 100);  /* the threshold alone lets the scan through */
+    strata_cache_free(tinylfu);
+    strata_cache_free(plain);
+}
+
 /* A key hot long ago is neither reported nor admitted once the window has
  * turned over a few times. */
 static void old_popularity_fades(void)
@@ -331,6 +379,7 @@ int main(int argc, char **argv)
     static const test_case cases[] = {
         {"zipf_admits_only_hot_keys", zipf_admits_only_hot_keys},
         {"sampled_hits_keep_the_hit_ratio", sampled_hits_keep_the_hit_ratio},
+        {"full_l1_keeps_frequent_keys_against_a_scan", full_l1_keeps_frequent_keys_against_a_scan},
         {"old_popularity_fades", old_popularity_fades},
         {"admission_all_and_none", admission_all_and_none},
         {"report_without_l1_and_long_keys", report_without_l1_and_long_keys},

@@ -44,16 +44,19 @@ struct strata_cache {
 #define STRATA__COUNT(c, field) strata__atomic_add(&(c)->stats.field, 1)
 
 /* Every read of a key feeds the hot-key sketch (l1_gate.c): a read past L1
- * is counted, an L1 hit is sampled (1 in cfg.hot_sample, counted as that
- * many), which keeps the estimate unbiased and the hit path cheap. */
+ * is counted, and so are an L1 entry's first hits (hit_seq 0 from
+ * strata__l1_read), where a few reads decide admission; later hits are
+ * sampled (1 in cfg.hot_sample, counted as that many): unbiased, and it
+ * keeps the hit path of a hot key cheap and free of shared writes. */
 void strata__note_read(strata_cache *c, const strata__key *k);
 void strata__note_sampled_hit(strata_cache *c, const strata__key *k);
-/* hit_seq: the L1's per-thread hit count (strata__l1_read); the draw mixes
- * it with the key, so a loop over 16 keys does not sample one of them only. */
+/* The draw mixes hit_seq (the L1's per-thread hit count) with the key, so a
+ * loop over 16 keys does not sample one of them only. */
 static inline void strata__note_hit(strata_cache *c, const strata__key *k, uint64_t hit_seq)
 {
-    if (c->hot && ((((hit_seq * 0x9e3779b97f4a7c15ull) ^ k->hash) >> 40) & (c->cfg.hot_sample - 1)) == 0)
-        strata__note_sampled_hit(c, k);
+    if (c->hot && (hit_seq == 0 ||
+                   ((((hit_seq * 0x9e3779b97f4a7c15ull) ^ k->hash) >> 40) & (c->cfg.hot_sample - 1)) == 0))
+        hit_seq == 0 ? strata__note_read(c, k) : strata__note_sampled_hit(c, k);
 }
 
 /* Installs the L1 gate (coherence, admission) and starts the invalidation

@@ -91,11 +91,30 @@ size_t strata__hot_bytes(const strata__hot *h)
 /* The call's key hash, remixed so the sketch's cells do not line up with
  * the L1's shards and buckets (taken from the same hash); shard from the top
  * bits, sketch cells from the rest. */
-static hot_shard *shard_of(strata__hot *h, const strata__key *k, uint64_t *hash)
+static void catch_up(strata__hot *h, hot_shard *s);
+
+static hot_shard *shard_of_hash(strata__hot *h, uint64_t key_hash, uint64_t *hash)
 {
-    uint64_t x = (k->hash ^ HOT_SEED) * 0x9e3779b97f4a7c15ull;
+    uint64_t x = (key_hash ^ HOT_SEED) * 0x9e3779b97f4a7c15ull;
     *hash = x ^ (x >> 29);
     return &h->shards[*hash >> 60];
+}
+
+static hot_shard *shard_of(strata__hot *h, const strata__key *k, uint64_t *hash)
+{
+    return shard_of_hash(h, k->hash, hash);
+}
+
+static unsigned int estimate(strata__hot *h, uint64_t key_hash)
+{
+    uint64_t hash;
+    hot_shard *s = shard_of_hash(h, key_hash, &hash);
+    unsigned int est;
+    strata__mutex_lock(&s->lock);
+    catch_up(h, s);
+    est = strata__sketch_estimate(&s->sketch, hash);
+    strata__mutex_unlock(&s->lock);
+    return est;
 }
 
 /* Applies the windows the tracker completed since the shard last looked;
@@ -136,14 +155,12 @@ void strata__hot_note(strata__hot *h, const strata__key *k, unsigned int n)
 
 int strata__hot_is_hot(strata__hot *h, const strata__key *k)
 {
-    uint64_t hash;
-    hot_shard *s = shard_of(h, k, &hash);
-    unsigned int est;
-    strata__mutex_lock(&s->lock);
-    catch_up(h, s);
-    est = strata__sketch_estimate(&s->sketch, hash);
-    strata__mutex_unlock(&s->lock);
-    return est >= h->threshold;
+    return estimate(h, k->hash) >= h->threshold;
+}
+
+int strata__hot_prefer(strata__hot *h, const strata__key *k, uint64_t victim_hash)
+{
+    return estimate(h, k->hash) > estimate(h, victim_hash);
 }
 
 /* Shards halve at different moments, so raw counts from two shards are not

@@ -28,6 +28,10 @@ void strata__hot_note(strata__hot *h, const strata__key *k, unsigned int n);
 /* 1 when key's estimated reads in the window reach the threshold. */
 int strata__hot_is_hot(strata__hot *h, const strata__key *k);
 
+/* TinyLFU's admission test: 1 when k is read more often lately than the
+ * key whose call hash is victim_hash (the L1 entry it would push out). */
+int strata__hot_prefer(strata__hot *h, const strata__key *k, uint64_t victim_hash);
+
 /* Up to n hottest keys, hottest first, into out; *count = how many. */
 int strata__hot_top(strata__hot *h, size_t n, strata_hot_key *out, size_t *count);
 

@@ -36,6 +36,17 @@ static int gate_admit(void *ud, const strata__key *k)
     return 1;
 }
 
+/* A full L1 shard keeps its victim unless the newcomer is read more often
+ * lately (TinyLFU): the Zipf tail stops pushing out keys read often before. */
+static int gate_replace(void *ud, const strata__key *k, uint64_t victim_hash)
+{
+    strata_cache *c = ud;
+    if (strata__hot_prefer(c->hot, k, victim_hash))
+        return 1;
+    STRATA__COUNT(c, l1_admission_rejects);
+    return 0;
+}
+
 int strata__l1_gate_start(strata_cache *c)
 {
     strata__l1_gate gate;
@@ -46,6 +57,7 @@ int strata__l1_gate_start(strata_cache *c)
         return 0;
     gate.readable = c->coherence ? gate_readable : 0;
     gate.admit = c->coherence || c->cfg.opts.l1_admission != STRATA_L1_ALL ? gate_admit : 0;
+    gate.replace = c->cfg.opts.l1_admission == STRATA_L1_HOT && c->cfg.hot_compare ? gate_replace : 0;
     gate.ud = c;
     strata__l1_set_gate(c->l1, &gate);
     return 0;

@@ -10,6 +10,7 @@
 #define L1_SLOTS 8 /* reader slots per shard: two threads meet only when 8 apart */
 #define L1_NEGATIVE 1u
 #define L1_TAGGED 2u
+#define L1_EARLY_HITS 15u /* an entry's first hits are reported as such (*hits = 0) */
 
 /* One thread's (or a few threads') view of a shard, on its own cache line. */
 typedef struct l1_slot {
@@ -246,6 +247,7 @@ static inline __attribute__((always_inline)) int get(strata__l1 *l1, const strat
     l1_slot *slot = &s->slots[strata__thread_slot(L1_SLOTS)];
     strata__entry *e, *read = NULL;
     uint32_t put_id = 0;
+    unsigned int reads = L1_EARLY_HITS;
     int rc = STRATA_MISS, unlocked;
     if (!stale && l1->gate.readable && !l1->gate.readable(l1->gate.ud))
         return STRATA_MISS; /* stale-if-error does not need the invalidation link */
@@ -266,8 +268,9 @@ static inline __attribute__((always_inline)) int get(strata__l1 *l1, const strat
             read = e;
             put_id = e->put_id;
         }
-        if (!__atomic_load_n(&e->referenced, __ATOMIC_RELAXED))
-            __atomic_store_n(&e->referenced, 1, __ATOMIC_RELAXED); /* written once, not per hit */
+        reads = __atomic_load_n(&e->referenced, __ATOMIC_RELAXED);
+        if (reads < L1_EARLY_HITS) /* written for the first hits only, not per hit */
+            __atomic_store_n(&e->referenced, (unsigned char)(reads + 1), __ATOMIC_RELAXED);
     }
     read_end(s, slot, unlocked);
     if (read && rc >= 0) {
@@ -277,7 +280,8 @@ static inline __attribute__((always_inline)) int get(strata__l1 *l1, const strat
             keep_token(s, k, read, put_id, &token); /* `read` is only compared, never followed */
     }
     if (count && rc >= 0 && rc != STRATA_MISS) {
-        *hits = __atomic_add_fetch(&slot->hits, 1, __ATOMIC_RELAXED);
+        uint64_t seq = __atomic_add_fetch(&slot->hits, 1, __ATOMIC_RELAXED);
+        *hits = reads < L1_EARLY_HITS ? 0 : seq;
         if (rc == STRATA_NEGATIVE)
             __atomic_add_fetch(&slot->negative_hits, 1, __ATOMIC_RELAXED);
     }
@@ -312,6 +316,14 @@ static void put_flagged(strata__l1 *l1, const strata__key *k, const char *val, s
     int64_t keep_until = (flags & L1_NEGATIVE) || stale_until_ms < serve_until_ms ? serve_until_ms
                                                                                   : stale_until_ms;
     write_begin(s);
+    if (strata__atomic_load(&s->epoch) == epoch && l1->gate.replace &&
+        strata__table_find(&s->table, k->hash, k->ptr, k->len) == NULL) {
+        strata__entry *victim = strata__table_victim(&s->table, strata__table_cost(k->len, vallen));
+        if (victim && !l1->gate.replace(l1->gate.ud, k, victim->hash)) {
+            write_end(s);
+            return;
+        }
+    }
     if (strata__atomic_load(&s->epoch) == epoch &&
         strata__table_put(&s->table, k->hash, k->ptr, k->len, val, vallen, keep_until, &e) == 0) {
         e->aux = fresh_until_ms;

@@ -42,7 +42,9 @@ int strata__l1_get(strata__l1 *l1, const strata__key *k, int64_t now_ms, strata_
 /* The same, counted in the L1's hit counters (strata__l1_hits): what the
  * engine's reads use; strata__l1_get is for looking without counting.
  * *hits gets this thread's slot's hit count after a hit (untouched otherwise):
- * a sequence the caller may sample from without a counter of its own. */
+ * a sequence the caller may sample from without a counter of its own; 0 for
+ * one of the entry's first 15 hits (since it was put or last given a second
+ * chance), which a caller counting frequencies should count exactly. */
 int strata__l1_read(strata__l1 *l1, const strata__key *k, int64_t now_ms, strata_value *out, uint64_t *hits);
 
 /* Stale-if-error while the backend is down: an entry past its serving time
@@ -70,6 +72,10 @@ void strata__l1_demote(strata__l1 *l1);
 typedef struct strata__l1_gate {
     int (*readable)(void *ud);
     int (*admit)(void *ud, const strata__key *k);
+    /* When a full shard would evict victim_hash's entry for k: 1 = evict it,
+     * 0 = keep it and leave k out (TinyLFU). Called inside the shard, so it
+     * must not call into this L1. May be NULL (always evict). */
+    int (*replace)(void *ud, const strata__key *k, uint64_t victim_hash);
     void *ud;
 } strata__l1_gate;
 

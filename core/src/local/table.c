@@ -116,6 +116,19 @@ strata__entry *strata__table_get(strata__table *t, uint64_t hash, const char *ke
     return e;
 }
 
+strata__entry *strata__table_victim(strata__table *t, size_t cost)
+{
+    while (t->lru_tail && (t->bytes + cost > t->max_bytes || t->count + 1 > t->max_entries)) {
+        strata__entry *victim = t->lru_tail;
+        if (!victim->referenced || victim == t->lru_head)
+            return victim;
+        victim->referenced = 0;
+        lru_unlink(t, victim);
+        lru_push_front(t, victim);
+    }
+    return NULL;
+}
+
 int strata__table_put(strata__table *t, uint64_t hash, const char *key, size_t keylen,
                       const char *val, size_t vallen, int64_t expires_ms, strata__entry **out)
 {

@@ -17,7 +17,7 @@ typedef struct strata__entry {
     int64_t expires_ms;  /* on the caller's clock; 0 = never */
     int64_t aux, aux2;   /* caller's metadata (L1: fresh-until, serve-until) */
     unsigned int flags;  /* caller's metadata */
-    unsigned char referenced; /* set by readers that do not move it (atomic); see put */
+    unsigned char referenced; /* raised by readers that do not move it (atomic); see put */
     uint32_t put_id;     /* caller's: tells a replaced entry from its successor */
     uint64_t check_gen;  /* caller's metadata (L1: tag-check token, engine/tags.c) */
     int64_t check_until;
@@ -87,6 +87,10 @@ static inline strata__entry *strata__table_find(const strata__table *t, uint64_t
  * 0 (and *out if non-NULL), STRATA_ETOOBIG if it can never fit, STRATA_ENOMEM. */
 int strata__table_put(strata__table *t, uint64_t hash, const char *key, size_t keylen,
                       const char *val, size_t vallen, int64_t expires_ms, strata__entry **out);
+
+/* The entry a put of cost bytes would evict first (after giving referenced
+ * tail entries their second chance, as put does), or NULL when it fits. */
+strata__entry *strata__table_victim(strata__table *t, size_t cost);
 
 /* 0 when a live entry was removed, STRATA_MISS otherwise. */
 int strata__table_del(strata__table *t, uint64_t hash, const char *key, size_t keylen, int64_t now);
