@@ -105,6 +105,42 @@ int strata_get(strata_cache *c, const char *key, size_t keylen, strata_value *ou
     return get_past_l1(c, &k, out);
 }
 
+/* ---- for bindings' object tiers (stratacache.h) ---- */
+
+int strata_l1_get(strata_cache *c, const char *key, size_t keylen, strata_value *out, uint64_t *version)
+{
+    strata__key k;
+    uint64_t hit_seq;
+    int rc;
+    if (version == NULL)
+        return strata__error(STRATA_EINVAL, "version out-pointer is NULL");
+    *version = 0;
+    if ((rc = check_out(out)) < 0 || (rc = strata__key_init(c, &k, key, keylen)) < 0)
+        return rc;
+    if (c->l1 == NULL)
+        return STRATA_MISS;
+    out->wait_ms = 0;
+    rc = strata__l1_read_versioned(c->l1, &k, strata__now_wall_coarse_ms(), out, &hit_seq, version);
+    if (rc != STRATA_MISS)
+        strata__note_hit(c, &k, hit_seq);
+    return rc;
+}
+
+int strata_l1_check(strata_cache *c, const char *key, size_t keylen, uint64_t version)
+{
+    strata__key k;
+    uint64_t hit_seq;
+    int rc;
+    if ((rc = strata__key_init(c, &k, key, keylen)) < 0)
+        return rc;
+    if (c->l1 == NULL || version == 0)
+        return STRATA_MISS;
+    rc = strata__l1_check(c->l1, &k, strata__now_wall_coarse_ms(), version, &hit_seq);
+    if (rc != STRATA_MISS)
+        strata__note_hit(c, &k, hit_seq);
+    return rc;
+}
+
 static int check_value(const char *val, size_t vallen)
 {
     if (val == NULL && vallen > 0)

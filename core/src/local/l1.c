@@ -208,6 +208,13 @@ uint64_t strata__l1_epoch(strata__l1 *l1, const strata__key *k)
 
 /* ---- reads ---- */
 
+/* Names one stored entry among all this L1 ever held (never 0): a new put
+ * of the key, in any shard, gets a new one. */
+static inline uint64_t entry_version(const l1_shard *s, const strata__l1 *l1, const strata__entry *e)
+{
+    return ((uint64_t)e->put_id << 4 | (uint64_t)(s - l1->shards)) + 1;
+}
+
 /* Copies e's value from byte `from` on into out; the caller is inside the shard. */
 static inline __attribute__((always_inline)) int copy_out(const strata__entry *e, int64_t now_ms, int level,
                                                          strata_value *out, size_t from)
@@ -241,7 +248,8 @@ static void keep_token(l1_shard *s, const strata__key *k, const strata__entry *r
  * a hit is counted, and *hits gets the slot's hit count after it (else 0).
  * Inlined into each so the flags fold away on the hit path. */
 static inline __attribute__((always_inline)) int get(strata__l1 *l1, const strata__key *k, int64_t now_ms,
-                                                    int stale, int count, strata_value *out, uint64_t *hits)
+                                                    int stale, int count, strata_value *out, uint64_t *hits,
+                                                    uint64_t *version)
 {
     l1_shard *s = shard_of(l1, k);
     l1_slot *slot = &s->slots[strata__thread_slot(L1_SLOTS)];
@@ -258,6 +266,8 @@ static inline __attribute__((always_inline)) int get(strata__l1 *l1, const strat
     /* Served until aux2, kept until expires_ms >= aux2: a servable entry is live. */
     if (e && (stale ? !(e->flags & L1_NEGATIVE) && now_ms < e->expires_ms : now_ms < e->aux2)) {
         int level = stale ? STRATA_LEVEL_STALE : STRATA_LEVEL_L1;
+        if (version)
+            *version = entry_version(s, l1, e);
         if (!(e->flags & L1_TAGGED)) {
             rc = copy_out(e, now_ms, level, out, 0);
         } else if (l1->validator && e->check_gen == __atomic_load_n(l1->tag_generation, __ATOMIC_ACQUIRE) &&
@@ -290,17 +300,55 @@ static inline __attribute__((always_inline)) int get(strata__l1 *l1, const strat
 
 int strata__l1_get(strata__l1 *l1, const strata__key *k, int64_t now_ms, strata_value *out)
 {
-    return get(l1, k, now_ms, 0, 0, out, NULL);
+    return get(l1, k, now_ms, 0, 0, out, NULL, NULL);
 }
 
 int strata__l1_read(strata__l1 *l1, const strata__key *k, int64_t now_ms, strata_value *out, uint64_t *hits)
 {
-    return get(l1, k, now_ms, 0, 1, out, hits);
+    return get(l1, k, now_ms, 0, 1, out, hits, NULL);
+}
+
+int strata__l1_read_versioned(strata__l1 *l1, const strata__key *k, int64_t now_ms, strata_value *out,
+                              uint64_t *hits, uint64_t *version)
+{
+    int rc;
+    *version = 0;
+    rc = get(l1, k, now_ms, 0, 1, out, hits, version);
+    if (rc < 0 || rc == STRATA_MISS)
+        *version = 0; /* a tag check turned it down */
+    return rc;
+}
+
+int strata__l1_check(strata__l1 *l1, const strata__key *k, int64_t now_ms, uint64_t version, uint64_t *hits)
+{
+    l1_shard *s = shard_of(l1, k);
+    l1_slot *slot = &s->slots[strata__thread_slot(L1_SLOTS)];
+    strata__entry *e;
+    int rc = STRATA_MISS, unlocked;
+    if (l1->gate.readable && !l1->gate.readable(l1->gate.ud))
+        return STRATA_MISS;
+    unlocked = read_begin(s, slot);
+    e = strata__table_find(&s->table, k->hash, k->ptr, k->len);
+    if (e && e->aux2 < now_ms + STRATA__COARSE_SLACK_MS)
+        now_ms = strata__now_wall_ms();
+    if (e && now_ms < e->aux2 && entry_version(s, l1, e) == version &&
+        (!(e->flags & L1_TAGGED) ||
+         (l1->validator && e->check_gen == __atomic_load_n(l1->tag_generation, __ATOMIC_ACQUIRE) &&
+          now_ms < e->check_until))) /* a tag check due: the caller's full read does it */
+        rc = (e->flags & L1_NEGATIVE) ? STRATA_NEGATIVE : 0;
+    read_end(s, slot, unlocked);
+    if (rc != STRATA_MISS) {
+        uint64_t seq = __atomic_add_fetch(&slot->hits, 1, __ATOMIC_RELAXED);
+        *hits = seq;
+        if (rc == STRATA_NEGATIVE)
+            __atomic_add_fetch(&slot->negative_hits, 1, __ATOMIC_RELAXED);
+    }
+    return rc;
 }
 
 int strata__l1_get_stale(strata__l1 *l1, const strata__key *k, int64_t now_ms, strata_value *out)
 {
-    return get(l1, k, now_ms, 1, 0, out, NULL);
+    return get(l1, k, now_ms, 1, 0, out, NULL, NULL);
 }
 
 /* ---- writes ---- */

@@ -47,6 +47,17 @@ int strata__l1_get(strata__l1 *l1, const strata__key *k, int64_t now_ms, strata_
  * chance), which a caller counting frequencies should count exactly. */
 int strata__l1_read(strata__l1 *l1, const strata__key *k, int64_t now_ms, strata_value *out, uint64_t *hits);
 
+/* strata__l1_read that also names the entry served (*version, 0 when not
+ * an L1 hit), for a binding's tier of decoded objects. */
+int strata__l1_read_versioned(strata__l1 *l1, const strata__key *k, int64_t now_ms, strata_value *out,
+                              uint64_t *hits, uint64_t *version);
+
+/* Whether the entry `version` names still serves k, as strata__l1_read
+ * would decide now, without copying it: 0 (counted as a hit; *hits as for
+ * strata__l1_read), STRATA_NEGATIVE, or STRATA_MISS (gone, replaced,
+ * expired, its tags due for a check, or L1 unreadable). */
+int strata__l1_check(strata__l1 *l1, const strata__key *k, int64_t now_ms, uint64_t version, uint64_t *hits);
+
 /* Stale-if-error while the backend is down: an entry past its serving time
  * but before its stale-until, served as level STALE. 0 or STRATA_MISS. */
 int strata__l1_get_stale(strata__l1 *l1, const strata__key *k, int64_t now_ms, strata_value *out);
