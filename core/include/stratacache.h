@@ -635,6 +635,20 @@ STRATA_EXTERN int strata_lock_locked(strata_lock *lock);
  * STRATA_ELEASE when it was lost (expired, or someone else holds it now). */
 STRATA_EXTERN int strata_lock_extend(strata_lock *lock, int64_t ttl_ms);
 
+/* ---- Object tiers of bindings (issue 16; docs/L1-COHERENCE.md) ----
+ * A binding that keeps decoded objects beside L1 (the Python object tier)
+ * keys each one to the L1 entry it was decoded from. strata_l1_get reads
+ * L1 only (STRATA_MISS when the key is not there: not counted, the caller's
+ * strata_get that follows counts it) and names the entry served in *version;
+ * strata_l1_check answers, without copying anything, whether
+ * that entry still serves the key now, deciding exactly as an L1 hit would
+ * (expiry, invalidations from this and other processes, tag bumps, writes,
+ * clears): STRATA_OK (counted as an L1 hit), STRATA_NEGATIVE, or STRATA_MISS
+ * (the caller reads again). */
+STRATA_EXTERN int strata_l1_get(strata_cache *cache, const char *key, size_t keylen,
+                                       strata_value *out, uint64_t *version);
+STRATA_EXTERN int strata_l1_check(strata_cache *cache, const char *key, size_t keylen, uint64_t version);
+
 #ifdef __cplusplus
 }
 #endif
