@@ -115,6 +115,8 @@ static int lease_key(const mc_backend *b, const char *key, size_t keylen, mc_key
 static time_t expiry_from_ms(int64_t ttl_ms)
 {
     int64_t s;
+    if (ttl_ms >= STRATA__TTL_NEVER)
+        return 0;
     if (ttl_ms <= 0)
         return 1;
     if (ttl_ms > (int64_t)100 * 365 * 24 * 3600 * 1000)
@@ -228,25 +230,40 @@ static int rc_is_connection(memcached_return_t rc)
 
 /* Records the error, backs the server off, and drops this handle's sockets
  * when a reply may still be in flight (a later call would read it as its own). */
+/* Our index of a libmemcached server (nservers when not found). */
+static uint32_t server_index(const mc_backend *b, const memcached_instance_st *inst)
+{
+    char buf[280];
+    uint32_t idx;
+    snprintf(buf, sizeof buf, "%s:%u", memcached_server_name(inst), (unsigned)memcached_server_port(inst));
+    for (idx = 0; idx < b->nservers; idx++)
+        if (strcmp(b->servers[idx].name, buf) == 0)
+            break;
+    return idx;
+}
+
 static int call_fail(mc_call *call, memcached_return_t rc, uint32_t idx, const char *op)
 {
     char detail[256];
     const char *server;
     const memcached_instance_st *inst;
-    int code = rc == MEMCACHED_TIMEOUT ? STRATA_ETIMEOUT : STRATA_EBACKEND;
+    /* A refusal (the server answered with an error) is not an outage. */
+    int code = rc == MEMCACHED_TIMEOUT ? STRATA_ETIMEOUT : rc_is_connection(rc) ? STRATA_EBACKEND : STRATA__EREFUSED;
 
     snprintf(detail, sizeof detail, "%s", memcached_last_error_message(call->mc));
     if (idx >= call->b->nservers) {
-        /* Multi-server calls: name the server libmemcached last gave up on. */
-        char buf[280];
+        /* Multi-server calls: the server libmemcached last gave up on or,
+         * when it kept none (a timeout in mget), the one whose own last
+         * error is a connection failure. */
+        uint32_t i, n = memcached_server_count(call->mc);
         inst = memcached_server_get_last_disconnect(call->mc);
-        if (inst) {
-            snprintf(buf, sizeof buf, "%s:%u", memcached_server_name(inst),
-                     (unsigned)memcached_server_port(inst));
-            for (idx = 0; idx < call->b->nservers; idx++)
-                if (strcmp(call->b->servers[idx].name, buf) == 0)
-                    break;
+        for (i = 0; inst == NULL && i < n; i++) {
+            const memcached_instance_st *cand = memcached_server_instance_by_position(call->mc, i);
+            if (cand && rc_is_connection(memcached_server_error_return(cand)))
+                inst = cand;
         }
+        if (inst)
+            idx = server_index(call->b, inst);
     }
     server = server_name(call->b, idx);
     if (rc_is_connection(rc))
@@ -502,6 +519,46 @@ static int lease_is_ours(mc_call *call, const mc_key *lk, uint64_t token, int64_
     rc = item.found && lease_parse(v.data, v.len, &held, &exp) == 0 && held == token;
     if (expires_ms)
         *expires_ms = item.found ? exp : 0;
+    strata__bytes_free(&v);
+    return rc;
+}
+
+/* After a lost add: who holds lk? A lease that is not in our format, or whose
+ * own expiry stamp has passed while the item lives on (written without a TTL,
+ * or by a foreign client), is broken, not held: it is taken over with a CAS
+ * on the version just read, so of several callers exactly one wins it.
+ * 0 = ours now; STRATA_MISS = gone (add again); STRATA_MISS_WAIT with
+ * *wait_ms = the holder's time left; or an error. */
+static int lease_contest(mc_call *call, const mc_key *lk, const char *lv, int lvlen, int64_t lease_ttl_ms,
+                         int64_t *wait_ms)
+{
+    strata__bytes v = {0, 0, 0};
+    mc_item item;
+    uint64_t held;
+    int64_t expires = 0, now = strata__now_wall_ms();
+    int rc = item_get(call, lk, &item, &v, "lease read");
+    if (rc < 0) {
+        strata__bytes_free(&v);
+        return rc;
+    }
+    if (!item.found) {
+        rc = STRATA_MISS;
+    } else if (lease_parse(v.data, v.len, &held, &expires) == 0 && expires > now &&
+               expires - now <= STRATA_MAX_MS) { /* no lease of ours lives longer */
+        *wait_ms = expires - now > lease_ttl_ms ? lease_ttl_ms : expires - now;
+        rc = STRATA_MISS_WAIT;
+    } else {
+        memcached_return_t mrc = memcached_cas(call->mc, lk->buf, lk->len, lv, (size_t)lvlen,
+                                               expiry_from_ms(lease_ttl_ms), 0, item.cas);
+        if (mrc == MEMCACHED_SUCCESS || mrc == MEMCACHED_STORED) {
+            rc = 0;
+        } else if (mrc == MEMCACHED_DATA_EXISTS || mrc == MEMCACHED_NOTFOUND || mrc == MEMCACHED_NOTSTORED) {
+            *wait_ms = 1; /* another caller repaired it first */
+            rc = STRATA_MISS_WAIT;
+        } else {
+            rc = call_fail(call, mrc, lk->server, "lease take-over");
+        }
+    }
     strata__bytes_free(&v);
     return rc;
 }
@@ -818,18 +875,9 @@ static int mc_lease_acquire(strata__backend *base, const char *key, size_t keyle
     rc = STRATA_MISS_WAIT;
     *wait_ms = 1;
     for (attempt = 0; attempt < 2; attempt++) {
-        int64_t expires = 0;
         memcached_return_t mrc = memcached_add(call.mc, lk.buf, lk.len, lv, (size_t)lvlen,
                                                expiry_from_ms(lease_ttl_ms), 0);
         if (mrc == MEMCACHED_SUCCESS || mrc == MEMCACHED_STORED) {
-            /* Won: the guard is whatever is under the value key now, tombstone
-             * included (so filling over a tombstone needs no add). */
-            rc = item_get(&call, &k, &item, NULL, "lease acquire (reading the guard)");
-            if (rc < 0) {
-                (void)item_delete(&call, &lk, "lease acquire (undo)");
-                break;
-            }
-            *guard = item.found ? item.cas : 0;
             rc = 0;
             break;
         }
@@ -837,19 +885,21 @@ static int mc_lease_acquire(strata__backend *base, const char *key, size_t keyle
             rc = call_fail(&call, mrc, lk.server, "lease acquire");
             break;
         }
-        /* Lost: report how long the holder has left. */
-        rc = lease_is_ours(&call, &lk, token, &expires);
-        if (rc < 0)
+        /* Lost: see who holds it (and how long for), or take over a broken one. */
+        rc = lease_contest(&call, &lk, lv, lvlen, lease_ttl_ms, wait_ms);
+        if (rc != STRATA_MISS)
             break;
-        if (expires == 0)
-            continue; /* released or expired in between: try again */
-        *wait_ms = expires - strata__now_wall_ms();
-        if (*wait_ms < 1)
-            *wait_ms = 1;
-        if (*wait_ms > lease_ttl_ms)
-            *wait_ms = lease_ttl_ms;
-        rc = STRATA_MISS_WAIT;
-        break;
+        rc = STRATA_MISS_WAIT; /* released in between: add again, else wait a moment */
+        *wait_ms = 1;
+    }
+    if (rc == 0) {
+        /* Won: the guard is whatever is under the value key now, tombstone
+         * included (so filling over a tombstone needs no add). */
+        rc = item_get(&call, &k, &item, NULL, "lease acquire (reading the guard)");
+        if (rc < 0)
+            (void)item_delete(&call, &lk, "lease acquire (undo)");
+        else
+            *guard = item.found ? item.cas : 0;
     }
     call_end(&call);
     return rc;
@@ -989,7 +1039,7 @@ static int mc_counter(strata__backend *base, const char *key, size_t keylen,
             rc = call_fail(&call, mrc, k.server, "incr (replacing a tombstone)");
             break;
         }
-        rc = strata__error(STRATA_EBACKEND, "memcached %s: incr: the key holds a non-numeric value",
+        rc = strata__error(STRATA__EREFUSED, "memcached %s: incr: the key holds a non-numeric value",
                            server_name(b, k.server));
         break;
     }
@@ -997,10 +1047,15 @@ static int mc_counter(strata__backend *base, const char *key, size_t keylen,
         rc = strata__error(STRATA_EBACKEND, "memcached %s: incr: counter kept disappearing",
                            server_name(b, k.server));
     call_end(&call);
-    if (rc == 0) {
+    if (rc == 0)
         server_ok(b, k.server);
-        *out = value > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)value;
-    }
+    /* memcached counters are unsigned and wrap at 2^64; ours stop at 2^63-1 */
+    if (rc == 0 && (value > (uint64_t)INT64_MAX || (delta > 0 && value < mag)))
+        rc = strata__error(STRATA__EREFUSED, "memcached %s: incr: counter %.*s overflowed (now %llu; the largest "
+                           "is %lld)", server_name(b, k.server), (int)(k.len > 200 ? 200 : k.len), k.buf,
+                           (unsigned long long)value, (long long)INT64_MAX);
+    if (rc == 0)
+        *out = (int64_t)value;
     return rc;
 }
 
@@ -1032,6 +1087,233 @@ static void mc_close(strata__backend *base)
     free(b);
 }
 
+/* Operator tools: the value (a tombstone reads as absent) and the lease with
+ * its holder and remaining time; memcached cannot tell an item's TTL. */
+static int mc_peek(strata__backend *base, const strata__config *cfg, const char *key, size_t keylen,
+                   strata__peek *out)
+{
+    mc_backend *b = (mc_backend *)base;
+    strata__bytes lease = {0, 0, 0};
+    mc_call call;
+    mc_key k, lk;
+    mc_item item;
+    uint64_t token;
+    int64_t expires;
+    int rc;
+    (void)cfg;
+    value_key(b, key, keylen, &k);
+    if ((rc = lease_key(b, key, keylen, &lk)) < 0)
+        return rc;
+    if ((rc = call_begin(b, &call)) < 0)
+        return rc;
+    rc = item_get(&call, &k, &item, &out->val, "inspect");
+    out->found = rc == 0 && item.found && item.flags != TOMB_FLAGS;
+    if (rc == 0)
+        rc = item_get(&call, &lk, &item, &lease, "inspect");
+    call_end(&call);
+    if (rc == 0 && item.found && lease_parse(lease.data, lease.len, &token, &expires) == 0) {
+        out->lease = 1;
+        snprintf(out->lease_holder, sizeof out->lease_holder, "%016" PRIx64, token);
+        out->lease_ttl_ms = expires - strata__now_wall_ms();
+    }
+    strata__bytes_free(&lease);
+    return rc;
+}
+
+/* `stats settings` of the first server to answer: item size limit, evictions. */
+static memcached_return_t settings_seen(const memcached_instance_st *server, const char *key, size_t keylen,
+                                        const char *value, size_t valuelen, void *ctx)
+{
+    strata_server_info *out = ctx;
+    char v[32];
+    (void)server;
+    snprintf(v, sizeof v, "%.*s", (int)(valuelen < sizeof v ? valuelen : sizeof v - 1), value);
+    if (keylen == 13 && memcmp(key, "item_size_max", 13) == 0 && out->item_size_max < 0)
+        out->item_size_max = strtoll(v, NULL, 10);
+    else if (keylen == 9 && memcmp(key, "evictions", 9) == 0 && out->eviction_policy[0] == '\0')
+        snprintf(out->eviction_policy, sizeof out->eviction_policy, "%s", strcmp(v, "on") == 0 ? "lru" : "none");
+    return MEMCACHED_SUCCESS;
+}
+
+/* Operator tools: the first server's version, clock, memory and item size
+ * limit (`stats` and `stats settings`), and one timed round trip. */
+static int mc_server_info(strata__backend *base, const strata__config *cfg, strata_server_info *out)
+{
+    mc_backend *b = (mc_backend *)base;
+    memcached_stat_st *st = NULL;
+    memcached_return_t mrc;
+    mc_call call;
+    uint64_t t0, t1;
+    int64_t wall0, wall1;
+    char *v;
+    int rc;
+    (void)cfg;
+    if ((rc = call_begin(b, &call)) < 0)
+        return rc;
+    memcached_version(call.mc); /* connects, so the timed call below is one round trip */
+    t0 = strata__now_mono_ns();
+    wall0 = strata__now_wall_ms();
+    st = memcached_stat(call.mc, NULL, &mrc);
+    t1 = strata__now_mono_ns();
+    wall1 = strata__now_wall_ms();
+    if (st == NULL || (mrc != MEMCACHED_SUCCESS && mrc != MEMCACHED_SOME_ERRORS)) {
+        rc = call_fail(&call, mrc, 0, "stats");
+        goto out;
+    }
+    out->rtt_us = (int64_t)((t1 - t0) / 1000);
+    if ((v = memcached_stat_get_value(call.mc, st, "version", &mrc)) != NULL) {
+        snprintf(out->server_version, sizeof out->server_version, "%s", v);
+        free(v);
+    }
+    if ((v = memcached_stat_get_value(call.mc, st, "time", &mrc)) != NULL) {
+        /* whole seconds: the skew is known to within one */
+        out->clock_known = 1;
+        out->clock_skew_ms = strtoll(v, NULL, 10) * 1000 - (wall0 + wall1) / 2;
+        free(v);
+    }
+    if ((v = memcached_stat_get_value(call.mc, st, "limit_maxbytes", &mrc)) != NULL) {
+        out->maxmemory = strtoll(v, NULL, 10);
+        free(v);
+    }
+    memcached_stat_execute(call.mc, "settings", settings_seen, out);
+    out->cluster = 0;
+    rc = 0;
+out:
+    memcached_stat_free(NULL, st);
+    call_end(&call);
+    return rc;
+}
+
+/* ---- conditional writes, batch delete, leases as locks ---- */
+
+static void drop_lease(mc_call *call, const char *key, size_t keylen, const char *op)
+{
+    mc_key lk;
+    if (lease_key(call->b, key, keylen, &lk) == 0 && server_check(call->b, lk.server) == 0)
+        (void)item_delete(call, &lk, op); /* else it expires by itself */
+    strata__error_clear();
+}
+
+/* add (old == NULL) or cas. A tombstone counts as nothing, so add replaces
+ * it by its CAS; cas compares the bytes read with their CAS, then swaps by it. */
+static int conditional_set(mc_backend *b, const char *key, size_t keylen, const char *old, size_t oldlen,
+                           const char *val, size_t vallen, int64_t ttl_ms)
+{
+    const char *op = old ? "cas" : "add";
+    strata__bytes cur = {0, 0, 0};
+    memcached_return_t mrc = MEMCACHED_NOTSTORED;
+    mc_call call;
+    mc_key k;
+    mc_item item;
+    int rc;
+
+    if (vallen > MC_MAX_VALUE)
+        return too_big(vallen);
+    value_key(b, key, keylen, &k);
+    if ((rc = server_check(b, k.server)) < 0 || (rc = call_begin(b, &call)) < 0)
+        return rc;
+    if (old == NULL)
+        mrc = memcached_add(call.mc, k.buf, k.len, val, vallen, expiry_from_ms(ttl_ms), 0);
+    if (old == NULL && mrc != MEMCACHED_SUCCESS && mrc != MEMCACHED_STORED && mrc != MEMCACHED_NOTSTORED &&
+        mrc != MEMCACHED_DATA_EXISTS) {
+        rc = store_failed(&call, mrc, &k, vallen, op);
+    } else if (mrc == MEMCACHED_SUCCESS || mrc == MEMCACHED_STORED) {
+        rc = 0;
+    } else if ((rc = item_get(&call, &k, &item, &cur, op)) == 0) {
+        int tomb = item.found && item.flags == TOMB_FLAGS;
+        if (old == NULL)
+            rc = tomb ? 0 : item.found ? STRATA_EXISTS : STRATA_MISS; /* MISS: gone meanwhile, retry */
+        else
+            rc = !item.found || tomb ? STRATA_MISS
+               : cur.len != oldlen || memcmp(cur.data, old, oldlen) != 0 ? STRATA_EXISTS : 0;
+        if (rc == 0) {
+            mrc = memcached_cas(call.mc, k.buf, k.len, val, vallen, expiry_from_ms(ttl_ms), 0, item.cas);
+            if (mrc == MEMCACHED_DATA_EXISTS)
+                rc = STRATA_EXISTS;
+            else if (mrc == MEMCACHED_NOTFOUND)
+                rc = STRATA_MISS;
+            else if (mrc != MEMCACHED_SUCCESS && mrc != MEMCACHED_STORED)
+                rc = store_failed(&call, mrc, &k, vallen, op);
+        } else if (old == NULL && rc == STRATA_MISS) {
+            rc = STRATA_EXISTS; /* the engine reads again and retries */
+        }
+    }
+    if (rc == 0) {
+        server_ok(b, k.server);
+        drop_lease(&call, key, keylen, op);
+    }
+    call_end(&call);
+    strata__bytes_free(&cur);
+    return rc;
+}
+
+static int mc_add(strata__backend *base, const char *key, size_t keylen, const char *val, size_t vallen,
+                  int64_t ttl_ms)
+{
+    return conditional_set((mc_backend *)base, key, keylen, NULL, 0, val, vallen, ttl_ms);
+}
+
+static int mc_cas(strata__backend *base, const char *key, size_t keylen, const char *old, size_t oldlen,
+                  const char *val, size_t vallen, int64_t ttl_ms)
+{
+    return conditional_set((mc_backend *)base, key, keylen, old ? old : "", oldlen, val, vallen, ttl_ms);
+}
+
+/* libmemcached 1.1.4 has no pipelined delete with per-key results: one
+ * delete (tombstone) per key. */
+static int mc_del_many(strata__backend *base, size_t n, const char *const *keys, const size_t *keylens,
+                       int *deleted)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        int rc = mc_del(base, keys[i], keylens[i]);
+        if (rc < 0)
+            return rc;
+        deleted[i] = rc == 0;
+    }
+    return 0;
+}
+
+static int mc_lease_own(strata__backend *base, const char *key, size_t keylen, uint64_t token, int64_t ttl_ms)
+{
+    mc_backend *b = (mc_backend *)base;
+    strata__bytes v = {0, 0, 0};
+    mc_call call;
+    mc_key lk;
+    mc_item item;
+    uint64_t held = 0;
+    int64_t exp = 0;
+    int rc;
+
+    if ((rc = lease_key(b, key, keylen, &lk)) < 0 || (rc = server_check(b, lk.server)) < 0 ||
+        (rc = call_begin(b, &call)) < 0)
+        return rc;
+    rc = item_get(&call, &lk, &item, &v, "lock");
+    if (rc == 0 && token == 0) {
+        rc = item.found ? 0 : STRATA_MISS;
+    } else if (rc == 0 && (!item.found || lease_parse(v.data, v.len, &held, &exp) != 0 || held != token)) {
+        rc = strata__error(STRATA_ELEASE, "memcached %s: the lock is not held by this handle (expired or "
+                           "taken over)", server_name(b, lk.server));
+    } else if (rc == 0 && ttl_ms > 0) {
+        char lv[64];
+        int lvlen = lease_format(lv, sizeof lv, token, ttl_ms);
+        memcached_return_t mrc = memcached_cas(call.mc, lk.buf, lk.len, lv, (size_t)lvlen,
+                                               expiry_from_ms(ttl_ms), 0, item.cas);
+        if (mrc == MEMCACHED_DATA_EXISTS || mrc == MEMCACHED_NOTFOUND)
+            rc = strata__error(STRATA_ELEASE, "memcached %s: the lock was lost while renewing it",
+                               server_name(b, lk.server));
+        else if (mrc != MEMCACHED_SUCCESS && mrc != MEMCACHED_STORED)
+            rc = call_fail(&call, mrc, lk.server, "lock renew");
+    } else if (rc == 0) {
+        /* As mc_lease_release: the lease can only change hands between the
+         * check and the delete if it expired in that instant. */
+        rc = item_delete(&call, &lk, "lock release");
+    }
+    call_end(&call);
+    strata__bytes_free(&v);
+    return rc;
+}
+
 static const strata__backend_ops mc_ops = {
     "memcached",
     mc_close,
@@ -1047,7 +1329,17 @@ static const strata__backend_ops mc_ops = {
     mc_incr,
     mc_max_value_size,
     mc_counter,
-    NULL, NULL, NULL, NULL, NULL, NULL /* no streams: write-behind uses the local journal */
+    NULL, NULL, NULL, NULL, NULL, NULL, /* no streams: write-behind uses the local journal */
+    NULL,                               /* wb_dead_trim: the local journal trims */
+    mc_peek,
+    NULL,                               /* scan: memcached cannot list its keys */
+    mc_server_info,
+    NULL, NULL, NULL,                   /* wb_status, wb_dead_*: the engine reads the journal */
+    mc_add,
+    mc_cas,
+    mc_del_many,
+    mc_lease_own,
+    NULL /* no pub/sub: l1_bus, where configured, carries the flush (engine/coherence.c) */
 };
 
 static int behave(memcached_st *m, memcached_behavior_t flag, uint64_t value, const char *name)

@@ -12,7 +12,9 @@
 #include "error.h"
 #include "platform/platform.h"
 #include "backend/redis_watch.h"
+#include "backend/redis_admin.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,17 +31,43 @@
 
 /* Lease scripts: atomic on the server, so check-and-write cannot interleave
  * with another client's set/del. */
-enum { SCRIPT_FILL = 0, SCRIPT_RELEASE, SCRIPT_COUNT };
+enum { SCRIPT_FILL = 0, SCRIPT_RELEASE, SCRIPT_TAKEOVER, SCRIPT_ADD, SCRIPT_CAS, SCRIPT_OWN, SCRIPT_COUNT };
 
 static const char *const script_text[SCRIPT_COUNT] = {
     /* lease_fill: KEYS = value, lease; ARGV = token, value, ttl_ms. set/del delete the lease, so a
      * lease still holding our token also proves nobody wrote since acquire. */
     "if redis.call('GET', KEYS[2]) == ARGV[1] then "
-    "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) "
+    "if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[2]) "
+    "else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end "
     "redis.call('DEL', KEYS[2]) return 1 end return 0",
     /* lease_release: KEYS[1] = lease key, ARGV[1] = token. */
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
     "return redis.call('DEL', KEYS[1]) end return 0",
+    /* lease take-over of a broken lease (no expiry, or not a token of ours):
+     * KEYS[1] = lease key, ARGV = token, lease_ttl_ms, the value seen ("" when
+     * it was not a string). Only while it is still what the caller saw, so
+     * of several callers exactly one takes it. */
+    "local t = redis.call('TYPE', KEYS[1])['ok'] "
+    "if t == 'string' then if redis.call('GET', KEYS[1]) ~= ARGV[3] then return 0 end "
+    "elseif t ~= 'none' then if ARGV[3] ~= '' then return 0 end redis.call('DEL', KEYS[1]) end "
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1",
+    /* add: KEYS = value, lease; ARGV = value, ttl_ms ('0': none), channel, payload. */
+    "local ok if ARGV[2] == '0' then ok = redis.call('SET', KEYS[1], ARGV[1], 'NX') "
+    "else ok = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) end "
+    "if not ok then return 0 end "
+    "redis.call('DEL', KEYS[2]) redis.call('PUBLISH', ARGV[3], ARGV[4]) return 1",
+    /* cas: KEYS = value, lease; ARGV = old, new, ttl_ms ('0': none), channel, payload. */
+    "local v = redis.call('GET', KEYS[1]) if not v then return -1 end "
+    "if v ~= ARGV[1] then return 0 end "
+    "if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[2]) "
+    "else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end "
+    "redis.call('DEL', KEYS[2]) redis.call('PUBLISH', ARGV[4], ARGV[5]) return 1",
+    /* lease_own: KEYS[1] = lease; ARGV = token ('': who holds it?), ttl_ms ('0': release). */
+    "local v = redis.call('GET', KEYS[1]) "
+    "if ARGV[1] == '' then if v then return 1 end return 0 end "
+    "if v ~= ARGV[1] then return -1 end "
+    "if ARGV[2] == '0' then redis.call('DEL', KEYS[1]) "
+    "else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 1",
 };
 
 typedef struct rb_slot {
@@ -111,12 +139,26 @@ static int ctx_code(const redisContext *c, int err_no)
     return STRATA_EBACKEND;
 }
 
+/* Error replies that mean the server cannot serve anyone right now: an
+ * outage. Any other error reply refuses this one command. */
+static int reply_is_outage(const redisReply *r)
+{
+    static const char *const down[] = {"LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN"};
+    size_t i, n;
+    for (i = 0; i < sizeof down / sizeof *down; i++) {
+        n = strlen(down[i]);
+        if (r->len >= n && memcmp(r->str, down[i], n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* A server error reply, or a reply of a type the caller cannot use. */
 static int reply_fail(rb *b, const redisReply *r, const char *what)
 {
     if (r->type == REDIS_REPLY_ERROR)
-        return strata__error(STRATA_EBACKEND, "redis %s:%d: %s: %.*s", b->host, b->port,
-                             what, (int)(r->len > 300 ? 300 : r->len), r->str);
+        return strata__error(reply_is_outage(r) ? STRATA_EBACKEND : STRATA__EREFUSED, "redis %s:%d: %s: %.*s",
+                             b->host, b->port, what, (int)(r->len > 300 ? 300 : r->len), r->str);
     return strata__error(STRATA_EBACKEND, "redis %s:%d: %s: unexpected reply type %d",
                          b->host, b->port, what, r->type);
 }
@@ -485,7 +527,7 @@ static int append_set(rb *b, rb_slot *s, const char *key, size_t keylen,
     argv[2] = val; lens[2] = vallen;
     argv[3] = "PX"; lens[3] = 2;
     argv[4] = ttl; lens[4] = fmt_i64(ttl, sizeof ttl, ttl_ms);
-    if ((rc = append(b, s, 5, argv, lens, "SET")) != 0)
+    if ((rc = append(b, s, ttl_ms >= STRATA__TTL_NEVER ? 3 : 5, argv, lens, "SET")) != 0)
         return rc;
     if ((rc = append_publish(b, s, key, keylen, "SET")) != 0)
         return rc;
@@ -710,7 +752,7 @@ static int rb_set_many(strata__backend *be, size_t n, const char *const *keys,
     /* Read every reply we asked for, even after an error, to stay in sync. */
     for (i = 0; i < sent; i++) {
         rc = read_multi(b, s, 3, &exec, "SET");
-        if (rc == STRATA_EBACKEND && s->ctx != NULL) {
+        if ((rc == STRATA_EBACKEND || rc == STRATA__EREFUSED) && s->ctx != NULL) {
             if (first == 0)
                 first = rc;
             continue;
@@ -807,13 +849,60 @@ static int rb_touch(strata__backend *be, const char *key, size_t keylen, int64_t
     return rc;
 }
 
+/* A lease we lost to is broken, not held, when it has no expiry (PTTL -1:
+ * ours always have one), more time left than any of ours, or is not a token of ours (16 hex digits; a
+ * non-string there answers GET with an error). */
+static int lease_is_broken(const redisReply *pttl, const redisReply *held)
+{
+    size_t i;
+    if (pttl->type == REDIS_REPLY_INTEGER && (pttl->integer == -1 || pttl->integer > STRATA_MAX_MS))
+        return 1; /* no lease of ours lives longer than STRATA_MAX_MS */
+    if (held->type == REDIS_REPLY_ERROR)
+        return 1;
+    if (held->type != REDIS_REPLY_STRING)
+        return 0; /* NIL: gone in between */
+    if (held->len != 16)
+        return 1;
+    for (i = 0; i < 16; i++)
+        if (!isxdigit((unsigned char)held->str[i]))
+            return 1;
+    return 0;
+}
+
+/* Takes a broken lease over (SCRIPT_TAKEOVER): 0 when it is ours now, else
+ * STRATA_MISS_WAIT (another caller repaired it first) or an error. */
+static int take_over(rb *b, rb_slot *s, const char *lk, size_t lklen, const char *tok, size_t toklen,
+                     const char *ttl, size_t ttllen, const redisReply *held, int64_t *wait_ms)
+{
+    const char *args[4] = {lk, tok, ttl, ""};
+    size_t lens[4] = {lklen, toklen, ttllen, 0};
+    redisReply *r = NULL;
+    int rc;
+    if (held->type == REDIS_REPLY_STRING) {
+        args[3] = held->str;
+        lens[3] = held->len;
+    }
+    if ((rc = run_script(b, s, SCRIPT_TAKEOVER, 1, 4, args, lens, &r, "lease take-over")) != 0)
+        return rc;
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+        rc = 0;
+    } else if (r->type == REDIS_REPLY_INTEGER) {
+        *wait_ms = 1;
+        rc = STRATA_MISS_WAIT;
+    } else {
+        rc = reply_fail(b, r, "lease take-over");
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
 static int rb_lease_acquire(strata__backend *be, const char *key, size_t keylen,
                             uint64_t token, int64_t lease_ttl_ms,
                             uint64_t *guard, int64_t *wait_ms)
 {
     rb *b = RB(be);
     rb_slot *s;
-    redisReply *set = NULL, *pttl = NULL;
+    redisReply *set = NULL, *pttl = NULL, *held = NULL;
     char kbuf[RB_KEYBUF], tok[20], ttl[24];
     const char *argv[6];
     size_t lens[6], lklen;
@@ -839,16 +928,22 @@ static int rb_lease_acquire(strata__backend *be, const char *key, size_t keylen,
     argv[0] = "PTTL"; lens[0] = 4;
     if ((rc = append(b, s, 2, argv, lens, "lease PTTL")) != 0)
         goto release;
+    argv[0] = "GET"; lens[0] = 3;
+    if ((rc = append(b, s, 2, argv, lens, "lease GET")) != 0)
+        goto release;
     if ((rc = next_reply(b, s, &set, "lease SET NX")) != 0)
         goto release;
     if ((rc = next_reply(b, s, &pttl, "lease PTTL")) != 0)
         goto release;
+    if ((rc = next_reply(b, s, &held, "lease GET")) != 0)
+        goto release;
+    *guard = 0; /* the lease itself guards: set and del delete it */
     if (is_status(set, "OK")) {
-        *guard = 0; /* the lease itself guards: set and del delete it */
         rc = 0;
+    } else if (set->type == REDIS_REPLY_NIL && lease_is_broken(pttl, held)) {
+        rc = take_over(b, s, lk, lklen, tok, lens[2], ttl, lens[5], held, wait_ms);
     } else if (set->type == REDIS_REPLY_NIL) {
-        /* -2: the holder's lease expired in between; -1 cannot happen (we
-         * always set PX). Either way retry soon rather than not at all. */
+        /* PTTL -2: the holder's lease expired in between: retry soon. */
         *wait_ms = pttl->type == REDIS_REPLY_INTEGER && pttl->integer > 0 ? pttl->integer : 1;
         rc = STRATA_MISS_WAIT;
     } else {
@@ -861,6 +956,8 @@ out:
         freeReplyObject(set);
     if (pttl)
         freeReplyObject(pttl);
+    if (held)
+        freeReplyObject(held);
     if (lk != kbuf)
         free(lk);
     return rc;
@@ -889,7 +986,7 @@ static int rb_lease_fill(strata__backend *be, const char *key, size_t keylen,
     args[1] = lk; lens[1] = lklen;
     args[2] = tok; lens[2] = fmt_token(tok, sizeof tok, token);
     args[3] = val; lens[3] = vallen;
-    args[4] = ttl; lens[4] = fmt_i64(ttl, sizeof ttl, ttl_ms);
+    args[4] = ttl; lens[4] = fmt_i64(ttl, sizeof ttl, ttl_ms >= STRATA__TTL_NEVER ? 0 : ttl_ms);
     if ((rc = slot_acquire(b, &s)) == 0) {
         rc = run_script(b, s, SCRIPT_FILL, 2, 5, args, lens, &r, "lease fill");
         slot_release(b, s);
@@ -1031,6 +1128,221 @@ static void rb_close(strata__backend *be)
     free(b);
 }
 
+/* ---- for the operator tools (redis_admin.c) --------------------------- */
+
+int strata__redis_pipeline(strata__backend *be, size_t n, const int *argcs, const char **const *argvs,
+                           const size_t *const *lens, redisReply **replies, const char *what)
+{
+    rb *b = RB(be);
+    rb_slot *s;
+    size_t i, got = 0;
+    int rc;
+    for (i = 0; i < n; i++)
+        replies[i] = NULL;
+    if ((rc = slot_acquire(b, &s)) != 0)
+        return rc;
+    for (i = 0; i < n && rc == 0; i++)
+        rc = append(b, s, argcs[i], argvs[i], lens[i], what);
+    for (; got < n && rc == 0; got++)
+        rc = next_reply(b, s, &replies[got], what);
+    slot_release(b, s);
+    if (rc != 0)
+        for (i = 0; i < got; i++) {
+            freeReplyObject(replies[i]);
+            replies[i] = NULL;
+        }
+    return rc;
+}
+
+/* ---- conditional writes, batch delete, leases as locks ---- */
+
+/* "<origin><user key>": the invalidation the scripts publish, as append_publish does. */
+static char *inv_payload(const rb *b, const char *key, size_t keylen, size_t *len)
+{
+    const char *ukey;
+    size_t ulen;
+    char *p;
+    user_part(b, key, keylen, &ukey, &ulen);
+    if ((p = malloc(STRATA__INV_ORIGIN_LEN + ulen + 1)) == NULL) {
+        strata__error(STRATA_ENOMEM, "out of memory building an invalidation");
+        return NULL;
+    }
+    memcpy(p, b->origin, STRATA__INV_ORIGIN_LEN);
+    memcpy(p + STRATA__INV_ORIGIN_LEN, ukey, ulen);
+    *len = STRATA__INV_ORIGIN_LEN + ulen;
+    return p;
+}
+
+/* add (old == NULL) or cas: one script; see script_text. */
+static int conditional_set(rb *b, const char *key, size_t keylen, const char *old, size_t oldlen,
+                           const char *val, size_t vallen, int64_t ttl_ms)
+{
+    rb_slot *s;
+    redisReply *r = NULL;
+    char kbuf[RB_KEYBUF], ttl[24];
+    const char *args[7];
+    size_t lens[7], lklen, plen = 0, n = 0;
+    char *lk, *payload;
+    const char *what = old ? "cas" : "add";
+    int rc;
+
+    if ((lk = lease_key(b, key, keylen, kbuf, sizeof kbuf, &lklen)) == NULL)
+        return STRATA_ENOMEM;
+    if ((payload = inv_payload(b, key, keylen, &plen)) == NULL) {
+        rc = STRATA_ENOMEM;
+        goto out;
+    }
+    args[n] = key; lens[n++] = keylen;
+    args[n] = lk; lens[n++] = lklen;
+    if (old) {
+        args[n] = old; lens[n++] = oldlen;
+    }
+    args[n] = val; lens[n++] = vallen;
+    args[n] = ttl; lens[n++] = fmt_i64(ttl, sizeof ttl, ttl_ms >= STRATA__TTL_NEVER ? 0 : ttl_ms);
+    args[n] = b->chan; lens[n++] = b->chanlen;
+    args[n] = payload; lens[n++] = plen;
+    if ((rc = slot_acquire(b, &s)) == 0) {
+        rc = run_script(b, s, old ? SCRIPT_CAS : SCRIPT_ADD, 2, (int)n, args, lens, &r, what);
+        slot_release(b, s);
+        if (rc == 0) {
+            if (r->type != REDIS_REPLY_INTEGER)
+                rc = reply_fail(b, r, what);
+            else
+                rc = r->integer == 1 ? 0 : r->integer == 0 ? STRATA_EXISTS : STRATA_MISS;
+            freeReplyObject(r);
+        }
+    }
+out:
+    free(payload);
+    if (lk != kbuf)
+        free(lk);
+    return rc;
+}
+
+static int rb_add(strata__backend *be, const char *key, size_t keylen, const char *val, size_t vallen,
+                  int64_t ttl_ms)
+{
+    return conditional_set(RB(be), key, keylen, NULL, 0, val, vallen, ttl_ms);
+}
+
+static int rb_cas(strata__backend *be, const char *key, size_t keylen, const char *old, size_t oldlen,
+                  const char *val, size_t vallen, int64_t ttl_ms)
+{
+    return conditional_set(RB(be), key, keylen, old ? old : "", oldlen, val, vallen, ttl_ms);
+}
+
+/* One MULTI of DEL value, DEL lease, PUBLISH per key: one round trip. */
+static int rb_del_many(strata__backend *be, size_t n, const char *const *keys, const size_t *keylens,
+                       int *deleted)
+{
+    rb *b = RB(be);
+    rb_slot *s;
+    redisReply *exec = NULL;
+    char kbuf[RB_KEYBUF];
+    const char *argv[2];
+    size_t lens[2], lklen, i;
+    char *lk;
+    int rc;
+
+    if (n == 0)
+        return 0;
+    if ((rc = slot_acquire(b, &s)) != 0)
+        return rc;
+    argv[0] = "MULTI"; lens[0] = 5;
+    rc = append(b, s, 1, argv, lens, "DEL (many)");
+    for (i = 0; rc == 0 && i < n; i++) {
+        if ((lk = lease_key(b, keys[i], keylens[i], kbuf, sizeof kbuf, &lklen)) == NULL) {
+            /* Unsent commands: end the transaction empty-handed to stay in sync. */
+            argv[0] = "DISCARD"; lens[0] = 7;
+            if (append(b, s, 1, argv, lens, "DEL (many)") == 0) {
+                redisReply *r;
+                size_t k;
+                for (k = 0; k < 3 * i + 2 && next_reply(b, s, &r, "DEL (many)") == 0; k++)
+                    freeReplyObject(r);
+            }
+            slot_release(b, s);
+            return STRATA_ENOMEM;
+        }
+        argv[0] = "DEL"; lens[0] = 3;
+        argv[1] = keys[i]; lens[1] = keylens[i];
+        rc = append(b, s, 2, argv, lens, "DEL (many)");
+        argv[1] = lk; lens[1] = lklen;
+        if (rc == 0)
+            rc = append(b, s, 2, argv, lens, "DEL (many)");
+        if (lk != kbuf)
+            free(lk);
+        if (rc == 0)
+            rc = append_publish(b, s, keys[i], keylens[i], "DEL (many)");
+    }
+    argv[0] = "EXEC"; lens[0] = 4;
+    if (rc == 0)
+        rc = append(b, s, 1, argv, lens, "DEL (many)");
+    if (rc == 0 && (rc = read_multi(b, s, 3 * n, &exec, "DEL (many)")) == 0) {
+        for (i = 0; i < n; i++)
+            deleted[i] = exec->element[3 * i]->type == REDIS_REPLY_INTEGER && exec->element[3 * i]->integer > 0;
+        freeReplyObject(exec);
+    }
+    slot_release(b, s);
+    return rc;
+}
+
+static int rb_lease_own(strata__backend *be, const char *key, size_t keylen, uint64_t token, int64_t ttl_ms)
+{
+    rb *b = RB(be);
+    rb_slot *s;
+    redisReply *r = NULL;
+    char kbuf[RB_KEYBUF], tok[20], ttl[24];
+    const char *args[3];
+    size_t lens[3], lklen;
+    char *lk;
+    int rc;
+
+    if ((lk = lease_key(b, key, keylen, kbuf, sizeof kbuf, &lklen)) == NULL)
+        return STRATA_ENOMEM;
+    args[0] = lk; lens[0] = lklen;
+    args[1] = tok; lens[1] = token ? fmt_token(tok, sizeof tok, token) : 0;
+    args[2] = ttl; lens[2] = fmt_i64(ttl, sizeof ttl, ttl_ms > 0 ? ttl_ms : 0);
+    if ((rc = slot_acquire(b, &s)) == 0) {
+        rc = run_script(b, s, SCRIPT_OWN, 1, 3, args, lens, &r, "lock");
+        slot_release(b, s);
+        if (rc == 0) {
+            if (r->type != REDIS_REPLY_INTEGER)
+                rc = reply_fail(b, r, "lock");
+            else if (token == 0)
+                rc = r->integer == 1 ? 0 : STRATA_MISS;
+            else
+                rc = r->integer == 1 ? 0 : strata__error(STRATA_ELEASE, "redis %s:%d: the lock is not "
+                                                         "held by this handle (expired or taken over)",
+                                                         b->host, b->port);
+            freeReplyObject(r);
+        }
+    }
+    if (lk != kbuf)
+        free(lk);
+    return rc;
+}
+
+/* An empty payload is shorter than any origin: every subscriber drops its L1. */
+static int rb_publish_flush(strata__backend *be)
+{
+    rb *b = RB(be);
+    rb_slot *s;
+    redisReply *r = NULL;
+    const char *argv[3] = {"PUBLISH", b->chan, ""};
+    size_t lens[3] = {7, b->chanlen, 0};
+    int rc;
+    if ((rc = slot_acquire(b, &s)) != 0)
+        return rc;
+    rc = command(b, s, 3, argv, lens, &r, "PUBLISH (flush)");
+    slot_release(b, s);
+    if (rc == 0) {
+        if (r->type != REDIS_REPLY_INTEGER)
+            rc = reply_fail(b, r, "PUBLISH (flush)");
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
 #include "redis_stream.inc"
 
 static const strata__backend_ops rb_ops = {
@@ -1054,6 +1366,18 @@ static const strata__backend_ops rb_ops = {
     rb_wb_dead,
     rb_wb_backlog,
     rb_wb_latest,
+    rb_wb_dead_trim,
+    strata__redis_peek,
+    strata__redis_scan,
+    strata__redis_server_info,
+    strata__redis_wb_status,
+    strata__redis_wb_dead_list,
+    strata__redis_wb_dead_take,
+    rb_add,
+    rb_cas,
+    rb_del_many,
+    rb_lease_own,
+    rb_publish_flush,
 };
 
 int strata__backend_redis_open(strata__backend **out, const strata__config *cfg)
