@@ -24,7 +24,9 @@ setup(
     packages=["stratacache"],
     package_data={"stratacache": ["py.typed"]},
     setup_requires=["cffi>=1.15"],
-    install_requires=["cffi>=1.15"],
+    install_requires=["cffi>=1.15", "typing_extensions>=4.0; python_version<'3.10'"],
+    # dogpile.cache finds its backends by this entry point (python/stratacache/dogpile.py).
+    entry_points={"dogpile.cache": ["stratacache = stratacache.dogpile:StrataBackend"]},
     cffi_modules=["python/stratacache/_build.py:ffibuilder"],
     # The operator command (stratacache/cli.py) and the optional Prometheus
     # collector (stratacache/metrics.py).

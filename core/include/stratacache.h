@@ -43,6 +43,7 @@ typedef enum strata_code {
     STRATA_MISS_WAIT   = 6,   /* a miss another caller is loading: retry after wait_ms */
     STRATA_INVALIDATED = 7,   /* write accepted, but the cache entry was invalidated
                                  instead of updated (the cache update failed) */
+    STRATA_EXISTS      = 8,   /* strata_add: the key already holds a live value */
 
     STRATA_EINVAL      = -1,  /* bad argument (NULL, out of range) */
     STRATA_ENOMEM      = -2,  /* out of memory */
@@ -59,8 +60,10 @@ typedef enum strata_code {
     STRATA_EBUSY       = -13, /* backpressure: a bounded queue is full */
     STRATA_ENOTSUP     = -14, /* not supported by this backend */
     STRATA_ECLOSED     = -15, /* the handle or ticket is no longer usable */
-    STRATA_ESTALE      = -16  /* the source was written, but the cache could be neither
+    STRATA_ESTALE      = -16, /* the source was written, but the cache could be neither
                                  updated nor invalidated: it may serve the old value */
+    STRATA_ENOTNUM     = -17  /* strata_incr: the stored value is not a decimal integer,
+                                 or the result would overflow int64 */
 } strata_code;
 
 /* Where a returned value came from (strata_value.level). */
@@ -561,6 +564,73 @@ STRATA_EXTERN int strata_wb_dead_replay(strata_cache *cache, const char *key, si
 /* Deletes the dead letters of key (NULL = all); *count = how many. */
 STRATA_EXTERN int strata_wb_dead_purge(strata_cache *cache, const char *key, size_t keylen,
                                        size_t *count);
+/* ---- Framework primitives (docs/FRAMEWORKS.md) ----------------------------
+ * TTL arguments: STRATA_TTL_DEFAULT (0) is the cache's default TTL (what
+ * Python's and Lua's ttl=None mean); STRATA_TTL_FOREVER (-1) never expires
+ * (redis: no PX, memcached: exptime 0); other negative values are EINVAL.
+ * There is no "expire now" TTL: delete the key instead (Python and Lua reject
+ * ttl=0). Every TTL-taking call accepts STRATA_TTL_FOREVER. */
+#define STRATA_TTL_DEFAULT 0
+#define STRATA_TTL_FOREVER (-1)
+
+/* Every entry of this namespace misses afterwards, in this process at once
+ * and in others within tag_cache_ms (at once where an invalidation link
+ * carries the flush to their L1s): one O(1) bump of the namespace generation
+ * (docs/FRAMEWORKS.md has the cost per read). Leases and locks are kept. */
+STRATA_EXTERN int strata_clear(strata_cache *cache);
+
+/* Stores the value only where the key holds no live value (absent, expired,
+ * tag-outdated or cleared): 0 stored, STRATA_EXISTS not stored. Atomic across
+ * processes: of racing adds exactly one stores. */
+STRATA_EXTERN int strata_add(strata_cache *cache, const char *key, size_t keylen,
+                             const char *val, size_t vallen, int64_t ttl_ms);
+
+/* Adds delta to the decimal integer stored under key, atomically across
+ * processes; *out (optional) gets the new value. A key without a live value
+ * starts at 0 (it is created holding delta, for ttl_ms or the cache's
+ * default). ttl_ms STRATA_TTL_DEFAULT keeps the entry's remaining TTL; any
+ * other value gives it that TTL. STRATA_ENOTNUM when the stored value is not
+ * a decimal integer (optional '-', digits, nothing else) or the sum would
+ * overflow; the value is then unchanged. strata_get of the key returns the
+ * decimal text. strata_decr subtracts delta. */
+STRATA_EXTERN int strata_incr(strata_cache *cache, const char *key, size_t keylen,
+                              int64_t delta, int64_t ttl_ms, int64_t *out);
+STRATA_EXTERN int strata_decr(strata_cache *cache, const char *key, size_t keylen,
+                              int64_t delta, int64_t ttl_ms, int64_t *out);
+
+/* Deletes n keys (leases killed, L1s told) in one round trip per server on
+ * redis (memcached: one call per key on one connection); *deleted (optional)
+ * gets how many held a value. */
+STRATA_EXTERN int strata_delete_many(strata_cache *cache, size_t n, const char *const *keys,
+                                     const size_t *keylens, size_t *deleted);
+
+/* strata_set_many with per-call options: ttl_ms, stale_ms, cost_ms and tags
+ * (every item is stamped with the tags). opts NULL = the defaults. */
+STRATA_EXTERN int strata_set_many_ex(strata_cache *cache, size_t n, const char *const *keys,
+                                     const size_t *keylens, const char *const *vals,
+                                     const size_t *vallens, const strata_set_options *opts);
+
+/* A named lock on the backend's lease (one lock per name and namespace,
+ * across processes; the holder is a random token, so only the holder's
+ * handle can extend or release it, from any thread). ttl_ms > 0 bounds how
+ * long a crashed holder blocks the others. */
+typedef struct strata_lock strata_lock;
+STRATA_EXTERN int strata_lock_new(strata_lock **out, strata_cache *cache, const char *name,
+                                  size_t namelen, int64_t ttl_ms);
+/* Does not release a held lock (it expires after its TTL); NULL is a no-op. */
+STRATA_EXTERN void strata_lock_free(strata_lock *lock);
+/* 0 acquired; STRATA_MISS_WAIT held (blocking == 0, or still after
+ * timeout_ms; timeout_ms < 0 waits without bound). Not reentrant: while this
+ * handle holds the lock, acquiring it again waits like any other taker. */
+STRATA_EXTERN int strata_lock_acquire(strata_lock *lock, int blocking, int64_t timeout_ms);
+/* 0 released; STRATA_ELEASE when this handle did not hold it (never taken,
+ * expired, or taken over after expiry): nothing is released then. */
+STRATA_EXTERN int strata_lock_release(strata_lock *lock);
+/* 1 when anybody holds the lock now, 0 when nobody does, or an error. */
+STRATA_EXTERN int strata_lock_locked(strata_lock *lock);
+/* Renews a held lock for ttl_ms (0 = the lock's own TTL): 0, or
+ * STRATA_ELEASE when it was lost (expired, or someone else holds it now). */
+STRATA_EXTERN int strata_lock_extend(strata_lock *lock, int64_t ttl_ms);
 
 #ifdef __cplusplus
 }

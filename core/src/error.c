@@ -28,6 +28,16 @@ int strata__check_ms(int code, const char *name, int64_t ms, int64_t lo)
     return 0;
 }
 
+int strata__check_ttl(const char *name, int64_t ttl_ms)
+{
+    if (ttl_ms == STRATA_TTL_FOREVER)
+        return 0;
+    if (ttl_ms < 0)
+        return strata__error(STRATA_EINVAL, "%s must be 0 (the cache's default), 1-%lld ms or STRATA_TTL_FOREVER "
+                             "(-1), got %lld", name, (long long)STRATA_MAX_MS, (long long)ttl_ms);
+    return strata__check_ms(STRATA_EINVAL, name, ttl_ms, 0);
+}
+
 void strata__error_clear(void)
 {
     last_message[0] = '\0';
@@ -65,6 +75,8 @@ const char *strata_error_name(int code)
     case STRATA_ECLOSED: return "ECLOSED";
     case STRATA_INVALIDATED: return "INVALIDATED";
     case STRATA_ESTALE: return "ESTALE";
+    case STRATA_EXISTS: return "EXISTS";
+    case STRATA_ENOTNUM: return "ENOTNUM";
     default: return "EUNKNOWN";
     }
 }

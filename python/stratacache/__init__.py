@@ -10,7 +10,8 @@ or "pickle" (only when asked for: unpickling executes code chosen by whoever
 can write to the cache server).
 """
 from ._async import AsyncCache
-from ._cache import MAX_MS, NOT_FOUND, Cache, build_url
+from ._cache import FOREVER, MAX_MS, NOT_FOUND, Cache, build_url
+from ._lock import AsyncLock, Lock
 from ._loaded import Loaded
 from ._metrics import Histogram, HotKey
 from ._errors import (
@@ -21,6 +22,7 @@ from ._errors import (
     InvalidArgument,
     LeaseLost,
     LoaderError,
+    NotAnInteger,
     NotSupported,
     OutOfMemory,
     StaleCache,
@@ -35,6 +37,10 @@ c_version = __version__
 
 __all__ = [
     "AsyncCache",
+    "AsyncLock",
+    "FOREVER",
+    "Lock",
+    "NotAnInteger",
     "BackendError",
     "BreakerOpen",
     "Busy",

@@ -29,11 +29,13 @@ from ._cache import (
     _Prepared,
     _key_bytes,
     _ms,
+    _ttl_ms,
     _raise,
     _tag_bytes,
 )
 from . import _metrics
 from ._errors import Timeout
+from ._lock import AsyncLock
 from ._native import lib
 
 log = logging.getLogger("stratacache")
@@ -110,7 +112,7 @@ class AsyncCache:
         _key_bytes(tag, "tag")
         await self._run(self.cache.invalidate_tag, tag)
 
-    async def touch(self, key: Key, ttl: float) -> bool:
+    async def touch(self, key: Key, ttl: Optional[float] = None) -> bool:
         _key_bytes(key)
         return await self._run(self.cache.touch, key, ttl)
 
@@ -119,8 +121,35 @@ class AsyncCache:
             raise TypeError("keys must be an iterable of keys, not a single key")
         return await self._run(self.cache.get_many, list(keys))
 
-    async def set_many(self, mapping: Mapping[Key, Any], ttl: Optional[float] = None) -> None:
-        await self._run(self.cache.set_many, mapping, ttl)
+    async def set_many(self, mapping: Mapping[Key, Any], ttl: Optional[float] = None,
+                       tags: Optional[Iterable[Key]] = None) -> None:
+        await self._run(self.cache.set_many, dict(mapping), ttl, None if tags is None else _tag_bytes(tags))
+
+    # -- framework primitives (docs/FRAMEWORKS.md) --------------------------------
+
+    async def clear(self) -> None:
+        await self._run(self.cache.clear)
+
+    async def add(self, key: Key, value: Any, ttl: Optional[float] = None) -> bool:
+        _key_bytes(key)
+        return await self._run(self.cache.add, key, value, ttl)
+
+    async def incr(self, key: Key, delta: int = 1, ttl: Optional[float] = None) -> int:
+        _key_bytes(key)
+        return await self._run(self.cache.incr, key, delta, ttl)
+
+    async def decr(self, key: Key, delta: int = 1, ttl: Optional[float] = None) -> int:
+        _key_bytes(key)
+        return await self._run(self.cache.decr, key, delta, ttl)
+
+    async def delete_many(self, keys: Iterable[Key]) -> int:
+        if isinstance(keys, (str, bytes)):
+            raise TypeError("keys must be an iterable of keys, not a single key")
+        return await self._run(self.cache.delete_many, list(keys))
+
+    def lock(self, name: Key, ttl: float) -> AsyncLock:
+        """Cache.lock's AsyncLock: ``async with cache.lock("job", ttl=30):``."""
+        return AsyncLock(self, name, ttl)
 
     async def write_through(self, key: Key, value: Any, writer: Callable[[Key, Any], Any],
                             ttl: Optional[float] = None) -> bool:
@@ -181,7 +210,7 @@ class AsyncCache:
         if not callable(loader):
             raise TypeError(f"loader must be callable, not {type(loader).__name__}")
         kb = _key_bytes(key)
-        ms = _ms(ttl, "ttl")
+        ms = _ttl_ms(ttl)
         tbs = tuple(_tag_bytes(tags)) if tags else ()
         while True:
             fut = self._flights.get(kb)

@@ -30,8 +30,9 @@ from typing import (
 from urllib.parse import parse_qsl, quote
 
 from . import _metrics
-from ._errors import Closed, InvalidArgument, StrataError, Timeout, error_class
+from ._errors import Closed, InvalidArgument, NotAnInteger, StrataError, Timeout, error_class
 from ._loaded import Loaded, tag_list
+from ._lock import Lock
 from ._native import ffi, lib
 from ._writes import BatchWriter, BatchWriterBox, WriteCall, check_batch_writer
 
@@ -141,6 +142,26 @@ def _ms(seconds: Any, what: str, allow_none: bool = True) -> int:
     return 1 if ms == 0 and seconds > 0 else ms
 
 
+# --- TTLs of entries (docs/FRAMEWORKS.md) ---------------------------------
+
+FOREVER: float = float("inf")
+"""A TTL that never expires (redis: no PX; memcached: exptime 0)."""
+
+
+def _ttl_ms(ttl: Optional[float], what: str = "ttl") -> int:
+    """An entry's TTL in seconds to the C convention: None -> 0 (the cache's
+    default), FOREVER -> -1 (STRATA_TTL_FOREVER). 0 is refused, in every
+    language alike: it would read as "expire now" to some and "the default"
+    to others; delete the key instead, or pass None."""
+    if ttl == FOREVER and isinstance(ttl, float):
+        return -1
+    if ttl is not None and not isinstance(ttl, bool) and isinstance(ttl, (int, float)) and ttl == 0:
+        raise InvalidArgument(lib.STRATA_EINVAL, "EINVAL",
+                              f"{what}=0 is refused (use None for the cache's default, FOREVER for no "
+                              "expiry, or delete the key)")
+    return _ms(ttl, what)
+
+
 # --- serializers ---------------------------------------------------------
 
 Serializer = Union[None, str, Tuple[Callable[[Any], bytes], Callable[[bytes], Any]]]
@@ -165,6 +186,20 @@ def _json_loads(data: bytes) -> Any:
     return json.loads(data.decode("utf-8"))
 
 
+def _pickle_dumps(value: Any) -> bytes:
+    # An int is stored as decimal text, so incr()/decr() can count on it (and
+    # get() of a counter reads back an int); no pickle starts with a digit or '-'.
+    if type(value) is int:
+        return str(value).encode("ascii")
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _pickle_loads(data: bytes) -> Any:
+    if data[:1].isdigit() or data[:1] == b"-":
+        return int(data)
+    return pickle.loads(data)
+
+
 def _codec(serializer: Serializer) -> Tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
     if serializer is None or serializer == "bytes":
         return _raw_dumps, bytes
@@ -173,7 +208,7 @@ def _codec(serializer: Serializer) -> Tuple[Callable[[Any], bytes], Callable[[by
     if serializer == "pickle":
         # Only on explicit request: unpickling runs code chosen by whoever can
         # write to the cache server, so pickle trusts every client of it.
-        return (lambda v: pickle.dumps(v, protocol=pickle.HIGHEST_PROTOCOL)), pickle.loads
+        return _pickle_dumps, _pickle_loads
     if isinstance(serializer, tuple) and len(serializer) == 2 and all(map(callable, serializer)):
         return serializer
     if isinstance(serializer, str):
@@ -363,6 +398,7 @@ class Cache:
         # get_or_load (where C counts them) never runs, so stats() adds them.
         self._counts = {"singleflight_shared": 0, "fail_open": 0}
         self._prom = _metrics.PrometheusBuffer()
+        self._clear_hooks: List[Callable[[], None]] = []
         self._reset_locks()
         _live_caches.add(self)
 
@@ -438,7 +474,7 @@ class Cache:
         invalidate_tag(tag) later makes the entry a miss."""
         kb = _key_bytes(key)
         data = self._dumps(value)
-        ms = _ms(ttl, "ttl")
+        ms = _ttl_ms(ttl)
         tbs = _tag_bytes(tags)
         h = self._enter()
         if not tbs:
@@ -467,10 +503,11 @@ class Cache:
         misses; other processes see it within the ``tag_cache_ms`` option)."""
         self._keyed(lib.strata_invalidate_tag, tag, "tag")
 
-    def touch(self, key: Key, ttl: float) -> bool:
-        """Gives a live entry a new TTL; False when there is none."""
+    def touch(self, key: Key, ttl: Optional[float] = None) -> bool:
+        """Gives a live entry a new TTL (None: the cache's default; FOREVER);
+        False when there is none."""
         kb = _key_bytes(key)
-        ms = _ms(ttl, "ttl", allow_none=False)
+        ms = _ttl_ms(ttl)
         h = self._enter()
         rc = lib.strata_touch(h, kb, len(kb), ms)
         if rc < 0:
@@ -531,16 +568,110 @@ class Cache:
         vlens = ffi.new("size_t[]", [len(b) for b in vbs])
         return _Packed((n, karr, klens, varr, vlens), keep)
 
-    def set_many(self, mapping: Mapping[Key, Any], ttl: Optional[float] = None) -> None:
-        """Stores every item (all or nothing on bad input)."""
+    def set_many(self, mapping: Mapping[Key, Any], ttl: Optional[float] = None,
+                 tags: Optional[Iterable[Key]] = None) -> None:
+        """Stores every item (all or nothing on bad input), each stamped with
+        ``tags`` when given; pipelined (one round trip on redis)."""
+        ms = _ttl_ms(ttl)
+        tbs = _tag_bytes(tags) if tags is not None else []
         packed = self._pack_items(mapping)
         if packed is None:
             return
-        ms = _ms(ttl, "ttl")
         h = self._enter()
-        rc = lib.strata_set_many(h, *packed.args, ms)
+        if not tbs:
+            rc = lib.strata_set_many(h, *packed.args, ms)
+        else:
+            opts = ffi.new("strata_set_options *")
+            lib.strata_set_options_init(opts, _SET_OPTIONS_VERSION)
+            opts.ttl_ms = ms
+            tag_ptrs, tag_lens, keep = _tag_arrays(tbs)  # noqa: F841 (keep: alive for the call)
+            opts.tags, opts.taglens, opts.ntags = tag_ptrs, tag_lens, len(tbs)
+            rc = lib.strata_set_many_ex(h, *packed.args, opts)
         if rc < 0:
             _raise(rc)
+
+    # -- framework primitives (docs/FRAMEWORKS.md) --------------------------------
+
+    def clear(self) -> None:
+        """Every entry of this namespace misses afterwards: at once in this
+        process, in others within the ``tag_cache_ms`` option (at once where
+        an invalidation link carries it). One O(1) backend write; nothing
+        is scanned. Locks and write-behind records are kept."""
+        h = self._enter()
+        rc = lib.strata_clear(h)
+        if rc < 0:
+            _raise(rc)
+        for hook in list(self._clear_hooks):
+            hook()
+
+    def on_clear(self, hook: Callable[[], None]) -> None:
+        """Calls ``hook()`` after each clear() of this object (for tiers kept
+        in front of it, e.g. decoded objects)."""
+        self._clear_hooks.append(hook)
+
+    def add(self, key: Key, value: Any, ttl: Optional[float] = None) -> bool:
+        """Stores ``value`` only where ``key`` holds no live value: True when
+        stored. Atomic across processes: of racing adds exactly one wins."""
+        kb = _key_bytes(key)
+        data = self._dumps(value)
+        ms = _ttl_ms(ttl)
+        h = self._enter()
+        rc = lib.strata_add(h, kb, len(kb), data, len(data), ms)
+        if rc < 0:
+            _raise(rc)
+        return rc == OK
+
+    def incr(self, key: Key, delta: int = 1, ttl: Optional[float] = None) -> int:
+        """Adds ``delta`` to the integer under ``key`` atomically across
+        processes and returns the new value. A key without a live value
+        starts at 0 (created holding ``delta``, for ``ttl`` or the default).
+        ``ttl`` None keeps the entry's remaining TTL. NotAnInteger when the
+        stored value is not a decimal integer (``set(k, 5)`` stores one with
+        serializer "json", "pickle" or raw bytes b"5") or the sum overflows
+        64 bits; the value is then unchanged."""
+        return self._count_by(lib.strata_incr, key, delta, ttl)
+
+    def decr(self, key: Key, delta: int = 1, ttl: Optional[float] = None) -> int:
+        """incr(key, -delta, ttl)."""
+        return self._count_by(lib.strata_decr, key, delta, ttl)
+
+    def _count_by(self, fn: Any, key: Key, delta: int, ttl: Optional[float]) -> int:
+        kb = _key_bytes(key)
+        if isinstance(delta, bool) or not isinstance(delta, int):
+            raise TypeError(f"delta must be an int, not {type(delta).__name__}")
+        if not -(1 << 63) <= delta < (1 << 63):
+            raise NotAnInteger(lib.STRATA_ENOTNUM, "ENOTNUM", f"delta {delta} does not fit in 64 bits")
+        ms = _ttl_ms(ttl)
+        out = ffi.new("int64_t *")
+        h = self._enter()
+        rc = fn(h, kb, len(kb), delta, ms, out)
+        if rc < 0:
+            _raise(rc)
+        return int(out[0])
+
+    def delete_many(self, keys: Iterable[Key]) -> int:
+        """Deletes the keys in one round trip per server (redis; memcached: one
+        call per key); returns how many held a value."""
+        if isinstance(keys, (str, bytes)):
+            raise TypeError("keys must be an iterable of keys, not a single key")
+        kbs = [_key_bytes(k, f"keys[{i}]") for i, k in enumerate(keys)]
+        if not kbs:
+            return 0
+        keep = [ffi.from_buffer(k) for k in kbs]
+        karr = ffi.new("const char *[]", keep)
+        lens = ffi.new("size_t[]", [len(k) for k in kbs])
+        out = ffi.new("size_t *")
+        h = self._enter()
+        rc = lib.strata_delete_many(h, len(kbs), karr, lens, out)
+        if rc < 0:
+            _raise(rc)
+        return int(out[0])
+
+    def lock(self, name: Key, ttl: float) -> "Lock":
+        """A Lock named ``name`` (a context manager; acquire(blocking=True,
+        timeout=None), release(), locked(), extend(ttl)) held for at most
+        ``ttl`` seconds unless extended."""
+        return Lock(self, name, ttl)
 
     # -- writes -----------------------------------------------------------------
 
@@ -556,7 +687,7 @@ class Cache:
             raise TypeError(f"writer must be callable, not {type(writer).__name__}")
         kb = _key_bytes(key)
         data = self._dumps(value)
-        ms = _ms(ttl, "ttl")
+        ms = _ttl_ms(ttl)
         call = WriteCall(writer, key, value)
         ud = ffi.new_handle(call)
         h = self._enter()
@@ -575,7 +706,7 @@ class Cache:
         Busy when the backlog is at wb_max_backlog."""
         kb = _key_bytes(key)
         data = self._dumps(value)
-        ms = _ms(ttl, "ttl")
+        ms = _ttl_ms(ttl)
         h = self._enter()
         rc = lib.strata_write_behind(h, kb, len(kb), data, len(data), ms)
         if rc < 0:
@@ -589,7 +720,7 @@ class Cache:
         packed = self._pack_items(mapping)
         if packed is None:
             return True
-        ms = _ms(ttl, "ttl")
+        ms = _ttl_ms(ttl)
         h = self._enter()
         rc = lib.strata_write_behind_many(h, *packed.args, ms)
         if rc < 0:
@@ -665,7 +796,7 @@ class Cache:
         """A loader's result checked and encoded; raises (a failed load) when
         it cannot be stored."""
         if type(result) is Loaded:
-            ms = None if result.ttl is None else _ms(result.ttl, "Loaded.ttl")
+            ms = None if result.ttl is None else _ttl_ms(result.ttl, "Loaded.ttl")
             value, tags = result.value, result.tags
         else:
             value, ms, tags = result, None, ()
@@ -759,7 +890,7 @@ class Cache:
         if not callable(loader):
             raise TypeError(f"loader must be callable, not {type(loader).__name__}")
         kb = key if type(key) is bytes else _key_bytes(key)
-        ms = 0 if ttl is None else _ms(ttl, "ttl")
+        ms = _ttl_ms(ttl)
         if tags and type(tags) is not list and type(tags) is not tuple:
             tags = tag_list(tags)  # a str (TypeError) or a one-shot iterable: now
         # A list or tuple of tags is converted and checked only on a miss, so
@@ -878,7 +1009,7 @@ class Cache:
         if isinstance(keys, (str, bytes)):
             raise TypeError("keys must be an iterable of keys, not a single key")
         keys = list(keys)
-        ms = _ms(ttl, "ttl")
+        ms = _ttl_ms(ttl)
         tbs = tuple(tag_list(tags)) if tags else ()
         h = self._enter()  # noqa: F841 (held until the end: the leases' tickets point into the handle)
         return self._get_many_or_load(keys, loader, ms, tbs)
@@ -954,7 +1085,7 @@ class Cache:
         A function result of None is cached as "not found" and returned as None.
         """
         if ttl is not None:
-            _ms(ttl, "ttl")
+            _ttl_ms(ttl)
         if key is not None and not isinstance(key, str) and not callable(key):
             raise TypeError(f"key must be None, a str template or a callable, not {type(key).__name__}")
         templates: Tuple[str, ...] = ()

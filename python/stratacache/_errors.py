@@ -80,6 +80,11 @@ class StaleCache(BackendError):
     updated nor invalidated; it may serve the old value until it expires."""
 
 
+class NotAnInteger(StrataError, ValueError):
+    """ENOTNUM: incr/decr found a value that is not a decimal integer, or the
+    result would not fit in 64 bits."""
+
+
 _BY_CODE: Dict[int, Type[StrataError]] = {
     -1: InvalidArgument,
     -2: OutOfMemory,
@@ -97,6 +102,7 @@ _BY_CODE: Dict[int, Type[StrataError]] = {
     -14: NotSupported,
     -15: Closed,
     -16: StaleCache,
+    -17: NotAnInteger,
 }
 
 

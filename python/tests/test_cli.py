@@ -188,8 +188,7 @@ def test_keys_on_redis_with_match_limit_sizes_ttls(redis_url, ns, rcache):
     for i in range(12):
         rcache.set(f"user:{i}", b"x" * i)
     rcache.set("other", b"y")
-    # pages of 5 over a server the C suites left ~6,000 keys in: allow enough pages to finish
-    rc, d = run_json("keys", redis_url, "--ns", ns, "--match", "user:*", "--count", "5", "--max-pages", "100000")
+    rc, d = run_json("keys", redis_url, "--ns", ns, "--match", "user:*", "--count", "500")
     assert rc == 0 and d["complete"]
     got = {k["key"]: k for k in d["keys"]}
     assert set(got) == {f"user:{i}" for i in range(12)}
@@ -197,6 +196,9 @@ def test_keys_on_redis_with_match_limit_sizes_ttls(redis_url, ns, rcache):
     assert got["user:11"]["size"] - got["user:1"]["size"] == 10  # envelope + value bytes
     rc, d = run_json("keys", redis_url, "--ns", ns, "--limit", "3")
     assert rc == 0 and len(d["keys"]) == 3 and not d["complete"]
+    # a bounded scan over a server full of other suites' keys stops, and says so
+    rc, d = run_json("keys", redis_url, "--ns", ns, "--match", "nothing:*", "--count", "1", "--max-pages", "2")
+    assert rc == 0 and d["keys"] == [] and not d["complete"]  # 13+ keys: 2 pages of COUNT 1 cannot cover them
     rc, out, _ = run("keys", f"{redis_url}?ns={ns}", "--match", "oth*")
     assert rc == 0 and "other" in out and "1 key(s)" in out
 

@@ -1151,7 +1151,8 @@ static void bad_input(void)
     CHECK_RC(strata_write_through(NULL, K("k"), K("v"), 0, wt_writer, NULL), STRATA_EINVAL);
     CHECK_RC(strata_write_through(c, "", 0, K("v"), 0, wt_writer, NULL), STRATA_EKEY);
     CHECK_RC(strata_write_through(c, K("k"), NULL, 3, 0, wt_writer, NULL), STRATA_EINVAL);
-    CHECK_RC(strata_write_through(c, K("k"), K("v"), -1, wt_writer, NULL), STRATA_EINVAL);
+    CHECK_RC(strata_write_through(c, K("k"), K("v"), -2, wt_writer, NULL), STRATA_EINVAL);
+    CHECK_MSG_HAS("STRATA_TTL_FOREVER"); /* -1 is STRATA_TTL_FOREVER, any other negative is refused */
     CHECK_RC(strata_write_error(NULL, "x"), STRATA_EINVAL);
     CHECK_RC(strata_write_behind(NULL, K("k"), K("v"), 0), STRATA_EINVAL);
     CHECK_RC(strata_write_behind(c, NULL, 1, K("v"), 0), STRATA_EINVAL);

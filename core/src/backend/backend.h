@@ -192,7 +192,36 @@ typedef struct strata__backend_ops {
      * it to the journal as the key's latest write. 1 done, 0 already gone. */
     int (*wb_dead_take)(strata__backend *b, const strata__config *cfg, const strata__dead_letter *d,
                         int replay, int64_t now_ms);
+
+    /* ---- conditional writes, batch delete, leases as locks (docs/FRAMEWORKS.md) ---- */
+    /* Stores val only where key holds nothing (a memcached tombstone counts as
+     * nothing); kills any lease on the key when it stores. 0 stored, or
+     * STRATA_EXISTS (whatever bytes are there: the engine judges them). */
+    int (*add)(strata__backend *b, const char *key, size_t keylen, const char *val, size_t vallen,
+               int64_t ttl_ms);
+    /* Replaces the value only while it is still exactly old[0..oldlen), in one
+     * atomic step; kills any lease on the key when it stores. 0 swapped;
+     * STRATA_MISS when absent; STRATA_EXISTS when it holds other bytes. */
+    int (*cas)(strata__backend *b, const char *key, size_t keylen, const char *old, size_t oldlen,
+               const char *val, size_t vallen, int64_t ttl_ms);
+    /* Deletes n keys and their leases, one round trip per server where the
+     * protocol allows; deleted[i] = 1 when key i held a value. 0 or an error. */
+    int (*del_many)(strata__backend *b, size_t n, const char *const *keys, const size_t *keylens,
+                    int *deleted);
+    /* The lease on key used as a lock. token != 0: renew it for ttl_ms > 0, or
+     * release it when ttl_ms == 0, only while token holds it: 0, or
+     * STRATA_ELEASE when it does not. token == 0: 0 when anybody holds it,
+     * STRATA_MISS when nobody does. */
+    int (*lease_own)(strata__backend *b, const char *key, size_t keylen, uint64_t token,
+                     int64_t ttl_ms);
+    /* Tells the L1s of this namespace in other processes to drop everything
+     * (strata_clear); NULL where the backend carries no invalidations. */
+    int (*publish_flush)(strata__backend *b);
 } strata__backend_ops;
+
+/* A backend TTL at or above this never expires (STRATA_TTL_FOREVER): no PX
+ * on redis, exptime 0 on memcached. Far enough that now + it cannot overflow. */
+#define STRATA__TTL_NEVER ((int64_t)1 << 61)
 
 struct strata__backend {
     const strata__backend_ops *ops;

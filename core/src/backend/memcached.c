@@ -115,6 +115,8 @@ static int lease_key(const mc_backend *b, const char *key, size_t keylen, mc_key
 static time_t expiry_from_ms(int64_t ttl_ms)
 {
     int64_t s;
+    if (ttl_ms >= STRATA__TTL_NEVER)
+        return 0;
     if (ttl_ms <= 0)
         return 1;
     if (ttl_ms > (int64_t)100 * 365 * 24 * 3600 * 1000)
@@ -1182,6 +1184,136 @@ out:
     return rc;
 }
 
+/* ---- conditional writes, batch delete, leases as locks ---- */
+
+static void drop_lease(mc_call *call, const char *key, size_t keylen, const char *op)
+{
+    mc_key lk;
+    if (lease_key(call->b, key, keylen, &lk) == 0 && server_check(call->b, lk.server) == 0)
+        (void)item_delete(call, &lk, op); /* else it expires by itself */
+    strata__error_clear();
+}
+
+/* add (old == NULL) or cas. A tombstone counts as nothing, so add replaces
+ * it by its CAS; cas compares the bytes read with their CAS, then swaps by it. */
+static int conditional_set(mc_backend *b, const char *key, size_t keylen, const char *old, size_t oldlen,
+                           const char *val, size_t vallen, int64_t ttl_ms)
+{
+    const char *op = old ? "cas" : "add";
+    strata__bytes cur = {0, 0, 0};
+    memcached_return_t mrc = MEMCACHED_NOTSTORED;
+    mc_call call;
+    mc_key k;
+    mc_item item;
+    int rc;
+
+    if (vallen > MC_MAX_VALUE)
+        return too_big(vallen);
+    value_key(b, key, keylen, &k);
+    if ((rc = server_check(b, k.server)) < 0 || (rc = call_begin(b, &call)) < 0)
+        return rc;
+    if (old == NULL)
+        mrc = memcached_add(call.mc, k.buf, k.len, val, vallen, expiry_from_ms(ttl_ms), 0);
+    if (old == NULL && mrc != MEMCACHED_SUCCESS && mrc != MEMCACHED_STORED && mrc != MEMCACHED_NOTSTORED &&
+        mrc != MEMCACHED_DATA_EXISTS) {
+        rc = store_failed(&call, mrc, &k, vallen, op);
+    } else if (mrc == MEMCACHED_SUCCESS || mrc == MEMCACHED_STORED) {
+        rc = 0;
+    } else if ((rc = item_get(&call, &k, &item, &cur, op)) == 0) {
+        int tomb = item.found && item.flags == TOMB_FLAGS;
+        if (old == NULL)
+            rc = tomb ? 0 : item.found ? STRATA_EXISTS : STRATA_MISS; /* MISS: gone meanwhile, retry */
+        else
+            rc = !item.found || tomb ? STRATA_MISS
+               : cur.len != oldlen || memcmp(cur.data, old, oldlen) != 0 ? STRATA_EXISTS : 0;
+        if (rc == 0) {
+            mrc = memcached_cas(call.mc, k.buf, k.len, val, vallen, expiry_from_ms(ttl_ms), 0, item.cas);
+            if (mrc == MEMCACHED_DATA_EXISTS)
+                rc = STRATA_EXISTS;
+            else if (mrc == MEMCACHED_NOTFOUND)
+                rc = STRATA_MISS;
+            else if (mrc != MEMCACHED_SUCCESS && mrc != MEMCACHED_STORED)
+                rc = store_failed(&call, mrc, &k, vallen, op);
+        } else if (old == NULL && rc == STRATA_MISS) {
+            rc = STRATA_EXISTS; /* the engine reads again and retries */
+        }
+    }
+    if (rc == 0) {
+        server_ok(b, k.server);
+        drop_lease(&call, key, keylen, op);
+    }
+    call_end(&call);
+    strata__bytes_free(&cur);
+    return rc;
+}
+
+static int mc_add(strata__backend *base, const char *key, size_t keylen, const char *val, size_t vallen,
+                  int64_t ttl_ms)
+{
+    return conditional_set((mc_backend *)base, key, keylen, NULL, 0, val, vallen, ttl_ms);
+}
+
+static int mc_cas(strata__backend *base, const char *key, size_t keylen, const char *old, size_t oldlen,
+                  const char *val, size_t vallen, int64_t ttl_ms)
+{
+    return conditional_set((mc_backend *)base, key, keylen, old ? old : "", oldlen, val, vallen, ttl_ms);
+}
+
+/* libmemcached 1.1.4 has no pipelined delete with per-key results: one
+ * delete (tombstone) per key. */
+static int mc_del_many(strata__backend *base, size_t n, const char *const *keys, const size_t *keylens,
+                       int *deleted)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        int rc = mc_del(base, keys[i], keylens[i]);
+        if (rc < 0)
+            return rc;
+        deleted[i] = rc == 0;
+    }
+    return 0;
+}
+
+static int mc_lease_own(strata__backend *base, const char *key, size_t keylen, uint64_t token, int64_t ttl_ms)
+{
+    mc_backend *b = (mc_backend *)base;
+    strata__bytes v = {0, 0, 0};
+    mc_call call;
+    mc_key lk;
+    mc_item item;
+    uint64_t held = 0;
+    int64_t exp = 0;
+    int rc;
+
+    if ((rc = lease_key(b, key, keylen, &lk)) < 0 || (rc = server_check(b, lk.server)) < 0 ||
+        (rc = call_begin(b, &call)) < 0)
+        return rc;
+    rc = item_get(&call, &lk, &item, &v, "lock");
+    if (rc == 0 && token == 0) {
+        rc = item.found ? 0 : STRATA_MISS;
+    } else if (rc == 0 && (!item.found || lease_parse(v.data, v.len, &held, &exp) != 0 || held != token)) {
+        rc = strata__error(STRATA_ELEASE, "memcached %s: the lock is not held by this handle (expired or "
+                           "taken over)", server_name(b, lk.server));
+    } else if (rc == 0 && ttl_ms > 0) {
+        char lv[64];
+        int lvlen = lease_format(lv, sizeof lv, token, ttl_ms);
+        memcached_return_t mrc = memcached_cas(call.mc, lk.buf, lk.len, lv, (size_t)lvlen,
+                                               expiry_from_ms(ttl_ms), 0, item.cas);
+        if (mrc == MEMCACHED_DATA_EXISTS || mrc == MEMCACHED_NOTFOUND)
+            rc = strata__error(STRATA_ELEASE, "memcached %s: the lock was lost while renewing it",
+                               server_name(b, lk.server));
+        else if (mrc != MEMCACHED_SUCCESS && mrc != MEMCACHED_STORED)
+            rc = call_fail(&call, mrc, lk.server, "lock renew");
+    } else if (rc == 0) {
+        /* As mc_lease_release: the lease can only change hands between the
+         * check and the delete if it expired in that instant. */
+        rc = item_delete(&call, &lk, "lock release");
+    }
+    call_end(&call);
+    strata__bytes_free(&v);
+    return rc;
+}
+
 static const strata__backend_ops mc_ops = {
     "memcached",
     mc_close,
@@ -1203,6 +1335,11 @@ static const strata__backend_ops mc_ops = {
     NULL,                               /* scan: memcached cannot list its keys */
     mc_server_info,
     NULL, NULL, NULL,                   /* wb_status, wb_dead_*: the engine reads the journal */
+    mc_add,
+    mc_cas,
+    mc_del_many,
+    mc_lease_own,
+    NULL /* no pub/sub: l1_bus, where configured, carries the flush (engine/coherence.c) */
 };
 
 static int behave(memcached_st *m, memcached_behavior_t flag, uint64_t value, const char *name)

@@ -96,6 +96,12 @@ static uint64_t lease_hash(const mem_ref *r)
     return strata__hash64(r->lease, r->leaselen, 0x6d656d6f7279ull);
 }
 
+/* The store's expiry for a TTL from now (0 = never). */
+static int64_t expiry(int64_t now, int64_t ttl_ms)
+{
+    return ttl_ms >= STRATA__TTL_NEVER ? 0 : now + ttl_ms;
+}
+
 static int put(mem_ref *r, const char *key, size_t keylen, uint64_t h, const char *val,
                size_t vallen, int64_t expires_ms)
 {
@@ -141,7 +147,7 @@ static int mem_set(strata__backend *b, const char *key, size_t keylen, const cha
     if (rc < 0)
         return rc;
     strata__table_del(&r.shard->table, lease_hash(&r), r.lease, r.leaselen, now); /* kills the lease */
-    rc = put(&r, key, keylen, r.hash, val, vallen, now + ttl_ms);
+    rc = put(&r, key, keylen, r.hash, val, vallen, expiry(now, ttl_ms));
     unlock(&r);
     return rc;
 }
@@ -179,7 +185,7 @@ static int mem_touch(strata__backend *b, const char *key, size_t keylen, int64_t
     locate(M(b), key, keylen, 0, &r);
     e = strata__table_get(&r.shard->table, r.hash, key, keylen, now);
     if (e)
-        e->expires_ms = now + ttl_ms;
+        e->expires_ms = expiry(now, ttl_ms);
     unlock(&r);
     return e ? 0 : STRATA_MISS;
 }
@@ -223,7 +229,7 @@ static int lease_finish(strata__backend *b, const char *key, size_t keylen, uint
     if (e && e->vallen == sizeof token && memcmp(STRATA__ENTRY_VALUE(e), &token, sizeof token) == 0) {
         strata__table_del(&r.shard->table, lease_hash(&r), r.lease, r.leaselen, now);
         if (val)
-            rc = put(&r, key, keylen, r.hash, val, vallen, now + ttl_ms);
+            rc = put(&r, key, keylen, r.hash, val, vallen, expiry(now, ttl_ms));
     } else if (val) {
         rc = strata__error(STRATA_ELEASE,
                            "fill refused: the lease was lost (a write, delete or lease expiry came first)");
@@ -383,6 +389,80 @@ static int mem_peek(strata__backend *b, const strata__config *cfg, const char *k
     return rc;
 }
 
+/* ---- conditional writes, batch delete, leases as locks ---- */
+
+/* Writes val unless the key holds a value, or (old != NULL) unless it holds
+ * exactly old: the check and the write under one shard lock. */
+static int conditional_put(strata__backend *b, const char *key, size_t keylen, const char *old,
+                           size_t oldlen, const char *val, size_t vallen, int64_t ttl_ms)
+{
+    mem_ref r;
+    strata__entry *e;
+    int64_t now = strata__now_mono_ms();
+    int rc = locate(M(b), key, keylen, 1, &r);
+    if (rc < 0)
+        return rc;
+    e = strata__table_get(&r.shard->table, r.hash, key, keylen, now);
+    if (old == NULL && e)
+        rc = STRATA_EXISTS;
+    else if (old != NULL && e == NULL)
+        rc = STRATA_MISS;
+    else if (old != NULL && (e->vallen != oldlen || memcmp(STRATA__ENTRY_VALUE(e), old, oldlen) != 0))
+        rc = STRATA_EXISTS;
+    else {
+        strata__table_del(&r.shard->table, lease_hash(&r), r.lease, r.leaselen, now);
+        rc = put(&r, key, keylen, r.hash, val, vallen, expiry(now, ttl_ms));
+    }
+    unlock(&r);
+    return rc;
+}
+
+static int mem_add(strata__backend *b, const char *key, size_t keylen, const char *val, size_t vallen,
+                   int64_t ttl_ms)
+{
+    return conditional_put(b, key, keylen, NULL, 0, val, vallen, ttl_ms);
+}
+
+static int mem_cas(strata__backend *b, const char *key, size_t keylen, const char *old, size_t oldlen,
+                   const char *val, size_t vallen, int64_t ttl_ms)
+{
+    return conditional_put(b, key, keylen, old ? old : "", oldlen, val, vallen, ttl_ms);
+}
+
+static int mem_del_many(strata__backend *b, size_t n, const char *const *keys, const size_t *keylens,
+                        int *deleted)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        int rc = mem_del(b, keys[i], keylens[i]);
+        if (rc < 0)
+            return rc;
+        deleted[i] = rc == 0;
+    }
+    return 0;
+}
+
+static int mem_lease_own(strata__backend *b, const char *key, size_t keylen, uint64_t token, int64_t ttl_ms)
+{
+    mem_ref r;
+    strata__entry *e;
+    int64_t now = strata__now_mono_ms();
+    int rc = locate(M(b), key, keylen, 1, &r);
+    if (rc < 0)
+        return rc;
+    e = strata__table_get(&r.shard->table, lease_hash(&r), r.lease, r.leaselen, now);
+    if (token == 0)
+        rc = e ? 0 : STRATA_MISS;
+    else if (!e || e->vallen != sizeof token || memcmp(STRATA__ENTRY_VALUE(e), &token, sizeof token) != 0)
+        rc = strata__error(STRATA_ELEASE, "memory: the lock is not held by this handle (expired or taken over)");
+    else if (ttl_ms > 0)
+        e->expires_ms = expiry(now, ttl_ms);
+    else
+        strata__table_del(&r.shard->table, lease_hash(&r), r.lease, r.leaselen, now);
+    unlock(&r);
+    return rc;
+}
+
 static const strata__backend_ops mem_ops = {
     "memory", mem_close, mem_get, mem_get_many, mem_set, mem_set_many, mem_del, mem_touch,
     mem_lease_acquire, mem_lease_fill, mem_lease_release, mem_incr, mem_max_value_size,
@@ -390,7 +470,9 @@ static const strata__backend_ops mem_ops = {
     NULL, NULL, NULL, NULL, NULL, NULL, /* no streams: write-behind uses the local journal */
     NULL,                               /* wb_dead_trim: the local journal trims */
     mem_peek,
-    NULL, NULL, NULL, NULL, NULL /* scan, server_info, wb_status, wb_dead_*: the engine answers */
+    NULL, NULL, NULL, NULL, NULL, /* scan, server_info, wb_status, wb_dead_*: the engine answers */
+    mem_add, mem_cas, mem_del_many, mem_lease_own,
+    NULL /* one process: no other L1s to tell */
 };
 
 int strata__backend_memory_open(strata__backend **out, const strata__config *cfg)

@@ -31,13 +31,14 @@
 
 /* Lease scripts: atomic on the server, so check-and-write cannot interleave
  * with another client's set/del. */
-enum { SCRIPT_FILL = 0, SCRIPT_RELEASE, SCRIPT_TAKEOVER, SCRIPT_COUNT };
+enum { SCRIPT_FILL = 0, SCRIPT_RELEASE, SCRIPT_TAKEOVER, SCRIPT_ADD, SCRIPT_CAS, SCRIPT_OWN, SCRIPT_COUNT };
 
 static const char *const script_text[SCRIPT_COUNT] = {
     /* lease_fill: KEYS = value, lease; ARGV = token, value, ttl_ms. set/del delete the lease, so a
      * lease still holding our token also proves nobody wrote since acquire. */
     "if redis.call('GET', KEYS[2]) == ARGV[1] then "
-    "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) "
+    "if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[2]) "
+    "else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end "
     "redis.call('DEL', KEYS[2]) return 1 end return 0",
     /* lease_release: KEYS[1] = lease key, ARGV[1] = token. */
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
@@ -50,6 +51,23 @@ static const char *const script_text[SCRIPT_COUNT] = {
     "if t == 'string' then if redis.call('GET', KEYS[1]) ~= ARGV[3] then return 0 end "
     "elseif t ~= 'none' then if ARGV[3] ~= '' then return 0 end redis.call('DEL', KEYS[1]) end "
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1",
+    /* add: KEYS = value, lease; ARGV = value, ttl_ms ('0': none), channel, payload. */
+    "local ok if ARGV[2] == '0' then ok = redis.call('SET', KEYS[1], ARGV[1], 'NX') "
+    "else ok = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) end "
+    "if not ok then return 0 end "
+    "redis.call('DEL', KEYS[2]) redis.call('PUBLISH', ARGV[3], ARGV[4]) return 1",
+    /* cas: KEYS = value, lease; ARGV = old, new, ttl_ms ('0': none), channel, payload. */
+    "local v = redis.call('GET', KEYS[1]) if not v then return -1 end "
+    "if v ~= ARGV[1] then return 0 end "
+    "if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[2]) "
+    "else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end "
+    "redis.call('DEL', KEYS[2]) redis.call('PUBLISH', ARGV[4], ARGV[5]) return 1",
+    /* lease_own: KEYS[1] = lease; ARGV = token ('': who holds it?), ttl_ms ('0': release). */
+    "local v = redis.call('GET', KEYS[1]) "
+    "if ARGV[1] == '' then if v then return 1 end return 0 end "
+    "if v ~= ARGV[1] then return -1 end "
+    "if ARGV[2] == '0' then redis.call('DEL', KEYS[1]) "
+    "else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 1",
 };
 
 typedef struct rb_slot {
@@ -509,7 +527,7 @@ static int append_set(rb *b, rb_slot *s, const char *key, size_t keylen,
     argv[2] = val; lens[2] = vallen;
     argv[3] = "PX"; lens[3] = 2;
     argv[4] = ttl; lens[4] = fmt_i64(ttl, sizeof ttl, ttl_ms);
-    if ((rc = append(b, s, 5, argv, lens, "SET")) != 0)
+    if ((rc = append(b, s, ttl_ms >= STRATA__TTL_NEVER ? 3 : 5, argv, lens, "SET")) != 0)
         return rc;
     if ((rc = append_publish(b, s, key, keylen, "SET")) != 0)
         return rc;
@@ -968,7 +986,7 @@ static int rb_lease_fill(strata__backend *be, const char *key, size_t keylen,
     args[1] = lk; lens[1] = lklen;
     args[2] = tok; lens[2] = fmt_token(tok, sizeof tok, token);
     args[3] = val; lens[3] = vallen;
-    args[4] = ttl; lens[4] = fmt_i64(ttl, sizeof ttl, ttl_ms);
+    args[4] = ttl; lens[4] = fmt_i64(ttl, sizeof ttl, ttl_ms >= STRATA__TTL_NEVER ? 0 : ttl_ms);
     if ((rc = slot_acquire(b, &s)) == 0) {
         rc = run_script(b, s, SCRIPT_FILL, 2, 5, args, lens, &r, "lease fill");
         slot_release(b, s);
@@ -1136,6 +1154,195 @@ int strata__redis_pipeline(strata__backend *be, size_t n, const int *argcs, cons
     return rc;
 }
 
+/* ---- conditional writes, batch delete, leases as locks ---- */
+
+/* "<origin><user key>": the invalidation the scripts publish, as append_publish does. */
+static char *inv_payload(const rb *b, const char *key, size_t keylen, size_t *len)
+{
+    const char *ukey;
+    size_t ulen;
+    char *p;
+    user_part(b, key, keylen, &ukey, &ulen);
+    if ((p = malloc(STRATA__INV_ORIGIN_LEN + ulen + 1)) == NULL) {
+        strata__error(STRATA_ENOMEM, "out of memory building an invalidation");
+        return NULL;
+    }
+    memcpy(p, b->origin, STRATA__INV_ORIGIN_LEN);
+    memcpy(p + STRATA__INV_ORIGIN_LEN, ukey, ulen);
+    *len = STRATA__INV_ORIGIN_LEN + ulen;
+    return p;
+}
+
+/* add (old == NULL) or cas: one script; see script_text. */
+static int conditional_set(rb *b, const char *key, size_t keylen, const char *old, size_t oldlen,
+                           const char *val, size_t vallen, int64_t ttl_ms)
+{
+    rb_slot *s;
+    redisReply *r = NULL;
+    char kbuf[RB_KEYBUF], ttl[24];
+    const char *args[7];
+    size_t lens[7], lklen, plen = 0, n = 0;
+    char *lk, *payload;
+    const char *what = old ? "cas" : "add";
+    int rc;
+
+    if ((lk = lease_key(b, key, keylen, kbuf, sizeof kbuf, &lklen)) == NULL)
+        return STRATA_ENOMEM;
+    if ((payload = inv_payload(b, key, keylen, &plen)) == NULL) {
+        rc = STRATA_ENOMEM;
+        goto out;
+    }
+    args[n] = key; lens[n++] = keylen;
+    args[n] = lk; lens[n++] = lklen;
+    if (old) {
+        args[n] = old; lens[n++] = oldlen;
+    }
+    args[n] = val; lens[n++] = vallen;
+    args[n] = ttl; lens[n++] = fmt_i64(ttl, sizeof ttl, ttl_ms >= STRATA__TTL_NEVER ? 0 : ttl_ms);
+    args[n] = b->chan; lens[n++] = b->chanlen;
+    args[n] = payload; lens[n++] = plen;
+    if ((rc = slot_acquire(b, &s)) == 0) {
+        rc = run_script(b, s, old ? SCRIPT_CAS : SCRIPT_ADD, 2, (int)n, args, lens, &r, what);
+        slot_release(b, s);
+        if (rc == 0) {
+            if (r->type != REDIS_REPLY_INTEGER)
+                rc = reply_fail(b, r, what);
+            else
+                rc = r->integer == 1 ? 0 : r->integer == 0 ? STRATA_EXISTS : STRATA_MISS;
+            freeReplyObject(r);
+        }
+    }
+out:
+    free(payload);
+    if (lk != kbuf)
+        free(lk);
+    return rc;
+}
+
+static int rb_add(strata__backend *be, const char *key, size_t keylen, const char *val, size_t vallen,
+                  int64_t ttl_ms)
+{
+    return conditional_set(RB(be), key, keylen, NULL, 0, val, vallen, ttl_ms);
+}
+
+static int rb_cas(strata__backend *be, const char *key, size_t keylen, const char *old, size_t oldlen,
+                  const char *val, size_t vallen, int64_t ttl_ms)
+{
+    return conditional_set(RB(be), key, keylen, old ? old : "", oldlen, val, vallen, ttl_ms);
+}
+
+/* One MULTI of DEL value, DEL lease, PUBLISH per key: one round trip. */
+static int rb_del_many(strata__backend *be, size_t n, const char *const *keys, const size_t *keylens,
+                       int *deleted)
+{
+    rb *b = RB(be);
+    rb_slot *s;
+    redisReply *exec = NULL;
+    char kbuf[RB_KEYBUF];
+    const char *argv[2];
+    size_t lens[2], lklen, i;
+    char *lk;
+    int rc;
+
+    if (n == 0)
+        return 0;
+    if ((rc = slot_acquire(b, &s)) != 0)
+        return rc;
+    argv[0] = "MULTI"; lens[0] = 5;
+    rc = append(b, s, 1, argv, lens, "DEL (many)");
+    for (i = 0; rc == 0 && i < n; i++) {
+        if ((lk = lease_key(b, keys[i], keylens[i], kbuf, sizeof kbuf, &lklen)) == NULL) {
+            /* Unsent commands: end the transaction empty-handed to stay in sync. */
+            argv[0] = "DISCARD"; lens[0] = 7;
+            if (append(b, s, 1, argv, lens, "DEL (many)") == 0) {
+                redisReply *r;
+                size_t k;
+                for (k = 0; k < 3 * i + 2 && next_reply(b, s, &r, "DEL (many)") == 0; k++)
+                    freeReplyObject(r);
+            }
+            slot_release(b, s);
+            return STRATA_ENOMEM;
+        }
+        argv[0] = "DEL"; lens[0] = 3;
+        argv[1] = keys[i]; lens[1] = keylens[i];
+        rc = append(b, s, 2, argv, lens, "DEL (many)");
+        argv[1] = lk; lens[1] = lklen;
+        if (rc == 0)
+            rc = append(b, s, 2, argv, lens, "DEL (many)");
+        if (lk != kbuf)
+            free(lk);
+        if (rc == 0)
+            rc = append_publish(b, s, keys[i], keylens[i], "DEL (many)");
+    }
+    argv[0] = "EXEC"; lens[0] = 4;
+    if (rc == 0)
+        rc = append(b, s, 1, argv, lens, "DEL (many)");
+    if (rc == 0 && (rc = read_multi(b, s, 3 * n, &exec, "DEL (many)")) == 0) {
+        for (i = 0; i < n; i++)
+            deleted[i] = exec->element[3 * i]->type == REDIS_REPLY_INTEGER && exec->element[3 * i]->integer > 0;
+        freeReplyObject(exec);
+    }
+    slot_release(b, s);
+    return rc;
+}
+
+static int rb_lease_own(strata__backend *be, const char *key, size_t keylen, uint64_t token, int64_t ttl_ms)
+{
+    rb *b = RB(be);
+    rb_slot *s;
+    redisReply *r = NULL;
+    char kbuf[RB_KEYBUF], tok[20], ttl[24];
+    const char *args[3];
+    size_t lens[3], lklen;
+    char *lk;
+    int rc;
+
+    if ((lk = lease_key(b, key, keylen, kbuf, sizeof kbuf, &lklen)) == NULL)
+        return STRATA_ENOMEM;
+    args[0] = lk; lens[0] = lklen;
+    args[1] = tok; lens[1] = token ? fmt_token(tok, sizeof tok, token) : 0;
+    args[2] = ttl; lens[2] = fmt_i64(ttl, sizeof ttl, ttl_ms > 0 ? ttl_ms : 0);
+    if ((rc = slot_acquire(b, &s)) == 0) {
+        rc = run_script(b, s, SCRIPT_OWN, 1, 3, args, lens, &r, "lock");
+        slot_release(b, s);
+        if (rc == 0) {
+            if (r->type != REDIS_REPLY_INTEGER)
+                rc = reply_fail(b, r, "lock");
+            else if (token == 0)
+                rc = r->integer == 1 ? 0 : STRATA_MISS;
+            else
+                rc = r->integer == 1 ? 0 : strata__error(STRATA_ELEASE, "redis %s:%d: the lock is not "
+                                                         "held by this handle (expired or taken over)",
+                                                         b->host, b->port);
+            freeReplyObject(r);
+        }
+    }
+    if (lk != kbuf)
+        free(lk);
+    return rc;
+}
+
+/* An empty payload is shorter than any origin: every subscriber drops its L1. */
+static int rb_publish_flush(strata__backend *be)
+{
+    rb *b = RB(be);
+    rb_slot *s;
+    redisReply *r = NULL;
+    const char *argv[3] = {"PUBLISH", b->chan, ""};
+    size_t lens[3] = {7, b->chanlen, 0};
+    int rc;
+    if ((rc = slot_acquire(b, &s)) != 0)
+        return rc;
+    rc = command(b, s, 3, argv, lens, &r, "PUBLISH (flush)");
+    slot_release(b, s);
+    if (rc == 0) {
+        if (r->type != REDIS_REPLY_INTEGER)
+            rc = reply_fail(b, r, "PUBLISH (flush)");
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
 #include "redis_stream.inc"
 
 static const strata__backend_ops rb_ops = {
@@ -1166,6 +1373,11 @@ static const strata__backend_ops rb_ops = {
     strata__redis_wb_status,
     strata__redis_wb_dead_list,
     strata__redis_wb_dead_take,
+    rb_add,
+    rb_cas,
+    rb_del_many,
+    rb_lease_own,
+    rb_publish_flush,
 };
 
 int strata__backend_redis_open(strata__backend **out, const strata__config *cfg)

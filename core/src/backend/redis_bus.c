@@ -138,14 +138,15 @@ int strata__redis_bus_publish(strata__redis_bus *b, const char *key, size_t keyl
     int rc = 0;
     if (!ready_in_this_process(b))
         return strata__error(STRATA_EBACKEND, "invalidation bus: restarting after fork");
-    if ((payload = malloc(STRATA__INV_ORIGIN_LEN + keylen)) == NULL)
+    if ((payload = malloc(STRATA__INV_ORIGIN_LEN + keylen + 1)) == NULL)
         return strata__error(STRATA_ENOMEM, "out of memory publishing an invalidation");
     strata__mutex_lock(&b->mu);
     memcpy(payload, b->origin, STRATA__INV_ORIGIN_LEN);
-    memcpy(payload + STRATA__INV_ORIGIN_LEN, key, keylen);
+    if (key)
+        memcpy(payload + STRATA__INV_ORIGIN_LEN, key, keylen);
     argv[0] = "PUBLISH"; lens[0] = 7;
     argv[1] = b->chan; lens[1] = b->chanlen;
-    argv[2] = payload; lens[2] = STRATA__INV_ORIGIN_LEN + keylen;
+    argv[2] = payload; lens[2] = key ? STRATA__INV_ORIGIN_LEN + keylen : 0; /* empty: a flush */
     if (b->ctx == NULL)
         rc = bus_connect(b);
     if (rc == 0 && (r = redisCommandArgv(b->ctx, 3, argv, lens)) == NULL) {

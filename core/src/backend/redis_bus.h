@@ -18,7 +18,8 @@ int  strata__redis_bus_open(strata__redis_bus **out, const strata__config *bus);
 void strata__redis_bus_close(strata__redis_bus *b);
 
 /* Publishes an invalidation of the user key: 0, or an error (the write it
- * follows has happened; only other processes' L1 freshness is at stake). */
+ * follows has happened; only other processes' L1 freshness is at stake).
+ * key NULL: a flush of every L1 of the namespace (strata_clear). */
 int  strata__redis_bus_publish(strata__redis_bus *b, const char *key, size_t keylen);
 
 #endif

@@ -147,23 +147,28 @@ int strata__encode_value_tags(strata_cache *c, strata__bytes *out, const char *v
     size_t need, max = c->backend->ops->max_value_size(c->backend);
     int rc;
     memset(&e, 0, sizeof e);
-    if (ttl_ms <= 0)
-        ttl_ms = negative ? c->cfg.opts.neg_ttl_ms : c->cfg.opts.ttl_ms;
-    if (stale_ms < 0)
-        stale_ms = negative ? 0 : c->cfg.opts.stale_ms;
-    ttl_ms = strata__jitter_ttl(ttl_ms, c->cfg.opts.jitter_pct, strata__random_unit());
+    e.ntags = strata__tags_with_ns(c, tags, ntags, e.tags, &rc); /* after a clear: the namespace stamp */
+    if (rc < 0)
+        return rc;
+    if (ttl_ms == STRATA_TTL_FOREVER) {
+        /* Never expires: far enough that now + the backend TTL cannot overflow. */
+        e.fresh_until_ms = e.stale_until_ms = STRATA__TTL_NEVER * 2;
+    } else {
+        if (ttl_ms <= 0)
+            ttl_ms = negative ? c->cfg.opts.neg_ttl_ms : c->cfg.opts.ttl_ms;
+        if (stale_ms < 0)
+            stale_ms = negative ? 0 : c->cfg.opts.stale_ms;
+        ttl_ms = strata__jitter_ttl(ttl_ms, c->cfg.opts.jitter_pct, strata__random_unit());
+        e.fresh_until_ms = now_ms + ttl_ms;
+        e.stale_until_ms = e.fresh_until_ms + stale_ms;
+    }
     e.flags = negative ? STRATA__ENV_FLAG_NEGATIVE : 0;
     if (c->cfg.payload_crc)
         e.flags |= STRATA__ENV_FLAG_PAYLOAD_CRC;
     e.created_ms = now_ms;
-    e.fresh_until_ms = now_ms + ttl_ms;
-    e.stale_until_ms = e.fresh_until_ms + stale_ms;
     e.cost_ms = cost_ms < 0 ? 0 : cost_ms > 0xffffffffll ? 0xffffffffu : (uint32_t)cost_ms;
     e.payload = val;
     e.payload_len = vallen;
-    e.ntags = ntags;
-    if (ntags)
-        memcpy(e.tags, tags, ntags * sizeof *tags);
     need = strata__env_size(&e);
     if (vallen > 0xffffffffu || (max && need > max))
         return strata__error(STRATA_ETOOBIG, "value of %zu bytes is too big for the %s backend "
@@ -301,7 +306,7 @@ int strata__serve_envelope(strata_cache *c, const char *key, size_t keylen, cons
         STRATA__COUNT(c, stale_hits);
         return STRATA_HIT_STALE;
     }
-    if (e->ntags)
+    if (strata__env_user_tags(e)) /* the namespace stamp alone: strata_clear drops L1 itself */
         strata__tags_l1_put(c, key, keylen, e, now_ms, epoch);
     else
         strata__l1_store(c, key, keylen, e->payload, e->payload_len, negative, 0, now_ms, e->fresh_until_ms,

@@ -30,6 +30,7 @@ static void on_evict(void *ud, const char *key, size_t keylen)
 static void on_flush(void *ud)
 {
     strata_cache *c = ud;
+    strata__tags_ns_forget(c); /* it may be another process's strata_clear */
     strata__l1_demote(c->l1);
     STRATA__COUNT(c, l1_flushes);
 }
@@ -170,4 +171,17 @@ int strata__coherence_link_up(strata_cache *c)
 {
     return c->coherence && strata__atomic_load(&c->coherence->gen) == strata__fork_generation() &&
            strata__atomic_load(&c->coherence->link_up);
+}
+
+void strata__coherence_cleared(strata_cache *c)
+{
+    char saved[512];
+    int rc = 0;
+    snprintf(saved, sizeof saved, "%s", strata_error_last());
+    if (c->coherence && c->coherence->bus)
+        rc = strata__redis_bus_publish(c->coherence->bus, NULL, 0);
+    else if (c->backend->ops->publish_flush)
+        rc = strata__backend_result(c, c->backend->ops->publish_flush(c->backend));
+    if (rc < 0) /* the clear happened; other L1s fall back to their l1_ttl_ms bound */
+        strata__error(STRATA_EBACKEND, "%s", saved);
 }

@@ -25,6 +25,10 @@ int  strata__coherence_usable(struct strata_cache *c);
  * the backend cannot (memcached with l1_bus); a no-op otherwise. */
 void strata__coherence_wrote(struct strata_cache *c, const char *key, size_t keylen);
 
+/* After strata_clear: tells every L1 of the namespace elsewhere to drop all
+ * it holds (redis: a flush message; memcached: over l1_bus). */
+void strata__coherence_cleared(struct strata_cache *c);
+
 /* 1 while this process's link is subscribed (for stats). */
 int  strata__coherence_link_up(struct strata_cache *c);
 

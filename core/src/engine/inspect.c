@@ -32,30 +32,36 @@ static int peek(strata_cache *c, const char *fk, size_t fklen, strata__peek *p)
     return rc == STRATA_MISS ? 0 : rc;
 }
 
-/* Stamped versions against the current ones (one backend round trip). */
+#define INSPECT_TAGS (sizeof ((strata_inspection *)0)->tags / sizeof ((strata_inspection *)0)->tags[0])
+
+/* Stamped versions against the current ones (one backend round trip). Only
+ * tags a caller gave are listed: a stamp with an empty name is not a tag. */
 static int tag_verdict(strata_cache *c, const strata__envelope *e, strata_inspection *out)
 {
-    const char *names[STRATA__ENV_MAX_TAGS];
-    size_t lens[STRATA__ENV_MAX_TAGS], i;
-    strata__env_tag now[STRATA__ENV_MAX_TAGS];
+    const char *names[INSPECT_TAGS];
+    size_t lens[INSPECT_TAGS], i, n = 0;
+    strata__env_tag now[INSPECT_TAGS];
     int rc;
-    out->ntags = e->ntags;
-    for (i = 0; i < e->ntags; i++) {
-        strata_inspect_tag *t = &out->tags[i];
+    for (i = 0; i < e->ntags && n < INSPECT_TAGS; i++) {
+        strata_inspect_tag *t = &out->tags[n];
+        if (e->tags[i].len == 0 || e->tags[i].len >= sizeof t->name)
+            continue;
         memcpy(t->name, e->tags[i].name, e->tags[i].len);
         t->name[e->tags[i].len] = '\0';
         t->namelen = e->tags[i].len;
         t->stamped = e->tags[i].version;
-        names[i] = e->tags[i].name;
-        lens[i] = e->tags[i].len;
+        names[n] = e->tags[i].name;
+        lens[n] = e->tags[i].len;
+        n++;
     }
-    if (e->ntags == 0)
+    out->ntags = n;
+    if (n == 0)
         return 0;
-    if ((rc = strata__tags_stamp(c, names, lens, e->ntags, now)) < 0)
+    if ((rc = strata__tags_stamp(c, names, lens, n, now)) < 0)
         return rc;
-    for (i = 0; i < e->ntags; i++) {
+    for (i = 0; i < n; i++) {
         out->tags[i].current = now[i].version;
-        if (now[i].version != e->tags[i].version)
+        if (now[i].version != out->tags[i].stamped)
             out->stale_by_tag = 1;
     }
     return 0;

@@ -48,7 +48,7 @@ int strata_load_value(strata_load *l, const char *val, size_t vallen, int64_t tt
         return strata__error(STRATA_EINVAL, "load is NULL");
     if (val == NULL && vallen > 0)
         return strata__error(STRATA_EINVAL, "value is NULL with length %zu", vallen);
-    if ((rc = strata__check_ms(STRATA_EINVAL, "ttl_ms", ttl_ms, 0)) < 0)
+    if ((rc = strata__check_ttl("ttl_ms", ttl_ms)) < 0)
         return rc;
     if ((rc = strata__bytes_set(&l->value, val ? val : "", vallen)) < 0)
         return rc;

@@ -158,7 +158,7 @@ static int fill(strata_ticket *t, const char *val, size_t vallen, int negative, 
         strata_abandon(t);
         return strata__error(STRATA_EINVAL, "value is NULL with length %zu", vallen);
     }
-    if ((rc = strata__check_ms(STRATA_EINVAL, negative ? "neg_ttl_ms" : "ttl_ms", ttl_ms, 0)) < 0) {
+    if ((rc = strata__check_ttl(negative ? "neg_ttl_ms" : "ttl_ms", ttl_ms)) < 0) {
         strata_abandon(t);
         return rc;
     }

@@ -144,12 +144,29 @@ static int t_wb_latest(strata__backend *b, size_t n, const char *const *ks, cons
 static int t_wb_dead_trim(strata__backend *b, uint64_t max, int64_t max_age_ms, int64_t now_ms, uint64_t *trimmed)
 { TIMED(wb_dead_trim(T(b)->inner, max, max_age_ms, now_ms, trimmed)); }
 
+static int t_add(strata__backend *b, const char *k, size_t kl, const char *v, size_t vl, int64_t ttl)
+{ TIMED(add(T(b)->inner, k, kl, v, vl, ttl)); }
+
+static int t_cas(strata__backend *b, const char *k, size_t kl, const char *o, size_t ol, const char *v, size_t vl,
+                 int64_t ttl)
+{ TIMED(cas(T(b)->inner, k, kl, o, ol, v, vl, ttl)); }
+
+static int t_del_many(strata__backend *b, size_t n, const char *const *ks, const size_t *kls, int *deleted)
+{ TIMED(del_many(T(b)->inner, n, ks, kls, deleted)); }
+
+static int t_lease_own(strata__backend *b, const char *k, size_t kl, uint64_t token, int64_t ttl)
+{ TIMED(lease_own(T(b)->inner, k, kl, token, ttl)); }
+
+static int t_publish_flush(strata__backend *b)
+{ TIMED(publish_flush(T(b)->inner)); }
+
 static const strata__backend_ops timed_ops = {
     NULL, t_close, t_get, t_get_many, t_set, t_set_many, t_del, t_touch,
     t_lease_acquire, t_lease_fill, t_lease_release, t_incr, t_max_value_size, t_counter,
     t_wb_append, t_wb_read, t_wb_ack, t_wb_dead, t_wb_backlog, t_wb_latest,
     t_wb_dead_trim,
-    NULL, NULL, NULL, NULL, NULL, NULL /* operator tools: called untimed (strata__backend_untimed) */
+    NULL, NULL, NULL, NULL, NULL, NULL, /* operator tools: called untimed (strata__backend_untimed) */
+    t_add, t_cas, t_del_many, t_lease_own, t_publish_flush
 };
 
 int strata__backend_timed(strata__backend **b, strata__hist *h)
@@ -168,6 +185,8 @@ int strata__backend_timed(strata__backend **b, strata__hist *h)
         t->ops.wb_latest = NULL;
         t->ops.wb_dead_trim = NULL;
     }
+    if ((*b)->ops->publish_flush == NULL)
+        t->ops.publish_flush = NULL;
     t->base.ops = &t->ops;
     t->inner = *b;
     t->hist = h;

@@ -101,7 +101,7 @@ static int check_value(const char *val, size_t vallen)
 /* 0 = the cache's default */
 static int check_ttl(int64_t ttl_ms)
 {
-    return strata__check_ms(STRATA_EINVAL, "ttl_ms", ttl_ms, 0);
+    return strata__check_ttl("ttl_ms", ttl_ms);
 }
 
 static int write_value(strata_cache *c, const char *key, size_t keylen, const char *val, size_t vallen,
@@ -353,8 +353,9 @@ done:
     return rc < 0 ? rc : 0;
 }
 
-int strata_set_many(strata_cache *c, size_t n, const char *const *keys, const size_t *keylens,
-                    const char *const *vals, const size_t *vallens, int64_t ttl_ms)
+static int set_many(strata_cache *c, size_t n, const char *const *keys, const size_t *keylens,
+                    const char *const *vals, const size_t *vallens, int64_t ttl_ms, int64_t stale_ms,
+                    int64_t cost_ms, const strata__env_tag *tags, size_t ntags)
 {
     char **fks = NULL;
     size_t *fklens = NULL, i;
@@ -389,8 +390,8 @@ int strata_set_many(strata_cache *c, size_t n, const char *const *keys, const si
             goto done;
         }
         fklens[i] = (size_t)strata__full_key(c, keys[i], keylens[i], fks[i]);
-        rc = strata__encode_value(c, &encs[i], vals[i] ? vals[i] : "", vallens[i], 0, ttl_ms, -1, 0, now,
-                                  &fresh_until, &ttls[i]);
+        rc = strata__encode_value_tags(c, &encs[i], vals[i] ? vals[i] : "", vallens[i], 0, ttl_ms, stale_ms,
+                                       cost_ms, tags, ntags, now, &fresh_until, &ttls[i]);
         if (rc < 0) {
             rc = strata__error(rc, "item %zu: %s", i, strata_error_last());
             goto done;
@@ -433,5 +434,87 @@ done:
     free(fklens);
     free(encs);
     free(ttls);
+    return rc;
+}
+
+int strata_set_many(strata_cache *c, size_t n, const char *const *keys, const size_t *keylens,
+                    const char *const *vals, const size_t *vallens, int64_t ttl_ms)
+{
+    return set_many(c, n, keys, keylens, vals, vallens, ttl_ms, -1, 0, NULL, 0);
+}
+
+/* ---- framework primitives: batch forms (docs/FRAMEWORKS.md) ---- */
+
+int strata_set_many_ex(strata_cache *c, size_t n, const char *const *keys, const size_t *keylens,
+                       const char *const *vals, const size_t *vallens, const strata_set_options *o)
+{
+    strata__env_tag stamps[STRATA__ENV_MAX_TAGS];
+    int rc;
+    if (o == NULL)
+        return strata_set_many(c, n, keys, keylens, vals, vallens, 0);
+    if (o->version != STRATA_SET_OPTIONS_VERSION)
+        return strata__error(STRATA_EVERSION, "unknown strata_set_options version %u (this library knows %d)",
+                             o->version, STRATA_SET_OPTIONS_VERSION);
+    if (o->stale_ms < -1 || o->cost_ms < 0)
+        return strata__error(STRATA_EINVAL, "set options: stale_ms must be >= -1 and cost_ms >= 0");
+    if (c == NULL)
+        return strata__error(STRATA_EINVAL, "cache handle is NULL");
+    /* Bad input is refused before the versions are read (which may create counters). */
+    if ((rc = check_ttl(o->ttl_ms)) < 0 || (rc = strata__tags_check(o->tags, o->taglens, o->ntags)) < 0)
+        return rc;
+    if (o->ntags > 0 && n > 0 && (rc = strata__tags_stamp(c, o->tags, o->taglens, o->ntags, stamps)) < 0)
+        return rc;
+    return set_many(c, n, keys, keylens, vals, vallens, o->ttl_ms, o->stale_ms, o->cost_ms, stamps, o->ntags);
+}
+
+int strata_delete_many(strata_cache *c, size_t n, const char *const *keys, const size_t *keylens, size_t *deleted)
+{
+    char **fks = NULL;
+    size_t *fklens = NULL, i, count = 0;
+    int *gone = NULL, rc = 0;
+    if (deleted)
+        *deleted = 0;
+    if (c == NULL || (n > 0 && (keys == NULL || keylens == NULL)))
+        return strata__error(STRATA_EINVAL, "%s is NULL", c == NULL ? "cache handle" : "an array argument");
+    for (i = 0; i < n; i++)
+        if ((rc = strata__check_key(c, keys[i], keylens[i])) < 0)
+            return strata__error(rc, "key %zu: %s", i, strata_error_last());
+    if (n == 0)
+        return 0;
+    fks = calloc(n, sizeof *fks);
+    fklens = calloc(n, sizeof *fklens);
+    gone = calloc(n, sizeof *gone);
+    if (!fks || !fklens || !gone) {
+        rc = strata__error(STRATA_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (i = 0; i < n; i++) {
+        if ((fks[i] = malloc(c->cfg.nslen + 1 + keylens[i])) == NULL) {
+            rc = strata__error(STRATA_ENOMEM, "out of memory");
+            goto done;
+        }
+        fklens[i] = (size_t)strata__full_key(c, keys[i], keylens[i], fks[i]);
+        if (c->l1)
+            strata__l1_del(c->l1, keys[i], keylens[i]);
+    }
+    if ((rc = strata__breaker_allow(c)) < 0)
+        goto done;
+    rc = strata__backend_result(c, c->backend->ops->del_many(c->backend, n, (const char *const *)fks, fklens,
+                                                             gone));
+    for (i = 0; i < n; i++) { /* also after a failure: other L1s may hold them */
+        strata__coherence_wrote(c, keys[i], keylens[i]);
+        count += rc == 0 && gone[i];
+    }
+    if (rc == 0) {
+        strata__atomic_add(&c->stats.deletes, count);
+        if (deleted)
+            *deleted = count;
+    }
+done:
+    for (i = 0; fks && i < n; i++)
+        free(fks[i]);
+    free(fks);
+    free(fklens);
+    free(gone);
     return rc;
 }

@@ -270,8 +270,8 @@ int strata__tags_check(const char *const *tags, const size_t *taglens, size_t nt
         return 0;
     if (tags == NULL || taglens == NULL)
         return strata__error(STRATA_EINVAL, "%s is NULL with %zu tags", tags == NULL ? "tags" : "taglens", ntags);
-    if (ntags > STRATA__ENV_MAX_TAGS)
-        return strata__error(STRATA_EINVAL, "%zu tags; an entry carries at most %d", ntags, STRATA__ENV_MAX_TAGS);
+    if (ntags > STRATA__MAX_USER_TAGS)
+        return strata__error(STRATA_EINVAL, "%zu tags; an entry carries at most %d", ntags, STRATA__MAX_USER_TAGS);
     for (i = 0; i < ntags; i++) {
         if (tags[i] == NULL)
             return strata__error(STRATA_EINVAL, "tag %zu is NULL", i);
@@ -340,14 +340,19 @@ static int verify(strata_cache *c, size_t n, strata__envelope *const *envs, int6
 {
     const char **names, *names_stack[STRATA__ENV_MAX_TAGS];
     size_t *lens, lens_stack[STRATA__ENV_MAX_TAGS], total = 0, i, j, k;
-    uint64_t *v, v_stack[STRATA__ENV_MAX_TAGS];
-    int rc, expired = 0, small;
+    uint64_t *v, v_stack[STRATA__ENV_MAX_TAGS], ns = 0;
+    int rc, expired = 0, small, any = 0;
 
     for (i = 0; i < n; i++)
-        if (envs[i])
-            total += envs[i]->ntags;
-    if (total == 0)
+        if (envs[i]) {
+            any = 1;
+            for (j = 0; j < envs[i]->ntags; j++)
+                total += envs[i]->tags[j].len > 0; /* the namespace stamp is checked apart */
+        }
+    if (!any)
         return 0;
+    if ((rc = strata__tags_ns_version(c, &ns)) < 0)
+        return rc;
     small = total <= STRATA__ENV_MAX_TAGS;
     names = small ? names_stack : malloc(total * sizeof *names);
     lens = small ? lens_stack : malloc(total * sizeof *lens);
@@ -357,17 +362,24 @@ static int verify(strata_cache *c, size_t n, strata__envelope *const *envs, int6
         goto done;
     }
     for (i = 0, k = 0; i < n; i++)
-        for (j = 0; envs[i] && j < envs[i]->ntags; j++, k++) {
-            names[k] = envs[i]->tags[j].name;
-            lens[k] = envs[i]->tags[j].len;
-        }
-    if ((rc = versions(c, total, names, lens, v)) < 0)
+        for (j = 0; envs[i] && j < envs[i]->ntags; j++)
+            if (envs[i]->tags[j].len > 0) {
+                names[k] = envs[i]->tags[j].name;
+                lens[k++] = envs[i]->tags[j].len;
+            }
+    if (total > 0 && (rc = versions(c, total, names, lens, v)) < 0)
         goto done;
     for (i = 0, k = 0; i < n; i++) {
         strata__envelope *e = envs[i];
+        uint64_t stamped_ns = 0;
         int outdated = 0;
-        for (j = 0; e && j < e->ntags; j++, k++)
-            outdated |= e->tags[j].version != v[k];
+        for (j = 0; e && j < e->ntags; j++) {
+            if (e->tags[j].len == 0)
+                stamped_ns = e->tags[j].version;
+            else
+                outdated |= e->tags[j].version != v[k++];
+        }
+        outdated |= e && stamped_ns != ns;
         if (outdated) {
             /* Expired as of now, keeping the stale allowance it was written with. */
             int64_t stale_for = e->stale_until_ms - e->fresh_until_ms;
@@ -479,4 +491,100 @@ int strata_load_tags(strata_load *l, const char *const *tags, const size_t *tagl
     strata__tagstamp_free(*slot);
     *slot = s;
     return 0;
+}
+
+/* ---- the namespace generation (strata_clear; docs/FRAMEWORKS.md) ---- */
+
+/* The memory store is in this process: asking it costs what the version
+ * cache costs, and caches sharing memory://NAME then see a clear at once. */
+static int ns_cached(const strata_cache *c)
+{
+    return c->tags->cache_ms > 0 && strcmp(c->backend->ops->name, "memory") != 0;
+}
+
+int strata__tags_ns_version(strata_cache *c, uint64_t *out)
+{
+    char key[TAG_KEYBUF];
+    strata__bytes raw = {0, 0, 0};
+    size_t klen;
+    int rc;
+    if (ns_cached(c) && vc_get(c->tags, "", 0, strata__now_mono_ms(), out))
+        return 0;
+    klen = tag_key(c, "", 0, key);
+    if ((rc = strata__breaker_allow(c)) < 0)
+        return rc;
+    rc = strata__backend_result(c, c->backend->ops->get(c->backend, key, klen, &raw));
+    if (rc == STRATA_MISS) { /* never cleared: entries carry no stamp */
+        *out = 0;
+        rc = 0;
+    } else if (rc == 0 && parse_version(raw.data, raw.len, out) != 0) {
+        rc = strata__error(STRATA_EBACKEND, "the namespace generation counter holds a non-numeric value");
+    }
+    strata__bytes_free(&raw);
+    if (rc == 0 && ns_cached(c))
+        vc_put(c->tags, "", 0, *out, 0);
+    return rc;
+}
+
+size_t strata__tags_with_ns(strata_cache *c, const strata__env_tag *tags, size_t ntags, strata__env_tag *out,
+                            int *rc)
+{
+    size_t i, n = 0;
+    uint64_t ns = 0;
+    for (i = 0; i < ntags; i++)
+        if (tags[i].len > 0) /* a stamp carried over (touch, incr) is taken anew */
+            out[n++] = tags[i];
+    if ((*rc = strata__tags_ns_version(c, &ns)) == 0 && ns != 0) {
+        out[n].name = "";
+        out[n].len = 0;
+        out[n++].version = ns;
+    }
+    return n;
+}
+
+int strata__tags_clear(strata_cache *c)
+{
+    char key[TAG_KEYBUF];
+    size_t klen = tag_key(c, "", 0, key);
+    int64_t v = 0;
+    int rc;
+    if ((rc = strata__breaker_allow(c)) < 0)
+        return rc;
+    rc = strata__backend_result(c, c->backend->ops->counter(c->backend, key, klen, fresh_version(), 1, &v));
+    if (rc == 0 && ns_cached(c))
+        vc_put(c->tags, "", 0, (uint64_t)v, 1);
+    return rc;
+}
+
+static void vc_forget(strata__tags *t, const char *name, size_t len)
+{
+    uint64_t h;
+    vc_shard *s;
+    if (t == NULL || t->cache_ms <= 0)
+        return;
+    s = vc_shard_of(t, name, len, &h);
+    strata__mutex_lock(&s->lock);
+    strata__table_del(&s->table, h, name, len, strata__now_mono_ms());
+    strata__mutex_unlock(&s->lock);
+}
+
+void strata__tags_ns_forget(strata_cache *c)
+{
+    vc_forget(c->tags, "", 0);
+}
+
+void strata__tags_forget(strata_cache *c, const strata__envelope *e)
+{
+    size_t i;
+    vc_forget(c->tags, "", 0);
+    for (i = 0; i < e->ntags; i++)
+        vc_forget(c->tags, e->tags[i].name, e->tags[i].len);
+}
+
+size_t strata__env_user_tags(const strata__envelope *e)
+{
+    size_t i, n = 0;
+    for (i = 0; i < e->ntags; i++)
+        n += e->tags[i].len > 0;
+    return n;
 }

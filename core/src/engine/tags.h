@@ -54,4 +54,26 @@ strata_cache *strata__ticket_cache(strata_ticket *t);
 strata__tagstamp **strata__load_stamp(strata_load *l);
 strata_cache *strata__load_cache(strata_load *l);
 
+/* ---- the namespace generation (strata_clear; docs/FRAMEWORKS.md) ---- */
+/* The namespace's current generation: 0 until its first clear. Cached like a
+ * tag version (except on memory://, which is asked directly). */
+int  strata__tags_ns_version(strata_cache *c, uint64_t *out);
+/* out = the caller's tags (any earlier namespace stamp dropped) plus the
+ * current namespace stamp when there is one; returns the count, *rc = 0 or
+ * the error of reading the generation. out has room for STRATA__ENV_MAX_TAGS. */
+size_t strata__tags_with_ns(strata_cache *c, const strata__env_tag *tags, size_t ntags, strata__env_tag *out,
+                            int *rc);
+/* Bumps the generation (creating it at a fresh version): every entry stamped
+ * with an older one, or with none, is outdated. */
+int  strata__tags_clear(strata_cache *c);
+/* Drops the cached generation, so the next read asks the backend (a flush
+ * message from another process's clear). */
+void strata__tags_ns_forget(strata_cache *c);
+/* Drops the cached versions of e's stamps and of the namespace generation:
+ * before a conditional write trusts a verdict of "outdated" (a stamp newer
+ * than a cached version only means the cache is behind). */
+void strata__tags_forget(strata_cache *c, const strata__envelope *e);
+/* The tags of e a caller gave (the namespace stamp left out). */
+size_t strata__env_user_tags(const strata__envelope *e);
+
 #endif

@@ -340,7 +340,7 @@ int strata_write_behind_many(strata_cache *c, size_t n, const char *const *keys,
 
     if (c == NULL || (n > 0 && (keys == NULL || keylens == NULL || vals == NULL || vallens == NULL)))
         return strata__error(STRATA_EINVAL, "%s is NULL", c == NULL ? "cache handle" : "an array argument");
-    if ((rc = strata__check_ms(STRATA_EINVAL, "ttl_ms", ttl_ms, 0)) < 0) /* 0 = the cache's default */
+    if ((rc = strata__check_ttl("ttl_ms", ttl_ms)) < 0)
         return rc;
     for (i = 0; i < n; i++) {
         if ((rc = strata__check_key(c, keys[i], keylens[i])) < 0)

@@ -49,7 +49,7 @@ size_t strata__env_encode(const strata__envelope *e, char *out, size_t cap)
         (e->flags & ~(unsigned)STRATA__ENV_FLAGS_KNOWN))
         return 0;
     for (i = 0; i < e->ntags; i++)
-        if (e->tags[i].len == 0 || e->tags[i].len > STRATA__ENV_MAX_TAG_LEN)
+        if (e->tags[i].len > STRATA__ENV_MAX_TAG_LEN)
             return 0;
     memcpy(p, magic, 4);
     p[4] = (unsigned char)e->flags;
@@ -104,7 +104,7 @@ int strata__env_decode(const char *data, size_t len, strata__envelope *e)
         if (end - t < 2)
             return -1;
         tl = get_u16(t);
-        if (tl == 0 || tl > STRATA__ENV_MAX_TAG_LEN || (size_t)(end - t) < 2 + tl + 8)
+        if (tl > STRATA__ENV_MAX_TAG_LEN || (size_t)(end - t) < 2 + tl + 8)
             return -1;
         e->tags[i].name = (const char *)t + 2;
         e->tags[i].len = tl;

@@ -10,7 +10,10 @@
 #include <stdint.h>
 
 #define STRATA__ENV_HEADER 44
-#define STRATA__ENV_MAX_TAGS 16
+/* 16 caller tags plus the namespace generation stamp (the tag with an empty
+ * name, written only once the namespace has been cleared: docs/FRAMEWORKS.md). */
+#define STRATA__ENV_MAX_TAGS 17
+#define STRATA__MAX_USER_TAGS 16
 #define STRATA__ENV_MAX_TAG_LEN 256
 #define STRATA__ENV_FLAG_NEGATIVE 0x01
 /* A CRC32C of the payload follows the tag section (docs/FORMAT.md). */
