@@ -75,6 +75,9 @@ int strata__op_new(strata_op **out, strata_cache *c, int kind, const char *key, 
         op->lk = op->fk + op->fklen;
         op->lklen = strata__redis_lease_key(c->cfg.ns, nslen, key, keylen, op->lk);
         op->server = strata__route_key(c->route, op->fk, op->fklen);
+        op->k = strata__key_of(op->key, op->keylen);
+        op->k.full = op->fk;
+        op->k.fulllen = op->fklen;
     }
     op->who = strata__route_who(c->route, op->server);
     *out = op;

@@ -61,6 +61,7 @@ struct strata_op {
     char *key, *fk, *lk;        /* user key, "<ns>:<key>", "<ns>#L:<key>" (in keymem) */
     size_t keylen, fklen, lklen;
     char *keymem;
+    strata__key k;              /* the key's descriptor (policy/key.h): hashed once */
 
     /* Read state. */
     strata_value value;         /* what the result hands out */

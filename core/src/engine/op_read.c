@@ -193,7 +193,7 @@ static int serve_read(strata_op *op)
     int rc;
     if (op->tags.n > 0)
         strata__tags_apply(op->c, 1, &pe, op->tags.versions, op->tags.versions[op->tags.n - 1], op->now_ms, 1);
-    rc = strata__serve_envelope(op->c, op->key, op->keylen, &op->env, op->now_ms, op->epoch, &op->value);
+    rc = strata__serve_envelope(op->c, &op->k, &op->env, op->now_ms, op->epoch, &op->value);
     return op->state == S_RECHECK ? after_recheck(op, rc) : after_read(op, rc);
 }
 
@@ -249,7 +249,7 @@ static int after_read(strata_op *op, int rc)
 {
     strata_cache *c = op->c;
     if (strata__is_outage(rc) && c->l1 &&
-        strata__l1_get_stale(c->l1, op->key, op->keylen, op->now_ms, &op->value) == 0) {
+        strata__l1_get_stale(c->l1, &op->k, op->now_ms, &op->value) == 0) {
         /* Stale-if-error: the last value this process saw, within its stale window. */
         STRATA__COUNT(c, stale_hits);
         op->raw.len = 0;
@@ -509,9 +509,9 @@ static int begin_lookup(strata_op *op)
     op->value.wait_ms = 0;
     op->tags.n = 0;
     strata__bytes_free(&op->raw);
-    strata__note_read(c, op->key, op->keylen);
+    strata__note_read(c, &op->k);
     if (c->l1) {
-        rc = strata__l1_get(c->l1, op->key, op->keylen, op->now_ms, &op->value);
+        rc = strata__l1_get(c->l1, &op->k, op->now_ms, &op->value);
         if (rc != STRATA_MISS) {
             if (rc >= 0) {
                 STRATA__COUNT(c, l1_hits);
@@ -521,7 +521,7 @@ static int begin_lookup(strata_op *op)
             return strata__op_finish(op, rc);
         }
         STRATA__COUNT(c, l1_misses);
-        op->epoch = strata__l1_epoch(c->l1, op->key, op->keylen);
+        op->epoch = strata__l1_epoch(c->l1, &op->k);
     }
     op->get_t0_ns = strata__now_mono_ns();
     if ((rc = strata__breaker_allow(c)) < 0)
@@ -600,10 +600,10 @@ static int filled(strata_op *op)
     if (rc == 0) {
         STRATA__COUNT(c, sets);
         if (op->stamp)
-            strata__l1_store(c, op->key, op->keylen, op->enc.data, op->enc.len, op->negative, 1, op->now_ms,
+            strata__l1_store(c, &op->k, op->enc.data, op->enc.len, op->negative, 1, op->now_ms,
                              op->fresh_until, op->now_ms + op->backend_ttl, op->epoch);
         else
-            strata__l1_store(c, op->key, op->keylen, op->val ? op->val : "", op->vallen, op->negative, 0,
+            strata__l1_store(c, &op->k, op->val ? op->val : "", op->vallen, op->negative, 0,
                              op->now_ms, op->fresh_until, op->now_ms + op->backend_ttl, op->epoch);
     } else if (rc == STRATA_ELEASE) {
         STRATA__COUNT(c, leases_lost);
@@ -690,9 +690,10 @@ static int many_served(strata_op *op)
     for (i = 0; i < op->nb; i++) {
         size_t k = op->idx[i];
         int r = op->rcs[i];
-        if (op->decoded[i])
-            r = strata__serve_envelope(c, op->fks[i] + c->cfg.nslen + 1, op->fklens[i] - c->cfg.nslen - 1,
-                                       op->decoded[i], op->now_ms, op->epochs[i], &op->outs[k]);
+        if (op->decoded[i]) {
+            strata__key kk = strata__key_of(op->fks[i] + c->cfg.nslen + 1, op->fklens[i] - c->cfg.nslen - 1);
+            r = strata__serve_envelope(c, &kk, op->decoded[i], op->now_ms, op->epochs[i], &op->outs[k]);
+        }
         else if (r == 0)
             r = STRATA_MISS;
         if (r == STRATA_MISS)
@@ -792,10 +793,11 @@ int strata_op_get_many(strata_op **out, strata_cache *c, size_t n, const char *c
     }
     op->now_ms = strata__now_wall_ms();
     for (i = 0; i < n; i++) { /* L1 first; the rest in one MGET */
+        strata__key kk = strata__key_of(keys[i], keylens[i]);
         op->results[i] = STRATA_MISS;
-        strata__note_read(c, keys[i], keylens[i]);
+        strata__note_read(c, &kk);
         if (c->l1) {
-            int r = strata__l1_get(c->l1, keys[i], keylens[i], op->now_ms, &op->outs[i]);
+            int r = strata__l1_get(c->l1, &kk, op->now_ms, &op->outs[i]);
             if (r != STRATA_MISS) {
                 op->results[i] = r;
                 if (r >= 0)
@@ -803,7 +805,7 @@ int strata_op_get_many(strata_op **out, strata_cache *c, size_t n, const char *c
                 continue;
             }
             STRATA__COUNT(c, l1_misses);
-            op->epochs[op->nb] = strata__l1_epoch(c->l1, keys[i], keylens[i]);
+            op->epochs[op->nb] = strata__l1_epoch(c->l1, &kk);
         }
         if ((op->fks[op->nb] = malloc(c->cfg.nslen + 1 + keylens[i])) == NULL) {
             strata_op_free(op);

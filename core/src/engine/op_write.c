@@ -38,14 +38,14 @@ static int set_done(strata_op *op)
 {
     strata_cache *c = op->c;
     int rc = strata__backend_result(c, strata__rp_write(op->who, op->rs.r));
-    op->epoch = strata__l1_written(c, op->key, op->keylen); /* read-your-writes (cache.h) */
+    op->epoch = strata__l1_written(c, &op->k); /* read-your-writes (cache.h) */
     if (rc == 0) {
         STRATA__COUNT(c, sets);
         if (op->tagged)
-            strata__l1_store(c, op->key, op->keylen, op->enc.data, op->enc.len, 0, 1, op->now_ms, op->fresh_until,
+            strata__l1_store(c, &op->k, op->enc.data, op->enc.len, 0, 1, op->now_ms, op->fresh_until,
                              op->now_ms + op->backend_ttl, op->epoch);
         else
-            strata__l1_store(c, op->key, op->keylen, op->val ? op->val : "", op->vallen, 0, 0, op->now_ms,
+            strata__l1_store(c, &op->k, op->val ? op->val : "", op->vallen, 0, 0, op->now_ms,
                              op->fresh_until, op->now_ms + op->backend_ttl, op->epoch);
     }
     return strata__op_finish(op, rc);
@@ -54,7 +54,7 @@ static int set_done(strata_op *op)
 static int write_failed(strata_op *op, int code)
 {
     if (op->kind == STRATA__OP_SET || op->kind == STRATA__OP_DELETE)
-        strata__l1_written(op->c, op->key, op->keylen); /* it may have landed */
+        strata__l1_written(op->c, &op->k); /* it may have landed */
     return strata__op_finish(op, code);
 }
 
@@ -82,8 +82,8 @@ static int set_send(strata_op *op)
     if (rc < 0)
         return strata__op_finish(op, rc);
     if (c->l1) {
-        strata__l1_del(c->l1, op->key, op->keylen); /* older readers may not re-enter L1 */
-        op->epoch = strata__l1_epoch(c->l1, op->key, op->keylen);
+        strata__l1_del(c->l1, &op->k); /* older readers may not re-enter L1 */
+        op->epoch = strata__l1_epoch(c->l1, &op->k);
     }
     /* Even if the write then times out: it may have landed. */
     strata__events_push(c, STRATA_EVENT_EVICT, op->key, op->keylen, 1);
@@ -171,7 +171,7 @@ int strata_op_set(strata_op **out, strata_cache *c, const char *key, size_t keyl
 static int delete_done(strata_op *op)
 {
     int rc = strata__backend_result(op->c, strata__rp_delete(op->who, op->rs.r));
-    strata__l1_written(op->c, op->key, op->keylen);
+    strata__l1_written(op->c, &op->k);
     if (rc >= 0)
         STRATA__COUNT(op->c, deletes);
     return strata__op_finish(op, rc);
@@ -191,7 +191,7 @@ int strata_op_delete(strata_op **out, strata_cache *c, const char *key, size_t k
         return rc;
     *out = op;
     if (c->l1)
-        strata__l1_del(c->l1, key, keylen);
+        strata__l1_del(c->l1, &op->k);
     if ((rc = strata__breaker_allow(c)) < 0)
         return strata__op_finish(op, rc), 0;
     strata__events_push(c, STRATA_EVENT_EVICT, key, keylen, 1); /* also when absent: other tiers may hold it */
@@ -314,8 +314,10 @@ static int sub_heard(strata_op *op)
         op->ping_out = 0;
         break;
     case STRATA__SUB_EVICT:
-        if (c->l1)
-            strata__l1_del(c->l1, key, keylen);
+        if (c->l1) {
+            strata__key kk = strata__key_of(key, keylen);
+            strata__l1_del(c->l1, &kk);
+        }
         STRATA__COUNT(c, invalidations_received);
         strata__events_push(c, STRATA_EVENT_EVICT, key, keylen, 0);
         break;
