@@ -471,6 +471,9 @@ typedef struct strata_inspection {
     int64_t lease_ttl_ms;       /* -2 when unknown */
     size_t stored_len;          /* bytes stored (envelope or foreign) */
     strata_value value;         /* payload (ENTRY) or the raw bytes (FOREIGN) */
+    int cleared;                /* strata_clear ran on the namespace since the write */
+    uint64_t ns_stamped;        /* the namespace generation in the envelope (0 = none) */
+    uint64_t ns_current;        /* the namespace generation now (0 = never cleared) */
 } strata_inspection;
 
 /* Reads key without touching L1, stats, leases or freshness. 0 and *out

@@ -280,8 +280,11 @@ static void test_server_e2big(void)
     }
     s.pid = pid;
     b = open_one(&s);
-    for (i = 0; i < 100 && SET(b, k, "small", 60000) != 0; i++)
-        strata__sleep_ms(20);
+    /* the restarted server may take seconds to listen on a loaded machine; each
+     * refused connect backs the server off, so wait out up to 15 s of tries */
+    for (i = 0; i < 300 && SET(b, k, "small", 60000) != 0; i++)
+        strata__sleep_ms(50);
+    REQUIRE(SET(b, k, "small", 60000) == 0);
     CHECK_RC(b->ops->set(b, k, strlen(k), val, size, 60000), STRATA_ETOOBIG);
     CHECK_MSG_HAS("716800");
     CHECK_RC(SET(b, k, "next", 60000), 0);
