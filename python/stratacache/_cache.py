@@ -475,7 +475,7 @@ class Cache:
         except AttributeError:
             v = self._value()
         tier = self._objects
-        if tier is not None:
+        if tier is not None:  # tier.get() inlined: this is the hottest call of the package
             hit = tier.objects.get(kb)
             if hit is not None and _strata_l1_check(h, kb, len(kb), hit[0]) == OK:
                 return hit[1]
@@ -925,10 +925,7 @@ class Cache:
             v = self._value()
         tier = self._objects
         if tier is not None:
-            hit = tier.objects.get(kb)
-            if hit is not None and _strata_l1_check(h, kb, len(kb), hit[0]) == OK:
-                return hit[1]
-            obj = tier.read(h, kb, v, self._tls.ver, default)
+            obj = tier.get(h, kb, v, self._tls.ver, default)
             if obj is not MISSED:
                 return obj
         tp = self._tls.tp

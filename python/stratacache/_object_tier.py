@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from ._native import ffi, lib
 
 _l1_get = lib.strata_l1_get
+_l1_check = lib.strata_l1_check
 _unpack = ffi.unpack
 OK = lib.STRATA_OK
 NEGATIVE = lib.STRATA_NEGATIVE
@@ -41,6 +42,14 @@ class ObjectTier:
         self.objects: Dict[bytes, Tuple[int, Any]] = {}
         self._cap = max(int(cap), 16)
         self._loads = loads
+
+    def get(self, h: Any, kb: bytes, v: Any, version: Any, default: Any) -> Any:
+        """The kept object when its L1 entry still serves kb (one C call),
+        else read(); MISSED when L1 does not have kb."""
+        hit = self.objects.get(kb)
+        if hit is not None and _l1_check(h, kb, len(kb), hit[0]) == OK:
+            return hit[1]
+        return self.read(h, kb, v, version, default)
 
     def read(self, h: Any, kb: bytes, v: Any, version: Any, default: Any) -> Any:
         """The object for kb from L1 (decoded once, then kept), ``default``

@@ -56,9 +56,12 @@ void strata__note_sampled_hit(strata_cache *c, const strata__key *k);
  * loop over 16 keys does not sample one of them only. */
 static inline void strata__note_hit(strata_cache *c, const strata__key *k, uint64_t hit_seq)
 {
-    if (c->hot && (hit_seq == 0 ||
-                   ((((hit_seq * 0x9e3779b97f4a7c15ull) ^ k->hash) >> 40) & (c->cfg.hot_sample - 1)) == 0))
-        hit_seq == 0 ? strata__note_read(c, k) : strata__note_sampled_hit(c, k);
+    if (c->hot == NULL)
+        return;
+    if (hit_seq == 0)
+        strata__note_read(c, k);
+    else if (((((hit_seq * 0x9e3779b97f4a7c15ull) ^ k->hash) >> 40) & (c->cfg.hot_sample - 1)) == 0)
+        strata__note_sampled_hit(c, k);
 }
 
 /* Installs the L1 gate (coherence, admission) and starts the invalidation

@@ -227,6 +227,15 @@ static inline __attribute__((always_inline)) int copy_out(const strata__entry *e
     return (e->flags & L1_NEGATIVE) ? STRATA_NEGATIVE : 0;
 }
 
+/* Counts a hit (rc 0 or STRATA_NEGATIVE) in the reader's slot; returns the
+ * slot's hit count after it. */
+static inline uint64_t count_hit(l1_slot *slot, int rc)
+{
+    if (rc == STRATA_NEGATIVE)
+        __atomic_add_fetch(&slot->negative_hits, 1, __ATOMIC_RELAXED);
+    return __atomic_add_fetch(&slot->hits, 1, __ATOMIC_RELAXED);
+}
+
 /* Stores a tagged entry's fresh token, unless the entry was replaced since
  * it was read (its put_id tells). */
 static void keep_token(l1_shard *s, const strata__key *k, const strata__entry *read, uint32_t put_id,
@@ -290,10 +299,8 @@ static inline __attribute__((always_inline)) int get(strata__l1 *l1, const strat
             keep_token(s, k, read, put_id, &token); /* `read` is only compared, never followed */
     }
     if (count && rc >= 0 && rc != STRATA_MISS) {
-        uint64_t seq = __atomic_add_fetch(&slot->hits, 1, __ATOMIC_RELAXED);
+        uint64_t seq = count_hit(slot, rc);
         *hits = reads < L1_EARLY_HITS ? 0 : seq;
-        if (rc == STRATA_NEGATIVE)
-            __atomic_add_fetch(&slot->negative_hits, 1, __ATOMIC_RELAXED);
     }
     return rc;
 }
@@ -337,12 +344,8 @@ int strata__l1_check(strata__l1 *l1, const strata__key *k, int64_t now_ms, uint6
           now_ms < e->check_until))) /* a tag check due: the caller's full read does it */
         rc = (e->flags & L1_NEGATIVE) ? STRATA_NEGATIVE : 0;
     read_end(s, slot, unlocked);
-    if (rc != STRATA_MISS) {
-        uint64_t seq = __atomic_add_fetch(&slot->hits, 1, __ATOMIC_RELAXED);
-        *hits = seq;
-        if (rc == STRATA_NEGATIVE)
-            __atomic_add_fetch(&slot->negative_hits, 1, __ATOMIC_RELAXED);
-    }
+    if (rc != STRATA_MISS)
+        *hits = count_hit(slot, rc);
     return rc;
 }
 
