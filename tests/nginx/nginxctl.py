@@ -1,0 +1,107 @@
+"""A throwaway nginx for the suite: its own prefix, a free loopback port, the
+conf from nginx.conf.in. Only the master this object started (and that
+master's workers) is ever signalled."""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Nginx:
+    def __init__(self, workers=2, template=HERE / "nginx.conf.in"):
+        self.prefix = Path(tempfile.mkdtemp(prefix="strata-nginx-"))
+        for d in ("conf", "logs", "tmp"):
+            (self.prefix / d).mkdir()
+        self.port = free_port()
+        conf = template.read_text()
+        for k, v in {"@WORKERS@": str(workers), "@PREFIX@": str(self.prefix), "@ROOT@": str(ROOT),
+                     "@PORT@": str(self.port)}.items():
+            conf = conf.replace(k, v)
+        self.conf = self.prefix / "conf" / "nginx.conf"
+        self.conf.write_text(conf)
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(["nginx", "-p", str(self.prefix), "-c", str(self.conf)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("nginx exited: " + self.proc.stderr.read().decode() + self.log())
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    pass
+                if len(self.workers()) >= 1:
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("nginx did not listen on %d: %s" % (self.port, self.log()))
+
+    def workers(self):
+        if not self.proc:
+            return []
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)],
+                             capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    def reload(self):
+        self.proc.send_signal(signal.SIGHUP)
+
+    def stop(self):
+        if not self.proc or self.proc.poll() is not None:
+            return
+        workers = self.workers()
+        self.proc.send_signal(signal.SIGQUIT)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            for pid in workers:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def log(self):
+        p = self.prefix / "logs" / "error.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def problems(self):
+        """error.log lines at error level or worse (the suite's own ENOTSUP
+        checks never log)."""
+        return [line for line in self.log().splitlines()
+                if any(t in line for t in ("[error]", "[alert]", "[crit]", "[emerg]"))]
+
+    def request(self, path, timeout=10):
+        """-> (status, body bytes, seconds)"""
+        t0 = time.monotonic()
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            body = r.read()
+            return r.status, body, time.monotonic() - t0
+        finally:
+            conn.close()
+
+    def json(self, path, timeout=10):
+        status, body, _ = self.request(path, timeout)
+        if status != 200:
+            raise AssertionError("%s -> %d %s" % (path, status, body[:500]))
+        return json.loads(body)

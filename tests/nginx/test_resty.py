@@ -1,0 +1,285 @@
+"""resty.stratacache in a real nginx (2 workers), through HTTP: tiers, locks,
+phases, invalidation across workers, metrics, reloads. Run by
+scripts/test-nginx.sh; STRATA_TEST_REDIS_URL names the suite's Redis."""
+import concurrent.futures
+import os
+import threading
+import time
+import unittest
+import uuid
+
+from nginxctl import Nginx
+
+NGINX = None
+
+
+def setUpModule():
+    global NGINX
+    NGINX = Nginx(workers=2).start()
+
+
+def tearDownModule():
+    if NGINX:
+        NGINX.stop()
+
+
+def fresh(name):
+    return "%s-%s" % (name, uuid.uuid4().hex[:12])
+
+
+def until_both_workers(path, want=2, tries=200):
+    """Requests path on new connections until two worker pids answered;
+    -> list of responses in order."""
+    seen, out = set(), []
+    for _ in range(tries):
+        r = NGINX.json(path)
+        out.append(r)
+        seen.add(r["pid"])
+        if len(seen) >= want:
+            return out
+    raise AssertionError("only one worker answered %d requests" % tries)
+
+
+class Tiers(unittest.TestCase):
+    def test_second_request_is_l1_and_other_worker_reads_l2(self):
+        key = fresh("tiers")
+        rs = until_both_workers("/get?key=%s" % key)
+        first = rs[0]
+        self.assertEqual(first["level"], 4, first)  # the loader ran
+        self.assertEqual(first["value"], "v:%s:1" % key)
+        other = next(r for r in rs if r["pid"] != first["pid"])
+        self.assertEqual(other["level"], 2, other)  # the other worker: from the shm
+        self.assertEqual(other["value"], first["value"])
+        for r in rs[1:]:
+            if r["pid"] == first["pid"]:
+                self.assertEqual(r["level"], 1, r)  # same worker again: L1
+        # and the other worker's next read is its own L1
+        rs = until_both_workers("/get?key=%s" % key)
+        for r in rs:
+            self.assertEqual(r["level"], 1, r)
+            self.assertEqual(r["value"], first["value"])
+        self.assertEqual(NGINX.json("/loads?key=%s" % key)["loads"], 1)
+
+    def test_get_without_loader_misses(self):
+        key = fresh("noloader")
+        r = NGINX.json("/get?key=%s&noloader=1" % key)
+        self.assertNotIn("value", r)
+        self.assertNotIn("err", r)
+
+    def test_negative_entry_is_cached(self):
+        key = fresh("nf")
+        r = NGINX.json("/get?key=%s" % key)
+        self.assertEqual(r.get("level"), 4)
+        self.assertNotIn("value", r)
+        for r in until_both_workers("/get?key=%s" % key):
+            self.assertNotIn("value", r)
+            self.assertNotIn("err", r)
+        self.assertEqual(NGINX.json("/loads?key=%s" % key)["loads"], 1)
+
+    def test_l1_holds_the_serialized_table(self):
+        key = fresh("json")
+        r1 = NGINX.json("/get?cache=json&key=%s" % key)
+        self.assertEqual(r1["value"], "table:%s:1" % key)
+        for r in until_both_workers("/get?cache=json&key=%s" % key):
+            self.assertEqual(r["value"], r1["value"])
+
+    def test_stale_served_at_once_then_refreshed_in_a_timer(self):
+        key = fresh("swr")
+        self.assertEqual(NGINX.json("/get?cache=short&key=%s" % key)["value"], "v:%s:1" % key)
+        time.sleep(0.5)  # past the 0.3 s ttl, inside the 30 s stale window
+        status, body, secs = NGINX.request("/get?cache=short&key=%s&delay=0.3" % key)
+        self.assertEqual(status, 200)
+        self.assertIn(b'"v:%s:1"' % key.encode(), body)  # the stale value
+        self.assertLess(secs, 0.25, "the caller waited for the 0.3 s refresh")
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            if NGINX.json("/get?cache=short&key=%s" % key)["value"] == "v:%s:2" % key:
+                break
+            time.sleep(0.05)
+        else:
+            self.fail("the refresh never landed")
+        self.assertEqual(NGINX.json("/loads?key=%s" % key)["loads"], 2)
+
+
+class Stampede(unittest.TestCase):
+    def burst(self, cache, n=50, delay=0.2):
+        key = fresh("stampede-" + cache)
+        path = "/get?cache=%s&key=%s&delay=%s" % (cache, key, delay)
+        t0 = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(n) as pool:
+            rs = list(pool.map(lambda _: NGINX.request(path, timeout=20), range(n)))
+        took = time.monotonic() - t0
+        values = {body for status, body, _ in rs}
+        statuses = {status for status, _, _ in rs}
+        return key, statuses, values, took
+
+    def test_cold_key_burst_on_shm_alone_loads_once(self):
+        key, statuses, values, took = self.burst("l2")
+        self.assertEqual(statuses, {200})
+        self.assertEqual(NGINX.json("/loads?key=%s" % key)["loads"], 1)
+        self.assertTrue(all(b'"v:%s:1"' % key.encode() in v for v in values), values)
+        self.assertLess(took, 10)
+
+
+class Coherence(unittest.TestCase):
+    def warm_both(self, key):
+        for _ in range(3):
+            rs = until_both_workers("/get?key=%s" % key)
+        return rs[-1]["value"]
+
+    def test_write_in_one_worker_is_seen_by_the_other_at_once(self):
+        key = fresh("coh")
+        self.assertEqual(self.warm_both(key), "v:%s:1" % key)
+        w = NGINX.json("/set?key=%s&value=new" % key)
+        self.assertTrue(w["ok"], w)
+        for r in until_both_workers("/get?key=%s" % key):
+            self.assertEqual(r["value"], "new", r)
+
+    def test_delete_in_one_worker_evicts_the_other(self):
+        key = fresh("del")
+        self.warm_both(key)
+        self.assertTrue(NGINX.json("/delete?key=%s" % key)["ok"])
+        rs = until_both_workers("/get?key=%s&noloader=1" % key)
+        for r in rs[:1]:
+            self.assertNotIn("value", r)
+        other = next(r for r in rs if r["pid"] != rs[0]["pid"])
+        self.assertNotIn("value", other)
+
+    def test_l1_only_cache_is_evicted_across_workers(self):
+        key = fresh("l1only")
+        for _ in range(2):
+            until_both_workers("/get?cache=l1only&key=%s" % key)
+        NGINX.json("/set?cache=l1only&key=%s&value=w" % key)
+        rs = until_both_workers("/get?cache=l1only&key=%s&noloader=1" % key)
+        other = [r for r in rs if r["pid"] != rs[-1]["pid"]] + [rs[-1]]
+        for r in other:
+            self.assertNotEqual(r.get("value"), "v:%s:1" % key, r)
+
+
+class Phases(unittest.TestCase):
+    def log_get(self, key):
+        tag = uuid.uuid4().hex
+        self.assertEqual(NGINX.request("/log?key=%s&tag=%s" % (key, tag))[0], 200)
+        for _ in range(100):
+            r = NGINX.json("/logresult?tag=%s" % tag)["result"]
+            if r:
+                import json
+                return json.loads(r)
+            time.sleep(0.02)
+        self.fail("log phase never ran")
+
+    def test_log_phase_hit_works_and_miss_is_enotsup_at_once(self):
+        key = fresh("log")
+        NGINX.json("/get?key=%s" % key)
+        levels = set()
+        for _ in range(20):
+            r = self.log_get(key)
+            self.assertEqual(r["value"], "v:%s:1" % key, r)
+            levels.add(r["level"])
+            if 1 in levels:
+                break
+        self.assertIn(1, levels)  # an L1 hit inside log_by_lua
+        r = self.log_get(fresh("log-miss"))
+        self.assertNotIn("value", r)
+        self.assertTrue(r["err"].startswith("ENOTSUP:"), r)
+        self.assertIn("log_by_lua*", r["err"])
+        self.assertLess(r["ms"], 50)
+
+
+class Misuse(unittest.TestCase):
+    def test_bad_arguments_raise_and_bad_setups_say_why(self):
+        r = NGINX.json("/misuse")
+        self.assertFalse(r["ok"])
+        errs = r["errs"]
+        self.assertIn("bad argument #1 to 'get'", errs[0])
+        self.assertIn("bad argument #2 to 'get'", errs[1])
+        self.assertIn("unknown option bogus", errs[2])
+        self.assertIn("non-negative", errs[3])
+        self.assertFalse(r["c5"])
+        self.assertTrue(errs[4].startswith("ENOTSUP: memcached://"), errs[4])
+        self.assertFalse(r["c6"])
+        self.assertTrue(errs[5].startswith("EOPTION: no lua_shared_dict no_such_dict"), errs[5])
+
+    def test_plain_module_refuses_network_inside_nginx(self):
+        url = os.environ.get("STRATA_TEST_REDIS_URL", "redis://127.0.0.1:1")
+        r = NGINX.json("/plain?url=%s" % url)
+        self.assertFalse(r["created"])
+        self.assertTrue(r["err"].startswith("ENOTSUP:"), r)
+        self.assertIn("resty.stratacache", r["err"])
+        self.assertTrue(r["same_not_found"])
+        self.assertEqual(r["mem_value"], "x")
+
+
+class Metrics(unittest.TestCase):
+    def test_stats_merge_the_workers_and_prometheus_shows_them(self):
+        key = fresh("metrics")
+        before = NGINX.json("/stats")["stats"]
+        rs = until_both_workers("/get?key=%s" % key)
+        rs += until_both_workers("/get?key=%s" % key)
+        after = NGINX.json("/stats")["stats"]
+        l1 = sum(1 for r in rs if r["level"] == 1)
+        # the /stats worker pushed its own counts; the other pushes every second
+        time.sleep(1.3)
+        after = NGINX.json("/stats")["stats"]
+        self.assertGreaterEqual(after["l1_hits"] - before["l1_hits"], l1)
+        self.assertGreaterEqual(after["loads"] - before["loads"], 1)
+        status, text, _ = NGINX.request("/metrics")
+        self.assertEqual(status, 200)
+        text = text.decode()
+        self.assertIn('# TYPE stratacache_hits_total counter', text)
+        line = [x for x in text.splitlines()
+                if x.startswith('stratacache_hits_total{namespace="t_l2",tier="l1"}')]
+        self.assertEqual(len(line), 1, text)
+        self.assertGreaterEqual(int(line[0].split()[-1]), after["l1_hits"])
+
+
+class Reload(unittest.TestCase):
+    def test_ten_reloads_under_load(self):
+        key = fresh("reload")
+        stop = threading.Event()
+        failures, done = [], [0]
+
+        def load():
+            while not stop.is_set():
+                try:
+                    status, body, _ = NGINX.request("/get?key=%s" % key)
+                    if status != 200:
+                        failures.append((status, body))
+                    done[0] += 1
+                except OSError as e:
+                    failures.append(repr(e))
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            for _ in range(10):
+                NGINX.reload()
+                time.sleep(0.4)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        self.assertEqual(failures, [])
+        self.assertGreater(done[0], 20)
+        time.sleep(1.0)  # old workers finish
+        self.assertLessEqual(len(NGINX.workers()), 2)
+        st = NGINX.json("/stats")
+        # per cache: one stats timer; nothing else left behind
+        self.assertLessEqual(st["timers_pending"], len([1 for _ in range(8)]))
+        fds = [len(os.listdir("/proc/%d/fd" % pid)) for pid in NGINX.workers()]
+        self.assertTrue(all(n < 64 for n in fds), fds)
+        self.assertEqual(NGINX.json("/loads?key=%s" % key)["loads"], 1)
+
+
+def tearDown_problems():
+    return NGINX.problems() if NGINX else []
+
+
+class ZLog(unittest.TestCase):
+    def test_error_log_is_clean(self):
+        self.assertEqual(NGINX.problems(), [])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
