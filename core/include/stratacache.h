@@ -462,6 +462,173 @@ STRATA_EXTERN int strata_envelope_encode(const char *val, size_t vallen, int neg
                                          uint32_t cost_ms, char *buf, size_t cap,
                                          size_t *needed);
 
+/* ---- Sans-I/O operations (docs/SANS-IO.md) ---------------------------------
+ *
+ * For hosts that must not block (nginx cosockets, asyncio): the library decides,
+ * the host moves the bytes. An operation is begun per call, then driven:
+ *
+ *   strata_op_lookup(&op, cache, key, keylen, NULL);
+ *   for (;;) {
+ *       strata_op_next(op, &io);
+ *       if (io.kind == STRATA_IO_DONE) break;
+ *       if (io.kind == STRATA_IO_WAIT) { sleep io.wait_ms the host's way; continue; }
+ *       if (io.kind == STRATA_IO_SEND) write io.data/io.len to server io.server;
+ *       read what arrives (within io.timeout_ms) and strata_op_feed() it, all of
+ *       it or a byte at a time; on a connection failure or timeout call
+ *       strata_op_io_failed() instead;
+ *   }
+ *   rc = strata_op_result(op, &value);     (the codes of strata_lookup/strata_get)
+ *   after STRATA_MISS_LEAD / STRATA_HIT_REFRESH: load, then strata_op_fill() (or
+ *   _fill_negative / _abandon) re-arms the same op: drive it again as above.
+ *   strata_op_free(op);
+ *
+ * No callbacks, no sockets, no threads, no sleeping inside these calls. Every
+ * decision (freshness, XFetch, tags, negative entries, leases, stale-if-error,
+ * the breaker, metrics, L1) is the library's, exactly as in the blocking API.
+ * Replies on one connection arrive in order: a driver may pipeline several
+ * operations on one connection and hands each its bytes in turn; feed reports
+ * how many bytes were the op's, the rest belong to the next op on that
+ * connection. Supported on redis:// caches; other schemes give STRATA_ENOTSUP.
+ * A cache made with the URL option io=host opens no socket and starts no
+ * thread (its blocking calls give STRATA_ENOTSUP); on any other cache the op
+ * API is available beside the blocking one and never touches its pool.
+ */
+typedef struct strata_op strata_op; /* one call in progress; one thread at a time */
+
+typedef enum strata_io_kind {
+    STRATA_IO_DONE = 0, /* finished: read strata_op_result() */
+    STRATA_IO_SEND = 1, /* send data/len to the server, then feed the replies */
+    STRATA_IO_RECV = 2, /* nothing to send: feed more reply bytes from the server */
+    STRATA_IO_WAIT = 3  /* sleep wait_ms (another caller holds the lease), then call next */
+} strata_io_kind;
+
+#define STRATA_IO_VERSION 1
+
+/* What the driver does next (filled by strata_op_next; the struct is the
+ * caller's, reusable). */
+typedef struct strata_io {
+    unsigned int version;
+    int kind;               /* strata_io_kind */
+    unsigned int server;    /* which server: an index stable for the cache's life, for
+                               the driver's own connection pool (key it by index) */
+    const char *host;       /* that server's address (NUL-terminated, valid while the cache is) */
+    int port;
+    const char *data;       /* SEND: bytes to write, valid until the next call on this op */
+    size_t len;
+    int64_t timeout_ms;     /* SEND/RECV: the replies must be in within this many ms, else
+                               strata_op_io_failed(op, STRATA_ETIMEOUT, ...) */
+    int64_t deadline_ms;    /* the same moment on strata_clock_ms()'s clock */
+    int64_t wait_ms;        /* WAIT: how long to sleep before the next strata_op_next */
+} strata_io;
+
+#define STRATA_IO_INIT {STRATA_IO_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+
+#define STRATA_OP_OPTIONS_VERSION 1
+
+/* Options of strata_op_lookup / strata_op_get_many (NULL = the defaults). */
+typedef struct strata_op_options {
+    unsigned int version;
+    int64_t timeout_ms;           /* per exchange; 0 = the cache's timeout_ms */
+    int lease;                    /* 1 (default): a miss takes the lease (MISS_LEAD), as
+                                     strata_lookup; 0: a plain read, as strata_get */
+    int wait;                     /* 0 (default): MISS_WAIT is a result, as strata_lookup;
+                                     1: the op asks the host to WAIT and retries until
+                                     lock_wait_ms, then gives STRATA_ETIMEOUT (wait_policy
+                                     fail) or STRATA_MISS (load without the lease, no fill) */
+    const char *const *tags;      /* lookup: a fill is stamped with these tags' versions, */
+    const size_t *taglens;        /*   read during the lookup (before the load) */
+    size_t ntags;
+} strata_op_options;
+
+#define STRATA_OP_OPTIONS_INIT {STRATA_OP_OPTIONS_VERSION, 0, 1, 0, 0, 0, 0}
+
+/* Monotonic milliseconds: the clock of strata_io.deadline_ms. */
+STRATA_EXTERN int64_t strata_clock_ms(void);
+STRATA_EXTERN int strata_io_init(strata_io *io, unsigned int version);
+STRATA_EXTERN int strata_op_options_init(strata_op_options *opts, unsigned int version);
+
+/* Begin an operation (*out is NULL on error). Inputs are copied. */
+STRATA_EXTERN int strata_op_lookup(strata_op **out, strata_cache *cache, const char *key,
+                                   size_t keylen, const strata_op_options *opts);
+STRATA_EXTERN int strata_op_get_many(strata_op **out, strata_cache *cache, size_t n,
+                                     const char *const *keys, const size_t *keylens,
+                                     const strata_op_options *opts);
+STRATA_EXTERN int strata_op_set(strata_op **out, strata_cache *cache, const char *key,
+                                size_t keylen, const char *val, size_t vallen,
+                                const strata_set_options *opts);
+STRATA_EXTERN int strata_op_delete(strata_op **out, strata_cache *cache, const char *key,
+                                   size_t keylen);
+STRATA_EXTERN int strata_op_invalidate_tag(strata_op **out, strata_cache *cache,
+                                           const char *tag, size_t taglen);
+/* Connection setup for a new connection to server (AUTH, SELECT): drive it
+ * first on every connection the driver opens (it may be DONE at once). */
+STRATA_EXTERN int strata_op_hello(strata_op **out, strata_cache *cache, unsigned int server);
+/* The invalidation link: a long-lived op on a connection of its own. It sends
+ * SUBSCRIBE, then RECVs forever; what it hears becomes events (strata_events_next)
+ * and evicts the C L1. On RECV timeout (the ping period) report ETIMEOUT: it sends
+ * a PING and carries on; a second silence or a failure ends it (the result says
+ * why; a LINK_DOWN and a FLUSH event are queued): begin a new one after a backoff. */
+STRATA_EXTERN int strata_op_subscribe(strata_op **out, strata_cache *cache);
+
+/* Driving. next: what to do now (0, or an error when io is bad). feed: reply
+ * bytes from io.server, any split; *consumed (optional) = how many were this
+ * op's; returns 0 when the op has every reply it asked for (call next), 1 when
+ * it needs more, or a negative code when the bytes are not a valid reply (the
+ * op is then done with that error: close the connection). io_failed: the
+ * connection failed or timed out (code STRATA_ETIMEOUT or STRATA_EBACKEND,
+ * message optional); it counts for the breaker, and the op decides (fail open,
+ * stale-if-error) as the blocking API would. Close that connection. */
+STRATA_EXTERN int strata_op_next(strata_op *op, strata_io *io);
+STRATA_EXTERN int strata_op_feed(strata_op *op, const char *data, size_t len, size_t *consumed);
+STRATA_EXTERN int strata_op_io_failed(strata_op *op, int code, const char *message);
+
+/* The outcome once DONE: the codes of strata_lookup / strata_get / strata_set /
+ * strata_delete / strata_invalidate_tag; value may be NULL for writes. Its
+ * message (for errors) is strata_op_error(). */
+STRATA_EXTERN int strata_op_result(strata_op *op, strata_value *value);
+STRATA_EXTERN const char *strata_op_error(const strata_op *op);
+/* get_many: key i's read outcome and value (STRATA_OK, STRATA_MISS, ...). */
+STRATA_EXTERN int strata_op_item(strata_op *op, size_t i, strata_value *value);
+
+/* After STRATA_MISS_LEAD or STRATA_HIT_REFRESH: re-arm the op to store the
+ * loaded value under its lease (0 or STRATA_ELEASE when it was lost), a
+ * "not found", or to give the lease back. ttl_ms 0 = the cache's default. */
+STRATA_EXTERN int strata_op_fill(strata_op *op, const char *val, size_t vallen, int64_t ttl_ms);
+STRATA_EXTERN int strata_op_fill_negative(strata_op *op, int64_t neg_ttl_ms);
+STRATA_EXTERN int strata_op_abandon(strata_op *op);
+
+/* Cancels at any point; a lease still held is left to expire (lease_ttl_ms).
+ * If bytes were sent and not all replies fed, close that connection. */
+STRATA_EXTERN void strata_op_free(strata_op *op);
+
+/* Coherence events for host-side tiers (a Lua lrucache, a Python object tier):
+ * keys changed by this cache's own writes (any API) and by others (heard by
+ * the invalidation link, or fed through strata_op_subscribe). Collection
+ * starts at the first strata_events_next call (always on with io=host); at
+ * most 4096 wait, an overflow becomes one FLUSH. */
+typedef enum strata_event_kind {
+    STRATA_EVENT_EVICT     = 1, /* drop key */
+    STRATA_EVENT_FLUSH     = 2, /* drop everything (link lost, FLUSHDB, overflow) */
+    STRATA_EVENT_LINK_UP   = 3, /* the invalidation link is subscribed */
+    STRATA_EVENT_LINK_DOWN = 4  /* lost: serve nothing from host tiers until LINK_UP */
+} strata_event_kind;
+
+#define STRATA_EVENT_VERSION 1
+
+typedef struct strata_event {
+    unsigned int version;
+    int kind;                     /* strata_event_kind */
+    const char *key;              /* EVICT: the user key (no namespace), valid until the next call */
+    size_t keylen;
+    int own;                      /* 1 when this cache's own write caused it */
+} strata_event;
+
+#define STRATA_EVENT_INIT {STRATA_EVENT_VERSION, 0, 0, 0, 0}
+
+STRATA_EXTERN int strata_event_init(strata_event *ev, unsigned int version);
+/* 0 and the oldest event, or STRATA_MISS when none is waiting. */
+STRATA_EXTERN int strata_events_next(strata_cache *cache, strata_event *ev);
+
 #ifdef __cplusplus
 }
 #endif

@@ -322,6 +322,13 @@ static int apply_option(strata__config *cfg, const char *k, size_t klen, const c
     }
     if (strcmp(name, "xfetch_beta") == 0)
         return parse_double(name, v, vlen, &o->xfetch_beta);
+    if (strcmp(name, "io") == 0) {
+        static const char *const io_modes[] = {"pool", "host", NULL};
+        if (cfg->scheme != STRATA__SCHEME_REDIS)
+            return strata__error(STRATA_EOPTION, "option io: only for redis:// URLs");
+        if ((rc = parse_enum(name, v, vlen, io_modes, &e)) == 0) cfg->io_host = e;
+        return rc;
+    }
     if (strcmp(name, "refresh_threads") == 0) {
         rc = parse_i64(name, v, vlen, 0, 16, &x);
         if (rc == 0)

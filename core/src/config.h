@@ -33,6 +33,7 @@ typedef struct strata__config {
     uint64_t instance;           /* random per cache handle: names its invalidations */
     char wb_journal[1024];       /* opts.wb_journal points here ("" = none -> NULL) */
     char wb_consumer[128];       /* opts.wb_consumer points here ("" = default -> NULL) */
+    int io_host;                 /* io=host: the host drives every exchange (docs/SANS-IO.md) */
     char l1_bus[512];            /* redis:// URL of the invalidation bus (memcached), "" = none */
 } strata__config;
 

@@ -14,34 +14,10 @@
 
 #include "stratacache.h"
 #include "config.h"
-
-/* A growable, library-owned byte buffer. */
-typedef struct strata__bytes {
-    char *data;
-    size_t len;
-    size_t cap;
-} strata__bytes;
-
-int  strata__bytes_reserve(strata__bytes *b, size_t cap);
-int  strata__bytes_set(strata__bytes *b, const void *data, size_t len);
-void strata__bytes_free(strata__bytes *b);
+#include "common/bytes.h"
+#include "common/wb_record.h"
 
 typedef struct strata__backend strata__backend;
-
-/* Write-behind records (docs/FORMAT.md "Write-behind journal"). */
-typedef struct strata__wb_id {
-    uint64_t ms, seq;           /* redis stream id <ms>-<seq>; journal file: 0, sequence */
-} strata__wb_id;
-
-typedef struct strata__wb_record {
-    strata__wb_id id;
-    strata__bytes key;          /* user key (no namespace) */
-    strata__bytes val;          /* the raw value, not an envelope */
-    int64_t enqueued_ms;        /* wall clock */
-    uint64_t token;             /* redis: names the write (0 = none) */
-} strata__wb_record;
-
-void strata__wb_records_free(strata__wb_record *recs, size_t n);
 
 /* One write_behind item for wb_append. */
 typedef struct strata__wb_item {

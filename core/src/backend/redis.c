@@ -81,6 +81,7 @@ typedef struct rb {
 
     char sha[SCRIPT_COUNT][41];
     int sha_ready[SCRIPT_COUNT]; /* atomic; sha[i] is immutable once set */
+    int io_host;           /* io=host: the host drives all I/O (op API only) */
 } rb;
 
 static const strata__backend_ops rb_ops;
@@ -169,6 +170,9 @@ static int slot_acquire(rb *b, rb_slot **out)
     size_t i;
     int rc, probe;
 
+    if (b->io_host)
+        return strata__error(STRATA_ENOTSUP, "redis %s:%d: io=host: this handle opens no connection; "
+                             "drive its calls with strata_op_* (docs/SANS-IO.md)", b->host, b->port);
     strata__mutex_lock(&b->mu);
     if (gen != b->pool_gen)
         pool_reset_after_fork(b, gen);
@@ -1083,6 +1087,7 @@ int strata__backend_redis_open(strata__backend **out, const strata__config *cfg)
     snprintf(b->user, sizeof b->user, "%s", cfg->user);
     snprintf(b->password, sizeof b->password, "%s", cfg->password);
     b->db = cfg->db;
+    b->io_host = cfg->io_host;
     memcpy(b->ns, cfg->ns, cfg->nslen);
     b->ns[cfg->nslen] = '\0';
     b->nslen = cfg->nslen;

@@ -5,6 +5,7 @@
 #include "policy/freshness.h"
 #include "engine/coherence.h"
 #include "engine/hotkeys.h"
+#include "engine/events.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -58,6 +59,8 @@ int strata_cache_new(strata_cache **out, const char *url, const strata_options *
         rc = strata__backend_timed(&c->backend, &c->metrics.backend);
     if (rc == 0 && c->l1)
         strata__l1_set_validator(c->l1, strata__tags_l1_check, c);
+    if (rc == 0)
+        rc = strata__events_new(&c->events, c->cfg.io_host);
     if (rc == 0 && c->cfg.opts.hot_sketch_width)
         rc = strata__hot_new(&c->hot, &c->cfg.opts);
     if (rc == 0)
@@ -69,6 +72,7 @@ int strata_cache_new(strata_cache **out, const char *url, const strata_options *
         strata__hot_free(c->hot);
         strata__l1_free(c->l1);
         strata__tags_free(c->tags);
+        strata__events_free(c->events);
         free(c);
         return rc;
     }
@@ -94,6 +98,7 @@ void strata_cache_free(strata_cache *c)
     strata__hot_free(c->hot);
     strata__l1_free(c->l1);
     strata__tags_free(c->tags);
+    strata__events_free(c->events);
     strata__mutex_destroy(&c->flights_lock);
     free(c);
 }

@@ -38,6 +38,8 @@ struct strata_cache {
     struct strata__hot *hot;             /* hot-key sketch; NULL when off */
     struct strata__coherence *coherence; /* L1 invalidation link; NULL when none */
     struct strata__wb *wb;      /* write-behind state (engine/write_behind.c) */
+    struct strata__events *events; /* coherence events for host tiers (events.c) */
+    int io_host;                /* io=host: no sockets, no threads; the op API only */
 };
 
 #define STRATA__COUNT(c, field) strata__atomic_add(&(c)->stats.field, 1)

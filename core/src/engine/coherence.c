@@ -1,6 +1,7 @@
 #include "coherence.h"
 #include "cache.h"
 #include "error.h"
+#include "engine/events.h"
 #include "backend/redis_bus.h"
 #include "backend/redis_watch.h"
 
@@ -25,6 +26,7 @@ static void on_evict(void *ud, const char *key, size_t keylen)
     strata_cache *c = ud;
     strata__l1_del(c->l1, key, keylen);
     STRATA__COUNT(c, invalidations_received);
+    strata__events_push(c, STRATA_EVENT_EVICT, key, keylen, 0);
 }
 
 static void on_flush(void *ud)
@@ -32,12 +34,14 @@ static void on_flush(void *ud)
     strata_cache *c = ud;
     strata__l1_demote(c->l1);
     STRATA__COUNT(c, l1_flushes);
+    strata__events_push(c, STRATA_EVENT_FLUSH, NULL, 0, 0);
 }
 
 static void on_link(void *ud, int up)
 {
     strata_cache *c = ud;
     strata__atomic_store(&c->coherence->link_up, up);
+    strata__events_push(c, up ? STRATA_EVENT_LINK_UP : STRATA_EVENT_LINK_DOWN, NULL, 0, 0);
 }
 
 static int start_watch(strata_cache *c)
@@ -83,6 +87,8 @@ int strata__coherence_start(strata_cache *c)
     int rc = 0, bus = c->cfg.scheme == STRATA__SCHEME_MEMCACHED && c->cfg.l1_bus[0];
     if (!(c->cfg.scheme == STRATA__SCHEME_REDIS && c->l1) && !bus)
         return 0;
+    if (c->cfg.io_host)
+        return 0; /* no thread: the host runs the link (strata_op_subscribe) */
     if ((co = calloc(1, sizeof *co)) == NULL)
         return strata__error(STRATA_ENOMEM, "out of memory starting the invalidation link");
     co->gen = co->restart_gen = strata__fork_generation();

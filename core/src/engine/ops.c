@@ -2,6 +2,7 @@
 #include "cache.h"
 #include "error.h"
 #include "engine/coherence.h"
+#include "engine/events.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +130,7 @@ static int write_value(strata_cache *c, const char *key, size_t keylen, const ch
         rc = strata__backend_result(c, c->backend->ops->set(c->backend, fk, (size_t)fklen, enc.data,
                                                             enc.len, backend_ttl));
         strata__coherence_wrote(c, key, keylen); /* even after a timeout: it may have landed */
+        strata__events_push(c, STRATA_EVENT_EVICT, key, keylen, 1);
         if (rc == 0) {
             STRATA__COUNT(c, sets);
             if (ntags)
@@ -184,6 +186,7 @@ int strata_delete(strata_cache *c, const char *key, size_t keylen)
         return rc;
     rc = strata__backend_result(c, c->backend->ops->del(c->backend, fk, (size_t)fklen));
     strata__coherence_wrote(c, key, keylen); /* also when absent or timed out: other L1s may hold it */
+    strata__events_push(c, STRATA_EVENT_EVICT, key, keylen, 1);
     if (rc >= 0)
         STRATA__COUNT(c, deletes);
     return rc;
@@ -389,8 +392,10 @@ int strata_set_many(strata_cache *c, size_t n, const char *const *keys, const si
         free(vp);
         free(vl);
     }
-    for (i = 0; i < n; i++) /* even after a failure: some may have landed */
+    for (i = 0; i < n; i++) { /* even after a failure: some may have landed */
         strata__coherence_wrote(c, keys[i], keylens[i]);
+        strata__events_push(c, STRATA_EVENT_EVICT, keys[i], keylens[i], 1);
+    }
     if (rc == 0)
         strata__atomic_add(&c->stats.sets, n);
 done:

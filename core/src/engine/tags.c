@@ -109,7 +109,7 @@ static void vc_put(strata__tags *t, const char *name, size_t len, uint64_t v, in
 
 /* ---- counters in the backend ---- */
 
-static size_t tag_key(const strata_cache *c, const char *name, size_t len, char *buf)
+size_t strata__tags_key(const strata_cache *c, const char *name, size_t len, char *buf)
 {
     memcpy(buf, c->cfg.ns, c->cfg.nslen);
     memcpy(buf + c->cfg.nslen, "#T:", 3);
@@ -120,12 +120,12 @@ static size_t tag_key(const strata_cache *c, const char *name, size_t len, char 
 /* A value no earlier incarnation of a counter can have held: unix ms in the
  * high bits, 20 random low bits. An older incarnation reaches it only after
  * 2^20 bumps per millisecond of its life (docs/TAGS.md). */
-static int64_t fresh_version(void)
+int64_t strata__tags_fresh_version(void)
 {
     return (int64_t)(((uint64_t)strata__now_wall_ms() << 20) | (strata__random_u64() & 0xfffff));
 }
 
-static int parse_version(const char *s, size_t len, uint64_t *v)
+int strata__tags_parse_version(const char *s, size_t len, uint64_t *v)
 {
     uint64_t x = 0;
     size_t i = 0;
@@ -158,14 +158,14 @@ static int fetch(strata_cache *c, size_t n, const char *const *names, const size
     }
     for (i = 0; i < n; i++) {
         keys[i] = keymem + i * TAG_KEYBUF;
-        klens[i] = tag_key(c, names[i], lens[i], keymem + i * TAG_KEYBUF);
+        klens[i] = strata__tags_key(c, names[i], lens[i], keymem + i * TAG_KEYBUF);
     }
     if ((rc = strata__breaker_allow(c)) < 0)
         goto done;
     STRATA__COUNT(c, tag_fetches);
     rc = strata__backend_result(c, c->backend->ops->get_many(c->backend, n, keys, klens, raws, rcs));
     for (i = 0; rc == 0 && i < n; i++) {
-        if (rcs[i] == 0 && parse_version(raws[i].data, raws[i].len, &out[i]) == 0)
+        if (rcs[i] == 0 && strata__tags_parse_version(raws[i].data, raws[i].len, &out[i]) == 0)
             continue;
         if (rcs[i] == 0) {
             char shown[80];
@@ -174,7 +174,7 @@ static int fetch(strata_cache *c, size_t n, const char *const *names, const size
         } else {
             int64_t v = 0;
             rc = strata__backend_result(c, c->backend->ops->counter(c->backend, keys[i], klens[i],
-                                                                    fresh_version(), 0, &v));
+                                                                    strata__tags_fresh_version(), 0, &v));
             out[i] = (uint64_t)v;
         }
     }
@@ -336,12 +336,47 @@ void strata__tagstamp_free(strata__tagstamp *s)
 
 /* ---- checking (reads) ---- */
 
+int strata__tags_apply(strata_cache *c, size_t n, strata__envelope *const *envs, const uint64_t *v,
+                       int64_t now_ms, int count)
+{
+    size_t i, j, k;
+    int expired = 0;
+    for (i = 0, k = 0; i < n; i++) {
+        strata__envelope *e = envs[i];
+        int outdated = 0;
+        for (j = 0; e && j < e->ntags; j++, k++)
+            outdated |= e->tags[j].version != v[k];
+        if (outdated) {
+            /* Expired as of now, keeping the stale allowance it was written with. */
+            int64_t stale_for = e->stale_until_ms - e->fresh_until_ms;
+            if (e->fresh_until_ms > now_ms)
+                e->fresh_until_ms = now_ms;
+            if (e->stale_until_ms > now_ms + stale_for)
+                e->stale_until_ms = now_ms + stale_for;
+            if (count)
+                STRATA__COUNT(c, tag_stale);
+            expired++;
+        }
+    }
+    return expired;
+}
+
+int strata__tags_cached(strata_cache *c, const char *name, size_t len, uint64_t *v)
+{
+    return vc_get(c->tags, name, len, c->tags->cache_ms > 0 ? strata__now_mono_ms() : 0, v);
+}
+
+void strata__tags_remember(strata_cache *c, const char *name, size_t len, uint64_t v, int replace)
+{
+    vc_put(c->tags, name, len, v, replace);
+}
+
 static int verify(strata_cache *c, size_t n, strata__envelope *const *envs, int64_t now_ms, int count)
 {
     const char **names, *names_stack[STRATA__ENV_MAX_TAGS];
     size_t *lens, lens_stack[STRATA__ENV_MAX_TAGS], total = 0, i, j, k;
     uint64_t *v, v_stack[STRATA__ENV_MAX_TAGS];
-    int rc, expired = 0, small;
+    int rc, small;
 
     for (i = 0; i < n; i++)
         if (envs[i])
@@ -363,24 +398,7 @@ static int verify(strata_cache *c, size_t n, strata__envelope *const *envs, int6
         }
     if ((rc = versions(c, total, names, lens, v)) < 0)
         goto done;
-    for (i = 0, k = 0; i < n; i++) {
-        strata__envelope *e = envs[i];
-        int outdated = 0;
-        for (j = 0; e && j < e->ntags; j++, k++)
-            outdated |= e->tags[j].version != v[k];
-        if (outdated) {
-            /* Expired as of now, keeping the stale allowance it was written with. */
-            int64_t stale_for = e->stale_until_ms - e->fresh_until_ms;
-            if (e->fresh_until_ms > now_ms)
-                e->fresh_until_ms = now_ms;
-            if (e->stale_until_ms > now_ms + stale_for)
-                e->stale_until_ms = now_ms + stale_for;
-            if (count)
-                STRATA__COUNT(c, tag_stale);
-            expired++;
-        }
-    }
-    rc = expired;
+    rc = strata__tags_apply(c, n, envs, v, now_ms, count);
 done:
     if (!small) {
         free(names);
@@ -440,12 +458,12 @@ int strata_invalidate_tag(strata_cache *c, const char *tag, size_t taglen)
         return strata__error(STRATA_EINVAL, "cache handle is NULL");
     if ((rc = strata__tags_check(&tag, &taglen, 1)) < 0)
         return rc;
-    klen = tag_key(c, tag, taglen, key);
+    klen = strata__tags_key(c, tag, taglen, key);
     if ((rc = strata__breaker_allow(c)) < 0)
         return rc;
     /* O(1): one increment; a missing counter starts at a fresh version, which
      * outdates every stamp of its earlier incarnations just the same. */
-    rc = strata__backend_result(c, c->backend->ops->counter(c->backend, key, klen, fresh_version(), 1, &v));
+    rc = strata__backend_result(c, c->backend->ops->counter(c->backend, key, klen, strata__tags_fresh_version(), 1, &v));
     if (rc < 0)
         return rc;
     vc_put(c->tags, tag, taglen, (uint64_t)v, 1); /* this process sees its own bump at once */

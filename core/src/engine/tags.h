@@ -7,6 +7,9 @@
 
 #include "stratacache.h"
 #include "policy/envelope.h"
+#include "config.h"
+
+#include <stdint.h>
 
 typedef struct strata__tags strata__tags; /* the in-process version cache */
 
@@ -40,6 +43,18 @@ void strata__tagstamp_free(strata__tagstamp *s);
  * fresh-until) starts now, so it reads as stale only where stale serving was
  * allowed, else as a miss. Returns how many were expired, or an error. */
 int strata__tags_verify(strata_cache *c, size_t n, strata__envelope *const *envs, int64_t now_ms);
+
+/* The pieces of a version read, for hosts driving the I/O (op_read.c). */
+size_t  strata__tags_key(const strata_cache *c, const char *name, size_t len, char *buf); /* "<ns>#T:<tag>" */
+int64_t strata__tags_fresh_version(void);        /* the start of a new counter */
+int     strata__tags_parse_version(const char *s, size_t len, uint64_t *v); /* 0 or -1 */
+int     strata__tags_cached(strata_cache *c, const char *name, size_t len, uint64_t *v); /* 1 = known */
+void    strata__tags_remember(strata_cache *c, const char *name, size_t len, uint64_t v, int replace);
+/* Expires the envelopes stamped with versions other than v (their tags in
+ * order, flattened); returns how many. */
+int     strata__tags_apply(strata_cache *c, size_t n, strata__envelope *const *envs, const uint64_t *v,
+                           int64_t now_ms, int count);
+#define STRATA__TAG_KEYBUF (STRATA__MAX_NS + 3 + STRATA__ENV_MAX_TAG_LEN)
 
 /* L1 keeps a tagged entry as its whole envelope so that every hit checks the
  * stamps (local bumps at once, other processes' within tag_cache_ms). */

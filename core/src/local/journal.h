@@ -8,7 +8,7 @@
 #ifndef STRATA_JOURNAL_H
 #define STRATA_JOURNAL_H
 
-#include "backend/backend.h"
+#include "common/wb_record.h"
 
 typedef struct strata__journal strata__journal;
 

@@ -288,4 +288,83 @@ int strata_envelope_verdict(const strata_envelope_info *info, int64_t now_ms);
 int strata_envelope_encode(const char *val, size_t vallen, int negative, int64_t now_ms,
                            int64_t ttl_ms, int64_t stale_ms, uint32_t cost_ms, char *buf,
                            size_t cap, size_t *needed);
+/* Sans-I/O operations (docs/SANS-IO.md). Versions: STRATA_IO_VERSION = 1,
+ * STRATA_OP_OPTIONS_VERSION = 1, STRATA_EVENT_VERSION = 1. */
+typedef struct strata_op strata_op;
+
+typedef enum strata_io_kind {
+    STRATA_IO_DONE = 0,
+    STRATA_IO_SEND = 1,
+    STRATA_IO_RECV = 2,
+    STRATA_IO_WAIT = 3
+} strata_io_kind;
+
+typedef struct strata_io {
+    unsigned int version;
+    int kind;
+    unsigned int server;
+    const char *host;
+    int port;
+    const char *data;
+    size_t len;
+    int64_t timeout_ms;
+    int64_t deadline_ms;
+    int64_t wait_ms;
+} strata_io;
+
+typedef struct strata_op_options {
+    unsigned int version;
+    int64_t timeout_ms;
+    int lease;
+    int wait;
+    const char *const *tags;
+    const size_t *taglens;
+    size_t ntags;
+} strata_op_options;
+
+int64_t strata_clock_ms(void);
+int strata_io_init(strata_io *io, unsigned int version);
+int strata_op_options_init(strata_op_options *opts, unsigned int version);
+
+int strata_op_lookup(strata_op **out, strata_cache *cache, const char *key, size_t keylen,
+                     const strata_op_options *opts);
+int strata_op_get_many(strata_op **out, strata_cache *cache, size_t n, const char *const *keys,
+                       const size_t *keylens, const strata_op_options *opts);
+int strata_op_set(strata_op **out, strata_cache *cache, const char *key, size_t keylen,
+                  const char *val, size_t vallen, const strata_set_options *opts);
+int strata_op_delete(strata_op **out, strata_cache *cache, const char *key, size_t keylen);
+int strata_op_invalidate_tag(strata_op **out, strata_cache *cache, const char *tag, size_t taglen);
+int strata_op_hello(strata_op **out, strata_cache *cache, unsigned int server);
+int strata_op_subscribe(strata_op **out, strata_cache *cache);
+
+int strata_op_next(strata_op *op, strata_io *io);
+int strata_op_feed(strata_op *op, const char *data, size_t len, size_t *consumed);
+int strata_op_io_failed(strata_op *op, int code, const char *message);
+
+int strata_op_result(strata_op *op, strata_value *value);
+const char *strata_op_error(const strata_op *op);
+int strata_op_item(strata_op *op, size_t i, strata_value *value);
+
+int strata_op_fill(strata_op *op, const char *val, size_t vallen, int64_t ttl_ms);
+int strata_op_fill_negative(strata_op *op, int64_t neg_ttl_ms);
+int strata_op_abandon(strata_op *op);
+void strata_op_free(strata_op *op);
+
+typedef enum strata_event_kind {
+    STRATA_EVENT_EVICT     = 1,
+    STRATA_EVENT_FLUSH     = 2,
+    STRATA_EVENT_LINK_UP   = 3,
+    STRATA_EVENT_LINK_DOWN = 4
+} strata_event_kind;
+
+typedef struct strata_event {
+    unsigned int version;
+    int kind;
+    const char *key;
+    size_t keylen;
+    int own;
+} strata_event;
+
+int strata_event_init(strata_event *ev, unsigned int version);
+int strata_events_next(strata_cache *cache, strata_event *ev);
 ]==]

@@ -1,5 +1,5 @@
 /* Write-behind records shared by the stream backends and the engine. */
-#include "backend.h"
+#include "common/wb_record.h"
 
 #include <stdlib.h>
 

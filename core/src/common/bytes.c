@@ -1,4 +1,4 @@
-#include "backend.h"
+#include "common/bytes.h"
 #include "error.h"
 
 #include <stdlib.h>

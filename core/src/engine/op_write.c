@@ -1,0 +1,347 @@
+/*
+ * The write sequences as resumable operations: set (with tag stamps),
+ * delete, tag bumps, plus the connection-level ops a driver needs (hello,
+ * the subscription). Same effects as ops.c / tags.c: L1 first, the write
+ * and its invalidation in one MULTI, own events for host tiers.
+ */
+#include "op.h"
+#include "error.h"
+#include "engine/events.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* "<origin><user key>": what every L1 on the namespace hears. */
+static int invalidation(strata_op *op, char **payload, size_t *len)
+{
+    char origin[STRATA__INV_ORIGIN_LEN + 1];
+    strata__inv_origin(origin, op->c->cfg.instance);
+    if ((*payload = malloc(STRATA__INV_ORIGIN_LEN + op->keylen)) == NULL)
+        return strata__error(STRATA_ENOMEM, "out of memory");
+    memcpy(*payload, origin, STRATA__INV_ORIGIN_LEN);
+    memcpy(*payload + STRATA__INV_ORIGIN_LEN, op->key, op->keylen);
+    *len = STRATA__INV_ORIGIN_LEN + op->keylen;
+    return 0;
+}
+
+static size_t channel(strata_op *op)
+{
+    if (op->chanlen == 0)
+        op->chanlen = strata__inv_channel(op->chan, sizeof op->chan, &op->c->cfg);
+    return op->chanlen;
+}
+
+/* ---- set ---- */
+
+static int set_done(strata_op *op)
+{
+    strata_cache *c = op->c;
+    int rc = strata__backend_result(c, strata__rp_write(op->who, op->rs.r));
+    if (rc == 0) {
+        STRATA__COUNT(c, sets);
+        if (op->tagged)
+            strata__l1_store(c, op->key, op->keylen, op->enc.data, op->enc.len, 0, 1, op->now_ms, op->fresh_until,
+                             op->now_ms + op->backend_ttl, op->epoch);
+        else
+            strata__l1_store(c, op->key, op->keylen, op->val ? op->val : "", op->vallen, 0, 0, op->now_ms,
+                             op->fresh_until, op->now_ms + op->backend_ttl, op->epoch);
+    }
+    return strata__op_finish(op, rc);
+}
+
+static int write_failed(strata_op *op, int code)
+{
+    return strata__op_finish(op, code);
+}
+
+static int set_send(strata_op *op)
+{
+    strata_cache *c = op->c;
+    strata__env_tag stamps[STRATA__ENV_MAX_TAGS];
+    char *payload = NULL;
+    size_t paylen = 0, i;
+    int rc;
+    for (i = 0; i < op->tags.n && i < STRATA__ENV_MAX_TAGS; i++) {
+        stamps[i].name = op->tags.names[i];
+        stamps[i].len = op->tags.lens[i];
+        stamps[i].version = op->tags.versions[i];
+    }
+    op->tagged = op->tags.n > 0;
+    op->now_ms = strata__now_wall_ms();
+    rc = strata__encode_value_tags(c, &op->enc, op->val ? op->val : "", op->vallen, 0, op->fresh_until, op->counter,
+                                   op->backend_ttl, op->tagged ? stamps : NULL, op->tags.n, op->now_ms,
+                                   &op->fresh_until, &op->backend_ttl);
+    if (rc == 0)
+        rc = strata__breaker_allow(c);
+    if (rc < 0)
+        return strata__op_finish(op, rc);
+    if (c->l1) {
+        strata__l1_del(c->l1, op->key, op->keylen); /* older readers may not re-enter L1 */
+        op->epoch = strata__l1_epoch(c->l1, op->key, op->keylen);
+    }
+    /* Even if the write then times out: it may have landed. */
+    strata__events_push(c, STRATA_EVENT_EVICT, op->key, op->keylen, 1);
+    strata__redis_req_reset(&op->req);
+    if ((rc = invalidation(op, &payload, &paylen)) == 0)
+        rc = strata__rq_write(&op->req, op->fk, op->fklen, op->lk, op->lklen, op->enc.data, op->enc.len,
+                              op->backend_ttl, op->chan, channel(op), payload, paylen);
+    free(payload);
+    if (rc < 0)
+        return strata__op_finish(op, rc);
+    return strata__op_exchange(op, set_done, write_failed);
+}
+
+int strata_op_set(strata_op **out, strata_cache *c, const char *key, size_t keylen, const char *val, size_t vallen,
+                  const strata_set_options *o)
+{
+    strata_op *op;
+    int rc;
+    if (out != NULL)
+        *out = NULL;
+    if ((rc = strata__check_key(c, key, keylen)) < 0)
+        return rc;
+    if (val == NULL && vallen > 0)
+        return strata__error(STRATA_EINVAL, "value is NULL with length %zu", vallen);
+    if (o != NULL) {
+        if (o->version != STRATA_SET_OPTIONS_VERSION)
+            return strata__error(STRATA_EVERSION, "unknown strata_set_options version %u (this library knows %d)",
+                                 o->version, STRATA_SET_OPTIONS_VERSION);
+        if (o->ttl_ms < 0)
+            return strata__error(STRATA_EINVAL, "ttl_ms must be >= 0 (0 = the cache's default), got %lld",
+                                 (long long)o->ttl_ms);
+        if (o->stale_ms < -1 || o->cost_ms < 0)
+            return strata__error(STRATA_EINVAL, "set options: stale_ms must be >= -1 and cost_ms >= 0");
+        if ((rc = strata__tags_check(o->tags, o->taglens, o->ntags)) < 0)
+            return rc;
+    }
+    if ((rc = strata__op_new(&op, c, STRATA__OP_SET, key, keylen)) < 0)
+        return rc;
+    if (vallen > 0 && (op->val = malloc(vallen)) == NULL) {
+        strata_op_free(op);
+        return strata__error(STRATA_ENOMEM, "out of memory copying a %zu-byte value", vallen);
+    }
+    if (vallen > 0)
+        memcpy(op->val, val, vallen);
+    op->vallen = vallen;
+    /* Until set_send: fresh_until = ttl, counter = stale, backend_ttl = cost (the write's options). */
+    op->fresh_until = o ? o->ttl_ms : 0;
+    op->counter = o ? o->stale_ms : -1;
+    op->backend_ttl = o ? o->cost_ms : 0;
+    *out = op;
+    if (o != NULL && o->ntags > 0) {
+        /* The versions are read first (which may create counters). */
+        size_t i, total = 0, at = 0;
+        for (i = 0; i < o->ntags; i++)
+            total += o->taglens[i];
+        op->stamp_mem = malloc(total ? total : 1);
+        op->tags.names = calloc(o->ntags, sizeof *op->tags.names);
+        op->tags.lens = calloc(o->ntags, sizeof *op->tags.lens);
+        op->tags.versions = calloc(o->ntags, sizeof *op->tags.versions);
+        op->tags.missing = calloc(o->ntags, sizeof *op->tags.missing);
+        op->tags.absent = calloc(o->ntags, sizeof *op->tags.absent);
+        if (!op->stamp_mem || !op->tags.names || !op->tags.lens || !op->tags.versions || !op->tags.missing ||
+            !op->tags.absent) {
+            strata_op_free(op);
+            *out = NULL;
+            return strata__error(STRATA_ENOMEM, "out of memory for %zu tags", o->ntags);
+        }
+        for (i = 0; i < o->ntags; i++) {
+            memcpy(op->stamp_mem + at, o->tags[i], o->taglens[i]);
+            op->tags.names[i] = op->stamp_mem + at;
+            op->tags.lens[i] = o->taglens[i];
+            at += o->taglens[i];
+        }
+        op->tags.n = o->ntags;
+        strata__op_tags_start(op, set_send);
+        return 0;
+    }
+    set_send(op);
+    return 0;
+}
+
+/* ---- delete ---- */
+
+static int delete_done(strata_op *op)
+{
+    int rc = strata__backend_result(op->c, strata__rp_delete(op->who, op->rs.r));
+    if (rc >= 0)
+        STRATA__COUNT(op->c, deletes);
+    return strata__op_finish(op, rc);
+}
+
+int strata_op_delete(strata_op **out, strata_cache *c, const char *key, size_t keylen)
+{
+    strata_op *op;
+    char *payload = NULL;
+    size_t paylen = 0;
+    int rc;
+    if (out != NULL)
+        *out = NULL;
+    if ((rc = strata__check_key(c, key, keylen)) < 0)
+        return rc;
+    if ((rc = strata__op_new(&op, c, STRATA__OP_DELETE, key, keylen)) < 0)
+        return rc;
+    *out = op;
+    if (c->l1)
+        strata__l1_del(c->l1, key, keylen);
+    if ((rc = strata__breaker_allow(c)) < 0)
+        return strata__op_finish(op, rc), 0;
+    strata__events_push(c, STRATA_EVENT_EVICT, key, keylen, 1); /* also when absent: other tiers may hold it */
+    if ((rc = invalidation(op, &payload, &paylen)) == 0)
+        rc = strata__rq_delete(&op->req, op->fk, op->fklen, op->lk, op->lklen, op->chan, channel(op), payload,
+                               paylen);
+    free(payload);
+    if (rc < 0)
+        return strata__op_finish(op, rc), 0;
+    strata__op_exchange(op, delete_done, write_failed);
+    return 0;
+}
+
+/* ---- invalidate_tag ---- */
+
+static int tag_done(strata_op *op)
+{
+    int64_t v = 0;
+    int rc = strata__backend_result(op->c, strata__rp_counter(op->who, op->rs.r, &v));
+    if (rc < 0)
+        return strata__op_finish(op, rc);
+    strata__tags_remember(op->c, op->key, op->keylen, (uint64_t)v, 1); /* our own bump is seen at once */
+    STRATA__COUNT(op->c, tag_invalidations);
+    return strata__op_finish(op, 0);
+}
+
+int strata_op_invalidate_tag(strata_op **out, strata_cache *c, const char *tag, size_t taglen)
+{
+    strata_op *op;
+    char key[STRATA__TAG_KEYBUF];
+    size_t klen;
+    int rc;
+    if (out != NULL)
+        *out = NULL;
+    if (c == NULL)
+        return strata__error(STRATA_EINVAL, "cache handle is NULL");
+    if ((rc = strata__tags_check(&tag, &taglen, 1)) < 0)
+        return rc;
+    if ((rc = strata__op_new(&op, c, STRATA__OP_TAG, tag, taglen)) < 0)
+        return rc;
+    *out = op;
+    if ((rc = strata__breaker_allow(c)) < 0)
+        return strata__op_finish(op, rc), 0;
+    klen = strata__tags_key(c, tag, taglen, key);
+    /* O(1): one increment; a missing counter starts at a fresh version. */
+    if ((rc = strata__rq_counter(&op->req, key, klen, strata__tags_fresh_version(), 1)) < 0)
+        return strata__op_finish(op, rc), 0;
+    strata__op_exchange(op, tag_done, write_failed);
+    return 0;
+}
+
+/* ---- hello: a new connection's AUTH / SELECT ---- */
+
+static int hello_done(strata_op *op)
+{
+    return strata__op_finish(op, strata__rp_hello(op->who, op->rs.r, op->rs.got));
+}
+
+int strata_op_hello(strata_op **out, strata_cache *c, unsigned int server)
+{
+    strata_op *op;
+    int rc;
+    if (out != NULL)
+        *out = NULL;
+    if (c != NULL && server >= c->cfg.nservers)
+        return strata__error(STRATA_EINVAL, "server %u: this cache has %zu", server, c->cfg.nservers);
+    if ((rc = strata__op_new(&op, c, STRATA__OP_HELLO, NULL, 0)) < 0)
+        return rc;
+    *out = op;
+    if ((rc = strata__rq_hello(&op->req, c->cfg.user, c->cfg.password, c->cfg.db)) < 0)
+        return strata__op_finish(op, rc), 0;
+    if (op->req.nreplies == 0)
+        return strata__op_finish(op, 0), 0;
+    strata__op_exchange(op, hello_done, write_failed);
+    return 0;
+}
+
+/* ---- subscribe: the invalidation link, driven by the host ---- */
+
+static int sub_heard(strata_op *op);
+
+static int sub_failed(strata_op *op, int code)
+{
+    strata_cache *c = op->c;
+    if (code == STRATA_ETIMEOUT && op->subscribed && !op->ping_out) {
+        /* A quiet link or a dead one: a PING tells. */
+        int rc;
+        op->ping_out = 1;
+        strata__redis_req_reset(&op->req);
+        if ((rc = strata__rq_ping(&op->req)) < 0)
+            return strata__op_finish(op, rc);
+        return strata__op_exchange(op, sub_heard, sub_failed);
+    }
+    if (c->l1)
+        strata__l1_demote(c->l1);
+    strata__events_push(c, STRATA_EVENT_LINK_DOWN, NULL, 0, 0);
+    strata__events_push(c, STRATA_EVENT_FLUSH, NULL, 0, 0);
+    return strata__op_finish(op, code);
+}
+
+/* One message at a time: each becomes the next exchange's single reply. */
+static int sub_heard(strata_op *op)
+{
+    strata_cache *c = op->c;
+    const char *key = NULL;
+    size_t keylen = 0;
+    int rc;
+    switch (strata__rp_sub_message(op->rs.r[0], op->chan, op->chanlen, op->origin, STRATA__INV_ORIGIN_LEN, &key,
+                                   &keylen)) {
+    case STRATA__SUB_SUBSCRIBED:
+        op->subscribed = 1;
+        strata__events_push(c, STRATA_EVENT_FLUSH, NULL, 0, 0); /* what was missed before */
+        strata__events_push(c, STRATA_EVENT_LINK_UP, NULL, 0, 0);
+        break;
+    case STRATA__SUB_PONG:
+        op->ping_out = 0;
+        break;
+    case STRATA__SUB_EVICT:
+        if (c->l1)
+            strata__l1_del(c->l1, key, keylen);
+        STRATA__COUNT(c, invalidations_received);
+        strata__events_push(c, STRATA_EVENT_EVICT, key, keylen, 0);
+        break;
+    case STRATA__SUB_FLUSH:
+        if (c->l1)
+            strata__l1_demote(c->l1);
+        STRATA__COUNT(c, l1_flushes);
+        strata__events_push(c, STRATA_EVENT_FLUSH, NULL, 0, 0);
+        break;
+    default: /* our own writes were pushed when made */
+        if (op->rs.r[0]->type == REDIS_REPLY_ERROR)
+            return sub_failed(op, strata__rp_fail(op->who, op->rs.r[0], "SUBSCRIBE"));
+        break;
+    }
+    if ((rc = strata__replies_expect(&op->rs, 1)) < 0)
+        return strata__op_finish(op, rc);
+    /* Keep receiving: the exchange stays handed (nothing new to send). */
+    op->on_replies = sub_heard;
+    op->on_failed = sub_failed;
+    op->pending = 1;
+    op->handed = 1;
+    op->deadline_ms = strata__now_mono_ms() + c->cfg.opts.coherence_ping_ms;
+    return 0;
+}
+
+int strata_op_subscribe(strata_op **out, strata_cache *c)
+{
+    strata_op *op;
+    int rc;
+    if (out != NULL)
+        *out = NULL;
+    if ((rc = strata__op_new(&op, c, STRATA__OP_SUBSCRIBE, NULL, 0)) < 0)
+        return rc;
+    *out = op;
+    strata__inv_origin(op->origin, c->cfg.instance);
+    channel(op);
+    if ((rc = strata__rq_subscribe(&op->req, op->chan, op->chanlen)) < 0)
+        return strata__op_finish(op, rc), 0;
+    strata__op_exchange(op, sub_heard, sub_failed);
+    return 0;
+}

@@ -1,0 +1,464 @@
+/*
+ * The resumable operations driven by a second driver (poll_driver.c: one
+ * thread, non-blocking sockets, poll()): results match the blocking API; 100
+ * lookups of one cold key in flight here plus 100 in a second process make
+ * exactly one load; 1,000 mixed ops in flight finish within their deadlines;
+ * a paused server times its ops out on time while the same thread keeps
+ * serving another, live one.
+ *   test_sansio (needs STRATA_TEST_REDIS_URL)
+ */
+#include "test.h"
+#include "server.h"
+#include "poll_driver.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static strata_cache *open_cache(const char *base_url, const char *ns, const char *extra)
+{
+    char u[512];
+    strata_cache *c = NULL;
+    snprintf(u, sizeof u, "%s?ns=%s%s%s", base_url, ns, extra[0] ? "&" : "", extra);
+    if (strata_cache_new(&c, u, NULL) != 0)
+        fprintf(stderr, "  open %s: %s\n", u, strata_error_last());
+    return c;
+}
+
+/* Drives one op to DONE on its own driver; returns its result. */
+typedef struct one_run {
+    int done;
+} one_run;
+
+static void one_done(void *ud, strata_op *op)
+{
+    (void)op;
+    ((one_run *)ud)->done = 1;
+}
+
+static int drive(strata_op *op, strata_value *v)
+{
+    poll_driver *d = poll_driver_new(1);
+    one_run r = {0};
+    poll_driver_add(d, op, one_done, &r);
+    poll_driver_run(d, strata_clock_ms() + 5000);
+    poll_driver_free(d);
+    if (!r.done)
+        return -999;
+    return strata_op_result(op, v);
+}
+
+static void ops_match_the_blocking_api(void)
+{
+    const char *ns = test_unique("sio");
+    strata_cache *host = open_cache(test_backend_url("redis"), ns, "io=host");
+    strata_cache *blk = open_cache(test_backend_url("redis"), ns, "");
+    strata_value v = STRATA_VALUE_INIT;
+    strata_op *op = NULL;
+    strata_event ev = STRATA_EVENT_INIT;
+    const char *keys[3] = {"a", "b", "nope"};
+    size_t lens[3] = {1, 1, 4};
+    const char *tag = "t1";
+    size_t taglen = 2;
+    strata_set_options so = STRATA_SET_OPTIONS_INIT;
+    REQUIRE(host && blk);
+    CHECK_RC(strata_events_next(host, &ev), STRATA_MISS); /* on from the start with io=host */
+    CHECK_RC(strata_get(host, "a", 1, &v), STRATA_ENOTSUP);
+    CHECK_MSG_HAS("io=host");
+
+    /* set by op, read by the blocking API and by op */
+    CHECK_RC(strata_op_set(&op, host, "a", 1, "va", 2, NULL), 0);
+    CHECK_RC(drive(op, NULL), 0);
+    strata_op_free(op);
+    CHECK_RC(strata_get(blk, "a", 1, &v), 0);
+    CHECK_VALUE(&v, "va");
+    CHECK_RC(strata_events_next(host, &ev), 0);
+    CHECK(ev.kind == STRATA_EVENT_EVICT && ev.own == 1 && ev.keylen == 1 && ev.key[0] == 'a');
+    CHECK_RC(strata_set(blk, "b", 1, "vb", 2, 0), 0);
+    CHECK_RC(strata_op_lookup(&op, host, "b", 1, NULL), 0);
+    CHECK_RC(drive(op, &v), 0);
+    CHECK_VALUE(&v, "vb");
+    CHECK(v.level == STRATA_LEVEL_BACKEND);
+    strata_op_free(op);
+
+    /* a miss leads; the fill is seen by the blocking API */
+    CHECK_RC(strata_op_lookup(&op, host, "c", 1, NULL), 0);
+    CHECK_RC(drive(op, &v), STRATA_MISS_LEAD);
+    CHECK_RC(strata_op_fill(op, "vc", 2, 0), 0);
+    CHECK_RC(drive(op, NULL), 0);
+    strata_op_free(op);
+    CHECK_RC(strata_get(blk, "c", 1, &v), 0);
+    CHECK_VALUE(&v, "vc");
+
+    /* a second leader while the first holds the lease: MISS_WAIT */
+    {
+        strata_op *a = NULL, *b = NULL;
+        CHECK_RC(strata_op_lookup(&a, host, "d", 1, NULL), 0);
+        CHECK_RC(drive(a, &v), STRATA_MISS_LEAD);
+        CHECK_RC(strata_op_lookup(&b, host, "d", 1, NULL), 0);
+        CHECK_RC(drive(b, &v), STRATA_MISS_WAIT);
+        CHECK(v.wait_ms > 0);
+        /* a write kills the lease: the first leader's fill is refused */
+        CHECK_RC(strata_set(blk, "d", 1, "new", 3, 0), 0);
+        CHECK_RC(strata_op_fill(a, "old", 3, 0), 0);
+        CHECK_RC(drive(a, NULL), STRATA_ELEASE);
+        CHECK_RC(strata_get(blk, "d", 1, &v), 0);
+        CHECK_VALUE(&v, "new");
+        strata_op_free(a);
+        strata_op_free(b);
+    }
+
+    /* negative fill, then abandon */
+    CHECK_RC(strata_op_lookup(&op, host, "n", 1, NULL), 0);
+    CHECK_RC(drive(op, &v), STRATA_MISS_LEAD);
+    CHECK_RC(strata_op_fill_negative(op, 0), 0);
+    CHECK_RC(drive(op, NULL), 0);
+    strata_op_free(op);
+    CHECK_RC(strata_get(blk, "n", 1, &v), STRATA_NEGATIVE);
+    CHECK_RC(strata_op_lookup(&op, host, "e", 1, NULL), 0);
+    CHECK_RC(drive(op, &v), STRATA_MISS_LEAD);
+    CHECK_RC(strata_op_abandon(op), 0);
+    CHECK_RC(drive(op, NULL), 0);
+    strata_op_free(op);
+    CHECK_RC(strata_op_lookup(&op, host, "e", 1, NULL), 0);
+    CHECK_RC(drive(op, &v), STRATA_MISS_LEAD); /* the lease was given back */
+    strata_op_free(op);
+
+    /* get_many */
+    CHECK_RC(strata_op_get_many(&op, host, 3, keys, lens, NULL), 0);
+    CHECK_RC(drive(op, NULL), 0);
+    CHECK_RC(strata_op_item(op, 0, &v), 0);
+    CHECK_VALUE(&v, "va");
+    CHECK_RC(strata_op_item(op, 1, &v), 0);
+    CHECK_VALUE(&v, "vb");
+    CHECK_RC(strata_op_item(op, 2, &v), STRATA_MISS);
+    strata_op_free(op);
+
+    /* delete */
+    CHECK_RC(strata_op_delete(&op, host, "a", 1), 0);
+    CHECK_RC(drive(op, NULL), 0);
+    strata_op_free(op);
+    CHECK_RC(strata_get(blk, "a", 1, &v), STRATA_MISS);
+    CHECK_RC(strata_op_delete(&op, host, "a", 1), 0);
+    CHECK_RC(drive(op, NULL), STRATA_MISS);
+    strata_op_free(op);
+
+    /* tags: a bump by op outdates an entry stamped by the blocking API */
+    so.tags = &tag;
+    so.taglens = &taglen;
+    so.ntags = 1;
+    CHECK_RC(strata_set_ex(blk, "t", 1, "vt", 2, &so), 0);
+    CHECK_RC(strata_op_lookup(&op, host, "t", 1, NULL), 0);
+    CHECK_RC(drive(op, &v), 0);
+    CHECK_VALUE(&v, "vt");
+    strata_op_free(op);
+    CHECK_RC(strata_op_invalidate_tag(&op, host, tag, taglen), 0);
+    CHECK_RC(drive(op, NULL), 0);
+    strata_op_free(op);
+    CHECK_RC(strata_op_lookup(&op, host, "t", 1, NULL), 0);
+    CHECK_RC(drive(op, &v), STRATA_MISS_LEAD);
+    strata_op_free(op);
+    /* set by op with a tag: the blocking API sees the stamp outdated after a bump
+     * (a tag blk has not cached: another process's bump is seen within tag_cache_ms) */
+    tag = "t2tag";
+    taglen = 5;
+    CHECK_RC(strata_op_set(&op, host, "t2", 2, "v2", 2, &so), 0);
+    CHECK_RC(drive(op, NULL), 0);
+    strata_op_free(op);
+    CHECK_RC(strata_get(blk, "t2", 2, &v), 0);
+    CHECK_RC(strata_invalidate_tag(blk, tag, taglen), 0);
+    CHECK_RC(strata_get(blk, "t2", 2, &v), STRATA_MISS);
+
+    /* misuse: precise errors, nothing changes */
+    CHECK_RC(strata_op_lookup(&op, host, "", 0, NULL), STRATA_EKEY);
+    CHECK(op == NULL);
+    CHECK_RC(strata_op_fill(NULL, "x", 1, 0), STRATA_EINVAL);
+    strata_value_dispose(&v);
+    strata_cache_free(host);
+    strata_cache_free(blk);
+}
+
+/* ---- 100 lookups of one cold key here and 100 in another process ---- */
+
+typedef struct stampede {
+    poll_driver *d;
+    int loads, served, errors;
+    strata_op *leader;
+} stampede;
+
+static void stampede_done(void *ud, strata_op *op);
+
+static void load_finished(void *ud)
+{
+    stampede *s = ud;
+    strata_op_fill(s->leader, "loaded", 6, 0);
+    poll_driver_add(s->d, s->leader, stampede_done, s);
+    s->leader = NULL;
+}
+
+static void stampede_done(void *ud, strata_op *op)
+{
+    stampede *s = ud;
+    strata_value v = STRATA_VALUE_INIT;
+    int rc = strata_op_result(op, &v);
+    if (rc == STRATA_MISS_LEAD && s->leader == NULL) {
+        s->loads++;
+        s->leader = op; /* a 200 ms loader, on the driver's timer: the thread goes on */
+        poll_driver_at(s->d, strata_clock_ms() + 200, load_finished, s);
+        strata_value_dispose(&v);
+        return;
+    }
+    if (rc == 0 && v.len == 6 && memcmp(v.data, "loaded", 6) == 0)
+        s->served++;
+    else if (rc != 0 || v.len != 0) /* the leader's own fill result is 0 with no value */
+        s->errors++;
+    strata_value_dispose(&v);
+    strata_op_free(op);
+}
+
+static int run_stampede(const char *ns)
+{
+    strata_cache *c = open_cache(test_backend_url("redis"), ns, "io=host&lock_wait_ms=5000");
+    strata_op_options o;
+    stampede s;
+    int i;
+    if (c == NULL)
+        return -1;
+    memset(&s, 0, sizeof s);
+    s.d = poll_driver_new(4);
+    strata_op_options_init(&o, STRATA_OP_OPTIONS_VERSION);
+    o.wait = 1;
+    for (i = 0; i < 100; i++) {
+        strata_op *op = NULL;
+        if (strata_op_lookup(&op, c, "cold", 4, &o) == 0)
+            poll_driver_add(s.d, op, stampede_done, &s);
+    }
+    poll_driver_run(s.d, strata_clock_ms() + 10000);
+    poll_driver_free(s.d);
+    strata_cache_free(c);
+    if (s.errors || s.served < 99)
+        fprintf(stderr, "  stampede pid %d: %d served, %d errors, %d loads\n", (int)getpid(), s.served, s.errors,
+                s.loads);
+    return s.errors || s.served < 99 ? -1 : s.loads;
+}
+
+static void cold_key_one_load_across_processes(void)
+{
+    const char *ns = test_unique("sio-stampede");
+    int go[2], status = 0, mine;
+    pid_t pid;
+    char b;
+    REQUIRE(pipe(go) == 0);
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        close(go[1]);
+        if (read(go[0], &b, 1) != 1)
+            _exit(100);
+        mine = run_stampede(ns);
+        _exit(mine < 0 ? 100 : mine);
+    }
+    close(go[0]);
+    b = 'g';
+    CHECK(write(go[1], &b, 1) == 1);
+    close(go[1]);
+    mine = run_stampede(ns);
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) != 100);
+    CHECK(mine >= 0);
+    CHECK_RC(mine + (WIFEXITED(status) ? WEXITSTATUS(status) : 100), 1);
+}
+
+/* ---- 1,000 mixed ops in flight ---- */
+
+typedef struct mixed {
+    int done, errors;
+    int64_t latest;             /* the last op's finish, for the deadline check */
+} mixed;
+
+static void mixed_done(void *ud, strata_op *op)
+{
+    mixed *m = ud;
+    int rc = strata_op_result(op, NULL);
+    m->done++;
+    if (rc < 0) {
+        m->errors++;
+        if (m->errors < 5)
+            fprintf(stderr, "  mixed op failed: %s\n", strata_op_error(op));
+    }
+    m->latest = strata_clock_ms();
+    strata_op_free(op);
+}
+
+static void thousand_mixed_ops_in_flight(void)
+{
+    const char *ns = test_unique("sio-mixed");
+    strata_cache *c = open_cache(test_backend_url("redis"), ns, "io=host&timeout_ms=3000");
+    strata_cache *blk = open_cache(test_backend_url("redis"), ns, "");
+    poll_driver *d = poll_driver_new(4);
+    strata_op_options plain;
+    mixed m = {0, 0, 0};
+    strata_value v = STRATA_VALUE_INIT;
+    int i, rc;
+    int64_t t0;
+    REQUIRE(c && blk);
+    strata_op_options_init(&plain, STRATA_OP_OPTIONS_VERSION);
+    plain.lease = 0;
+    t0 = strata_clock_ms();
+    for (i = 0; i < 1000; i++) {
+        char key[32];
+        size_t kl = (size_t)snprintf(key, sizeof key, "k%d", i % 97);
+        const char *keys[2] = {key, "k1"};
+        size_t lens[2] = {kl, 2};
+        strata_op *op = NULL;
+        switch (i % 5) {
+        case 0: rc = strata_op_set(&op, c, key, kl, key, kl, NULL); break;
+        case 1: rc = strata_op_lookup(&op, c, key, kl, &plain); break;
+        case 2: rc = strata_op_get_many(&op, c, 2, keys, lens, NULL); break;
+        case 3: rc = strata_op_delete(&op, c, key, kl); break;
+        default: rc = strata_op_invalidate_tag(&op, c, "mixed", 5); break;
+        }
+        CHECK_RC(rc, 0);
+        if (op)
+            poll_driver_add(d, op, mixed_done, &m);
+    }
+    CHECK_RC(poll_driver_run(d, t0 + 20000), 0);
+    CHECK_RC(m.done, 1000);
+    CHECK_RC(m.errors, 0);
+    CHECK(m.latest - t0 < 3000 + 2000); /* every exchange's deadline is 3 s from its send */
+    /* the last write of a key by op is what the blocking API reads */
+    {
+        strata_op *op = NULL;
+        CHECK_RC(strata_op_set(&op, c, "final", 5, "f", 1, NULL), 0);
+        CHECK_RC(drive(op, NULL), 0);
+        strata_op_free(op);
+        CHECK_RC(strata_get(blk, "final", 5, &v), 0);
+        CHECK_VALUE(&v, "f");
+    }
+    strata_value_dispose(&v);
+    poll_driver_free(d);
+    strata_cache_free(c);
+    strata_cache_free(blk);
+}
+
+/* ---- a paused server next to a live one ---- */
+
+typedef struct paused {
+    int timeouts, other, done;
+    int64_t started, worst_late; /* how far past its deadline an op ended */
+    int64_t timeout_ms;
+} paused;
+
+static void paused_done(void *ud, strata_op *op)
+{
+    paused *p = ud;
+    int64_t late = strata_clock_ms() - (p->started + p->timeout_ms);
+    int rc = strata_op_result(op, NULL);
+    if (rc == STRATA_ETIMEOUT)
+        p->timeouts++;
+    else
+        p->other++;
+    if (late > p->worst_late)
+        p->worst_late = late;
+    p->done++;
+    strata_op_free(op);
+}
+
+typedef struct live {
+    poll_driver *d;
+    strata_cache *c;
+    int served, errors;
+    int64_t until;
+} live;
+
+static void live_done(void *ud, strata_op *op);
+
+static void live_start(live *l)
+{
+    strata_op *op = NULL;
+    strata_op_options o;
+    strata_op_options_init(&o, STRATA_OP_OPTIONS_VERSION);
+    o.lease = 0;
+    if (strata_op_lookup(&op, l->c, "hot", 3, &o) == 0)
+        poll_driver_add(l->d, op, live_done, l);
+}
+
+static void live_done(void *ud, strata_op *op)
+{
+    live *l = ud;
+    strata_value v = STRATA_VALUE_INIT;
+    if (strata_op_result(op, &v) == 0 && v.len == 3)
+        l->served++;
+    else
+        l->errors++;
+    strata_value_dispose(&v);
+    strata_op_free(op);
+    if (strata_clock_ms() < l->until)
+        live_start(l); /* keep one in flight the whole time */
+}
+
+static void paused_server_times_out_while_live_one_serves(void)
+{
+    const char *ns = test_unique("sio-pause");
+    test_server s;
+    char u[256];
+    strata_cache *pc, *lc, *lblk;
+    poll_driver *d = poll_driver_new(4);
+    paused p;
+    live l;
+    int i;
+    REQUIRE(test_server_start(&s, "redis") == 0);
+    snprintf(u, sizeof u, "%s", s.url);
+    pc = open_cache(u, ns, "io=host&timeout_ms=300&breaker_threshold=0");
+    lc = open_cache(test_backend_url("redis"), ns, "io=host&timeout_ms=2000");
+    lblk = open_cache(test_backend_url("redis"), ns, "");
+    REQUIRE(pc && lc && lblk);
+    CHECK_RC(strata_set(lblk, "hot", 3, "yes", 3, 0), 0);
+    test_server_pause(&s);
+    memset(&p, 0, sizeof p);
+    p.timeout_ms = 300;
+    p.started = strata_clock_ms();
+    for (i = 0; i < 1000; i++) {
+        char key[32];
+        size_t kl = (size_t)snprintf(key, sizeof key, "p%d", i);
+        strata_op *op = NULL;
+        int rc = i % 2 ? strata_op_lookup(&op, pc, key, kl, NULL) : strata_op_set(&op, pc, key, kl, "x", 1, NULL);
+        CHECK_RC(rc, 0);
+        if (op)
+            poll_driver_add(d, op, paused_done, &p);
+    }
+    memset(&l, 0, sizeof l);
+    l.d = d;
+    l.c = lc;
+    l.until = p.started + 600;
+    live_start(&l);
+    poll_driver_run(d, p.started + 5000);
+    test_server_resume(&s);
+    CHECK_RC(p.done, 1000);
+    CHECK_RC(p.timeouts, 1000);
+    CHECK_RC(p.other, 0);
+    /* on time: the deadline plus a scheduling margin on a loaded 2-core machine */
+    CHECK(p.worst_late < 700);
+    if (p.worst_late >= 700)
+        fprintf(stderr, "  worst op ended %lld ms past its deadline\n", (long long)p.worst_late);
+    /* meanwhile the same thread served the live server, during and after the pause */
+    CHECK(l.served >= 10);
+    CHECK_RC(l.errors, 0);
+    poll_driver_free(d);
+    strata_cache_free(pc);
+    strata_cache_free(lc);
+    strata_cache_free(lblk);
+    test_server_stop(&s);
+}
+
+int main(int argc, char **argv)
+{
+    static const test_case cases[] = {
+        {"ops_match_the_blocking_api", ops_match_the_blocking_api},
+        {"cold_key_one_load_across_processes", cold_key_one_load_across_processes},
+        {"thousand_mixed_ops_in_flight", thousand_mixed_ops_in_flight},
+        {"paused_server_times_out_while_live_one_serves", paused_server_times_out_while_live_one_serves},
+    };
+    test_backend_url("redis"); /* exits 77 without a server */
+    return test_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
+}
