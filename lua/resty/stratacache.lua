@@ -50,7 +50,8 @@ local OPTIONS = {url = "string", namespace = "string", ttl = "number", stale = "
   neg_ttl = "number", lock_wait = "number", lease_ttl = "number", timeout = "number",
   connect_timeout = "number", wait_policy = "string", xfetch_beta = "number",
   l1_size = "number", l1_ttl = "number", l1_serializer = "function", shm = "string",
-  shm_ipc = "string", pool_size = "number"}
+  shm_ipc = "string", pool_size = "number", breaker_threshold = "number",
+  breaker_cooldown = "number", coherence_ping = "number"}
 
 local function now_ms()
   return floor(ngx_now() * 1000)

@@ -22,7 +22,8 @@ def free_port():
 
 
 class Nginx:
-    def __init__(self, workers=2, template=HERE / "nginx.conf.in"):
+    def __init__(self, workers=2, template=HERE / "nginx.conf.in", env=None):
+        self.env = dict(os.environ, **(env or {}))
         self.prefix = Path(tempfile.mkdtemp(prefix="strata-nginx-"))
         for d in ("conf", "logs", "tmp"):
             (self.prefix / d).mkdir()
@@ -37,7 +38,7 @@ class Nginx:
 
     def start(self):
         self.proc = subprocess.Popen(["nginx", "-p", str(self.prefix), "-c", str(self.conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self.env)
         deadline = time.time() + 10
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -105,3 +106,41 @@ class Nginx:
         if status != 200:
             raise AssertionError("%s -> %d %s" % (path, status, body[:500]))
         return json.loads(body)
+
+
+class Redis:
+    """A redis-server of the test's own (to pause and kill), on a free port."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="strata-redis-")
+        self.proc = None
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    def start(self):
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                                      "--save", "", "--appendonly", "no", "--dir", self.dir],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait(5)

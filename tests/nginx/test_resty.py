@@ -2,13 +2,15 @@
 phases, invalidation across workers, metrics, reloads. Run by
 scripts/test-nginx.sh; STRATA_TEST_REDIS_URL names the suite's Redis."""
 import concurrent.futures
+import json
 import os
+import subprocess
 import threading
 import time
 import unittest
 import uuid
 
-from nginxctl import Nginx
+from nginxctl import ROOT, Nginx, Redis
 
 NGINX = None
 
@@ -272,8 +274,145 @@ class Reload(unittest.TestCase):
         self.assertEqual(NGINX.json("/loads?key=%s" % key)["loads"], 1)
 
 
-def tearDown_problems():
-    return NGINX.problems() if NGINX else []
+def plain_lua(url, script):
+    """Runs script with the plain Lua C module (the C core) under LuaJIT; -> stdout."""
+    setup = ("package.cpath = '%s/build-lua51/?.so;' .. package.cpath; "
+             "package.path = '%s/lua/?.lua;' .. package.path; "
+             "local sc = require 'stratacache'; "
+             "c = assert(sc.new{url = '%s', namespace = 't_redis'})" % (ROOT, ROOT, url))
+    r = subprocess.run(["luajit", "-e", setup, "-e", script], capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise AssertionError("luajit: " + r.stderr)
+    return r.stdout
+
+
+def python_cache(url):
+    try:
+        import stratacache
+    except ImportError:
+        return None
+    return stratacache.Cache(url, namespace="t_redis")
+
+
+class Remote(unittest.TestCase):
+    """Through the suite's Redis: the core's ops over cosockets."""
+
+    def setUp(self):
+        if not os.environ.get("STRATA_TEST_REDIS_URL"):
+            self.fail("STRATA_TEST_REDIS_URL is not set (scripts/test-nginx.sh sets it)")
+        self.url = os.environ["STRATA_TEST_REDIS_URL"]
+
+    def test_cold_key_burst_with_redis_loads_once(self):
+        for cache in ("redis", "redis_l1"):
+            key, statuses, values, took = Stampede.burst(self, cache)
+            self.assertEqual(statuses, {200}, cache)
+            self.assertEqual(NGINX.json("/loads?key=%s" % key)["loads"], 1, cache)
+            self.assertTrue(all(b'"v:%s:1"' % key.encode() in v for v in values), values)
+
+    def test_remote_hit_fills_l1(self):
+        key = fresh("remote")
+        plain_lua(self.url, "assert(c:set('%s', 'from-c'))" % key)
+        rs = until_both_workers("/get?cache=redis_l1&key=%s&noloader=1" % key)
+        self.assertEqual(rs[0]["level"], 3, rs[0])
+        self.assertEqual(rs[0]["value"], "from-c")
+        again = [r for r in until_both_workers("/get?cache=redis_l1&key=%s&noloader=1" % key)]
+        self.assertTrue(any(r["level"] == 1 for r in again), again)
+
+    def test_values_cross_languages(self):
+        key = fresh("xlang")
+        self.assertTrue(NGINX.json("/set?cache=redis&key=%s&value=from-nginx" % key)["ok"])
+        out = plain_lua(self.url, "print((c:get('%s')))" % key)
+        self.assertEqual(out.strip(), "from-nginx")
+        py = python_cache(self.url)
+        if py is not None:
+            self.assertEqual(py.get(key), b"from-nginx")
+            py.set(key + "-py", b"from-python")
+            r = NGINX.json("/get?cache=redis&key=%s-py&noloader=1" % key)
+            self.assertEqual(r["value"], "from-python")
+        # a value loaded by nginx is read by C
+        NGINX.json("/get?cache=redis&key=%s-load" % key)
+        self.assertEqual(plain_lua(self.url, "print((c:get('%s-load')))" % key).strip(), "v:%s-load:1" % key)
+
+    def test_write_from_another_process_evicts_both_workers_l1(self):
+        key = fresh("evict")
+        for _ in range(3):
+            until_both_workers("/get?cache=redis_l1&key=%s" % key)
+        plain_lua(self.url, "assert(c:set('%s', 'rewritten'))" % key)
+        deadline = time.time() + 3
+        while time.time() < deadline:
+            rs = until_both_workers("/get?cache=redis_l1&key=%s&noloader=1" % key)
+            if all(r.get("value") == "rewritten" for r in rs[-2:]) and len({r["pid"] for r in rs[-2:]}) == 2:
+                break
+            time.sleep(0.05)
+        else:
+            self.fail("a worker kept the old value: %s" % rs)
+
+    def test_metrics_show_the_link(self):
+        text = NGINX.request("/metrics?cache=redis")[1].decode()
+        self.assertIn('stratacache_l1_link_up{namespace="t_redis"} 1', text)
+
+
+class Outage(unittest.TestCase):
+    """A Redis of the test's own, paused and killed, behind one-worker and
+    two-worker nginx."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = Redis().start()
+        cls.nginx = Nginx(workers=1, env={"STRATA_TEST_REDIS_URL": cls.redis.url}).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.nginx.stop()
+        cls.redis.kill()
+
+    def test_paused_redis_never_freezes_the_worker(self):
+        n = self.nginx
+        self.assertEqual(n.json("/get?cache=redis_l1&key=%s" % fresh("warm"))["level"], 4)
+        self.redis.pause()
+        try:
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                slow = pool.submit(n.request, "/get?cache=redis_l1&key=%s" % fresh("paused"))
+                time.sleep(0.1)  # the cache call is now waiting on the paused server
+                pings = [n.request("/ping") for _ in range(5)]
+                status, body, secs = slow.result()
+        finally:
+            self.redis.resume()
+        for p_status, _, p_secs in pings:
+            self.assertEqual(p_status, 200)
+            self.assertLess(p_secs, 0.05, "a trivial request waited for the cache call")
+        self.assertEqual(status, 200, body)
+        self.assertIn(b'"level":4', body)  # the loader served it (fail open)
+        self.assertGreaterEqual(secs, 0.4)  # it did wait for the 0.5 s timeout
+        self.assertLess(secs, 0.5 + 0.4)  # and not much longer
+
+    def test_redis_killed_then_back(self):
+        n = self.nginx
+        key = fresh("outage")
+        self.assertEqual(n.json("/get?cache=redis_l1&key=%s" % key)["value"], "v:%s:1" % key)
+        self.redis.kill()
+        try:
+            for i in range(10):
+                status, body, _ = n.request("/get?cache=redis_l1&key=%s-%d" % (key, i))
+                self.assertEqual(status, 200, body)
+                self.assertIn(b"v:%s-%d:" % (key.encode(), i), body)
+        finally:
+            self.redis.start()
+        t0 = time.time()
+        while time.time() - t0 < 2.0:
+            k = fresh("back")
+            first = n.json("/get?cache=redis_l1&key=%s" % k)
+            second = n.json("/get?cache=redis_l1&key=%s" % k)
+            if first.get("level") == 4 and second.get("level") in (1, 3):
+                break
+            time.sleep(0.1)
+        else:
+            self.fail("caching did not resume within 2 s of Redis coming back")
+
+    def test_error_log_is_clean(self):
+        self.assertEqual(self.nginx.problems(), [])
+
+
 
 
 class ZLog(unittest.TestCase):

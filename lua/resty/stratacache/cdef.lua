@@ -288,6 +288,7 @@ int strata_envelope_verdict(const strata_envelope_info *info, int64_t now_ms);
 int strata_envelope_encode(const char *val, size_t vallen, int negative, int64_t now_ms,
                            int64_t ttl_ms, int64_t stale_ms, uint32_t cost_ms, char *buf,
                            size_t cap, size_t *needed);
+
 /* Sans-I/O operations (docs/SANS-IO.md). Versions: STRATA_IO_VERSION = 1,
  * STRATA_OP_OPTIONS_VERSION = 1, STRATA_EVENT_VERSION = 1. */
 typedef struct strata_op strata_op;

@@ -55,7 +55,8 @@ end
 
 -- Options the remote core takes from sc.new (the rest are the Lua tiers').
 local CORE = {namespace = true, ttl = true, stale = true, neg_ttl = true, lock_wait = true,
-  lease_ttl = true, timeout = true, connect_timeout = true, wait_policy = true, xfetch_beta = true}
+  lease_ttl = true, timeout = true, connect_timeout = true, wait_policy = true, xfetch_beta = true,
+  breaker_threshold = true, breaker_cooldown = true, coherence_ping = true}
 
 function _M.new(owner, opts)
   if not has_ops() then
