@@ -23,6 +23,7 @@ local ipc = require "resty.stratacache.ipc"
 local stats = require "resty.stratacache.stats"
 local phase = require "resty.stratacache.phase"
 local loader_result = require "stratacache.loader"
+local get_request = require("resty.core.base").get_request
 
 local ngx = ngx
 local ngx_now, update_time, timer_at, sleep = ngx.now, ngx.update_time, ngx.timer.at, ngx.sleep
@@ -51,7 +52,7 @@ local OPTIONS = {url = "string", namespace = "string", ttl = "number", stale = "
   connect_timeout = "number", wait_policy = "string", xfetch_beta = "number",
   l1_size = "number", l1_ttl = "number", l1_serializer = "function", shm = "string",
   shm_ipc = "string", pool_size = "number", breaker_threshold = "number",
-  breaker_cooldown = "number", coherence_ping = "number"}
+  breaker_cooldown = "number", coherence_ping = "number", tag_cache = "number"}
 
 local function now_ms()
   return floor(ngx_now() * 1000)
@@ -113,6 +114,7 @@ function _M.new(opts)
     timeout_ms = ms("timeout", "timeout_ms"),
     policy = policy,
     beta = opts.xfetch_beta or tonumber(d.xfetch_beta),
+    tag_cache = ms("tag_cache", "tag_cache_ms") / 1000,
     l1_ttl = opts.l1_ttl,
     l1_serializer = opts.l1_serializer,
     lru = assert(lrucache.new(opts.l1_size or 1000)),
@@ -164,10 +166,11 @@ end
 
 -- L1 keeps a value until the XFetch point of its envelope (never past l1_ttl),
 -- so the fast path is a plain lrucache get and every decision is the core's.
-local function l1_put(self, key, value, info, now)
+local function l1_put(self, key, value, info, now, tagged)
   if not self.link_up then return end
   local refresh_in = horizons(info, now)
   if self.l1_ttl and self.l1_ttl < refresh_in then refresh_in = self.l1_ttl end
+  if tagged and self.tag_cache < refresh_in then refresh_in = self.tag_cache end
   if refresh_in > 0 then self.lru:set(key, value, refresh_in) end
 end
 
@@ -195,7 +198,10 @@ local function l2_read(self, key, now)
 end
 
 -- Envelope into L2 and the decoded value into L1. -> value (decoded) | nil, err
-local function store(self, key, payload, negative, ttl_ms, stale_ms, cost_ms)
+-- A tagged entry stays out of L2 and in L1 for tag_cache at most: the core
+-- checks tag stamps on its own reads, the host tiers cannot, so they keep it
+-- no longer than the core trusts its tag versions (docs/TAGS.md).
+local function store(self, key, payload, negative, ttl_ms, stale_ms, cost_ms, tagged)
   local now = now_ms()
   local bytes, err = envelope.encode(payload, negative, now, ttl_ms, stale_ms, cost_ms)
   if not bytes then return nil, err end
@@ -204,11 +210,11 @@ local function store(self, key, payload, negative, ttl_ms, stale_ms, cost_ms)
     value, err = deserialize(self, payload)
     if err then return nil, err end
   end
-  if self.l2 then
+  if self.l2 and not tagged then
     local ok, serr = self.l2:set(self.prefix .. key, bytes, (ttl_ms + stale_ms) / 1000)
     if not ok then ngx.log(ngx.WARN, "stratacache: shm ", tostring(serr), " for ", key) end
   end
-  l1_put(self, key, value, decode(bytes, key, self.beta), now)
+  l1_put(self, key, value, decode(bytes, key, self.beta), now, tagged)
   return value
 end
 _M._store = store
@@ -253,10 +259,16 @@ local function load(self, key, opts, loader, ...)
   if kind == "error" then return nil, "EUSER: " .. v end
   local negative = kind == "missing"
   local stale = negative and 0 or (opts and opts.stale and floor(opts.stale * 1000 + 0.5) or self.stale_ms)
-  local value, err = store(self, key, v, negative, ttl_ms(self, opts, negative, x), stale, cost)
+  local value, err = store(self, key, v, negative, ttl_ms(self, opts, negative, x), stale, cost,
+                           _M._tagged(opts))
   if err then return nil, err end
   if negative then return nil, nil, LOADED end
   return value, nil, LOADED
+end
+
+function _M._tagged(opts)
+  local tags = opts and opts.tags
+  return tags ~= nil and #tags > 0
 end
 
 -- A value for the caller only (not stored), decoded like an L1 value.
@@ -266,9 +278,12 @@ function _M._decode(self, payload)
   return v
 end
 
-function _M._stale_value(v)
-  if v == NEG then return nil end
-  return v
+-- A value kept for stale-if-error and the stale_or_load policy: {value, level}.
+-- -> value (nil for a cached "not found"), level
+function _M._stale_value(stale)
+  local v = stale[1]
+  if v == NEG then return nil, stale[2] end
+  return v, stale[2]
 end
 
 -- Host tiers and the remote tier's invalidation link (remote.lua's events).
@@ -306,16 +321,17 @@ local function unlock(self, key)
   if self.locks:get(k) == lock_token then self.locks:delete(k) end
 end
 
--- Past the waiter deadline: the core's policies. stale is a value this call
--- saw (L1 past its XFetch point), or nil.
+-- Past the waiter deadline: the core's policies. stale is {value, level}: a
+-- value this call saw (L1 past its XFetch point, an L2 entry not trusted as
+-- fresh), or nil.
 local function wait_expired(self, stale, key, opts, loader, ...)
   if self.policy == "fail" then
     return nil, ("ETIMEOUT: waited %d ms for another loader of this key"):format(self.lock_wait * 1000)
   end
   if self.policy == "stale_or_load" and stale ~= nil then
     self.counts.stale_hits = self.counts.stale_hits + 1
-    if stale == NEG then return nil, nil, L1 end
-    return stale, nil, L1
+    local v, level = _M._stale_value(stale)
+    return v, nil, level
   end
   return load(self, key, opts, loader, ...)
 end
@@ -420,7 +436,7 @@ local function get_slow(self, stale, key, opts, loader, ...)
     if verdict == OK then counts.l2_hits = counts.l2_hits + 1; return v, nil, L2 end
     if verdict == NEGATIVE then counts.negative_hits = counts.negative_hits + 1; return nil, nil, L2 end
     if verdict == UNTRUSTED then
-      if stale == nil then stale = v end
+      if stale == nil then stale = {v == nil and NEG or v, L2} end
     elseif verdict ~= MISS then
       if verdict == HIT_REFRESH then counts.early_refreshes = counts.early_refreshes + 1
       else counts.stale_hits = counts.stale_hits + 1 end
@@ -435,11 +451,15 @@ local function get_slow(self, stale, key, opts, loader, ...)
   return fill(self, stale, key, opts, loader, ...)
 end
 
+-- Other workers' writes are applied (ipc:poll, one shared-dict read) at the
+-- first get of every request and once per tick of ngx.now() within one, so a
+-- request that starts after a write in another worker never sees the old value,
+-- while a loop of hits inside one request is a plain lrucache get.
 function _M.get(self, key, opts, loader, ...)
   if type(key) ~= "string" or key == "" then bad(1, "get", "key must be a non-empty string") end
-  local now = ngx_now()
-  if now ~= self.polled_at then
-    self.polled_at = now
+  local now, r = ngx_now(), get_request()
+  if now ~= self.polled_at or r ~= self.polled_req then
+    self.polled_at, self.polled_req = now, r
     self.ipc:poll()
   end
   local v, stale = self.lru:get(key)
@@ -449,18 +469,73 @@ function _M.get(self, key, opts, loader, ...)
     if v == NEG then return nil, nil, L1 end
     return v, nil, L1
   end
-  return get_slow(self, stale, key, opts, loader, ...)
+  return get_slow(self, stale ~= nil and {stale, L1} or nil, key, opts, loader, ...)
 end
 
--- -> values, errs, levels: arrays aligned with keys (holes for misses).
+-- L1 then L2 (fresh entries only). -> value, level | nil (not there)
+local function host_read(self, key)
+  local now, r = ngx_now(), get_request()
+  if now ~= self.polled_at or r ~= self.polled_req then
+    self.polled_at, self.polled_req = now, r
+    self.ipc:poll()
+  end
+  local v = self.lru:get(key)
+  if v ~= nil then
+    self.counts.l1_hits = self.counts.l1_hits + 1
+    if v == NEG then return nil, L1 end
+    return v, L1
+  end
+  self.counts.l1_misses = self.counts.l1_misses + 1
+  if self.l2 then
+    local lv, verdict = l2_read(self, key, now_ms())
+    if verdict == OK or verdict == HIT_REFRESH or verdict == HIT_STALE then
+      self.counts.l2_hits = self.counts.l2_hits + 1
+      return lv, L2
+    end
+    if verdict == NEGATIVE then return nil, L2 end
+  end
+  return nil
+end
+
+-- get_many(keys[, opts[, loader]]) -> values, errs, levels: arrays aligned
+-- with keys (holes for misses). L1 and L2 per key, then one remote round
+-- (the core's get_many op) for what is left, then loader(key) per key still
+-- missing, through get's locks.
 function _M.get_many(self, keys, opts, loader)
   if type(keys) ~= "table" then bad(1, "get_many", "keys must be an array of strings") end
+  if loader ~= nil and type(loader) ~= "function" then bad(3, "get_many", "loader must be a function") end
+  local n = #keys
   local values, errs, levels = {}, {}, {}
-  for i = 1, #keys do
-    if loader then
+  local missing = {}
+  for i = 1, n do
+    local key = keys[i]
+    if type(key) ~= "string" or key == "" then bad(1, "get_many", "key #" .. i .. " must be a non-empty string") end
+    local v, level = host_read(self, key)
+    values[i], levels[i] = v, level
+    if level == nil then missing[#missing + 1] = i end
+  end
+  if #missing > 0 and self.remote then
+    local why = cannot_wait("a remote read")
+    if why then
+      for _, i in ipairs(missing) do errs[i] = why end
+      return values, errs, levels
+    end
+    local mkeys = {}
+    for j, i in ipairs(missing) do mkeys[j] = keys[i] end
+    local got, err = self.remote:get_many(mkeys)
+    local still = {}
+    for j, i in ipairs(missing) do
+      local r = got and got[j]
+      if r then values[i], levels[i] = r[1], r[2]
+      elseif err then errs[i] = err; if loader then still[#still + 1] = i end
+      else still[#still + 1] = i end
+    end
+    missing = still
+  end
+  if loader then
+    for _, i in ipairs(missing) do
+      errs[i] = nil
       values[i], errs[i], levels[i] = self:get(keys[i], opts, loader, keys[i])
-    else
-      values[i], errs[i], levels[i] = self:get(keys[i], opts)
     end
   end
   return values, errs, levels
@@ -494,7 +569,7 @@ function _M.set(self, key, value, opts)
     local ok, err = self.remote:set(key, value, opts, ttl, stale)
     if not ok then evict_everywhere(self, key); return nil, err end
   end
-  local _, err = store(self, key, value, false, ttl, stale, 0)
+  local _, err = store(self, key, value, false, ttl, stale, 0, _M._tagged(opts))
   if err then return nil, err end
   self.counts.sets = self.counts.sets + 1
   return self.ipc:publish("k" .. key)
@@ -526,7 +601,10 @@ function _M.invalidate_tag(self, tag)
   end
   local why = cannot_wait("a tag bump")
   if why then return nil, why end
-  return self.remote:invalidate_tag(tag)
+  local ok, err = self.remote:invalidate_tag(tag)
+  if not ok then return nil, err end
+  -- tagged entries of this host's L1s, whichever keys they are: gone at once
+  return self:purge_l1()
 end
 
 -- write_through(key, value, writer[, opts]): writer(key, value) -> true |

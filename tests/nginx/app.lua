@@ -76,6 +76,31 @@ function routes.get(args)
   reply({value = v, err = err, level = level})
 end
 
+function routes.many(args)
+  local c = cache_of(args)
+  if not c then return end
+  local keys = {}
+  for k in args.keys:gmatch("[^,]+") do keys[#keys + 1] = k end
+  local values, errs, levels = c:get_many(keys, nil, (not args.noloader) and loader or nil)
+  local out = {}
+  for i, k in ipairs(keys) do out[i] = {key = k, value = values[i], err = errs[i], level = levels[i]} end
+  reply({items = out})
+end
+
+function routes.tagget(args)
+  local c = cache_of(args)
+  if not c then return end
+  local v, err, level = c:get(args.key, {tags = {args.tag}}, loader, args.key)
+  reply({value = v, err = err, level = level})
+end
+
+function routes.bump(args)
+  local c = cache_of(args)
+  if not c then return end
+  local ok, err = c:invalidate_tag(args.tag)
+  reply({ok = ok, err = err})
+end
+
 function routes.set(args)
   local c = cache_of(args)
   if not c then return end

@@ -62,6 +62,18 @@ class Tiers(unittest.TestCase):
             self.assertEqual(r["value"], first["value"])
         self.assertEqual(NGINX.json("/loads?key=%s" % key)["loads"], 1)
 
+    def test_get_many_on_shm_alone(self):
+        k = fresh("many-l2")
+        NGINX.json("/get?key=%s-a" % k)
+        items = NGINX.json("/many?keys=%s-a,%s-b" % (k, k))["items"]
+        self.assertEqual(items[0]["value"], "v:%s-a:1" % k)
+        self.assertIn(items[0]["level"], (1, 2))
+        self.assertEqual((items[1]["value"], items[1]["level"]), ("v:%s-b:1" % k, 4))
+
+    def test_tags_need_the_remote_tier(self):
+        r = NGINX.json("/bump?tag=x")
+        self.assertTrue(r["err"].startswith("ENOTSUP: tags need"), r)
+
     def test_get_without_loader_misses(self):
         key = fresh("noloader")
         r = NGINX.json("/get?key=%s&noloader=1" % key)
@@ -346,6 +358,26 @@ class Remote(unittest.TestCase):
             time.sleep(0.05)
         else:
             self.fail("a worker kept the old value: %s" % rs)
+
+    def test_get_many_one_remote_round_then_the_loader(self):
+        k = fresh("many")
+        plain_lua(self.url, "assert(c:set('%s-a', 'A')); assert(c:set('%s-b', 'B'))" % (k, k))
+        keys = "%s-a,%s-b,%s-c" % (k, k, k)
+        items = NGINX.json("/many?cache=redis_l1&keys=" + keys)["items"]
+        self.assertEqual([(i["value"], i["level"]) for i in items],
+                         [("A", 3), ("B", 3), ("v:%s-c:1" % k, 4)])
+        again = [r for r in NGINX.json("/many?cache=redis_l1&noloader=1&keys=" + keys)["items"]]
+        self.assertEqual([i["value"] for i in again], ["A", "B", "v:%s-c:1" % k])
+
+    def test_tag_bump_reloads_tagged_entries(self):
+        k, tag = fresh("tagged"), fresh("tag")
+        first = NGINX.json("/tagget?cache=redis&key=%s&tag=%s" % (k, tag))
+        self.assertEqual(first["value"], "v:%s:1" % k)
+        self.assertEqual(NGINX.json("/tagget?cache=redis&key=%s&tag=%s" % (k, tag))["value"], "v:%s:1" % k)
+        self.assertTrue(NGINX.json("/bump?cache=redis&tag=%s" % tag)["ok"])
+        for r in until_both_workers("/tagget?cache=redis&key=%s&tag=%s" % (k, tag)):
+            self.assertEqual(r["value"], "v:%s:2" % k, r)
+        self.assertEqual(NGINX.json("/loads?key=%s" % k)["loads"], 2)
 
     def test_metrics_show_the_link(self):
         text = NGINX.request("/metrics?cache=redis")[1].decode()

@@ -56,7 +56,7 @@ end
 -- Options the remote core takes from sc.new (the rest are the Lua tiers').
 local CORE = {namespace = true, ttl = true, stale = true, neg_ttl = true, lock_wait = true,
   lease_ttl = true, timeout = true, connect_timeout = true, wait_policy = true, xfetch_beta = true,
-  breaker_threshold = true, breaker_cooldown = true, coherence_ping = true}
+  breaker_threshold = true, breaker_cooldown = true, coherence_ping = true, tag_cache = true}
 
 function _M.new(owner, opts)
   if not has_ops() then
@@ -211,10 +211,10 @@ local function set_tags(o, tags)
 end
 
 -- Stores what the remote tier said into the host tiers. -> value, nil, level
-local function keep(self, key, payload, ttl_ms, negative)
+local function keep(self, key, payload, ttl_ms, negative, tagged)
   local owner = self.owner
   local stale_ms = negative and 0 or owner.stale_ms
-  local v, err = owner._store(owner, key, payload, negative, max(ttl_ms, 0), stale_ms, 0)
+  local v, err = owner._store(owner, key, payload, negative, max(ttl_ms, 0), stale_ms, 0, tagged)
   if err then return nil, err end
   if negative then return nil, nil, L3 end
   return v, nil, L3
@@ -243,7 +243,7 @@ local function load_and_fill(self, op, conn, key, opts, loader, ...)
     owner.counts.backend_errors = owner.counts.backend_errors + 1
   end
   local stored, err = owner._store(owner, key, v, negative, ttl_ms,
-                                   negative and 0 or owner.stale_ms, cost)
+                                   negative and 0 or owner.stale_ms, cost, owner._tagged(opts))
   if err then return nil, err end
   if negative then return nil, nil, LOADED end
   return stored, nil, LOADED
@@ -276,12 +276,12 @@ function _M.get(self, stale, key, opts, loader, ...)
       counts.early_refreshes = counts.early_refreshes + 1
       timer_at(0, refresh_job, self, op, key, opts, loader, ...)
     end
-    return keep(self, key, payload, rc == OK and ttl or 0, false)
+    return keep(self, key, payload, rc == OK and ttl or 0, false, owner._tagged(opts))
   elseif rc == NEGATIVE then
     local _, ttl = take_value()
     counts.negative_hits = counts.negative_hits + 1
     release(self, conn)
-    return keep(self, key, nil, ttl, true)
+    return keep(self, key, nil, ttl, true, owner._tagged(opts))
   elseif rc == MISS_LEAD then
     counts.misses = counts.misses + 1
     return load_and_fill(self, op, conn, key, opts, loader, ...)
@@ -305,7 +305,8 @@ function _M.get(self, stale, key, opts, loader, ...)
     else counts.backend_errors = counts.backend_errors + 1 end
     if stale ~= nil then -- stale-if-error
       counts.stale_hits = counts.stale_hits + 1
-      return owner._stale_value(stale), nil, 1
+      local v, level = owner._stale_value(stale)
+      return v, nil, level
     end
     if not loader then return nil, why end
     counts.fail_open = counts.fail_open + 1
@@ -315,6 +316,38 @@ function _M.get(self, stale, key, opts, loader, ...)
     return owner._decode(owner, v), nil, LOADED
   end
   return nil, why
+end
+
+-- keys -> {[j] = {value, level} for hits and cached "not found"s}, or nil, err
+function _M.get_many(self, keys)
+  local n = #keys
+  local ptrs, lens = ffi.new("const char*[?]", n), ffi.new("size_t[?]", n)
+  for i = 1, n do ptrs[i - 1], lens[i - 1] = keys[i], #keys[i] end
+  C.strata_op_options_init(lookup_opts, 1)
+  lookup_opts.lease = 0
+  local conn = {}
+  local op, rc = run(self, C.strata_op_get_many(opp, self.cache, n, ptrs, lens, lookup_opts), conn)
+  release(self, conn)
+  if not op then return nil, lib.error_string(rc) end
+  if rc < 0 then return nil, op_error(op, rc) end
+  local out, counts = {}, self.owner.counts
+  for j = 1, n do
+    local irc = C.strata_op_item(op, j - 1, value)
+    if irc == OK or irc == HIT_STALE then
+      local payload, ttl = take_value()
+      counts.hits = counts.hits + 1
+      local v = keep(self, keys[j], payload, irc == OK and ttl or 0, false)
+      out[j] = {v, L3}
+    elseif irc == NEGATIVE then
+      local _, ttl = take_value()
+      keep(self, keys[j], nil, ttl, true)
+      out[j] = {nil, L3}
+    else
+      C.strata_value_dispose(value)
+      counts.misses = counts.misses + 1
+    end
+  end
+  return out
 end
 
 ---------------------------------------------------------------------------
