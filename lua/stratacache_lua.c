@@ -715,6 +715,7 @@ static int l_stats(lua_State *L)
     F(breaker_state); F(tag_invalidations); F(tag_stale); F(tag_fetches);
     F(invalidations_received); F(l1_flushes); F(l1_admission_rejects); F(l1_link_up);
     F(wb_enqueued); F(wb_flushed); F(wb_retried); F(wb_dead); F(wb_backlog);
+    F(wb_journal_skipped); F(wb_dead_trimmed);
 #undef F
     return 1;
 }

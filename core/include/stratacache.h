@@ -221,10 +221,10 @@ typedef struct strata_set_options {
 
 #define STRATA_SET_OPTIONS_INIT {STRATA_SET_OPTIONS_VERSION, 0, -1, 0, 0, 0, 0}
 
-#define STRATA_STATS_VERSION 2
+#define STRATA_STATS_VERSION 3
 
 /* Counters since the cache was created. Version 1 callers get the fields up
- * to fail_open; version 2 adds the rest. */
+ * to fail_open, version 2 up to wb_backlog; version 3 adds the rest. */
 typedef struct strata_stats {
     unsigned int version;
     uint64_t l1_hits, l1_misses, l1_entries, l1_bytes, l1_evictions;
@@ -245,6 +245,9 @@ typedef struct strata_stats {
     /* write-behind; wb_backlog: records not yet flushed (on redis: the stream
      * length last seen by this process) */
     uint64_t wb_enqueued, wb_flushed, wb_retried, wb_dead, wb_backlog;
+    /* version 3 (write-behind housekeeping) */
+    uint64_t wb_journal_skipped;  /* damaged journal records skipped at replay (kept in <wb_journal>.corrupt) */
+    uint64_t wb_dead_trimmed;     /* dead letters removed by wb_dead_max / wb_dead_max_age_ms */
 } strata_stats;
 
 /* Latency histogram: log-scale buckets, bucket i counts calls that took at

@@ -136,6 +136,9 @@ static int validate(strata__config *cfg)
     if (cfg->scheme == STRATA__SCHEME_REDIS && o->wb_journal)
         return strata__error(STRATA_EOPTION, "option wb_journal: redis:// journals write-behind in a stream; "
                              "the journal file is for memory:// and memcached://");
+    if (cfg->scheme == STRATA__SCHEME_REDIS && cfg->wb_journal_compact_bytes)
+        return strata__error(STRATA_EOPTION, "option wb_journal_compact_bytes: redis:// has no journal file "
+                             "(the stream is trimmed as records are acknowledged)");
     if (cfg->scheme != STRATA__SCHEME_REDIS && o->wb_consumer)
         return strata__error(STRATA_EOPTION, "option wb_consumer: only for redis:// (consumer groups)");
     return strata__validate_hot(cfg);
@@ -224,6 +227,16 @@ static int apply_write_behind_option(strata__config *cfg, const char *name, cons
     NUM(wb_claim_ms, MS_MAX)
     NUM(wb_drain_ms, MS_MAX)
 #undef NUM
+    /* housekeeping, URL only */
+#define CFG_NUM(field, lo, hi) if (strcmp(name, #field) == 0) { \
+        if ((rc = parse_i64(name, v, vlen, lo, hi, &x)) == 0) \
+            cfg->field = x; \
+        return rc; \
+    }
+    CFG_NUM(wb_journal_compact_bytes, 4096, (int64_t)1 << 40)
+    CFG_NUM(wb_dead_max, 0, (int64_t)1 << 40)
+    CFG_NUM(wb_dead_max_age_ms, 0, MS_MAX)
+#undef CFG_NUM
     if (strcmp(name, "wb_fsync") == 0) {
         if ((rc = parse_enum(name, v, vlen, fsyncs, &e)) == 0)
             o->wb_fsync = e;

@@ -35,6 +35,10 @@ typedef struct strata__config {
     char wb_consumer[128];       /* opts.wb_consumer points here ("" = default -> NULL) */
     int io_host;                 /* io=host: the host drives every exchange (docs/SANS-IO.md) */
     char l1_bus[512];            /* redis:// URL of the invalidation bus (memcached), "" = none */
+    /* write-behind housekeeping, URL only (docs/WRITE-BEHIND.md); 0 = default / no limit */
+    uint64_t wb_journal_compact_bytes;
+    uint64_t wb_dead_max;
+    int64_t wb_dead_max_age_ms;
 } strata__config;
 
 /* Bounds of the hot-key options (validated in config_hot.c). */

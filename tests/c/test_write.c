@@ -731,6 +731,73 @@ static void two_consumers_share_the_work(void)
     recorder_free(r);
 }
 
+/* Per-key order however long a record waits (issue 11 #2): a dead
+ * consumer's old record, claimed after the value (and its TTL) is long gone,
+ * must not reach the writer after the newer value did. */
+static void late_claim_keeps_key_order(void)
+{
+    const char *ns = fresh_ns();
+    strata_cache *w, *live;
+    strata_wb_batch *b = NULL;
+    recorder *r = recorder_new();
+    pid_t pid;
+    int status, rc, delivered_after = 0;
+    int64_t deadline;
+    char stream[80];
+    snprintf(stream, sizeof stream, "%s#W", ns);
+    if (!is_redis()) {
+        printf("  (redis only: consumers share the stream)\n");
+        recorder_free(r);
+        return;
+    }
+    REQUIRE((w = open_with(ns, "wb_threads=0&stale_ms=0", NULL)) != NULL);
+    CHECK_RC(strata_write_behind(w, K("k"), K("old"), 200), 0);
+    pid = fork();
+    if (pid == 0) {
+        strata_cache *dying = open_with(ns, "wb_threads=0&wb_consumer=doomed", NULL);
+        strata_wb_batch *db = NULL;
+        _exit(dying && strata_wb_poll(dying, 10, &db) == STRATA_OK && strata_wb_batch_count(db) == 1 ? 0 : 1);
+    }
+    REQUIRE(pid > 0 && waitpid(pid, &status, 0) == pid);
+    REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_RC(strata_write_behind(w, K("k"), K("new"), 200), 0);
+    REQUIRE((live = open_with(ns, "wb_threads=0&wb_consumer=live&wb_claim_ms=300", NULL)) != NULL);
+    REQUIRE(strata_wb_poll(live, 10, &b) == STRATA_OK);
+    CHECK(strata_wb_batch_count(b) == 1);
+    CHECK_RC(deliver_batch(b, r), 0);
+    CHECK(seen_value(r, "k") && strcmp(seen_value(r, "k"), "new") == 0);
+    /* the value and its TTL are gone; the old record becomes claimable */
+    sleep_ms(500);
+    deadline = now_ms() + 3000;
+    while (now_ms() < deadline) {
+        b = NULL;
+        if ((rc = strata_wb_poll(live, 10, &b)) == STRATA_OK) {
+            delivered_after += (int)strata_wb_batch_count(b);
+            CHECK_RC(deliver_batch(b, r), 0);
+        }
+        REQUIRE(rc >= 0);
+        if (redis_xlen(stream) == 0)
+            break; /* the old record was taken and dropped as superseded */
+        sleep_ms(20);
+    }
+    CHECK(delivered_after == 0);
+    CHECK(seen_value(r, "k") && strcmp(seen_value(r, "k"), "new") == 0);
+    CHECK(redis_xlen(stream) == 0);
+    { /* the order keys went with the key's last record: nothing is left behind */
+        const char *url = test_backend_url("redis");
+        redisContext *ctx = redisConnect("127.0.0.1", atoi(strrchr(url, ':') + 1));
+        redisReply *rep = ctx && !ctx->err ? redisCommand(ctx, "EXISTS %s#W:id:k %s#W:n:k", ns, ns) : NULL;
+        CHECK(rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0);
+        if (rep)
+            freeReplyObject(rep);
+        if (ctx)
+            redisFree(ctx);
+    }
+    strata_cache_free(live);
+    strata_cache_free(w);
+    recorder_free(r);
+}
+
 /* A forked child may write through its parent's redis cache (it reconnects). */
 static void fork_child_writes_to_stream(void)
 {
@@ -1150,6 +1217,7 @@ int main(int argc, char **argv)
         {"second_consumer_claims", second_consumer_claims},
         {"two_consumers_share_the_work", two_consumers_share_the_work},
         {"fork_child_writes_to_stream", fork_child_writes_to_stream},
+        {"late_claim_keeps_key_order", late_claim_keeps_key_order},
         {"kill9_loses_nothing", kill9_loses_nothing},
         {"journal_replay_and_compaction", journal_replay_and_compaction},
         {"fork_child_cannot_use_local_queue", fork_child_cannot_use_local_queue},

@@ -17,6 +17,13 @@
 #include "common/bytes.h"
 #include "common/wb_record.h"
 
+/* Internal only: the server answered with an error (a WRONGTYPE key, a
+ * non-numeric counter, an argument out of range). It is that call's failure,
+ * not an outage: strata__backend_result keeps the breaker closed and turns
+ * it into STRATA_EBACKEND, so callers never see this value. Connection
+ * failures and timeouts stay STRATA_EBACKEND / STRATA_ETIMEOUT. */
+#define STRATA__EREFUSED (-1000)
+
 typedef struct strata__backend strata__backend;
 
 /* One write_behind item for wb_append. */

@@ -282,25 +282,40 @@ static int rc_is_connection(memcached_return_t rc)
 
 /* Records the error, backs the server off, and drops this handle's sockets
  * when a reply may still be in flight (a later call would read it as its own). */
+/* Our index of a libmemcached server (nservers when not found). */
+static uint32_t server_index(const mc_backend *b, const memcached_instance_st *inst)
+{
+    char buf[280];
+    uint32_t idx;
+    snprintf(buf, sizeof buf, "%s:%u", memcached_server_name(inst), (unsigned)memcached_server_port(inst));
+    for (idx = 0; idx < b->nservers; idx++)
+        if (strcmp(b->servers[idx].name, buf) == 0)
+            break;
+    return idx;
+}
+
 static int call_fail(mc_call *call, memcached_return_t rc, uint32_t idx, const char *op)
 {
     char detail[256];
     const char *server;
     const memcached_instance_st *inst;
-    int code = rc == MEMCACHED_TIMEOUT ? STRATA_ETIMEOUT : STRATA_EBACKEND;
+    /* A refusal (the server answered with an error) is not an outage. */
+    int code = rc == MEMCACHED_TIMEOUT ? STRATA_ETIMEOUT : rc_is_connection(rc) ? STRATA_EBACKEND : STRATA__EREFUSED;
 
     snprintf(detail, sizeof detail, "%s", memcached_last_error_message(call->mc));
     if (idx >= call->b->nservers) {
-        /* Multi-server calls: name the server libmemcached last gave up on. */
-        char buf[280];
+        /* Multi-server calls: the server libmemcached last gave up on or,
+         * when it kept none (a timeout in mget), the one whose own last
+         * error is a connection failure. */
+        uint32_t i, n = memcached_server_count(call->mc);
         inst = memcached_server_get_last_disconnect(call->mc);
-        if (inst) {
-            snprintf(buf, sizeof buf, "%s:%u", memcached_server_name(inst),
-                     (unsigned)memcached_server_port(inst));
-            for (idx = 0; idx < call->b->nservers; idx++)
-                if (strcmp(call->b->servers[idx].name, buf) == 0)
-                    break;
+        for (i = 0; inst == NULL && i < n; i++) {
+            const memcached_instance_st *cand = memcached_server_instance_by_position(call->mc, i);
+            if (cand && rc_is_connection(memcached_server_error_return(cand)))
+                inst = cand;
         }
+        if (inst)
+            idx = server_index(call->b, inst);
     }
     server = server_name(call->b, idx);
     if (rc_is_connection(rc))
@@ -1043,7 +1058,7 @@ static int mc_counter(strata__backend *base, const char *key, size_t keylen,
             rc = call_fail(&call, mrc, k.server, "incr (replacing a tombstone)");
             break;
         }
-        rc = strata__error(STRATA_EBACKEND, "memcached %s: incr: the key holds a non-numeric value",
+        rc = strata__error(STRATA__EREFUSED, "memcached %s: incr: the key holds a non-numeric value",
                            server_name(b, k.server));
         break;
     }

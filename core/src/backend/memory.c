@@ -18,6 +18,15 @@
 
 #define SHARDS 32
 #define LEASE_KEY_STACK 512
+#define KEY_ROOM 4096   /* kept free beside the largest value: a maximal key */
+#define MIN_VALUE 4096  /* every shard holds at least one value this big */
+
+/* The smallest max_bytes with room in every shard for one entry of a
+ * maximal key and a MIN_VALUE-byte value. */
+static uint64_t min_max_bytes(void)
+{
+    return (uint64_t)SHARDS * (strata__table_cost(0, 0) + KEY_ROOM + MIN_VALUE);
+}
 
 typedef struct mem_shard {
     strata__mutex lock;
@@ -271,7 +280,7 @@ static int mem_counter(strata__backend *b, const char *key, size_t keylen, int64
         text[n] = '\0';
         v = strtoll(text, &end, 10);
         if (n == 0 || *end != '\0')
-            rc = strata__error(STRATA_EBACKEND, "memory: counter key holds a non-numeric value");
+            rc = strata__error(STRATA__EREFUSED, "memory: counter key holds a non-numeric value");
     }
     if (rc == 0) {
         v += delta;
@@ -286,7 +295,7 @@ static int mem_counter(strata__backend *b, const char *key, size_t keylen, int64
 
 static size_t mem_max_value_size(strata__backend *b)
 {
-    return M(b)->store->shards[0].table.max_bytes - strata__table_cost(0, 0) - 4096;
+    return M(b)->store->shards[0].table.max_bytes - strata__table_cost(0, 0) - KEY_ROOM;
 }
 
 static void store_destroy(mem_store *st)
@@ -350,6 +359,13 @@ int strata__backend_memory_open(strata__backend **out, const strata__config *cfg
     const char *name = cfg->nservers ? cfg->servers[0].host : "";
     if (m == NULL)
         return strata__error(STRATA_ENOMEM, "out of memory");
+    if (cfg->opts.max_bytes < min_max_bytes()) {
+        free(m);
+        return strata__error(STRATA_EOPTION, "option max_bytes: memory:// needs at least %llu (%d shards, each "
+                             "with room for a %d-byte key and a %d-byte value), got %llu",
+                             (unsigned long long)min_max_bytes(), SHARDS, KEY_ROOM, MIN_VALUE,
+                             (unsigned long long)cfg->opts.max_bytes);
+    }
     m->base.ops = &mem_ops;
     m->nslen = cfg->nslen;
     memcpy(m->ns, cfg->ns, cfg->nslen + 1);

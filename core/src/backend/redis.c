@@ -112,12 +112,26 @@ static int ctx_code(const redisContext *c, int err_no)
     return STRATA_EBACKEND;
 }
 
+/* Error replies that mean the server cannot serve anyone right now: an
+ * outage. Any other error reply refuses this one command. */
+static int reply_is_outage(const redisReply *r)
+{
+    static const char *const down[] = {"LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN"};
+    size_t i, n;
+    for (i = 0; i < sizeof down / sizeof *down; i++) {
+        n = strlen(down[i]);
+        if (r->len >= n && memcmp(r->str, down[i], n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* A server error reply, or a reply of a type the caller cannot use. */
 static int reply_fail(rb *b, const redisReply *r, const char *what)
 {
     if (r->type == REDIS_REPLY_ERROR)
-        return strata__error(STRATA_EBACKEND, "redis %s:%d: %s: %.*s", b->host, b->port,
-                             what, (int)(r->len > 300 ? 300 : r->len), r->str);
+        return strata__error(reply_is_outage(r) ? STRATA_EBACKEND : STRATA__EREFUSED, "redis %s:%d: %s: %.*s",
+                             b->host, b->port, what, (int)(r->len > 300 ? 300 : r->len), r->str);
     return strata__error(STRATA_EBACKEND, "redis %s:%d: %s: unexpected reply type %d",
                          b->host, b->port, what, r->type);
 }
@@ -714,7 +728,7 @@ static int rb_set_many(strata__backend *be, size_t n, const char *const *keys,
     /* Read every reply we asked for, even after an error, to stay in sync. */
     for (i = 0; i < sent; i++) {
         rc = read_multi(b, s, 3, &exec, "SET");
-        if (rc == STRATA_EBACKEND && s->ctx != NULL) {
+        if ((rc == STRATA_EBACKEND || rc == STRATA__EREFUSED) && s->ctx != NULL) {
             if (first == 0)
                 first = rc;
             continue;

@@ -377,14 +377,10 @@ int strata_get_many_or_load(strata_cache *c, size_t n, const char *const *keys, 
             return rc;
         backend_down = 1; /* no per-key lease attempts: each would fail too */
         STRATA__COUNT(c, fail_open);
-        /* Stale-if-error from L1 where this process has a value; load the rest. */
-        for (i = 0; i < n && c->l1; i++) {
-            if (results[i] == STRATA_MISS &&
-                strata__l1_get_stale(c->l1, keys[i], keylens[i], strata__now_wall_ms(), &outs[i]) == 0) {
-                STRATA__COUNT(c, stale_hits);
-                results[i] = STRATA_HIT_STALE;
-            }
-        }
+        /* strata_get_many served stale from L1 what it could; load the rest. */
+        for (i = 0; i < n; i++)
+            if (strata__is_outage(results[i]))
+                results[i] = STRATA_MISS;
     }
     for (i = 0; i < n; i++)
         if (results[i] == STRATA_MISS)

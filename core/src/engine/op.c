@@ -260,9 +260,7 @@ int strata_op_item(strata_op *op, size_t i, strata_value *value)
         return strata__error(STRATA_EINVAL, "strata_op_item is for get_many operations");
     if (!op->done)
         return strata__error(STRATA_EINVAL, "operation is not done: drive it until strata_op_next says DONE");
-    if (op->rc < 0)
-        return strata__error(op->rc, "%s", op->err);
-    if (i >= op->n)
+    if (op->outs == NULL || i >= op->n) /* after an outage each key still has its outcome */
         return strata__error(STRATA_EINVAL, "item %zu of %zu", i, op->n);
     if ((rc = strata__value_set(value, op->outs[i].data ? op->outs[i].data : "", op->outs[i].len)) < 0)
         return rc;

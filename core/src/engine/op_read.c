@@ -622,12 +622,14 @@ static int many_served(strata_op *op)
     return strata__op_finish(op, 0);
 }
 
+static int many_failed(strata_op *op, int code);
+
 static int many_read(strata_op *op)
 {
     size_t i, total;
     int rc = strata__backend_result(op->c, strata__rp_mget(op->who, op->rs.r[0], op->nb, op->raws, op->rcs));
     if (rc < 0)
-        return strata__op_finish(op, rc);
+        return many_failed(op, rc);
     for (i = 0; i < op->nb; i++)
         if (op->rcs[i] == 0 && strata__env_decode(op->raws[i].data, op->raws[i].len, &op->envs[i]) == 0)
             op->decoded[i] = &op->envs[i];
@@ -638,8 +640,38 @@ static int many_read(strata_op *op)
     return many_served(op);
 }
 
+/* As strata_get_many: an outage serves stale from L1 what this process has. */
 static int many_failed(strata_op *op, int code)
 {
+    size_t i;
+    if (strata__is_outage(code)) {
+        const char **keys = malloc((op->nb ? op->nb : 1) * sizeof *keys);
+        size_t *lens = malloc((op->nb ? op->nb : 1) * sizeof *lens), *idx = malloc((op->nb ? op->nb : 1) * sizeof *idx);
+        if (keys && lens && idx) {
+            for (i = 0; i < op->nb; i++) { /* the batch's keys, indexed as the batch */
+                keys[i] = op->fks[i] + op->c->cfg.nslen + 1;
+                lens[i] = op->fklens[i] - op->c->cfg.nslen - 1;
+                idx[i] = i;
+            }
+            {
+                strata_value *outs = calloc(op->nb ? op->nb : 1, sizeof *outs);
+                int *res = calloc(op->nb ? op->nb : 1, sizeof *res);
+                if (outs && res) {
+                    code = strata__get_many_stale(op->c, op->nb, idx, keys, lens, op->now_ms, outs, res, code);
+                    for (i = 0; i < op->nb; i++) {
+                        strata_value_dispose(&op->outs[op->idx[i]]);
+                        op->outs[op->idx[i]] = outs[i];
+                        op->results[op->idx[i]] = res[i];
+                    }
+                }
+                free(outs);
+                free(res);
+            }
+        }
+        free((void *)keys);
+        free(lens);
+        free(idx);
+    }
     return strata__op_finish(op, code);
 }
 
@@ -706,7 +738,7 @@ int strata_op_get_many(strata_op **out, strata_cache *c, size_t n, const char *c
         return 0;
     }
     if ((rc = strata__breaker_allow(c)) < 0) {
-        strata__op_finish(op, rc);
+        many_failed(op, rc);
         return 0;
     }
     if ((rc = strata__rq_mget(&op->req, op->nb, (const char *const *)op->fks, op->fklens)) < 0) {

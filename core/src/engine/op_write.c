@@ -37,6 +37,7 @@ static int set_done(strata_op *op)
 {
     strata_cache *c = op->c;
     int rc = strata__backend_result(c, strata__rp_write(op->who, op->rs.r));
+    op->epoch = strata__l1_written(c, op->key, op->keylen); /* read-your-writes (cache.h) */
     if (rc == 0) {
         STRATA__COUNT(c, sets);
         if (op->tagged)
@@ -51,6 +52,8 @@ static int set_done(strata_op *op)
 
 static int write_failed(strata_op *op, int code)
 {
+    if (op->kind == STRATA__OP_SET || op->kind == STRATA__OP_DELETE)
+        strata__l1_written(op->c, op->key, op->keylen); /* it may have landed */
     return strata__op_finish(op, code);
 }
 
@@ -164,6 +167,7 @@ int strata_op_set(strata_op **out, strata_cache *c, const char *key, size_t keyl
 static int delete_done(strata_op *op)
 {
     int rc = strata__backend_result(op->c, strata__rp_delete(op->who, op->rs.r));
+    strata__l1_written(op->c, op->key, op->keylen);
     if (rc >= 0)
         STRATA__COUNT(op->c, deletes);
     return strata__op_finish(op, rc);

@@ -129,6 +129,7 @@ static int write_value(strata_cache *c, const char *key, size_t keylen, const ch
         }
         rc = strata__backend_result(c, c->backend->ops->set(c->backend, fk, (size_t)fklen, enc.data,
                                                             enc.len, backend_ttl));
+        epoch = strata__l1_written(c, key, keylen);
         strata__coherence_wrote(c, key, keylen); /* even after a timeout: it may have landed */
         strata__events_push(c, STRATA_EVENT_EVICT, key, keylen, 1);
         if (rc == 0) {
@@ -185,6 +186,7 @@ int strata_delete(strata_cache *c, const char *key, size_t keylen)
     if ((rc = strata__breaker_allow(c)) < 0)
         return rc;
     rc = strata__backend_result(c, c->backend->ops->del(c->backend, fk, (size_t)fklen));
+    strata__l1_written(c, key, keylen);
     strata__coherence_wrote(c, key, keylen); /* also when absent or timed out: other L1s may hold it */
     strata__events_push(c, STRATA_EVENT_EVICT, key, keylen, 1);
     if (rc >= 0)
@@ -230,6 +232,26 @@ int strata_touch(strata_cache *c, const char *key, size_t keylen, int64_t ttl_ms
     strata__bytes_free(&raw);
     strata__bytes_free(&enc);
     return rc;
+}
+
+/* The batch read failed with an outage: as strata_get does, each key this
+ * process saw is served stale from L1 within its stale window; the others
+ * get the outage code. 0 when every key was served, else the outage. */
+int strata__get_many_stale(strata_cache *c, size_t nb, const size_t *idx, const char *const *keys,
+                          const size_t *keylens, int64_t now, strata_value *outs, int *results, int outage)
+{
+    size_t i, unserved = 0;
+    for (i = 0; i < nb; i++) {
+        size_t k = idx[i];
+        if (c->l1 && strata__l1_get_stale(c->l1, keys[k], keylens[k], now, &outs[k]) == 0) {
+            STRATA__COUNT(c, stale_hits);
+            results[k] = STRATA_HIT_STALE;
+        } else {
+            results[k] = outage;
+            unserved++;
+        }
+    }
+    return unserved ? outage : 0;
 }
 
 int strata_get_many(strata_cache *c, size_t n, const char *const *keys, const size_t *keylens,
@@ -287,12 +309,14 @@ int strata_get_many(strata_cache *c, size_t n, const char *const *keys, const si
         idx[nb++] = i;
     }
     if (nb > 0) {
-        if ((rc = strata__breaker_allow(c)) < 0)
+        if ((rc = strata__breaker_allow(c)) == 0)
+            rc = strata__backend_result(c, c->backend->ops->get_many(c->backend, nb, (const char *const *)fks,
+                                                                     fklens, raws, rcs));
+        if (rc < 0) {
+            if (strata__is_outage(rc))
+                rc = strata__get_many_stale(c, nb, idx, keys, keylens, now, outs, results, rc);
             goto done;
-        rc = strata__backend_result(c, c->backend->ops->get_many(c->backend, nb, (const char *const *)fks,
-                                                                 fklens, raws, rcs));
-        if (rc < 0)
-            goto done;
+        }
         for (i = 0; i < nb; i++)
             if (rcs[i] == 0 && strata__env_decode(raws[i].data, raws[i].len, &envs[i]) == 0)
                 decoded[i] = &envs[i];
@@ -393,6 +417,7 @@ int strata_set_many(strata_cache *c, size_t n, const char *const *keys, const si
         free(vl);
     }
     for (i = 0; i < n; i++) { /* even after a failure: some may have landed */
+        strata__l1_written(c, keys[i], keylens[i]);
         strata__coherence_wrote(c, keys[i], keylens[i]);
         strata__events_push(c, STRATA_EVENT_EVICT, keys[i], keylens[i], 1);
     }

@@ -272,6 +272,8 @@ static void finish_entries(strata__wb *wb, strata__wbq_entry **entries, size_t n
         strata__wbq_done(&wb->q, entries[i]);
     if (wb->journal && wb->q.nrecords == 0)
         strata__journal_truncate(wb->journal); /* everything flushed: the log starts over */
+    else
+        strata__wb_maybe_compact(wb); /* acks grow the file too */
     strata__wb_backlog_changed(wb);
     strata__cond_broadcast(&wb->space);
 }
@@ -339,6 +341,7 @@ static int dead_letter(strata_wb_batch *b, size_t i, const char *message)
         strata__mutex_lock(&wb->mu);
         rc = strata__journal_dead(wb->journal, b->keys[i], b->keylens[i], b->vals[i], b->vallens[i], e->attempts,
                                   message, n, ids);
+        strata__wb_journal_counters_changed(wb);
         strata__mutex_unlock(&wb->mu);
     }
     free(ids);

@@ -1,6 +1,7 @@
 /* The Redis conversation as bytes (see protocol.h). */
 #include "protocol.h"
 #include "error.h"
+#include "backend/backend.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -309,11 +310,25 @@ int strata__rq_ping(strata__redis_req *q)
 
 /* ---- replies ---- */
 
+/* Error replies that mean the server cannot serve anyone right now: an
+ * outage. Any other error reply refuses this one command. */
+static int reply_is_outage(const redisReply *r)
+{
+    static const char *const down[] = {"LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN"};
+    size_t i, n;
+    for (i = 0; i < sizeof down / sizeof *down; i++) {
+        n = strlen(down[i]);
+        if (r->len >= n && memcmp(r->str, down[i], n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 int strata__rp_fail(const char *who, const redisReply *r, const char *what)
 {
     if (r->type == REDIS_REPLY_ERROR)
-        return strata__error(STRATA_EBACKEND, "%s: %s: %.*s", who, what, (int)(r->len > 300 ? 300 : r->len),
-                             r->str);
+        return strata__error(reply_is_outage(r) ? STRATA_EBACKEND : STRATA__EREFUSED, "%s: %s: %.*s", who, what,
+                             (int)(r->len > 300 ? 300 : r->len), r->str);
     return strata__error(STRATA_EBACKEND, "%s: %s: unexpected reply type %d", who, what, r->type);
 }
 

@@ -71,7 +71,9 @@ int strata__rq_ping(strata__redis_req *q);                                      
 
 /* ---- replies: `who` names the server in messages ("redis h:p") ---- */
 
-/* A server error or an unusable reply type: STRATA_EBACKEND with a message. */
+/* A server error or an unusable reply type, with a message: STRATA__EREFUSED
+ * for an error reply that refuses this command (WRONGTYPE, ...), else
+ * STRATA_EBACKEND (LOADING, BUSY, ... and replies of the wrong type). */
 int strata__rp_fail(const char *who, const redisReply *r, const char *what);
 int strata__rp_is_noscript(const redisReply *r);
 
