@@ -94,10 +94,3 @@ def test_native_module_matches_header_values():
     for name, val in re.findall(r"\b(STRATA_[A-Z0-9_]+)\s*=\s*(-?\d+)", header):
         assert getattr(lib, name) == int(val), name
 
-
-def test_lua_cdef_matches_bindings():
-    """resty.stratacache declares bindings/stratacache.cdef through a generated
-    Lua module (scripts/gen-lua-cdef.py); it must hold exactly that text."""
-    lua = (ROOT / "lua" / "resty" / "stratacache" / "cdef.lua").read_text()
-    start, end = lua.index("[==[\n") + 5, lua.rindex("]==]")
-    assert lua[start:end] == CDEF.read_text(), "run scripts/gen-lua-cdef.py"

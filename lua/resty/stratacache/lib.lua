@@ -6,7 +6,22 @@ local ffi = require "ffi"
 
 local _M = {}
 
-ffi.cdef(require "resty.stratacache.cdef")
+-- The declarations are bindings/stratacache.cdef itself (checked against the
+-- header by python/tests/test_cdef.py): read from the source tree next to this
+-- file, or, in an installed tree, from resty/stratacache/cdef.lua, which
+-- lua/CMakeLists.txt writes from that same file at install time.
+local function declarations()
+  local ok, text = pcall(require, "resty.stratacache.cdef")
+  if ok then return text end
+  local dir = debug.getinfo(1, "S").source:match("^@(.*)/resty/stratacache/[^/]*$")
+  local path = (dir or ".") .. "/../bindings/stratacache.cdef"
+  local f, err = io.open(path, "rb")
+  if not f then error("resty.stratacache: no declarations (" .. tostring(err) .. ")", 0) end
+  text = f:read("*a")
+  f:close()
+  return text
+end
+ffi.cdef(declarations())
 
 local function load()
   local path = os.getenv("STRATACACHE_LIB")
