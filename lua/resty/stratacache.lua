@@ -202,15 +202,18 @@ end
 -- checks tag stamps on its own reads, the host tiers cannot, so they keep it
 -- no longer than the core trusts its tag versions (docs/TAGS.md).
 local function store(self, key, payload, negative, ttl_ms, stale_ms, cost_ms, tagged)
-  local now = now_ms()
-  local bytes, err = envelope.encode(payload, negative, now, ttl_ms, stale_ms, cost_ms)
-  if not bytes then return nil, err end
-  local value = NEG
+  local value, err = NEG, nil
   if not negative then
     value, err = deserialize(self, payload)
     if err then return nil, err end
   end
-  if self.l2 and not tagged then
+  local to_l2 = self.l2 and not tagged
+  if not to_l2 and (self.l1_ttl == 0 or not self.link_up) then return value end -- no tier takes it
+  local now = now_ms()
+  local bytes
+  bytes, err = envelope.encode(payload, negative, now, ttl_ms, stale_ms, cost_ms)
+  if not bytes then return nil, err end
+  if to_l2 then
     local ok, serr = self.l2:set(self.prefix .. key, bytes, (ttl_ms + stale_ms) / 1000)
     if not ok then ngx.log(ngx.WARN, "stratacache: shm ", tostring(serr), " for ", key) end
   end
@@ -379,18 +382,23 @@ local function fill(self, stale, key, opts, loader, ...)
   local f = inflight[key]
   if f then
     self.counts.singleflight_shared = self.counts.singleflight_shared + 1
-    local ok = f.sema:wait(self.lock_wait)
+    local sema = f.sema
+    if not sema then sema = semaphore.new(); f.sema = sema end -- made by the first waiter
+    local ok = sema:wait(self.lock_wait)
     if ok or f.done then return f.value, f.err, f.level end
     return wait_expired(self, stale, key, opts, loader, ...)
   end
-  f = {sema = semaphore.new()}
+  f = {}
   inflight[key] = f
   local ok, v, err, level = pcall(lead, self, stale, key, opts, loader, ...)
   inflight[key] = nil
   if not ok then v, err, level = nil, "EUSER: " .. tostring(v), nil end
   f.done, f.value, f.err, f.level = true, v, err, level
-  local waiting = -f.sema:count()
-  if waiting > 0 then f.sema:post(waiting) end
+  local sema = f.sema
+  if sema then
+    local waiting = -sema:count()
+    if waiting > 0 then sema:post(waiting) end
+  end
   return v, err, level
 end
 
@@ -456,10 +464,10 @@ end
 -- request that starts after a write in another worker never sees the old value,
 -- while a loop of hits inside one request is a plain lrucache get.
 function _M.get(self, key, opts, loader, ...)
-  if type(key) ~= "string" or key == "" then bad(1, "get", "key must be a non-empty string") end
-  local now, r = ngx_now(), get_request()
-  if now ~= self.polled_at or r ~= self.polled_req then
-    self.polled_at, self.polled_req = now, r
+  if type(key) ~= "string" then bad(1, "get", "key must be a non-empty string") end
+  local r, now = get_request(), ngx_now()
+  if r ~= self.polled_req or now ~= self.polled_at then
+    self.polled_req, self.polled_at = r, now
     self.ipc:poll()
   end
   local v, stale = self.lru:get(key)
@@ -469,6 +477,7 @@ function _M.get(self, key, opts, loader, ...)
     if v == NEG then return nil, nil, L1 end
     return v, nil, L1
   end
+  if key == "" then bad(1, "get", "key must be a non-empty string") end
   return get_slow(self, stale ~= nil and {stale, L1} or nil, key, opts, loader, ...)
 end
 

@@ -22,7 +22,7 @@ def free_port():
 
 
 class Nginx:
-    def __init__(self, workers=2, template=HERE / "nginx.conf.in", env=None):
+    def __init__(self, workers=2, template=HERE / "nginx.conf.in", env=None, extra=""):
         self.env = dict(os.environ, **(env or {}))
         self.prefix = Path(tempfile.mkdtemp(prefix="strata-nginx-"))
         for d in ("conf", "logs", "tmp"):
@@ -30,7 +30,7 @@ class Nginx:
         self.port = free_port()
         conf = template.read_text()
         for k, v in {"@WORKERS@": str(workers), "@PREFIX@": str(self.prefix), "@ROOT@": str(ROOT),
-                     "@PORT@": str(self.port)}.items():
+                     "@PORT@": str(self.port), "@EXTRA@": extra}.items():
             conf = conf.replace(k, v)
         self.conf = self.prefix / "conf" / "nginx.conf"
         self.conf.write_text(conf)

@@ -398,6 +398,38 @@ class Outage(unittest.TestCase):
         cls.nginx.stop()
         cls.redis.kill()
 
+    def link_up(self):
+        text = self.nginx.request("/metrics?cache=redis")[1].decode()
+        return 'stratacache_l1_link_up{namespace="t_redis"} 1' in text
+
+    def test_link_drop_demotes_host_tiers_to_stale_if_error(self):
+        n = self.nginx
+        key = fresh("link")
+        deadline = time.time() + 3
+        while not self.link_up() and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertTrue(self.link_up())
+        n.json("/get?cache=redis&key=%s" % key)
+        self.assertEqual(n.json("/get?cache=redis&key=%s" % key)["level"], 1)
+        self.redis.kill()
+        try:
+            deadline = time.time() + 3
+            while self.link_up() and time.time() < deadline:
+                time.sleep(0.05)
+            self.assertFalse(self.link_up(), "the link never noticed the dead server")
+            r = n.json("/get?cache=redis&key=%s" % key)
+            # L1 was flushed; the shm copy is served as stale-if-error, not as fresh
+            self.assertEqual((r["value"], r["level"]), ("v:%s:1" % key, 2), r)
+        finally:
+            self.redis.start()
+        deadline = time.time() + 3
+        while not self.link_up() and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertTrue(self.link_up(), "the link did not come back")
+        # entries made before the link came back are not trusted as fresh
+        r = n.json("/get?cache=redis&key=%s" % key)
+        self.assertIn(r["level"], (3, 4), r)
+
     def test_paused_redis_never_freezes_the_worker(self):
         n = self.nginx
         self.assertEqual(n.json("/get?cache=redis_l1&key=%s" % fresh("warm"))["level"], 4)
