@@ -26,6 +26,10 @@
  *     hot_top are numbers; l1_admission is "all" | "hot" | "none"; l1_bus
  *     (memcached://) is a redis:// URL; the wb_* write-behind options as in
  *     the URL. A value the core refuses gives nil, "EOPTION: ...".
+ *     Inside nginx a networked cache (redis://, memcached://, l1_bus) gives
+ *     nil, "ENOTSUP: ..." pointing to resty.stratacache, because this module's
+ *     I/O would freeze the worker (blocking_in_nginx = true accepts that);
+ *     memory:// works, and its lease waits use ngx.sleep where the phase allows.
  *   cache:get(key) / set(key, value[, ttl[, tags]]) / delete / touch / invalidate
  *     set's tags: an array of at most 16 tag strings; the entry is stamped with
  *     their versions now (strata_set_ex).

@@ -22,13 +22,19 @@ def free_port():
 
 
 class Nginx:
-    def __init__(self, workers=2, template=HERE / "nginx.conf.in", env=None, extra=""):
+    def __init__(self, workers=2, template=HERE / "nginx.conf.in", env=None, extra="", conf=None):
+        """conf: a whole nginx.conf to run as it is (no daemon, pid or error_log
+        of its own: those come from the command line)."""
         self.env = dict(os.environ, **(env or {}))
         self.prefix = Path(tempfile.mkdtemp(prefix="strata-nginx-"))
         for d in ("conf", "logs", "tmp"):
             (self.prefix / d).mkdir()
         self.port = free_port()
-        conf = template.read_text()
+        self.args = []
+        if conf is not None:
+            self.args = ["-e", str(self.prefix / "logs" / "error.log"),
+                         "-g", "daemon off; pid %s;" % (self.prefix / "nginx.pid")]
+        conf = conf if conf is not None else template.read_text()
         for k, v in {"@WORKERS@": str(workers), "@PREFIX@": str(self.prefix), "@ROOT@": str(ROOT),
                      "@PORT@": str(self.port), "@EXTRA@": extra}.items():
             conf = conf.replace(k, v)
@@ -37,7 +43,7 @@ class Nginx:
         self.proc = None
 
     def start(self):
-        self.proc = subprocess.Popen(["nginx", "-p", str(self.prefix), "-c", str(self.conf)],
+        self.proc = subprocess.Popen(["nginx", "-p", str(self.prefix), "-c", str(self.conf)] + self.args,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self.env)
         deadline = time.time() + 10
         while time.time() < deadline:

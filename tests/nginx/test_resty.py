@@ -479,6 +479,45 @@ class Outage(unittest.TestCase):
 
 
 
+class Readme(unittest.TestCase):
+    """README's nginx.conf, run as written: only its port, its lua_package_path
+    and its Redis URL are replaced with the suite's."""
+
+    def test_readme_nginx_conf_runs(self):
+        text = (ROOT / "README.md").read_text()
+        start = text.index("<!-- nginx.conf tested by tests/nginx/test_resty.py (Readme) -->")
+        start = text.index("```nginx\n", start) + len("```nginx\n")
+        conf = text[start:text.index("```\n", start)]
+        n = Nginx(conf="")
+        for old, new in (("127.0.0.1:8080", "127.0.0.1:%d" % n.port),
+                         ("/usr/local/share/lua/5.1/?.lua", "%s/lua/?.lua" % ROOT),
+                         ("redis://127.0.0.1:6379", os.environ["STRATA_TEST_REDIS_URL"])):
+            self.assertIn(old, conf)
+            conf = conf.replace(old, new)
+        n.conf.write_text(conf)
+        if os.geteuid() != 0:
+            self.skipTest("the README's conf uses the default temp paths under /var/lib/nginx (root)")
+        n.start()
+        try:
+            import http.client
+            levels = []
+            for _ in range(6):
+                c = http.client.HTTPConnection("127.0.0.1", n.port, timeout=5)
+                c.request("GET", "/profile?id=readme")
+                r = c.getresponse()
+                self.assertEqual((r.status, r.read()), (200, b'{"id":readme}\n'), n.log()[-2000:])
+                levels.append(r.getheader("X-Cache-Level"))
+                c.close()
+            self.assertEqual(levels[0], "4")  # loaded, then cached: L1 or, on the other worker, shm
+            self.assertTrue(set(levels[1:]) <= {"1", "2"}, levels)
+            status, metrics, _ = n.request("/metrics")
+            self.assertEqual(status, 200)
+            self.assertIn(b'stratacache_loads_total{namespace="app"}', metrics)
+            self.assertEqual(n.problems(), [])
+        finally:
+            n.stop()
+
+
 class ZLog(unittest.TestCase):
     def test_error_log_is_clean(self):
         self.assertEqual(NGINX.problems(), [])
