@@ -14,6 +14,10 @@ local function flavours()
     l1only = {shm_ipc = "sc_ipc", namespace = "t_l1", ttl = 30},
     short = {shm = "sc_l2", shm_ipc = "sc_ipc", namespace = "t_short", ttl = 0.3, stale = 30,
               xfetch_beta = 0}, -- SWR alone: a 0.3 s load on a 0.3 s ttl is an XFetch refresh at once
+    failfast = {shm = "sc_l2", shm_ipc = "sc_ipc", namespace = "t_fail", ttl = 30, lock_wait = 0.05,
+                wait_policy = "fail"},
+    loadanyway = {shm = "sc_l2", shm_ipc = "sc_ipc", namespace = "t_load", ttl = 30, lock_wait = 0.05,
+                  wait_policy = "load"},
     json = {shm = "sc_l2", shm_ipc = "sc_ipc", namespace = "t_json", ttl = 30,
             l1_serializer = function(s) return cjson.decode(s) end},
   }
