@@ -16,6 +16,8 @@ echo "== hot keys and L1 coherence (C)"
 echo "== tags and histograms (C)"
 ./build/bench/bench_tags "$STRATA_TEST_REDIS_PORT"
 ./build/bench/bench_write "$STRATA_TEST_REDIS_PORT"
-for b in scripts/bench-python.sh scripts/bench-lua.sh scripts/bench-openresty.sh; do
+for b in scripts/bench-python.sh scripts/bench-lua.sh; do
   if [ -x "$b" ]; then echo "== $b"; "$b"; fi
 done
+echo "== OpenResty (resty.stratacache in nginx)"
+scripts/test-nginx.sh --bench

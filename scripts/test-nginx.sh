@@ -5,6 +5,8 @@
 # nginx, and signals no other). Installs what is missing when run as root.
 # Uses the servers of scripts/run-tests.sh when STRATA_TEST_REDIS_URL is set,
 # otherwise starts its own and stops them on exit.
+#   scripts/test-nginx.sh          the suite (make test)
+#   scripts/test-nginx.sh --bench  bench/bench_openresty.py instead (make bench)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -43,6 +45,12 @@ if [ -z "${STRATA_TEST_REDIS_URL:-}" ]; then
   scripts/test-servers.sh start "$servers"
   # shellcheck disable=SC1091
   . "$servers/env"
+fi
+
+if [ "${1:-}" = --bench ]; then
+  echo "== OpenResty benchmark: bench/bench_openresty.py"
+  python3 bench/bench_openresty.py
+  exit 0
 fi
 
 echo "== envelope ABI under LuaJIT (tests/nginx/envelope_spec.lua)"
