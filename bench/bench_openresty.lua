@@ -13,8 +13,9 @@ typedef struct { long tv_sec; long tv_nsec; } strata_bench_timespec;
 int clock_gettime(int clk_id, strata_bench_timespec *tp);
 ]]
 local ts = ffi.new("strata_bench_timespec")
+local CLOCK = 1 -- CLOCK_MONOTONIC; 3 = CLOCK_THREAD_CPUTIME_ID (the worker's CPU time)
 local function now_ns()
-  ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
+  ffi.C.clock_gettime(CLOCK, ts)
   return tonumber(ts.tv_sec) * 1e9 + tonumber(ts.tv_nsec)
 end
 
@@ -103,6 +104,7 @@ function _M.run()
   local f = cases[args.case]
   if not f then ngx.status = 404; return ngx.say("no case") end
   if args.jitv then require("jit.v").start(args.jitv) end
+  CLOCK = tonumber(args.clock) or 1
   local ok, a, b = pcall(f, tonumber(args.rounds) or 15, args.redis)
   if args.jitv then require("jit.v").off() end
   if not ok then ngx.status = 500; return ngx.say(tostring(a)) end

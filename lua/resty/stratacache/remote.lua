@@ -78,6 +78,7 @@ function _M.new(owner, opts)
     pool = "strata:" .. opts.url:gsub("%?.*$", "") .. ":",
     pool_size = opts.pool_size or 32,
     connect_ms = opts.connect_timeout and floor(opts.connect_timeout * 1000) or 1000,
+    servers = {}, -- server index -> {host, port, connect options}
     link = false, -- the invalidation link is subscribed
     trust_from = 0, -- ms: host-tier entries older than this were made while the link was down
   }, mt)
@@ -94,22 +95,33 @@ function _M.link_up(self) return self.link end
 
 local drive
 
-local function connect(self, server, host, port)
+-- {host, port, connect options} of server i, made once (indices are stable).
+local function server_of(self, i)
+  local srv = self.servers[i]
+  if not srv then
+    srv = {ffi_string(io.host), io.port, {pool = self.pool .. i, pool_size = self.pool_size}}
+    self.servers[i] = srv
+  end
+  return srv
+end
+
+local function connect(self, server, srv, timeout)
   local sock = tcp()
-  sock:settimeouts(self.connect_ms, 1000, 1000)
-  local ok, err = sock:connect(host, port, {pool = self.pool .. server, pool_size = self.pool_size})
+  sock:settimeouts(self.connect_ms, timeout, timeout)
+  local ok, err = sock:connect(srv[1], srv[2], srv[3])
   if not ok then return nil, err end
   if sock:getreusedtimes() == 0 then
     local rc = C.strata_op_hello(opp, self.cache, server)
     if rc ~= 0 then sock:close(); return nil, lib.error_string(rc) end
     local hello = ffi_gc(opp[0], C.strata_op_free)
-    local conn = {sock = sock, server = server}
+    local conn = {sock = sock, server = server, timeout = timeout}
     drive(self, hello, conn)
     rc = C.strata_op_result(hello, nil)
     if rc ~= 0 or not conn.sock then
       if conn.sock then sock:close() end
       return nil, op_error(hello, rc)
     end
+    if conn.timeout ~= timeout then sock:settimeouts(self.connect_ms, timeout, timeout) end
   end
   return sock
 end
@@ -126,7 +138,9 @@ local function fail(op, conn, code, msg)
   if conn.sock then conn.sock:close(); conn.sock = nil end
 end
 
--- Drives op until DONE over conn ({sock, server}, kept open for the caller).
+-- Drives op until DONE over conn ({sock, server, timeout}, kept open for the
+-- caller). The socket's timeouts are the exchange's (io.timeout_ms); a reply
+-- in several pieces is held to the same deadline.
 function drive(self, op, conn)
   while true do
     C.strata_op_next(op, io)
@@ -139,26 +153,27 @@ function drive(self, op, conn)
     else
       local server, timeout = io.server, tonumber(io.timeout_ms)
       local data = kind == SEND and ffi_string(io.data, io.len) or nil
-      local deadline = ngx_now() + timeout / 1000
-      if conn.sock and conn.server ~= server then release(self, conn) end
-      if not conn.sock then
-        local host, port = ffi_string(io.host), io.port
-        local sock, err = connect(self, server, host, port)
+      local sock = conn.sock
+      if sock and conn.server ~= server then release(self, conn); sock = nil end
+      if not sock then
+        local srv = server_of(self, server)
+        local err
+        sock, err = connect(self, server, srv, timeout)
         if not sock then
-          C.strata_op_io_failed(op, EBACKEND, "connect " .. host .. ":" .. port .. ": " .. tostring(err))
+          C.strata_op_io_failed(op, EBACKEND, "connect " .. srv[1] .. ":" .. srv[2] .. ": " .. tostring(err))
           goto continue
         end
-        conn.sock, conn.server = sock, server
+        conn.sock, conn.server, conn.timeout = sock, server, timeout
+      elseif conn.timeout ~= timeout then
+        sock:settimeouts(self.connect_ms, timeout, timeout)
+        conn.timeout = timeout
       end
-      local sock = conn.sock
       if data then
         local ok, err = sock:send(data)
         if not ok then fail(op, conn, EBACKEND, "send: " .. tostring(err)); goto continue end
       end
+      local deadline
       while true do
-        local left = floor((deadline - ngx_now()) * 1000)
-        if left <= 0 then fail(op, conn, ETIMEOUT, "no reply within " .. timeout .. " ms"); break end
-        sock:settimeout(left)
         local chunk, err = sock:receiveany(65536)
         if not chunk then
           if err == "timeout" then fail(op, conn, ETIMEOUT, "no reply within " .. timeout .. " ms")
@@ -172,6 +187,12 @@ function drive(self, op, conn)
           if tonumber(consumed[0]) ~= #chunk then sock:close(); conn.sock = nil end
           break
         end
+        -- more to come: what is left of the exchange's time
+        deadline = deadline or ngx_now() + timeout / 1000
+        local left = floor((deadline - ngx_now()) * 1000)
+        if left <= 0 then fail(op, conn, ETIMEOUT, "no reply within " .. timeout .. " ms"); break end
+        sock:settimeout(left)
+        conn.timeout = nil
       end
     end
     ::continue::
