@@ -70,7 +70,10 @@ class Nginx:
         self.proc.send_signal(signal.SIGHUP)
 
     def stop(self):
-        if not self.proc or self.proc.poll() is not None:
+        if not self.proc:
+            return
+        if self.proc.poll() is not None:
+            self.proc.stderr.close()
             return
         workers = self.workers()
         self.proc.send_signal(signal.SIGQUIT)
@@ -84,6 +87,7 @@ class Nginx:
                     pass
             self.proc.kill()
             self.proc.wait(5)
+        self.proc.stderr.close()
 
     def log(self):
         p = self.prefix / "logs" / "error.log"

@@ -519,12 +519,12 @@ class Readme(unittest.TestCase):
         n.start()
         try:
             import http.client
-            levels = []
+            levels, pid = [], uuid.uuid4().hex[:8]
             for _ in range(6):
                 c = http.client.HTTPConnection("127.0.0.1", n.port, timeout=5)
-                c.request("GET", "/profile?id=readme")
+                c.request("GET", "/profile?id=" + pid)
                 r = c.getresponse()
-                self.assertEqual((r.status, r.read()), (200, b'{"id":readme}\n'), n.log()[-2000:])
+                self.assertEqual((r.status, r.read()), (200, b'{"id":%s}\n' % pid.encode()), n.log()[-2000:])
                 levels.append(r.getheader("X-Cache-Level"))
                 c.close()
             self.assertEqual(levels[0], "4")  # loaded, then cached: L1 or, on the other worker, shm
