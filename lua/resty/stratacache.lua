@@ -627,6 +627,14 @@ function _M.write_through(self, key, value, writer, opts)
   return self:set(key, value, opts)
 end
 
+-- Write-behind is not for nginx: its journal (a Redis stream per namespace)
+-- and the wb_poll/ack pull API run on the core's blocking driver, which would
+-- freeze the worker. Deliver it from a service process (C, Python, plain Lua).
+function _M.write_behind()
+  return nil, "ENOTSUP: write-behind from nginx is not supported: its journal and delivery run "
+    .. "on the blocking driver; use write_through here, write_behind from a service process"
+end
+
 -- Drops every entry of this worker's L1 and asks the other workers to.
 function _M.purge_l1(self)
   self.lru:flush_all()

@@ -146,8 +146,9 @@ function routes.misuse(args)
   local ok4, err4 = pcall(sc.new, {shm_ipc = "sc_ipc", ttl = -1})
   local c5, err5 = sc.new({shm_ipc = "sc_ipc", url = "memcached://127.0.0.1:11211"})
   local c6, err6 = sc.new({shm_ipc = "no_such_dict"})
+  local wb, err7 = c:write_behind("k", "v")
   reply({ok = ok or ok2 or ok3 or ok4 or false, errs = {tostring(err), tostring(err2), tostring(err3),
-         tostring(err4), tostring(err5), tostring(err6)}, c5 = c5 ~= nil, c6 = c6 ~= nil})
+         tostring(err4), tostring(err5), tostring(err6), tostring(err7)}, wb = wb ~= nil, c5 = c5 ~= nil, c6 = c6 ~= nil})
 end
 
 -- The plain Lua C module inside nginx: never the worker-blocking network path.

@@ -228,6 +228,8 @@ class Misuse(unittest.TestCase):
         self.assertTrue(errs[4].startswith("ENOTSUP: memcached://"), errs[4])
         self.assertFalse(r["c6"])
         self.assertTrue(errs[5].startswith("EOPTION: no lua_shared_dict no_such_dict"), errs[5])
+        self.assertFalse(r["wb"])
+        self.assertTrue(errs[6].startswith("ENOTSUP: write-behind from nginx"), errs[6])
 
     def test_plain_module_refuses_network_inside_nginx(self):
         url = os.environ.get("STRATA_TEST_REDIS_URL", "redis://127.0.0.1:1")
