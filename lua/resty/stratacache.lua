@@ -14,7 +14,6 @@
 --   cache:get(key[, opts[, loader, ...]]) -> value, nil, level | nil (miss)
 --     | nil, nil, level (cached "not found") | nil, "ENAME: message"
 --   level: 1 L1, 2 L2 (shm), 3 L3 (Redis), 4 the loader ran.
-local ffi = require "ffi"
 local lrucache = require "resty.lrucache"
 local semaphore = require "ngx.semaphore"
 local lib = require "resty.stratacache.lib"
@@ -35,7 +34,7 @@ local decode, verdict_of, payload_of, horizons = envelope.decode, envelope.verdi
   envelope.payload, envelope.horizons
 
 local OK, MISS, NEGATIVE, HIT_STALE, HIT_REFRESH = 0, 1, 2, 3, 4
-local L1, L2, L3, LOADED = 1, 2, 3, 4
+local L1, L2, LOADED = 1, 2, 4 -- 3 is the remote tier's (remote.lua)
 local UNTRUSTED = 100 -- an L2 entry kept for stale-if-error only (see _link)
 
 local _M = {_VERSION = "0.1.0", NOT_FOUND = loader_result.NOT_FOUND}
@@ -66,7 +65,9 @@ local lock_token = tostring(worker_pid()) .. ":" .. tostring(ngx_now())
 --   [wait_policy = "stale_or_load" | "load" | "fail"], [xfetch_beta =],
 --   [l1_size = 1000], [l1_ttl =], [l1_serializer = fn(string) -> value]}
 -- Durations are seconds; the defaults are the core's (strata_options_init).
--- One per worker: in init_worker_by_lua* or lazily, never in the master.
+-- One per worker and configuration (each runs a stats timer, and with a url
+-- an invalidation link): in init_worker_by_lua* or lazily once, never in the
+-- master.
 function _M.new(opts)
   if type(opts) ~= "table" then bad(1, "new", "options must be a table, got " .. type(opts)) end
   for k, v in pairs(opts) do
@@ -111,7 +112,6 @@ function _M.new(opts)
     neg_ttl_ms = ms("neg_ttl", "neg_ttl_ms"),
     lock_wait = ms("lock_wait", "lock_wait_ms") / 1000,
     lease_ttl = ms("lease_ttl", "lease_ttl_ms") / 1000,
-    timeout_ms = ms("timeout", "timeout_ms"),
     policy = policy,
     beta = opts.xfetch_beta or tonumber(d.xfetch_beta),
     tag_cache = ms("tag_cache", "tag_cache_ms") / 1000,
@@ -306,10 +306,7 @@ end
 -- before that moment count as stale only.
 function _M._link(self, up, trust_from)
   self.link_up = up
-  if up then
-    self.trust_from = trust_from
-    self.locks:set(self.ns .. "#trust", trust_from)
-  end
+  if up then self.trust_from = trust_from end
   self.lru:flush_all()
 end
 
