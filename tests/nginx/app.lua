@@ -24,9 +24,9 @@ local function flavours()
   local redis = os.getenv("STRATA_TEST_REDIS_URL")
   if redis and redis ~= "" then
     f.redis = {url = redis, shm = "sc_l2", shm_ipc = "sc_ipc", namespace = "t_redis", ttl = 30,
-               lock_wait = 3, timeout = 0.5, breaker_cooldown = 0.3}
+               lock_wait = 3, timeout = 0.5, breaker_cooldown = 0.3, coherence_ping = 0.2}
     f.redis_l1 = {url = redis, shm_ipc = "sc_ipc", namespace = "t_redis", ttl = 30, timeout = 0.5,
-                  lock_wait = 3, breaker_cooldown = 0.3}
+                  lock_wait = 3, breaker_cooldown = 0.3, coherence_ping = 0.2}
   end
   return f
 end

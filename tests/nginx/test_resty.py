@@ -400,6 +400,18 @@ class Remote(unittest.TestCase):
             self.assertEqual(r["value"], "v:%s:2" % k, r)
         self.assertEqual(NGINX.json("/loads?key=%s" % k)["loads"], 2)
 
+    def test_an_idle_link_keeps_the_breaker_closed(self):
+        # the link's ping periods (0.2 s here) pass in silence while nothing else
+        # talks to Redis: that is not an outage, so the next read still reaches Redis
+        time.sleep(1.5)
+        before = NGINX.json("/stats?cache=redis_l1")["stats"]
+        key = fresh("idle")
+        plain_lua(self.url, "assert(c:set('%s', 'there'))" % key)
+        r = NGINX.json("/get?cache=redis_l1&key=%s" % key)
+        self.assertEqual((r.get("value"), r.get("level")), ("there", 3), r)
+        after = NGINX.json("/stats?cache=redis_l1")["stats"]
+        self.assertEqual(after["fail_open"], before["fail_open"])
+
     def test_metrics_show_the_link(self):
         text = NGINX.request("/metrics?cache=redis")[1].decode()
         self.assertIn('stratacache_l1_link_up{namespace="t_redis"} 1', text)

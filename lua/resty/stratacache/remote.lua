@@ -69,12 +69,20 @@ function _M.new(owner, opts)
   for k, v in pairs(opts) do if CORE[k] then core[k] = v end end
   core.io, core.l1 = "host", false
   local url = options.url("new", opts.url, core, {})
-  local cp = ffi.new("strata_cache*[1]")
+  -- Two handles of the same configuration: one for the reads and writes, one
+  -- for the invalidation link alone. The link's ping periods pass in silence
+  -- whenever nothing changes, and each is reported as a timeout; on a handle
+  -- of their own they never open the breaker that guards the reads.
+  local cp, lp = ffi.new("strata_cache*[1]"), ffi.new("strata_cache*[1]")
   local rc = C.strata_cache_new(cp, url, nil)
+  if rc ~= 0 then return nil, lib.error_string(rc) end
+  local cache = ffi_gc(cp[0], C.strata_cache_free)
+  rc = C.strata_cache_new(lp, url, nil)
   if rc ~= 0 then return nil, lib.error_string(rc) end
   local self = setmetatable({
     owner = owner,
-    cache = ffi_gc(cp[0], C.strata_cache_free),
+    cache = cache,
+    link_cache = ffi_gc(lp[0], C.strata_cache_free),
     pool = "strata:" .. opts.url:gsub("%?.*$", "") .. ":",
     pool_size = opts.pool_size or 32,
     connect_ms = opts.connect_timeout and floor(opts.connect_timeout * 1000) or 1000,
@@ -410,7 +418,9 @@ end
 
 local function apply_events(self)
   local owner = self.owner
-  while C.strata_events_next(self.cache, event) == 0 do
+  -- the data handle queues its own writes' evictions: the Lua tiers did those
+  while C.strata_events_next(self.cache, event) == 0 do end
+  while C.strata_events_next(self.link_cache, event) == 0 do
     local kind = event.kind
     if kind == EVENT_EVICT then
       if event.own == 0 then owner._evict_local(owner, ffi_string(event.key, event.keylen)) end
@@ -427,7 +437,7 @@ local function apply_events(self)
 end
 
 local function subscribe_once(self)
-  local rc = C.strata_op_subscribe(opp, self.cache)
+  local rc = C.strata_op_subscribe(opp, self.link_cache)
   if rc ~= 0 then return lib.error_string(rc) end
   local op = ffi_gc(opp[0], C.strata_op_free)
   local sock
@@ -448,7 +458,7 @@ local function subscribe_once(self)
         break
       end
       -- its own hello, on this connection
-      local hrc = C.strata_op_hello(opp, self.cache, server)
+      local hrc = C.strata_op_hello(opp, self.link_cache, server)
       if hrc == 0 then
         local hello = ffi_gc(opp[0], C.strata_op_free)
         local conn = {sock = sock, server = server}
