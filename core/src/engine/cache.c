@@ -6,6 +6,7 @@
 #include "engine/coherence.h"
 #include "engine/hotkeys.h"
 #include "engine/events.h"
+#include "backend/redis/redis.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -45,7 +46,10 @@ int strata_cache_new(strata_cache **out, const char *url, const strata_options *
     c->cfg.opts.ns = c->cfg.ns;
     c->cfg.instance = strata__random_u64();
     switch (c->cfg.scheme) {
-    case STRATA__SCHEME_REDIS: rc = strata__backend_redis_open(&c->backend, &c->cfg); break;
+    case STRATA__SCHEME_REDIS:
+        if ((rc = strata__backend_redis_open(&c->backend, &c->cfg)) == 0)
+            c->route = strata__redis_backend_route(c->backend);
+        break;
     case STRATA__SCHEME_MEMCACHED: rc = strata__backend_memcached_open(&c->backend, &c->cfg); break;
     default: rc = strata__backend_memory_open(&c->backend, &c->cfg); break;
     }

@@ -39,7 +39,7 @@ struct strata_cache {
     struct strata__coherence *coherence; /* L1 invalidation link; NULL when none */
     struct strata__wb *wb;      /* write-behind state (engine/write_behind.c) */
     struct strata__events *events; /* coherence events for host tiers (events.c) */
-    int io_host;                /* io=host: no sockets, no threads; the op API only */
+    struct strata__redis_route *route; /* redis: which server a key lives on (the op API routes by it) */
 };
 
 #define STRATA__COUNT(c, field) strata__atomic_add(&(c)->stats.field, 1)

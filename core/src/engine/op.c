@@ -2,6 +2,7 @@
 #include "op.h"
 #include "error.h"
 #include "engine/events.h"
+#include "backend/redis/route.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -57,7 +58,6 @@ int strata__op_new(strata_op **out, strata_cache *c, int kind, const char *key, 
     op->timeout_ms = c->cfg.opts.timeout_ms > 0 ? c->cfg.opts.timeout_ms : 1000;
     op->lease = 1;
     op->use_sha = 1;
-    snprintf(op->who, sizeof op->who, "redis %s:%d", c->cfg.servers[0].host, c->cfg.servers[0].port);
     if (key != NULL) {
         /* key, "<ns>:<key>" and "<ns>#L:<key>" in one allocation */
         if ((op->keymem = malloc(keylen + (nslen + 1 + keylen) + (nslen + 3 + keylen) + 1)) == NULL) {
@@ -74,7 +74,9 @@ int strata__op_new(strata_op **out, strata_cache *c, int kind, const char *key, 
         op->fklen = nslen + 1 + keylen;
         op->lk = op->fk + op->fklen;
         op->lklen = strata__redis_lease_key(c->cfg.ns, nslen, key, keylen, op->lk);
+        op->server = strata__route_key(c->route, op->fk, op->fklen);
     }
+    op->who = strata__route_who(c->route, op->server);
     *out = op;
     return 0;
 }
@@ -129,9 +131,9 @@ int strata_op_next(strata_op *op, strata_io *io)
         return strata__error(STRATA_EVERSION, "unknown strata_io version %u (this library knows %d): "
                              "strata_io_init() it first", io->version, STRATA_IO_VERSION);
     c = op->c;
-    io->server = 0; /* one node today; routing picks the index (backend/redis/route.c) */
-    io->host = c->cfg.servers[0].host;
-    io->port = c->cfg.servers[0].port;
+    io->server = op->server; /* routing picked it (backend/redis/route.c) */
+    io->host = strata__route_host(c->route, op->server);
+    io->port = strata__route_port(c->route, op->server);
     io->data = NULL;
     io->len = 0;
     io->wait_ms = 0;

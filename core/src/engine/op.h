@@ -42,7 +42,8 @@ struct strata_op {
     int state;                  /* the kind's own step */
     int done, rc;
     char err[512];
-    char who[280];              /* "redis host:port" for messages */
+    unsigned int server;        /* where the key lives (route.c); 0 for keyless ops */
+    const char *who;            /* "redis host:port" for messages */
 
     /* The current exchange. */
     strata__redis_req req;

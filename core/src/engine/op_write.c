@@ -7,6 +7,7 @@
 #include "op.h"
 #include "error.h"
 #include "engine/events.h"
+#include "backend/redis/route.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -252,10 +253,14 @@ int strata_op_hello(strata_op **out, strata_cache *c, unsigned int server)
     int rc;
     if (out != NULL)
         *out = NULL;
-    if (c != NULL && server >= c->cfg.nservers)
-        return strata__error(STRATA_EINVAL, "server %u: this cache has %zu", server, c->cfg.nservers);
     if ((rc = strata__op_new(&op, c, STRATA__OP_HELLO, NULL, 0)) < 0)
         return rc;
+    if (server >= strata__route_count(c->route)) {
+        strata_op_free(op);
+        return strata__error(STRATA_EINVAL, "server %u: this cache has %zu", server, strata__route_count(c->route));
+    }
+    op->server = server;
+    op->who = strata__route_who(c->route, server);
     *out = op;
     if ((rc = strata__rq_hello(&op->req, c->cfg.user, c->cfg.password, c->cfg.db)) < 0)
         return strata__op_finish(op, rc), 0;

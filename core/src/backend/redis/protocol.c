@@ -53,8 +53,23 @@ static size_t digits(size_t v)
     return n;
 }
 
+/* Decimal digits of v at p; returns the end. */
+static char *put_size(char *p, size_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
 /* RESP array of bulk strings, written straight into the buffer: the same
- * bytes redisFormatCommandArgv makes, without its allocation per command. */
+ * bytes redisFormatCommandArgv makes, without its allocation and printf per
+ * command (the request of a get is on the hot path). */
 int strata__redis_cmd(strata__redis_req *q, int argc, const char **argv, const size_t *lens)
 {
     size_t need = 1 + digits((size_t)argc) + 2, i;
@@ -65,9 +80,15 @@ int strata__redis_cmd(strata__redis_req *q, int argc, const char **argv, const s
     if ((rc = strata__bytes_reserve(&q->buf, q->buf.len + need + 1)) < 0)
         return rc;
     p = q->buf.data + q->buf.len;
-    p += sprintf(p, "*%d\r\n", argc);
+    *p++ = '*';
+    p = put_size(p, (size_t)argc);
+    *p++ = '\r';
+    *p++ = '\n';
     for (i = 0; i < (size_t)argc; i++) {
-        p += sprintf(p, "$%zu\r\n", lens[i]);
+        *p++ = '$';
+        p = put_size(p, lens[i]);
+        *p++ = '\r';
+        *p++ = '\n';
         memcpy(p, argv[i], lens[i]);
         p += lens[i];
         *p++ = '\r';
@@ -86,12 +107,12 @@ size_t strata__redis_lease_key(const char *ns, size_t nslen, const char *ukey, s
     return nslen + 3 + ulen;
 }
 
-static size_t fmt_i64(char *buf, size_t size, int64_t v)
+size_t strata__redis_fmt_i64(char *buf, size_t size, int64_t v)
 {
     return (size_t)snprintf(buf, size, "%lld", (long long)v);
 }
 
-static size_t fmt_token(char *buf, size_t size, uint64_t token)
+size_t strata__redis_fmt_token(char *buf, size_t size, uint64_t token)
 {
     return (size_t)snprintf(buf, size, "%016llx", (unsigned long long)token);
 }
@@ -141,8 +162,8 @@ int strata__rq_lease_take(strata__redis_req *q, const char *lk, size_t lklen, ui
     const char *argv[6] = {"SET", lk, tok, "NX", "PX", ttl};
     size_t lens[6] = {3, lklen, 0, 2, 2, 0};
     int rc;
-    lens[2] = fmt_token(tok, sizeof tok, token);
-    lens[5] = fmt_i64(ttl, sizeof ttl, ttl_ms);
+    lens[2] = strata__redis_fmt_token(tok, sizeof tok, token);
+    lens[5] = strata__redis_fmt_i64(ttl, sizeof ttl, ttl_ms);
     if ((rc = strata__redis_cmd(q, 6, argv, lens)) < 0)
         return rc;
     /* PTTL rides along: if we lose, we already know how long the holder has left. */
@@ -177,8 +198,8 @@ int strata__rq_lease_fill(strata__redis_req *q, int use_sha, const char *fk, siz
     char tok[20], ttl[24];
     const char *args[5] = {fk, lk, tok, val, ttl};
     size_t lens[5] = {fklen, lklen, 0, vallen, 0};
-    lens[2] = fmt_token(tok, sizeof tok, token);
-    lens[4] = fmt_i64(ttl, sizeof ttl, ttl_ms);
+    lens[2] = strata__redis_fmt_token(tok, sizeof tok, token);
+    lens[4] = strata__redis_fmt_i64(ttl, sizeof ttl, ttl_ms);
     return script(q, use_sha, STRATA__SCRIPT_FILL, 2, 5, args, lens);
 }
 
@@ -187,11 +208,11 @@ int strata__rq_lease_release(strata__redis_req *q, int use_sha, const char *lk, 
     char tok[20];
     const char *args[2] = {lk, tok};
     size_t lens[2] = {lklen, 0};
-    lens[1] = fmt_token(tok, sizeof tok, token);
+    lens[1] = strata__redis_fmt_token(tok, sizeof tok, token);
     return script(q, use_sha, STRATA__SCRIPT_RELEASE, 1, 2, args, lens);
 }
 
-static int one(strata__redis_req *q, const char *cmd)
+int strata__redis_cmd1(strata__redis_req *q, const char *cmd)
 {
     size_t len = strlen(cmd);
     return strata__redis_cmd(q, 1, &cmd, &len);
@@ -204,7 +225,7 @@ static int two(strata__redis_req *q, const char *cmd, const char *arg, size_t ar
     return strata__redis_cmd(q, 2, argv, lens);
 }
 
-static int publish(strata__redis_req *q, const char *chan, size_t chanlen, const char *payload, size_t paylen)
+int strata__rq_publish(strata__redis_req *q, const char *chan, size_t chanlen, const char *payload, size_t paylen)
 {
     const char *argv[3] = {"PUBLISH", chan, payload};
     size_t lens[3] = {7, chanlen, paylen};
@@ -221,11 +242,11 @@ int strata__rq_write(strata__redis_req *q, const char *fk, size_t fklen, const c
     const char *argv[5] = {"SET", fk, val, "PX", ttl};
     size_t lens[5] = {3, fklen, vallen, 2, 0};
     int rc;
-    lens[4] = fmt_i64(ttl, sizeof ttl, ttl_ms);
-    if ((rc = one(q, "MULTI")) < 0 || (rc = two(q, "DEL", lk, lklen)) < 0 ||
-        (rc = strata__redis_cmd(q, 5, argv, lens)) < 0 || (rc = publish(q, chan, chanlen, payload, paylen)) < 0)
+    lens[4] = strata__redis_fmt_i64(ttl, sizeof ttl, ttl_ms);
+    if ((rc = strata__redis_cmd1(q, "MULTI")) < 0 || (rc = two(q, "DEL", lk, lklen)) < 0 ||
+        (rc = strata__redis_cmd(q, 5, argv, lens)) < 0 || (rc = strata__rq_publish(q, chan, chanlen, payload, paylen)) < 0)
         return rc;
-    return one(q, "EXEC");
+    return strata__redis_cmd1(q, "EXEC");
 }
 
 /* Two DELs in one MULTI: one DEL of both keys could not tell whether the
@@ -234,10 +255,10 @@ int strata__rq_delete(strata__redis_req *q, const char *fk, size_t fklen, const 
                       const char *chan, size_t chanlen, const char *payload, size_t paylen)
 {
     int rc;
-    if ((rc = one(q, "MULTI")) < 0 || (rc = two(q, "DEL", fk, fklen)) < 0 || (rc = two(q, "DEL", lk, lklen)) < 0 ||
-        (rc = publish(q, chan, chanlen, payload, paylen)) < 0)
+    if ((rc = strata__redis_cmd1(q, "MULTI")) < 0 || (rc = two(q, "DEL", fk, fklen)) < 0 || (rc = two(q, "DEL", lk, lklen)) < 0 ||
+        (rc = strata__rq_publish(q, chan, chanlen, payload, paylen)) < 0)
         return rc;
-    return one(q, "EXEC");
+    return strata__redis_cmd1(q, "EXEC");
 }
 
 int strata__rq_counter(strata__redis_req *q, const char *key, size_t keylen, int64_t init, int64_t delta)
@@ -246,7 +267,7 @@ int strata__rq_counter(strata__redis_req *q, const char *key, size_t keylen, int
     const char *setv[4] = {"SET", key, iv, "NX"};
     size_t setl[4] = {3, keylen, 0, 2};
     int rc;
-    setl[2] = fmt_i64(iv, sizeof iv, init);
+    setl[2] = strata__redis_fmt_i64(iv, sizeof iv, init);
     if ((rc = strata__redis_cmd(q, 4, setv, setl)) < 0)
         return rc;
     return strata__rq_incr(q, key, keylen, delta);
@@ -257,7 +278,7 @@ int strata__rq_incr(strata__redis_req *q, const char *key, size_t keylen, int64_
     char dv[24];
     const char *argv[3] = {"INCRBY", key, dv};
     size_t lens[3] = {6, keylen, 0};
-    lens[2] = fmt_i64(dv, sizeof dv, delta);
+    lens[2] = strata__redis_fmt_i64(dv, sizeof dv, delta);
     return strata__redis_cmd(q, 3, argv, lens);
 }
 
@@ -266,7 +287,7 @@ int strata__rq_touch(strata__redis_req *q, const char *key, size_t keylen, int64
     char ttl[24];
     const char *argv[3] = {"PEXPIRE", key, ttl};
     size_t lens[3] = {7, keylen, 0};
-    lens[2] = fmt_i64(ttl, sizeof ttl, ttl_ms);
+    lens[2] = strata__redis_fmt_i64(ttl, sizeof ttl, ttl_ms);
     return strata__redis_cmd(q, 3, argv, lens);
 }
 
@@ -305,7 +326,7 @@ int strata__rq_subscribe(strata__redis_req *q, const char *chan, size_t chanlen)
 
 int strata__rq_ping(strata__redis_req *q)
 {
-    return one(q, "PING");
+    return strata__redis_cmd1(q, "PING");
 }
 
 /* ---- replies ---- */
@@ -337,7 +358,7 @@ int strata__rp_is_noscript(const redisReply *r)
     return r->type == REDIS_REPLY_ERROR && r->len >= 8 && memcmp(r->str, "NOSCRIPT", 8) == 0;
 }
 
-static int is_status(const redisReply *r, const char *text)
+int strata__rp_is_status(const redisReply *r, const char *text)
 {
     return r->type == REDIS_REPLY_STATUS && r->len == strlen(text) && memcmp(r->str, text, r->len) == 0;
 }
@@ -374,7 +395,7 @@ int strata__rp_mget(const char *who, const redisReply *r, size_t n, strata__byte
 
 int strata__rp_lease_take(const char *who, redisReply *const *r, int64_t *wait_ms)
 {
-    if (is_status(r[0], "OK"))
+    if (strata__rp_is_status(r[0], "OK"))
         return 0; /* the lease itself guards: set and del delete it */
     if (r[0]->type == REDIS_REPLY_NIL) {
         /* PTTL -2: the holder's lease expired in between; retry soon rather than not at all. */
@@ -404,12 +425,12 @@ int strata__rp_lease_release(const char *who, const redisReply *r)
 }
 
 /* MULTI's +OK, +QUEUED per command, then EXEC's array of nq results. */
-static int multi(const char *who, redisReply *const *r, size_t nq, const char *what)
+int strata__rp_multi(const char *who, redisReply *const *r, size_t nq, const char *what)
 {
     size_t i;
     const redisReply *exec = r[nq + 1];
     for (i = 0; i <= nq; i++)
-        if (r[i]->type == REDIS_REPLY_ERROR || !(is_status(r[i], i == 0 ? "OK" : "QUEUED")))
+        if (r[i]->type == REDIS_REPLY_ERROR || !(strata__rp_is_status(r[i], i == 0 ? "OK" : "QUEUED")))
             return strata__rp_fail(who, r[i], what);
     if (exec->type != REDIS_REPLY_ARRAY || exec->elements != nq)
         return strata__rp_fail(who, exec, what);
@@ -421,15 +442,15 @@ static int multi(const char *who, redisReply *const *r, size_t nq, const char *w
 
 int strata__rp_write(const char *who, redisReply *const *r)
 {
-    int rc = multi(who, r, 3, "SET");
-    if (rc == 0 && !is_status(r[4]->element[1], "OK"))
+    int rc = strata__rp_multi(who, r, 3, "SET");
+    if (rc == 0 && !strata__rp_is_status(r[4]->element[1], "OK"))
         return strata__rp_fail(who, r[4]->element[1], "SET");
     return rc;
 }
 
 int strata__rp_delete(const char *who, redisReply *const *r)
 {
-    int rc = multi(who, r, 3, "DEL");
+    int rc = strata__rp_multi(who, r, 3, "DEL");
     if (rc < 0)
         return rc;
     if (r[4]->element[0]->type != REDIS_REPLY_INTEGER)
@@ -447,7 +468,7 @@ int strata__rp_integer(const char *who, const redisReply *r, const char *what, i
 
 int strata__rp_counter(const char *who, redisReply *const *r, int64_t *out)
 {
-    if (!(is_status(r[0], "OK") || r[0]->type == REDIS_REPLY_NIL))
+    if (!(strata__rp_is_status(r[0], "OK") || r[0]->type == REDIS_REPLY_NIL))
         return strata__rp_fail(who, r[0], "SET NX");
     return strata__rp_integer(who, r[1], "INCRBY", out);
 }
@@ -456,7 +477,7 @@ int strata__rp_hello(const char *who, redisReply *const *r, unsigned int n)
 {
     unsigned int i;
     for (i = 0; i < n; i++)
-        if (!is_status(r[i], "OK"))
+        if (!strata__rp_is_status(r[i], "OK"))
             return strata__rp_fail(who, r[i], "connection setup (AUTH/SELECT) refused");
     return 0;
 }
@@ -559,7 +580,7 @@ int strata__replies_feed(strata__redis_replies *rs, const char *data, size_t len
     if (before > len)
         before = len;
     if (rs->got < rs->want) {
-        *used = len;
+        *used = len; /* a partial reply: all of it is ours, buffered in the reader */
         return 1;
     }
     *used = len - before;

@@ -29,6 +29,11 @@ void strata__redis_req_free(strata__redis_req *q);
 /* Appends one command; 0 or STRATA_ENOMEM. */
 int  strata__redis_cmd(strata__redis_req *q, int argc, const char **argv, const size_t *lens);
 
+/* A command without arguments (MULTI, EXEC, PING). */
+int  strata__redis_cmd1(strata__redis_req *q, const char *cmd);
+size_t strata__redis_fmt_i64(char *buf, size_t size, int64_t v);
+size_t strata__redis_fmt_token(char *buf, size_t size, uint64_t token); /* 16 hex digits */
+
 /* "<ns>#L:<ukey>" into buf (size >= nslen + 3 + ulen); returns its length. */
 size_t strata__redis_lease_key(const char *ns, size_t nslen, const char *ukey, size_t ulen, char *buf);
 
@@ -66,6 +71,8 @@ int strata__rq_incr(strata__redis_req *q, const char *key, size_t keylen, int64_
 int strata__rq_touch(strata__redis_req *q, const char *key, size_t keylen, int64_t ttl_ms); /* 1 */
 /* AUTH [user] password when password is non-empty, SELECT db when db != 0. */
 int strata__rq_hello(strata__redis_req *q, const char *user, const char *password, int db); /* 0-2 */
+int strata__rq_publish(strata__redis_req *q, const char *chan, size_t chanlen, const char *payload,
+                       size_t paylen);                                                  /* 1 */
 int strata__rq_subscribe(strata__redis_req *q, const char *chan, size_t chanlen);       /* 1 */
 int strata__rq_ping(strata__redis_req *q);                                               /* 1 */
 
@@ -76,6 +83,9 @@ int strata__rq_ping(strata__redis_req *q);                                      
  * STRATA_EBACKEND (LOADING, BUSY, ... and replies of the wrong type). */
 int strata__rp_fail(const char *who, const redisReply *r, const char *what);
 int strata__rp_is_noscript(const redisReply *r);
+int strata__rp_is_status(const redisReply *r, const char *text);
+/* MULTI's +OK, nq +QUEUED, then EXEC's array of nq results without errors. */
+int strata__rp_multi(const char *who, redisReply *const *r, size_t nq, const char *what);
 
 /* 0 and the bytes, or STRATA_MISS (nil). */
 int strata__rp_get(const char *who, const redisReply *r, strata__bytes *out);

@@ -1,0 +1,637 @@
+/*
+ * Redis backend over hiredis 0.14.1 (RESP2): the blocking driver of the
+ * conversation. Each vtable call builds its request with protocol.c (or
+ * stream.c for the journal), routes it (route.c), runs it on a pooled
+ * connection (pool.c) and reads the replies' meaning back through the
+ * protocol: this file knows no wire format.
+ */
+#include "redis.h"
+#include "error.h"
+#include "platform/platform.h"
+#include "backend/redis/pool.h"
+#include "backend/redis/protocol.h"
+#include "backend/redis/stream.h"
+#include "backend/redis_watch.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RB_MAX_VALUE ((size_t)512 * 1024 * 1024) /* Redis proto-max-bulk-len default */
+#define RB_KEYBUF    (4096 + STRATA__MAX_NS + 16)  /* lease keys of any legal key */
+
+typedef struct rb {
+    strata__backend base;
+    strata__redis_route *route;
+    strata__redis_pool **pools;  /* one per server index */
+    char ns[STRATA__MAX_NS + 1];
+    size_t nslen;
+    int io_host;                 /* io=host: the host drives all I/O (op API only) */
+    char chan[STRATA__INV_CHANNEL_MAX]; /* invalidation channel of the namespace */
+    size_t chanlen;
+    uint64_t instance;
+    strata__mutex origin_mu;
+    char origin[STRATA__INV_ORIGIN_LEN + 1]; /* this cache in this process */
+    unsigned int origin_gen;     /* fork generation origin was made in (a child is a new publisher) */
+} rb;
+
+#define RB(x) ((rb *)(x))
+
+static const strata__backend_ops rb_ops;
+
+strata__redis_route *strata__redis_backend_route(strata__backend *b)
+{
+    return RB(b)->route;
+}
+
+/* ---- plumbing ---- */
+
+static void replies_free(redisReply **r, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (r[i]) {
+            freeReplyObject(r[i]);
+            r[i] = NULL;
+        }
+}
+
+static const char *who(const rb *b, unsigned int server)
+{
+    return strata__route_who(b->route, server);
+}
+
+/* Runs q on the server holding key; r gets q->nreplies replies. */
+static int run(rb *b, unsigned int server, const strata__redis_req *q, redisReply **r, const char *what)
+{
+    if (b->io_host)
+        return strata__error(STRATA_ENOTSUP, "%s: io=host: this handle opens no connection; drive its calls "
+                             "with strata_op_* (docs/SANS-IO.md)", who(b, server));
+    return strata__pool_run(b->pools[server], q, r, what);
+}
+
+static unsigned int route(const rb *b, const char *key, size_t keylen)
+{
+    return strata__route_key(b->route, key, keylen);
+}
+
+/* The user key part of a full key. The engine always passes "<ns>:<user>";
+ * anything else is used whole, which still yields a distinct lease key. */
+static void user_part(const rb *b, const char *key, size_t keylen, const char **ukey, size_t *ulen)
+{
+    if (b->nslen > 0 && keylen > b->nslen && key[b->nslen] == ':' && memcmp(key, b->ns, b->nslen) == 0) {
+        *ukey = key + b->nslen + 1;
+        *ulen = keylen - b->nslen - 1;
+    } else {
+        *ukey = key;
+        *ulen = keylen;
+    }
+}
+
+/* The lease key of full key `key` into buf (RB_KEYBUF bytes). */
+static size_t lease_key(const rb *b, const char *key, size_t keylen, char *buf)
+{
+    const char *ukey;
+    size_t ulen;
+    user_part(b, key, keylen, &ukey, &ulen);
+    if (ulen > RB_KEYBUF - b->nslen - 3)
+        ulen = RB_KEYBUF - b->nslen - 3; /* cannot happen: keys are at most 4096 bytes */
+    return strata__redis_lease_key(b->ns, b->nslen, ukey, ulen, buf);
+}
+
+/* "<origin><user key>" into buf (STRATA__INV_ORIGIN_LEN + RB_KEYBUF bytes). */
+static size_t invalidation(rb *b, const char *key, size_t keylen, char *buf)
+{
+    const char *ukey;
+    size_t ulen;
+    unsigned int gen = strata__fork_generation();
+    user_part(b, key, keylen, &ukey, &ulen);
+    if (ulen > RB_KEYBUF)
+        ulen = RB_KEYBUF;
+    strata__mutex_lock(&b->origin_mu);
+    if (b->origin_gen != gen) {
+        strata__inv_origin(b->origin, b->instance);
+        b->origin_gen = gen;
+    }
+    memcpy(buf, b->origin, STRATA__INV_ORIGIN_LEN);
+    strata__mutex_unlock(&b->origin_mu);
+    memcpy(buf + STRATA__INV_ORIGIN_LEN, ukey, ulen);
+    return STRATA__INV_ORIGIN_LEN + ulen;
+}
+
+/* ---- key/value ---- */
+
+static int rb_get(strata__backend *be, const char *key, size_t keylen, strata__bytes *out)
+{
+    rb *b = RB(be);
+    strata__redis_req q = {{0, 0, 0}, 0};
+    redisReply *r[1] = {NULL};
+    unsigned int s = route(b, key, keylen);
+    int rc = strata__rq_get(&q, key, keylen);
+    if (rc == 0 && (rc = run(b, s, &q, r, "GET")) == 0)
+        rc = strata__rp_get(who(b, s), r[0], out);
+    replies_free(r, 1);
+    strata__redis_req_free(&q);
+    return rc;
+}
+
+static int rb_get_many(strata__backend *be, size_t n, const char *const *keys, const size_t *keylens,
+                       strata__bytes *outs, int *rcs)
+{
+    rb *b = RB(be);
+    strata__redis_req q = {{0, 0, 0}, 0};
+    redisReply *r[1] = {NULL};
+    unsigned int s;
+    int rc;
+    if (n == 0)
+        return 0;
+    s = route(b, keys[0], keylens[0]); /* one node: every key is there */
+    if ((rc = strata__rq_mget(&q, n, keys, keylens)) == 0 && (rc = run(b, s, &q, r, "MGET")) == 0)
+        rc = strata__rp_mget(who(b, s), r[0], n, outs, rcs);
+    replies_free(r, 1);
+    strata__redis_req_free(&q);
+    return rc;
+}
+
+/* n writes pipelined, each in its own MULTI (5 replies); 0 or the first error. */
+static int rb_set_many(strata__backend *be, size_t n, const char *const *keys, const size_t *keylens,
+                       const char *const *vals, const size_t *vallens, const int64_t *ttls_ms)
+{
+    rb *b = RB(be);
+    strata__redis_req q = {{0, 0, 0}, 0};
+    char lk[RB_KEYBUF], payload[STRATA__INV_ORIGIN_LEN + RB_KEYBUF];
+    redisReply **r;
+    size_t i;
+    unsigned int s;
+    int rc = 0, first = 0;
+
+    for (i = 0; i < n; i++)
+        if (ttls_ms[i] <= 0)
+            return strata__error(STRATA_EINVAL, "SET: ttl_ms must be > 0 (got %lld)", (long long)ttls_ms[i]);
+    if (n == 0)
+        return 0;
+    if ((r = calloc(n * 5, sizeof *r)) == NULL)
+        return strata__error(STRATA_ENOMEM, "out of memory for %zu writes", n);
+    s = route(b, keys[0], keylens[0]);
+    for (i = 0; i < n && rc == 0; i++) /* built whole before anything is sent: no half-sent batch */
+        rc = strata__rq_write(&q, keys[i], keylens[i], lk, lease_key(b, keys[i], keylens[i], lk), vals[i],
+                              vallens[i], ttls_ms[i], b->chan, b->chanlen, payload,
+                              invalidation(b, keys[i], keylens[i], payload));
+    if (rc == 0 && (rc = run(b, s, &q, r, "SET")) == 0) {
+        for (i = 0; i < n; i++) { /* every reply was read: the stream stays in sync */
+            int one = strata__rp_write(who(b, s), r + 5 * i);
+            if (one != 0 && first == 0)
+                first = one;
+        }
+        rc = first;
+    }
+    replies_free(r, n * 5);
+    free(r);
+    strata__redis_req_free(&q);
+    return rc;
+}
+
+static int rb_set(strata__backend *be, const char *key, size_t keylen, const char *val, size_t vallen,
+                  int64_t ttl_ms)
+{
+    return rb_set_many(be, 1, &key, &keylen, &val, &vallen, &ttl_ms);
+}
+
+static int rb_del(strata__backend *be, const char *key, size_t keylen)
+{
+    rb *b = RB(be);
+    strata__redis_req q = {{0, 0, 0}, 0};
+    char lk[RB_KEYBUF], payload[STRATA__INV_ORIGIN_LEN + RB_KEYBUF];
+    redisReply *r[5] = {NULL, NULL, NULL, NULL, NULL};
+    unsigned int s = route(b, key, keylen);
+    int rc = strata__rq_delete(&q, key, keylen, lk, lease_key(b, key, keylen, lk), b->chan, b->chanlen, payload,
+                               invalidation(b, key, keylen, payload));
+    if (rc == 0 && (rc = run(b, s, &q, r, "DEL")) == 0)
+        rc = strata__rp_delete(who(b, s), r);
+    replies_free(r, 5);
+    strata__redis_req_free(&q);
+    return rc;
+}
+
+static int rb_touch(strata__backend *be, const char *key, size_t keylen, int64_t ttl_ms)
+{
+    rb *b = RB(be);
+    strata__redis_req q = {{0, 0, 0}, 0};
+    redisReply *r[1] = {NULL};
+    unsigned int s = route(b, key, keylen);
+    int64_t v = 0;
+    int rc;
+    if (ttl_ms <= 0)
+        return strata__error(STRATA_EINVAL, "touch: ttl_ms must be > 0 (got %lld)", (long long)ttl_ms);
+    if ((rc = strata__rq_touch(&q, key, keylen, ttl_ms)) == 0 && (rc = run(b, s, &q, r, "PEXPIRE")) == 0 &&
+        (rc = strata__rp_integer(who(b, s), r[0], "PEXPIRE", &v)) == 0)
+        rc = v == 1 ? 0 : STRATA_MISS;
+    replies_free(r, 1);
+    strata__redis_req_free(&q);
+    return rc;
+}
+
+/* ---- leases ---- */
+
+static int rb_lease_acquire(strata__backend *be, const char *key, size_t keylen, uint64_t token,
+                            int64_t lease_ttl_ms, uint64_t *guard, int64_t *wait_ms)
+{
+    rb *b = RB(be);
+    strata__redis_req q = {{0, 0, 0}, 0};
+    char lk[RB_KEYBUF];
+    redisReply *r[2] = {NULL, NULL};
+    unsigned int s = route(b, key, keylen);
+    int rc;
+    if (lease_ttl_ms <= 0)
+        return strata__error(STRATA_EINVAL, "lease_acquire: lease_ttl_ms must be > 0");
+    if ((rc = strata__rq_lease_take(&q, lk, lease_key(b, key, keylen, lk), token, lease_ttl_ms)) == 0 &&
+        (rc = run(b, s, &q, r, "lease SET NX")) == 0) {
+        rc = strata__rp_lease_take(who(b, s), r, wait_ms);
+        if (rc == 0)
+            *guard = 0; /* the lease itself guards: set and del delete it */
+    }
+    replies_free(r, 2);
+    strata__redis_req_free(&q);
+    return rc;
+}
+
+/* A lease script by SHA; NOSCRIPT (first use on this server, or after a
+ * restart or SCRIPT FLUSH) sends it whole on the same connection. */
+static int run_script(rb *b, unsigned int s, int fill, const char *fk, size_t fklen, const char *lk, size_t lklen,
+                      uint64_t token, const char *val, size_t vallen, int64_t ttl_ms, redisReply **r,
+                      const char *what)
+{
+    strata__redis_req q = {{0, 0, 0}, 0};
+    strata__pool_conn *conn;
+    int use_sha, rc;
+    if (b->io_host)
+        return run(b, s, &q, r, what);
+    if ((rc = strata__pool_acquire(b->pools[s], &conn)) != 0)
+        return rc;
+    for (use_sha = 1; use_sha >= 0; use_sha--) {
+        strata__redis_req_reset(&q);
+        rc = fill ? strata__rq_lease_fill(&q, use_sha, fk, fklen, lk, lklen, token, val, vallen, ttl_ms)
+                  : strata__rq_lease_release(&q, use_sha, lk, lklen, token);
+        if (rc == 0)
+            rc = strata__pool_exchange(b->pools[s], conn, &q, r, what);
+        if (rc != 0 || !strata__rp_is_noscript(r[0]) || use_sha == 0)
+            break;
+        replies_free(r, 1);
+    }
+    strata__pool_release(b->pools[s], conn);
+    strata__redis_req_free(&q);
+    return rc;
+}
+
+static int rb_lease_fill(strata__backend *be, const char *key, size_t keylen, uint64_t token, uint64_t guard,
+                         const char *val, size_t vallen, int64_t ttl_ms)
+{
+    rb *b = RB(be);
+    char lk[RB_KEYBUF];
+    redisReply *r[1] = {NULL};
+    unsigned int s = route(b, key, keylen);
+    int rc;
+    (void)guard;
+    if (ttl_ms <= 0)
+        return strata__error(STRATA_EINVAL, "lease_fill: ttl_ms must be > 0 (got %lld)", (long long)ttl_ms);
+    rc = run_script(b, s, 1, key, keylen, lk, lease_key(b, key, keylen, lk), token, val, vallen, ttl_ms, r,
+                    "lease fill");
+    if (rc == 0)
+        rc = strata__rp_lease_fill(who(b, s), r[0], key, keylen);
+    replies_free(r, 1);
+    return rc;
+}
+
+static int rb_lease_release(strata__backend *be, const char *key, size_t keylen, uint64_t token)
+{
+    rb *b = RB(be);
+    char lk[RB_KEYBUF];
+    redisReply *r[1] = {NULL};
+    unsigned int s = route(b, key, keylen);
+    int rc = run_script(b, s, 0, NULL, 0, lk, lease_key(b, key, keylen, lk), token, NULL, 0, 0, r, "lease release");
+    if (rc == 0)
+        rc = strata__rp_lease_release(who(b, s), r[0]);
+    replies_free(r, 1);
+    return rc;
+}
+
+/* ---- counters ---- */
+
+static int rb_incr(strata__backend *be, const char *key, size_t keylen, int64_t delta, int64_t *out)
+{
+    rb *b = RB(be);
+    strata__redis_req q = {{0, 0, 0}, 0};
+    redisReply *r[1] = {NULL};
+    unsigned int s = route(b, key, keylen);
+    int rc;
+    if ((rc = strata__rq_incr(&q, key, keylen, delta)) == 0 && (rc = run(b, s, &q, r, "INCRBY")) == 0)
+        rc = strata__rp_integer(who(b, s), r[0], "INCRBY", out);
+    replies_free(r, 1);
+    strata__redis_req_free(&q);
+    return rc;
+}
+
+/* SET NX creates the counter at init, INCRBY adds delta (0 reads it): two
+ * atomic commands pipelined in one round trip. */
+static int rb_counter(strata__backend *be, const char *key, size_t keylen, int64_t init, int64_t delta,
+                      int64_t *out)
+{
+    rb *b = RB(be);
+    strata__redis_req q = {{0, 0, 0}, 0};
+    redisReply *r[2] = {NULL, NULL};
+    unsigned int s = route(b, key, keylen);
+    int rc;
+    if ((rc = strata__rq_counter(&q, key, keylen, init, delta)) == 0 && (rc = run(b, s, &q, r, "INCRBY")) == 0)
+        rc = strata__rp_counter(who(b, s), r, out);
+    replies_free(r, 2);
+    strata__redis_req_free(&q);
+    return rc;
+}
+
+static size_t rb_max_value_size(strata__backend *be)
+{
+    (void)be;
+    return RB_MAX_VALUE;
+}
+
+/* ---- the write-behind journal (stream.c) ---- */
+
+/* All items pipelined (one round trip), each in its own MULTI, then XLEN. */
+static int rb_wb_append(strata__backend *be, size_t n, strata__wb_item *items, int64_t now_ms, uint64_t *backlog)
+{
+    rb *b = RB(be);
+    strata__redis_req q = {{0, 0, 0}, 0};
+    char lk[RB_KEYBUF], payload[STRATA__INV_ORIGIN_LEN + RB_KEYBUF], stream[STRATA__WB_STREAM_KEYBUF];
+    size_t nr = n * STRATA__WB_APPEND_REPLIES + 1, i;
+    redisReply **r;
+    unsigned int s;
+    int64_t len = 0;
+    int rc = 0, first = 0;
+
+    if (n == 0)
+        return 0;
+    if ((r = calloc(nr, sizeof *r)) == NULL)
+        return strata__error(STRATA_ENOMEM, "out of memory for %zu journal writes", n);
+    s = route(b, items[0].fk, items[0].fklen);
+    for (i = 0; i < n && rc == 0; i++) {
+        strata__wb_append_args a;
+        a.ns = b->ns; a.nslen = b->nslen;
+        a.fk = items[i].fk; a.fklen = items[i].fklen;
+        a.lk = lk; a.lklen = lease_key(b, items[i].fk, items[i].fklen, lk);
+        a.env = items[i].env; a.envlen = items[i].envlen;
+        a.ttl_ms = items[i].ttl_ms;
+        a.key = items[i].key; a.keylen = items[i].keylen;
+        a.val = items[i].val; a.vallen = items[i].vallen;
+        a.now_ms = now_ms;
+        a.token = strata__random_u64() | 1; /* never 0 ("unknown") */
+        a.chan = b->chan; a.chanlen = b->chanlen;
+        a.payload = payload; a.paylen = invalidation(b, items[i].fk, items[i].fklen, payload);
+        items[i].rc = STRATA_ENOMEM;
+        rc = strata__rq_wb_append(&q, &a);
+    }
+    if (rc == 0)
+        rc = strata__rq_xlen(&q, stream, strata__wb_stream_key(b->ns, b->nslen, stream, 0));
+    if (rc == 0 && (rc = run(b, s, &q, r, "write-behind append")) == 0) {
+        for (i = 0; i < n; i++) {
+            items[i].rc = strata__rp_wb_append(who(b, s), r + STRATA__WB_APPEND_REPLIES * i);
+            if (items[i].rc != 0 && first == 0)
+                first = items[i].rc;
+        }
+        if (strata__rp_integer(who(b, s), r[nr - 1], "XLEN", &len) == 0)
+            *backlog = (uint64_t)len;
+        rc = first;
+    }
+    replies_free(r, nr);
+    free(r);
+    strata__redis_req_free(&q);
+    return rc;
+}
+
+/* XREADGROUP ... > : records never delivered; NOGROUP (first use of the
+ * stream) makes the group, from the start, and reads again. */
+static int wb_read_new(rb *b, unsigned int s, const char *consumer, const char *stream, size_t slen,
+                       strata__wb_record *recs, size_t *n, size_t max)
+{
+    strata__redis_req q = {{0, 0, 0}, 0};
+    redisReply *r[1] = {NULL};
+    int rc = 0, attempt;
+    for (attempt = 0; attempt < 2 && rc == 0; attempt++) {
+        strata__redis_req_reset(&q);
+        if ((rc = strata__rq_wb_read_new(&q, consumer, max - *n, stream, slen)) != 0 ||
+            (rc = run(b, s, &q, r, "XREADGROUP")) != 0)
+            break;
+        if (!strata__rp_is_nogroup(r[0]) || attempt > 0) {
+            rc = strata__rp_wb_read_new(who(b, s), r[0], recs, n, max);
+            break;
+        }
+        replies_free(r, 1);
+        strata__redis_req_reset(&q);
+        if ((rc = strata__rq_wb_group(&q, stream, slen)) == 0 && (rc = run(b, s, &q, r, "XGROUP CREATE")) == 0)
+            rc = strata__rp_wb_group(who(b, s), r[0]);
+        replies_free(r, 1);
+    }
+    replies_free(r, 1);
+    strata__redis_req_free(&q);
+    return rc;
+}
+
+/* Claims first (when asked), so a busy stream cannot starve a dead
+ * consumer's records, then new records up to max. */
+static int rb_wb_read(strata__backend *be, const char *consumer, size_t max, int64_t claim_idle_ms, char *cursor,
+                      size_t cursorsize, strata__wb_record **out, size_t *nout)
+{
+    rb *b = RB(be);
+    char stream[STRATA__WB_STREAM_KEYBUF];
+    size_t slen = strata__wb_stream_key(b->ns, b->nslen, stream, 0), n = 0, i;
+    unsigned int s = route(b, stream, slen);
+    strata__wb_record *recs;
+    int rc = 0;
+
+    *out = NULL;
+    *nout = 0;
+    if (max == 0)
+        return 0;
+    if ((recs = calloc(max, sizeof *recs)) == NULL)
+        return strata__error(STRATA_ENOMEM, "out of memory for %zu write-behind records", max);
+    if (claim_idle_ms > 0) {
+        strata__redis_req q = {{0, 0, 0}, 0};
+        redisReply *r[1] = {NULL};
+        if ((rc = strata__rq_wb_claim(&q, stream, slen, consumer, claim_idle_ms, cursor, max)) == 0 &&
+            (rc = run(b, s, &q, r, "XAUTOCLAIM")) == 0)
+            rc = strata__rp_wb_claim(who(b, s), r[0], cursor, cursorsize, recs, &n, max);
+        replies_free(r, 1);
+        strata__redis_req_free(&q);
+    }
+    if (rc == 0 && n < max)
+        rc = wb_read_new(b, s, consumer, stream, slen, recs, &n, max);
+    if (rc != 0 || n == 0) {
+        strata__wb_records_free(recs, max);
+        return rc;
+    }
+    for (i = n; i < max; i++) { /* a skipped entry may have left buffers in the unused tail */
+        strata__bytes_free(&recs[i].key);
+        strata__bytes_free(&recs[i].val);
+    }
+    *out = recs;
+    *nout = n;
+    return 0;
+}
+
+/* MULTI, [extra], ack script, EXEC. */
+static int wb_ack_multi(rb *b, size_t n, const strata__wb_id *ids, int extra_argc, const char **extra,
+                        const size_t *extralens, const char *what)
+{
+    strata__redis_req q = {{0, 0, 0}, 0};
+    char stream[STRATA__WB_STREAM_KEYBUF];
+    redisReply *r[4] = {NULL, NULL, NULL, NULL};
+    size_t nq = extra_argc > 0 ? 2 : 1;
+    unsigned int s = route(b, stream, strata__wb_stream_key(b->ns, b->nslen, stream, 0));
+    int rc;
+    if ((rc = strata__rq_wb_ack(&q, b->ns, b->nslen, n, ids, extra_argc, extra, extralens)) == 0 &&
+        (rc = run(b, s, &q, r, what)) == 0)
+        rc = strata__rp_multi(who(b, s), r, nq, what);
+    replies_free(r, 4);
+    strata__redis_req_free(&q);
+    return rc;
+}
+
+static int rb_wb_ack(strata__backend *be, size_t n, const strata__wb_id *ids)
+{
+    if (n == 0)
+        return 0;
+    return wb_ack_multi(RB(be), n, ids, 0, NULL, NULL, "write-behind ack");
+}
+
+static int rb_wb_dead(strata__backend *be, const char *key, size_t keylen, const char *val, size_t vallen, size_t n,
+                      const strata__wb_id *ids, unsigned int attempts, const char *message)
+{
+    rb *b = RB(be);
+    char dead[STRATA__WB_STREAM_KEYBUF], att[16], now[24];
+    const char *argv[13];
+    size_t lens[13];
+    strata__wb_dead_argv(b->ns, b->nslen, key, keylen, val, vallen, attempts, message, strata__now_wall_ms(), dead,
+                         att, now, argv, lens);
+    return wb_ack_multi(b, n, ids, 13, argv, lens, "write-behind dead letter");
+}
+
+static int rb_wb_latest(strata__backend *be, size_t n, const char *const *keys, const size_t *keylens,
+                        uint64_t *tokens)
+{
+    rb *b = RB(be);
+    strata__redis_req q = {{0, 0, 0}, 0};
+    redisReply *r[1] = {NULL};
+    unsigned int s = 0;
+    size_t i;
+    int rc;
+    for (i = 0; i < n; i++)
+        tokens[i] = 0;
+    if (n == 0)
+        return 0;
+    if ((rc = strata__rq_wb_latest(&q, b->ns, b->nslen, n, keys, keylens)) == 0 &&
+        (rc = run(b, s, &q, r, "MGET journal ids")) == 0)
+        rc = strata__rp_wb_latest(who(b, s), r[0], n, tokens);
+    replies_free(r, 1);
+    strata__redis_req_free(&q);
+    return rc;
+}
+
+static int rb_wb_backlog(strata__backend *be, uint64_t *out)
+{
+    rb *b = RB(be);
+    strata__redis_req q = {{0, 0, 0}, 0};
+    char stream[STRATA__WB_STREAM_KEYBUF];
+    redisReply *r[1] = {NULL};
+    size_t slen = strata__wb_stream_key(b->ns, b->nslen, stream, 0);
+    unsigned int s = route(b, stream, slen);
+    int64_t v = 0;
+    int rc;
+    if ((rc = strata__rq_xlen(&q, stream, slen)) == 0 && (rc = run(b, s, &q, r, "XLEN")) == 0 &&
+        (rc = strata__rp_integer(who(b, s), r[0], "XLEN", &v)) == 0)
+        *out = (uint64_t)v;
+    replies_free(r, 1);
+    strata__redis_req_free(&q);
+    return rc;
+}
+
+/* ---- lifetime ---- */
+
+/* Callers must have finished every call. */
+static void rb_close(strata__backend *be)
+{
+    rb *b = RB(be);
+    size_t i;
+    if (b == NULL)
+        return;
+    for (i = 0; b->pools && i < strata__route_count(b->route); i++)
+        strata__pool_close(b->pools[i]);
+    free(b->pools);
+    strata__route_free(b->route);
+    strata__mutex_destroy(&b->origin_mu);
+    free(b);
+}
+
+static const strata__backend_ops rb_ops = {
+    "redis",
+    rb_close,
+    rb_get,
+    rb_get_many,
+    rb_set,
+    rb_set_many,
+    rb_del,
+    rb_touch,
+    rb_lease_acquire,
+    rb_lease_fill,
+    rb_lease_release,
+    rb_incr,
+    rb_max_value_size,
+    rb_counter,
+    rb_wb_append,
+    rb_wb_read,
+    rb_wb_ack,
+    rb_wb_dead,
+    rb_wb_backlog,
+    rb_wb_latest,
+};
+
+int strata__backend_redis_open(strata__backend **out, const strata__config *cfg)
+{
+    rb *b;
+    size_t i, n;
+    int rc;
+
+    if (out == NULL || cfg == NULL)
+        return strata__error(STRATA_EINVAL, "redis backend: NULL argument");
+    *out = NULL;
+    if (cfg->nslen > STRATA__MAX_NS)
+        return strata__error(STRATA_EINVAL, "redis backend: namespace too long");
+    if ((b = calloc(1, sizeof *b)) == NULL)
+        return strata__error(STRATA_ENOMEM, "out of memory opening the redis backend");
+    b->base.ops = &rb_ops;
+    if ((rc = strata__route_new(&b->route, cfg)) < 0) {
+        free(b);
+        return rc;
+    }
+    memcpy(b->ns, cfg->ns, cfg->nslen);
+    b->ns[cfg->nslen] = '\0';
+    b->nslen = cfg->nslen;
+    b->io_host = cfg->io_host;
+    b->instance = cfg->instance;
+    b->chanlen = strata__inv_channel(b->chan, sizeof b->chan, cfg);
+    strata__mutex_init(&b->origin_mu);
+    b->origin_gen = strata__fork_generation();
+    strata__inv_origin(b->origin, b->instance);
+    n = strata__route_count(b->route);
+    if ((b->pools = calloc(n, sizeof *b->pools)) == NULL) {
+        rb_close(&b->base);
+        return strata__error(STRATA_ENOMEM, "out of memory opening the redis backend");
+    }
+    for (i = 0; i < n; i++) {
+        if ((rc = strata__pool_open(&b->pools[i], cfg, strata__route_host(b->route, (unsigned int)i),
+                                    strata__route_port(b->route, (unsigned int)i))) < 0) {
+            rb_close(&b->base);
+            return rc;
+        }
+    }
+    *out = &b->base;
+    return 0;
+}
