@@ -456,10 +456,11 @@ local function get_slow(self, stale, key, opts, loader, ...)
   return fill(self, stale, key, opts, loader, ...)
 end
 
--- Other workers' writes are applied (ipc:poll, one shared-dict read) at the
--- first get of every request and once per tick of ngx.now() within one, so a
--- request that starts after a write in another worker never sees the old value,
--- while a loop of hits inside one request is a plain lrucache get.
+-- Other workers' writes are applied (ipc:poll, one shared-dict read) when the
+-- request object or the millisecond of ngx.now() changed since the last get,
+-- so a request that starts a millisecond after a write in another worker never
+-- sees the old value (nginx reuses request memory, so the pointer alone is not
+-- enough), while a loop of hits inside one request is a plain lrucache get.
 function _M.get(self, key, opts, loader, ...)
   if type(key) ~= "string" then bad(1, "get", "key must be a non-empty string") end
   local r, now = get_request(), ngx_now()
