@@ -26,5 +26,9 @@ setup(
     setup_requires=["cffi>=1.15"],
     install_requires=["cffi>=1.15"],
     cffi_modules=["python/stratacache/_build.py:ffibuilder"],
+    # The operator command (stratacache/cli.py) and the optional Prometheus
+    # collector (stratacache/metrics.py).
+    entry_points={"console_scripts": ["stratacache=stratacache.cli:main"]},
+    extras_require={"prometheus": ["prometheus_client"]},
     zip_safe=False,
 )

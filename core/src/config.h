@@ -39,6 +39,7 @@ typedef struct strata__config {
     uint64_t wb_journal_compact_bytes;
     uint64_t wb_dead_max;
     int64_t wb_dead_max_age_ms;
+    int payload_crc;             /* URL payload_crc=1: envelopes carry a CRC32C of the payload */
 } strata__config;
 
 /* Bounds of the hot-key options (validated in config_hot.c). */

@@ -3,16 +3,29 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static STRATA__TLS char last_message[512];
 
 int strata__error(int code, const char *fmt, ...)
 {
+    /* Formatted aside first: callers prefix the previous message by passing
+     * strata_error_last() itself as an argument. */
+    char msg[sizeof last_message];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_message, sizeof last_message, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(last_message, msg, sizeof msg);
     return code;
+}
+
+int strata__check_ms(int code, const char *name, int64_t ms, int64_t lo)
+{
+    if (ms < lo || ms > STRATA_MAX_MS)
+        return strata__error(code, "%s must be %lld-%lld ms, got %lld", name, (long long)lo,
+                             (long long)STRATA_MAX_MS, (long long)ms);
+    return 0;
 }
 
 void strata__error_clear(void)

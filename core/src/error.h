@@ -15,6 +15,10 @@
 int strata__error(int code, const char *fmt, ...) STRATA__PRINTF(2, 3);
 void strata__error_clear(void);
 
+/* A millisecond input within [lo, STRATA_MAX_MS]: 0, or `code` with a message
+ * naming it ("ttl_ms must be 0-31622400000 ms, got ..."). */
+int strata__check_ms(int code, const char *name, int64_t ms, int64_t lo);
+
 /* Printable form of a key for messages: truncated, non-printables escaped. */
 const char *strata__key_for_message(const char *key, size_t keylen, char *buf, size_t bufsize);
 

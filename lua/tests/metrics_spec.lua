@@ -31,7 +31,8 @@ local SERIES = {
   ['l1_link_up{tier="l1"}'] = "l1_link_up",
   write_behind_enqueued_total = "wb_enqueued", write_behind_flushed_total = "wb_flushed",
   write_behind_retried_total = "wb_retried", write_behind_dead_total = "wb_dead",
-  write_behind_backlog = "wb_backlog",
+  write_behind_backlog = "wb_backlog", write_behind_journal_skipped_total = "wb_journal_skipped",
+  write_behind_dead_trimmed_total = "wb_dead_trimmed",
 }
 
 -- Parses the exposition strictly enough to catch a malformed line: returns

@@ -10,7 +10,7 @@ or "pickle" (only when asked for: unpickling executes code chosen by whoever
 can write to the cache server).
 """
 from ._async import AsyncCache
-from ._cache import NOT_FOUND, Cache, build_url
+from ._cache import MAX_MS, NOT_FOUND, Cache, build_url
 from ._loaded import Loaded
 from ._metrics import Histogram, HotKey
 from ._errors import (
@@ -46,6 +46,7 @@ __all__ = [
     "LeaseLost",
     "Loaded",
     "LoaderError",
+    "MAX_MS",
     "NOT_FOUND",
     "NotSupported",
     "OutOfMemory",

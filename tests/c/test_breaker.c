@@ -11,8 +11,8 @@
 #include "server.h"
 #include "platform/platform.h"
 
-#include <hiredis/hiredis.h>
-#include <libmemcached/memcached.h>
+#include "raw_write.h"
+
 #include <unistd.h>
 
 #define K(s) (s), strlen(s)
@@ -166,32 +166,9 @@ static void get_many_probe_is_released(void)
     test_server_stop(&s);
 }
 
-/* Writes raw bytes (or, on redis with as_list, a list) under key, from outside. */
 static int plant(const test_server *s, const char *key, const char *val, int as_list)
 {
-    if (is_redis()) {
-        struct timeval tv = {2, 0};
-        redisContext *r = redisConnectWithTimeout("127.0.0.1", s->port, tv);
-        redisReply *rep;
-        int ok;
-        if (r == NULL || r->err) {
-            redisFree(r);
-            return -1;
-        }
-        rep = as_list ? redisCommand(r, "RPUSH %s %s", key, val) : redisCommand(r, "SET %s %s", key, val);
-        ok = rep != NULL && rep->type != REDIS_REPLY_ERROR;
-        freeReplyObject(rep);
-        redisFree(r);
-        return ok ? 0 : -1;
-    } else {
-        memcached_st *m = memcached_create(NULL);
-        memcached_return_t rc;
-        memcached_behavior_set(m, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
-        memcached_server_add(m, "127.0.0.1", (in_port_t)s->port);
-        rc = memcached_set(m, key, strlen(key), val, strlen(val), 0, 0);
-        memcached_free(m);
-        return rc == MEMCACHED_SUCCESS ? 0 : -1;
-    }
+    return test_raw_set(kind, s->port, key, val, as_list);
 }
 
 /* Defect 5: a command the server refuses (a WRONGTYPE value key on redis, a

@@ -358,6 +358,19 @@ static strata_op *begin_wrongtype(strata_cache *c, strata_cache *blk, const char
     return op;
 }
 
+/* A lease key holding no lease of ours (no expiry, not a token): taken over. */
+static strata_op *begin_broken_lease(strata_cache *c, strata_cache *blk, const char *ns)
+{
+    strata_op *op = NULL;
+    char cmd[256];
+    (void)blk;
+    snprintf(cmd, sizeof cmd, "redis-cli -u '%s' SET '%s#L:brk' junk >/dev/null", g_url, ns);
+    if (system(cmd) != 0)
+        fprintf(stderr, "  SET failed\n");
+    strata_op_lookup(&op, c, "brk", 3, NULL);
+    return op;
+}
+
 static void flush_scripts(void)
 {
     char cmd[256];
@@ -381,6 +394,7 @@ static const pcase cases_live[] = {
     {"invalidate_tag", begin_tag, NULL, 0, STRATA_OK},
     {"tagged read", begin_tagged_read, NULL, 0, STRATA_OK},
     {"WRONGTYPE", begin_wrongtype, NULL, 0, STRATA_EBACKEND},
+    {"a broken lease is taken over", begin_broken_lease, NULL, 0, STRATA_MISS_LEAD},
 };
 
 static strata_cache *open_url(const char *base, const char *ns, const char *extra)
@@ -509,14 +523,21 @@ static const scripted script_cases[] = {
     {"an integer for a GET", 0, {":1\r\n"}, STRATA_EBACKEND, NULL, NULL},
     {"an array for a GET", 0, {"*1\r\n$1\r\nx\r\n"}, STRATA_EBACKEND, NULL, NULL},
     {"not RESP", 0, {"?garbage\r\n"}, STRATA_EBACKEND, NULL, NULL},
-    {"lead: lease won, re-check nil", 1, {"$-1\r\n", "+OK\r\n:5000\r\n$-1\r\n"}, STRATA_MISS_LEAD, NULL, NULL},
-    {"lead: re-check finds the fill", 1, {"$-1\r\n", "+OK\r\n:5000\r\nENV", ":1\r\n"}, STRATA_OK, "payload",
+    {"lead: lease won, re-check nil", 1, {"$-1\r\n", "+OK\r\n:5000\r\n$16\r\n0123456789abcdef\r\n$-1\r\n"}, STRATA_MISS_LEAD, NULL, NULL},
+    {"lead: re-check finds the fill", 1, {"$-1\r\n", "+OK\r\n:5000\r\n$16\r\n0123456789abcdef\r\nENV", ":1\r\n"}, STRATA_OK, "payload",
      NULL},
-    {"wait: another holder", 1, {"$-1\r\n", "$-1\r\n:1234\r\n$-1\r\n"}, STRATA_MISS_WAIT, NULL, NULL},
+    {"wait: another holder", 1, {"$-1\r\n", "$-1\r\n:1234\r\n$16\r\n0123456789abcdef\r\n$-1\r\n"}, STRATA_MISS_WAIT, NULL, NULL},
+    {"lead: a broken lease (no expiry) is taken over", 1,
+     {"$-1\r\n", "$-1\r\n:-1\r\n$3\r\nbad\r\n$-1\r\n", ":1\r\n$-1\r\n"}, STRATA_MISS_LEAD, NULL, NULL},
+    {"lead: a broken lease repaired by another first", 1,
+     {"$-1\r\n", "$-1\r\n:-1\r\n$3\r\nbad\r\n$-1\r\n", ":0\r\n$-1\r\n"}, STRATA_MISS_WAIT, NULL, NULL},
+    {"lead: take-over after NOSCRIPT", 1,
+     {"$-1\r\n", "$-1\r\n:-1\r\n$3\r\nbad\r\n$-1\r\n", "-NOSCRIPT No matching script.\r\n$-1\r\n",
+      ":1\r\n$-1\r\n"}, STRATA_MISS_LEAD, NULL, NULL},
     {"fill: NOSCRIPT, then EVAL", 2,
-     {"$-1\r\n", "+OK\r\n:5000\r\n$-1\r\n", "-NOSCRIPT No matching script. Please use EVAL.\r\n", ":1\r\n"},
+     {"$-1\r\n", "+OK\r\n:5000\r\n$16\r\n0123456789abcdef\r\n$-1\r\n", "-NOSCRIPT No matching script. Please use EVAL.\r\n", ":1\r\n"},
      STRATA_OK, NULL, "*8\r\n$4\r\nEVAL\r\n"},
-    {"fill: the lease was lost", 2, {"$-1\r\n", "+OK\r\n:5000\r\n$-1\r\n", ":0\r\n"}, STRATA_ELEASE, NULL,
+    {"fill: the lease was lost", 2, {"$-1\r\n", "+OK\r\n:5000\r\n$16\r\n0123456789abcdef\r\n$-1\r\n", ":0\r\n"}, STRATA_ELEASE, NULL,
      "*8\r\n$7\r\nEVALSHA\r\n"},
     {"delete: existed", 3, {"+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n*3\r\n:1\r\n:0\r\n:0\r\n"}, STRATA_OK,
      NULL, NULL},

@@ -36,6 +36,24 @@ typedef struct strata__wb_item {
     int rc;                             /* out: 0 or an error */
 } strata__wb_item;
 
+/* Operator tools (engine/inspect.c, engine/keys.c, engine/doctor.c,
+ * engine/wb_dead.c): read-only views and dead-letter housekeeping. */
+typedef struct strata__peek {
+    int found;                  /* the value key exists (val holds its bytes) */
+    strata__bytes val;
+    int64_t ttl_ms;             /* -1 no expiry, -2 unknown */
+    int lease;                  /* a lease key exists */
+    char lease_holder[STRATA_INSPECT_HOLDER_MAX];
+    int64_t lease_ttl_ms;       /* -2 unknown */
+} strata__peek;
+
+typedef struct strata__scan_item {
+    strata__bytes key;          /* user key (namespace stripped) */
+    int64_t size, ttl_ms;       /* -2: gone meanwhile or unknown */
+} strata__scan_item;
+
+void strata__scan_items_free(strata__scan_item *items, size_t n);
+
 typedef struct strata__backend_ops {
     const char *name;
 
@@ -115,6 +133,31 @@ typedef struct strata__backend_ops {
      * with another token is superseded and is acknowledged without delivery. */
     int (*wb_latest)(strata__backend *b, size_t n, const char *const *keys, const size_t *keylens,
                      uint64_t *tokens);
+    /* Dead letters beyond the newest max (0 = no limit) or older than
+     * max_age_ms before now_ms (wall; 0 = no limit) are deleted;
+     * *trimmed = how many. */
+    int (*wb_dead_trim)(strata__backend *b, uint64_t max, int64_t max_age_ms, int64_t now_ms,
+                        uint64_t *trimmed);
+    /* Operator tools; NULL where the backend cannot (the engine then answers
+     * STRATA_ENOTSUP or does without). They take the cache's config for the
+     * namespace and server. peek: the value key's raw bytes and TTL, and the
+     * lease, without side effects. */
+    int (*peek)(strata__backend *b, const strata__config *cfg, const char *fk, size_t fklen,
+                strata__peek *out);
+    /* One page of value keys matching the user-key glob (NULL = all); cursor
+     * in/out as text, "0" starts and ends. */
+    int (*scan)(strata__backend *b, const strata__config *cfg, char *cursor, size_t cursorsize,
+                const char *match, size_t count, strata__scan_item **items, size_t *n);
+    /* Server facts and live checks (fields the backend does not know stay -1). */
+    int (*server_info)(strata__backend *b, const strata__config *cfg, strata_server_info *out);
+    /* Server-side journal (redis streams) only, like wb_append. */
+    int (*wb_status)(strata__backend *b, const strata__config *cfg, strata_wb_status *out);
+    int (*wb_dead_list)(strata__backend *b, const strata__config *cfg, size_t max,
+                        strata__dead_letter **out, size_t *n);
+    /* Atomically: if d is still a dead letter, remove it and (replay) append
+     * it to the journal as the key's latest write. 1 done, 0 already gone. */
+    int (*wb_dead_take)(strata__backend *b, const strata__config *cfg, const strata__dead_letter *d,
+                        int replay, int64_t now_ms);
 } strata__backend_ops;
 
 struct strata__backend {

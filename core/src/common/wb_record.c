@@ -14,3 +14,16 @@ void strata__wb_records_free(strata__wb_record *recs, size_t n)
     }
     free(recs);
 }
+
+void strata__dead_letters_free(strata__dead_letter *d, size_t n)
+{
+    size_t i;
+    if (d == NULL)
+        return;
+    for (i = 0; i < n; i++) {
+        strata__bytes_free(&d[i].key);
+        strata__bytes_free(&d[i].val);
+        strata__bytes_free(&d[i].error);
+    }
+    free(d);
+}

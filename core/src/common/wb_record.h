@@ -23,4 +23,15 @@ typedef struct strata__wb_record {
 
 void strata__wb_records_free(strata__wb_record *recs, size_t n);
 
+/* A write-behind record given up on (dead-lettered), as the operator tools
+ * list it from a stream or the journal file. */
+typedef struct strata__dead_letter {
+    char id[48];                /* redis stream id; journal file: record number */
+    strata__bytes key, val, error;
+    int64_t given_up_ms;
+    unsigned int attempts;
+} strata__dead_letter;
+
+void strata__dead_letters_free(strata__dead_letter *d, size_t n);
+
 #endif

@@ -139,6 +139,14 @@ int strata__encode_value(strata_cache *c, strata__bytes *out, const char *val, s
                                      now_ms, fresh_until, backend_ttl_ms);
 }
 
+int strata__decode_stored(strata_cache *c, const char *data, size_t len, strata__envelope *e)
+{
+    int rc = strata__env_decode(data, len, e);
+    if (rc == STRATA__ENV_DAMAGED)
+        STRATA__COUNT(c, payload_crc_errors);
+    return rc;
+}
+
 int strata__encode_value_tags(strata_cache *c, strata__bytes *out, const char *val, size_t vallen,
                               int negative, int64_t ttl_ms, int64_t stale_ms, int64_t cost_ms,
                               const strata__env_tag *tags, size_t ntags,
@@ -154,6 +162,8 @@ int strata__encode_value_tags(strata_cache *c, strata__bytes *out, const char *v
         stale_ms = negative ? 0 : c->cfg.opts.stale_ms;
     ttl_ms = strata__jitter_ttl(ttl_ms, c->cfg.opts.jitter_pct, strata__random_unit());
     e.flags = negative ? STRATA__ENV_FLAG_NEGATIVE : 0;
+    if (c->cfg.payload_crc)
+        e.flags |= STRATA__ENV_FLAG_PAYLOAD_CRC;
     e.created_ms = now_ms;
     e.fresh_until_ms = now_ms + ttl_ms;
     e.stale_until_ms = e.fresh_until_ms + stale_ms;

@@ -72,6 +72,10 @@ static inline int strata__is_outage(int rc)
 }
 
 /* strata__encode_value with tag stamps (tags may be NULL when ntags is 0). */
+/* strata__env_decode of stored bytes, counting payload CRC failures
+ * (stats payload_crc_errors); anything but 0 reads as a miss. */
+int strata__decode_stored(strata_cache *c, const char *data, size_t len, strata__envelope *e);
+
 int strata__encode_value_tags(strata_cache *c, strata__bytes *out, const char *val, size_t vallen,
                               int negative, int64_t ttl_ms, int64_t stale_ms, int64_t cost_ms,
                               const strata__env_tag *tags, size_t ntags,

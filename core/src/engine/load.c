@@ -48,8 +48,8 @@ int strata_load_value(strata_load *l, const char *val, size_t vallen, int64_t tt
         return strata__error(STRATA_EINVAL, "load is NULL");
     if (val == NULL && vallen > 0)
         return strata__error(STRATA_EINVAL, "value is NULL with length %zu", vallen);
-    if (ttl_ms < 0)
-        return strata__error(STRATA_EINVAL, "ttl_ms must be >= 0, got %lld", (long long)ttl_ms);
+    if ((rc = strata__check_ms(STRATA_EINVAL, "ttl_ms", ttl_ms, 0)) < 0)
+        return rc;
     if ((rc = strata__bytes_set(&l->value, val ? val : "", vallen)) < 0)
         return rc;
     l->kind = LOAD_VALUE;
@@ -61,8 +61,9 @@ int strata_load_not_found(strata_load *l, int64_t neg_ttl_ms)
 {
     if (l == NULL)
         return strata__error(STRATA_EINVAL, "load is NULL");
-    if (neg_ttl_ms < 0)
-        return strata__error(STRATA_EINVAL, "neg_ttl_ms must be >= 0, got %lld", (long long)neg_ttl_ms);
+    int rc;
+    if ((rc = strata__check_ms(STRATA_EINVAL, "neg_ttl_ms", neg_ttl_ms, 0)) < 0)
+        return rc;
     l->kind = LOAD_NOT_FOUND;
     l->ttl_ms = neg_ttl_ms;
     return 0;

@@ -140,10 +140,15 @@ static int t_wb_backlog(strata__backend *b, uint64_t *out)
 static int t_wb_latest(strata__backend *b, size_t n, const char *const *ks, const size_t *kls, uint64_t *tokens)
 { TIMED(wb_latest(T(b)->inner, n, ks, kls, tokens)); }
 
+static int t_wb_dead_trim(strata__backend *b, uint64_t max, int64_t max_age_ms, int64_t now_ms, uint64_t *trimmed)
+{ TIMED(wb_dead_trim(T(b)->inner, max, max_age_ms, now_ms, trimmed)); }
+
 static const strata__backend_ops timed_ops = {
     NULL, t_close, t_get, t_get_many, t_set, t_set_many, t_del, t_touch,
     t_lease_acquire, t_lease_fill, t_lease_release, t_incr, t_max_value_size, t_counter,
-    t_wb_append, t_wb_read, t_wb_ack, t_wb_dead, t_wb_backlog, t_wb_latest
+    t_wb_append, t_wb_read, t_wb_ack, t_wb_dead, t_wb_backlog, t_wb_latest,
+    t_wb_dead_trim,
+    NULL, NULL, NULL, NULL, NULL, NULL /* operator tools: called untimed (strata__backend_untimed) */
 };
 
 int strata__backend_timed(strata__backend **b, strata__hist *h)
@@ -160,10 +165,18 @@ int strata__backend_timed(strata__backend **b, strata__hist *h)
         t->ops.wb_dead = NULL;
         t->ops.wb_backlog = NULL;
         t->ops.wb_latest = NULL;
+        t->ops.wb_dead_trim = NULL;
     }
     t->base.ops = &t->ops;
     t->inner = *b;
     t->hist = h;
     *b = &t->base;
     return 0;
+}
+
+/* The backend under the timing wrapper: the operator tools' ops are not
+ * wrapped (they are not part of any call the histograms describe). */
+strata__backend *strata__backend_untimed(strata__backend *b)
+{
+    return b->ops->close == t_close ? T(b)->inner : b;
 }

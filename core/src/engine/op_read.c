@@ -213,6 +213,8 @@ static int read_failed(strata_op *op, int code)
 
 static int lease_done(strata_op *op);
 static int lease_failed(strata_op *op, int code);
+static int lead(strata_op *op, int rc);
+static int wait_or_give_up(strata_op *op, int64_t wait_ms);
 
 static int take_lease(strata_op *op, int state)
 {
@@ -334,34 +336,93 @@ static int wait_or_give_up(strata_op *op, int64_t wait_ms)
     return 0;
 }
 
-static int lease_done(strata_op *op)
+/* The lease is ours (won, or taken over): the result for each reason we
+ * wanted it; after a miss, recheck is the GET that rode along. */
+static int lease_won(strata_op *op, const redisReply *recheck)
 {
     strata_cache *c = op->c;
-    int64_t wait_ms = 0;
-    int rc = strata__backend_result(c, strata__rp_lease_take(op->who, op->rs.r, &wait_ms));
-    if (rc == STRATA_MISS_WAIT)
-        STRATA__COUNT(c, waits);
-    if (rc == 0)
-        STRATA__COUNT(c, leases_won);
+    STRATA__COUNT(c, leases_won);
     switch (op->state) {
     case S_EARLY:
-        if (rc != 0)
-            return strata__op_finish(op, STRATA_OK);
         STRATA__COUNT(c, early_refreshes);
         return lead(op, STRATA_HIT_REFRESH);
     case S_STALE:
-        return rc == 0 ? lead(op, STRATA_HIT_REFRESH) : strata__op_finish(op, STRATA_HIT_STALE);
+        return lead(op, STRATA_HIT_REFRESH);
     default: /* S_MISS */
-        if (rc == STRATA_MISS_WAIT)
-            return wait_or_give_up(op, wait_ms);
-        if (rc < 0)
-            return strata__op_finish(op, rc);
         op->have_lease = 1;
         op->state = S_RECHECK;
         op->now_ms = strata__now_wall_ms();
         strata__bytes_free(&op->raw);
-        return got_value(op, strata__backend_result(c, strata__rp_get(op->who, op->rs.r[2], &op->raw)));
+        return got_value(op, strata__backend_result(c, strata__rp_get(op->who, recheck, &op->raw)));
     }
+}
+
+/* Another caller holds it (or an error): the result for each reason. */
+static int lease_lost(strata_op *op, int rc, int64_t wait_ms)
+{
+    if (rc == STRATA_MISS_WAIT)
+        STRATA__COUNT(op->c, waits);
+    if (op->state == S_EARLY)
+        return strata__op_finish(op, STRATA_OK);
+    if (op->state == S_STALE)
+        return strata__op_finish(op, STRATA_HIT_STALE);
+    if (rc == STRATA_MISS_WAIT)
+        return wait_or_give_up(op, wait_ms);
+    return strata__op_finish(op, rc);
+}
+
+static int taken_over(strata_op *op);
+
+static int send_takeover(strata_op *op)
+{
+    int rc;
+    strata__redis_req_reset(&op->req);
+    rc = strata__rq_lease_takeover(&op->req, op->use_sha, op->lk, op->lklen, op->token, op->c->cfg.opts.lease_ttl_ms,
+                                   op->val ? op->val : "", op->vallen);
+    if (rc == 0 && op->state == S_MISS)
+        rc = strata__rq_get(&op->req, op->fk, op->fklen);
+    if (rc < 0)
+        return strata__op_finish(op, rc);
+    return strata__op_exchange(op, taken_over, lease_failed);
+}
+
+static int taken_over(strata_op *op)
+{
+    int64_t wait_ms = 0;
+    int rc;
+    if (strata__rp_is_noscript(op->rs.r[0]) && op->use_sha) {
+        op->use_sha = 0;
+        return send_takeover(op);
+    }
+    free(op->val); /* the held value is spent */
+    op->val = NULL;
+    op->vallen = 0;
+    rc = strata__backend_result(op->c, strata__rp_lease_takeover(op->who, op->rs.r[0], &wait_ms));
+    if (rc == 0)
+        return lease_won(op, op->state == S_MISS ? op->rs.r[1] : NULL);
+    return lease_lost(op, rc, wait_ms);
+}
+
+static int lease_done(strata_op *op)
+{
+    int64_t wait_ms = 0;
+    const char *held = "";
+    size_t heldlen = 0;
+    int rc = strata__backend_result(op->c, strata__rp_lease_take(op->who, op->rs.r, &wait_ms, &held, &heldlen));
+    if (rc == 0)
+        return lease_won(op, op->state == S_MISS ? op->rs.r[STRATA__LEASE_TAKE_REPLIES] : NULL);
+    if (rc == STRATA__LEASE_BROKEN) {
+        /* A holder that is no lease of ours: take it over while it holds what we saw. */
+        free(op->val);
+        op->vallen = 0;
+        if ((op->val = malloc(heldlen ? heldlen : 1)) == NULL)
+            return strata__op_finish(op, strata__error(STRATA_ENOMEM, "out of memory"));
+        memcpy(op->val, held, heldlen);
+        op->vallen = heldlen;
+        op->use_sha = 1;
+        return send_takeover(op);
+    }
+    return lease_lost(op, rc, wait_ms);
 }
 
 static int lease_failed(strata_op *op, int code)

@@ -19,7 +19,7 @@ int strata__read_backend(strata_cache *c, const char *key, size_t keylen, const 
     int rc;
     if ((rc = strata__breaker_allow(c)) == 0)
         rc = strata__backend_result(c, c->backend->ops->get(c->backend, fk, fklen, raw));
-    if (rc == 0 && strata__env_decode(raw->data, raw->len, env) == 0) {
+    if (rc == 0 && strata__decode_stored(c, raw->data, raw->len, env) == 0) {
         rc = strata__tags_verify(c, 1, &env, now); /* a tag bump expires the entry */
         if (rc >= 0)
             rc = strata__serve_envelope(c, key, keylen, env, now, epoch, out);
@@ -99,12 +99,10 @@ static int check_value(const char *val, size_t vallen)
     return 0;
 }
 
+/* 0 = the cache's default */
 static int check_ttl(int64_t ttl_ms)
 {
-    if (ttl_ms < 0)
-        return strata__error(STRATA_EINVAL, "ttl_ms must be >= 0 (0 = the cache's default), got %lld",
-                             (long long)ttl_ms);
-    return 0;
+    return strata__check_ms(STRATA_EINVAL, "ttl_ms", ttl_ms, 0);
 }
 
 static int write_value(strata_cache *c, const char *key, size_t keylen, const char *val, size_t vallen,
@@ -160,8 +158,12 @@ int strata_set_ex(strata_cache *c, const char *key, size_t keylen, const char *v
     if (o->version != STRATA_SET_OPTIONS_VERSION)
         return strata__error(STRATA_EVERSION, "unknown strata_set_options version %u (this library knows %d)",
                              o->version, STRATA_SET_OPTIONS_VERSION);
-    if (o->stale_ms < -1 || o->cost_ms < 0)
-        return strata__error(STRATA_EINVAL, "set options: stale_ms must be >= -1 and cost_ms >= 0");
+    {
+        int rc;
+        if ((rc = strata__check_ms(STRATA_EINVAL, "set options: stale_ms", o->stale_ms, -1)) < 0 ||
+            (rc = strata__check_ms(STRATA_EINVAL, "set options: cost_ms", o->cost_ms, 0)) < 0)
+            return rc;
+    }
     if (o->ntags > 0) {
         strata__env_tag stamps[STRATA__ENV_MAX_TAGS];
         int rc = strata__check_key(c, key, keylen);
@@ -213,7 +215,7 @@ int strata_touch(strata_cache *c, const char *key, size_t keylen, int64_t ttl_ms
         return rc;
     /* The freshness lives in the envelope, so touch rewrites it with new times. */
     rc = strata__backend_result(c, c->backend->ops->get(c->backend, fk, (size_t)fklen, &raw));
-    if (rc == 0 && (strata__env_decode(raw.data, raw.len, &env) != 0 || now >= env.stale_until_ms))
+    if (rc == 0 && (strata__decode_stored(c, raw.data, raw.len, &env) != 0 || now >= env.stale_until_ms))
         rc = STRATA_MISS;
     if (rc == 0) { /* a tag-outdated entry is not revived; the stamps are kept */
         strata__envelope *pe = &env;
@@ -318,11 +320,14 @@ int strata_get_many(strata_cache *c, size_t n, const char *const *keys, const si
             goto done;
         }
         for (i = 0; i < nb; i++)
-            if (rcs[i] == 0 && strata__env_decode(raws[i].data, raws[i].len, &envs[i]) == 0)
+            if (rcs[i] == 0 && strata__decode_stored(c, raws[i].data, raws[i].len, &envs[i]) == 0)
                 decoded[i] = &envs[i];
         /* All the tag stamps in one round trip at most. */
-        if ((rc = strata__tags_verify(c, nb, decoded, now)) < 0)
+        if ((rc = strata__tags_verify(c, nb, decoded, now)) < 0) {
+            if (strata__is_outage(rc))
+                rc = strata__get_many_stale(c, nb, idx, keys, keylens, now, outs, results, rc);
             goto done;
+        }
         for (i = 0; i < nb; i++) {
             size_t k = idx[i];
             int r = rcs[i];

@@ -335,8 +335,14 @@ static int dead_letter(strata_wb_batch *b, size_t i, const char *message)
     if (ids == NULL)
         return strata__error(STRATA_ENOMEM, "out of memory dead-lettering a record");
     if (wb->stream) {
+        uint64_t trimmed = 0;
         rc = strata__backend_result(c, c->backend->ops->wb_dead(c->backend, b->keys[i], b->keylens[i], b->vals[i],
                                                                 b->vallens[i], n, ids, e->attempts, message));
+        /* housekeeping: a failed trim only leaves extra dead letters for the next one */
+        if (rc == 0 && (c->cfg.wb_dead_max || c->cfg.wb_dead_max_age_ms) &&
+            c->backend->ops->wb_dead_trim(c->backend, c->cfg.wb_dead_max, c->cfg.wb_dead_max_age_ms,
+                                          strata__now_wall_ms(), &trimmed) == 0)
+            strata__atomic_add(&c->stats.wb_dead_trimmed, trimmed);
     } else if (wb->journal) {
         strata__mutex_lock(&wb->mu);
         rc = strata__journal_dead(wb->journal, b->keys[i], b->keylens[i], b->vals[i], b->vallens[i], e->attempts,

@@ -340,9 +340,8 @@ int strata_write_behind_many(strata_cache *c, size_t n, const char *const *keys,
 
     if (c == NULL || (n > 0 && (keys == NULL || keylens == NULL || vals == NULL || vallens == NULL)))
         return strata__error(STRATA_EINVAL, "%s is NULL", c == NULL ? "cache handle" : "an array argument");
-    if (ttl_ms < 0)
-        return strata__error(STRATA_EINVAL, "ttl_ms must be >= 0 (0 = the cache's default), got %lld",
-                             (long long)ttl_ms);
+    if ((rc = strata__check_ms(STRATA_EINVAL, "ttl_ms", ttl_ms, 0)) < 0) /* 0 = the cache's default */
+        return rc;
     for (i = 0; i < n; i++) {
         if ((rc = strata__check_key(c, keys[i], keylens[i])) < 0)
             return item_error(rc, i);
@@ -447,8 +446,8 @@ int strata_flush(strata_cache *c, int64_t deadline_ms)
 
     if (c == NULL)
         return strata__error(STRATA_EINVAL, "cache handle is NULL");
-    if (deadline_ms < 0)
-        return strata__error(STRATA_EINVAL, "deadline_ms must be >= 0, got %lld", (long long)deadline_ms);
+    if ((rc = strata__check_ms(STRATA_EINVAL, "deadline_ms", deadline_ms, 0)) < 0)
+        return rc;
     wb = c->wb;
     if ((rc = strata__wb_check_owner(wb)) < 0)
         return rc;

@@ -739,3 +739,116 @@ const char *strata__journal_report(const strata__journal *j)
 {
     return j->report;
 }
+
+/* ---- dead letters, for the operator tools (engine/wb_dead.c) ------------ */
+
+int strata__journal_dead_read(strata__journal *j, strata__dead_letter **out, size_t *nout)
+{
+    char path[1200];
+    unsigned char *data = NULL;
+    size_t len = 0, off = J_HEADER, n = 0, cap = 0;
+    strata__dead_letter *d = NULL;
+    int fd, rc = 0;
+
+    *out = NULL;
+    *nout = 0;
+    snprintf(path, sizeof path, "%s.dead", j->path);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return errno == ENOENT ? 0 : strata__error(STRATA_EBACKEND, "dead letters %s: %s", path, strerror(errno));
+    rc = read_file(fd, path, &data, &len);
+    close(fd);
+    if (rc < 0)
+        return rc;
+    if (len >= J_HEADER && memcmp(data, J_MAGIC, 4) != 0) {
+        free(data);
+        return strata__error(STRATA_EBACKEND, "dead letters %s: not a stratacache dead-letter file", path);
+    }
+    while (rc == 0 && off + 8 <= len) {
+        uint32_t bodylen = get_u32(data + off), keylen, msglen;
+        const unsigned char *body = data + off + 8;
+        if (bodylen < 21 || off + 8 + bodylen > len || crc32_of(body, bodylen) != get_u32(data + off + 4) ||
+            body[0] != J_DEAD)
+            break; /* a torn tail */
+        keylen = get_u32(body + 13);
+        if (17 + (size_t)keylen + 4 > bodylen)
+            break;
+        msglen = get_u32(body + 17 + keylen);
+        if (21 + (size_t)keylen + msglen > bodylen)
+            break;
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            strata__dead_letter *p = realloc(d, nc * sizeof *p);
+            if (p == NULL) {
+                rc = strata__error(STRATA_ENOMEM, "out of memory reading dead letters");
+                break;
+            }
+            memset(p + cap, 0, (nc - cap) * sizeof *p);
+            d = p;
+            cap = nc;
+        }
+        snprintf(d[n].id, sizeof d[n].id, "%zu", n + 1);
+        d[n].given_up_ms = (int64_t)get_u64(body + 1);
+        d[n].attempts = get_u32(body + 9);
+        rc = strata__bytes_set(&d[n].key, body + 17, keylen);
+        if (rc == 0)
+            rc = strata__bytes_set(&d[n].error, body + 21 + keylen, msglen);
+        if (rc == 0)
+            rc = strata__bytes_set(&d[n].val, body + 21 + keylen + msglen, bodylen - 21 - keylen - msglen);
+        n++;
+        off += 8 + bodylen;
+    }
+    free(data);
+    if (rc < 0) {
+        strata__dead_letters_free(d, n);
+        return rc;
+    }
+    *out = d;
+    *nout = n;
+    return 0;
+}
+
+int strata__journal_dead_rewrite(strata__journal *j, const strata__dead_letter *d, size_t n,
+                                 const unsigned char *keep)
+{
+    char path[1200], tmp[1210];
+    int fd, rc = 0;
+    size_t i;
+
+    snprintf(path, sizeof path, "%s.dead", j->path);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+        return strata__error(STRATA_EBACKEND, "dead letters: cannot create %s: %s", tmp, strerror(errno));
+    rc = write_all(fd, (const unsigned char *)J_MAGIC, J_HEADER, tmp);
+    for (i = 0; i < n && rc == 0; i++) {
+        size_t bodylen = 21 + d[i].key.len + d[i].error.len + d[i].val.len;
+        unsigned char *rec;
+        if (!keep[i])
+            continue;
+        if ((rec = malloc(8 + bodylen)) == NULL) {
+            rc = strata__error(STRATA_ENOMEM, "out of memory rewriting dead letters");
+            break;
+        }
+        rec[8] = J_DEAD;
+        put_u64(rec + 9, (uint64_t)d[i].given_up_ms);
+        put_u32(rec + 17, d[i].attempts);
+        put_u32(rec + 21, (uint32_t)d[i].key.len);
+        memcpy(rec + 25, d[i].key.data, d[i].key.len);
+        put_u32(rec + 25 + d[i].key.len, (uint32_t)d[i].error.len);
+        if (d[i].error.len)
+            memcpy(rec + 29 + d[i].key.len, d[i].error.data, d[i].error.len);
+        if (d[i].val.len)
+            memcpy(rec + 29 + d[i].key.len + d[i].error.len, d[i].val.data, d[i].val.len);
+        frame(rec, bodylen);
+        rc = write_all(fd, rec, 8 + bodylen, tmp);
+        free(rec);
+    }
+    if (rc == 0 && fdatasync(fd) != 0)
+        rc = strata__error(STRATA_EBACKEND, "dead letters %s: fdatasync: %s", tmp, strerror(errno));
+    close(fd);
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = strata__error(STRATA_EBACKEND, "dead letters %s: rename: %s", path, strerror(errno));
+    if (rc != 0)
+        unlink(tmp);
+    j->dead_count = -1; /* counted again by the next trim */
+    return rc;
+}

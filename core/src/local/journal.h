@@ -8,6 +8,7 @@
 #ifndef STRATA_JOURNAL_H
 #define STRATA_JOURNAL_H
 
+#include "stratacache.h"
 #include "common/wb_record.h"
 
 typedef struct strata__journal strata__journal;
@@ -61,5 +62,13 @@ int  strata__journal_compact(strata__journal *j, const strata__wb_record *recs, 
 void strata__journal_get_counters(const strata__journal *j, strata__journal_counters *out);
 /* What replay skipped at open ("" = nothing), for the opener to report. */
 const char *strata__journal_report(const strata__journal *j);
+
+/* Dead letters of "<path>.dead" (operator tools): all of them, oldest first
+ * (id = position, from 1); and the file rewritten with those whose keep[i]
+ * is set (temporary file, fdatasync, rename). Under the lock that
+ * serialises strata__journal_dead (the queue lock). */
+int  strata__journal_dead_read(strata__journal *j, strata__dead_letter **out, size_t *n);
+int  strata__journal_dead_rewrite(strata__journal *j, const strata__dead_letter *d, size_t n,
+                                  const unsigned char *keep);
 
 #endif

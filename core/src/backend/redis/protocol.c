@@ -2,6 +2,7 @@
 #include "protocol.h"
 #include "error.h"
 #include "backend/backend.h"
+#include "stratacache.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,16 +20,30 @@ static const char *const script_text[STRATA__SCRIPT_COUNT] = {
     /* release: KEYS[1] = lease key, ARGV[1] = token. */
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
     "return redis.call('DEL', KEYS[1]) end return 0",
+    /* take-over of a broken lease (no expiry, or not a token of ours):
+     * KEYS[1] = lease key, ARGV = token, lease_ttl_ms, the value seen ("" when
+     * it was not a string). Only while it is still what the caller saw, so
+     * of several callers exactly one takes it. */
+    "local t = redis.call('TYPE', KEYS[1])['ok'] "
+    "if t == 'string' then if redis.call('GET', KEYS[1]) ~= ARGV[3] then return 0 end "
+    "elseif t ~= 'none' then if ARGV[3] ~= '' then return 0 end redis.call('DEL', KEYS[1]) end "
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1",
 };
 
 static const char *const script_sha[STRATA__SCRIPT_COUNT] = {
     "d59ae8aa932addcba53722f0552549c6b1a166b5",
     "6fbe84d1140fd2047394924af9d845b83c070bec",
+    "5522d67ed41c78771295e7c1117e87ff5fe784f8",
 };
 
 const char *strata__redis_script_sha(int which)
 {
     return script_sha[which];
+}
+
+const char *strata__redis_script_text(int which)
+{
+    return script_text[which];
 }
 
 void strata__redis_req_reset(strata__redis_req *q)
@@ -166,14 +181,30 @@ int strata__rq_lease_take(strata__redis_req *q, const char *lk, size_t lklen, ui
     lens[5] = strata__redis_fmt_i64(ttl, sizeof ttl, ttl_ms);
     if ((rc = strata__redis_cmd(q, 6, argv, lens)) < 0)
         return rc;
-    /* PTTL rides along: if we lose, we already know how long the holder has left. */
+    /* PTTL and GET ride along: if we lose, we already know how long the
+     * holder has left, and whether it is a lease of ours at all. */
     argv[0] = "PTTL";
     lens[0] = 4;
+    if ((rc = strata__redis_cmd(q, 2, argv, lens)) < 0)
+        return rc;
+    argv[0] = "GET";
+    lens[0] = 3;
     return strata__redis_cmd(q, 2, argv, lens);
 }
 
-static int script(strata__redis_req *q, int use_sha, int which, int nkeys, int argc, const char **args,
-                  const size_t *arglens)
+int strata__rq_lease_takeover(strata__redis_req *q, int use_sha, const char *lk, size_t lklen, uint64_t token,
+                              int64_t ttl_ms, const char *held, size_t heldlen)
+{
+    char tok[20], ttl[24];
+    const char *args[4] = {lk, tok, ttl, held};
+    size_t lens[4] = {lklen, 0, 0, heldlen};
+    lens[1] = strata__redis_fmt_token(tok, sizeof tok, token);
+    lens[2] = strata__redis_fmt_i64(ttl, sizeof ttl, ttl_ms);
+    return strata__rq_script(q, use_sha, STRATA__SCRIPT_TAKEOVER, 1, 4, args, lens);
+}
+
+int strata__rq_script(strata__redis_req *q, int use_sha, int which, int nkeys, int argc, const char **args,
+                      const size_t *arglens)
 {
     const char *argv[8];
     size_t lens[8];
@@ -200,7 +231,7 @@ int strata__rq_lease_fill(strata__redis_req *q, int use_sha, const char *fk, siz
     size_t lens[5] = {fklen, lklen, 0, vallen, 0};
     lens[2] = strata__redis_fmt_token(tok, sizeof tok, token);
     lens[4] = strata__redis_fmt_i64(ttl, sizeof ttl, ttl_ms);
-    return script(q, use_sha, STRATA__SCRIPT_FILL, 2, 5, args, lens);
+    return strata__rq_script(q, use_sha, STRATA__SCRIPT_FILL, 2, 5, args, lens);
 }
 
 int strata__rq_lease_release(strata__redis_req *q, int use_sha, const char *lk, size_t lklen, uint64_t token)
@@ -209,7 +240,7 @@ int strata__rq_lease_release(strata__redis_req *q, int use_sha, const char *lk, 
     const char *args[2] = {lk, tok};
     size_t lens[2] = {lklen, 0};
     lens[1] = strata__redis_fmt_token(tok, sizeof tok, token);
-    return script(q, use_sha, STRATA__SCRIPT_RELEASE, 1, 2, args, lens);
+    return strata__rq_script(q, use_sha, STRATA__SCRIPT_RELEASE, 1, 2, args, lens);
 }
 
 int strata__redis_cmd1(strata__redis_req *q, const char *cmd)
@@ -393,18 +424,59 @@ int strata__rp_mget(const char *who, const redisReply *r, size_t n, strata__byte
     return 0;
 }
 
-int strata__rp_lease_take(const char *who, redisReply *const *r, int64_t *wait_ms)
+/* A lease we lost to is broken, not held, when it has no expiry (PTTL -1:
+ * ours always have one), more time left than any of ours, or is not a token
+ * of ours (16 hex digits; a non-string there answers GET with an error). */
+static int lease_is_broken(const redisReply *pttl, const redisReply *held)
+{
+    size_t i;
+    if (pttl->type == REDIS_REPLY_INTEGER && (pttl->integer == -1 || pttl->integer > STRATA_MAX_MS))
+        return 1; /* no lease of ours lives longer than STRATA_MAX_MS */
+    if (held->type == REDIS_REPLY_ERROR)
+        return 1;
+    if (held->type != REDIS_REPLY_STRING)
+        return 0; /* NIL: gone in between */
+    if (held->len != 16)
+        return 1;
+    for (i = 0; i < 16; i++) {
+        char ch = held->str[i];
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F')))
+            return 1;
+    }
+    return 0;
+}
+
+int strata__rp_lease_take(const char *who, redisReply *const *r, int64_t *wait_ms, const char **held,
+                          size_t *heldlen)
 {
     if (strata__rp_is_status(r[0], "OK"))
         return 0; /* the lease itself guards: set and del delete it */
     if (r[0]->type == REDIS_REPLY_NIL) {
-        /* PTTL -2: the holder's lease expired in between; retry soon rather than not at all. */
         if (r[1]->type != REDIS_REPLY_INTEGER && r[1]->type != REDIS_REPLY_ERROR)
             return strata__rp_fail(who, r[1], "lease PTTL");
+        if (r[2]->type != REDIS_REPLY_STRING && r[2]->type != REDIS_REPLY_NIL && r[2]->type != REDIS_REPLY_ERROR)
+            return strata__rp_fail(who, r[2], "lease GET");
+        if (lease_is_broken(r[1], r[2])) {
+            *held = r[2]->type == REDIS_REPLY_STRING ? r[2]->str : "";
+            *heldlen = r[2]->type == REDIS_REPLY_STRING ? r[2]->len : 0;
+            return STRATA__LEASE_BROKEN;
+        }
+        /* PTTL -2: the holder's lease expired in between: retry soon. */
         *wait_ms = r[1]->type == REDIS_REPLY_INTEGER && r[1]->integer > 0 ? r[1]->integer : 1;
         return STRATA_MISS_WAIT;
     }
     return strata__rp_fail(who, r[0], "lease SET NX");
+}
+
+int strata__rp_lease_takeover(const char *who, const redisReply *r, int64_t *wait_ms)
+{
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 1)
+        return 0;
+    if (r->type == REDIS_REPLY_INTEGER) {
+        *wait_ms = 1;
+        return STRATA_MISS_WAIT;
+    }
+    return strata__rp_fail(who, r, "lease take-over");
 }
 
 int strata__rp_lease_fill(const char *who, const redisReply *r, const char *key, size_t keylen)

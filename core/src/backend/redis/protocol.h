@@ -39,17 +39,26 @@ size_t strata__redis_lease_key(const char *ns, size_t nslen, const char *ukey, s
 
 /* Scripts run by SHA first; NOSCRIPT makes the caller send the same with
  * use_sha 0 (EVAL, which also loads it). */
-enum { STRATA__SCRIPT_FILL = 0, STRATA__SCRIPT_RELEASE, STRATA__SCRIPT_COUNT };
+enum { STRATA__SCRIPT_FILL = 0, STRATA__SCRIPT_RELEASE, STRATA__SCRIPT_TAKEOVER, STRATA__SCRIPT_COUNT };
 const char *strata__redis_script_sha(int which);
+const char *strata__redis_script_text(int which);
+/* EVALSHA (use_sha) or EVAL of a script with nkeys keys among args (1 reply). */
+int strata__rq_script(strata__redis_req *q, int use_sha, int which, int nkeys, int argc, const char **args,
+                      const size_t *arglens);
 
 /* ---- requests (each says in a comment how many replies it adds) ---- */
 
 int strata__rq_get(strata__redis_req *q, const char *fk, size_t fklen);                 /* 1 */
 int strata__rq_mget(strata__redis_req *q, size_t n, const char *const *fks,
                     const size_t *fklens);                                               /* 1 */
-/* SET lease NX PX ttl, PTTL lease. */
+/* SET lease NX PX ttl, PTTL lease, GET lease (what holds it). */
 int strata__rq_lease_take(strata__redis_req *q, const char *lk, size_t lklen, uint64_t token,
-                          int64_t ttl_ms);                                               /* 2 */
+                          int64_t ttl_ms);                                               /* 3 */
+#define STRATA__LEASE_TAKE_REPLIES 3
+/* Takes a broken lease over while it still holds `held` (the value seen,
+ * "" when it was not a string): of several callers exactly one wins. */
+int strata__rq_lease_takeover(strata__redis_req *q, int use_sha, const char *lk, size_t lklen, uint64_t token,
+                              int64_t ttl_ms, const char *held, size_t heldlen);         /* 1 */
 /* Store val under fk only while the lease holds token; release it. */
 int strata__rq_lease_fill(strata__redis_req *q, int use_sha, const char *fk, size_t fklen,
                           const char *lk, size_t lklen, uint64_t token, const char *val,
@@ -91,8 +100,14 @@ int strata__rp_multi(const char *who, redisReply *const *r, size_t nq, const cha
 int strata__rp_get(const char *who, const redisReply *r, strata__bytes *out);
 /* outs[i]/rcs[i] per key; 0 or an error for the whole reply. */
 int strata__rp_mget(const char *who, const redisReply *r, size_t n, strata__bytes *outs, int *rcs);
-/* 0 won, or STRATA_MISS_WAIT and *wait_ms (>= 1). */
-int strata__rp_lease_take(const char *who, redisReply *const *r, int64_t *wait_ms);
+/* 0 won, or STRATA_MISS_WAIT and *wait_ms (>= 1), or STRATA__LEASE_BROKEN:
+ * the holder is no lease of ours (no expiry, longer than any of ours, not a
+ * token): take it over with rq_lease_takeover, held/heldlen what it holds. */
+#define STRATA__LEASE_BROKEN 100
+int strata__rp_lease_take(const char *who, redisReply *const *r, int64_t *wait_ms, const char **held,
+                          size_t *heldlen);
+/* 0 taken over, or STRATA_MISS_WAIT (another caller repaired it first). */
+int strata__rp_lease_takeover(const char *who, const redisReply *r, int64_t *wait_ms);
 /* 0 stored, or STRATA_ELEASE. */
 int strata__rp_lease_fill(const char *who, const redisReply *r, const char *key, size_t keylen);
 int strata__rp_lease_release(const char *who, const redisReply *r);

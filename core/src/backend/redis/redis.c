@@ -12,6 +12,7 @@
 #include "backend/redis/protocol.h"
 #include "backend/redis/stream.h"
 #include "backend/redis_watch.h"
+#include "backend/redis_admin.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -233,52 +234,80 @@ static int rb_touch(strata__backend *be, const char *key, size_t keylen, int64_t
 
 /* ---- leases ---- */
 
+/* A lease script by SHA on conn; NOSCRIPT (first use on this server, or
+ * after a restart or SCRIPT FLUSH) sends it whole on the same connection. */
+static int script_on(rb *b, unsigned int s, strata__pool_conn *conn, int which, int nkeys, int argc,
+                     const char **args, const size_t *lens, redisReply **r, const char *what)
+{
+    strata__redis_req q = {{0, 0, 0}, 0};
+    int use_sha, rc = 0;
+    for (use_sha = 1; use_sha >= 0; use_sha--) {
+        strata__redis_req_reset(&q);
+        if ((rc = strata__rq_script(&q, use_sha, which, nkeys, argc, args, lens)) == 0)
+            rc = strata__pool_exchange(b->pools[s], conn, &q, r, what);
+        if (rc != 0 || !strata__rp_is_noscript(r[0]) || use_sha == 0)
+            break;
+        replies_free(r, 1);
+    }
+    strata__redis_req_free(&q);
+    return rc;
+}
+
+static int run_script(rb *b, unsigned int s, int which, int nkeys, int argc, const char **args, const size_t *lens,
+                      redisReply **r, const char *what)
+{
+    strata__pool_conn *conn;
+    int rc;
+    if (b->io_host) {
+        strata__redis_req q = {{0, 0, 0}, 0};
+        return run(b, s, &q, r, what);
+    }
+    if ((rc = strata__pool_acquire(b->pools[s], &conn)) != 0)
+        return rc;
+    rc = script_on(b, s, conn, which, nkeys, argc, args, lens, r, what);
+    strata__pool_release(b->pools[s], conn);
+    return rc;
+}
+
 static int rb_lease_acquire(strata__backend *be, const char *key, size_t keylen, uint64_t token,
                             int64_t lease_ttl_ms, uint64_t *guard, int64_t *wait_ms)
 {
     rb *b = RB(be);
     strata__redis_req q = {{0, 0, 0}, 0};
     char lk[RB_KEYBUF];
-    redisReply *r[2] = {NULL, NULL};
+    redisReply *r[STRATA__LEASE_TAKE_REPLIES] = {NULL, NULL, NULL}, *over[1] = {NULL};
     unsigned int s = route(b, key, keylen);
+    size_t lklen = lease_key(b, key, keylen, lk);
+    strata__pool_conn *conn;
     int rc;
     if (lease_ttl_ms <= 0)
         return strata__error(STRATA_EINVAL, "lease_acquire: lease_ttl_ms must be > 0");
-    if ((rc = strata__rq_lease_take(&q, lk, lease_key(b, key, keylen, lk), token, lease_ttl_ms)) == 0 &&
-        (rc = run(b, s, &q, r, "lease SET NX")) == 0) {
-        rc = strata__rp_lease_take(who(b, s), r, wait_ms);
-        if (rc == 0)
-            *guard = 0; /* the lease itself guards: set and del delete it */
-    }
-    replies_free(r, 2);
-    strata__redis_req_free(&q);
-    return rc;
-}
-
-/* A lease script by SHA; NOSCRIPT (first use on this server, or after a
- * restart or SCRIPT FLUSH) sends it whole on the same connection. */
-static int run_script(rb *b, unsigned int s, int fill, const char *fk, size_t fklen, const char *lk, size_t lklen,
-                      uint64_t token, const char *val, size_t vallen, int64_t ttl_ms, redisReply **r,
-                      const char *what)
-{
-    strata__redis_req q = {{0, 0, 0}, 0};
-    strata__pool_conn *conn;
-    int use_sha, rc;
-    if (b->io_host)
-        return run(b, s, &q, r, what);
-    if ((rc = strata__pool_acquire(b->pools[s], &conn)) != 0)
+    *guard = 0; /* the lease itself guards: set and del delete it */
+    if ((rc = strata__rq_lease_take(&q, lk, lklen, token, lease_ttl_ms)) < 0)
         return rc;
-    for (use_sha = 1; use_sha >= 0; use_sha--) {
-        strata__redis_req_reset(&q);
-        rc = fill ? strata__rq_lease_fill(&q, use_sha, fk, fklen, lk, lklen, token, val, vallen, ttl_ms)
-                  : strata__rq_lease_release(&q, use_sha, lk, lklen, token);
-        if (rc == 0)
-            rc = strata__pool_exchange(b->pools[s], conn, &q, r, what);
-        if (rc != 0 || !strata__rp_is_noscript(r[0]) || use_sha == 0)
-            break;
-        replies_free(r, 1);
+    if (b->io_host) {
+        rc = run(b, s, &q, r, "lease SET NX");
+        strata__redis_req_free(&q);
+        return rc;
     }
-    strata__pool_release(b->pools[s], conn);
+    if ((rc = strata__pool_acquire(b->pools[s], &conn)) == 0) {
+        const char *held = "";
+        size_t heldlen = 0;
+        if ((rc = strata__pool_exchange(b->pools[s], conn, &q, r, "lease SET NX")) == 0 &&
+            (rc = strata__rp_lease_take(who(b, s), r, wait_ms, &held, &heldlen)) == STRATA__LEASE_BROKEN) {
+            /* A holder that is no lease of ours: take it over, on the same connection. */
+            char tok[20], ttl[24];
+            const char *args[4] = {lk, tok, ttl, held};
+            size_t lens[4] = {lklen, 0, 0, heldlen};
+            lens[1] = strata__redis_fmt_token(tok, sizeof tok, token);
+            lens[2] = strata__redis_fmt_i64(ttl, sizeof ttl, lease_ttl_ms);
+            if ((rc = script_on(b, s, conn, STRATA__SCRIPT_TAKEOVER, 1, 4, args, lens, over, "lease take-over")) == 0)
+                rc = strata__rp_lease_takeover(who(b, s), over[0], wait_ms);
+        }
+        strata__pool_release(b->pools[s], conn);
+    }
+    replies_free(r, STRATA__LEASE_TAKE_REPLIES);
+    replies_free(over, 1);
     strata__redis_req_free(&q);
     return rc;
 }
@@ -287,15 +316,19 @@ static int rb_lease_fill(strata__backend *be, const char *key, size_t keylen, ui
                          const char *val, size_t vallen, int64_t ttl_ms)
 {
     rb *b = RB(be);
-    char lk[RB_KEYBUF];
+    char lk[RB_KEYBUF], tok[20], ttl[24];
     redisReply *r[1] = {NULL};
     unsigned int s = route(b, key, keylen);
+    const char *args[5] = {key, lk, tok, val, ttl};
+    size_t lens[5] = {keylen, 0, 0, vallen, 0};
     int rc;
     (void)guard;
     if (ttl_ms <= 0)
         return strata__error(STRATA_EINVAL, "lease_fill: ttl_ms must be > 0 (got %lld)", (long long)ttl_ms);
-    rc = run_script(b, s, 1, key, keylen, lk, lease_key(b, key, keylen, lk), token, val, vallen, ttl_ms, r,
-                    "lease fill");
+    lens[1] = lease_key(b, key, keylen, lk);
+    lens[2] = strata__redis_fmt_token(tok, sizeof tok, token);
+    lens[4] = strata__redis_fmt_i64(ttl, sizeof ttl, ttl_ms);
+    rc = run_script(b, s, STRATA__SCRIPT_FILL, 2, 5, args, lens, r, "lease fill");
     if (rc == 0)
         rc = strata__rp_lease_fill(who(b, s), r[0], key, keylen);
     replies_free(r, 1);
@@ -305,10 +338,15 @@ static int rb_lease_fill(strata__backend *be, const char *key, size_t keylen, ui
 static int rb_lease_release(strata__backend *be, const char *key, size_t keylen, uint64_t token)
 {
     rb *b = RB(be);
-    char lk[RB_KEYBUF];
+    char lk[RB_KEYBUF], tok[20];
     redisReply *r[1] = {NULL};
     unsigned int s = route(b, key, keylen);
-    int rc = run_script(b, s, 0, NULL, 0, lk, lease_key(b, key, keylen, lk), token, NULL, 0, 0, r, "lease release");
+    const char *args[2] = {lk, tok};
+    size_t lens[2] = {0, 0};
+    int rc;
+    lens[0] = lease_key(b, key, keylen, lk);
+    lens[1] = strata__redis_fmt_token(tok, sizeof tok, token);
+    rc = run_script(b, s, STRATA__SCRIPT_RELEASE, 1, 2, args, lens, r, "lease release");
     if (rc == 0)
         rc = strata__rp_lease_release(who(b, s), r[0]);
     replies_free(r, 1);
@@ -553,6 +591,56 @@ static int rb_wb_backlog(strata__backend *be, uint64_t *out)
     return rc;
 }
 
+/* XTRIM the dead letters: MAXLEN = max, then MINID = now - max_age (both
+ * exact, pipelined); *trimmed = the entries they removed. */
+static int rb_wb_dead_trim(strata__backend *be, uint64_t max, int64_t max_age_ms, int64_t now_ms, uint64_t *trimmed)
+{
+    rb *b = RB(be);
+    strata__redis_req q = {{0, 0, 0}, 0};
+    char dead[STRATA__WB_STREAM_KEYBUF];
+    redisReply *r[2] = {NULL, NULL};
+    size_t dlen = strata__wb_stream_key(b->ns, b->nslen, dead, 1);
+    unsigned int s = route(b, dead, dlen), i;
+    int rc;
+    *trimmed = 0;
+    if (max == 0 && max_age_ms <= 0)
+        return 0;
+    rc = strata__rq_wb_dead_trim(&q, dead, dlen, max, max_age_ms, now_ms);
+    if (rc == 0 && q.nreplies == 0) {
+        strata__redis_req_free(&q);
+        return 0;
+    }
+    if (rc == 0 && (rc = run(b, s, &q, r, "XTRIM dead letters")) == 0) {
+        for (i = 0; i < q.nreplies && rc == 0; i++) {
+            int64_t v = 0;
+            if ((rc = strata__rp_integer(who(b, s), r[i], "XTRIM dead letters", &v)) == 0)
+                *trimmed += (uint64_t)v;
+        }
+    }
+    replies_free(r, 2);
+    strata__redis_req_free(&q);
+    return rc;
+}
+
+/* ---- for the operator tools (redis_admin.c) ---- */
+
+int strata__redis_pipeline(strata__backend *be, size_t n, const int *argcs, const char **const *argvs,
+                           const size_t *const *lens, redisReply **replies, const char *what)
+{
+    rb *b = RB(be);
+    strata__redis_req q = {{0, 0, 0}, 0};
+    size_t i;
+    int rc = 0;
+    for (i = 0; i < n; i++)
+        replies[i] = NULL;
+    for (i = 0; i < n && rc == 0; i++)
+        rc = strata__redis_cmd(&q, argcs[i], argvs[i], lens[i]);
+    if (rc == 0 && n > 0)
+        rc = run(b, 0, &q, replies, what); /* one node: every key is there */
+    strata__redis_req_free(&q);
+    return rc;
+}
+
 /* ---- lifetime ---- */
 
 /* Callers must have finished every call. */
@@ -591,6 +679,13 @@ static const strata__backend_ops rb_ops = {
     rb_wb_dead,
     rb_wb_backlog,
     rb_wb_latest,
+    rb_wb_dead_trim,
+    strata__redis_peek,
+    strata__redis_scan,
+    strata__redis_server_info,
+    strata__redis_wb_status,
+    strata__redis_wb_dead_list,
+    strata__redis_wb_dead_take,
 };
 
 int strata__backend_redis_open(strata__backend **out, const strata__config *cfg)

@@ -329,3 +329,27 @@ int strata__rp_wb_latest(const char *who, const redisReply *r, size_t n, uint64_
         tokens[i] = r->element[i]->type == REDIS_REPLY_STRING ? strtoull(r->element[i]->str, NULL, 16) : 0;
     return 0;
 }
+
+int strata__rq_wb_dead_trim(strata__redis_req *q, const char *dead, size_t dlen, uint64_t max, int64_t max_age_ms,
+                            int64_t now_ms)
+{
+    char num[24];
+    const char *argv[5] = {"XTRIM", dead, NULL, "=", num};
+    size_t lens[5] = {5, dlen, 0, 1, 0};
+    int rc;
+    if (max > 0) {
+        argv[2] = "MAXLEN";
+        lens[2] = 6;
+        lens[4] = (size_t)snprintf(num, sizeof num, "%llu", (unsigned long long)max);
+        if ((rc = strata__redis_cmd(q, 5, argv, lens)) < 0)
+            return rc;
+    }
+    if (max_age_ms > 0 && now_ms > max_age_ms) {
+        argv[2] = "MINID";
+        lens[2] = 5;
+        lens[4] = strata__redis_fmt_i64(num, sizeof num, now_ms - max_age_ms);
+        if ((rc = strata__redis_cmd(q, 5, argv, lens)) < 0)
+            return rc;
+    }
+    return 0;
+}

@@ -72,6 +72,10 @@ int strata__rq_wb_ack(strata__redis_req *q, const char *ns, size_t nslen, size_t
 void strata__wb_dead_argv(const char *ns, size_t nslen, const char *key, size_t keylen, const char *val,
                           size_t vallen, unsigned int attempts, const char *message, int64_t now_ms,
                           char *deadbuf, char *attbuf, char *nowbuf, const char **argv, size_t *lens);
+/* XTRIM <dead> MAXLEN = max (when max > 0), XTRIM <dead> MINID = now - max_age
+ * (when max_age_ms > 0 and now_ms > max_age_ms): 0-2 replies, integers. */
+int strata__rq_wb_dead_trim(strata__redis_req *q, const char *dead, size_t dlen, uint64_t max, int64_t max_age_ms,
+                            int64_t now_ms);
 /* MGET of the keys' latest-token keys (1); tokens[i] = 0 when unknown. */
 int strata__rq_wb_latest(strata__redis_req *q, const char *ns, size_t nslen, size_t n, const char *const *keys,
                          const size_t *keylens);

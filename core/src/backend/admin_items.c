@@ -1,0 +1,14 @@
+/* Release of the operator tools' record arrays (backend.h). */
+#include "backend.h"
+
+#include <stdlib.h>
+
+void strata__scan_items_free(strata__scan_item *items, size_t n)
+{
+    size_t i;
+    if (items == NULL)
+        return;
+    for (i = 0; i < n; i++)
+        strata__bytes_free(&items[i].key);
+    free(items);
+}
