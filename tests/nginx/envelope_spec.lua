@@ -19,7 +19,7 @@ for line in io.lines(here .. "/../vectors/envelope.txt") do
     local i = envelope.decode(unhex(hex), "k", 0)
     check(i ~= nil, "vector decodes: " .. hex:sub(1, 20))
     if i then
-      check((i.negative == 1) == (flags == "1"), "negative flag")
+      check((i.negative == 1) == (tonumber(flags) % 2 == 1), "negative flag (bit 0 of " .. flags .. ")")
       check(tostring(i.created_ms) == created .. "LL", "created_ms " .. tostring(i.created_ms))
       check(tostring(i.fresh_until_ms) == fresh .. "LL", "fresh_until_ms")
       check(tostring(i.stale_until_ms) == stale .. "LL", "stale_until_ms")
