@@ -13,7 +13,7 @@ scripts/install-deps.sh clang libclang-rt-14-dev
 minutes=${FUZZ_MINUTES:-2}
 seconds=$(awk -v m="$minutes" 'BEGIN { s = int(m * 60); print s < 1 ? 1 : s }') # 0 would mean "forever"
 work=${FUZZ_WORK:-$root/.fuzz-work}
-harnesses=${FUZZ_HARNESSES:-"envelope options journal mc_key redis_reply"}
+harnesses=${FUZZ_HARNESSES:-"envelope options journal mc_key redis_reply redis_op"}
 build=build-fuzz
 
 CC=clang cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTRATA_SANITIZE=ON -DSTRATA_FUZZ=ON \

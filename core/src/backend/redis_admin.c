@@ -550,7 +550,7 @@ done:
 }
 
 /* Removes the dead entry and, replaying, appends it as the key's newest
- * write in one script, as wb_append does (redis_stream.inc): the record
+ * write in one script, as wb_append does (backend/redis/stream.c): the record
  * with a fresh token, <ns>#W:id:<key> = that token, <ns>#W:n:<key> + 1.
  * A dead letter is replayed or purged at most once whoever else runs it. */
 static const char TAKE_SCRIPT[] =

@@ -2,8 +2,8 @@
 #include "cache.h"
 #include "error.h"
 #include "engine/events.h"
-#include "backend/redis_bus.h"
-#include "backend/redis_watch.h"
+#include "backend/redis/bus.h"
+#include "backend/redis/watch.h"
 
 #include <stdio.h>
 #include <stdlib.h>

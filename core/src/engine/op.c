@@ -100,13 +100,13 @@ int strata__op_options(strata_op *op, const strata_op_options *o)
 
 int strata__op_finish(strata_op *op, int rc)
 {
+    if (rc == STRATA__EREFUSED) /* a refusal that skipped strata__backend_result: callers see EBACKEND */
+        rc = strata__backend_result(op->c, rc);
     op->done = 1;
     op->pending = 0;
     op->rc = rc;
-    if (rc < 0)
-        snprintf(op->err, sizeof op->err, "%s", strata_error_last());
-    else
-        op->err[0] = '\0';
+    free(op->err);
+    op->err = rc < 0 ? strdup(strata_error_last()) : NULL; /* NULL on OOM: strata_op_error says so */
     return rc;
 }
 
@@ -234,7 +234,7 @@ int strata_op_result(strata_op *op, strata_value *value)
     if (!op->done)
         return strata__error(STRATA_EINVAL, "operation is not done: drive it until strata_op_next says DONE");
     if (op->rc < 0)
-        return strata__error(op->rc, "%s", op->err);
+        return strata__error(op->rc, "%s", strata_op_error(op));
     if (value != NULL && op->kind == STRATA__OP_LOOKUP) {
         if ((rc = strata__value_set(value, op->value.data ? op->value.data : "", op->value.len)) < 0)
             return rc;
@@ -250,6 +250,8 @@ const char *strata_op_error(const strata_op *op)
 {
     if (op == NULL)
         return "op is NULL";
+    if (op->err == NULL)
+        return op->done && op->rc < 0 ? "out of memory keeping the error message" : "";
     return op->err;
 }
 
@@ -305,5 +307,6 @@ void strata_op_free(strata_op *op)
     free(op->stamp_mem);
     free(op->stamp_lens);
     free(op->keymem);
+    free(op->err);
     free(op);
 }

@@ -11,7 +11,7 @@
 
 #include "cache.h"
 #include "backend/redis/protocol.h"
-#include "backend/redis_watch.h"
+#include "backend/redis/watch.h"
 
 enum strata__op_kind {
     STRATA__OP_LOOKUP = 1,
@@ -41,7 +41,7 @@ struct strata_op {
     int kind;
     int state;                  /* the kind's own step */
     int done, rc;
-    char err[512];
+    char *err;                  /* the error's message (NULL until one) */
     unsigned int server;        /* where the key lives (route.c); 0 for keyless ops */
     const char *who;            /* "redis host:port" for messages */
 

@@ -244,7 +244,7 @@ int strata_op_invalidate_tag(strata_op **out, strata_cache *c, const char *tag, 
 
 static int hello_done(strata_op *op)
 {
-    return strata__op_finish(op, strata__rp_hello(op->who, op->rs.r, op->rs.got));
+    return strata__op_finish(op, strata__backend_result(op->c, strata__rp_hello(op->who, op->rs.r, op->rs.got)));
 }
 
 int strata_op_hello(strata_op **out, strata_cache *c, unsigned int server)
@@ -324,7 +324,7 @@ static int sub_heard(strata_op *op)
         break;
     default: /* our own writes were pushed when made */
         if (op->rs.r[0]->type == REDIS_REPLY_ERROR)
-            return sub_failed(op, strata__rp_fail(op->who, op->rs.r[0], "SUBSCRIBE"));
+            return sub_failed(op, strata__backend_result(c, strata__rp_fail(op->who, op->rs.r[0], "SUBSCRIBE")));
         break;
     }
     if ((rc = strata__replies_expect(&op->rs, 1)) < 0)

@@ -378,9 +378,17 @@ static int reply_is_outage(const redisReply *r)
 
 int strata__rp_fail(const char *who, const redisReply *r, const char *what)
 {
-    if (r->type == REDIS_REPLY_ERROR)
-        return strata__error(reply_is_outage(r) ? STRATA_EBACKEND : STRATA__EREFUSED, "%s: %s: %.*s", who, what,
-                             (int)(r->len > 300 ? 300 : r->len), r->str);
+    if (r->type == REDIS_REPLY_ERROR) {
+        /* The server's text, quoted printable: whatever the bytes, the
+         * message is one readable line. */
+        char text[301];
+        size_t i, n = r->len > 300 ? 300 : r->len;
+        for (i = 0; i < n; i++)
+            text[i] = (unsigned char)r->str[i] < 0x20 || (unsigned char)r->str[i] == 0x7f ? '?' : r->str[i];
+        text[n] = '\0';
+        return strata__error(reply_is_outage(r) ? STRATA_EBACKEND : STRATA__EREFUSED, "%s: %s: %s", who, what,
+                             n ? text : "(empty error reply)");
+    }
     return strata__error(STRATA_EBACKEND, "%s: %s: unexpected reply type %d", who, what, r->type);
 }
 
@@ -623,23 +631,16 @@ void strata__replies_free(strata__redis_replies *rs)
     rs->cap = 0;
 }
 
-int strata__replies_feed(strata__redis_replies *rs, const char *data, size_t len, size_t *used, const char *who)
+/* Feeds the reader at most `len` bytes and collects replies; *fed = bytes
+ * handed to the reader. */
+static int feed_some(strata__redis_replies *rs, const char *data, size_t len, const char *who)
 {
-    size_t before;
-    *used = 0;
-    if (rs->got >= rs->want)
-        return 0;
-    if (rs->reader == NULL && (rs->reader = redisReaderCreate()) == NULL)
-        return strata__error(STRATA_ENOMEM, "out of memory for a reply reader");
-    /* The reader's own buffer may hold bytes of earlier calls (a partial
-     * reply); anything left unparsed at the end came from this call. */
     if (len > 0 && redisReaderFeed(rs->reader, data, len) != REDIS_OK)
         return strata__error(STRATA_ENOMEM, "out of memory buffering a reply");
     while (rs->got < rs->want) {
         void *reply = NULL;
         if (redisReaderGetReply(rs->reader, &reply) != REDIS_OK) {
-            int rc = strata__error(STRATA_EBACKEND, "%s: protocol error in a reply: %s", who,
-                                   rs->reader->errstr);
+            int rc = strata__error(STRATA_EBACKEND, "%s: protocol error in a reply: %s", who, rs->reader->errstr);
             redisReaderFree(rs->reader);
             rs->reader = NULL;
             return rc;
@@ -648,17 +649,40 @@ int strata__replies_feed(strata__redis_replies *rs, const char *data, size_t len
             break;
         rs->r[rs->got++] = reply;
     }
-    before = rs->reader->len - rs->reader->pos;
-    if (before > len)
-        before = len;
+    return 0;
+}
+
+int strata__replies_feed(strata__redis_replies *rs, const char *data, size_t len, size_t *used, const char *who)
+{
+    size_t off = 0, step = 256, left;
+    int rc;
+    *used = 0;
+    if (rs->got >= rs->want)
+        return 0;
+    if (rs->reader == NULL && (rs->reader = redisReaderCreate()) == NULL)
+        return strata__error(STRATA_ENOMEM, "out of memory for a reply reader");
+    /* The bytes go in growing steps: on a pipelined connection the rest of
+     * the buffer is the next ops' replies, and copying all of it into every
+     * op's reader would cost the square of the pipeline. */
+    while (off < len && rs->got < rs->want) {
+        size_t n = len - off < step ? len - off : step;
+        if ((rc = feed_some(rs, data + off, n, who)) < 0)
+            return rc;
+        off += n;
+        step *= 2;
+    }
+    if (len == 0 && (rc = feed_some(rs, data, 0, who)) < 0)
+        return rc;
     if (rs->got < rs->want) {
         *used = len; /* a partial reply: all of it is ours, buffered in the reader */
         return 1;
     }
-    *used = len - before;
-    if (before > 0) { /* the next op's bytes: not ours to keep */
-        redisReaderFree(rs->reader);
-        rs->reader = NULL;
-    }
+    /* The reader's own buffer may hold bytes of earlier calls (a partial
+     * reply); anything left unparsed at the end came from this call. */
+    left = rs->reader->len - rs->reader->pos;
+    if (left > off)
+        left = off;
+    *used = off - left;
+    rs->reader->pos = rs->reader->len; /* the next op's bytes: not ours to keep (the reader is between replies) */
     return 0;
 }

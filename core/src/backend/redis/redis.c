@@ -11,7 +11,7 @@
 #include "backend/redis/pool.h"
 #include "backend/redis/protocol.h"
 #include "backend/redis/stream.h"
-#include "backend/redis_watch.h"
+#include "backend/redis/watch.h"
 #include "backend/redis_admin.h"
 
 #include <stdio.h>

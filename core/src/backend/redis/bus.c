@@ -1,5 +1,5 @@
-#include "redis_bus.h"
-#include "redis_watch.h"
+#include "backend/redis/bus.h"
+#include "backend/redis/watch.h"
 #include "error.h"
 #include "platform/platform.h"
 

@@ -1,4 +1,4 @@
-#include "redis_watch.h"
+#include "backend/redis/watch.h"
 #include "error.h"
 #include "platform/platform.h"
 
