@@ -10,7 +10,9 @@ description = {
     require "stratacache": cache-aside, get_or_load with a lease so one caller
     per key loads (across processes too), stale-while-revalidate,
     stale-if-error, negative caching and an in-process L1. One .so per Lua
-    ABI (5.1/LuaJIT, 5.4) with the C core compiled in.
+    ABI (5.1/LuaJIT, 5.4) with the C core compiled in. Also installs
+    resty.stratacache, the OpenResty module (LuaJIT FFI over an installed
+    libstratacache, cosockets; README, section OpenResty).
   ]],
   license = "MIT",
 }
@@ -29,7 +31,7 @@ external_dependencies = {
 -- builds for; LIBDIR is where LuaRocks expects the rock's C modules.
 build = {
   type = "command",
-  build_command = [[$(CMAKE) -S lua -B build.luarocks -DCMAKE_BUILD_TYPE=Release -DSTRATA_LUA_INCLUDE_DIR="$(LUA_INCDIR)" -DSTRATA_LUA_CMOD_DIR="$(LIBDIR)" >/dev/null && $(CMAKE) --build build.luarocks]],
+  build_command = [[$(CMAKE) -S lua -B build.luarocks -DCMAKE_BUILD_TYPE=Release -DSTRATA_LUA_INCLUDE_DIR="$(LUA_INCDIR)" -DSTRATA_LUA_CMOD_DIR="$(LIBDIR)" -DSTRATA_LUA_LMOD_DIR="$(LUADIR)" >/dev/null && $(CMAKE) --build build.luarocks]],
   install_command = [[$(CMAKE) --install build.luarocks]],
 }
 test = {

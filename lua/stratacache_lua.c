@@ -2,7 +2,7 @@
  * stratacache for Lua 5.1 / LuaJIT and Lua 5.4: `local sc = require "stratacache"`.
  *
  * The C part wraps the public C ABI (stratacache.h) only; get_or_load and
- * sc.new's option handling are Lua (the chunk at the end of this file) over
+ * sc.new's option handling are Lua (lua/stratacache/ .lua files, embedded at build time) over
  * the two-phase primitives, so loaders run in the caller's Lua code and may
  * yield. C never calls Lua from another thread: the library's own loader
  * callbacks are not used.
@@ -26,6 +26,10 @@
  *     hot_top are numbers; l1_admission is "all" | "hot" | "none"; l1_bus
  *     (memcached://) is a redis:// URL; the wb_* write-behind options as in
  *     the URL. A value the core refuses gives nil, "EOPTION: ...".
+ *     Inside nginx a networked cache (redis://, memcached://, l1_bus) gives
+ *     nil, "ENOTSUP: ..." pointing to resty.stratacache, because this module's
+ *     I/O would freeze the worker (blocking_in_nginx = true accepts that);
+ *     memory:// works, and its lease waits use ngx.sleep where the phase allows.
  *   cache:get(key) / set(key, value[, ttl[, tags]]) / delete / touch / invalidate
  *     set's tags: an array of at most 16 tag strings; the entry is stamped with
  *     their versions now (strata_set_ex).
@@ -1379,191 +1383,35 @@ static const luaL_Reg ticket_methods[] = {
     {NULL, NULL}
 };
 
-/* The Lua half: sc.new's option handling and get_or_load over _lookup. */
-static const char lua_part[] =
-"local sc, methods, cnew, csleep, cnow, cclock = ...\n"
-"local type, pairs, tostring, error, select, floor = type, pairs, tostring, error, select, math.floor\n"
-"local pcall, unpack = pcall, unpack or table.unpack\n"
-"local co_create, co_resume, co_status, co_yield = coroutine.create, coroutine.resume, coroutine.status, coroutine.yield\n"
-"local NOT_FOUND = setmetatable({}, {__tostring = function() return 'stratacache.NOT_FOUND' end})\n"
-"sc.NOT_FOUND = NOT_FOUND\n"
-"sc.sleep = csleep\n"
-"local OK, MISS, NEGATIVE, HIT_STALE, HIT_REFRESH, MISS_LEAD, MISS_WAIT = 0, 1, 2, 3, 4, 5, 6\n"
-"local EBACKEND, ETIMEOUT, EBREAKER = -3, -4, -12\n"
-"local lookup, record = methods._gol_lookup, methods._record_load\n"
-"local settings = setmetatable({}, {__mode = 'k'})\n"
-"local seconds = {ttl = 'ttl_ms', neg_ttl = 'neg_ttl_ms', stale = 'stale_ms', timeout = 'timeout_ms',\n"
-"  connect_timeout = 'connect_timeout_ms', lock_wait = 'lock_wait_ms', lease_ttl = 'lease_ttl_ms',\n"
-"  l1_ttl = 'l1_ttl_ms', breaker_cooldown = 'breaker_cooldown_ms', tag_cache = 'tag_cache_ms',\n"
-"  coherence_ping = 'coherence_ping_ms'}\n"
-"local policies = {stale_or_load = 0, load = 1, fail = 2}\n"
-"local function bad(n, fname, msg)\n"
-"  error(('bad argument #%d to \\'%s\\' (%s)'):format(n, fname, msg), 3)\n"
-"end\n"
-"local function num(v)\n"
-"  if v == floor(v) and v > -1e15 and v < 1e15 then return ('%d'):format(v) end\n"
-"  return ('%.17g'):format(v)\n"
-"end\n"
-"function sc.new(opts)\n"
-"  if opts == nil then opts = {} end\n"
-"  if type(opts) ~= 'table' then bad(1, 'new', 'options must be a table, got ' .. type(opts)) end\n"
-"  local url = opts.url or 'memory://'\n"
-"  if type(url) ~= 'string' then bad(1, 'new', 'url must be a string, got ' .. type(url)) end\n"
-"  local names = {}\n"
-"  for k in pairs(opts) do\n"
-"    if type(k) ~= 'string' then bad(1, 'new', 'option names must be strings, got ' .. type(k)) end\n"
-"    if k ~= 'url' and k ~= 'sleep' then names[#names + 1] = k end\n"
-"  end\n"
-"  table.sort(names)\n"
-"  local q = {}\n"
-"  for _, k in ipairs(names) do\n"
-"    local v, name = opts[k], k\n"
-"    if seconds[k] then\n"
-"      if type(v) ~= 'number' or not (v >= 0) then bad(1, 'new', k .. ' must be a non-negative number of seconds, got ' .. (type(v) == 'number' and tostring(v) or type(v))) end\n"
-"      name, v = seconds[k], num(floor(v * 1000 + 0.5))\n"
-"    elseif k == 'namespace' then name = 'ns'\n"
-"    end\n"
-"    if type(v) == 'boolean' then v = v and '1' or '0'\n"
-"    elseif type(v) == 'number' then v = num(v)\n"
-"    elseif type(v) ~= 'string' then bad(1, 'new', 'option ' .. k .. ' must be a string, number or boolean, got ' .. type(v))\n"
-"    end\n"
-"    if v:find('[&=#]') then bad(1, 'new', 'option ' .. k .. ' must not contain \\'&\\', \\'=\\' or \\'#\\'') end\n"
-"    q[#q + 1] = name .. '=' .. v\n"
-"  end\n"
-"  if opts.sleep ~= nil and type(opts.sleep) ~= 'function' then bad(1, 'new', 'sleep must be a function, got ' .. type(opts.sleep)) end\n"
-"  if #q > 0 then url = url .. (url:find('?', 1, true) and '&' or '?') .. table.concat(q, '&') end\n"
-"  local c, err = cnew(url)\n"
-"  if not c then return nil, err end\n"
-"  local lock_wait, policy = 2000, 0\n"
-"  local query = url:match('%?(.*)$') or ''\n"
-"  for k, v in query:gmatch('([^&=]+)=([^&]*)') do\n"
-"    if k == 'lock_wait_ms' then lock_wait = tonumber(v) or lock_wait\n"
-"    elseif k == 'wait_policy' then policy = policies[v] or policy end\n"
-"  end\n"
-"  settings[c] = {lock_wait = lock_wait, policy = policy, sleep = opts.sleep or csleep}\n"
-"  return c\n"
-"end\n"
-/* Runs the loader; yields inside it reach the caller's coroutine. On plain
- * Lua 5.1 pcall is not yieldable, so the loader runs in its own coroutine
- * whose yields are passed up by hand. */
-"local call\n"
-"if _VERSION ~= 'Lua 5.1' or rawget(_G, 'jit') then\n"
-"  call = pcall\n"
-"else\n"
-"  local function pass(co, ok, ...)\n"
-"    if not ok then return false, ... end\n"
-"    if co_status(co) == 'dead' then return true, ... end\n"
-"    return pass(co, co_resume(co, co_yield(...)))\n"
-"  end\n"
-"  call = function(f, ...)\n"
-"    local co = co_create(f)\n"
-"    return pass(co, co_resume(co, ...))\n"
-"  end\n"
-"end\n"
-/* -> 'value', v, ttl | 'missing', neg_ttl | 'error', message. Each call is
- * counted in the cache's stats and load histogram (strata_record_load). */
-"local check\n"
-"local function load(self, loader, ...)\n"
-"  local t0 = cclock()\n"
-"  local ok, v, x = call(loader, ...)\n"
-"  local kind, a, b = check(ok, v, x)\n"
-"  record(self, kind == 'error', t0)\n"
-"  return kind, a, b\n"
-"end\n"
-"function check(ok, v, x)\n"
-"  if not ok then return 'error', 'loader raised: ' .. tostring(v) end\n"
-"  if v == NOT_FOUND then\n"
-"    if x ~= nil and (type(x) ~= 'number' or x < 0) then return 'error', 'loader returned a bad neg_ttl' end\n"
-"    return 'missing', x\n"
-"  end\n"
-"  if v == nil then return 'error', 'loader failed: ' .. tostring(x) end\n"
-"  if type(v) == 'number' then v = tostring(v) end\n"
-"  if type(v) ~= 'string' then return 'error', 'loader returned a ' .. type(v) .. ', expected a string, sc.NOT_FOUND or nil, err' end\n"
-"  if x ~= nil and (type(x) ~= 'number' or x < 0) then return 'error', 'loader returned a bad ttl' end\n"
-"  return 'value', v, x\n"
-"end\n"
-"local function finish(ticket, kind, v, x)\n"
-"  if kind == 'value' then\n"
-"    if ticket then ticket:fill(v, x) end\n"
-"    return v, nil, 3\n"
-"  elseif kind == 'missing' then\n"
-"    if ticket then ticket:fill_negative(x) end\n"
-"    return nil, nil, 'negative'\n"
-"  end\n"
-"  if ticket then ticket:abandon() end\n"
-"  return nil, 'EUSER: ' .. v\n"
-"end\n"
-/* The slow path: everything but a plain hit (a miss, a wait, a refresh, an
- * error). opts is get_or_load's options table or nil. */
-"local function resolve(self, key, rc, val, level, ticket, wait_ms, err, opts, loader, ...)\n"
-"  local s, deadline, backoff = settings[self], nil, nil\n"
-"  while true do\n"
-"    if rc == OK or rc == HIT_STALE then return val, nil, level end\n"
-"    if rc == NEGATIVE then return nil, nil, 'negative' end\n"
-"    if rc == HIT_REFRESH then\n"
-"      local kind, v, x = load(self, loader, ...)\n"
-"      if kind == 'error' then ticket:abandon(); return val, nil, level end\n"
-"      return finish(ticket, kind, v, x)\n"
-"    end\n"
-"    if rc == MISS_LEAD then return finish(ticket, load(self, loader, ...)) end\n"
-"    if rc == MISS_WAIT then\n"
-"      local now = cnow()\n"
-"      if not deadline then deadline, backoff = now + s.lock_wait, 2 end\n"
-"      if now >= deadline then\n"
-"        if s.policy == 2 then\n"
-"          return nil, ('ETIMEOUT: waited %d ms for another loader of this key'):format(s.lock_wait)\n"
-"        end\n"
-"        return finish(nil, load(self, loader, ...))\n"
-"      end\n"
-"      local nap = backoff < wait_ms and backoff or wait_ms\n"
-"      if nap > deadline - now then nap = deadline - now end\n"
-"      if nap < 1 then nap = 1 end\n"
-"      s.sleep(nap / 1000)\n"
-"      backoff = backoff * 2 > 50 and 50 or backoff * 2\n"
-"    elseif rc == EBACKEND or rc == ETIMEOUT or rc == EBREAKER then\n"
-"      return finish(nil, load(self, loader, ...))\n"
-"    else\n"
-"      return nil, err or 'EBACKEND: unexpected lookup result ' .. tostring(rc)\n"
-"    end\n"
-"    if opts then rc, val, level, ticket, wait_ms, err = lookup(self, key, opts, loader)\n"
-"    else rc, val, level, ticket, wait_ms, err = lookup(self, key, loader) end\n"
-"  end\n"
-"end\n"
-/* A hit is one C call (which also checks the arguments) and one comparison.
- * get_or_load(key, loader, ...) or get_or_load(key, {tags = {...}}, loader, ...):
- * with options, the C lookup gets the loader too (the first of ...). */
-"function methods.get_or_load(self, key, loader, ...)\n"
-"  local rc, val, level, ticket, wait_ms, err = lookup(self, key, loader, (...))\n"
-"  if rc == OK then return val, nil, level end\n"
-"  if type(loader) == 'table' then return resolve(self, key, rc, val, level, ticket, wait_ms, err, loader, ...) end\n"
-"  return resolve(self, key, rc, val, level, ticket, wait_ms, err, nil, loader, ...)\n"
-"end\n"
-/* flush(timeout[, writer]): with a writer, pull the batches here and hand each
- * batch's records to writer(records) in the caller's Lua code (it may yield):
- * true acks, nil/false, err or a raise fails the batch (retried after
- * wb_retry_ms). Done when the backlog is empty (strata_flush with 0 ms says so). */
-"local cflush, wb_poll = methods._flush, methods.wb_poll\n"
-"function methods.flush(self, timeout, writer)\n"
-"  local r, err = cflush(self, timeout, writer)\n"
-"  if r == true then return true elseif r ~= 'drain' then return nil, err end\n"
-"  local deadline, s = cnow() + timeout * 1000, settings[self]\n"
-"  while true do\n"
-"    local batch, perr = wb_poll(self)\n"
-"    if batch then\n"
-"      local ok, done, why = call(writer, batch.records)\n"
-"      if ok and done then batch:ack()\n"
-"      elseif ok then batch:fail(why ~= nil and tostring(why) or 'writer returned nil or false')\n"
-"      else batch:fail('writer raised: ' .. tostring(done)) end\n"
-"    elseif perr then return nil, perr\n"
-"    else\n"
-"      r, err = cflush(self, 0)\n"
-"      if r then return r end\n"
-"      if cnow() >= deadline then return nil, err end\n"
-"      s.sleep(0.005) -- nothing due now: records wait for a retry or another consumer\n"
-"    end\n"
-"    if cnow() >= deadline then return cflush(self, 0) end\n"
-"  end\n"
-"end\n";
+/* The Lua half: lua/stratacache/{loader,options,plain}.lua, embedded at build
+ * time (lua/CMakeLists.txt). loader and options are also modules of their own
+ * (package.loaded), shared with resty.stratacache when both run in one nginx;
+ * a copy already loaded from package.path is kept. */
+#include "stratacache_lua_chunks.h"
+
+static int load_chunk(lua_State *L, const char *chunk, const char *name)
+{
+    return luaL_loadbuffer(L, chunk, strlen(chunk), name);
+}
+
+/* package.loaded[name] = the module of chunk, unless it is there already. */
+static int preload_module(lua_State *L, const char *chunk, const char *name, const char *chunkname)
+{
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaded");
+    lua_getfield(L, -1, name);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        if (load_chunk(L, chunk, chunkname) != 0)
+            return lua_error(L);
+        lua_call(L, 0, 1);
+        lua_setfield(L, -2, name);
+    } else {
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
+    return 0;
+}
 
 __attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L);
 __attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L)
@@ -1609,7 +1457,9 @@ __attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L)
     lua_pushliteral(L, "stratacache 0.1.0");
     lua_setfield(L, sc, "_VERSION");
 
-    if (luaL_loadbuffer(L, lua_part, sizeof lua_part - 1, "=stratacache") != 0)
+    preload_module(L, strata_lua_loader, "stratacache.loader", "@stratacache/loader.lua");
+    preload_module(L, strata_lua_options, "stratacache.options", "@stratacache/options.lua");
+    if (load_chunk(L, strata_lua_plain, "@stratacache/plain.lua") != 0)
         return lua_error(L);
     lua_pushvalue(L, sc);
     lua_pushvalue(L, -3); /* methods */

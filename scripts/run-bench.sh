@@ -21,3 +21,5 @@ echo "== tags and histograms (C)"
 for b in scripts/bench-python.sh scripts/bench-lua.sh; do
   if [ -x "$b" ]; then echo "== $b"; "$b"; fi
 done
+echo "== OpenResty (resty.stratacache in nginx)"
+scripts/test-nginx.sh --bench

@@ -26,7 +26,7 @@ cmake --build build-asan -j"$jobs"
 echo "== consumers: find_package and pkg-config"
 scripts/test-install.sh
 
-for suite in scripts/test-python.sh scripts/test-lua.sh; do
+for suite in scripts/test-python.sh scripts/test-lua.sh scripts/test-nginx.sh; do
   if [ -x "$suite" ]; then
     echo "== $suite"
     "$suite"

@@ -87,6 +87,9 @@ echo "== LuaRocks: luarocks make lua/stratacache-scm-1.rockspec into throwaway t
 luarocks lint lua/stratacache-scm-1.rockspec
 rock_check lua5.4 5.4 lua5.4
 rock_check luajit 5.1 luajit LUA_INCDIR=/usr/include/luajit-2.1
+for f in resty/stratacache.lua resty/stratacache/cdef.lua resty/stratacache/remote.lua stratacache/loader.lua; do
+  [ -f "$rocks/luajit/share/lua/5.1/$f" ] || { echo "test-lua: the rock did not install $f" >&2; exit 1; }
+done
 
 if [ -z "${STRATA_TEST_REDIS_URL:-}" ] || [ -z "${STRATA_TEST_MEMCACHED_URL:-}" ]; then
   servers="$root/.test-servers-lua"

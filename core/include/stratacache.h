@@ -427,6 +427,48 @@ STRATA_EXTERN int strata_wb_fail(strata_wb_batch *batch, const char *message);
  * when there are no flusher threads), at most deadline_ms. 0 or STRATA_ETIMEOUT. */
 STRATA_EXTERN int strata_flush(strata_cache *cache, int64_t deadline_ms);
 
+
+/* ---- Envelopes for host-side tiers (resty.stratacache's lua_shared_dict) ----
+ * Pure functions over the envelope of docs/FORMAT.md, so a host that keeps
+ * its own tier of stored envelopes (nginx's shared dict) reads and writes the
+ * core's format and takes the core's freshness decision without a cache
+ * handle and without reimplementing either. No I/O, no allocation. */
+typedef struct strata_envelope_info {
+    int negative;              /* 1: a cached "not found" (payload empty) */
+    int64_t created_ms;        /* unix ms */
+    int64_t fresh_until_ms;    /* soft TTL */
+    int64_t stale_until_ms;    /* hard TTL */
+    int64_t refresh_at_ms;     /* XFetch: from here this process refreshes early */
+    uint32_t cost_ms;          /* load time recorded with the value */
+    size_t ntags;              /* tag stamps in the envelope */
+    const char *payload;       /* points into the decoded bytes */
+    size_t payload_len;
+} strata_envelope_info;
+
+/* Parses data. STRATA_OK and *out filled (payload points into data), or
+ * STRATA_MISS when the bytes are not an envelope of ours (a miss to the
+ * caller). refresh_at_ms is fresh_until_ms moved earlier by XFetch's draw for
+ * this process, key and stored version (beta = xfetch_beta; 0 disables). */
+STRATA_EXTERN int strata_envelope_decode(const char *data, size_t len, const char *key,
+                                         size_t keylen, double xfetch_beta,
+                                         strata_envelope_info *out);
+
+/* The core's freshness verdict on a decoded envelope at now_ms: STRATA_OK
+ * (fresh), STRATA_HIT_REFRESH (serve it and refresh early), STRATA_HIT_STALE
+ * (past fresh, serve while revalidating), STRATA_MISS (expired), or
+ * STRATA_NEGATIVE (a fresh or stale "not found"). */
+STRATA_EXTERN int strata_envelope_verdict(const strata_envelope_info *info, int64_t now_ms);
+
+/* Encodes val (or a "not found" with negative = 1 and vallen 0) written at
+ * now_ms, fresh for ttl_ms and servable stale for stale_ms more, into buf.
+ * *needed is always set to the envelope's size; STRATA_ETOOBIG when cap is
+ * smaller (nothing written), STRATA_EINVAL on a negative TTL or a payload
+ * with negative = 1. */
+STRATA_EXTERN int strata_envelope_encode(const char *val, size_t vallen, int negative,
+                                         int64_t now_ms, int64_t ttl_ms, int64_t stale_ms,
+                                         uint32_t cost_ms, char *buf, size_t cap,
+                                         size_t *needed);
+
 /* Limits (reliability): the largest millisecond value any option or argument
  * takes (ttl_ms, stale_ms, neg_ttl_ms, cost_ms, timeouts, lease and wait
  * times, deadlines): 366 days. Past it the call is refused with

@@ -93,3 +93,4 @@ def test_native_module_matches_header_values():
     header = strip_comments(HEADER.read_text())
     for name, val in re.findall(r"\b(STRATA_[A-Z0-9_]+)\s*=\s*(-?\d+)", header):
         assert getattr(lib, name) == int(val), name
+
