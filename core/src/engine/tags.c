@@ -24,6 +24,11 @@ typedef struct vc_shard {
 struct strata__tags {
     int64_t cache_ms;
     vc_shard shards[VC_SHARDS];
+    /* The namespace generation, cached apart (every backend read checks it):
+     * two atomic loads instead of a hash, a lock and a table probe. ns_v is
+     * stored before ns_until, so a reader that sees an expiry sees its value. */
+    uint64_t ns_v;
+    int64_t ns_until;          /* monotonic ms; 0 = not cached */
 };
 
 /* ---- the version cache ---- */
@@ -495,11 +500,15 @@ int strata_load_tags(strata_load *l, const char *const *tags, const size_t *tagl
 
 /* ---- the namespace generation (strata_clear; docs/FRAMEWORKS.md) ---- */
 
-/* The memory store is in this process: asking it costs what the version
- * cache costs, and caches sharing memory://NAME then see a clear at once. */
 static int ns_cached(const strata_cache *c)
 {
-    return c->tags->cache_ms > 0 && strcmp(c->backend->ops->name, "memory") != 0;
+    return c->tags->cache_ms > 0;
+}
+
+static void ns_put(strata__tags *t, uint64_t v)
+{
+    strata__atomic_store(&t->ns_v, v);
+    strata__atomic_store(&t->ns_until, strata__now_mono_ms() + t->cache_ms);
 }
 
 int strata__tags_ns_version(strata_cache *c, uint64_t *out)
@@ -508,8 +517,10 @@ int strata__tags_ns_version(strata_cache *c, uint64_t *out)
     strata__bytes raw = {0, 0, 0};
     size_t klen;
     int rc;
-    if (ns_cached(c) && vc_get(c->tags, "", 0, strata__now_mono_ms(), out))
+    if (ns_cached(c) && strata__now_mono_ms() < strata__atomic_load(&c->tags->ns_until)) {
+        *out = strata__atomic_load(&c->tags->ns_v);
         return 0;
+    }
     klen = tag_key(c, "", 0, key);
     if ((rc = strata__breaker_allow(c)) < 0)
         return rc;
@@ -521,8 +532,8 @@ int strata__tags_ns_version(strata_cache *c, uint64_t *out)
         rc = strata__error(STRATA_EBACKEND, "the namespace generation counter holds a non-numeric value");
     }
     strata__bytes_free(&raw);
-    if (rc == 0 && ns_cached(c))
-        vc_put(c->tags, "", 0, *out, 0);
+    if (rc == 0 && ns_cached(c) && *out >= strata__atomic_load(&c->tags->ns_v)) /* never lower a bump */
+        ns_put(c->tags, *out);
     return rc;
 }
 
@@ -552,7 +563,7 @@ int strata__tags_clear(strata_cache *c)
         return rc;
     rc = strata__backend_result(c, c->backend->ops->counter(c->backend, key, klen, fresh_version(), 1, &v));
     if (rc == 0 && ns_cached(c))
-        vc_put(c->tags, "", 0, (uint64_t)v, 1);
+        ns_put(c->tags, (uint64_t)v);
     return rc;
 }
 
@@ -570,13 +581,14 @@ static void vc_forget(strata__tags *t, const char *name, size_t len)
 
 void strata__tags_ns_forget(strata_cache *c)
 {
-    vc_forget(c->tags, "", 0);
+    if (c->tags)
+        strata__atomic_store(&c->tags->ns_until, 0);
 }
 
 void strata__tags_forget(strata_cache *c, const strata__envelope *e)
 {
     size_t i;
-    vc_forget(c->tags, "", 0);
+    strata__tags_ns_forget(c);
     for (i = 0; i < e->ntags; i++)
         vc_forget(c->tags, e->tags[i].name, e->tags[i].len);
 }
