@@ -708,7 +708,8 @@ class Cache:
     def flush(self, timeout: float = 30.0) -> None:
         """Waits until every write-behind record has reached the writer (runs
         the writer in this thread when there are no flusher threads);
-        Timeout when records remain after ``timeout`` seconds."""
+        Timeout when records remain after ``timeout`` seconds. It removes
+        nothing from the cache: clear() is what makes every entry miss."""
         ms = _ms(timeout, "timeout", allow_none=False)
         h = self._enter()
         rc = lib.strata_flush(h, ms)
