@@ -1,5 +1,5 @@
 # The two commands of the README, plus bench and stress. Each installs what is missing.
-.PHONY: all deps build demo test bench stress clean
+.PHONY: all deps build demo test bench stress fuzz clean
 
 all: build
 
@@ -22,5 +22,9 @@ bench: build
 stress: deps
 	scripts/run-stress.sh
 
+# libFuzzer on each tests/fuzz harness, FUZZ_MINUTES each (default 2).
+fuzz: deps
+	scripts/run-fuzz.sh
+
 clean:
-	rm -rf build build-asan build-install .test-servers
+	rm -rf build build-asan build-install .test-servers build-fuzz build-tsan .fuzz-work

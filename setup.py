@@ -28,5 +28,9 @@ setup(
     # dogpile.cache finds its backends by this entry point (python/stratacache/dogpile.py).
     entry_points={"dogpile.cache": ["stratacache = stratacache.dogpile:StrataBackend"]},
     cffi_modules=["python/stratacache/_build.py:ffibuilder"],
+    # The operator command (stratacache/cli.py) and the optional Prometheus
+    # collector (stratacache/metrics.py).
+    entry_points={"console_scripts": ["stratacache=stratacache.cli:main"]},
+    extras_require={"prometheus": ["prometheus_client"]},
     zip_safe=False,
 )

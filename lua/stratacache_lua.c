@@ -417,10 +417,16 @@ static void cache_close(lcache *lc)
 /* _new(url) -> cache | nil, err */
 static int l_new(lua_State *L)
 {
-    const char *url = luaL_checkstring(L, 1);
+    size_t len;
+    const char *url = luaL_checklstring(L, 1, &len);
     strata_cache *c = NULL;
     lcache *lc;
     int rc;
+    if (strlen(url) != len) { /* the C API would read up to the NUL and drop the rest */
+        lua_pushnil(L);
+        lua_pushfstring(L, "EURL: URL contains a NUL byte at offset %d", (int)strlen(url));
+        return 2;
+    }
     if ((rc = strata_cache_new(&c, url, NULL)) < 0)
         return push_error(L, rc);
     lc = (lcache *)lua_newuserdata(L, sizeof *lc);
@@ -730,6 +736,8 @@ static int l_stats(lua_State *L)
     F(breaker_state); F(tag_invalidations); F(tag_stale); F(tag_fetches);
     F(invalidations_received); F(l1_flushes); F(l1_admission_rejects); F(l1_link_up);
     F(wb_enqueued); F(wb_flushed); F(wb_retried); F(wb_dead); F(wb_backlog);
+    F(wb_journal_skipped); F(wb_dead_trimmed);
+    F(payload_crc_errors);
 #undef F
     return 1;
 }

@@ -30,6 +30,8 @@ fi
 
 "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 "$venv/bin/python" -m pip install -q pytest build
+# optional dependency of stratacache.metrics (the Prometheus collector and its test)
+"$venv/bin/python" -m pip install -q prometheus_client
 # A fresh build every run: the C core may have changed since the last install.
 "$venv/bin/python" -m pip install -q --force-reinstall --no-deps --no-cache-dir . ||
   "$venv/bin/python" -m pip install -q .

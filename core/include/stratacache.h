@@ -224,10 +224,10 @@ typedef struct strata_set_options {
 
 #define STRATA_SET_OPTIONS_INIT {STRATA_SET_OPTIONS_VERSION, 0, -1, 0, 0, 0, 0}
 
-#define STRATA_STATS_VERSION 2
+#define STRATA_STATS_VERSION 3
 
 /* Counters since the cache was created. Version 1 callers get the fields up
- * to fail_open; version 2 adds the rest. */
+ * to fail_open, version 2 up to wb_backlog; version 3 adds the rest. */
 typedef struct strata_stats {
     unsigned int version;
     uint64_t l1_hits, l1_misses, l1_entries, l1_bytes, l1_evictions;
@@ -248,6 +248,10 @@ typedef struct strata_stats {
     /* write-behind; wb_backlog: records not yet flushed (on redis: the stream
      * length last seen by this process) */
     uint64_t wb_enqueued, wb_flushed, wb_retried, wb_dead, wb_backlog;
+    /* version 3 (write-behind housekeeping, payload CRC) */
+    uint64_t wb_journal_skipped;  /* damaged journal records skipped at replay (kept in <wb_journal>.corrupt) */
+    uint64_t wb_dead_trimmed;     /* dead letters removed by wb_dead_max / wb_dead_max_age_ms */
+    uint64_t payload_crc_errors;  /* stored values whose payload failed its CRC32C (payload_crc=1), read as misses */
 } strata_stats;
 
 /* Latency histogram: log-scale buckets, bucket i counts calls that took at
@@ -423,6 +427,143 @@ STRATA_EXTERN int strata_wb_fail(strata_wb_batch *batch, const char *message);
  * when there are no flusher threads), at most deadline_ms. 0 or STRATA_ETIMEOUT. */
 STRATA_EXTERN int strata_flush(strata_cache *cache, int64_t deadline_ms);
 
+/* Limits (reliability): the largest millisecond value any option or argument
+ * takes (ttl_ms, stale_ms, neg_ttl_ms, cost_ms, timeouts, lease and wait
+ * times, deadlines): 366 days. Past it the call is refused with
+ * STRATA_EINVAL (arguments) or STRATA_EOPTION (options) naming the value. */
+#define STRATA_MAX_MS 31622400000LL
+/* ---- Operator tools (the `stratacache` command is built on these) ----------
+ * Read-only views of what a cache holds, the write-behind journal and its dead
+ * letters, and the server, for diagnosis; strata_wb_dead_replay/_purge change
+ * only the dead letters and the journal. */
+
+#define STRATA_INSPECT_VERSION 1
+#define STRATA_INSPECT_HOLDER_MAX 64
+
+typedef enum strata_inspect_kind {
+    STRATA_INSPECT_MISS    = 0, /* no value under the key */
+    STRATA_INSPECT_ENTRY   = 1, /* one of our envelopes (value or NEGATIVE) */
+    STRATA_INSPECT_FOREIGN = 2  /* bytes that are not a stratacache envelope */
+} strata_inspect_kind;
+
+typedef struct strata_inspect_tag {
+    char name[257];             /* NUL-terminated; may hold NULs (see namelen) */
+    size_t namelen;
+    uint64_t stamped;           /* the version in the envelope */
+    uint64_t current;           /* the tag's version now (0 when not read) */
+} strata_inspect_tag;
+
+/* What strata_inspect found. Caller-owned; value.data is library-owned and
+ * released by strata_value_dispose(&info.value). */
+typedef struct strata_inspection {
+    unsigned int version;       /* STRATA_INSPECT_VERSION */
+    int kind;                   /* strata_inspect_kind */
+    int negative;               /* a cached "not found" */
+    int stale_by_tag;           /* a tag was bumped since the entry was stamped */
+    int64_t now_ms;             /* wall clock at the read */
+    int64_t created_ms, fresh_until_ms, stale_until_ms; /* unix ms, from the envelope */
+    uint32_t cost_ms;
+    size_t ntags;
+    strata_inspect_tag tags[16];
+    int64_t backend_ttl_ms;     /* -1: no expiry, -2: the backend cannot tell */
+    int lease;                  /* 1: a load lease is held on the key */
+    char lease_holder[STRATA_INSPECT_HOLDER_MAX]; /* the holder's token */
+    int64_t lease_ttl_ms;       /* -2 when unknown */
+    size_t stored_len;          /* bytes stored (envelope or foreign) */
+    strata_value value;         /* payload (ENTRY) or the raw bytes (FOREIGN) */
+} strata_inspection;
+
+/* Reads key without touching L1, stats, leases or freshness. 0 and *out
+ * filled (out->kind says what was found), or an error. */
+STRATA_EXTERN int strata_inspect(strata_cache *cache, const char *key, size_t keylen,
+                                 strata_inspection *out);
+
+/* Keys of the namespace, one bounded page at a time (redis SCAN, never KEYS).
+ * cursor "0" (or NULL) starts; strata_key_page_cursor gives the next one, "0"
+ * once the scan is complete. match: a glob on user keys (NULL = all). count:
+ * keys the server examines per page (a hint, 1-10000). STRATA_ENOTSUP on
+ * backends that cannot list (memcached). */
+typedef struct strata_key_page strata_key_page;
+STRATA_EXTERN int strata_keys_scan(strata_cache *cache, const char *cursor, const char *match,
+                                   size_t count, strata_key_page **out);
+STRATA_EXTERN const char *strata_key_page_cursor(const strata_key_page *page);
+STRATA_EXTERN size_t strata_key_page_count(const strata_key_page *page);
+/* size: bytes stored; ttl_ms: -1 no expiry, -2 gone or unknown. */
+STRATA_EXTERN int strata_key_page_item(const strata_key_page *page, size_t i, const char **key,
+                                       size_t *keylen, int64_t *size, int64_t *ttl_ms);
+STRATA_EXTERN void strata_key_page_free(strata_key_page *page);
+
+#define STRATA_SERVER_INFO_VERSION 1
+
+/* What strata_server_info reports; -1 (or "") where it does not apply or
+ * could not be learnt, and problem[] says why a check failed. */
+typedef struct strata_server_info {
+    unsigned int version;       /* STRATA_SERVER_INFO_VERSION */
+    char backend[16];           /* "redis", "memcached", "memory" */
+    char server_version[64];
+    int64_t rtt_us;             /* one round trip */
+    int clock_known;
+    int64_t clock_skew_ms;      /* the server's clock minus ours */
+    int64_t maxmemory;          /* bytes; 0 = unlimited */
+    char eviction_policy[32];   /* redis maxmemory-policy; memcached "lru" / "none" */
+    int cluster;                /* 1 cluster mode, 0 not */
+    char cluster_state[16];
+    int pubsub;                 /* 1 a published message arrived, 0 it did not */
+    int tracking;               /* 1 CLIENT TRACKING delivered an invalidation */
+    int64_t item_size_max;      /* memcached item size limit */
+    char problem[256];
+} strata_server_info;
+
+STRATA_EXTERN int strata_server_info_get(strata_cache *cache, strata_server_info *out);
+
+#define STRATA_WB_STATUS_VERSION 1
+#define STRATA_WB_STATUS_CONSUMERS 32
+
+typedef struct strata_wb_consumer {
+    char name[128];
+    uint64_t pending;           /* records it holds, not yet acknowledged */
+    int64_t idle_ms;
+} strata_wb_consumer;
+
+/* The write-behind journal now: on redis the namespace's stream (all
+ * processes), on memory/memcached this cache's queue and journal file. */
+typedef struct strata_wb_status {
+    unsigned int version;       /* STRATA_WB_STATUS_VERSION */
+    uint64_t backlog;           /* records not yet delivered */
+    uint64_t pending;           /* of those, handed to a consumer (redis) */
+    int64_t oldest_ms;          /* wall ms the oldest record was accepted; 0 = none */
+    uint64_t dead;              /* dead letters */
+    size_t nconsumers;          /* entries in consumers[] (at most 32 are listed) */
+    strata_wb_consumer consumers[STRATA_WB_STATUS_CONSUMERS];
+} strata_wb_status;
+
+STRATA_EXTERN int strata_wb_status_get(strata_cache *cache, strata_wb_status *out);
+
+/* Dead letters, oldest first. A list is library-owned; items point into it. */
+typedef struct strata_dead_list strata_dead_list;
+typedef struct strata_dead_letter {
+    const char *id;             /* redis stream id, or "<n>" in the file */
+    const char *key; size_t keylen;
+    const char *val; size_t vallen;
+    const char *error; size_t errorlen;  /* the writer's last message */
+    int64_t given_up_ms;        /* wall ms */
+    unsigned int attempts;
+} strata_dead_letter;
+
+/* Up to max (0 = all) dead letters. */
+STRATA_EXTERN int strata_wb_dead_list(strata_cache *cache, size_t max, strata_dead_list **out);
+STRATA_EXTERN size_t strata_dead_list_count(const strata_dead_list *list);
+STRATA_EXTERN int strata_dead_list_item(const strata_dead_list *list, size_t i,
+                                        strata_dead_letter *out);
+STRATA_EXTERN void strata_dead_list_free(strata_dead_list *list);
+/* Puts the dead letters of key (NULL = all) back into the journal as new
+ * writes, oldest first, each exactly once (it leaves the dead letters in the
+ * same step); *count (optional) = how many. */
+STRATA_EXTERN int strata_wb_dead_replay(strata_cache *cache, const char *key, size_t keylen,
+                                        size_t *count);
+/* Deletes the dead letters of key (NULL = all); *count = how many. */
+STRATA_EXTERN int strata_wb_dead_purge(strata_cache *cache, const char *key, size_t keylen,
+                                       size_t *count);
 /* ---- Framework primitives (docs/FRAMEWORKS.md) ----------------------------
  * TTL arguments: STRATA_TTL_DEFAULT (0) is the cache's default TTL (what
  * Python's and Lua's ttl=None mean); STRATA_TTL_FOREVER (-1) never expires

@@ -100,20 +100,19 @@ static int validate(strata__config *cfg)
 {
     const strata_options *o = &cfg->opts;
     int rc;
-#define NONNEG(f) if (o->f < 0) return strata__error(STRATA_EOPTION, "option " #f ": must be >= 0, got %lld", (long long)o->f)
-#define POSITIVE(f) if (o->f <= 0) return strata__error(STRATA_EOPTION, "option " #f ": must be > 0, got %lld", (long long)o->f)
-    POSITIVE(ttl_ms);
-    NONNEG(stale_ms);
-    POSITIVE(neg_ttl_ms);
-    POSITIVE(timeout_ms);
-    POSITIVE(connect_timeout_ms);
-    POSITIVE(l1_ttl_ms);
-    POSITIVE(lease_ttl_ms);
-    NONNEG(lock_wait_ms);
-    NONNEG(breaker_cooldown_ms);
-    NONNEG(tag_cache_ms);
-#undef NONNEG
-#undef POSITIVE
+    /* Every ms option is bounded by STRATA_MAX_MS: sums with clocks never overflow. */
+#define MS_IN(f, lo) if ((rc = strata__check_ms(STRATA_EOPTION, "option " #f ":", o->f, lo)) < 0) return rc
+    MS_IN(ttl_ms, 1);
+    MS_IN(stale_ms, 0);
+    MS_IN(neg_ttl_ms, 1);
+    MS_IN(timeout_ms, 1);
+    MS_IN(connect_timeout_ms, 1);
+    MS_IN(l1_ttl_ms, 1);
+    MS_IN(lease_ttl_ms, 1);
+    MS_IN(lock_wait_ms, 0);
+    MS_IN(breaker_cooldown_ms, 0);
+    MS_IN(tag_cache_ms, 0);
+#undef MS_IN
     if (o->jitter_pct > 50)
         return strata__error(STRATA_EOPTION, "option jitter_pct: must be 0-50, got %u", o->jitter_pct);
     if (o->pool_size < 1 || o->pool_size > 1024)
@@ -136,6 +135,9 @@ static int validate(strata__config *cfg)
     if (cfg->scheme == STRATA__SCHEME_REDIS && o->wb_journal)
         return strata__error(STRATA_EOPTION, "option wb_journal: redis:// journals write-behind in a stream; "
                              "the journal file is for memory:// and memcached://");
+    if (cfg->scheme == STRATA__SCHEME_REDIS && cfg->wb_journal_compact_bytes)
+        return strata__error(STRATA_EOPTION, "option wb_journal_compact_bytes: redis:// has no journal file "
+                             "(the stream is trimmed as records are acknowledged)");
     if (cfg->scheme != STRATA__SCHEME_REDIS && o->wb_consumer)
         return strata__error(STRATA_EOPTION, "option wb_consumer: only for redis:// (consumer groups)");
     return strata__validate_hot(cfg);
@@ -197,7 +199,7 @@ static int parse_enum(const char *name, const char *v, size_t len, const char *c
                          (int)(len > 40 ? 40 : len), v);
 }
 
-#define MS_MAX ((int64_t)366 * 24 * 3600 * 1000) /* a year */
+#define MS_MAX STRATA_MAX_MS /* 366 days */
 
 static int decode_part(const char *what, const char *src, size_t len, char *dst, size_t dstsize);
 
@@ -224,12 +226,25 @@ static int apply_write_behind_option(strata__config *cfg, const char *name, cons
     NUM(wb_claim_ms, MS_MAX)
     NUM(wb_drain_ms, MS_MAX)
 #undef NUM
+    /* housekeeping, URL only */
+#define CFG_NUM(field, lo, hi) if (strcmp(name, #field) == 0) { \
+        if ((rc = parse_i64(name, v, vlen, lo, hi, &x)) == 0) \
+            cfg->field = x; \
+        return rc; \
+    }
+    CFG_NUM(wb_journal_compact_bytes, 4096, (int64_t)1 << 40)
+    CFG_NUM(wb_dead_max, 0, (int64_t)1 << 40)
+    CFG_NUM(wb_dead_max_age_ms, 0, MS_MAX)
+#undef CFG_NUM
     if (strcmp(name, "wb_fsync") == 0) {
         if ((rc = parse_enum(name, v, vlen, fsyncs, &e)) == 0)
             o->wb_fsync = e;
         return rc;
     }
     if (strcmp(name, "wb_journal") == 0) {
+        if (vlen == 0) /* not "no journal": leave the option out for that */
+            return strata__error(STRATA_EOPTION, "option wb_journal: empty path (leave the option out to "
+                                 "run without a journal, whose writes do not survive a crash)");
         if ((rc = decode_part("option wb_journal", v, vlen, cfg->wb_journal, sizeof cfg->wb_journal)) == 0)
             o->wb_journal = cfg->wb_journal[0] ? cfg->wb_journal : NULL;
         return rc < 0 ? strata__error(STRATA_EOPTION, "%s", strata_error_last()) : 0;
@@ -302,6 +317,10 @@ static int apply_option(strata__config *cfg, const char *k, size_t klen, const c
     if (strcmp(name, "max_bytes") == 0 || strcmp(name, "l1_max_bytes") == 0) {
         if ((rc = parse_i64(name, v, vlen, 0, INT64_MAX, &x)) == 0)
             *(name[0] == 'm' ? &o->max_bytes : &o->l1_max_bytes) = (uint64_t)x;
+        return rc;
+    }
+    if (strcmp(name, "payload_crc") == 0) { /* docs/FORMAT.md: CRC32C of each payload written */
+        if ((rc = parse_enum(name, v, vlen, onoff, &e)) == 0) cfg->payload_crc = e;
         return rc;
     }
     if (strcmp(name, "l1") == 0) {

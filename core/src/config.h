@@ -34,6 +34,11 @@ typedef struct strata__config {
     char wb_journal[1024];       /* opts.wb_journal points here ("" = none -> NULL) */
     char wb_consumer[128];       /* opts.wb_consumer points here ("" = default -> NULL) */
     char l1_bus[512];            /* redis:// URL of the invalidation bus (memcached), "" = none */
+    /* write-behind housekeeping, URL only (docs/WRITE-BEHIND.md); 0 = default / no limit */
+    uint64_t wb_journal_compact_bytes;
+    uint64_t wb_dead_max;
+    int64_t wb_dead_max_age_ms;
+    int payload_crc;             /* URL payload_crc=1: envelopes carry a CRC32C of the payload */
 } strata__config;
 
 /* Bounds of the hot-key options (validated in config_hot.c). */

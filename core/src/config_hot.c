@@ -26,9 +26,9 @@ int strata__validate_hot(const strata__config *cfg)
         return strata__error(STRATA_EOPTION, "option tracking: must be 0 or 1, got %d", o->tracking);
     if (o->tracking && cfg->scheme != STRATA__SCHEME_REDIS)
         return strata__error(STRATA_EOPTION, "option tracking: only for redis:// URLs (CLIENT TRACKING)");
-    if (o->coherence_ping_ms <= 0)
-        return strata__error(STRATA_EOPTION, "option coherence_ping_ms: must be > 0, got %lld",
-                             (long long)o->coherence_ping_ms);
+    if (o->coherence_ping_ms <= 0 || o->coherence_ping_ms > STRATA_MAX_MS)
+        return strata__error(STRATA_EOPTION, "option coherence_ping_ms: must be 1-%lld ms, got %lld",
+                             (long long)STRATA_MAX_MS, (long long)o->coherence_ping_ms);
     if (cfg->l1_bus[0]) {
         strata__config *bus;
         int rc;

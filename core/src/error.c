@@ -3,16 +3,39 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static STRATA__TLS char last_message[512];
 
 int strata__error(int code, const char *fmt, ...)
 {
+    /* Formatted aside first: callers prefix the previous message by passing
+     * strata_error_last() itself as an argument. */
+    char msg[sizeof last_message];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_message, sizeof last_message, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(last_message, msg, sizeof msg);
     return code;
+}
+
+int strata__check_ms(int code, const char *name, int64_t ms, int64_t lo)
+{
+    if (ms < lo || ms > STRATA_MAX_MS)
+        return strata__error(code, "%s must be %lld-%lld ms, got %lld", name, (long long)lo,
+                             (long long)STRATA_MAX_MS, (long long)ms);
+    return 0;
+}
+
+int strata__check_ttl(const char *name, int64_t ttl_ms)
+{
+    if (ttl_ms == STRATA_TTL_FOREVER)
+        return 0;
+    if (ttl_ms < 0)
+        return strata__error(STRATA_EINVAL, "%s must be 0 (the cache's default), 1-%lld ms or STRATA_TTL_FOREVER "
+                             "(-1), got %lld", name, (long long)STRATA_MAX_MS, (long long)ttl_ms);
+    return strata__check_ms(STRATA_EINVAL, name, ttl_ms, 0);
 }
 
 void strata__error_clear(void)

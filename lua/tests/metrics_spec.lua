@@ -10,7 +10,7 @@ local STATS_FIELDS = {
   "leases_lost", "waits", "early_refreshes", "singleflight_shared", "breaker_opens", "fail_open",
   "breaker_state", "tag_invalidations", "tag_stale", "tag_fetches", "invalidations_received",
   "l1_flushes", "l1_admission_rejects", "l1_link_up", "wb_enqueued", "wb_flushed", "wb_retried", "wb_dead",
-  "wb_backlog",
+  "wb_backlog", "wb_journal_skipped", "wb_dead_trimmed",
 }
 
 -- Prometheus series -> stats() field (docs/METRICS.md).
@@ -31,7 +31,8 @@ local SERIES = {
   ['l1_link_up{tier="l1"}'] = "l1_link_up",
   write_behind_enqueued_total = "wb_enqueued", write_behind_flushed_total = "wb_flushed",
   write_behind_retried_total = "wb_retried", write_behind_dead_total = "wb_dead",
-  write_behind_backlog = "wb_backlog",
+  write_behind_backlog = "wb_backlog", write_behind_journal_skipped_total = "wb_journal_skipped",
+  write_behind_dead_trimmed_total = "wb_dead_trimmed",
 }
 
 -- Parses the exposition strictly enough to catch a malformed line: returns

@@ -238,3 +238,14 @@ describe("misuse", function()
     end)
   end
 end)
+
+describe("bad URLs", function()
+  it("a NUL byte in the URL is refused, not cut off", function()
+    local c, err = sc.new{url = "memory://?ttl_ms=1000\0&l1=1"}
+    assert.is_nil(c)
+    assert.truthy(err:find("^EURL: URL contains a NUL byte at offset 21"))
+    c, err = sc.new{url = "memory://", wb_journal = "a\0b"}
+    assert.is_nil(c)
+    assert.truthy(err:find("^EURL: URL contains a NUL byte"))
+  end)
+end)

@@ -10,7 +10,7 @@ or "pickle" (only when asked for: unpickling executes code chosen by whoever
 can write to the cache server).
 """
 from ._async import AsyncCache
-from ._cache import FOREVER, NOT_FOUND, Cache, build_url
+from ._cache import FOREVER, MAX_MS, NOT_FOUND, Cache, build_url
 from ._cache import _NotFound as NotFoundType  # the type of NOT_FOUND, for loaders' annotations
 from ._lock import AsyncLock, Lock
 from ._typing import AsyncCachedFunction, CachedFunction
@@ -57,6 +57,7 @@ __all__ = [
     "LeaseLost",
     "Loaded",
     "LoaderError",
+    "MAX_MS",
     "NOT_FOUND",
     "NotSupported",
     "OutOfMemory",

@@ -7,6 +7,7 @@ import hashlib
 import inspect
 import json
 import logging
+import math
 import os
 import pickle
 import threading
@@ -125,14 +126,24 @@ class _Prepared:
         self.value, self.data, self.ms, self.tags = value, data, ms, tags
 
 
+# STRATA_MAX_MS of stratacache.h: the largest millisecond value any option or
+# argument takes (366 days).
+MAX_MS = 31622400000
+
+
 def _ms(seconds: Any, what: str, allow_none: bool = True) -> int:
     """Seconds (int or float) to milliseconds; None -> 0 (the cache's default)."""
     if seconds is None and allow_none:
         return 0
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         raise TypeError(f"{what} must be a number of seconds, not {type(seconds).__name__}")
+    if isinstance(seconds, float) and not math.isfinite(seconds):
+        raise InvalidArgument(lib.STRATA_EINVAL, "EINVAL", f"{what} must be a finite number of seconds, got {seconds!r}")
     if seconds < 0:
         raise InvalidArgument(lib.STRATA_EINVAL, "EINVAL", f"{what} must be >= 0 seconds, got {seconds!r}")
+    if seconds * 1000 > MAX_MS:
+        raise InvalidArgument(lib.STRATA_EINVAL, "EINVAL",
+                              f"{what} must be at most {MAX_MS // 1000} seconds (366 days), got {seconds!r}")
     ms = int(round(seconds * 1000))
     return 1 if ms == 0 and seconds > 0 else ms
 
@@ -228,9 +239,16 @@ def build_url(
     l1: Optional[bool] = None,
     options: Optional[Mapping[str, Any]] = None,
 ) -> str:
-    """The URL with the keyword options appended as query options."""
+    """The URL with the keyword options appended as query options. An option
+    given both in the URL and as a keyword is refused (which one should win
+    is not obvious to a reader of the call)."""
     if not isinstance(url, str):
         raise TypeError(f"url must be str, not {type(url).__name__}")
+    if "\0" in url:
+        # The C API reads the URL up to its first NUL: the rest would be dropped silently.
+        raise InvalidArgument(lib.STRATA_EURL, "EURL", f"url contains a NUL byte at offset {url.index(chr(0))}")
+    if l1 is not None and not isinstance(l1, bool) and not (type(l1) is int and l1 in (0, 1)):
+        raise TypeError(f"l1 must be a bool, not {l1!r}")
     q: List[Tuple[str, str]] = []
     if namespace is not None:
         if not isinstance(namespace, str):
@@ -245,6 +263,16 @@ def build_url(
         q.append((k, _option_value(k, v)))
     if not q:
         return url
+    in_url = dict(parse_qsl(url.partition("?")[2], keep_blank_values=True))
+    keyword = {"ns": "namespace", "ttl_ms": "ttl", "neg_ttl_ms": "neg_ttl", "stale_ms": "stale"}
+    if "namespace" in in_url:
+        in_url["ns"] = in_url["namespace"]
+    for k, v in q:
+        if k in in_url:
+            kw = keyword.get(k, k)
+            raise InvalidArgument(lib.STRATA_EOPTION, "EOPTION",
+                                  f"option {k} given twice: {k}={in_url[k]} in the URL and the keyword "
+                                  f"{kw}; give it once")
     query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in q)
     return url + ("&" if "?" in url else "?") + query
 

@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, NoReturn, Tuple
 from ._native import ffi, lib
 
 # Macros in the header (not in the cdef); python/tests/test_metrics.py checks them.
-STATS_VERSION = 2  # STRATA_STATS_VERSION
+STATS_VERSION = 3  # STRATA_STATS_VERSION
 HISTOGRAM_BUCKETS = 27  # STRATA_HISTOGRAM_BUCKETS
 HOT_KEY_MAX = 256  # STRATA_HOT_KEY_MAX
 HOT_TOP_MAX = 1024  # the largest hot_top option the core accepts

@@ -30,9 +30,23 @@ def fnv1a32(data: bytes) -> int:
     return h
 
 
+PAYLOAD_CRC = 0x02  # flags bit 1: a CRC32C of the payload follows the tag section
+
+
+def crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
 def encode(flags: int, created: int, fresh: int, stale: int, cost: int, payload: bytes, tags=()) -> bytes:
-    """docs/FORMAT.md: header, checksum over header + tag section, tags, payload."""
+    """docs/FORMAT.md: header, checksum over header + tag section (+ payload CRC), tags, payload."""
     tagbytes = b"".join(struct.pack(">H", len(t)) + t + struct.pack(">Q", v) for t, v in tags)
+    if flags & PAYLOAD_CRC:
+        tagbytes += struct.pack(">I", crc32c(payload))
     head = b"\xe5SC\x01" + struct.pack(">BBHqqqII", flags, len(tags), 0, created, fresh, stale, cost, len(payload))
     return head + struct.pack(">I", fnv1a32(head + tagbytes)) + tagbytes + payload
 
@@ -47,6 +61,10 @@ def decode(raw: bytes):
         (version,) = struct.unpack_from(">Q", raw, off + 2 + tlen)
         tags.append((name, version))
         off += 2 + tlen + 8
+    if flags & PAYLOAD_CRC:
+        (crc,) = struct.unpack_from(">I", raw, off)
+        off += 4
+        assert crc == crc32c(raw[off:])
     assert len(raw) == off + n
     assert checksum == fnv1a32(raw[:40] + raw[HEADER.size:off])
     return flags, created, fresh, stale, cost, raw[off:], tags
@@ -68,17 +86,24 @@ VECS = vectors()
 
 
 def test_reference_encoder_reproduces_the_vectors():
-    assert len(VECS) >= 8 and any(v[-1] for v in VECS)
+    assert crc32c(b"123456789") == 0xE3069283
+    assert len(VECS) >= 12 and any(v[-1] for v in VECS) and any(v[1] & PAYLOAD_CRC for v in VECS)
     for raw, *fields in VECS:
         assert encode(*fields) == raw
         assert decode(raw) == tuple(fields)
+
+
+def with_query(url: str, option: str) -> str:
+    return url + ("&" if "?" in url else "?") + option
 
 
 @pytest.fixture(params=["redis", "memcached"])
 def server(request, ns):
     url = backend_url(request.param)
     raw = connect(request.param, url)
-    with stratacache.Cache(url, namespace=ns, ttl=60, neg_ttl=30) as c:
+    with stratacache.Cache(url, namespace=ns, ttl=60, neg_ttl=30) as c, \
+            stratacache.Cache(with_query(url, "payload_crc=1"), namespace=ns, ttl=60, neg_ttl=30) as crc:
+        c.with_crc = crc
         yield c, raw, (ns + ":").encode()
     raw.close()
 
@@ -99,6 +124,8 @@ def now_ms() -> int:
 def test_c_encoder_writes_the_vector_layout(server, i):
     cache, raw, prefix = server
     vec, vflags, *_, payload, vtags = VECS[i]
+    if vflags & PAYLOAD_CRC:
+        cache = cache.with_crc
     names = [t for t, _ in vtags]
     k = unique("enc")
     t0 = now_ms()
@@ -201,3 +228,25 @@ def test_foreign_or_corrupt_bytes_are_a_miss(server, corrupt):
     calls = []
     assert cache.get_or_load(k, lambda key: calls.append(key) or b"fresh") == b"fresh"
     assert calls == [k] and cache.get(k) == b"fresh"  # the bad bytes were replaced
+
+
+@pytest.mark.parametrize("with_crc", [False, True])
+def test_a_flipped_payload_bit_is_served_without_payload_crc_and_a_miss_with_it(server, with_crc):
+    """docs/FORMAT.md: the checksum covers the header only; payload_crc=1 adds
+    a CRC32C of the payload that every reader checks (whatever its own
+    options: `cache` here was opened without payload_crc)."""
+    cache, raw, prefix = server
+    k = unique("flip")
+    writer = cache.with_crc if with_crc else cache
+    writer.set(k, b"payload bytes")
+    stored = bytearray(raw.get(prefix + k.encode()))
+    assert bool(stored[4] & PAYLOAD_CRC) == with_crc
+    stored[-3] ^= 0x04
+    raw.set(prefix + k.encode(), bytes(stored))
+    before = cache.stats()["payload_crc_errors"]
+    if with_crc:
+        assert cache.get(k) is None
+        assert cache.stats()["payload_crc_errors"] == before + 1
+    else:
+        assert cache.get(k) == b"payload bytes"[:-3] + bytes([b"payload bytes"[-3] ^ 0x04]) + b"payload bytes"[-2:]
+        assert cache.stats()["payload_crc_errors"] == before

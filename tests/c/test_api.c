@@ -868,6 +868,47 @@ static void get_many_or_load_one_call(void)
     strata_cache_free(c);
 }
 
+/* memory:// with a max_bytes too small for its shards (issue 11 #10): an
+ * error naming max_bytes and the minimum, and at the minimum it works. */
+static int mem_writer(void *ud, const char *key, size_t keylen, const char *val, size_t vallen, strata_write *w)
+{
+    (void)key; (void)keylen; (void)val; (void)vallen; (void)w;
+    ++*(int *)ud;
+    return 0;
+}
+
+static void memory_max_bytes_minimum(void)
+{
+    strata_cache *c = NULL;
+    strata_value v = STRATA_VALUE_INIT;
+    const char *at;
+    char u[128], big[1000];
+    unsigned long long min;
+    int writes = 0;
+    if (strcmp(backend_name, "memory") != 0) {
+        printf("  (memory:// only)\n");
+        return;
+    }
+    CHECK_RC(strata_cache_new(&c, "memory://?max_bytes=1024", NULL), STRATA_EOPTION);
+    CHECK(c == NULL);
+    CHECK_MSG_HAS("max_bytes");
+    REQUIRE((at = strstr(strata_error_last(), "at least ")) != NULL);
+    min = strtoull(at + 9, NULL, 10);
+    REQUIRE(min > 1024);
+    snprintf(u, sizeof u, "memory://?max_bytes=%llu", min - 1);
+    CHECK_RC(strata_cache_new(&c, u, NULL), STRATA_EOPTION);
+    snprintf(u, sizeof u, "memory://?max_bytes=%llu", min);
+    REQUIRE(strata_cache_new(&c, u, NULL) == 0);
+    memset(big, 'b', sizeof big);
+    CHECK_RC(strata_set(c, K("k"), big, sizeof big, 0), 0);
+    CHECK_RC(strata_get(c, K("k"), &v), 0);
+    CHECK(v.len == sizeof big);
+    CHECK_RC(strata_write_through(c, K("w"), K("x"), 0, mem_writer, &writes), 0);
+    CHECK(writes == 1);
+    strata_value_dispose(&v);
+    strata_cache_free(c);
+}
+
 static void read_through_default_loader(void)
 {
     strata_options o;
@@ -918,6 +959,7 @@ int main(int argc, char **argv)
         {"processes_stampede", processes_stampede},
         {"xfetch_one_early_refresh", xfetch_one_early_refresh},
         {"read_through_default_loader", read_through_default_loader},
+        {"memory_max_bytes_minimum", memory_max_bytes_minimum},
     };
     if (argc < 2) {
         fprintf(stderr, "usage: test_api memory|redis|memcached [case]\n");

@@ -14,6 +14,7 @@
 
 #include <hiredis/hiredis.h>
 #include <pthread.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -175,14 +176,86 @@ static void write_in_one_cache_evicts_the_other(void)
     strata_cache_free(b);
 }
 
+/* A byte channel each way between a test and its forked child. After the
+ * fork each side closes the ends it does not use, so a dead child's pipe
+ * reads as EOF instead of blocking the parent for ever; reads also have a
+ * deadline (a child alive but stuck). */
+typedef struct duplex {
+    int up[2];   /* child -> parent */
+    int down[2]; /* parent -> child */
+} duplex;
+
+static int duplex_open(duplex *d)
+{
+    if (pipe(d->up) != 0)
+        return -1;
+    if (pipe(d->down) != 0) {
+        close(d->up[0]);
+        close(d->up[1]);
+        return -1;
+    }
+    return 0;
+}
+
+/* Keeps the ends this side uses: child reads down, writes up; parent the reverse. */
+static void duplex_keep(duplex *d, int child)
+{
+    close(child ? d->up[0] : d->up[1]);
+    close(child ? d->down[1] : d->down[0]);
+}
+
+static void duplex_close(duplex *d, int child)
+{
+    close(child ? d->up[1] : d->up[0]);
+    close(child ? d->down[0] : d->down[1]);
+}
+
+/* One byte within ms, or -1 (EOF: the other side is gone; error; deadline). */
+static int duplex_read(int fd, int ms)
+{
+    struct pollfd p;
+    char ch;
+    p.fd = fd;
+    p.events = POLLIN;
+    p.revents = 0;
+    if (poll(&p, 1, ms) != 1 || read(fd, &ch, 1) != 1)
+        return -1;
+    return (unsigned char)ch;
+}
+
+/* The harness itself: a child that dies without a word ends the parent's
+ * wait at once (it used to block for ever, holding the write end itself). */
+static void fork_handshake_survives_a_dead_child(void)
+{
+    duplex d;
+    int status = -1;
+    int64_t t0;
+    pid_t pid;
+    REQUIRE(duplex_open(&d) == 0);
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        duplex_keep(&d, 1);
+        _exit(7); /* dies before saying anything */
+    }
+    duplex_keep(&d, 0);
+    t0 = strata__now_mono_ms();
+    CHECK(duplex_read(d.up[0], 30000) == -1);
+    CHECK(strata__now_mono_ms() - t0 < 10000); /* EOF, not the deadline */
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 7);
+    duplex_close(&d, 0);
+}
+
 /* The handle is made before fork and used in both processes: the child
  * starts its own link (never the parent's socket) and its L1 follows the
  * parent's writes. Exit codes say which step failed. */
 static void two_processes_via_fork(void)
 {
     strata_cache *c;
-    char key[128], go;
-    int to_parent[2], to_child[2], status = -1;
+    char key[128];
+    duplex d;
+    int status = -1;
     pid_t pid;
     REQUIRE(ensure_server());
     REQUIRE((c = open_cache("l1=1")) != NULL);
@@ -190,26 +263,28 @@ static void two_processes_via_fork(void)
     snprintf(key, sizeof key, "%s", test_unique("fork"));
     CHECK_RC(strata_set(c, K(key), K("old"), 0), 0);
     CHECK(get_is(c, key, STRATA_OK, "old", STRATA_LEVEL_L1));
-    REQUIRE(pipe(to_parent) == 0 && pipe(to_child) == 0);
+    REQUIRE(duplex_open(&d) == 0);
     pid = fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
         int code = 0;
+        duplex_keep(&d, 1);
         /* inherited L1 entries are dropped: they may miss messages sent since the fork */
         if (!get_is(c, key, STRATA_OK, "old", 0))
             code = 1;
         else if (!EVENTUALLY(stats_of(c).l1_link_up == 1 && get_is(c, key, STRATA_OK, "old", STRATA_LEVEL_L1),
                              DEADLINE_MS))
             code = 2; /* the child's own link never came up */
-        if (write(to_parent[1], code ? "n" : "y", 1) != 1 || read(to_child[0], &go, 1) != 1)
-            code = 3;
+        if (write(d.up[1], code ? "n" : "y", 1) != 1 || duplex_read(d.down[0], 4 * DEADLINE_MS) != 'g')
+            code = code ? code : 3;
         else if (!EVENTUALLY(get_is(c, key, STRATA_OK, "new", 0), DEADLINE_MS))
             code = 4; /* still serving the parent's old value */
         _exit(code);
     }
-    CHECK(read(to_parent[0], &go, 1) == 1 && go == 'y');
+    duplex_keep(&d, 0);
+    CHECK(duplex_read(d.up[0], 4 * DEADLINE_MS) == 'y');
     CHECK_RC(strata_set(c, K(key), K("new"), 0), 0); /* the parent writes... */
-    CHECK(write(to_child[1], "g", 1) == 1);
+    CHECK(write(d.down[1], "g", 1) == 1);
     waitpid(pid, &status, 0);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0); /* ...the child stops serving "old" */
     if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
@@ -217,10 +292,7 @@ static void two_processes_via_fork(void)
     /* the parent's link was not disturbed by the child */
     CHECK(stats_of(c).l1_link_up == 1);
     CHECK(get_is(c, key, STRATA_OK, "new", 0));
-    close(to_parent[0]);
-    close(to_parent[1]);
-    close(to_child[0]);
-    close(to_child[1]);
+    duplex_close(&d, 0);
     strata_cache_free(c);
 }
 
@@ -593,6 +665,7 @@ int main(int argc, char **argv)
     static const test_case cases[] = {
         {"link_comes_up", link_comes_up},
         {"write_in_one_cache_evicts_the_other", write_in_one_cache_evicts_the_other},
+        {"fork_handshake_survives_a_dead_child", fork_handshake_survives_a_dead_child},
         {"two_processes_via_fork", two_processes_via_fork},
         {"fork_child_threads_restart_once", fork_child_threads_restart_once},
         {"tracking_catches_plain_clients", tracking_catches_plain_clients},

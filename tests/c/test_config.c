@@ -32,6 +32,7 @@ static void rejects_bad_urls(void)
         {"memory://?ttl_ms=0", STRATA_EOPTION, "ttl_ms"},
         {"memory://?bogus=1", STRATA_EOPTION, "unknown option \"bogus\""},
         {"memory://?ttl_ms", STRATA_EOPTION, "no value"},
+        {"memory://?wb_journal=", STRATA_EOPTION, "option wb_journal: empty path"},
         {"memory://?l1=yes", STRATA_EOPTION, "option l1"},
         {"memory://?l1_admission=some", STRATA_EOPTION, "l1_admission"},
         {"memory://?wait_policy=pray", STRATA_EOPTION, "wait_policy"},

@@ -280,8 +280,11 @@ static void test_server_e2big(void)
     }
     s.pid = pid;
     b = open_one(&s);
-    for (i = 0; i < 100 && SET(b, k, "small", 60000) != 0; i++)
-        strata__sleep_ms(20);
+    /* the restarted server may take seconds to listen on a loaded machine; each
+     * refused connect backs the server off, so wait out up to 15 s of tries */
+    for (i = 0; i < 300 && SET(b, k, "small", 60000) != 0; i++)
+        strata__sleep_ms(50);
+    REQUIRE(SET(b, k, "small", 60000) == 0);
     CHECK_RC(b->ops->set(b, k, strlen(k), val, size, 60000), STRATA_ETOOBIG);
     CHECK_MSG_HAS("716800");
     CHECK_RC(SET(b, k, "next", 60000), 0);
@@ -648,6 +651,64 @@ static void test_server_paused(void)
     strata__bytes_free(&v);
 }
 
+/* A get_many that times out on one server (issue 11 #14) names that server
+ * and backs it off, as get does: the next call fails fast. */
+static void test_get_many_timeout_backs_off(void)
+{
+    test_server s;
+    const test_server *list[2];
+    strata__backend *b;
+    const char *keys[20];
+    size_t lens[20], i;
+    strata__bytes outs[20];
+    int rcs[20], rc, k;
+    char name[64];
+    int64_t t0;
+    REQUIRE(test_server_start(&s, "memcached") == 0);
+    list[0] = &srv_a;
+    list[1] = &s;
+    b = open_on(list, 2, 300, 300, 2);
+    REQUIRE(b != NULL);
+    memset(outs, 0, sizeof outs);
+    for (i = 0; i < 20; i++) { /* 20 keys: some land on each server */
+        keys[i] = fk("gm-timeout");
+        lens[i] = strlen(keys[i]);
+    }
+    {
+        static char keep[20][256];
+        for (i = 0; i < 20; i++) {
+            snprintf(keep[i], sizeof keep[i], "%s", keys[i]);
+            keys[i] = keep[i];
+        }
+    }
+    CHECK_RC(b->ops->get_many(b, 20, keys, lens, outs, rcs), 0);
+    test_server_pause(&s);
+    wait_stopped(&s);
+    snprintf(name, sizeof name, "memcached 127.0.0.1:%d:", s.port);
+    /* three real timeouts, each after the previous backoff ran out: 50, 100, 200 ms */
+    for (k = 0; k < 3; k++) {
+        rc = b->ops->get_many(b, 20, keys, lens, outs, rcs);
+        CHECK(is_failure(rc));
+        CHECK(strncmp(strata_error_last(), name, strlen(name)) == 0);
+        if (k == 0 && strncmp(strata_error_last(), name, strlen(name)) != 0)
+            fprintf(stderr, "  message: %s\n", strata_error_last());
+        if (k < 2)
+            strata__sleep_ms((50 << k) + 30);
+    }
+    /* inside the 200 ms backoff now: refused at once, naming the server */
+    t0 = strata__now_mono_ms();
+    rc = b->ops->get_many(b, 20, keys, lens, outs, rcs);
+    CHECK(is_failure(rc));
+    CHECK_MSG_HAS("backoff");
+    CHECK(strncmp(strata_error_last(), name, strlen(name)) == 0);
+    CHECK(strata__now_mono_ms() - t0 < 150);
+    test_server_resume(&s);
+    for (i = 0; i < 20; i++)
+        strata__bytes_free(&outs[i]);
+    b->ops->close(b);
+    test_server_stop(&s);
+}
+
 static void test_open_while_down(void)
 {
     test_server s;
@@ -764,6 +825,7 @@ static const test_case cases[] = {
     {"too_big", test_too_big},
     {"server_e2big", test_server_e2big},
     {"get_many_two_servers", test_get_many_two_servers},
+    {"get_many_timeout_backs_off", test_get_many_timeout_backs_off},
     {"lease_protocol", test_lease_protocol},
     {"lease_expiry", test_lease_expiry},
     {"ttl", test_ttl},

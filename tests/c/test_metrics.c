@@ -470,7 +470,7 @@ static void histogram_concurrent(void)
     CHECK(h.count == 400000);
 }
 
-/* Version 1 callers get the old prefix and nothing past it. */
+/* Version 1 and 2 callers get their prefix and nothing past it. */
 static void stats_versions(void)
 {
     strata_cache *c = NULL;
@@ -483,7 +483,10 @@ static void stats_versions(void)
     CHECK(s.breaker_state == 0xABABABABABABABABull && s.tag_fetches == 0xABABABABABABABABull);
     CHECK_RC(strata_stats_get(c, &s, 2), 0);
     CHECK(s.version == 2 && s.breaker_state == 0 && s.tag_fetches == 0);
-    CHECK_RC(strata_stats_get(c, &s, 3), STRATA_EVERSION);
+    CHECK(s.wb_journal_skipped == 0xABABABABABABABABull && s.payload_crc_errors == 0xABABABABABABABABull);
+    CHECK_RC(strata_stats_get(c, &s, 3), 0);
+    CHECK(s.version == 3 && s.wb_journal_skipped == 0 && s.wb_dead_trimmed == 0 && s.payload_crc_errors == 0);
+    CHECK_RC(strata_stats_get(c, &s, STRATA_STATS_VERSION + 1), STRATA_EVERSION);
     strata_cache_free(c);
 }
 

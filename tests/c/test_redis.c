@@ -445,7 +445,7 @@ static void t_incr(void)
     CHECK_RC(b->ops->incr(b, k, strlen(k), -7, &v), 0);
     CHECK(v == -2);
     CHECK_RC(set_str(b, k, "not a number", 60000), 0);
-    CHECK_RC(b->ops->incr(b, k, strlen(k), 1, &v), STRATA_EBACKEND);
+    CHECK_RC(b->ops->incr(b, k, strlen(k), 1, &v), STRATA__EREFUSED); /* a refusal, not an outage */
     CHECK_MSG_HAS("not an integer");
     /* the connection is still usable after a server error reply */
     CHECK_RC(b->ops->del(b, k, strlen(k)), 0);

@@ -711,6 +711,36 @@ static void option_tag_cache_ms(void)
     }
 }
 
+/* A tag counter at or past the largest version (issue 11 #13): the bump is
+ * an error on every backend, never an "OK" that leaves old entries fresh. */
+static void counter_overflow_is_an_error(void)
+{
+    static const char *const planted[] = {"9223372036854775807", "9223372036854775808",
+                                          "18446744073709551615"};
+    const char *tags[1] = {"ovf"};
+    char key[128];
+    size_t klen, i;
+    strata_cache *c;
+    REQUIRE((c = open_cache("tag_cache_ms=0")) != NULL);
+    klen = (size_t)snprintf(key, sizeof key, "%s#T:ovf", ns);
+    for (i = 0; i < sizeof planted / sizeof planted[0]; i++) {
+        int rc;
+        REQUIRE(c->backend->ops->set(c->backend, key, klen, planted[i], strlen(planted[i]), 60000) == 0);
+        rc = strata_invalidate_tag(c, K("ovf"));
+        CHECK(rc < 0);
+        if (rc >= 0)
+            fprintf(stderr, "  counter %s: invalidate_tag returned %s\n", planted[i], strata_error_name(rc));
+        else
+            CHECK(strstr(strata_error_last(), "ovf") != NULL || strstr(strata_error_last(), "#T:") != NULL ||
+                  strstr(strata_error_last(), "overflow") != NULL || strstr(strata_error_last(), "range") != NULL);
+    }
+    /* a sane counter works again afterwards */
+    REQUIRE(c->backend->ops->set(c->backend, key, klen, "1000", 4, 60000) == 0);
+    CHECK_RC(set_tagged(c, "ovk", "v", 1, tags), 0);
+    CHECK_RC(strata_invalidate_tag(c, K("ovf")), 0);
+    strata_cache_free(c);
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
@@ -729,6 +759,7 @@ int main(int argc, char **argv)
         {"stale_policy_and_touch", stale_policy_and_touch},
         {"option_tag_cache_ms", option_tag_cache_ms},
         {"threads_write_read_bump", threads_write_read_bump},
+        {"counter_overflow_is_an_error", counter_overflow_is_an_error},
     };
     if (argc < 2) {
         fprintf(stderr, "usage: test_tags memory|redis|memcached [case]\n");

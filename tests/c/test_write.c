@@ -12,6 +12,7 @@
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -460,6 +461,31 @@ static long redis_xlen(const char *key)
     return n;
 }
 
+/* Redis: keys "<ns>#W:id:*" and "<ns>#W:n:*" left (the per-key order keys). */
+static long order_keys_left(const char *ns)
+{
+    const char *url = test_backend_url("redis");
+    redisContext *ctx = redisConnect("127.0.0.1", atoi(strrchr(url, ':') + 1));
+    long n = 0;
+    char cursor[32] = "0";
+    if (ctx == NULL || ctx->err)
+        return -1;
+    do {
+        redisReply *rep = redisCommand(ctx, "SCAN %s MATCH %s#W:[in]*:* COUNT 1000", cursor, ns);
+        if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+            n = -1;
+            if (rep)
+                freeReplyObject(rep);
+            break;
+        }
+        snprintf(cursor, sizeof cursor, "%s", rep->element[0]->str);
+        n += (long)rep->element[1]->elements;
+        freeReplyObject(rep);
+    } while (strcmp(cursor, "0") != 0);
+    redisFree(ctx);
+    return n;
+}
+
 static void writer_dead_letters(void)
 {
     const char *ns = fresh_ns();
@@ -492,6 +518,65 @@ static void writer_dead_letters(void)
     }
     strata_cache_free(c);
     recorder_free(r);
+}
+
+/* Dead letters in the file or stream of the backend under test. */
+static long dead_count(const char *ns)
+{
+    char path[600];
+    FILE *f;
+    unsigned char hdr[8];
+    long n = 0;
+    if (is_redis()) {
+        snprintf(path, sizeof path, "%s#W:dead", ns);
+        return redis_xlen(path);
+    }
+    snprintf(path, sizeof path, "%s.dead", journal_path(ns));
+    if ((f = fopen(path, "rb")) == NULL)
+        return 0;
+    if (fread(hdr, 1, 8, f) == 8)
+        while (fread(hdr, 1, 8, f) == 8 &&
+               fseek(f, (long)((uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16), SEEK_CUR) == 0)
+            n++;
+    fclose(f);
+    return n;
+}
+
+static void dead_letter_one(strata_cache *c, const char *key)
+{
+    strata_wb_batch *b = NULL;
+    CHECK_RC(strata_write_behind(c, K(key), K("v"), 0), 0);
+    CHECK_RC(strata_wb_poll(c, 10, &b), STRATA_OK);
+    if (b)
+        CHECK_RC(strata_wb_fail(b, "database refused it"), 0);
+}
+
+/* Issue 15: dead letters are trimmed to wb_dead_max and wb_dead_max_age_ms. */
+static void dead_letters_trimmed(void)
+{
+    const char *ns = fresh_ns();
+    strata_cache *c;
+    strata_stats st;
+    char key[16];
+    int i;
+    REQUIRE((c = open_wb(ns, "wb_threads=0&wb_max_attempts=1&wb_dead_max=3", NULL)) != NULL);
+    for (i = 0; i < 5; i++) {
+        snprintf(key, sizeof key, "d%d", i);
+        dead_letter_one(c, key);
+    }
+    CHECK(dead_count(ns) == 3);
+    CHECK_RC(strata_stats_get(c, &st, STRATA_STATS_VERSION), 0);
+    CHECK(st.wb_dead == 5 && st.wb_dead_trimmed == 2);
+    strata_cache_free(c);
+    REQUIRE((c = open_wb(ns, "wb_threads=0&wb_max_attempts=1&wb_dead_max_age_ms=200", NULL)) != NULL);
+    sleep_ms(300);
+    dead_letter_one(c, "fresh");
+    CHECK(dead_count(ns) == 1);
+    CHECK_RC(strata_stats_get(c, &st, STRATA_STATS_VERSION), 0);
+    CHECK(st.wb_dead_trimmed == 3);
+    if (st.wb_dead_trimmed != 3 || dead_count(ns) != 1)
+        fprintf(stderr, "  %ld dead letters, %llu trimmed\n", dead_count(ns), (unsigned long long)st.wb_dead_trimmed);
+    strata_cache_free(c);
 }
 
 static void push_flusher_delivers(void)
@@ -725,8 +810,76 @@ static void two_consumers_share_the_work(void)
     CHECK(wrong == 0);
     CHECK(r->items < 2000); /* older versions were skipped, not all delivered */
     CHECK_RC(strata_flush(w, 2000), 0);
+    CHECK(order_keys_left(ns) == 0); /* they go with each key's last record */
     strata_cache_free(a);
     strata_cache_free(b);
+    strata_cache_free(w);
+    recorder_free(r);
+}
+
+/* Per-key order however long a record waits (issue 11 #2): a dead
+ * consumer's old record, claimed after the value (and its TTL) is long gone,
+ * must not reach the writer after the newer value did. */
+static void late_claim_keeps_key_order(void)
+{
+    const char *ns = fresh_ns();
+    strata_cache *w, *live;
+    strata_wb_batch *b = NULL;
+    recorder *r = recorder_new();
+    pid_t pid;
+    int status, rc, delivered_after = 0;
+    int64_t deadline;
+    char stream[80];
+    snprintf(stream, sizeof stream, "%s#W", ns);
+    if (!is_redis()) {
+        printf("  (redis only: consumers share the stream)\n");
+        recorder_free(r);
+        return;
+    }
+    REQUIRE((w = open_with(ns, "wb_threads=0&stale_ms=0", NULL)) != NULL);
+    CHECK_RC(strata_write_behind(w, K("k"), K("old"), 200), 0);
+    pid = fork();
+    if (pid == 0) {
+        strata_cache *dying = open_with(ns, "wb_threads=0&wb_consumer=doomed", NULL);
+        strata_wb_batch *db = NULL;
+        _exit(dying && strata_wb_poll(dying, 10, &db) == STRATA_OK && strata_wb_batch_count(db) == 1 ? 0 : 1);
+    }
+    REQUIRE(pid > 0 && waitpid(pid, &status, 0) == pid);
+    REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_RC(strata_write_behind(w, K("k"), K("new"), 200), 0);
+    REQUIRE((live = open_with(ns, "wb_threads=0&wb_consumer=live&wb_claim_ms=300", NULL)) != NULL);
+    REQUIRE(strata_wb_poll(live, 10, &b) == STRATA_OK);
+    CHECK(strata_wb_batch_count(b) == 1);
+    CHECK_RC(deliver_batch(b, r), 0);
+    CHECK(seen_value(r, "k") && strcmp(seen_value(r, "k"), "new") == 0);
+    /* the value and its TTL are gone; the old record becomes claimable */
+    sleep_ms(500);
+    deadline = now_ms() + 3000;
+    while (now_ms() < deadline) {
+        b = NULL;
+        if ((rc = strata_wb_poll(live, 10, &b)) == STRATA_OK) {
+            delivered_after += (int)strata_wb_batch_count(b);
+            CHECK_RC(deliver_batch(b, r), 0);
+        }
+        REQUIRE(rc >= 0);
+        if (redis_xlen(stream) == 0)
+            break; /* the old record was taken and dropped as superseded */
+        sleep_ms(20);
+    }
+    CHECK(delivered_after == 0);
+    CHECK(seen_value(r, "k") && strcmp(seen_value(r, "k"), "new") == 0);
+    CHECK(redis_xlen(stream) == 0);
+    { /* the order keys went with the key's last record: nothing is left behind */
+        const char *url = test_backend_url("redis");
+        redisContext *ctx = redisConnect("127.0.0.1", atoi(strrchr(url, ':') + 1));
+        redisReply *rep = ctx && !ctx->err ? redisCommand(ctx, "EXISTS %s#W:id:k %s#W:n:k", ns, ns) : NULL;
+        CHECK(rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0);
+        if (rep)
+            freeReplyObject(rep);
+        if (ctx)
+            redisFree(ctx);
+    }
+    strata_cache_free(live);
     strata_cache_free(w);
     recorder_free(r);
 }
@@ -758,68 +911,102 @@ static void fork_child_writes_to_stream(void)
     strata_cache_free(c);
 }
 
-/* ---- kill -9 with 10,000 accepted, unflushed writes ------------------------------ */
+/* ---- kill -9 at a random point of a write stream -------------------------------- */
 
-#define KILL_KEYS 9000
-#define KILL_OVERWRITES 1000
+/* A writer process writes round after round over KILL_KEYS keys (each key's
+ * version rising by round) and publishes how many writes were acknowledged;
+ * it is killed -9 at a random point within the first KILL_ROUNDS rounds. A new process must deliver, for every
+ * key, its newest acknowledged version or the one in flight at the kill,
+ * never lose one, and never deliver a key's versions out of order. Run per
+ * fsync mode on the journal (memory, memcached) and once on the stream. */
+#define KILL_KEYS 600
+#define KILL_ROUNDS 4                          /* the kill comes within the first KILL_ROUNDS */
+#define KILL_WRITES (KILL_KEYS * KILL_ROUNDS)
+#define KILL_MAX_WRITES (KILL_KEYS * 50)        /* the writer keeps going until killed */
 
-static void kill9_loses_nothing(void)
+typedef struct order_recorder {
+    int last[KILL_KEYS];   /* newest version delivered, -1 = none */
+    int backwards;         /* deliveries older than an earlier one of the same key */
+} order_recorder;
+
+static int record_order(void *ud, size_t n, const char *const *keys, const size_t *keylens,
+                        const char *const *vals, const size_t *vallens, strata_write *w)
+{
+    order_recorder *r = ud;
+    size_t i;
+    (void)keylens; (void)vallens; (void)w;
+    for (i = 0; i < n; i++) {
+        int k = atoi(keys[i] + 1), v = atoi(vals[i] + 1);
+        if (k < 0 || k >= KILL_KEYS)
+            continue;
+        if (v < r->last[k])
+            r->backwards++;
+        else
+            r->last[k] = v;
+    }
+    return 0;
+}
+
+static void kill9_one(int fsync_mode)
 {
     const char *ns = fresh_ns();
-    char ready;
-    int ready_pipe[2], block_pipe[2], status, i, missing = 0, wrong = 0;
+    int block_pipe[2], status, i, lost = 0, invented = 0, kill_at;
+    volatile int *acked;
     pid_t pid;
-    recorder *r;
+    order_recorder *r;
     strata_options o = STRATA_OPTIONS_INIT;
     strata_cache *c;
     strata_stats st;
+    int64_t deadline;
 
-    REQUIRE(pipe(ready_pipe) == 0 && pipe(block_pipe) == 0);
+    acked = mmap(NULL, sizeof *acked, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(acked != MAP_FAILED && pipe(block_pipe) == 0);
+    *acked = 0;
+    kill_at = KILL_WRITES / 4 + (int)(strata__random_u64() % (KILL_WRITES * 3 / 4));
     pid = fork();
     if (pid == 0) {
-        /* The writing process: redis with a flusher whose writer never
-         * returns (so some records are pending to this consumer), local
-         * backends with no flusher at all. */
+        /* redis: a flusher whose writer never returns holds some records
+         * pending to this consumer; local backends: no flusher at all */
         strata_options co = STRATA_OPTIONS_INIT;
         recorder *blocked = recorder_new();
         strata_cache *wc;
         char key[24], val[24];
-        int bad = 0;
-        close(ready_pipe[0]);
         blocked->block_fd = block_pipe[0];
         co.wb_writer = record_batch;
         co.wb_writer_data = blocked;
         co.wb_threads = is_redis() ? 1 : 0;
         co.wb_batch_size = 100;
         co.wb_interval_ms = 5;
-        co.wb_fsync = STRATA_WB_FSYNC_NONE; /* a process crash, not a power cut */
+        co.wb_fsync = fsync_mode;
         if ((wc = open_wb(ns, NULL, &co)) == NULL)
             _exit(2);
-        for (i = 0; i < KILL_KEYS + KILL_OVERWRITES; i++) {
-            int k = i < KILL_KEYS ? i : i - KILL_KEYS;
-            snprintf(key, sizeof key, "k%05d", k);
-            snprintf(val, sizeof val, "%s%d", i < KILL_KEYS ? "v1-" : "v2-", k);
-            if (strata_write_behind(wc, K(key), K(val), 0) != 0 && bad++ == 0)
+        for (i = 0; i < KILL_MAX_WRITES; i++) {
+            snprintf(key, sizeof key, "k%d", i % KILL_KEYS);
+            snprintf(val, sizeof val, "v%d", i / KILL_KEYS);
+            if (strata_write_behind(wc, K(key), K(val), 0) != 0) {
                 fprintf(stderr, "  child: write %d failed: %s\n", i, strata_error_last());
+                _exit(3);
+            }
+            __atomic_store_n(acked, i + 1, __ATOMIC_SEQ_CST);
         }
-        ready = bad ? 'E' : 'R';
-        if (write(ready_pipe[1], &ready, 1) != 1)
-            _exit(3);
         for (;;)
             pause();
     }
     REQUIRE(pid > 0);
-    close(ready_pipe[1]);
-    ready = 0;
-    CHECK(read(ready_pipe[0], &ready, 1) == 1 && ready == 'R');
+    deadline = now_ms() + 60000;
+    while (__atomic_load_n(acked, __ATOMIC_SEQ_CST) < kill_at && now_ms() < deadline &&
+           waitpid(pid, &status, WNOHANG) == 0)
+        ;
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
-    close(ready_pipe[0]);
     close(block_pipe[0]);
     close(block_pipe[1]);
+    CHECK(*acked >= kill_at);
 
-    r = recorder_new();
-    o.wb_writer = record_batch;
+    r = calloc(1, sizeof *r);
+    for (i = 0; i < KILL_KEYS; i++)
+        r->last[i] = -1;
+    o.wb_writer = record_order;
     o.wb_writer_data = r;
     o.wb_threads = 0;
     o.wb_batch_size = 500;
@@ -827,25 +1014,44 @@ static void kill9_loses_nothing(void)
     REQUIRE((c = open_wb(ns, NULL, &o)) != NULL);
     CHECK_RC(strata_flush(c, 60000), 0);
     for (i = 0; i < KILL_KEYS; i++) {
-        char key[24], want[24];
-        const char *seen;
-        snprintf(key, sizeof key, "k%05d", i);
-        snprintf(want, sizeof want, "%s%d", i < KILL_OVERWRITES ? "v2-" : "v1-", i);
-        seen = seen_value(r, key);
-        if (seen == NULL)
-            missing++;
-        else if (strcmp(seen, want) != 0)
-            wrong++;
+        /* write number w = round * KILL_KEYS + key was acked when w < *acked;
+         * write *acked may have landed too */
+        int newest_acked = -1, in_flight = -1, w;
+        for (w = i; w <= *acked; w += KILL_KEYS) {
+            if (w < *acked)
+                newest_acked = w / KILL_KEYS;
+            else if (w == *acked)
+                in_flight = w / KILL_KEYS;
+        }
+        if (r->last[i] < newest_acked)
+            lost++;
+        else if (r->last[i] != newest_acked && r->last[i] != in_flight)
+            invented++;
     }
-    CHECK(missing == 0);
-    CHECK(wrong == 0);
-    CHECK(r->nseen == KILL_KEYS);
+    CHECK(lost == 0);
+    CHECK(invented == 0);
+    CHECK(r->backwards == 0);
     CHECK_RC(strata_stats_get(c, &st, STRATA_STATS_VERSION), 0);
     CHECK(st.wb_backlog == 0);
-    if (missing || wrong)
-        fprintf(stderr, "  %d keys missing, %d with a wrong final value\n", missing, wrong);
+    if (is_redis())
+        CHECK(order_keys_left(ns) == 0); /* claimed, delivered twice or not: none left */
+    if (lost || invented || r->backwards)
+        fprintf(stderr, "  fsync mode %d, killed after %d acks: %d keys lost, %d wrong, %d out of order\n",
+                fsync_mode, *acked, lost, invented, r->backwards);
     strata_cache_free(c);
-    recorder_free(r);
+    free(r);
+    munmap((void *)acked, sizeof *acked);
+}
+
+static void kill9_loses_nothing(void)
+{
+    if (is_redis()) {
+        kill9_one(STRATA_WB_FSYNC_NONE); /* the stream: fsync is Redis's own */
+        return;
+    }
+    kill9_one(STRATA_WB_FSYNC_ALWAYS);
+    kill9_one(STRATA_WB_FSYNC_INTERVAL);
+    kill9_one(STRATA_WB_FSYNC_NONE);
 }
 
 /* ---- local journal specifics ---------------------------------------------------- */
@@ -1145,12 +1351,14 @@ int main(int argc, char **argv)
         {"pull_api_fail_retries_later", pull_api_fail_retries_later},
         {"writer_retries_then_succeeds", writer_retries_then_succeeds},
         {"writer_dead_letters", writer_dead_letters},
+        {"dead_letters_trimmed", dead_letters_trimmed},
         {"push_flusher_delivers", push_flusher_delivers},
         {"free_drains", free_drains},
         {"backpressure", backpressure},
         {"second_consumer_claims", second_consumer_claims},
         {"two_consumers_share_the_work", two_consumers_share_the_work},
         {"fork_child_writes_to_stream", fork_child_writes_to_stream},
+        {"late_claim_keeps_key_order", late_claim_keeps_key_order},
         {"kill9_loses_nothing", kill9_loses_nothing},
         {"journal_replay_and_compaction", journal_replay_and_compaction},
         {"fork_child_cannot_use_local_queue", fork_child_cannot_use_local_queue},

@@ -15,6 +15,13 @@
 #include "stratacache.h"
 #include "config.h"
 
+/* Internal only: the server answered with an error (a WRONGTYPE key, a
+ * non-numeric counter, an argument out of range). It is that call's failure,
+ * not an outage: strata__backend_result keeps the breaker closed and turns
+ * it into STRATA_EBACKEND, so callers never see this value. Connection
+ * failures and timeouts stay STRATA_EBACKEND / STRATA_ETIMEOUT. */
+#define STRATA__EREFUSED (-1000)
+
 /* A growable, library-owned byte buffer. */
 typedef struct strata__bytes {
     char *data;
@@ -52,6 +59,32 @@ typedef struct strata__wb_item {
     const char *val; size_t vallen;     /* raw value for the record */
     int rc;                             /* out: 0 or an error */
 } strata__wb_item;
+
+/* Operator tools (engine/inspect.c, engine/keys.c, engine/doctor.c,
+ * engine/wb_dead.c): read-only views and dead-letter housekeeping. */
+typedef struct strata__peek {
+    int found;                  /* the value key exists (val holds its bytes) */
+    strata__bytes val;
+    int64_t ttl_ms;             /* -1 no expiry, -2 unknown */
+    int lease;                  /* a lease key exists */
+    char lease_holder[STRATA_INSPECT_HOLDER_MAX];
+    int64_t lease_ttl_ms;       /* -2 unknown */
+} strata__peek;
+
+typedef struct strata__scan_item {
+    strata__bytes key;          /* user key (namespace stripped) */
+    int64_t size, ttl_ms;       /* -2: gone meanwhile or unknown */
+} strata__scan_item;
+
+typedef struct strata__dead_letter {
+    char id[48];                /* redis stream id; journal file: record number */
+    strata__bytes key, val, error;
+    int64_t given_up_ms;
+    unsigned int attempts;
+} strata__dead_letter;
+
+void strata__scan_items_free(strata__scan_item *items, size_t n);
+void strata__dead_letters_free(strata__dead_letter *d, size_t n);
 
 typedef struct strata__backend_ops {
     const char *name;
@@ -120,8 +153,10 @@ typedef struct strata__backend_ops {
      * long under any consumer, scanning from cursor (updated; "0-0" restarts). */
     int (*wb_read)(strata__backend *b, const char *consumer, size_t max, int64_t claim_idle_ms,
                    char *cursor, size_t cursorsize, strata__wb_record **recs, size_t *n);
-    /* Delivered: acknowledge and delete the records. */
-    int (*wb_ack)(strata__backend *b, size_t n, const strata__wb_id *ids);
+    /* Delivered: acknowledge and delete the records, given per user key:
+     * counts[i] ids (consecutive in ids) are records of keys[i]. */
+    int (*wb_ack)(strata__backend *b, size_t nkeys, const char *const *keys, const size_t *keylens,
+                  const size_t *counts, const strata__wb_id *ids);
     /* Given up: one dead-letter record (latest value), then ack the ids. */
     int (*wb_dead)(strata__backend *b, const char *key, size_t keylen, const char *val,
                    size_t vallen, size_t n, const strata__wb_id *ids, unsigned int attempts,
@@ -132,6 +167,31 @@ typedef struct strata__backend_ops {
      * with another token is superseded and is acknowledged without delivery. */
     int (*wb_latest)(strata__backend *b, size_t n, const char *const *keys, const size_t *keylens,
                      uint64_t *tokens);
+    /* Dead letters beyond the newest max (0 = no limit) or older than
+     * max_age_ms before now_ms (wall; 0 = no limit) are deleted;
+     * *trimmed = how many. */
+    int (*wb_dead_trim)(strata__backend *b, uint64_t max, int64_t max_age_ms, int64_t now_ms,
+                        uint64_t *trimmed);
+    /* Operator tools; NULL where the backend cannot (the engine then answers
+     * STRATA_ENOTSUP or does without). They take the cache's config for the
+     * namespace and server. peek: the value key's raw bytes and TTL, and the
+     * lease, without side effects. */
+    int (*peek)(strata__backend *b, const strata__config *cfg, const char *fk, size_t fklen,
+                strata__peek *out);
+    /* One page of value keys matching the user-key glob (NULL = all); cursor
+     * in/out as text, "0" starts and ends. */
+    int (*scan)(strata__backend *b, const strata__config *cfg, char *cursor, size_t cursorsize,
+                const char *match, size_t count, strata__scan_item **items, size_t *n);
+    /* Server facts and live checks (fields the backend does not know stay -1). */
+    int (*server_info)(strata__backend *b, const strata__config *cfg, strata_server_info *out);
+    /* Server-side journal (redis streams) only, like wb_append. */
+    int (*wb_status)(strata__backend *b, const strata__config *cfg, strata_wb_status *out);
+    int (*wb_dead_list)(strata__backend *b, const strata__config *cfg, size_t max,
+                        strata__dead_letter **out, size_t *n);
+    /* Atomically: if d is still a dead letter, remove it and (replay) append
+     * it to the journal as the key's latest write. 1 done, 0 already gone. */
+    int (*wb_dead_take)(strata__backend *b, const strata__config *cfg, const strata__dead_letter *d,
+                        int replay, int64_t now_ms);
 
     /* ---- conditional writes, batch delete, leases as locks (docs/FRAMEWORKS.md) ---- */
     /* Stores val only where key holds nothing (a memcached tombstone counts as

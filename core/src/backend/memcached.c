@@ -16,7 +16,7 @@
 #include "backend.h"
 #include "error.h"
 #include "platform/platform.h"
-#include "policy/sha256.h"
+#include "backend/mc_key.h"
 
 #include <libmemcached/memcached.h>
 #include <libmemcached/util.h>
@@ -27,7 +27,7 @@
 #include <string.h>
 #include <time.h>
 
-#define MC_KEY_MAX 250
+#define MC_KEY_MAX STRATA__MC_KEY_MAX
 /* Server default item size is 1 MiB including the item header and the key
  * (1,048,512 value bytes fit with a 4-byte key). 512 bytes cover the header
  * (about 64) plus the longest key we send (250), so any value up to this
@@ -90,73 +90,19 @@ typedef struct mc_call {
 
 /* ---- keys ---- */
 
-static int key_is_safe(const char *k, size_t n)
-{
-    size_t i;
-    if (n == 0 || n > MC_KEY_MAX)
-        return 0;
-    for (i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)k[i];
-        if (ch <= 0x20 || ch == 0x7f)
-            return 0;
-    }
-    return 1;
-}
-
-static void key_from_logical(const mc_backend *b, const char *logical, size_t len, mc_key *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    unsigned char digest[STRATA__SHA256_LEN];
-    size_t i, o;
-    if (key_is_safe(logical, len)) {
-        memcpy(out->buf, logical, len);
-        out->len = len;
-    } else {
-        /* "#H:" cannot occur in a value key ("<ns>:") or a lease key ("<ns>#L:"),
-         * and the digest covers the whole logical key, tag included. */
-        strata__sha256(logical, len, digest);
-        memcpy(out->buf, b->ns, b->nslen);
-        o = b->nslen;
-        memcpy(out->buf + o, "#H:", 3);
-        o += 3;
-        for (i = 0; i < sizeof digest; i++) {
-            out->buf[o++] = hex[digest[i] >> 4];
-            out->buf[o++] = hex[digest[i] & 15];
-        }
-        out->len = o;
-    }
-    out->buf[out->len] = '\0';
-    out->server = memcached_generate_hash(b->master, out->buf, out->len);
-}
-
 static void value_key(const mc_backend *b, const char *key, size_t keylen, mc_key *out)
 {
-    key_from_logical(b, key, keylen, out);
+    out->len = strata__mc_key_from_logical(b->ns, b->nslen, key, keylen, out->buf);
+    out->server = memcached_generate_hash(b->master, out->buf, out->len);
 }
 
 /* "<ns>#L:<user key>"; a key without the "<ns>:" prefix is taken whole. */
 static int lease_key(const mc_backend *b, const char *key, size_t keylen, mc_key *out)
 {
-    char stack[512];
-    char *buf = stack;
-    const char *user = key;
-    size_t userlen = keylen, len;
-    if (keylen > b->nslen && memcmp(key, b->ns, b->nslen) == 0 && key[b->nslen] == ':') {
-        user = key + b->nslen + 1;
-        userlen = keylen - b->nslen - 1;
-    }
-    len = b->nslen + 3 + userlen;
-    if (len > sizeof stack) {
-        buf = malloc(len);
-        if (buf == NULL)
-            return strata__error(STRATA_ENOMEM, "out of memory building a lease key");
-    }
-    memcpy(buf, b->ns, b->nslen);
-    memcpy(buf + b->nslen, "#L:", 3);
-    memcpy(buf + b->nslen + 3, user, userlen);
-    key_from_logical(b, buf, len, out);
-    if (buf != stack)
-        free(buf);
+    out->len = strata__mc_lease_key(b->ns, b->nslen, key, keylen, out->buf);
+    if (out->len == 0)
+        return STRATA_ENOMEM;
+    out->server = memcached_generate_hash(b->master, out->buf, out->len);
     return 0;
 }
 
@@ -284,25 +230,40 @@ static int rc_is_connection(memcached_return_t rc)
 
 /* Records the error, backs the server off, and drops this handle's sockets
  * when a reply may still be in flight (a later call would read it as its own). */
+/* Our index of a libmemcached server (nservers when not found). */
+static uint32_t server_index(const mc_backend *b, const memcached_instance_st *inst)
+{
+    char buf[280];
+    uint32_t idx;
+    snprintf(buf, sizeof buf, "%s:%u", memcached_server_name(inst), (unsigned)memcached_server_port(inst));
+    for (idx = 0; idx < b->nservers; idx++)
+        if (strcmp(b->servers[idx].name, buf) == 0)
+            break;
+    return idx;
+}
+
 static int call_fail(mc_call *call, memcached_return_t rc, uint32_t idx, const char *op)
 {
     char detail[256];
     const char *server;
     const memcached_instance_st *inst;
-    int code = rc == MEMCACHED_TIMEOUT ? STRATA_ETIMEOUT : STRATA_EBACKEND;
+    /* A refusal (the server answered with an error) is not an outage. */
+    int code = rc == MEMCACHED_TIMEOUT ? STRATA_ETIMEOUT : rc_is_connection(rc) ? STRATA_EBACKEND : STRATA__EREFUSED;
 
     snprintf(detail, sizeof detail, "%s", memcached_last_error_message(call->mc));
     if (idx >= call->b->nservers) {
-        /* Multi-server calls: name the server libmemcached last gave up on. */
-        char buf[280];
+        /* Multi-server calls: the server libmemcached last gave up on or,
+         * when it kept none (a timeout in mget), the one whose own last
+         * error is a connection failure. */
+        uint32_t i, n = memcached_server_count(call->mc);
         inst = memcached_server_get_last_disconnect(call->mc);
-        if (inst) {
-            snprintf(buf, sizeof buf, "%s:%u", memcached_server_name(inst),
-                     (unsigned)memcached_server_port(inst));
-            for (idx = 0; idx < call->b->nservers; idx++)
-                if (strcmp(call->b->servers[idx].name, buf) == 0)
-                    break;
+        for (i = 0; inst == NULL && i < n; i++) {
+            const memcached_instance_st *cand = memcached_server_instance_by_position(call->mc, i);
+            if (cand && rc_is_connection(memcached_server_error_return(cand)))
+                inst = cand;
         }
+        if (inst)
+            idx = server_index(call->b, inst);
     }
     server = server_name(call->b, idx);
     if (rc_is_connection(rc))
@@ -558,6 +519,46 @@ static int lease_is_ours(mc_call *call, const mc_key *lk, uint64_t token, int64_
     rc = item.found && lease_parse(v.data, v.len, &held, &exp) == 0 && held == token;
     if (expires_ms)
         *expires_ms = item.found ? exp : 0;
+    strata__bytes_free(&v);
+    return rc;
+}
+
+/* After a lost add: who holds lk? A lease that is not in our format, or whose
+ * own expiry stamp has passed while the item lives on (written without a TTL,
+ * or by a foreign client), is broken, not held: it is taken over with a CAS
+ * on the version just read, so of several callers exactly one wins it.
+ * 0 = ours now; STRATA_MISS = gone (add again); STRATA_MISS_WAIT with
+ * *wait_ms = the holder's time left; or an error. */
+static int lease_contest(mc_call *call, const mc_key *lk, const char *lv, int lvlen, int64_t lease_ttl_ms,
+                         int64_t *wait_ms)
+{
+    strata__bytes v = {0, 0, 0};
+    mc_item item;
+    uint64_t held;
+    int64_t expires = 0, now = strata__now_wall_ms();
+    int rc = item_get(call, lk, &item, &v, "lease read");
+    if (rc < 0) {
+        strata__bytes_free(&v);
+        return rc;
+    }
+    if (!item.found) {
+        rc = STRATA_MISS;
+    } else if (lease_parse(v.data, v.len, &held, &expires) == 0 && expires > now &&
+               expires - now <= STRATA_MAX_MS) { /* no lease of ours lives longer */
+        *wait_ms = expires - now > lease_ttl_ms ? lease_ttl_ms : expires - now;
+        rc = STRATA_MISS_WAIT;
+    } else {
+        memcached_return_t mrc = memcached_cas(call->mc, lk->buf, lk->len, lv, (size_t)lvlen,
+                                               expiry_from_ms(lease_ttl_ms), 0, item.cas);
+        if (mrc == MEMCACHED_SUCCESS || mrc == MEMCACHED_STORED) {
+            rc = 0;
+        } else if (mrc == MEMCACHED_DATA_EXISTS || mrc == MEMCACHED_NOTFOUND || mrc == MEMCACHED_NOTSTORED) {
+            *wait_ms = 1; /* another caller repaired it first */
+            rc = STRATA_MISS_WAIT;
+        } else {
+            rc = call_fail(call, mrc, lk->server, "lease take-over");
+        }
+    }
     strata__bytes_free(&v);
     return rc;
 }
@@ -874,18 +875,9 @@ static int mc_lease_acquire(strata__backend *base, const char *key, size_t keyle
     rc = STRATA_MISS_WAIT;
     *wait_ms = 1;
     for (attempt = 0; attempt < 2; attempt++) {
-        int64_t expires = 0;
         memcached_return_t mrc = memcached_add(call.mc, lk.buf, lk.len, lv, (size_t)lvlen,
                                                expiry_from_ms(lease_ttl_ms), 0);
         if (mrc == MEMCACHED_SUCCESS || mrc == MEMCACHED_STORED) {
-            /* Won: the guard is whatever is under the value key now, tombstone
-             * included (so filling over a tombstone needs no add). */
-            rc = item_get(&call, &k, &item, NULL, "lease acquire (reading the guard)");
-            if (rc < 0) {
-                (void)item_delete(&call, &lk, "lease acquire (undo)");
-                break;
-            }
-            *guard = item.found ? item.cas : 0;
             rc = 0;
             break;
         }
@@ -893,19 +885,21 @@ static int mc_lease_acquire(strata__backend *base, const char *key, size_t keyle
             rc = call_fail(&call, mrc, lk.server, "lease acquire");
             break;
         }
-        /* Lost: report how long the holder has left. */
-        rc = lease_is_ours(&call, &lk, token, &expires);
-        if (rc < 0)
+        /* Lost: see who holds it (and how long for), or take over a broken one. */
+        rc = lease_contest(&call, &lk, lv, lvlen, lease_ttl_ms, wait_ms);
+        if (rc != STRATA_MISS)
             break;
-        if (expires == 0)
-            continue; /* released or expired in between: try again */
-        *wait_ms = expires - strata__now_wall_ms();
-        if (*wait_ms < 1)
-            *wait_ms = 1;
-        if (*wait_ms > lease_ttl_ms)
-            *wait_ms = lease_ttl_ms;
-        rc = STRATA_MISS_WAIT;
-        break;
+        rc = STRATA_MISS_WAIT; /* released in between: add again, else wait a moment */
+        *wait_ms = 1;
+    }
+    if (rc == 0) {
+        /* Won: the guard is whatever is under the value key now, tombstone
+         * included (so filling over a tombstone needs no add). */
+        rc = item_get(&call, &k, &item, NULL, "lease acquire (reading the guard)");
+        if (rc < 0)
+            (void)item_delete(&call, &lk, "lease acquire (undo)");
+        else
+            *guard = item.found ? item.cas : 0;
     }
     call_end(&call);
     return rc;
@@ -1045,7 +1039,7 @@ static int mc_counter(strata__backend *base, const char *key, size_t keylen,
             rc = call_fail(&call, mrc, k.server, "incr (replacing a tombstone)");
             break;
         }
-        rc = strata__error(STRATA_EBACKEND, "memcached %s: incr: the key holds a non-numeric value",
+        rc = strata__error(STRATA__EREFUSED, "memcached %s: incr: the key holds a non-numeric value",
                            server_name(b, k.server));
         break;
     }
@@ -1053,10 +1047,15 @@ static int mc_counter(strata__backend *base, const char *key, size_t keylen,
         rc = strata__error(STRATA_EBACKEND, "memcached %s: incr: counter kept disappearing",
                            server_name(b, k.server));
     call_end(&call);
-    if (rc == 0) {
+    if (rc == 0)
         server_ok(b, k.server);
-        *out = value > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)value;
-    }
+    /* memcached counters are unsigned and wrap at 2^64; ours stop at 2^63-1 */
+    if (rc == 0 && (value > (uint64_t)INT64_MAX || (delta > 0 && value < mag)))
+        rc = strata__error(STRATA__EREFUSED, "memcached %s: incr: counter %.*s overflowed (now %llu; the largest "
+                           "is %lld)", server_name(b, k.server), (int)(k.len > 200 ? 200 : k.len), k.buf,
+                           (unsigned long long)value, (long long)INT64_MAX);
+    if (rc == 0)
+        *out = (int64_t)value;
     return rc;
 }
 
@@ -1086,6 +1085,103 @@ static void mc_close(strata__backend *base)
     strata__mutex_destroy(&b->fork_lock);
     free(b->servers);
     free(b);
+}
+
+/* Operator tools: the value (a tombstone reads as absent) and the lease with
+ * its holder and remaining time; memcached cannot tell an item's TTL. */
+static int mc_peek(strata__backend *base, const strata__config *cfg, const char *key, size_t keylen,
+                   strata__peek *out)
+{
+    mc_backend *b = (mc_backend *)base;
+    strata__bytes lease = {0, 0, 0};
+    mc_call call;
+    mc_key k, lk;
+    mc_item item;
+    uint64_t token;
+    int64_t expires;
+    int rc;
+    (void)cfg;
+    value_key(b, key, keylen, &k);
+    if ((rc = lease_key(b, key, keylen, &lk)) < 0)
+        return rc;
+    if ((rc = call_begin(b, &call)) < 0)
+        return rc;
+    rc = item_get(&call, &k, &item, &out->val, "inspect");
+    out->found = rc == 0 && item.found && item.flags != TOMB_FLAGS;
+    if (rc == 0)
+        rc = item_get(&call, &lk, &item, &lease, "inspect");
+    call_end(&call);
+    if (rc == 0 && item.found && lease_parse(lease.data, lease.len, &token, &expires) == 0) {
+        out->lease = 1;
+        snprintf(out->lease_holder, sizeof out->lease_holder, "%016" PRIx64, token);
+        out->lease_ttl_ms = expires - strata__now_wall_ms();
+    }
+    strata__bytes_free(&lease);
+    return rc;
+}
+
+/* `stats settings` of the first server to answer: item size limit, evictions. */
+static memcached_return_t settings_seen(const memcached_instance_st *server, const char *key, size_t keylen,
+                                        const char *value, size_t valuelen, void *ctx)
+{
+    strata_server_info *out = ctx;
+    char v[32];
+    (void)server;
+    snprintf(v, sizeof v, "%.*s", (int)(valuelen < sizeof v ? valuelen : sizeof v - 1), value);
+    if (keylen == 13 && memcmp(key, "item_size_max", 13) == 0 && out->item_size_max < 0)
+        out->item_size_max = strtoll(v, NULL, 10);
+    else if (keylen == 9 && memcmp(key, "evictions", 9) == 0 && out->eviction_policy[0] == '\0')
+        snprintf(out->eviction_policy, sizeof out->eviction_policy, "%s", strcmp(v, "on") == 0 ? "lru" : "none");
+    return MEMCACHED_SUCCESS;
+}
+
+/* Operator tools: the first server's version, clock, memory and item size
+ * limit (`stats` and `stats settings`), and one timed round trip. */
+static int mc_server_info(strata__backend *base, const strata__config *cfg, strata_server_info *out)
+{
+    mc_backend *b = (mc_backend *)base;
+    memcached_stat_st *st = NULL;
+    memcached_return_t mrc;
+    mc_call call;
+    uint64_t t0, t1;
+    int64_t wall0, wall1;
+    char *v;
+    int rc;
+    (void)cfg;
+    if ((rc = call_begin(b, &call)) < 0)
+        return rc;
+    memcached_version(call.mc); /* connects, so the timed call below is one round trip */
+    t0 = strata__now_mono_ns();
+    wall0 = strata__now_wall_ms();
+    st = memcached_stat(call.mc, NULL, &mrc);
+    t1 = strata__now_mono_ns();
+    wall1 = strata__now_wall_ms();
+    if (st == NULL || (mrc != MEMCACHED_SUCCESS && mrc != MEMCACHED_SOME_ERRORS)) {
+        rc = call_fail(&call, mrc, 0, "stats");
+        goto out;
+    }
+    out->rtt_us = (int64_t)((t1 - t0) / 1000);
+    if ((v = memcached_stat_get_value(call.mc, st, "version", &mrc)) != NULL) {
+        snprintf(out->server_version, sizeof out->server_version, "%s", v);
+        free(v);
+    }
+    if ((v = memcached_stat_get_value(call.mc, st, "time", &mrc)) != NULL) {
+        /* whole seconds: the skew is known to within one */
+        out->clock_known = 1;
+        out->clock_skew_ms = strtoll(v, NULL, 10) * 1000 - (wall0 + wall1) / 2;
+        free(v);
+    }
+    if ((v = memcached_stat_get_value(call.mc, st, "limit_maxbytes", &mrc)) != NULL) {
+        out->maxmemory = strtoll(v, NULL, 10);
+        free(v);
+    }
+    memcached_stat_execute(call.mc, "settings", settings_seen, out);
+    out->cluster = 0;
+    rc = 0;
+out:
+    memcached_stat_free(NULL, st);
+    call_end(&call);
+    return rc;
 }
 
 /* ---- conditional writes, batch delete, leases as locks ---- */
@@ -1234,6 +1330,11 @@ static const strata__backend_ops mc_ops = {
     mc_max_value_size,
     mc_counter,
     NULL, NULL, NULL, NULL, NULL, NULL, /* no streams: write-behind uses the local journal */
+    NULL,                               /* wb_dead_trim: the local journal trims */
+    mc_peek,
+    NULL,                               /* scan: memcached cannot list its keys */
+    mc_server_info,
+    NULL, NULL, NULL,                   /* wb_status, wb_dead_*: the engine reads the journal */
     mc_add,
     mc_cas,
     mc_del_many,

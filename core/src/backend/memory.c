@@ -12,12 +12,22 @@
 #include "platform/platform.h"
 #include "policy/hash.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define SHARDS 32
 #define LEASE_KEY_STACK 512
+#define KEY_ROOM 4096   /* kept free beside the largest value: a maximal key */
+#define MIN_VALUE 4096  /* every shard holds at least one value this big */
+
+/* The smallest max_bytes with room in every shard for one entry of a
+ * maximal key and a MIN_VALUE-byte value. */
+static uint64_t min_max_bytes(void)
+{
+    return (uint64_t)SHARDS * (strata__table_cost(0, 0) + KEY_ROOM + MIN_VALUE);
+}
 
 typedef struct mem_shard {
     strata__mutex lock;
@@ -191,6 +201,9 @@ static int mem_lease_acquire(strata__backend *b, const char *key, size_t keylen,
         return rc;
     *guard = 0;
     e = strata__table_get(&r.shard->table, lease_hash(&r), r.lease, r.leaselen, now);
+    /* A lease without expiry or not a token is broken, not held: taken over. */
+    if (e && (e->expires_ms == 0 || e->vallen != sizeof token))
+        e = NULL;
     if (e) {
         *wait_ms = e->expires_ms - now;
         rc = STRATA_MISS_WAIT;
@@ -275,10 +288,16 @@ static int mem_counter(strata__backend *b, const char *key, size_t keylen, int64
         n = e->vallen < sizeof text ? (int)e->vallen : 0;
         memcpy(text, STRATA__ENTRY_VALUE(e), (size_t)n);
         text[n] = '\0';
+        errno = 0;
         v = strtoll(text, &end, 10);
         if (n == 0 || *end != '\0')
-            rc = strata__error(STRATA_EBACKEND, "memory: counter key holds a non-numeric value");
+            rc = strata__error(STRATA__EREFUSED, "memory: counter key holds a non-numeric value");
+        else if (errno == ERANGE)
+            rc = strata__error(STRATA__EREFUSED, "memory: counter %s is out of range (the largest is %lld)", text,
+                               (long long)INT64_MAX);
     }
+    if (rc == 0 && ((delta > 0 && v > INT64_MAX - delta) || (delta < 0 && v < INT64_MIN - delta)))
+        rc = strata__error(STRATA__EREFUSED, "memory: counter %lld + %lld would overflow", v, (long long)delta);
     if (rc == 0) {
         v += delta;
         n = snprintf(text, sizeof text, "%lld", v);
@@ -292,7 +311,7 @@ static int mem_counter(strata__backend *b, const char *key, size_t keylen, int64
 
 static size_t mem_max_value_size(strata__backend *b)
 {
-    return M(b)->store->shards[0].table.max_bytes - strata__table_cost(0, 0) - 4096;
+    return M(b)->store->shards[0].table.max_bytes - strata__table_cost(0, 0) - KEY_ROOM;
 }
 
 static void store_destroy(mem_store *st)
@@ -341,6 +360,33 @@ static void mem_close(strata__backend *b)
     if (last)
         store_destroy(st);
     free(b);
+}
+
+/* Operator tools: the value with its remaining TTL, and the lease. */
+static int mem_peek(strata__backend *b, const strata__config *cfg, const char *key, size_t keylen,
+                    strata__peek *out)
+{
+    mem_ref r;
+    strata__entry *e;
+    int64_t now = strata__now_mono_ms();
+    int rc = locate(M(b), key, keylen, 1, &r);
+    (void)cfg;
+    if (rc < 0)
+        return rc;
+    if ((e = strata__table_get(&r.shard->table, r.hash, key, keylen, now)) != NULL) {
+        out->found = 1;
+        out->ttl_ms = e->expires_ms ? e->expires_ms - now : -1;
+        rc = strata__bytes_set(&out->val, STRATA__ENTRY_VALUE(e), e->vallen);
+    }
+    if ((e = strata__table_get(&r.shard->table, lease_hash(&r), r.lease, r.leaselen, now)) != NULL) {
+        uint64_t token = 0;
+        memcpy(&token, STRATA__ENTRY_VALUE(e), e->vallen < sizeof token ? e->vallen : sizeof token);
+        out->lease = 1;
+        out->lease_ttl_ms = e->expires_ms - now;
+        snprintf(out->lease_holder, sizeof out->lease_holder, "%016llx", (unsigned long long)token);
+    }
+    unlock(&r);
+    return rc;
 }
 
 /* ---- conditional writes, batch delete, leases as locks ---- */
@@ -422,6 +468,9 @@ static const strata__backend_ops mem_ops = {
     mem_lease_acquire, mem_lease_fill, mem_lease_release, mem_incr, mem_max_value_size,
     mem_counter,
     NULL, NULL, NULL, NULL, NULL, NULL, /* no streams: write-behind uses the local journal */
+    NULL,                               /* wb_dead_trim: the local journal trims */
+    mem_peek,
+    NULL, NULL, NULL, NULL, NULL, /* scan, server_info, wb_status, wb_dead_*: the engine answers */
     mem_add, mem_cas, mem_del_many, mem_lease_own,
     NULL /* one process: no other L1s to tell */
 };
@@ -432,6 +481,13 @@ int strata__backend_memory_open(strata__backend **out, const strata__config *cfg
     const char *name = cfg->nservers ? cfg->servers[0].host : "";
     if (m == NULL)
         return strata__error(STRATA_ENOMEM, "out of memory");
+    if (cfg->opts.max_bytes < min_max_bytes()) {
+        free(m);
+        return strata__error(STRATA_EOPTION, "option max_bytes: memory:// needs at least %llu (%d shards, each "
+                             "with room for a %d-byte key and a %d-byte value), got %llu",
+                             (unsigned long long)min_max_bytes(), SHARDS, KEY_ROOM, MIN_VALUE,
+                             (unsigned long long)cfg->opts.max_bytes);
+    }
     m->base.ops = &mem_ops;
     m->nslen = cfg->nslen;
     memcpy(m->ns, cfg->ns, cfg->nslen + 1);

@@ -12,7 +12,9 @@
 #include "error.h"
 #include "platform/platform.h"
 #include "backend/redis_watch.h"
+#include "backend/redis_admin.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +31,7 @@
 
 /* Lease scripts: atomic on the server, so check-and-write cannot interleave
  * with another client's set/del. */
-enum { SCRIPT_FILL = 0, SCRIPT_RELEASE, SCRIPT_ADD, SCRIPT_CAS, SCRIPT_OWN, SCRIPT_COUNT };
+enum { SCRIPT_FILL = 0, SCRIPT_RELEASE, SCRIPT_TAKEOVER, SCRIPT_ADD, SCRIPT_CAS, SCRIPT_OWN, SCRIPT_COUNT };
 
 static const char *const script_text[SCRIPT_COUNT] = {
     /* lease_fill: KEYS = value, lease; ARGV = token, value, ttl_ms. set/del delete the lease, so a
@@ -41,6 +43,14 @@ static const char *const script_text[SCRIPT_COUNT] = {
     /* lease_release: KEYS[1] = lease key, ARGV[1] = token. */
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
     "return redis.call('DEL', KEYS[1]) end return 0",
+    /* lease take-over of a broken lease (no expiry, or not a token of ours):
+     * KEYS[1] = lease key, ARGV = token, lease_ttl_ms, the value seen ("" when
+     * it was not a string). Only while it is still what the caller saw, so
+     * of several callers exactly one takes it. */
+    "local t = redis.call('TYPE', KEYS[1])['ok'] "
+    "if t == 'string' then if redis.call('GET', KEYS[1]) ~= ARGV[3] then return 0 end "
+    "elseif t ~= 'none' then if ARGV[3] ~= '' then return 0 end redis.call('DEL', KEYS[1]) end "
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1",
     /* add: KEYS = value, lease; ARGV = value, ttl_ms ('0': none), channel, payload. */
     "local ok if ARGV[2] == '0' then ok = redis.call('SET', KEYS[1], ARGV[1], 'NX') "
     "else ok = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) end "
@@ -129,12 +139,26 @@ static int ctx_code(const redisContext *c, int err_no)
     return STRATA_EBACKEND;
 }
 
+/* Error replies that mean the server cannot serve anyone right now: an
+ * outage. Any other error reply refuses this one command. */
+static int reply_is_outage(const redisReply *r)
+{
+    static const char *const down[] = {"LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN"};
+    size_t i, n;
+    for (i = 0; i < sizeof down / sizeof *down; i++) {
+        n = strlen(down[i]);
+        if (r->len >= n && memcmp(r->str, down[i], n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* A server error reply, or a reply of a type the caller cannot use. */
 static int reply_fail(rb *b, const redisReply *r, const char *what)
 {
     if (r->type == REDIS_REPLY_ERROR)
-        return strata__error(STRATA_EBACKEND, "redis %s:%d: %s: %.*s", b->host, b->port,
-                             what, (int)(r->len > 300 ? 300 : r->len), r->str);
+        return strata__error(reply_is_outage(r) ? STRATA_EBACKEND : STRATA__EREFUSED, "redis %s:%d: %s: %.*s",
+                             b->host, b->port, what, (int)(r->len > 300 ? 300 : r->len), r->str);
     return strata__error(STRATA_EBACKEND, "redis %s:%d: %s: unexpected reply type %d",
                          b->host, b->port, what, r->type);
 }
@@ -728,7 +752,7 @@ static int rb_set_many(strata__backend *be, size_t n, const char *const *keys,
     /* Read every reply we asked for, even after an error, to stay in sync. */
     for (i = 0; i < sent; i++) {
         rc = read_multi(b, s, 3, &exec, "SET");
-        if (rc == STRATA_EBACKEND && s->ctx != NULL) {
+        if ((rc == STRATA_EBACKEND || rc == STRATA__EREFUSED) && s->ctx != NULL) {
             if (first == 0)
                 first = rc;
             continue;
@@ -825,13 +849,60 @@ static int rb_touch(strata__backend *be, const char *key, size_t keylen, int64_t
     return rc;
 }
 
+/* A lease we lost to is broken, not held, when it has no expiry (PTTL -1:
+ * ours always have one), more time left than any of ours, or is not a token of ours (16 hex digits; a
+ * non-string there answers GET with an error). */
+static int lease_is_broken(const redisReply *pttl, const redisReply *held)
+{
+    size_t i;
+    if (pttl->type == REDIS_REPLY_INTEGER && (pttl->integer == -1 || pttl->integer > STRATA_MAX_MS))
+        return 1; /* no lease of ours lives longer than STRATA_MAX_MS */
+    if (held->type == REDIS_REPLY_ERROR)
+        return 1;
+    if (held->type != REDIS_REPLY_STRING)
+        return 0; /* NIL: gone in between */
+    if (held->len != 16)
+        return 1;
+    for (i = 0; i < 16; i++)
+        if (!isxdigit((unsigned char)held->str[i]))
+            return 1;
+    return 0;
+}
+
+/* Takes a broken lease over (SCRIPT_TAKEOVER): 0 when it is ours now, else
+ * STRATA_MISS_WAIT (another caller repaired it first) or an error. */
+static int take_over(rb *b, rb_slot *s, const char *lk, size_t lklen, const char *tok, size_t toklen,
+                     const char *ttl, size_t ttllen, const redisReply *held, int64_t *wait_ms)
+{
+    const char *args[4] = {lk, tok, ttl, ""};
+    size_t lens[4] = {lklen, toklen, ttllen, 0};
+    redisReply *r = NULL;
+    int rc;
+    if (held->type == REDIS_REPLY_STRING) {
+        args[3] = held->str;
+        lens[3] = held->len;
+    }
+    if ((rc = run_script(b, s, SCRIPT_TAKEOVER, 1, 4, args, lens, &r, "lease take-over")) != 0)
+        return rc;
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+        rc = 0;
+    } else if (r->type == REDIS_REPLY_INTEGER) {
+        *wait_ms = 1;
+        rc = STRATA_MISS_WAIT;
+    } else {
+        rc = reply_fail(b, r, "lease take-over");
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
 static int rb_lease_acquire(strata__backend *be, const char *key, size_t keylen,
                             uint64_t token, int64_t lease_ttl_ms,
                             uint64_t *guard, int64_t *wait_ms)
 {
     rb *b = RB(be);
     rb_slot *s;
-    redisReply *set = NULL, *pttl = NULL;
+    redisReply *set = NULL, *pttl = NULL, *held = NULL;
     char kbuf[RB_KEYBUF], tok[20], ttl[24];
     const char *argv[6];
     size_t lens[6], lklen;
@@ -857,16 +928,22 @@ static int rb_lease_acquire(strata__backend *be, const char *key, size_t keylen,
     argv[0] = "PTTL"; lens[0] = 4;
     if ((rc = append(b, s, 2, argv, lens, "lease PTTL")) != 0)
         goto release;
+    argv[0] = "GET"; lens[0] = 3;
+    if ((rc = append(b, s, 2, argv, lens, "lease GET")) != 0)
+        goto release;
     if ((rc = next_reply(b, s, &set, "lease SET NX")) != 0)
         goto release;
     if ((rc = next_reply(b, s, &pttl, "lease PTTL")) != 0)
         goto release;
+    if ((rc = next_reply(b, s, &held, "lease GET")) != 0)
+        goto release;
+    *guard = 0; /* the lease itself guards: set and del delete it */
     if (is_status(set, "OK")) {
-        *guard = 0; /* the lease itself guards: set and del delete it */
         rc = 0;
+    } else if (set->type == REDIS_REPLY_NIL && lease_is_broken(pttl, held)) {
+        rc = take_over(b, s, lk, lklen, tok, lens[2], ttl, lens[5], held, wait_ms);
     } else if (set->type == REDIS_REPLY_NIL) {
-        /* -2: the holder's lease expired in between; -1 cannot happen (we
-         * always set PX). Either way retry soon rather than not at all. */
+        /* PTTL -2: the holder's lease expired in between: retry soon. */
         *wait_ms = pttl->type == REDIS_REPLY_INTEGER && pttl->integer > 0 ? pttl->integer : 1;
         rc = STRATA_MISS_WAIT;
     } else {
@@ -879,6 +956,8 @@ out:
         freeReplyObject(set);
     if (pttl)
         freeReplyObject(pttl);
+    if (held)
+        freeReplyObject(held);
     if (lk != kbuf)
         free(lk);
     return rc;
@@ -1047,6 +1126,32 @@ static void rb_close(strata__backend *be)
     free(b->free_idx);
     free(b->slots);
     free(b);
+}
+
+/* ---- for the operator tools (redis_admin.c) --------------------------- */
+
+int strata__redis_pipeline(strata__backend *be, size_t n, const int *argcs, const char **const *argvs,
+                           const size_t *const *lens, redisReply **replies, const char *what)
+{
+    rb *b = RB(be);
+    rb_slot *s;
+    size_t i, got = 0;
+    int rc;
+    for (i = 0; i < n; i++)
+        replies[i] = NULL;
+    if ((rc = slot_acquire(b, &s)) != 0)
+        return rc;
+    for (i = 0; i < n && rc == 0; i++)
+        rc = append(b, s, argcs[i], argvs[i], lens[i], what);
+    for (; got < n && rc == 0; got++)
+        rc = next_reply(b, s, &replies[got], what);
+    slot_release(b, s);
+    if (rc != 0)
+        for (i = 0; i < got; i++) {
+            freeReplyObject(replies[i]);
+            replies[i] = NULL;
+        }
+    return rc;
 }
 
 /* ---- conditional writes, batch delete, leases as locks ---- */
@@ -1261,6 +1366,13 @@ static const strata__backend_ops rb_ops = {
     rb_wb_dead,
     rb_wb_backlog,
     rb_wb_latest,
+    rb_wb_dead_trim,
+    strata__redis_peek,
+    strata__redis_scan,
+    strata__redis_server_info,
+    strata__redis_wb_status,
+    strata__redis_wb_dead_list,
+    strata__redis_wb_dead_take,
     rb_add,
     rb_cas,
     rb_del_many,

@@ -130,6 +130,14 @@ int strata__encode_value(strata_cache *c, strata__bytes *out, const char *val, s
                                      now_ms, fresh_until, backend_ttl_ms);
 }
 
+int strata__decode_stored(strata_cache *c, const char *data, size_t len, strata__envelope *e)
+{
+    int rc = strata__env_decode(data, len, e);
+    if (rc == STRATA__ENV_DAMAGED)
+        STRATA__COUNT(c, payload_crc_errors);
+    return rc;
+}
+
 int strata__encode_value_tags(strata_cache *c, strata__bytes *out, const char *val, size_t vallen,
                               int negative, int64_t ttl_ms, int64_t stale_ms, int64_t cost_ms,
                               const strata__env_tag *tags, size_t ntags,
@@ -155,6 +163,8 @@ int strata__encode_value_tags(strata_cache *c, strata__bytes *out, const char *v
         e.stale_until_ms = e.fresh_until_ms + stale_ms;
     }
     e.flags = negative ? STRATA__ENV_FLAG_NEGATIVE : 0;
+    if (c->cfg.payload_crc)
+        e.flags |= STRATA__ENV_FLAG_PAYLOAD_CRC;
     e.created_ms = now_ms;
     e.cost_ms = cost_ms < 0 ? 0 : cost_ms > 0xffffffffll ? 0xffffffffu : (uint32_t)cost_ms;
     e.payload = val;
@@ -174,16 +184,53 @@ int strata__encode_value_tags(strata_cache *c, strata__bytes *out, const char *v
     return 0;
 }
 
-/* Breaker: after `breaker_threshold` consecutive failures the backend is
- * skipped for breaker_cooldown_ms, then one probe call decides. */
+/* Breaker: after `breaker_threshold` consecutive outages the backend is
+ * skipped for breaker_cooldown_ms, then one probe call decides.
+ *
+ * The probe belongs to the thread whose call took it, so the internal calls
+ * of that one API call (write_behind -> set, write_through -> invalidate)
+ * ride on it instead of being refused by it. Whatever ends the probe's first
+ * backend call releases it (success closes the breaker, an outage reopens
+ * it, anything else just frees it), and a probe whose call never reached the
+ * backend lapses after one cooldown plus one deadline, so no path can keep
+ * the breaker open against a healthy server. */
+static STRATA__TLS const strata_cache *probe_cache; /* the cache whose probe this thread holds */
+static STRATA__TLS int64_t probe_until;             /* ... and the lapse it was taken with */
+
+static int holds_probe(const strata_cache *c, int64_t now)
+{
+    return probe_cache == c && now < probe_until && strata__atomic_load(&c->breaker_probe_until) == probe_until;
+}
+
+static void release_probe(strata_cache *c)
+{
+    if (probe_cache != c)
+        return;
+    probe_cache = NULL;
+    {
+        int64_t mine = probe_until;
+        strata__atomic_cas(&c->breaker_probe_until, &mine, 0); /* unless it lapsed to another */
+    }
+}
+
 int strata__breaker_allow(strata_cache *c)
 {
-    int64_t until = strata__atomic_load(&c->breaker_open_until);
-    int expected = 0;
+    int64_t until = strata__atomic_load(&c->breaker_open_until), now, held;
     if (until == 0)
         return 0;
-    if (strata__now_mono_ms() >= until && strata__atomic_cas(&c->breaker_probe, &expected, 1))
-        return 0; /* this caller is the probe */
+    now = strata__now_mono_ms();
+    if (holds_probe(c, now))
+        return 0; /* an internal call of the probing call */
+    held = strata__atomic_load(&c->breaker_probe_until);
+    if (now >= until && (held == 0 || now >= held)) {
+        int64_t lapse = now + c->cfg.opts.breaker_cooldown_ms + c->cfg.opts.connect_timeout_ms +
+                        c->cfg.opts.timeout_ms;
+        if (strata__atomic_cas(&c->breaker_probe_until, &held, lapse)) {
+            probe_cache = c;
+            probe_until = lapse;
+            return 0; /* this caller is the probe */
+        }
+    }
     return strata__error(STRATA_EBREAKER, "circuit breaker open: %s backend failed %u times in a row",
                          c->backend->ops->name, c->cfg.opts.breaker_threshold);
 }
@@ -200,16 +247,27 @@ int strata__backend_result(strata_cache *c, int rc)
                 STRATA__COUNT(c, breaker_opens);
             strata__atomic_store(&c->breaker_open_until, strata__now_mono_ms() + c->cfg.opts.breaker_cooldown_ms);
         }
-        strata__atomic_store(&c->breaker_probe, 0);
-    } else if (rc >= 0 || rc == STRATA_ELEASE || rc == STRATA_ETOOBIG) {
+    } else if (rc >= 0 || rc == STRATA__EREFUSED || rc == STRATA_ELEASE || rc == STRATA_ETOOBIG) {
+        /* The server answered, even if only to refuse: it is up. */
+        if (rc == STRATA__EREFUSED) {
+            STRATA__COUNT(c, backend_errors);
+            rc = STRATA_EBACKEND;
+        }
         if (strata__atomic_load(&c->consecutive_failures))
             strata__atomic_store(&c->consecutive_failures, 0);
-        if (strata__atomic_load(&c->breaker_open_until)) {
+        if (strata__atomic_load(&c->breaker_open_until))
             strata__atomic_store(&c->breaker_open_until, 0);
-            strata__atomic_store(&c->breaker_probe, 0);
-        }
     }
+    release_probe(c);
     return rc;
+}
+
+uint64_t strata__l1_written(strata_cache *c, const char *key, size_t keylen)
+{
+    if (c->l1 == NULL)
+        return 0;
+    strata__l1_del(c->l1, key, keylen);
+    return strata__l1_epoch(c->l1, key, keylen);
 }
 
 void strata__l1_store(strata_cache *c, const char *key, size_t keylen, const char *val, size_t vallen,
@@ -265,7 +323,7 @@ int strata_stats_get(strata_cache *c, strata_stats *out, unsigned int version)
 {
     if (c == NULL || out == NULL)
         return strata__error(STRATA_EINVAL, "%s is NULL", c == NULL ? "cache handle" : "stats pointer");
-    if (version != 1 && version != STRATA_STATS_VERSION)
+    if (version < 1 || version > STRATA_STATS_VERSION)
         return strata__error(STRATA_EVERSION, "unknown strata_stats version %u (this library knows 1-%d)",
                              version, STRATA_STATS_VERSION);
     {
@@ -276,9 +334,11 @@ int strata_stats_get(strata_cache *c, strata_stats *out, unsigned int version)
         if (c->l1)
             strata__l1_stats(c->l1, &s.l1_entries, &s.l1_bytes, &s.l1_evictions);
         s.breaker_state = until == 0 ? 0 : strata__now_mono_ms() < until ? 1 : 2;
-        /* A version 1 caller's struct ends at fail_open. */
+        /* A version 1 caller's struct ends at fail_open, a version 2 one at wb_backlog. */
         s.l1_link_up = (uint64_t)strata__coherence_link_up(c);
-        memcpy(out, &s, version == 1 ? offsetof(strata_stats, fail_open) + sizeof s.fail_open : sizeof s);
+        memcpy(out, &s, version == 1   ? offsetof(strata_stats, fail_open) + sizeof s.fail_open
+                        : version == 2 ? offsetof(strata_stats, wb_backlog) + sizeof s.wb_backlog
+                                       : sizeof s);
     }
     return 0;
 }

@@ -31,7 +31,7 @@ struct strata_cache {
     /* Circuit breaker over the backend. */
     unsigned int consecutive_failures;
     int64_t breaker_open_until; /* monotonic ms; 0 = closed */
-    int breaker_probe;          /* 1 while one probe call is in flight */
+    int64_t breaker_probe_until; /* monotonic ms the half-open probe lapses at; 0 = none */
 
     strata__tags *tags;         /* tag version cache (tags.c) */
     strata__metrics metrics;    /* latency histograms (metrics.c) */
@@ -61,13 +61,19 @@ int strata__encode_value(strata_cache *c, strata__bytes *out, const char *val, s
                          int negative, int64_t ttl_ms, int64_t stale_ms, int64_t cost_ms,
                          int64_t now_ms, int64_t *fresh_until, int64_t *backend_ttl_ms);
 
-/* The backend is unreachable (as opposed to answering "no"). */
+/* The backend is unreachable (as opposed to answering "no"). A server's
+ * refusal (STRATA__EREFUSED from a backend) reaches callers as EBACKEND too,
+ * but only strata__backend_result sees the difference. */
 static inline int strata__is_outage(int rc)
 {
     return rc == STRATA_EBACKEND || rc == STRATA_ETIMEOUT || rc == STRATA_EBREAKER;
 }
 
 /* strata__encode_value with tag stamps (tags may be NULL when ntags is 0). */
+/* strata__env_decode of stored bytes, counting payload CRC failures
+ * (stats payload_crc_errors); anything but 0 reads as a miss. */
+int strata__decode_stored(strata_cache *c, const char *data, size_t len, strata__envelope *e);
+
 int strata__encode_value_tags(strata_cache *c, strata__bytes *out, const char *val, size_t vallen,
                               int negative, int64_t ttl_ms, int64_t stale_ms, int64_t cost_ms,
                               const strata__env_tag *tags, size_t ntags,
@@ -81,6 +87,14 @@ int  strata__backend_result(strata_cache *c, int rc);
  * when fresh. Returns the read outcome, or STRATA_MISS when expired. */
 int strata__serve_envelope(strata_cache *c, const char *key, size_t keylen, const strata__envelope *e,
                            int64_t now_ms, uint64_t epoch, strata_value *out);
+
+/* After a backend write or delete of key returned (landed or not): drops
+ * L1's copy and moves its shard's epoch on, so a read that started while the
+ * write was in flight (and may have seen the older value) cannot put that
+ * value back into L1: read-your-writes. Returns the new epoch to store the
+ * written value under (0 without L1). The drop before the write is not
+ * enough: a fill can take the moved epoch and still read the old value. */
+uint64_t strata__l1_written(strata_cache *c, const char *key, size_t keylen);
 
 /* Puts a value just read or written at now_ms into L1 (when on): served
  * until min(now + l1_ttl_ms, fresh_until), kept for stale-if-error until

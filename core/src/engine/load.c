@@ -48,8 +48,8 @@ int strata_load_value(strata_load *l, const char *val, size_t vallen, int64_t tt
         return strata__error(STRATA_EINVAL, "load is NULL");
     if (val == NULL && vallen > 0)
         return strata__error(STRATA_EINVAL, "value is NULL with length %zu", vallen);
-    if (ttl_ms < 0 && ttl_ms != STRATA_TTL_FOREVER)
-        return strata__error(STRATA_EINVAL, "ttl_ms must be >= 0 or STRATA_TTL_FOREVER, got %lld", (long long)ttl_ms);
+    if ((rc = strata__check_ttl("ttl_ms", ttl_ms)) < 0)
+        return rc;
     if ((rc = strata__bytes_set(&l->value, val ? val : "", vallen)) < 0)
         return rc;
     l->kind = LOAD_VALUE;
@@ -61,8 +61,9 @@ int strata_load_not_found(strata_load *l, int64_t neg_ttl_ms)
 {
     if (l == NULL)
         return strata__error(STRATA_EINVAL, "load is NULL");
-    if (neg_ttl_ms < 0)
-        return strata__error(STRATA_EINVAL, "neg_ttl_ms must be >= 0, got %lld", (long long)neg_ttl_ms);
+    int rc;
+    if ((rc = strata__check_ms(STRATA_EINVAL, "neg_ttl_ms", neg_ttl_ms, 0)) < 0)
+        return rc;
     l->kind = LOAD_NOT_FOUND;
     l->ttl_ms = neg_ttl_ms;
     return 0;
@@ -377,14 +378,10 @@ int strata_get_many_or_load(strata_cache *c, size_t n, const char *const *keys, 
             return rc;
         backend_down = 1; /* no per-key lease attempts: each would fail too */
         STRATA__COUNT(c, fail_open);
-        /* Stale-if-error from L1 where this process has a value; load the rest. */
-        for (i = 0; i < n && c->l1; i++) {
-            if (results[i] == STRATA_MISS &&
-                strata__l1_get_stale(c->l1, keys[i], keylens[i], strata__now_wall_ms(), &outs[i]) == 0) {
-                STRATA__COUNT(c, stale_hits);
-                results[i] = STRATA_HIT_STALE;
-            }
-        }
+        /* strata_get_many served stale from L1 what it could; load the rest. */
+        for (i = 0; i < n; i++)
+            if (strata__is_outage(results[i]))
+                results[i] = STRATA_MISS;
     }
     for (i = 0; i < n; i++)
         if (results[i] == STRATA_MISS)

@@ -158,9 +158,9 @@ static int fill(strata_ticket *t, const char *val, size_t vallen, int negative, 
         strata_abandon(t);
         return strata__error(STRATA_EINVAL, "value is NULL with length %zu", vallen);
     }
-    if (ttl_ms < 0 && ttl_ms != STRATA_TTL_FOREVER) {
+    if ((rc = strata__check_ttl(negative ? "neg_ttl_ms" : "ttl_ms", ttl_ms)) < 0) {
         strata_abandon(t);
-        return strata__error(STRATA_EINVAL, "ttl_ms must be >= 0 or STRATA_TTL_FOREVER, got %lld", (long long)ttl_ms);
+        return rc;
     }
     now = strata__now_wall_ms();
     cost_ms = ((int64_t)strata__now_mono_ns() - t->started_ns) / 1000000;

@@ -127,8 +127,9 @@ static int t_wb_read(strata__backend *b, const char *consumer, size_t max, int64
                      size_t cursorsize, strata__wb_record **recs, size_t *n)
 { TIMED(wb_read(T(b)->inner, consumer, max, claim_idle_ms, cursor, cursorsize, recs, n)); }
 
-static int t_wb_ack(strata__backend *b, size_t n, const strata__wb_id *ids)
-{ TIMED(wb_ack(T(b)->inner, n, ids)); }
+static int t_wb_ack(strata__backend *b, size_t nkeys, const char *const *keys, const size_t *keylens,
+                    const size_t *counts, const strata__wb_id *ids)
+{ TIMED(wb_ack(T(b)->inner, nkeys, keys, keylens, counts, ids)); }
 
 static int t_wb_dead(strata__backend *b, const char *k, size_t kl, const char *v, size_t vl, size_t n,
                      const strata__wb_id *ids, unsigned int attempts, const char *message)
@@ -139,6 +140,9 @@ static int t_wb_backlog(strata__backend *b, uint64_t *out)
 
 static int t_wb_latest(strata__backend *b, size_t n, const char *const *ks, const size_t *kls, uint64_t *tokens)
 { TIMED(wb_latest(T(b)->inner, n, ks, kls, tokens)); }
+
+static int t_wb_dead_trim(strata__backend *b, uint64_t max, int64_t max_age_ms, int64_t now_ms, uint64_t *trimmed)
+{ TIMED(wb_dead_trim(T(b)->inner, max, max_age_ms, now_ms, trimmed)); }
 
 static int t_add(strata__backend *b, const char *k, size_t kl, const char *v, size_t vl, int64_t ttl)
 { TIMED(add(T(b)->inner, k, kl, v, vl, ttl)); }
@@ -160,6 +164,8 @@ static const strata__backend_ops timed_ops = {
     NULL, t_close, t_get, t_get_many, t_set, t_set_many, t_del, t_touch,
     t_lease_acquire, t_lease_fill, t_lease_release, t_incr, t_max_value_size, t_counter,
     t_wb_append, t_wb_read, t_wb_ack, t_wb_dead, t_wb_backlog, t_wb_latest,
+    t_wb_dead_trim,
+    NULL, NULL, NULL, NULL, NULL, NULL, /* operator tools: called untimed (strata__backend_untimed) */
     t_add, t_cas, t_del_many, t_lease_own, t_publish_flush
 };
 
@@ -177,6 +183,7 @@ int strata__backend_timed(strata__backend **b, strata__hist *h)
         t->ops.wb_dead = NULL;
         t->ops.wb_backlog = NULL;
         t->ops.wb_latest = NULL;
+        t->ops.wb_dead_trim = NULL;
     }
     if ((*b)->ops->publish_flush == NULL)
         t->ops.publish_flush = NULL;
@@ -185,4 +192,11 @@ int strata__backend_timed(strata__backend **b, strata__hist *h)
     t->hist = h;
     *b = &t->base;
     return 0;
+}
+
+/* The backend under the timing wrapper: the operator tools' ops are not
+ * wrapped (they are not part of any call the histograms describe). */
+strata__backend *strata__backend_untimed(strata__backend *b)
+{
+    return b->ops->close == t_close ? T(b)->inner : b;
 }

@@ -31,5 +31,7 @@ double strata__hist_le_seconds(unsigned i);
 /* Wraps *b so every backend command's latency lands in h; 0 or ENOMEM
  * (then *b is unchanged). Closing the wrapper closes the original. */
 int strata__backend_timed(strata__backend **b, strata__hist *h);
+/* The backend strata__backend_timed wrapped (b itself when not wrapped). */
+strata__backend *strata__backend_untimed(strata__backend *b);
 
 #endif

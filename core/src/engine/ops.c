@@ -18,7 +18,7 @@ int strata__read_backend(strata_cache *c, const char *key, size_t keylen, const 
     int rc;
     if ((rc = strata__breaker_allow(c)) == 0)
         rc = strata__backend_result(c, c->backend->ops->get(c->backend, fk, fklen, raw));
-    if (rc == 0 && strata__env_decode(raw->data, raw->len, env) == 0) {
+    if (rc == 0 && strata__decode_stored(c, raw->data, raw->len, env) == 0) {
         rc = strata__tags_verify(c, 1, &env, now); /* a tag bump expires the entry */
         if (rc >= 0)
             rc = strata__serve_envelope(c, key, keylen, env, now, epoch, out);
@@ -98,12 +98,10 @@ static int check_value(const char *val, size_t vallen)
     return 0;
 }
 
+/* 0 = the cache's default */
 static int check_ttl(int64_t ttl_ms)
 {
-    if (ttl_ms < 0 && ttl_ms != STRATA_TTL_FOREVER)
-        return strata__error(STRATA_EINVAL, "ttl_ms must be >= 0 (0 = the cache's default) or STRATA_TTL_FOREVER, got %lld",
-                             (long long)ttl_ms);
-    return 0;
+    return strata__check_ttl("ttl_ms", ttl_ms);
 }
 
 static int write_value(strata_cache *c, const char *key, size_t keylen, const char *val, size_t vallen,
@@ -128,6 +126,7 @@ static int write_value(strata_cache *c, const char *key, size_t keylen, const ch
         }
         rc = strata__backend_result(c, c->backend->ops->set(c->backend, fk, (size_t)fklen, enc.data,
                                                             enc.len, backend_ttl));
+        epoch = strata__l1_written(c, key, keylen);
         strata__coherence_wrote(c, key, keylen); /* even after a timeout: it may have landed */
         if (rc == 0) {
             STRATA__COUNT(c, sets);
@@ -157,8 +156,12 @@ int strata_set_ex(strata_cache *c, const char *key, size_t keylen, const char *v
     if (o->version != STRATA_SET_OPTIONS_VERSION)
         return strata__error(STRATA_EVERSION, "unknown strata_set_options version %u (this library knows %d)",
                              o->version, STRATA_SET_OPTIONS_VERSION);
-    if (o->stale_ms < -1 || o->cost_ms < 0)
-        return strata__error(STRATA_EINVAL, "set options: stale_ms must be >= -1 and cost_ms >= 0");
+    {
+        int rc;
+        if ((rc = strata__check_ms(STRATA_EINVAL, "set options: stale_ms", o->stale_ms, -1)) < 0 ||
+            (rc = strata__check_ms(STRATA_EINVAL, "set options: cost_ms", o->cost_ms, 0)) < 0)
+            return rc;
+    }
     if (o->ntags > 0) {
         strata__env_tag stamps[STRATA__ENV_MAX_TAGS];
         int rc = strata__check_key(c, key, keylen);
@@ -183,6 +186,7 @@ int strata_delete(strata_cache *c, const char *key, size_t keylen)
     if ((rc = strata__breaker_allow(c)) < 0)
         return rc;
     rc = strata__backend_result(c, c->backend->ops->del(c->backend, fk, (size_t)fklen));
+    strata__l1_written(c, key, keylen);
     strata__coherence_wrote(c, key, keylen); /* also when absent or timed out: other L1s may hold it */
     if (rc >= 0)
         STRATA__COUNT(c, deletes);
@@ -208,7 +212,7 @@ int strata_touch(strata_cache *c, const char *key, size_t keylen, int64_t ttl_ms
         return rc;
     /* The freshness lives in the envelope, so touch rewrites it with new times. */
     rc = strata__backend_result(c, c->backend->ops->get(c->backend, fk, (size_t)fklen, &raw));
-    if (rc == 0 && (strata__env_decode(raw.data, raw.len, &env) != 0 || now >= env.stale_until_ms))
+    if (rc == 0 && (strata__decode_stored(c, raw.data, raw.len, &env) != 0 || now >= env.stale_until_ms))
         rc = STRATA_MISS;
     if (rc == 0) { /* a tag-outdated entry is not revived; the stamps are kept */
         strata__envelope *pe = &env;
@@ -227,6 +231,26 @@ int strata_touch(strata_cache *c, const char *key, size_t keylen, int64_t ttl_ms
     strata__bytes_free(&raw);
     strata__bytes_free(&enc);
     return rc;
+}
+
+/* The batch read failed with an outage: as strata_get does, each key this
+ * process saw is served stale from L1 within its stale window; the others
+ * get the outage code. 0 when every key was served, else the outage. */
+static int stale_if_error(strata_cache *c, size_t nb, const size_t *idx, const char *const *keys,
+                          const size_t *keylens, int64_t now, strata_value *outs, int *results, int outage)
+{
+    size_t i, unserved = 0;
+    for (i = 0; i < nb; i++) {
+        size_t k = idx[i];
+        if (c->l1 && strata__l1_get_stale(c->l1, keys[k], keylens[k], now, &outs[k]) == 0) {
+            STRATA__COUNT(c, stale_hits);
+            results[k] = STRATA_HIT_STALE;
+        } else {
+            results[k] = outage;
+            unserved++;
+        }
+    }
+    return unserved ? outage : 0;
 }
 
 int strata_get_many(strata_cache *c, size_t n, const char *const *keys, const size_t *keylens,
@@ -284,18 +308,23 @@ int strata_get_many(strata_cache *c, size_t n, const char *const *keys, const si
         idx[nb++] = i;
     }
     if (nb > 0) {
-        if ((rc = strata__breaker_allow(c)) < 0)
+        if ((rc = strata__breaker_allow(c)) == 0)
+            rc = strata__backend_result(c, c->backend->ops->get_many(c->backend, nb, (const char *const *)fks,
+                                                                     fklens, raws, rcs));
+        if (rc < 0) {
+            if (strata__is_outage(rc))
+                rc = stale_if_error(c, nb, idx, keys, keylens, now, outs, results, rc);
             goto done;
-        rc = strata__backend_result(c, c->backend->ops->get_many(c->backend, nb, (const char *const *)fks,
-                                                                 fklens, raws, rcs));
-        if (rc < 0)
-            goto done;
+        }
         for (i = 0; i < nb; i++)
-            if (rcs[i] == 0 && strata__env_decode(raws[i].data, raws[i].len, &envs[i]) == 0)
+            if (rcs[i] == 0 && strata__decode_stored(c, raws[i].data, raws[i].len, &envs[i]) == 0)
                 decoded[i] = &envs[i];
         /* All the tag stamps in one round trip at most. */
-        if ((rc = strata__tags_verify(c, nb, decoded, now)) < 0)
+        if ((rc = strata__tags_verify(c, nb, decoded, now)) < 0) {
+            if (strata__is_outage(rc))
+                rc = stale_if_error(c, nb, idx, keys, keylens, now, outs, results, rc);
             goto done;
+        }
         for (i = 0; i < nb; i++) {
             size_t k = idx[i];
             int r = rcs[i];
@@ -390,8 +419,10 @@ static int set_many(strata_cache *c, size_t n, const char *const *keys, const si
         free(vp);
         free(vl);
     }
-    for (i = 0; i < n; i++) /* even after a failure: some may have landed */
+    for (i = 0; i < n; i++) { /* even after a failure: some may have landed */
+        strata__l1_written(c, keys[i], keylens[i]);
         strata__coherence_wrote(c, keys[i], keylens[i]);
+    }
     if (rc == 0)
         strata__atomic_add(&c->stats.sets, n);
 done:

@@ -61,6 +61,10 @@ static const stat_row rows[] = {
     {"write_behind_retried_total", "counter", "", F(wb_retried), "Write-behind deliveries retried."},
     {"write_behind_dead_total", "counter", "", F(wb_dead), "Write-behind records dead-lettered."},
     {"write_behind_backlog", "gauge", "", F(wb_backlog), "Write-behind records not yet flushed."},
+    {"write_behind_journal_skipped_total", "counter", "", F(wb_journal_skipped),
+     "Damaged write-behind journal records skipped at replay (kept in <wb_journal>.corrupt)."},
+    {"write_behind_dead_trimmed_total", "counter", "", F(wb_dead_trimmed),
+     "Dead letters removed by wb_dead_max / wb_dead_max_age_ms."},
 };
 
 typedef struct hist_row {

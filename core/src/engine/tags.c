@@ -430,7 +430,7 @@ int strata__tags_l1_check(void *cache, const char *key, size_t keylen, int64_t n
     strata_cache *c = cache;
     strata__envelope e, *pe = &e;
     int r;
-    if (strata__env_decode(out->data, out->len, &e) != 0)
+    if (strata__decode_stored(c, out->data, out->len, &e) != 0)
         return STRATA_MISS;
     r = verify(c, 1, &pe, now_ms, 0); /* counted when the backend read that follows finds it too */
     if (r != 0) {

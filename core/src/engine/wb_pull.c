@@ -126,8 +126,10 @@ static size_t drop_superseded(strata__wb *wb, strata_wb_batch *b)
     strata__wb_id *ids = NULL;
     size_t i, w, nids = 0, ndrop = 0;
     char *drop = calloc(b->n, 1);
+    const char **dkeys = malloc(b->n * sizeof *dkeys);
+    size_t *dlens = malloc(b->n * sizeof *dlens), *dcounts = malloc(b->n * sizeof *dcounts);
 
-    if (latest == NULL || drop == NULL ||
+    if (latest == NULL || drop == NULL || dkeys == NULL || dlens == NULL || dcounts == NULL ||
         c->backend->ops->wb_latest(c->backend, b->n, b->keys, b->keylens, latest) != 0)
         goto out; /* unknown: deliver (at least once) */
     strata__mutex_lock(&wb->mu);
@@ -140,15 +142,18 @@ static size_t drop_superseded(strata__wb *wb, strata_wb_batch *b)
         }
     }
     if (ndrop && (ids = malloc(nids * sizeof *ids)) != NULL) {
-        for (i = 0, nids = 0; i < b->n; i++) {
+        for (i = 0, nids = 0, w = 0; i < b->n; i++) {
             if (drop[i]) {
                 memcpy(ids + nids, b->entries[i]->ids, b->entries[i]->inflight * sizeof *ids);
                 nids += b->entries[i]->inflight;
+                dkeys[w] = b->keys[i];
+                dlens[w] = b->keylens[i];
+                dcounts[w++] = b->entries[i]->inflight;
             }
         }
     }
     strata__mutex_unlock(&wb->mu);
-    if (ndrop == 0 || ids == NULL || c->backend->ops->wb_ack(c->backend, nids, ids) != 0)
+    if (ndrop == 0 || ids == NULL || c->backend->ops->wb_ack(c->backend, ndrop, dkeys, dlens, dcounts, ids) != 0)
         goto out;
     strata__mutex_lock(&wb->mu);
     for (i = 0, w = 0; i < b->n; i++) {
@@ -171,6 +176,9 @@ out:
     free(latest);
     free(drop);
     free(ids);
+    free((void *)dkeys);
+    free(dlens);
+    free(dcounts);
     return b->n;
 }
 
@@ -248,8 +256,9 @@ int64_t strata_wb_batch_enqueued_ms(const strata_wb_batch *b, size_t i)
     return b && i < b->n ? b->enqueued[i] : 0;
 }
 
-/* The record ids a batch entry covers. */
-static strata__wb_id *covered_ids(strata_wb_batch *b, size_t *count)
+/* The record ids the batch's entries cover, entry by entry (counts[i] of
+ * entry i; counts may be NULL). */
+static strata__wb_id *covered_ids(strata_wb_batch *b, size_t *count, size_t *counts)
 {
     size_t i, n = 0;
     strata__wb_id *ids;
@@ -260,6 +269,8 @@ static strata__wb_id *covered_ids(strata_wb_batch *b, size_t *count)
     for (i = 0, n = 0; i < b->n; i++) {
         memcpy(ids + n, b->entries[i]->ids, b->entries[i]->inflight * sizeof *ids);
         n += b->entries[i]->inflight;
+        if (counts)
+            counts[i] = b->entries[i]->inflight;
     }
     *count = n;
     return ids;
@@ -272,6 +283,8 @@ static void finish_entries(strata__wb *wb, strata__wbq_entry **entries, size_t n
         strata__wbq_done(&wb->q, entries[i]);
     if (wb->journal && wb->q.nrecords == 0)
         strata__journal_truncate(wb->journal); /* everything flushed: the log starts over */
+    else
+        strata__wb_maybe_compact(wb); /* acks grow the file too */
     strata__wb_backlog_changed(wb);
     strata__cond_broadcast(&wb->space);
 }
@@ -281,21 +294,23 @@ int strata_wb_ack(strata_wb_batch *b)
     strata_cache *c;
     strata__wb *wb;
     strata__wb_id *ids;
-    size_t n = 0;
+    size_t n = 0, *counts;
     int rc = 0;
 
     if (b == NULL)
         return strata__error(STRATA_EINVAL, "batch is NULL");
     c = b->c;
     wb = c->wb;
+    counts = malloc((b->n ? b->n : 1) * sizeof *counts);
     strata__mutex_lock(&wb->mu);
-    ids = covered_ids(b, &n);
+    ids = counts ? covered_ids(b, &n, counts) : NULL;
     strata__mutex_unlock(&wb->mu);
     if (ids == NULL) {
         rc = strata__error(STRATA_ENOMEM, "out of memory acknowledging a batch");
     } else if (wb->stream) {
         /* A failed ack only means a later re-delivery (at least once). */
-        rc = strata__backend_result(c, c->backend->ops->wb_ack(c->backend, n, ids));
+        rc = strata__backend_result(c, c->backend->ops->wb_ack(c->backend, b->n, (const char *const *)b->keys,
+                                                               b->keylens, counts, ids));
     }
     strata__mutex_lock(&wb->mu);
     if (wb->journal && ids)
@@ -304,6 +319,7 @@ int strata_wb_ack(strata_wb_batch *b)
     finish_entries(wb, b->entries, b->n);
     strata__mutex_unlock(&wb->mu);
     free(ids);
+    free(counts);
     batch_free(b);
     return rc;
 }
@@ -333,12 +349,19 @@ static int dead_letter(strata_wb_batch *b, size_t i, const char *message)
     if (ids == NULL)
         return strata__error(STRATA_ENOMEM, "out of memory dead-lettering a record");
     if (wb->stream) {
+        uint64_t trimmed = 0;
         rc = strata__backend_result(c, c->backend->ops->wb_dead(c->backend, b->keys[i], b->keylens[i], b->vals[i],
                                                                 b->vallens[i], n, ids, e->attempts, message));
+        /* housekeeping: a failed trim only leaves extra dead letters for the next one */
+        if (rc == 0 && (c->cfg.wb_dead_max || c->cfg.wb_dead_max_age_ms) &&
+            c->backend->ops->wb_dead_trim(c->backend, c->cfg.wb_dead_max, c->cfg.wb_dead_max_age_ms,
+                                          strata__now_wall_ms(), &trimmed) == 0)
+            strata__atomic_add(&c->stats.wb_dead_trimmed, trimmed);
     } else if (wb->journal) {
         strata__mutex_lock(&wb->mu);
         rc = strata__journal_dead(wb->journal, b->keys[i], b->keylens[i], b->vals[i], b->vallens[i], e->attempts,
                                   message, n, ids);
+        strata__wb_journal_counters_changed(wb);
         strata__mutex_unlock(&wb->mu);
     }
     free(ids);

@@ -43,5 +43,9 @@ struct strata_wb_batch {
 int  strata__wb_check_owner(strata__wb *wb);
 /* Publishes the local queue's size as stats.wb_backlog (mu held). */
 void strata__wb_backlog_changed(strata__wb *wb);
+/* Publishes the journal's housekeeping counters (mu held, journal set). */
+void strata__wb_journal_counters_changed(strata__wb *wb);
+/* Compacts the journal file when it has grown past its limit (mu held). */
+void strata__wb_maybe_compact(strata__wb *wb);
 
 #endif

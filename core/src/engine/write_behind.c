@@ -51,12 +51,20 @@ int strata__wb_new(strata__wb **out, strata_cache *c)
     if (!wb->stream && o->wb_journal) {
         strata__wb_record *recs = NULL;
         size_t n = 0;
+        strata__journal_limits lim;
+        lim.compact_bytes = c->cfg.wb_journal_compact_bytes;
+        lim.dead_max = c->cfg.wb_dead_max;
+        lim.dead_max_age_ms = c->cfg.wb_dead_max_age_ms;
         rc = strata__journal_open(&wb->journal, o->wb_journal, o->wb_fsync, o->wb_interval_ms, &recs, &n,
                                   &wb->next_seq);
+        if (rc == 0)
+            rc = strata__journal_set_limits(wb->journal, &lim);
         if (rc == 0)
             rc = load_replayed(wb, recs, n);
         strata__wb_records_free(recs, n);
         c->stats.wb_backlog = wb->q.nrecords;
+        if (wb->journal)
+            strata__wb_journal_counters_changed(wb);
     }
     *out = wb; /* c->wb: the flusher threads use it from their first step */
     if (rc == 0 && o->wb_writer && o->wb_threads > 0)
@@ -71,6 +79,8 @@ int strata__wb_new(strata__wb **out, strata_cache *c)
         free(wb);
         return rc;
     }
+    if (wb->journal && strata__journal_report(wb->journal)[0])
+        strata__error(0, "%s", strata__journal_report(wb->journal)); /* success, but said */
     return 0;
 }
 
@@ -105,6 +115,49 @@ int strata__wb_check_owner(strata__wb *wb)
 void strata__wb_backlog_changed(strata__wb *wb)
 {
     strata__atomic_store(&wb->c->stats.wb_backlog, wb->q.nrecords);
+}
+
+void strata__wb_journal_counters_changed(strata__wb *wb)
+{
+    strata__journal_counters jc;
+    strata__journal_get_counters(wb->journal, &jc);
+    strata__atomic_store(&wb->c->stats.wb_journal_skipped, jc.skipped_records);
+    strata__atomic_store(&wb->c->stats.wb_dead_trimmed, jc.dead_trimmed);
+}
+
+/* Rewrites the journal from the pending table once it has grown past its
+ * limit: one record per key (its latest value under its newest sequence),
+ * so the file stays bounded even when the backlog never empties. Records
+ * in flight stay: their ack names sequences the new file may not hold,
+ * which replay ignores, or the newest one, which it honours. mu held. */
+static int newer_seq_first(const void *a, const void *b)
+{
+    uint64_t x = ((const strata__wb_record *)a)->id.seq, y = ((const strata__wb_record *)b)->id.seq;
+    return x < y ? -1 : x > y;
+}
+
+void strata__wb_maybe_compact(strata__wb *wb)
+{
+    strata__wbq_entry *e;
+    strata__wb_record *recs;
+    size_t n = 0, i;
+    if (wb->journal == NULL || !strata__journal_wants_compaction(wb->journal))
+        return;
+    if ((recs = calloc(wb->q.nkeys ? wb->q.nkeys : 1, sizeof *recs)) == NULL)
+        return; /* later, then */
+    for (e = wb->q.head; e; e = e->next) {
+        strata__wb_record *r = &recs[n++];
+        r->id = e->ids[0];
+        for (i = 1; i < e->nids; i++)
+            if (e->ids[i].seq > r->id.seq)
+                r->id = e->ids[i];
+        r->key = e->key; /* borrowed */
+        r->val = e->val;
+        r->enqueued_ms = e->enqueued_ms;
+    }
+    qsort(recs, n, sizeof *recs, newer_seq_first);
+    strata__journal_compact(wb->journal, recs, n); /* on failure the old file stays: still correct */
+    free(recs);
 }
 
 /* ---- accepting writes --------------------------------------------------- */
@@ -183,6 +236,8 @@ static int accept_stream(strata__wb *wb, size_t n, const char *const *keys, cons
         it->val = vals[i] ? vals[i] : ""; it->vallen = vallens[i];
     }
     rc = strata__backend_result(c, c->backend->ops->wb_append(c->backend, n, items, now, &backlog));
+    for (i = 0; i < n; i++) /* reads in flight during the append may not refill L1 with older values */
+        ws[i].epoch = strata__l1_written(c, keys[i], keylens[i]);
     if (backlog)
         strata__atomic_store(&c->stats.wb_backlog, backlog);
     for (i = 0; i < n; i++) {
@@ -243,6 +298,8 @@ static int accept_local(strata__wb *wb, size_t n, const char *const *keys, const
     accepted = rc < 0 ? i - 1 : n;
     if (rc < 0)
         snprintf(why, sizeof why, "%s", strata_error_last());
+    else
+        strata__wb_maybe_compact(wb);
     strata__wb_backlog_changed(wb);
     strata__mutex_unlock(&wb->mu);
     if (accepted > 0)
@@ -283,9 +340,8 @@ int strata_write_behind_many(strata_cache *c, size_t n, const char *const *keys,
 
     if (c == NULL || (n > 0 && (keys == NULL || keylens == NULL || vals == NULL || vallens == NULL)))
         return strata__error(STRATA_EINVAL, "%s is NULL", c == NULL ? "cache handle" : "an array argument");
-    if (ttl_ms < 0 && ttl_ms != STRATA_TTL_FOREVER)
-        return strata__error(STRATA_EINVAL, "ttl_ms must be >= 0 (0 = the cache's default) or STRATA_TTL_FOREVER, got %lld",
-                             (long long)ttl_ms);
+    if ((rc = strata__check_ttl("ttl_ms", ttl_ms)) < 0)
+        return rc;
     for (i = 0; i < n; i++) {
         if ((rc = strata__check_key(c, keys[i], keylens[i])) < 0)
             return item_error(rc, i);
@@ -390,8 +446,8 @@ int strata_flush(strata_cache *c, int64_t deadline_ms)
 
     if (c == NULL)
         return strata__error(STRATA_EINVAL, "cache handle is NULL");
-    if (deadline_ms < 0)
-        return strata__error(STRATA_EINVAL, "deadline_ms must be >= 0, got %lld", (long long)deadline_ms);
+    if ((rc = strata__check_ms(STRATA_EINVAL, "deadline_ms", deadline_ms, 0)) < 0)
+        return rc;
     wb = c->wb;
     if ((rc = strata__wb_check_owner(wb)) < 0)
         return rc;

@@ -67,9 +67,8 @@ int strata_write_through(strata_cache *c, const char *key, size_t keylen, const 
         return strata__error(STRATA_EINVAL, "writer is NULL");
     if (val == NULL && vallen > 0)
         return strata__error(STRATA_EINVAL, "value is NULL with length %zu", vallen);
-    if (ttl_ms < 0 && ttl_ms != STRATA_TTL_FOREVER)
-        return strata__error(STRATA_EINVAL, "ttl_ms must be >= 0 (0 = the cache's default) or STRATA_TTL_FOREVER, got %lld",
-                             (long long)ttl_ms);
+    if ((rc = strata__check_ttl("ttl_ms", ttl_ms)) < 0)
+        return rc;
     /* A value the cache cannot hold is refused before the source is touched. */
     rc = strata__encode_value(c, &enc, val ? val : "", vallen, 0, ttl_ms, -1, 0, strata__now_wall_ms(),
                               &fresh_until, &backend_ttl);

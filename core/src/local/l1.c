@@ -14,7 +14,7 @@
 typedef struct l1_shard {
     strata__mutex lock;
     strata__table table;
-    uint64_t epoch;
+    uint64_t epoch;             /* atomic: read without the lock (strata__l1_epoch) */
     char pad[64];
 } l1_shard;
 
@@ -147,7 +147,7 @@ static void put_flagged(strata__l1 *l1, const char *key, size_t keylen, const ch
     int64_t keep_until = (flags & L1_NEGATIVE) || stale_until_ms < serve_until_ms ? serve_until_ms
                                                                                   : stale_until_ms;
     strata__mutex_lock(&s->lock);
-    if (s->epoch == epoch &&
+    if (strata__atomic_load(&s->epoch) == epoch &&
         strata__table_put(&s->table, h, key, keylen, val, vallen, keep_until, &e) == 0) {
         e->aux = fresh_until_ms;
         e->aux2 = serve_until_ms;
@@ -183,7 +183,7 @@ void strata__l1_del(strata__l1 *l1, const char *key, size_t keylen)
     uint64_t h;
     l1_shard *s = shard_of(l1, key, keylen, &h);
     strata__mutex_lock(&s->lock);
-    s->epoch++;
+    strata__atomic_add(&s->epoch, 1);
     strata__table_del(&s->table, h, key, keylen, 0);
     strata__mutex_unlock(&s->lock);
 }
@@ -193,7 +193,7 @@ void strata__l1_clear(strata__l1 *l1)
     size_t i;
     for (i = 0; i < L1_SHARDS; i++) {
         strata__mutex_lock(&l1->shards[i].lock);
-        l1->shards[i].epoch++;
+        strata__atomic_add(&l1->shards[i].epoch, 1);
         strata__table_clear(&l1->shards[i].table);
         strata__mutex_unlock(&l1->shards[i].lock);
     }
@@ -205,7 +205,7 @@ void strata__l1_demote(strata__l1 *l1)
     strata__entry *e;
     for (i = 0; i < L1_SHARDS; i++) {
         strata__mutex_lock(&l1->shards[i].lock);
-        l1->shards[i].epoch++;
+        strata__atomic_add(&l1->shards[i].epoch, 1);
         for (e = l1->shards[i].table.lru_head; e; e = e->lru_next)
             e->aux2 = INT64_MIN; /* past its serving time; kept until stale-until */
         strata__mutex_unlock(&l1->shards[i].lock);

@@ -1,4 +1,5 @@
 #include "envelope.h"
+#include "crc32c.h"
 
 #include <string.h>
 
@@ -11,8 +12,9 @@ static uint32_t get_u16(const unsigned char *p) { return (uint32_t)p[0] << 8 | p
 static uint32_t get_u32(const unsigned char *p) { return get_u16(p) << 16 | get_u16(p + 2); }
 static uint64_t get_u64(const unsigned char *p) { return (uint64_t)get_u32(p) << 32 | get_u32(p + 4); }
 
-/* FNV-1a 32 over the header (without its checksum field) and the tag section:
- * catches foreign values that happen to start with the magic bytes. */
+/* FNV-1a 32 over the header (without its checksum field) and the tag section
+ * (with the payload CRC when flagged): catches foreign values that happen to
+ * start with the magic bytes. It does not cover the payload. */
 static uint32_t checksum(const unsigned char *hdr, const unsigned char *tags, size_t tagslen)
 {
     uint32_t h = 2166136261u;
@@ -24,9 +26,10 @@ static uint32_t checksum(const unsigned char *hdr, const unsigned char *tags, si
     return h;
 }
 
+/* The tag section and, when flagged, the payload CRC after it. */
 static size_t tags_size(const strata__envelope *e)
 {
-    size_t i, n = 0;
+    size_t i, n = (e->flags & STRATA__ENV_FLAG_PAYLOAD_CRC) ? 4 : 0;
     for (i = 0; i < e->ntags; i++)
         n += 2 + e->tags[i].len + 8;
     return n;
@@ -43,7 +46,7 @@ size_t strata__env_encode(const strata__envelope *e, char *out, size_t cap)
     size_t i, total = strata__env_size(e);
 
     if (e->ntags > STRATA__ENV_MAX_TAGS || e->payload_len > 0xffffffffu || total > cap ||
-        (e->flags & ~(unsigned)STRATA__ENV_FLAG_NEGATIVE))
+        (e->flags & ~(unsigned)STRATA__ENV_FLAGS_KNOWN))
         return 0;
     for (i = 0; i < e->ntags; i++)
         if (e->tags[i].len > STRATA__ENV_MAX_TAG_LEN)
@@ -64,6 +67,10 @@ size_t strata__env_encode(const strata__envelope *e, char *out, size_t cap)
         put_u64(t + 2 + e->tags[i].len, e->tags[i].version);
         t += 2 + e->tags[i].len + 8;
     }
+    if (e->flags & STRATA__ENV_FLAG_PAYLOAD_CRC) {
+        put_u32(t, strata__crc32c(e->payload_len ? e->payload : "", e->payload_len));
+        t += 4;
+    }
     put_u32(p + 40, checksum(p, p + STRATA__ENV_HEADER, (size_t)(t - p - STRATA__ENV_HEADER)));
     if (e->payload_len)
         memcpy(t, e->payload, e->payload_len);
@@ -73,13 +80,14 @@ size_t strata__env_encode(const strata__envelope *e, char *out, size_t cap)
 int strata__env_decode(const char *data, size_t len, strata__envelope *e)
 {
     const unsigned char *p = (const unsigned char *)data, *t, *end;
+    uint32_t crc = 0;
     size_t i;
 
     if (data == NULL || len < STRATA__ENV_HEADER || memcmp(p, magic, 4) != 0)
         return -1;
     e->flags = p[4];
     e->ntags = p[5];
-    if ((e->flags & ~(unsigned)STRATA__ENV_FLAG_NEGATIVE) || e->ntags > STRATA__ENV_MAX_TAGS ||
+    if ((e->flags & ~(unsigned)STRATA__ENV_FLAGS_KNOWN) || e->ntags > STRATA__ENV_MAX_TAGS ||
         p[6] || p[7])
         return -1;
     e->created_ms = (int64_t)get_u64(p + 8);
@@ -103,6 +111,12 @@ int strata__env_decode(const char *data, size_t len, strata__envelope *e)
         e->tags[i].version = get_u64(t + 2 + tl);
         t += 2 + tl + 8;
     }
+    if (e->flags & STRATA__ENV_FLAG_PAYLOAD_CRC) {
+        if (end - t < 4)
+            return -1;
+        crc = get_u32(t);
+        t += 4;
+    }
     if (get_u32(p + 40) != checksum(p, p + STRATA__ENV_HEADER, (size_t)(t - p - STRATA__ENV_HEADER)))
         return -1;
     if ((size_t)(end - t) != e->payload_len)
@@ -110,5 +124,7 @@ int strata__env_decode(const char *data, size_t len, strata__envelope *e)
     if ((e->flags & STRATA__ENV_FLAG_NEGATIVE) && e->payload_len != 0)
         return -1;
     e->payload = (const char *)t;
+    if ((e->flags & STRATA__ENV_FLAG_PAYLOAD_CRC) && strata__crc32c(t, e->payload_len) != crc)
+        return STRATA__ENV_DAMAGED;
     return 0;
 }

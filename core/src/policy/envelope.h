@@ -16,6 +16,11 @@
 #define STRATA__MAX_USER_TAGS 16
 #define STRATA__ENV_MAX_TAG_LEN 256
 #define STRATA__ENV_FLAG_NEGATIVE 0x01
+/* A CRC32C of the payload follows the tag section (docs/FORMAT.md). */
+#define STRATA__ENV_FLAG_PAYLOAD_CRC 0x02
+#define STRATA__ENV_FLAGS_KNOWN (STRATA__ENV_FLAG_NEGATIVE | STRATA__ENV_FLAG_PAYLOAD_CRC)
+/* strata__env_decode: ours, but the payload fails its CRC32C. */
+#define STRATA__ENV_DAMAGED (-2)
 
 typedef struct strata__env_tag {
     const char *name;   /* points into the encoded bytes (decode) or caller's memory */
@@ -35,15 +40,17 @@ typedef struct strata__envelope {
     size_t payload_len;
 } strata__envelope;
 
-/* Bytes needed to encode e (header + tags + payload). */
+/* Bytes needed to encode e (header + tags + payload CRC if flagged + payload). */
 size_t strata__env_size(const strata__envelope *e);
 
 /* Writes e into out (cap >= strata__env_size(e)); returns bytes written, or 0
  * when e is not encodable (too many or too long tags, payload over 4 GiB). */
 size_t strata__env_encode(const strata__envelope *e, char *out, size_t cap);
 
-/* Parses any byte string. 0 and *e filled (pointing into data), or -1 when the
- * bytes are not a well-formed envelope of a known version ("not ours"). */
+/* Parses any byte string. 0 and *e filled (pointing into data), -1 when the
+ * bytes are not a well-formed envelope of a known version ("not ours"), or
+ * STRATA__ENV_DAMAGED when a payload CRC is present and does not match
+ * (checked whenever the flag is set, whatever the reader's own options). */
 int strata__env_decode(const char *data, size_t len, strata__envelope *e);
 
 #endif

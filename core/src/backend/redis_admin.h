@@ -1,0 +1,29 @@
+/*
+ * The operator tools' side of the Redis backend (redis_admin.c): inspection,
+ * SCAN, server facts and checks, write-behind status and dead letters. They
+ * borrow the backend's pool through strata__redis_pipeline (redis.c).
+ */
+#ifndef STRATA_REDIS_ADMIN_H
+#define STRATA_REDIS_ADMIN_H
+
+#include "backend.h"
+
+struct redisReply;
+
+/* n commands pipelined on one pooled connection. 0 and every reply (the
+ * caller frees them with freeReplyObject), or an error and none. */
+int strata__redis_pipeline(strata__backend *be, size_t n, const int *argcs, const char **const *argvs,
+                           const size_t *const *lens, struct redisReply **replies, const char *what);
+
+int strata__redis_peek(strata__backend *be, const strata__config *cfg, const char *fk, size_t fklen,
+                       strata__peek *out);
+int strata__redis_scan(strata__backend *be, const strata__config *cfg, char *cursor, size_t cursorsize,
+                       const char *match, size_t count, strata__scan_item **items, size_t *n);
+int strata__redis_server_info(strata__backend *be, const strata__config *cfg, strata_server_info *out);
+int strata__redis_wb_status(strata__backend *be, const strata__config *cfg, strata_wb_status *out);
+int strata__redis_wb_dead_list(strata__backend *be, const strata__config *cfg, size_t max,
+                               strata__dead_letter **out, size_t *n);
+int strata__redis_wb_dead_take(strata__backend *be, const strata__config *cfg, const strata__dead_letter *d,
+                               int replay, int64_t now_ms);
+
+#endif
