@@ -25,12 +25,14 @@ setup(
     package_data={"stratacache": ["py.typed"]},
     setup_requires=["cffi>=1.15"],
     install_requires=["cffi>=1.15", "typing_extensions>=4.0; python_version<'3.10'"],
-    # dogpile.cache finds its backends by this entry point (python/stratacache/dogpile.py).
-    entry_points={"dogpile.cache": ["stratacache = stratacache.dogpile:StrataBackend"]},
     cffi_modules=["python/stratacache/_build.py:ffibuilder"],
     # The operator command (stratacache/cli.py) and the optional Prometheus
-    # collector (stratacache/metrics.py).
-    entry_points={"console_scripts": ["stratacache=stratacache.cli:main"]},
+    # collector (stratacache/metrics.py); dogpile.cache finds its backends by
+    # the dogpile.cache group (python/stratacache/dogpile.py).
+    entry_points={
+        "console_scripts": ["stratacache=stratacache.cli:main"],
+        "dogpile.cache": ["stratacache = stratacache.dogpile:StrataBackend"],
+    },
     extras_require={"prometheus": ["prometheus_client"]},
     zip_safe=False,
 )
