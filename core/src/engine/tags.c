@@ -384,7 +384,13 @@ static int verify(strata_cache *c, size_t n, strata__envelope *const *envs, int6
             else
                 outdated |= e->tags[j].version != v[k++];
         }
-        outdated |= e && stamped_ns != ns;
+        if (e && stamped_ns != ns) {
+            /* Cleared: a miss, never served stale (strata_clear's promise). */
+            if (e->fresh_until_ms > now_ms)
+                e->fresh_until_ms = now_ms;
+            e->stale_until_ms = e->fresh_until_ms;
+            outdated = 1;
+        }
         if (outdated) {
             /* Expired as of now, keeping the stale allowance it was written with. */
             int64_t stale_for = e->stale_until_ms - e->fresh_until_ms;
