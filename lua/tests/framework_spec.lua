@@ -11,7 +11,9 @@ for _, b in ipairs(H.backends()) do
       return
     end
     local c
-    before_each(function() c = assert(sc.new{url = b.url, namespace = "lua-fw"}) end)
+    -- a namespace of its own: the interpreters run side by side, and clear() is namespace-wide
+    local ns = H.key("lua-fw")
+    before_each(function() c = assert(sc.new{url = b.url, namespace = ns}) end)
     after_each(function() c:close() end)
 
     it("clear makes every entry miss", function()
