@@ -26,13 +26,13 @@ setup(
     setup_requires=["cffi>=1.15"],
     install_requires=["cffi>=1.15", "typing_extensions>=4.0; python_version<'3.10'"],
     cffi_modules=["python/stratacache/_build.py:ffibuilder"],
-    # The operator command (stratacache/cli.py) and the optional Prometheus
-    # collector (stratacache/metrics.py); dogpile.cache finds its backends by
-    # the dogpile.cache group (python/stratacache/dogpile.py).
     entry_points={
+        # the operator command (stratacache/cli.py)
         "console_scripts": ["stratacache=stratacache.cli:main"],
+        # dogpile.cache finds its backends by this entry point (stratacache/dogpile.py)
         "dogpile.cache": ["stratacache = stratacache.dogpile:StrataBackend"],
     },
+    # the optional Prometheus collector (stratacache/metrics.py)
     extras_require={"prometheus": ["prometheus_client"]},
     zip_safe=False,
 )

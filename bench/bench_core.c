@@ -3,9 +3,13 @@
  * same servers. Each figure is the median over ROUNDS of the mean per-op time
  * in a round; the ratios are what matter (the machine is noisy).
  *   bench_core REDIS_PORT MEMCACHED_PORT
+ *   bench_core --l1            the L1 rows only (memory://, no servers)
+ *   bench_core --l1-hits N [NTAGS]  N L1 hits and nothing else (for callgrind:
+ *                              scripts/callgrind-l1.sh)
  */
 #include <hiredis/hiredis.h>
 #include <libmemcached/memcached.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +123,177 @@ static void strata_get_many_op(void *p)
     }
 }
 
+/* ---- L1 on memory:// (no servers): the in-process hit path ---- */
+
+#define L1_KEYS 64
+#define L1_VALUE 100
+
+typedef struct l1_ctx {
+    strata_cache *c;
+    char names[L1_KEYS][16];
+    size_t lens[L1_KEYS];
+    strata_value v;
+    unsigned int i;
+} l1_ctx;
+
+static void l1_open(l1_ctx *x, int ntags)
+{
+    static const char *tags[4] = {"tag-a", "tag-b", "tag-c", "tag-d"};
+    static const size_t taglens[4] = {5, 5, 5, 5};
+    char value[L1_VALUE];
+    strata_set_options so = STRATA_SET_OPTIONS_INIT;
+    int i;
+    memset(x, 0, sizeof *x);
+    memset(value, 'v', sizeof value);
+    x->c = open_or_die("memory://?l1=1");
+    so.ttl_ms = 600000;
+    so.tags = tags;
+    so.taglens = taglens;
+    so.ntags = (size_t)ntags;
+    for (i = 0; i < L1_KEYS; i++) {
+        x->lens[i] = (size_t)snprintf(x->names[i], sizeof x->names[i], "key:%d", i);
+        if (strata_set_ex(x->c, x->names[i], x->lens[i], value, sizeof value, &so) != 0) {
+            fprintf(stderr, "L1 set failed: %s\n", strata_error_last());
+            exit(1);
+        }
+    }
+}
+
+static void l1_close(l1_ctx *x)
+{
+    strata_value_dispose(&x->v);
+    strata_cache_free(x->c);
+}
+
+static void l1_hit_op(void *p)
+{
+    l1_ctx *x = p;
+    unsigned int k = x->i++ % L1_KEYS;
+    if (strata_get(x->c, x->names[k], x->lens[k], &x->v) != STRATA_OK || x->v.level != STRATA_LEVEL_L1) {
+        fprintf(stderr, "expected an L1 hit: %s\n", strata_error_last());
+        exit(1);
+    }
+}
+
+/* Threads hitting one cache's L1 (the same 64 keys) for a fixed time. */
+typedef struct l1_thread {
+    pthread_t th;
+    l1_ctx *shared;
+    double until;
+    long ops;
+    double cpu_s; /* the thread's own CPU time: what it got of a core */
+} l1_thread;
+
+static double thread_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void *l1_thread_main(void *p)
+{
+    l1_thread *t = p;
+    l1_ctx mine = *t->shared; /* own strata_value and key cursor, same cache */
+    long n = 0;
+    double cpu0 = thread_cpu_s();
+    memset(&mine.v, 0, sizeof mine.v);
+    mine.i = (unsigned int)(size_t)t & 63u;
+    while ((n & 1023) != 0 || now_s() < t->until) {
+        l1_hit_op(&mine);
+        n++;
+    }
+    t->cpu_s = thread_cpu_s() - cpu0;
+    strata_value_dispose(&mine.v);
+    t->ops = n;
+    return NULL;
+}
+
+/* Hits per second of wall time; *per_cpu_s gets hits per second of thread
+ * CPU time, which only contention lowers (not a busy machine's other work). */
+static double l1_threads_rate(l1_ctx *x, int nthreads, double seconds, double *per_cpu_s)
+{
+    l1_thread t[2];
+    double t0 = now_s(), cpu = 0;
+    long ops = 0;
+    int i;
+    for (i = 0; i < nthreads; i++) {
+        t[i].shared = x;
+        t[i].until = t0 + seconds;
+        pthread_create(&t[i].th, NULL, l1_thread_main, &t[i]);
+    }
+    for (i = 0; i < nthreads; i++) {
+        pthread_join(t[i].th, NULL);
+        ops += t[i].ops;
+        cpu += t[i].cpu_s;
+    }
+    *per_cpu_s = ops / cpu;
+    return ops / (now_s() - t0);
+}
+
+/* Clock candidates for the hit path's freshness check (docs/FRESHNESS.md). */
+static volatile int64_t ticker_ms;
+static volatile int ticker_stop;
+
+static void *ticker_main(void *p)
+{
+    struct timespec ts, nap = {0, 1000000};
+    (void)p;
+    while (!ticker_stop) {
+        clock_gettime(CLOCK_REALTIME, &ts);
+        __atomic_store_n(&ticker_ms, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, __ATOMIC_RELEASE);
+        nanosleep(&nap, NULL);
+    }
+    return NULL;
+}
+
+static int64_t clock_sink;
+static void clock_realtime(void *p) { struct timespec ts; (void)p; clock_gettime(CLOCK_REALTIME, &ts); clock_sink += ts.tv_nsec; }
+static void clock_coarse(void *p) { struct timespec ts; (void)p; clock_gettime(CLOCK_REALTIME_COARSE, &ts); clock_sink += ts.tv_nsec; }
+static void clock_mono_coarse(void *p) { struct timespec ts; (void)p; clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); clock_sink += ts.tv_nsec; }
+static void clock_ticked(void *p) { (void)p; clock_sink += __atomic_load_n(&ticker_ms, __ATOMIC_ACQUIRE); }
+
+static void l1_rows(void)
+{
+    l1_ctx plain, tagged;
+    double plain_us, tagged_us, r_tag, one[ROUNDS], two[ROUNDS], scale[ROUNDS], eff[ROUNDS], cpu1, cpu2;
+    double rt_us, co_us, mco_us, tick_us;
+    struct timespec res;
+    pthread_t ticker;
+    int r;
+
+    l1_open(&plain, 0);
+    l1_open(&tagged, 4);
+    r_tag = measure_pair(l1_hit_op, &tagged, l1_hit_op, &plain, 200000, &tagged_us, &plain_us);
+    for (r = 0; r < ROUNDS; r++) {
+        one[r] = l1_threads_rate(&plain, 1, 0.2, &cpu1);
+        two[r] = l1_threads_rate(&plain, 2, 0.2, &cpu2);
+        scale[r] = two[r] / one[r];
+        eff[r] = cpu2 / cpu1;
+    }
+    measure_pair(clock_realtime, NULL, clock_coarse, NULL, 200000, &rt_us, &co_us);
+    pthread_create(&ticker, NULL, ticker_main, NULL);
+    measure_pair(clock_mono_coarse, NULL, clock_ticked, NULL, 200000, &mco_us, &tick_us);
+    ticker_stop = 1;
+    pthread_join(ticker, NULL);
+    clock_getres(CLOCK_REALTIME_COARSE, &res);
+
+    printf("L1 on memory://?l1=1 (defaults, hot-key sketch on), %d-byte values, %d keys; medians of %d rounds\n",
+           L1_VALUE, L1_KEYS, ROUNDS);
+    printf("  L1 hit, no tags                              %7.1f ns   target <= 40 ns\n", plain_us * 1e3);
+    printf("  L1 hit, 4 tags                               %7.1f ns   target <= 80 ns (%.2fx untagged)\n",
+           tagged_us * 1e3, r_tag);
+    printf("  L1 hits, 2 threads vs 1 (same keys)          %7.2fx     target >= 1.8x (%.1f vs %.1f M hits/s)\n",
+           median(scale, ROUNDS), median(two, ROUNDS) / 1e6, median(one, ROUNDS) / 1e6);
+    printf("  the same per thread-CPU-second (contention)  %7.2fx     1.00x = threads never slow each other\n",
+           median(eff, ROUNDS));
+    printf("  clock: CLOCK_REALTIME %.1f ns, CLOCK_REALTIME_COARSE %.1f ns (resolution %.1f ms), "
+           "CLOCK_MONOTONIC_COARSE %.1f ns, ticker-cached time %.1f ns\n",
+           rt_us * 1e3, co_us * 1e3, res.tv_nsec / 1e6, mco_us * 1e3, tick_us * 1e3);
+    l1_close(&plain);
+    l1_close(&tagged);
+}
+
 int main(int argc, char **argv)
 {
     char url[256], value[100], rawkey[64], *pipekeys[BATCH], names[BATCH][32];
@@ -130,8 +305,21 @@ int main(int argc, char **argv)
     strata_ctx s;
     int rport, mport;
 
+    if (argc >= 2 && strcmp(argv[1], "--l1") == 0) {
+        l1_rows();
+        return 0;
+    }
+    if (argc >= 3 && strcmp(argv[1], "--l1-hits") == 0) {
+        l1_ctx x;
+        long n = atol(argv[2]);
+        l1_open(&x, argc > 3 ? atoi(argv[3]) : 0);
+        while (n-- > 0)
+            l1_hit_op(&x);
+        l1_close(&x);
+        return 0;
+    }
     if (argc < 3) {
-        fprintf(stderr, "usage: bench_core REDIS_PORT MEMCACHED_PORT\n");
+        fprintf(stderr, "usage: bench_core REDIS_PORT MEMCACHED_PORT | --l1 | --l1-hits N [NTAGS]\n");
         return 2;
     }
     rport = atoi(argv[1]);
@@ -221,6 +409,8 @@ int main(int argc, char **argv)
     printf("get, memcached vs libmemcached, same config %9.2f   %9.2f   %5.2fx   <= 1.10x\n", s_mc_eq, raw_mc_eq, r_mc_eq);
     printf("get_many 100 keys vs 100 pipelined GETs     %9.2f   %9.2f   %5.2fx   <= 1.30x\n", s_mget, raw_mget, r_mget);
     printf("get, L1 hit vs hiredis GET                  %9.3f   %9.2f   1/%.0f   <= 1/100\n", l1_get, raw2, 1.0 / r_l1);
+
+    l1_rows();
 
     for (i = 0; i < BATCH; i++) {
         strata_value_dispose(&outs[i]);

@@ -8,7 +8,12 @@
  *  3. the staleness window: from a write in one process to the moment
  *     another process, reading the key from its L1 in a loop, sees the new
  *     value (median, p99).
+ *  4. the same Zipf trace replayed in one thread through memory:// caches
+ *     that differ only in admission (the present threshold, TinyLFU's
+ *     newcomer-vs-victim test, all): L1 hit ratio of the reads, and the
+ *     share of operations left for the backend (what bounds hot vs off).
  *   bench_hot REDIS_PORT [round_seconds]
+ *   bench_hot --trace          part 4 only (no server)
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -219,6 +224,63 @@ static void staleness(const char *base)
            percentile(write_us, n, 0.5), percentile(write_us, n, 0.99));
 }
 
+/* ---- admission on one trace ---- */
+
+#define TRACE_OPS 2000000
+
+static void trace_row(const char *label, const char *query)
+{
+    char url[256], key[32], val[VALUE_LEN];
+    strata_cache *c;
+    strata_value v = STRATA_VALUE_INIT;
+    strata_stats st;
+    uint64_t seed = 42, hits = 0;
+    long i, reads = 0;
+    int pass;
+    snprintf(url, sizeof url, "memory://?%s", query);
+    c = open_or_die(url);
+    memset(val, 'v', sizeof val);
+    for (i = 0; i < NKEYS; i++) {
+        size_t kl = (size_t)snprintf(key, sizeof key, "h%ld", i);
+        strata_set(c, key, kl, val, sizeof val, 0);
+    }
+    for (pass = 0; pass < 2; pass++) { /* a warm-up pass, then the measured one */
+        uint64_t hits0;
+        strata_stats_get(c, &st, STRATA_STATS_VERSION);
+        hits0 = st.l1_hits;
+        reads = 0;
+        for (i = 0; i < TRACE_OPS; i++) {
+            int k = zipf(&seed);
+            size_t kl = (size_t)snprintf(key, sizeof key, "h%d", k);
+            if (next_rand(&seed) % 100 < WRITE_PCT) {
+                strata_set(c, key, kl, val, sizeof val, 0);
+            } else {
+                strata_get(c, key, kl, &v);
+                reads++;
+            }
+        }
+        strata_stats_get(c, &st, STRATA_STATS_VERSION);
+        hits = st.l1_hits - hits0;
+    }
+    printf("  %-44s L1 hit ratio %5.1f%% of reads; ops left for the backend %5.1f%% "
+           "(bound on hot vs off: %.1fx); %llu L1 entries\n", label, 100.0 * (double)hits / (double)reads,
+           100.0 * (double)(TRACE_OPS - hits) / TRACE_OPS, (double)TRACE_OPS / (double)(TRACE_OPS - hits),
+           (unsigned long long)st.l1_entries);
+    strata_value_dispose(&v);
+    strata_cache_free(c);
+}
+
+static void trace_rows(void)
+{
+    printf("one Zipf(1.0) trace, %d ops (after as many to warm up) over %d keys, %d%% writes, one thread, "
+           "memory:// (L1 defaults: 16 MiB, 100k entries, 10 s L1 TTL)\n", TRACE_OPS, NKEYS, WRITE_PCT);
+    trace_row("l1_admission=hot, threshold only (present)", "l1=1&l1_admission=hot&hot_compare=0");
+    trace_row("l1_admission=hot, + TinyLFU victim test", "l1=1&l1_admission=hot");
+    trace_row("l1_admission=all (second-chance LRU)", "l1=1&l1_admission=all");
+    if (getenv("BENCH_TRACE_EXTRA"))
+        trace_row(getenv("BENCH_TRACE_EXTRA"), getenv("BENCH_TRACE_EXTRA"));
+}
+
 int main(int argc, char **argv)
 {
     char base[128], off_url[256], hot_url[512];
@@ -228,8 +290,13 @@ int main(int argc, char **argv)
     const char *hot_opts = getenv("BENCH_HOT_OPTS");
     int r;
 
+    if (argc >= 2 && strcmp(argv[1], "--trace") == 0) {
+        zipf_init();
+        trace_rows();
+        return 0;
+    }
     if (argc < 2) {
-        fprintf(stderr, "usage: bench_hot REDIS_PORT [round_seconds]\n");
+        fprintf(stderr, "usage: bench_hot REDIS_PORT [round_seconds] | --trace\n");
         return 2;
     }
     if (hot_opts == NULL)
@@ -274,5 +341,6 @@ int main(int argc, char **argv)
     strata_cache_free(c_off);
     strata_cache_free(c_hot);
     staleness(base);
+    trace_rows();
     return 0;
 }

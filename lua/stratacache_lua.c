@@ -115,6 +115,8 @@ typedef struct lcache {
     lticket *tickets;    /* live tickets, abandoned by close() */
     lbatch *batches;     /* write-behind batches not yet acked or failed */
     int in_writer;       /* write_through writers running: the C call is on the stack */
+    int tier;            /* L1 on: get keeps value strings in the uservalue (l_get) */
+    size_t tier_count;   /* strings kept there */
 } lcache;
 
 /* A write-behind batch from wb_poll; its uservalue is the records array. */
@@ -415,6 +417,8 @@ static void cache_close(lcache *lc)
 }
 
 /* _new(url) -> cache | nil, err */
+static void tier_new(lua_State *L);
+
 static int l_new(lua_State *L)
 {
     size_t len;
@@ -429,9 +433,14 @@ static int l_new(lua_State *L)
     }
     if ((rc = strata_cache_new(&c, url, NULL)) < 0)
         return push_error(L, rc);
-    lc = (lcache *)lua_newuserdata(L, sizeof *lc);
+    lc = (lcache *)sl_newuserdata1(L, sizeof *lc);
     memset(lc, 0, sizeof *lc);
     lc->c = c;
+    lc->tier = strstr(url, "?l1=1") != NULL || strstr(url, "&l1=1") != NULL;
+    if (lc->tier) {
+        tier_new(L);
+        sl_setuservalue(L, -2);
+    }
     luaL_getmetatable(L, CACHE_MT);
     lua_setmetatable(L, -2);
     return 1;
@@ -487,11 +496,78 @@ static int push_read(lua_State *L, int rc, const strata_value *v)
     }
 }
 
+/*
+ * The string tier of an L1 cache: get keeps each value's Lua string with the
+ * version of the L1 entry it came from (strata_l1_get) and hands the same
+ * string out again after one strata_l1_check, which decides as an L1 hit
+ * would (expiry, invalidations, tag bumps, writes, clear): no copy and no
+ * new string per hit, and exactly as coherent as L1 (Lua strings cannot be
+ * mutated, so sharing them is safe). The uservalue is {key = value, [1] =
+ * {key = version}}, dropped whole past TIER_MAX strings.
+ */
+#define TIER_MAX 100000
+
+static void tier_new(lua_State *L)
+{
+    lua_createtable(L, 1, 0);
+    lua_newtable(L);
+    lua_rawseti(L, -2, 1);
+}
+
+/* Keeps the string at the top under the key at index 2 (stack unchanged). */
+static void tier_keep(lua_State *L, lcache *lc, uint64_t version)
+{
+    if (++lc->tier_count > TIER_MAX) {
+        lc->tier_count = 1;
+        tier_new(L);
+        sl_setuservalue(L, 1);
+    }
+    sl_getuservalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -3);
+    lua_rawset(L, -3);
+    lua_rawgeti(L, -1, 1);
+    lua_pushvalue(L, 2);
+    lua_pushnumber(L, (lua_Number)version); /* < 2^53: exact in a double too (5.1, LuaJIT) */
+    lua_rawset(L, -3);
+    lua_pop(L, 2);
+}
+
 static int l_get(lua_State *L)
 {
     lcache *lc = check_cache(L);
     size_t klen;
     const char *k = check_key(L, 2, &klen, "key");
+    if (lc->tier) {
+        uint64_t version = 0;
+        int rc;
+        lua_settop(L, 2);
+        sl_getuservalue(L, 1);
+        lua_pushvalue(L, 2);
+        lua_rawget(L, 3);
+        if (lua_type(L, 4) == LUA_TSTRING) {
+            lua_rawgeti(L, 3, 1);
+            lua_pushvalue(L, 2);
+            lua_rawget(L, 5);
+            if (strata_l1_check(lc->c, k, klen, (uint64_t)lua_tonumber(L, 6)) == STRATA_OK) {
+                lua_pushvalue(L, 4);
+                lua_pushnil(L);
+                lua_pushinteger(L, STRATA_LEVEL_L1);
+                return 3;
+            }
+        }
+        lua_settop(L, 2);
+        rc = strata_l1_get(lc->c, k, klen, &lc->v, &version);
+        if (rc == STRATA_OK && version) {
+            push_value(L, &lc->v);
+            tier_keep(L, lc, version);
+            lua_pushnil(L);
+            push_level(L, &lc->v);
+            return 3;
+        }
+        if (rc != STRATA_MISS)
+            return push_read(L, rc, &lc->v);
+    }
     return push_read(L, strata_get(lc->c, k, klen, &lc->v), &lc->v);
 }
 

@@ -16,6 +16,7 @@ echo "== hot keys and L1 coherence (C)"
 echo "== tags and histograms (C)"
 ./build/bench/bench_tags "$STRATA_TEST_REDIS_PORT"
 ./build/bench/bench_write "$STRATA_TEST_REDIS_PORT"
+./build/bench/bench_envelope
 for b in scripts/bench-python.sh scripts/bench-lua.sh; do
   if [ -x "$b" ]; then echo "== $b"; "$b"; fi
 done

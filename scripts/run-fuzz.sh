@@ -44,6 +44,7 @@ for h in $harnesses; do
   rate=$(sed -E 's/.* exec\/s ([0-9]+) .*/\1/' <<<"$last")
   ncrash=0
   for c in "$crashes"/crash-* "$crashes"/leak-* "$crashes"/timeout-*; do
+    case "$c" in *.txt) continue ;; esac
     [ -e "$c" ] || continue
     ncrash=$((ncrash + 1))
     # the stack of each, for the report

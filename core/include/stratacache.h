@@ -471,6 +471,9 @@ typedef struct strata_inspection {
     int64_t lease_ttl_ms;       /* -2 when unknown */
     size_t stored_len;          /* bytes stored (envelope or foreign) */
     strata_value value;         /* payload (ENTRY) or the raw bytes (FOREIGN) */
+    int cleared;                /* strata_clear ran on the namespace since the write */
+    uint64_t ns_stamped;        /* the namespace generation in the envelope (0 = none) */
+    uint64_t ns_current;        /* the namespace generation now (0 = never cleared) */
 } strata_inspection;
 
 /* Reads key without touching L1, stats, leases or freshness. 0 and *out
@@ -631,6 +634,20 @@ STRATA_EXTERN int strata_lock_locked(strata_lock *lock);
 /* Renews a held lock for ttl_ms (0 = the lock's own TTL): 0, or
  * STRATA_ELEASE when it was lost (expired, or someone else holds it now). */
 STRATA_EXTERN int strata_lock_extend(strata_lock *lock, int64_t ttl_ms);
+
+/* ---- Object tiers of bindings (issue 16; docs/L1-COHERENCE.md) ----
+ * A binding that keeps decoded objects beside L1 (the Python object tier)
+ * keys each one to the L1 entry it was decoded from. strata_l1_get reads
+ * L1 only (STRATA_MISS when the key is not there: not counted, the caller's
+ * strata_get that follows counts it) and names the entry served in *version;
+ * strata_l1_check answers, without copying anything, whether
+ * that entry still serves the key now, deciding exactly as an L1 hit would
+ * (expiry, invalidations from this and other processes, tag bumps, writes,
+ * clears): STRATA_OK (counted as an L1 hit), STRATA_NEGATIVE, or STRATA_MISS
+ * (the caller reads again). */
+STRATA_EXTERN int strata_l1_get(strata_cache *cache, const char *key, size_t keylen,
+                                       strata_value *out, uint64_t *version);
+STRATA_EXTERN int strata_l1_check(strata_cache *cache, const char *key, size_t keylen, uint64_t version);
 
 #ifdef __cplusplus
 }

@@ -348,6 +348,21 @@ static int apply_option(strata__config *cfg, const char *k, size_t klen, const c
     }
     if (strcmp(name, "xfetch_beta") == 0)
         return parse_double(name, v, vlen, &o->xfetch_beta);
+    if (strcmp(name, "hot_compare") == 0) {
+        rc = parse_i64(name, v, vlen, 0, 1, &x);
+        if (rc == 0)
+            cfg->hot_compare = (int)x;
+        return rc;
+    }
+    if (strcmp(name, "hot_sample") == 0) {
+        rc = parse_i64(name, v, vlen, 1, 256, &x);
+        if (rc == 0 && (x & (x - 1)) != 0)
+            rc = strata__error(STRATA_EOPTION, "option hot_sample: must be a power of two (1-256), got %lld",
+                               (long long)x);
+        if (rc == 0)
+            cfg->hot_sample = (unsigned int)x;
+        return rc;
+    }
     if (strcmp(name, "refresh_threads") == 0) {
         rc = parse_i64(name, v, vlen, 0, 16, &x);
         if (rc == 0)
@@ -507,6 +522,8 @@ int strata__config_parse(strata__config *cfg, const char *url, const strata_opti
     int rc;
 
     memset(cfg, 0, sizeof *cfg);
+    cfg->hot_sample = STRATA__HOT_SAMPLE_DEFAULT;
+    cfg->hot_compare = 1;
     if (opts == NULL) {
         strata_options_init(&cfg->opts, STRATA_OPTIONS_VERSION);
     } else if (opts->version < 1 || opts->version > STRATA_OPTIONS_VERSION) {

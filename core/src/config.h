@@ -27,6 +27,8 @@ typedef struct strata__config {
     char password[256];
     int db;                      /* redis database number */
     unsigned int refresh_threads; /* background refreshers for get_or_load; 0 = inline */
+    unsigned int hot_sample;     /* an L1 hit feeds the sketch 1 time in this many (power of two) */
+    int hot_compare;             /* l1_admission=hot: a full shard compares newcomer and victim (TinyLFU) */
     char ns[STRATA__MAX_NS + 1]; /* namespace, "" for none */
     size_t nslen;
     strata_options opts;         /* every field valid; opts.ns points at ns */
@@ -45,6 +47,7 @@ typedef struct strata__config {
 #define STRATA__HOT_MAX_WIDTH (1u << 26)
 #define STRATA__HOT_MAX_WINDOW (1u << 30)
 #define STRATA__HOT_MAX_TOP 1024u
+#define STRATA__HOT_SAMPLE_DEFAULT 16u
 
 /* Records the l1_bus URL (checked by strata__validate_hot). */
 int strata__set_l1_bus(strata__config *cfg, const char *url, size_t len);

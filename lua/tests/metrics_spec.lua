@@ -10,7 +10,7 @@ local STATS_FIELDS = {
   "leases_lost", "waits", "early_refreshes", "singleflight_shared", "breaker_opens", "fail_open",
   "breaker_state", "tag_invalidations", "tag_stale", "tag_fetches", "invalidations_received",
   "l1_flushes", "l1_admission_rejects", "l1_link_up", "wb_enqueued", "wb_flushed", "wb_retried", "wb_dead",
-  "wb_backlog", "wb_journal_skipped", "wb_dead_trimmed",
+  "wb_backlog", "wb_journal_skipped", "wb_dead_trimmed", "payload_crc_errors",
 }
 
 -- Prometheus series -> stats() field (docs/METRICS.md).

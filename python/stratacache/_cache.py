@@ -37,6 +37,7 @@ from ._loaded import Loaded, tag_list
 from ._lock import Lock
 from ._typing import CachedFunction, P, R
 from ._native import ffi, lib
+from ._object_tier import MISSED, ObjectTier
 from ._writes import BatchWriter, BatchWriterBox, WriteCall, check_batch_writer
 
 log = logging.getLogger("stratacache")
@@ -59,6 +60,7 @@ _FAIL_OPEN = (lib.STRATA_EBACKEND, lib.STRATA_ETIMEOUT, lib.STRATA_EBREAKER)
 # Bound once: a module-global lookup is cheaper than lib.<name> on every call.
 _strata_get = lib.strata_get
 _strata_lookup = lib.strata_lookup
+_strata_l1_check = lib.strata_l1_check
 _unpack = ffi.unpack
 _NULL = ffi.NULL
 
@@ -342,6 +344,12 @@ class Cache:
     delivery), ``wb_journal`` (memory/memcached: a file that makes accepted
     writes survive a crash), ``wb_fsync`` (docs/WRITE-BEHIND.md).
     Keys are str (UTF-8) or bytes; values are bytes unless a serializer is given.
+
+    With L1 on, ``get`` and ``get_or_load`` keep decoded values beside it
+    (``object_tier``, default True; _object_tier.py): a hit returns the same
+    object every time, after one C call confirms its L1 entry still serves
+    the key, so it is exactly as coherent as L1. Objects are shared: do not
+    mutate a value you got (copy it first), or pass ``object_tier=False``.
     """
 
     def __init__(
@@ -358,6 +366,7 @@ class Cache:
         **options: Any,
     ) -> None:
         self._dumps, self._loads = _codec(serializer)
+        object_tier = options.pop("object_tier", True)
         if writer is not None:
             check_batch_writer(writer)
         # l1_bus is itself a URL, which the core does not percent-decode in a
@@ -397,6 +406,10 @@ class Cache:
         self._h: Any = ffi.gc(out[0], lib.strata_cache_free if keep is None else
                               (lambda p, _box=keep: lib.strata_cache_free(p)))
         self._raw = self._loads is bytes
+        # Decoded objects beside L1, checked against it on every hit
+        # (_object_tier.py; object_tier=False turns it off).
+        self._objects = (ObjectTier(int(q.get("l1_max_entries", "100000")), self._loads)
+                         if object_tier and q.get("l1") == "1" else None)
         self._tls = threading.local()
         self._counts_lock = threading.Lock()
         # The C counters see loads through strata_record_load; these two
@@ -451,6 +464,7 @@ class Cache:
         except AttributeError:
             v = self._tls.v = ffi.gc(ffi.new("strata_value *"), lib.strata_value_dispose)
             self._tls.tp = ffi.new("strata_ticket **")
+            self._tls.ver = ffi.new("uint64_t *")
             return v
 
     # -- cache-aside -------------------------------------------------------
@@ -466,6 +480,14 @@ class Cache:
             v = self._tls.v
         except AttributeError:
             v = self._value()
+        tier = self._objects
+        if tier is not None:
+            hit = tier.objects.get(kb)
+            if hit is not None and _strata_l1_check(h, kb, len(kb), hit[0]) == OK:
+                return hit[1]
+            obj = tier.read(h, kb, v, self._tls.ver, default)
+            if obj is not MISSED:
+                return obj
         rc = _strata_get(h, kb, len(kb), v)
         if rc == OK or rc == HIT_STALE:
             data = _unpack(v.data, v.len)
@@ -920,6 +942,14 @@ class Cache:
             v = self._tls.v
         except AttributeError:
             v = self._value()
+        tier = self._objects
+        if tier is not None:
+            hit = tier.objects.get(kb)
+            if hit is not None and _strata_l1_check(h, kb, len(kb), hit[0]) == OK:
+                return hit[1]
+            obj = tier.read(h, kb, v, self._tls.ver, default)
+            if obj is not MISSED:
+                return obj
         tp = self._tls.tp
         rc = _strata_lookup(h, kb, len(kb), v, tp)
         if rc == OK or rc == HIT_STALE:

@@ -43,6 +43,7 @@ class Inspection:
     backend_ttl_ms: int = -2      # -1: no expiry, -2: unknown
     lease_holder: Optional[str] = None
     lease_ttl_ms: int = -2
+    cleared: bool = False         # strata_clear ran on the namespace since the write
 
 
 def inspect(cache: Cache, key: Any) -> Inspection:
@@ -66,6 +67,7 @@ def inspect(cache: Cache, key: Any) -> Inspection:
             r.created_ms, r.fresh_until_ms, r.stale_until_ms = out.created_ms, out.fresh_until_ms, out.stale_until_ms
             r.cost_ms = out.cost_ms
             r.stale_by_tag = bool(out.stale_by_tag)
+            r.cleared = bool(out.cleared)
             r.tags = [TagStamp(bytes(ffi.buffer(t.name, t.namelen)), t.stamped, t.current)
                       for t in out.tags[0:out.ntags]]
         return r

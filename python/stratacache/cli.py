@@ -194,7 +194,7 @@ def cmd_inspect(ctx: Ctx) -> int:
         status = "not ours"
     elif r.negative:
         status = "negative"
-    elif r.stale_by_tag or now >= r.fresh_until_ms:
+    elif r.cleared or r.stale_by_tag or now >= r.fresh_until_ms:
         status = "stale"
     else:
         status = "fresh"
@@ -209,7 +209,7 @@ def cmd_inspect(ctx: Ctx) -> int:
             "created": fmt_time(r.created_ms), "created_ms": r.created_ms,
             "fresh_until": fmt_time(r.fresh_until_ms), "fresh_until_ms": r.fresh_until_ms,
             "stale_until": fmt_time(r.stale_until_ms), "stale_until_ms": r.stale_until_ms,
-            "cost_ms": r.cost_ms, "negative": r.negative, "stale_by_tag": r.stale_by_tag,
+            "cost_ms": r.cost_ms, "negative": r.negative, "stale_by_tag": r.stale_by_tag, "cleared": r.cleared,
             "tags": [{"name": _bytes_json(t.name), "stamped": t.stamped, "current": t.current, "stale": t.stale}
                      for t in r.tags],
             "value_bytes": len(r.value), "value_preview": safe_text(r.value),
@@ -228,6 +228,8 @@ def cmd_inspect(ctx: Ctx) -> int:
                 lines.append(f"{label:<12} {fmt_time(ms)} ({fmt_relative(ms, now)})")
             lines.append(f"cost         {r.cost_ms} ms" if r.cost_ms else "cost         unknown")
             lines.append(f"negative     {'yes' if r.negative else 'no'}")
+            if r.cleared:
+                lines.append("cleared      yes: the namespace was cleared since this write (stale at most, else a miss)")
             for t in r.tags:
                 verdict = "bumped since: stale by tag" if t.stale else "current"
                 lines.append(f"tag          {key_text(t.name)} stamped {t.stamped}, now {t.current} ({verdict})")

@@ -31,7 +31,7 @@ def test_huge_or_non_finite_seconds_name_the_argument(arg, seconds):
         stratacache.Cache("memory://", **{arg: seconds})
 
 
-# math.inf is stratacache.FOREVER for a per-call TTL (docs/FRAMEWORKS.md); -inf is not.
+# math.inf is stratacache.FOREVER per call (never expires): test_framework covers it
 @pytest.mark.parametrize("seconds", [-math.inf, math.nan, 1e18, 2 ** 70])
 def test_per_call_ttl_is_bounded(seconds):
     with stratacache.Cache("memory://") as c:

@@ -52,3 +52,20 @@ const char *test_unique(const char *base)
     snprintf(buf, sizeof buf, "%s-%ld-%d-%u", base, (long)time(NULL), (int)getpid(), counter++);
     return buf;
 }
+
+#if defined(__SANITIZE_THREAD__)
+#define TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TEST_TSAN 1
+#endif
+#endif
+
+int test_under_tsan(void)
+{
+#ifdef TEST_TSAN
+    return 1;
+#else
+    return 0;
+#endif
+}

@@ -52,6 +52,14 @@ int test_main(int argc, char **argv, const test_case *cases, size_t n);
  * when unset the process exits 77 (skipped). */
 const char *test_backend_url(const char *backend);
 
+/* 1 when built with ThreadSanitizer (STRATA_SANITIZE_THREAD, make stress). */
+int test_under_tsan(void);
+
+/* Ends the current case, reported as skipped, in a TSan build: for cases TSan
+ * cannot run (a fork of a multi-threaded process whose child starts threads). */
+#define SKIP_UNDER_TSAN(reason) do { if (test_under_tsan()) { \
+    printf("  skipped under ThreadSanitizer: %s\n", (reason)); return; } } while (0)
+
 /* A unique key prefix per run so tests sharing a server never collide. */
 const char *test_unique(const char *base);
 

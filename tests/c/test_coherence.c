@@ -257,6 +257,7 @@ static void two_processes_via_fork(void)
     duplex d;
     int status = -1;
     pid_t pid;
+    SKIP_UNDER_TSAN("the forked child starts threads, which TSan cannot run after a multi-threaded fork");
     REQUIRE(ensure_server());
     REQUIRE((c = open_cache("l1=1")) != NULL);
     REQUIRE(EVENTUALLY(stats_of(c).l1_link_up == 1, DEADLINE_MS));
@@ -317,6 +318,7 @@ static void fork_child_threads_restart_once(void)
     char key[128];
     int status = -1;
     pid_t pid;
+    SKIP_UNDER_TSAN("the forked child starts threads, which TSan cannot run after a multi-threaded fork");
     REQUIRE(ensure_server());
     REQUIRE((c = open_cache("l1=1")) != NULL);
     REQUIRE(EVENTUALLY(stats_of(c).l1_link_up == 1, DEADLINE_MS));

@@ -70,7 +70,8 @@ static strata_cache *open_cache(const char *query)
 static int in_l1(strata_cache *c, const char *key)
 {
     strata_value v = STRATA_VALUE_INIT;
-    int rc = strata__l1_get(c->l1, key, strlen(key), strata__now_wall_ms(), &v);
+    strata__key k = strata__key_of(key, strlen(key));
+    int rc = strata__l1_get(c->l1, &k, strata__now_wall_ms(), &v);
     strata_value_dispose(&v);
     return rc == STRATA_OK;
 }
@@ -78,8 +79,9 @@ static int in_l1(strata_cache *c, const char *key)
 static void zipf_admits_only_hot_keys(void)
 {
     static int truth[NKEYS];
+    /* hot_sample=1: every L1 hit counted, so the report below is exact */
     strata_cache *c = open_cache("l1=1&l1_admission=hot&hot_threshold=8&hot_window=1000000"
-                                 "&hot_sketch_width=65536&l1_max_entries=100000&ttl_ms=600000");
+                                 "&hot_sketch_width=65536&l1_max_entries=100000&ttl_ms=600000&hot_sample=1");
     strata_value v = STRATA_VALUE_INIT;
     strata_stats st;
     strata_hot_key top[10];
@@ -158,6 +160,110 @@ static void zipf_admits_only_hot_keys(void)
     strata_cache_free(c);
 }
 
+/* Runs the Zipf reads against c; returns its L1 hits, fills l1_entries. */
+static uint64_t zipf_hits(strata_cache *c, uint64_t seed, uint64_t *l1_entries)
+{
+    strata_value v = STRATA_VALUE_INIT;
+    strata_stats st;
+    char key[32];
+    int i;
+    rng_state = seed;
+    for (i = 0; i < NKEYS; i++) {
+        snprintf(key, sizeof key, "z%d", i);
+        CHECK_RC(strata_set(c, K(key), K("value"), 0), 0);
+    }
+    for (i = 0; i < READS; i++) {
+        snprintf(key, sizeof key, "z%d", zipf());
+        CHECK_RC(strata_get(c, K(key), &v), STRATA_OK);
+    }
+    strata_value_dispose(&v);
+    strata_stats_get(c, &st, STRATA_STATS_VERSION);
+    *l1_entries = st.l1_entries;
+    return st.l1_hits;
+}
+
+/* L1 hits feed the sketch 1 time in hot_sample (16 by default), weighted by
+ * 16: admission is decided on misses, which are all counted, so the same
+ * trace gets the same hit ratio as counting every hit, and the report still
+ * ranks the clear leaders first. */
+static void sampled_hits_keep_the_hit_ratio(void)
+{
+    const char *q = "l1=1&l1_admission=hot&hot_threshold=8&hot_window=1000000"
+                    "&hot_sketch_width=65536&l1_max_entries=100000&ttl_ms=600000";
+    char exact_q[512];
+    strata_cache *sampled = open_cache(q), *exact;
+    strata_hot_key top[5];
+    uint64_t hits_s, hits_e, entries_s, entries_e;
+    size_t n = 0;
+    int i;
+    snprintf(exact_q, sizeof exact_q, "%s&hot_sample=1", q);
+    exact = open_cache(exact_q);
+    REQUIRE(sampled && exact);
+    zipf_init();
+    hits_s = zipf_hits(sampled, 0x1234567ull, &entries_s);
+    hits_e = zipf_hits(exact, 0x1234567ull, &entries_e);
+    CHECK(hits_e > READS / 2);
+    CHECK(hits_s * 1000 >= hits_e * 995); /* no loss of hit ratio (0.5% slack for sketch noise) */
+    CHECK(entries_s * 100 >= entries_e * 98 && entries_s * 100 <= entries_e * 102);
+    CHECK_RC(strata_hot_keys(sampled, 5, top, &n), 0);
+    CHECK(n == 5);
+    for (i = 0; i < 3 && i < (int)n; i++) { /* Zipf ranks 0-2: 2x, 1.5x apart */
+        char want[16];
+        snprintf(want, sizeof want, "z%d", i);
+        CHECK(strcmp(top[i].key, want) == 0);
+    }
+    strata_cache_free(sampled);
+    strata_cache_free(exact);
+}
+
+/* Reads the n keys "<prefix><i>" `times` times each (values are set first). */
+static void read_keys(strata_cache *c, const char *prefix, int n, int times)
+{
+    strata_value v = STRATA_VALUE_INIT;
+    char key[32];
+    int i, t;
+    for (i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "%s%d", prefix, i);
+        CHECK_RC(strata_set(c, K(key), K("value"), 0), 0);
+    }
+    for (t = 0; t < times; t++)
+        for (i = 0; i < n; i++) {
+            snprintf(key, sizeof key, "%s%d", prefix, i);
+            strata_get(c, K(key), &v);
+        }
+    strata_value_dispose(&v);
+}
+
+/* A full L1 of keys read often; then a scan of keys each read just enough
+ * to pass the threshold. TinyLFU keeps the residents (the newcomers are read
+ * less often than the entries they would push out); with hot_compare=0 the
+ * scan flushes them. */
+static void full_l1_keeps_frequent_keys_against_a_scan(void)
+{
+    const char *q = "l1=1&l1_admission=hot&hot_threshold=2&l1_max_entries=320&hot_sketch_width=65536";
+    char plain_q[256];
+    strata_cache *tinylfu = open_cache(q), *plain;
+    int pass, kept[2] = {0, 0};
+    snprintf(plain_q, sizeof plain_q, "%s&hot_compare=0", q);
+    plain = open_cache(plain_q);
+    REQUIRE(tinylfu && plain);
+    for (pass = 0; pass < 2; pass++) {
+        strata_cache *c = pass == 0 ? tinylfu : plain;
+        char key[32];
+        int i;
+        read_keys(c, "resident-", 200, 10);
+        read_keys(c, "scan-", 2000, 3);
+        for (i = 0; i < 200; i++) {
+            snprintf(key, sizeof key, "resident-%d", i);
+            kept[pass] += in_l1(c, key);
+        }
+    }
+    CHECK(kept[0] >= 190); /* TinyLFU: the residents stay */
+    CHECK(kept[1] < 100);  /* the threshold alone lets the scan through */
+    strata_cache_free(tinylfu);
+    strata_cache_free(plain);
+}
+
 /* A key hot long ago is neither reported nor admitted once the window has
  * turned over a few times. */
 static void old_popularity_fades(void)
@@ -166,6 +272,7 @@ static void old_popularity_fades(void)
                                  "&hot_sketch_width=4096&hot_top=4");
     strata_value v = STRATA_VALUE_INIT;
     strata_hot_key top[4];
+    strata__key star = strata__key_of(K("old-star"));
     size_t n = 0, i;
     char key[32];
     int r;
@@ -173,14 +280,14 @@ static void old_popularity_fades(void)
     CHECK_RC(strata_set(c, K("old-star"), K("x"), 0), 0);
     for (r = 0; r < 200; r++)
         strata_get(c, K("old-star"), &v);
-    CHECK(strata__hot_is_hot(c->hot, K("old-star")));
+    CHECK(strata__hot_is_hot(c->hot, &star));
     CHECK_RC(strata_hot_keys(c, 1, top, &n), 0);
     CHECK(n == 1 && strcmp(top[0].key, "old-star") == 0);
     for (r = 0; r < 40000; r++) { /* ten windows of other traffic */
         snprintf(key, sizeof key, "new-%d", r % 3);
         strata_get(c, K(key), &v);
     }
-    CHECK(!strata__hot_is_hot(c->hot, K("old-star")));
+    CHECK(!strata__hot_is_hot(c->hot, &star));
     CHECK_RC(strata_hot_keys(c, 4, top, &n), 0);
     CHECK(n >= 3);
     for (i = 0; i < n && i < 3; i++)
@@ -271,6 +378,8 @@ int main(int argc, char **argv)
 {
     static const test_case cases[] = {
         {"zipf_admits_only_hot_keys", zipf_admits_only_hot_keys},
+        {"sampled_hits_keep_the_hit_ratio", sampled_hits_keep_the_hit_ratio},
+        {"full_l1_keeps_frequent_keys_against_a_scan", full_l1_keeps_frequent_keys_against_a_scan},
         {"old_popularity_fades", old_popularity_fades},
         {"admission_all_and_none", admission_all_and_none},
         {"report_without_l1_and_long_keys", report_without_l1_and_long_keys},

@@ -67,6 +67,28 @@ static void inspect_entry_and_tags(void)
     strata_cache_free(c);
 }
 
+static void inspect_after_clear(void)
+{
+    strata_cache *c = open_cache(NULL, NULL);
+    strata_inspection in;
+    char before[96], after[96];
+    REQUIRE(c);
+    memset(&in, 0, sizeof in);
+    in.version = STRATA_INSPECT_VERSION;
+    snprintf(before, sizeof before, "%s", test_unique("before"));
+    snprintf(after, sizeof after, "%s", test_unique("after"));
+    CHECK_RC(strata_set(c, K(before), K("old"), 60000), 0);
+    CHECK_RC(strata_clear(c), 0);
+    CHECK_RC(strata_set(c, K(after), K("new"), 60000), 0);
+    CHECK_RC(strata_inspect(c, K(before), &in), 0);
+    CHECK(in.kind == STRATA_INSPECT_ENTRY && in.cleared && in.ns_current != 0 && in.ns_stamped != in.ns_current);
+    CHECK(in.ntags == 0); /* the generation stamp is not listed as a tag */
+    CHECK_RC(strata_inspect(c, K(after), &in), 0);
+    CHECK(in.kind == STRATA_INSPECT_ENTRY && !in.cleared && in.ns_stamped == in.ns_current && in.ntags == 0);
+    strata_value_dispose(&in.value);
+    strata_cache_free(c);
+}
+
 static int not_found(void *ud, const char *key, size_t keylen, strata_load *l)
 {
     (void)ud; (void)key; (void)keylen;
@@ -300,6 +322,7 @@ int main(int argc, char **argv)
     static const test_case cases[] = {
         {"inspect_entry_and_tags", inspect_entry_and_tags},
         {"inspect_miss_negative_lease_foreign", inspect_miss_negative_lease_foreign},
+        {"inspect_after_clear", inspect_after_clear},
         {"bad_input", bad_input},
         {"keys_scan", keys_scan},
         {"server_info", server_info},

@@ -39,6 +39,11 @@ URLS = [
     "redis://h?wb_journal=%2F&wb_fsync=always",
     "memory://?ttl_ms=9223372036854775807",
     "redis://[::1]:6379",
+    # reproducers of issue 11 defect 11 (empty and stacked messages), fixed
+    "redis://h?wb_journal=%zz",
+    "redis://h?wb_consumer=%zz",
+    "memcached://h?l1_bus=redis://",
+    "memcached://h?l1_bus=redis://h/x",
 ]
 
 

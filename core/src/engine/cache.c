@@ -57,7 +57,7 @@ int strata_cache_new(strata_cache **out, const char *url, const strata_options *
     if (rc == 0)
         rc = strata__backend_timed(&c->backend, &c->metrics.backend);
     if (rc == 0 && c->l1)
-        strata__l1_set_validator(c->l1, strata__tags_l1_check, c);
+        strata__l1_set_validator(c->l1, strata__tags_l1_check, c, strata__tags_generation(c->tags));
     if (rc == 0 && c->cfg.opts.hot_sketch_width)
         rc = strata__hot_new(&c->hot, &c->cfg.opts);
     if (rc == 0)
@@ -120,6 +120,18 @@ int strata__full_key(strata_cache *c, const char *key, size_t keylen, char *buf)
     buf[c->cfg.nslen] = ':';
     memcpy(buf + c->cfg.nslen + 1, key, keylen);
     return (int)(c->cfg.nslen + 1 + keylen);
+}
+
+const char *strata__key_full(strata_cache *c, strata__key *k, char *buf)
+{
+    if (k->full == NULL) {
+        memcpy(buf, c->cfg.ns, c->cfg.nslen);
+        buf[c->cfg.nslen] = ':';
+        memcpy(buf + c->cfg.nslen + 1, k->ptr, k->len);
+        k->full = buf;
+        k->fulllen = c->cfg.nslen + 1 + k->len;
+    }
+    return k->full;
 }
 
 int strata__encode_value(strata_cache *c, strata__bytes *out, const char *val, size_t vallen,
@@ -262,15 +274,15 @@ int strata__backend_result(strata_cache *c, int rc)
     return rc;
 }
 
-uint64_t strata__l1_written(strata_cache *c, const char *key, size_t keylen)
+uint64_t strata__l1_written(strata_cache *c, const strata__key *k)
 {
     if (c->l1 == NULL)
         return 0;
-    strata__l1_del(c->l1, key, keylen);
-    return strata__l1_epoch(c->l1, key, keylen);
+    strata__l1_del(c->l1, k);
+    return strata__l1_epoch(c->l1, k);
 }
 
-void strata__l1_store(strata_cache *c, const char *key, size_t keylen, const char *val, size_t vallen,
+void strata__l1_store(strata_cache *c, const strata__key *k, const char *val, size_t vallen,
                       int negative, int tagged, int64_t now_ms, int64_t fresh_until_ms,
                       int64_t stale_until_ms, uint64_t epoch)
 {
@@ -280,14 +292,14 @@ void strata__l1_store(strata_cache *c, const char *key, size_t keylen, const cha
     if (serve_until > fresh_until_ms)
         serve_until = fresh_until_ms;
     if (tagged)
-        strata__l1_put_tagged(c->l1, key, keylen, val, vallen, negative, serve_until, fresh_until_ms,
+        strata__l1_put_tagged(c->l1, k, val, vallen, negative, serve_until, fresh_until_ms,
                               stale_until_ms, epoch);
     else
-        strata__l1_put(c->l1, key, keylen, val, vallen, negative, serve_until, fresh_until_ms, stale_until_ms,
+        strata__l1_put(c->l1, k, val, vallen, negative, serve_until, fresh_until_ms, stale_until_ms,
                        epoch);
 }
 
-int strata__serve_envelope(strata_cache *c, const char *key, size_t keylen, const strata__envelope *e,
+int strata__serve_envelope(strata_cache *c, const strata__key *k, const strata__envelope *e,
                            int64_t now_ms, uint64_t epoch, strata_value *out)
 {
     int negative = (e->flags & STRATA__ENV_FLAG_NEGATIVE) != 0;
@@ -307,9 +319,9 @@ int strata__serve_envelope(strata_cache *c, const char *key, size_t keylen, cons
         return STRATA_HIT_STALE;
     }
     if (strata__env_user_tags(e)) /* the namespace stamp alone: strata_clear drops L1 itself */
-        strata__tags_l1_put(c, key, keylen, e, now_ms, epoch);
+        strata__tags_l1_put(c, k, e, now_ms, epoch);
     else
-        strata__l1_store(c, key, keylen, e->payload, e->payload_len, negative, 0, now_ms, e->fresh_until_ms,
+        strata__l1_store(c, k, e->payload, e->payload_len, negative, 0, now_ms, e->fresh_until_ms,
                          e->stale_until_ms, epoch);
     if (negative) {
         STRATA__COUNT(c, negative_hits);
@@ -331,8 +343,13 @@ int strata_stats_get(strata_cache *c, strata_stats *out, unsigned int version)
         int64_t until = strata__atomic_load(&c->breaker_open_until);
         memcpy(&s, &c->stats, sizeof s);
         s.version = version;
-        if (c->l1)
+        if (c->l1) {
+            uint64_t hits, negative_hits;
             strata__l1_stats(c->l1, &s.l1_entries, &s.l1_bytes, &s.l1_evictions);
+            strata__l1_hits(c->l1, &hits, &negative_hits); /* counted per reader slot */
+            s.l1_hits += hits;
+            s.negative_hits += negative_hits;
+        }
         s.breaker_state = until == 0 ? 0 : strata__now_mono_ms() < until ? 1 : 2;
         /* A version 1 caller's struct ends at fail_open, a version 2 one at wb_backlog. */
         s.l1_link_up = (uint64_t)strata__coherence_link_up(c);

@@ -8,6 +8,7 @@
 #include "local/l1.h"
 #include "platform/platform.h"
 #include "policy/envelope.h"
+#include "policy/key.h"
 #include "engine/metrics.h"
 #include "engine/tags.h"
 
@@ -42,8 +43,21 @@ struct strata_cache {
 
 #define STRATA__COUNT(c, field) strata__atomic_add(&(c)->stats.field, 1)
 
-/* Every read of a key feeds the hot-key sketch (l1_gate.c). */
-void strata__note_read(strata_cache *c, const char *key, size_t keylen);
+/* Every read of a key feeds the hot-key sketch (l1_gate.c): a read past L1
+ * is counted, and so are an L1 entry's first hits (hit_seq 0 from
+ * strata__l1_read), where a few reads decide admission; later hits are
+ * sampled (1 in cfg.hot_sample, counted as that many): unbiased, and it
+ * keeps the hit path of a hot key cheap and free of shared writes. */
+void strata__note_read(strata_cache *c, const strata__key *k);
+void strata__note_sampled_hit(strata_cache *c, const strata__key *k);
+/* The draw mixes hit_seq (the L1's per-thread hit count) with the key, so a
+ * loop over 16 keys does not sample one of them only. */
+static inline void strata__note_hit(strata_cache *c, const strata__key *k, uint64_t hit_seq)
+{
+    if (c->hot && (hit_seq == 0 ||
+                   ((((hit_seq * 0x9e3779b97f4a7c15ull) ^ k->hash) >> 40) & (c->cfg.hot_sample - 1)) == 0))
+        hit_seq == 0 ? strata__note_read(c, k) : strata__note_sampled_hit(c, k);
+}
 
 /* Installs the L1 gate (coherence, admission) and starts the invalidation
  * link where there is one; stops it (l1_gate.c). */
@@ -55,6 +69,21 @@ int strata__full_key(strata_cache *c, const char *key, size_t keylen, char *buf)
 
 /* Validates (cache, key) arguments shared by every entry point. */
 int strata__check_key(const strata_cache *c, const char *key, size_t keylen);
+
+/* The call's key descriptor (policy/key.h): checks the key and hashes it;
+ * 0 or the error of strata__check_key (called only for a bad key). */
+static inline int strata__key_init(strata_cache *c, strata__key *k, const char *key, size_t keylen)
+{
+    if (c == NULL || key == NULL || keylen == 0 || keylen > STRATA__MAX_KEY)
+        return strata__check_key(c, key, keylen);
+    *k = strata__key_of(key, keylen);
+    return 0;
+}
+
+/* k's namespaced backend key, built into buf (STRATA__KEYBUF bytes) unless
+ * built before; k->full and k->fulllen point at it afterwards. */
+const char *strata__key_full(strata_cache *c, strata__key *k, char *buf);
+
 
 /* Encodes an envelope for a new write into a library buffer. */
 int strata__encode_value(strata_cache *c, strata__bytes *out, const char *val, size_t vallen,
@@ -85,7 +114,7 @@ int  strata__backend_result(strata_cache *c, int rc);
 
 /* Serves a decoded envelope read from the backend into out, caching it in L1
  * when fresh. Returns the read outcome, or STRATA_MISS when expired. */
-int strata__serve_envelope(strata_cache *c, const char *key, size_t keylen, const strata__envelope *e,
+int strata__serve_envelope(strata_cache *c, const strata__key *k, const strata__envelope *e,
                            int64_t now_ms, uint64_t epoch, strata_value *out);
 
 /* After a backend write or delete of key returned (landed or not): drops
@@ -94,13 +123,13 @@ int strata__serve_envelope(strata_cache *c, const char *key, size_t keylen, cons
  * value back into L1: read-your-writes. Returns the new epoch to store the
  * written value under (0 without L1). The drop before the write is not
  * enough: a fill can take the moved epoch and still read the old value. */
-uint64_t strata__l1_written(strata_cache *c, const char *key, size_t keylen);
+uint64_t strata__l1_written(strata_cache *c, const strata__key *k);
 
 /* Puts a value just read or written at now_ms into L1 (when on): served
  * until min(now + l1_ttl_ms, fresh_until), kept for stale-if-error until
  * stale_until. epoch is the shard epoch seen before the backend call.
  * tagged: val is the whole envelope, checked against tag versions on hits. */
-void strata__l1_store(strata_cache *c, const char *key, size_t keylen, const char *val, size_t vallen,
+void strata__l1_store(strata_cache *c, const strata__key *k, const char *val, size_t vallen,
                       int negative, int tagged, int64_t now_ms, int64_t fresh_until_ms,
                       int64_t stale_until_ms, uint64_t epoch);
 
@@ -120,19 +149,33 @@ void strata__refresh_now(strata_cache *c, strata_ticket *t, const char *key, siz
  * which times its whole call). */
 int strata__lookup(strata_cache *c, const char *key, size_t keylen, strata_value *out,
                    strata_ticket **ticket);
+/* The same for a key already checked (k from strata__key_init). */
+int strata__lookup_key(strata_cache *c, strata__key *k, strata_value *out, strata_ticket **ticket);
 
-/* The backend half of strata__read: one read of fk, decoded, tag-checked and
- * served (into L1 too, unless its shard moved past epoch). */
-int strata__read_backend(strata_cache *c, const char *key, size_t keylen, const char *fk, size_t fklen,
-                         int64_t now, uint64_t epoch, strata_value *out, strata__bytes *raw,
-                         strata__envelope *env);
+/* The backend half of strata__read: one read of k->full (built), decoded,
+ * tag-checked and served (into L1 too, unless its shard moved past epoch). */
+int strata__read_backend(strata_cache *c, const strata__key *k, int64_t now, uint64_t epoch,
+                         strata_value *out, strata__bytes *raw, strata__envelope *env);
+
+/* An L1 hit for k, counted (and sampled into the hot-key sketch), or
+ * STRATA_MISS (not counted: the caller goes on past L1 and counts there).
+ * The hit path's clock is the coarse one (never behind; docs/FRESHNESS.md). */
+static inline int strata__l1_hit(strata_cache *c, const strata__key *k, strata_value *out)
+{
+    uint64_t hit_seq;
+    int rc = strata__l1_read(c->l1, k, strata__now_wall_coarse_ms(), out, &hit_seq);
+    if (rc != STRATA_MISS)
+        strata__note_hit(c, k, hit_seq);
+    return rc;
+}
 
 /* Reads one key through L1 and the backend, without loading. env/raw hold the
- * decoded backend envelope when out->level is BACKEND or STALE. */
-int strata__read(strata_cache *c, const char *key, size_t keylen, strata_value *out,
+ * decoded backend envelope when out->level is BACKEND or STALE. k is checked
+ * (strata__key_init); its full key is built here when the read goes past L1. */
+int strata__read(strata_cache *c, strata__key *k, char *fkbuf, strata_value *out,
                  strata__bytes *raw, strata__envelope *env);
 /* The same; with timed set, a read that goes past L1 lands in the get histogram. */
-int strata__read_ex(strata_cache *c, const char *key, size_t keylen, strata_value *out,
+int strata__read_ex(strata_cache *c, strata__key *k, char *fkbuf, strata_value *out,
                     strata__bytes *raw, strata__envelope *env, int timed);
 
 #endif

@@ -23,7 +23,8 @@ struct strata__coherence {
 static void on_evict(void *ud, const char *key, size_t keylen)
 {
     strata_cache *c = ud;
-    strata__l1_del(c->l1, key, keylen);
+    strata__key k = strata__key_of(key, keylen);
+    strata__l1_del(c->l1, &k);
     STRATA__COUNT(c, invalidations_received);
 }
 

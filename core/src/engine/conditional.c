@@ -43,8 +43,10 @@ static int judge(strata_cache *c, const strata__bytes *raw, int64_t now, strata_
 /* Local bookkeeping after a conditional write landed (or may have). */
 static void wrote(strata_cache *c, const char *key, size_t keylen, int landed)
 {
-    if (c->l1)
-        strata__l1_del(c->l1, key, keylen);
+    if (c->l1) {
+        strata__key k = strata__key_of(key, keylen);
+        strata__l1_del(c->l1, &k);
+    }
     strata__coherence_wrote(c, key, keylen);
     if (landed)
         STRATA__COUNT(c, sets);

@@ -1,7 +1,6 @@
 #include "hotkeys.h"
 #include "error.h"
 #include "platform/platform.h"
-#include "policy/hash.h"
 #include "policy/sketch.h"
 #include "policy/topk.h"
 
@@ -15,13 +14,20 @@ typedef struct hot_shard {
     strata__mutex lock;
     strata__sketch sketch;
     strata__topk top;
+    unsigned int halvings;     /* of the tracker's that this shard has applied */
     int64_t window_start_ms;   /* monotonic: when the last halving happened */
     int64_t last_window_ms;    /* how long the window before it lasted (0 = none yet) */
     char pad[64];
 } hot_shard;
 
+/* The window (hot_window reads) is the whole tracker's: every read counts
+ * toward it, and when it turns, each shard halves the next time it is
+ * touched, so a shard no reader visits still forgets. */
 struct strata__hot {
     hot_shard shards[HOT_SHARDS];
+    uint64_t reads;            /* in all shards (atomic) */
+    unsigned int halvings;     /* windows completed (atomic) */
+    uint64_t window;
     unsigned int threshold;
     size_t bytes;
     uint8_t *cells;
@@ -40,7 +46,6 @@ int strata__hot_new(strata__hot **out, const strata_options *o)
 {
     strata__hot *h = calloc(1, sizeof *h);
     uint32_t width = pow2_at_least(o->hot_sketch_width) / HOT_SHARDS;
-    uint32_t window = o->hot_window / HOT_SHARDS ? o->hot_window / HOT_SHARDS : 1;
     size_t i, per = strata__sketch_bytes(width);
     int64_t now = strata__now_mono_ms();
     if (h == NULL)
@@ -53,11 +58,12 @@ int strata__hot_new(strata__hot **out, const strata_options *o)
         return strata__error(STRATA_ENOMEM, "out of memory creating the hot-key sketch");
     }
     h->threshold = o->hot_threshold;
+    h->window = o->hot_window ? o->hot_window : 1;
     h->bytes = sizeof *h + per * HOT_SHARDS + (size_t)o->hot_top * HOT_SHARDS * sizeof *h->entries;
     for (i = 0; i < HOT_SHARDS; i++) {
         hot_shard *s = &h->shards[i];
         strata__mutex_init(&s->lock);
-        strata__sketch_init(&s->sketch, h->cells + i * per, width, window);
+        strata__sketch_init(&s->sketch, h->cells + i * per, width, UINT32_MAX); /* halved here, not by itself */
         strata__topk_init(&s->top, h->entries ? h->entries + i * o->hot_top : NULL, o->hot_top);
         s->window_start_ms = now;
     }
@@ -82,42 +88,79 @@ size_t strata__hot_bytes(const strata__hot *h)
     return h ? h->bytes : 0;
 }
 
-/* Shard from the top bits, sketch cells from the rest. */
-static hot_shard *shard_of(strata__hot *h, const char *key, size_t keylen, uint64_t *hash)
+/* The call's key hash, remixed so the sketch's cells do not line up with
+ * the L1's shards and buckets (taken from the same hash); shard from the top
+ * bits, sketch cells from the rest. */
+static void catch_up(strata__hot *h, hot_shard *s);
+
+static hot_shard *shard_of_hash(strata__hot *h, uint64_t key_hash, uint64_t *hash)
 {
-    *hash = strata__hash64(key, keylen, HOT_SEED);
+    uint64_t x = (key_hash ^ HOT_SEED) * 0x9e3779b97f4a7c15ull;
+    *hash = x ^ (x >> 29);
     return &h->shards[*hash >> 60];
 }
 
-void strata__hot_note(strata__hot *h, const char *key, size_t keylen)
+static hot_shard *shard_of(strata__hot *h, const strata__key *k, uint64_t *hash)
+{
+    return shard_of_hash(h, k->hash, hash);
+}
+
+static unsigned int estimate(strata__hot *h, uint64_t key_hash)
 {
     uint64_t hash;
-    hot_shard *s = shard_of(h, key, keylen, &hash);
+    hot_shard *s = shard_of_hash(h, key_hash, &hash);
     unsigned int est;
+    strata__mutex_lock(&s->lock);
+    catch_up(h, s);
+    est = strata__sketch_estimate(&s->sketch, hash);
+    strata__mutex_unlock(&s->lock);
+    return est;
+}
+
+/* Applies the windows the tracker completed since the shard last looked;
+ * the caller holds the shard. Eight halvings empty an 8-bit counter. */
+static void catch_up(strata__hot *h, hot_shard *s)
+{
+    unsigned int due = strata__atomic_load(&h->halvings) - s->halvings, i;
+    int64_t now;
+    if (due == 0)
+        return;
+    for (i = 0; i < due && i < 9; i++) {
+        strata__sketch_halve(&s->sketch);
+        strata__topk_halve(&s->top);
+    }
+    s->halvings += due;
+    now = strata__now_mono_ms();
+    s->last_window_ms = (now - s->window_start_ms) / due;
+    s->window_start_ms = now;
+}
+
+void strata__hot_note(strata__hot *h, const strata__key *k, unsigned int n)
+{
+    uint64_t hash, reads = strata__atomic_add(&h->reads, n);
+    hot_shard *s = shard_of(h, k, &hash);
+    unsigned int est;
+    if (reads / h->window != (reads - n) / h->window)
+        strata__atomic_add(&h->halvings, 1);
     /* A reader never waits for the sketch: when another thread holds the
      * shard, this read goes uncounted. Only keys read concurrently, the hot
      * ones, lose samples, and they are far above any threshold. */
     if (strata__mutex_trylock(&s->lock) != 0)
         return;
-    if (strata__sketch_add(&s->sketch, hash, &est)) {
-        int64_t now = strata__now_mono_ms();
-        strata__topk_halve(&s->top);
-        s->last_window_ms = now - s->window_start_ms;
-        s->window_start_ms = now;
-    }
-    strata__topk_note(&s->top, hash, key, keylen, est);
+    catch_up(h, s);
+    strata__sketch_add_n(&s->sketch, hash, n, &est);
+    strata__topk_note_n(&s->top, hash, k->ptr, k->len, est, n);
     strata__mutex_unlock(&s->lock);
 }
 
-int strata__hot_is_hot(strata__hot *h, const char *key, size_t keylen)
+int strata__hot_is_hot(strata__hot *h, const strata__key *k)
 {
-    uint64_t hash;
-    hot_shard *s = shard_of(h, key, keylen, &hash);
-    unsigned int est;
-    strata__mutex_lock(&s->lock);
-    est = strata__sketch_estimate(&s->sketch, hash);
-    strata__mutex_unlock(&s->lock);
-    return est >= h->threshold;
+    return estimate(h, k->hash) >= h->threshold;
+}
+
+int strata__hot_prefer(strata__hot *h, const strata__key *k, uint64_t victim_hash)
+{
+    return estimate(h, k->hash) > estimate(h, victim_hash);
 }
 
 /* Shards halve at different moments, so raw counts from two shards are not
@@ -146,6 +189,7 @@ int strata__hot_top(strata__hot *h, size_t n, strata_hot_key *out, size_t *count
         hot_shard *s = &h->shards[i];
         double span_s;
         strata__mutex_lock(&s->lock);
+        catch_up(h, s);
         /* A decayed count covers about the current window plus one past
          * window's length (1/2 + 1/4 + ... of each earlier one). */
         span_s = (double)(now - s->window_start_ms + s->last_window_ms) / 1000.0;

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "stratacache.h"
+#include "policy/key.h"
 
 typedef struct strata__hot strata__hot;
 
@@ -21,11 +22,15 @@ void strata__hot_free(strata__hot *h);
 /* Bytes of memory the tracker holds (fixed at creation). */
 size_t strata__hot_bytes(const strata__hot *h);
 
-/* One read of key. */
-void strata__hot_note(strata__hot *h, const char *key, size_t keylen);
+/* n reads of key (n > 1: one sampled read standing for n). */
+void strata__hot_note(strata__hot *h, const strata__key *k, unsigned int n);
 
 /* 1 when key's estimated reads in the window reach the threshold. */
-int strata__hot_is_hot(strata__hot *h, const char *key, size_t keylen);
+int strata__hot_is_hot(strata__hot *h, const strata__key *k);
+
+/* TinyLFU's admission test: 1 when k is read more often lately than the
+ * key whose call hash is victim_hash (the L1 entry it would push out). */
+int strata__hot_prefer(strata__hot *h, const strata__key *k, uint64_t victim_hash);
 
 /* Up to n hottest keys, hottest first, into out; *count = how many. */
 int strata__hot_top(strata__hot *h, size_t n, strata_hot_key *out, size_t *count);

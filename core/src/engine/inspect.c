@@ -55,6 +55,14 @@ static int tag_verdict(strata_cache *c, const strata__envelope *e, strata_inspec
         n++;
     }
     out->ntags = n;
+    for (i = 0; i < e->ntags; i++)
+        if (e->tags[i].len == 0)
+            out->ns_stamped = e->tags[i].version;
+    /* strata_clear bumps the generation: an entry stamped with another (or
+     * with none, written before the first clear) reads as cleared */
+    if ((rc = strata__tags_ns_version(c, &out->ns_current)) < 0)
+        return rc;
+    out->cleared = out->ns_current != 0 && out->ns_stamped != out->ns_current;
     if (n == 0)
         return 0;
     if ((rc = strata__tags_stamp(c, names, lens, n, now)) < 0)

@@ -146,9 +146,10 @@ static void fill_from(strata_ticket *t, strata_load *l)
 }
 
 /* The whole single-key algorithm, run by the flight leader. */
-static int load_one(strata_cache *c, const char *key, size_t keylen, strata_loader_fn loader, void *ud,
-                    strata_value *out)
+static int load_one(strata_cache *c, strata__key *k, strata_loader_fn loader, void *ud, strata_value *out)
 {
+    const char *key = k->ptr;
+    size_t keylen = k->len;
     strata_load l;
     strata_ticket *t = NULL;
     int64_t deadline = strata__now_mono_ms() + c->cfg.opts.lock_wait_ms, backoff = 2;
@@ -156,7 +157,7 @@ static int load_one(strata_cache *c, const char *key, size_t keylen, strata_load
 
     memset(&l, 0, sizeof l);
     for (;;) {
-        rc = strata__lookup(c, key, keylen, out, &t);
+        rc = strata__lookup_key(c, k, out, &t);
         if (rc == STRATA_OK || rc == STRATA_NEGATIVE || rc == STRATA_HIT_STALE)
             break;
         if (rc == STRATA_HIT_REFRESH) {
@@ -265,43 +266,33 @@ static void flight_release(strata_cache *c, strata__flight *f)
     (void)c;
 }
 
-static int fly(strata_cache *c, const char *key, size_t keylen, strata_loader_fn loader, void *ud,
-               strata_value *out);
+static int fly(strata_cache *c, strata__key *k, strata_loader_fn loader, void *ud, strata_value *out);
 
 int strata_get_or_load(strata_cache *c, const char *key, size_t keylen, strata_loader_fn loader,
                        void *ud, strata_value *out)
 {
     uint64_t t0;
+    strata__key k;
     int rc;
 
     if (out == NULL)
         return strata__error(STRATA_EINVAL, "value out-pointer is NULL");
     if (loader == NULL)
         return strata__error(STRATA_EINVAL, "loader is NULL");
-    if ((rc = strata__check_key(c, key, keylen)) < 0)
+    if ((rc = strata__key_init(c, &k, key, keylen)) < 0)
         return rc;
     /* The fast path: a fresh L1 hit needs no flight. */
-    if (c->l1) {
-        rc = strata__l1_get(c->l1, key, keylen, strata__now_wall_ms(), out);
-        if (rc != STRATA_MISS) {
-            strata__note_read(c, key, keylen); /* a miss is noted by the lookup below */
-            if (rc >= 0)
-                STRATA__COUNT(c, l1_hits);
-            if (rc == STRATA_NEGATIVE)
-                STRATA__COUNT(c, negative_hits);
-            return rc;
-        }
-    }
+    if (c->l1 && (rc = strata__l1_hit(c, &k, out)) != STRATA_MISS)
+        return rc; /* a miss is counted and noted by the lookup below */
     /* Timed past L1 only: two clock reads would double an L1 hit's cost. */
     t0 = strata__now_mono_ns();
-    rc = fly(c, key, keylen, loader, ud, out);
+    rc = fly(c, &k, loader, ud, out);
     strata__hist_record(&c->metrics.get, strata__now_mono_ns() - t0);
     return rc;
 }
 
 /* Past L1: singleflight in-process, then load_one as the flight leader. */
-static int fly(strata_cache *c, const char *key, size_t keylen, strata_loader_fn loader, void *ud,
-               strata_value *out)
+static int fly(strata_cache *c, strata__key *k, strata_loader_fn loader, void *ud, strata_value *out)
 {
     strata__flight *f, *mine, **pp;
     int rc;
@@ -310,7 +301,7 @@ static int fly(strata_cache *c, const char *key, size_t keylen, strata_loader_fn
     if (mine == NULL)
         return strata__error(STRATA_ENOMEM, "out of memory");
     strata__cond_init(&mine->cond);
-    f = join_or_lead(c, key, keylen, mine);
+    f = join_or_lead(c, k->ptr, k->len, mine);
     if (f != NULL) {
         strata__cond_destroy(&mine->cond);
         free(mine);
@@ -336,7 +327,7 @@ static int fly(strata_cache *c, const char *key, size_t keylen, strata_loader_fn
         return rc;
     }
 
-    rc = load_one(c, key, keylen, loader, ud, out);
+    rc = load_one(c, k, loader, ud, out);
 
     strata__mutex_lock(&c->flights_lock);
     for (pp = &c->flights; *pp && *pp != mine; pp = &(*pp)->next)

@@ -13,7 +13,7 @@
 
 struct strata_ticket {
     strata_cache *cache;
-    uint64_t token, guard, epoch;
+    uint64_t token, guard, epoch, hash;
     int64_t started_ns;
     size_t keylen, fklen;
     char *key, *fk;     /* both in `mem` */
@@ -24,15 +24,25 @@ struct strata_ticket {
 strata__tagstamp **strata__ticket_stamp(strata_ticket *t) { return &t->stamp; }
 strata_cache *strata__ticket_cache(strata_ticket *t) { return t->cache; }
 
-static int take_lease(strata_cache *c, const char *key, size_t keylen, strata_ticket **ticket,
-                      int64_t *wait_ms)
+/* The ticket's key as a descriptor (its full key built). */
+static strata__key ticket_key(const strata_ticket *t)
 {
-    char fk[STRATA__KEYBUF];
-    int fklen = strata__full_key(c, key, keylen, fk), rc;
+    strata__key k;
+    k.ptr = t->key;
+    k.len = t->keylen;
+    k.hash = t->hash;
+    k.full = t->fk;
+    k.fulllen = t->fklen;
+    return k;
+}
+
+static int take_lease(strata_cache *c, const strata__key *k, strata_ticket **ticket, int64_t *wait_ms)
+{
+    const char *fk = k->full, *key = k->ptr;
+    size_t keylen = k->len, fklen = k->fulllen;
     uint64_t token = strata__random_u64() | 1, guard = 0;
     strata_ticket *t;
-    if (fklen < 0)
-        return fklen;
+    int rc;
     rc = strata__backend_result(c, c->backend->ops->lease_acquire(c->backend, fk, (size_t)fklen, token,
                                                                   c->cfg.opts.lease_ttl_ms, &guard, wait_ms));
     if (rc == STRATA_MISS_WAIT) {
@@ -49,7 +59,8 @@ static int take_lease(strata_cache *c, const char *key, size_t keylen, strata_ti
     t->cache = c;
     t->token = token;
     t->guard = guard;
-    t->epoch = c->l1 ? strata__l1_epoch(c->l1, key, keylen) : 0;
+    t->epoch = c->l1 ? strata__l1_epoch(c->l1, k) : 0;
+    t->hash = k->hash;
     t->started_ns = (int64_t)strata__now_mono_ns();
     t->keylen = keylen;
     t->fklen = (size_t)fklen;
@@ -70,8 +81,8 @@ static int recheck(strata_cache *c, strata_ticket **ticket, strata_value *out, s
                    strata__envelope *env)
 {
     strata_ticket *t = *ticket;
-    int rc = strata__read_backend(c, t->key, t->keylen, t->fk, t->fklen, strata__now_wall_ms(), t->epoch, out,
-                                  raw, env);
+    strata__key k = ticket_key(t);
+    int rc = strata__read_backend(c, &k, strata__now_wall_ms(), t->epoch, out, raw, env);
     if (rc == STRATA_OK || rc == STRATA_NEGATIVE) {
         strata_abandon(t);
         *ticket = NULL;
@@ -86,35 +97,30 @@ static int recheck(strata_cache *c, strata_ticket **ticket, strata_value *out, s
 
 /* timed: the read counts in the get histogram (when it goes past L1), as
  * for a host's own get_or_load; C's get_or_load times its whole call. */
-static int lookup(strata_cache *c, const char *key, size_t keylen, strata_value *out, strata_ticket **ticket,
-                  int timed)
+static int lookup(strata_cache *c, strata__key *k, strata_value *out, strata_ticket **ticket, int timed)
 {
     strata__bytes raw = {0, 0, 0};
     strata__envelope env;
+    char fk[STRATA__KEYBUF];
     int rc;
     int64_t wait_ms = 0;
 
-    if (ticket == NULL || out == NULL)
-        return strata__error(STRATA_EINVAL, "%s is NULL", ticket == NULL ? "ticket out-pointer" : "value out-pointer");
-    *ticket = NULL;
-    if ((rc = strata__check_key(c, key, keylen)) < 0)
-        return rc;
-    rc = strata__read_ex(c, key, keylen, out, &raw, &env, timed);
+    rc = strata__read_ex(c, k, fk, out, &raw, &env, timed);
     if (rc == STRATA_OK && out->level == STRATA_LEVEL_BACKEND && c->cfg.opts.xfetch_beta > 0 &&
         strata__freshness(strata__now_wall_ms(), env.fresh_until_ms, env.stale_until_ms, env.cost_ms,
                           c->cfg.opts.xfetch_beta,
-                          strata__xfetch_draw(strata__process_seed(), key, keylen, env.fresh_until_ms)) ==
+                          strata__xfetch_draw_hashed(strata__process_seed(), k->hash, env.fresh_until_ms)) ==
             STRATA__EARLY_REFRESH) {
         /* XFetch picked this caller; the lease keeps it to one refresher per key. */
-        if (take_lease(c, key, keylen, ticket, &wait_ms) == 0) {
+        if (take_lease(c, k, ticket, &wait_ms) == 0) {
             STRATA__COUNT(c, early_refreshes);
             rc = STRATA_HIT_REFRESH;
         }
     } else if (rc == STRATA_HIT_STALE && raw.len > 0) { /* not stale-if-error from L1 */
-        if (take_lease(c, key, keylen, ticket, &wait_ms) == 0)
+        if (take_lease(c, k, ticket, &wait_ms) == 0)
             rc = STRATA_HIT_REFRESH;
     } else if (rc == STRATA_MISS) {
-        rc = take_lease(c, key, keylen, ticket, &wait_ms);
+        rc = take_lease(c, k, ticket, &wait_ms);
         if (rc == 0) {
             rc = recheck(c, ticket, out, &raw, &env);
         } else if (rc == STRATA_MISS_WAIT) {
@@ -124,19 +130,43 @@ static int lookup(strata_cache *c, const char *key, size_t keylen, strata_value 
         }
     }
     strata__bytes_free(&raw);
+    if (k->full == fk) { /* built here: it does not outlive this frame */
+        k->full = NULL;
+        k->fulllen = 0;
+    }
     return rc;
+}
+
+/* The entry points' checks: the out-pointers and the key, once per call. */
+static int lookup_entry(strata_cache *c, const char *key, size_t keylen, strata_value *out,
+                        strata_ticket **ticket, int timed)
+{
+    strata__key k;
+    int rc;
+    if (ticket == NULL || out == NULL)
+        return strata__error(STRATA_EINVAL, "%s is NULL", ticket == NULL ? "ticket out-pointer" : "value out-pointer");
+    *ticket = NULL;
+    if ((rc = strata__key_init(c, &k, key, keylen)) < 0)
+        return rc;
+    return lookup(c, &k, out, ticket, timed);
 }
 
 int strata_lookup(strata_cache *c, const char *key, size_t keylen, strata_value *out,
                   strata_ticket **ticket)
 {
-    return lookup(c, key, keylen, out, ticket, 1);
+    return lookup_entry(c, key, keylen, out, ticket, 1);
 }
 
 int strata__lookup(strata_cache *c, const char *key, size_t keylen, strata_value *out,
                    strata_ticket **ticket)
 {
-    return lookup(c, key, keylen, out, ticket, 0);
+    return lookup_entry(c, key, keylen, out, ticket, 0);
+}
+
+int strata__lookup_key(strata_cache *c, strata__key *k, strata_value *out, strata_ticket **ticket)
+{
+    *ticket = NULL;
+    return lookup(c, k, out, ticket, 0);
 }
 
 static void ticket_free(strata_ticket *t)
@@ -174,12 +204,13 @@ static int fill(strata_ticket *t, const char *val, size_t vallen, int negative, 
     rc = strata__backend_result(c, c->backend->ops->lease_fill(c->backend, t->fk, t->fklen, t->token,
                                                                t->guard, enc.data, enc.len, backend_ttl));
     if (rc == 0) {
+        strata__key k = ticket_key(t);
         STRATA__COUNT(c, sets);
         if (t->stamp)
-            strata__l1_store(c, t->key, t->keylen, enc.data, enc.len, negative, 1, now, fresh_until,
+            strata__l1_store(c, &k, enc.data, enc.len, negative, 1, now, fresh_until,
                              now + backend_ttl, t->epoch);
         else
-            strata__l1_store(c, t->key, t->keylen, val ? val : "", vallen, negative, 0, now, fresh_until,
+            strata__l1_store(c, &k, val ? val : "", vallen, negative, 0, now, fresh_until,
                              now + backend_ttl, t->epoch);
     } else if (rc == STRATA_ELEASE) {
         STRATA__COUNT(c, leases_lost);

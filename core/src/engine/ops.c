@@ -11,17 +11,16 @@ static int check_out(strata_value *out)
     return out ? 0 : strata__error(STRATA_EINVAL, "value out-pointer is NULL");
 }
 
-int strata__read_backend(strata_cache *c, const char *key, size_t keylen, const char *fk, size_t fklen,
-                         int64_t now, uint64_t epoch, strata_value *out, strata__bytes *raw,
-                         strata__envelope *env)
+int strata__read_backend(strata_cache *c, const strata__key *k, int64_t now, uint64_t epoch,
+                         strata_value *out, strata__bytes *raw, strata__envelope *env)
 {
     int rc;
     if ((rc = strata__breaker_allow(c)) == 0)
-        rc = strata__backend_result(c, c->backend->ops->get(c->backend, fk, fklen, raw));
+        rc = strata__backend_result(c, c->backend->ops->get(c->backend, k->full, k->fulllen, raw));
     if (rc == 0 && strata__decode_stored(c, raw->data, raw->len, env) == 0) {
         rc = strata__tags_verify(c, 1, &env, now); /* a tag bump expires the entry */
         if (rc >= 0)
-            rc = strata__serve_envelope(c, key, keylen, env, now, epoch, out);
+            rc = strata__serve_envelope(c, k, env, now, epoch, out);
     } else if (rc == 0) {
         rc = STRATA_MISS; /* foreign or corrupt bytes: not ours, a miss */
     }
@@ -29,41 +28,26 @@ int strata__read_backend(strata_cache *c, const char *key, size_t keylen, const 
 }
 
 /* Reads one key through L1 and the backend. Does not load. */
-int strata__read(strata_cache *c, const char *key, size_t keylen, strata_value *out,
+int strata__read(strata_cache *c, strata__key *k, char *fkbuf, strata_value *out,
                  strata__bytes *raw, strata__envelope *env)
 {
-    return strata__read_ex(c, key, keylen, out, raw, env, 0);
+    return strata__read_ex(c, k, fkbuf, out, raw, env, 0);
 }
 
-int strata__read_ex(strata_cache *c, const char *key, size_t keylen, strata_value *out,
-                    strata__bytes *raw, strata__envelope *env, int timed)
+/* A read past L1 (a miss there, or L1 off). */
+static int read_past_l1(strata_cache *c, strata__key *k, char *fkbuf, strata_value *out, strata__bytes *raw,
+                        strata__envelope *env, int timed)
 {
-    char fk[STRATA__KEYBUF];
-    int fklen = strata__full_key(c, key, keylen, fk), rc;
+    int rc;
     int64_t now;
-    uint64_t epoch = 0, t0;
-    if (fklen < 0)
-        return fklen;
-    strata__note_read(c, key, keylen);
-    out->wait_ms = 0;
+    uint64_t epoch = c->l1 ? strata__l1_epoch(c->l1, k) : 0, t0;
+    strata__note_read(c, k);
+    strata__key_full(c, k, fkbuf);
     now = strata__now_wall_ms();
-    if (c->l1) {
-        rc = strata__l1_get(c->l1, key, keylen, now, out);
-        if (rc != STRATA_MISS) {
-            if (rc >= 0) {
-                STRATA__COUNT(c, l1_hits);
-                if (rc == STRATA_NEGATIVE)
-                    STRATA__COUNT(c, negative_hits);
-            }
-            return rc;
-        }
-        STRATA__COUNT(c, l1_misses);
-        epoch = strata__l1_epoch(c->l1, key, keylen);
-    }
     /* Timed past L1 only: two clock reads would double an L1 hit's cost. */
     t0 = timed ? strata__now_mono_ns() : 0;
-    rc = strata__read_backend(c, key, keylen, fk, (size_t)fklen, now, epoch, out, raw, env);
-    if (strata__is_outage(rc) && c->l1 && strata__l1_get_stale(c->l1, key, keylen, now, out) == 0) {
+    rc = strata__read_backend(c, k, now, epoch, out, raw, env);
+    if (strata__is_outage(rc) && c->l1 && strata__l1_get_stale(c->l1, k, now, out) == 0) {
         /* Stale-if-error: the last value this process saw, within its stale window. */
         STRATA__COUNT(c, stale_hits);
         raw->len = 0; /* tells lookup there is no backend to take a lease from */
@@ -76,18 +60,84 @@ int strata__read_ex(strata_cache *c, const char *key, size_t keylen, strata_valu
     return rc;
 }
 
+int strata__read_ex(strata_cache *c, strata__key *k, char *fkbuf, strata_value *out,
+                    strata__bytes *raw, strata__envelope *env, int timed)
+{
+    int rc;
+    out->wait_ms = 0;
+    if (c->l1) {
+        if ((rc = strata__l1_hit(c, k, out)) != STRATA_MISS)
+            return rc;
+        STRATA__COUNT(c, l1_misses);
+    }
+    return read_past_l1(c, k, fkbuf, out, raw, env, timed);
+}
 
-int strata_get(strata_cache *c, const char *key, size_t keylen, strata_value *out)
+
+/* strata_get past an L1 hit, with the big buffers a backend read needs
+ * (kept out of the hit path's stack frame). */
+static __attribute__((noinline)) int get_past_l1(strata_cache *c, strata__key *k, strata_value *out)
 {
     strata__bytes raw = {0, 0, 0};
     strata__envelope env;
-    int rc;
-    if ((rc = check_out(out)) < 0 || (rc = strata__check_key(c, key, keylen)) < 0)
-        return rc;
-    if (c->cfg.opts.loader) /* read-through */
-        return strata_get_or_load(c, key, keylen, c->cfg.opts.loader, c->cfg.opts.loader_data, out);
-    rc = strata__read_ex(c, key, keylen, out, &raw, &env, 1);
+    char fk[STRATA__KEYBUF];
+    int rc = read_past_l1(c, k, fk, out, &raw, &env, 1);
     strata__bytes_free(&raw);
+    return rc;
+}
+
+int strata_get(strata_cache *c, const char *key, size_t keylen, strata_value *out)
+{
+    strata__key k;
+    int rc;
+    if ((rc = check_out(out)) < 0)
+        return rc;
+    if (c && c->cfg.opts.loader) /* read-through (which checks the key) */
+        return strata_get_or_load(c, key, keylen, c->cfg.opts.loader, c->cfg.opts.loader_data, out);
+    if ((rc = strata__key_init(c, &k, key, keylen)) < 0)
+        return rc;
+    out->wait_ms = 0;
+    if (c->l1) {
+        if ((rc = strata__l1_hit(c, &k, out)) != STRATA_MISS)
+            return rc;
+        STRATA__COUNT(c, l1_misses);
+    }
+    return get_past_l1(c, &k, out);
+}
+
+/* ---- for bindings' object tiers (stratacache.h) ---- */
+
+int strata_l1_get(strata_cache *c, const char *key, size_t keylen, strata_value *out, uint64_t *version)
+{
+    strata__key k;
+    uint64_t hit_seq;
+    int rc;
+    if (version == NULL)
+        return strata__error(STRATA_EINVAL, "version out-pointer is NULL");
+    *version = 0;
+    if ((rc = check_out(out)) < 0 || (rc = strata__key_init(c, &k, key, keylen)) < 0)
+        return rc;
+    if (c->l1 == NULL)
+        return STRATA_MISS;
+    out->wait_ms = 0;
+    rc = strata__l1_read_versioned(c->l1, &k, strata__now_wall_coarse_ms(), out, &hit_seq, version);
+    if (rc != STRATA_MISS)
+        strata__note_hit(c, &k, hit_seq);
+    return rc;
+}
+
+int strata_l1_check(strata_cache *c, const char *key, size_t keylen, uint64_t version)
+{
+    strata__key k;
+    uint64_t hit_seq;
+    int rc;
+    if ((rc = strata__key_init(c, &k, key, keylen)) < 0)
+        return rc;
+    if (c->l1 == NULL || version == 0)
+        return STRATA_MISS;
+    rc = strata__l1_check(c->l1, &k, strata__now_wall_coarse_ms(), version, &hit_seq);
+    if (rc != STRATA_MISS)
+        strata__note_hit(c, &k, hit_seq);
     return rc;
 }
 
@@ -112,29 +162,31 @@ static int write_value(strata_cache *c, const char *key, size_t keylen, const ch
     strata__bytes enc = {0, 0, 0};
     int64_t now = strata__now_wall_ms(), fresh_until, backend_ttl;
     uint64_t epoch = 0;
-    int fklen = strata__full_key(c, key, keylen, fk), rc;
-    if (fklen < 0)
-        return fklen;
+    strata__key k;
+    int rc;
+    if ((rc = strata__key_init(c, &k, key, keylen)) < 0)
+        return rc;
+    strata__key_full(c, &k, fk);
     if ((rc = check_value(val, vallen)) < 0 || (rc = check_ttl(ttl_ms)) < 0)
         return rc;
     rc = strata__encode_value_tags(c, &enc, val ? val : "", vallen, 0, ttl_ms, stale_ms, cost_ms, tags, ntags,
                                    now, &fresh_until, &backend_ttl);
     if (rc == 0 && (rc = strata__breaker_allow(c)) == 0) {
         if (c->l1) {
-            strata__l1_del(c->l1, key, keylen); /* older readers may not re-enter L1 */
-            epoch = strata__l1_epoch(c->l1, key, keylen);
+            strata__l1_del(c->l1, &k); /* older readers may not re-enter L1 */
+            epoch = strata__l1_epoch(c->l1, &k);
         }
-        rc = strata__backend_result(c, c->backend->ops->set(c->backend, fk, (size_t)fklen, enc.data,
+        rc = strata__backend_result(c, c->backend->ops->set(c->backend, k.full, k.fulllen, enc.data,
                                                             enc.len, backend_ttl));
-        epoch = strata__l1_written(c, key, keylen);
+        epoch = strata__l1_written(c, &k);
         strata__coherence_wrote(c, key, keylen); /* even after a timeout: it may have landed */
         if (rc == 0) {
             STRATA__COUNT(c, sets);
             if (ntags)
-                strata__l1_store(c, key, keylen, enc.data, enc.len, 0, 1, now, fresh_until, now + backend_ttl,
+                strata__l1_store(c, &k, enc.data, enc.len, 0, 1, now, fresh_until, now + backend_ttl,
                                  epoch);
             else
-                strata__l1_store(c, key, keylen, val ? val : "", vallen, 0, 0, now, fresh_until,
+                strata__l1_store(c, &k, val ? val : "", vallen, 0, 0, now, fresh_until,
                                  now + backend_ttl, epoch);
         }
     }
@@ -178,15 +230,17 @@ int strata_set_ex(strata_cache *c, const char *key, size_t keylen, const char *v
 int strata_delete(strata_cache *c, const char *key, size_t keylen)
 {
     char fk[STRATA__KEYBUF];
-    int fklen = strata__full_key(c, key, keylen, fk), rc;
-    if (fklen < 0)
-        return fklen;
+    strata__key k;
+    int rc;
+    if ((rc = strata__key_init(c, &k, key, keylen)) < 0)
+        return rc;
+    strata__key_full(c, &k, fk);
     if (c->l1)
-        strata__l1_del(c->l1, key, keylen);
+        strata__l1_del(c->l1, &k);
     if ((rc = strata__breaker_allow(c)) < 0)
         return rc;
-    rc = strata__backend_result(c, c->backend->ops->del(c->backend, fk, (size_t)fklen));
-    strata__l1_written(c, key, keylen);
+    rc = strata__backend_result(c, c->backend->ops->del(c->backend, k.full, k.fulllen));
+    strata__l1_written(c, &k);
     strata__coherence_wrote(c, key, keylen); /* also when absent or timed out: other L1s may hold it */
     if (rc >= 0)
         STRATA__COUNT(c, deletes);
@@ -226,8 +280,10 @@ int strata_touch(strata_cache *c, const char *key, size_t keylen, int64_t ttl_ms
     if (rc == 0)
         rc = strata__backend_result(c, c->backend->ops->set(c->backend, fk, (size_t)fklen, enc.data,
                                                             enc.len, backend_ttl));
-    if (rc == 0 && c->l1)
-        strata__l1_del(c->l1, key, keylen);
+    if (rc == 0 && c->l1) {
+        strata__key k = strata__key_of(key, keylen);
+        strata__l1_del(c->l1, &k);
+    }
     strata__bytes_free(&raw);
     strata__bytes_free(&enc);
     return rc;
@@ -242,7 +298,8 @@ static int stale_if_error(strata_cache *c, size_t nb, const size_t *idx, const c
     size_t i, unserved = 0;
     for (i = 0; i < nb; i++) {
         size_t k = idx[i];
-        if (c->l1 && strata__l1_get_stale(c->l1, keys[k], keylens[k], now, &outs[k]) == 0) {
+        strata__key kd = strata__key_of(keys[k], keylens[k]);
+        if (c->l1 && strata__l1_get_stale(c->l1, &kd, now, &outs[k]) == 0) {
             STRATA__COUNT(c, stale_hits);
             results[k] = STRATA_HIT_STALE;
         } else {
@@ -263,6 +320,7 @@ int strata_get_many(strata_cache *c, size_t n, const char *const *keys, const si
     int64_t now = strata__now_wall_ms();
     uint64_t *epochs = NULL;
     strata__envelope *envs = NULL, **decoded = NULL;
+    strata__key *ks = NULL;
 
     if (c == NULL || (n > 0 && (keys == NULL || keylens == NULL || outs == NULL || results == NULL)))
         return strata__error(STRATA_EINVAL, "%s is NULL", c == NULL ? "cache handle" : "an array argument");
@@ -279,7 +337,8 @@ int strata_get_many(strata_cache *c, size_t n, const char *const *keys, const si
     epochs = calloc(n, sizeof *epochs);
     envs = malloc(n * sizeof *envs);
     decoded = calloc(n, sizeof *decoded);
-    if (!fks || !fklens || !idx || !raws || !rcs || !epochs || !envs || !decoded) {
+    ks = malloc(n * sizeof *ks);
+    if (!fks || !fklens || !idx || !raws || !rcs || !epochs || !envs || !decoded || !ks) {
         rc = strata__error(STRATA_ENOMEM, "out of memory");
         goto done;
     }
@@ -287,18 +346,19 @@ int strata_get_many(strata_cache *c, size_t n, const char *const *keys, const si
     for (i = 0; i < n; i++) {
         outs[i].wait_ms = 0;
         results[i] = STRATA_MISS; /* also what a failed batch leaves for non-L1 keys */
-        strata__note_read(c, keys[i], keylens[i]);
+        ks[i] = strata__key_of(keys[i], keylens[i]);
         if (c->l1) {
-            int r = strata__l1_get(c->l1, keys[i], keylens[i], now, &outs[i]);
+            uint64_t hit_seq;
+            int r = strata__l1_read(c->l1, &ks[i], now, &outs[i], &hit_seq);
             if (r != STRATA_MISS) {
+                strata__note_hit(c, &ks[i], hit_seq);
                 results[i] = r;
-                if (r >= 0)
-                    STRATA__COUNT(c, l1_hits);
                 continue;
             }
             STRATA__COUNT(c, l1_misses);
-            epochs[nb] = strata__l1_epoch(c->l1, keys[i], keylens[i]);
+            epochs[nb] = strata__l1_epoch(c->l1, &ks[i]);
         }
+        strata__note_read(c, &ks[i]);
         fks[nb] = malloc(c->cfg.nslen + 1 + keylens[i]);
         if (fks[nb] == NULL) {
             rc = strata__error(STRATA_ENOMEM, "out of memory");
@@ -329,7 +389,7 @@ int strata_get_many(strata_cache *c, size_t n, const char *const *keys, const si
             size_t k = idx[i];
             int r = rcs[i];
             if (decoded[i])
-                r = strata__serve_envelope(c, keys[k], keylens[k], decoded[i], now, epochs[i], &outs[k]);
+                r = strata__serve_envelope(c, &ks[k], decoded[i], now, epochs[i], &outs[k]);
             else if (r == 0)
                 r = STRATA_MISS;
             if (r == STRATA_MISS)
@@ -350,6 +410,7 @@ done:
     free(epochs);
     free(envs);
     free(decoded);
+    free(ks);
     return rc < 0 ? rc : 0;
 }
 
@@ -399,8 +460,10 @@ static int set_many(strata_cache *c, size_t n, const char *const *keys, const si
     }
     if ((rc = strata__breaker_allow(c)) < 0)
         goto done;
-    for (i = 0; c->l1 && i < n; i++)
-        strata__l1_del(c->l1, keys[i], keylens[i]);
+    for (i = 0; c->l1 && i < n; i++) {
+        strata__key k = strata__key_of(keys[i], keylens[i]);
+        strata__l1_del(c->l1, &k);
+    }
     {
         const char **vp = (const char **)calloc(n, sizeof *vp);
         size_t *vl = calloc(n, sizeof *vl);
@@ -420,7 +483,8 @@ static int set_many(strata_cache *c, size_t n, const char *const *keys, const si
         free(vl);
     }
     for (i = 0; i < n; i++) { /* even after a failure: some may have landed */
-        strata__l1_written(c, keys[i], keylens[i]);
+        strata__key k = strata__key_of(keys[i], keylens[i]);
+        strata__l1_written(c, &k);
         strata__coherence_wrote(c, keys[i], keylens[i]);
     }
     if (rc == 0)
@@ -494,8 +558,10 @@ int strata_delete_many(strata_cache *c, size_t n, const char *const *keys, const
             goto done;
         }
         fklens[i] = (size_t)strata__full_key(c, keys[i], keylens[i], fks[i]);
-        if (c->l1)
-            strata__l1_del(c->l1, keys[i], keylens[i]);
+        if (c->l1) {
+            strata__key k = strata__key_of(keys[i], keylens[i]);
+            strata__l1_del(c->l1, &k);
+        }
     }
     if ((rc = strata__breaker_allow(c)) < 0)
         goto done;

@@ -31,6 +31,13 @@ struct strata__tags {
     int64_t ns_until;          /* monotonic ms; 0 = not cached */
 };
 
+/* Moves when a cached tag version of any cache in this process changes or
+ * enters its cache, and at every clear (atomic): L1 tag-check tokens carry
+ * it. One for the process, so a clear through another cache sharing a
+ * memory:// store voids them too; the cost is checking again after a change
+ * elsewhere. */
+static uint64_t tag_generation;
+
 /* ---- the version cache ---- */
 
 int strata__tags_new(strata__tags **out, int64_t cache_ms)
@@ -70,7 +77,8 @@ static vc_shard *vc_shard_of(strata__tags *t, const char *name, size_t len, uint
     return &t->shards[*h % VC_SHARDS];
 }
 
-static int vc_get(strata__tags *t, const char *name, size_t len, int64_t now_mono, uint64_t *v)
+static int vc_get(strata__tags *t, const char *name, size_t len, int64_t now_mono, uint64_t *v,
+                  int64_t *expires_mono)
 {
     uint64_t h;
     vc_shard *s;
@@ -83,6 +91,8 @@ static int vc_get(strata__tags *t, const char *name, size_t len, int64_t now_mon
     e = strata__table_get(&s->table, h, name, len, now_mono);
     if (e) {
         memcpy(v, STRATA__ENTRY_VALUE(e), sizeof *v);
+        if (e->expires_ms < *expires_mono)
+            *expires_mono = e->expires_ms;
         found = 1;
     }
     strata__mutex_unlock(&s->lock);
@@ -103,11 +113,12 @@ static void vc_put(strata__tags *t, const char *name, size_t len, uint64_t v, in
     s = vc_shard_of(t, name, len, &h);
     strata__mutex_lock(&s->lock);
     e = strata__table_get(&s->table, h, name, len, now);
-    if (e && !replace) {
+    if (e)
         memcpy(&old, STRATA__ENTRY_VALUE(e), sizeof old);
-        if (old > v)
-            v = old;
-    }
+    if (e && !replace && old > v)
+        v = old;
+    if (e == NULL || old != v) /* L1 entries checked against the old state check again */
+        strata__atomic_add(&tag_generation, 1);
     strata__table_put(&s->table, h, name, len, (const char *)&v, sizeof v, now + t->cache_ms, NULL);
     strata__mutex_unlock(&s->lock);
 }
@@ -212,17 +223,21 @@ static int wanted_cmp(const void *a, const void *b)
 
 /* Current versions of n tags (repeats allowed): the cache, then one fetch of
  * the distinct rest (sorted, so a big get_many dedupes in n log n). */
-static int versions(strata_cache *c, size_t n, const char *const *names, const size_t *lens, uint64_t *out)
+/* *until_mono (when not NULL) is lowered to the earliest moment one of the
+ * versions handed out stops being cached. */
+static int versions(strata_cache *c, size_t n, const char *const *names, const size_t *lens, uint64_t *out,
+                    int64_t *until_mono)
 {
     wanted *w = NULL, w_stack[STRATA__ENV_MAX_TAGS];
     const char **un = NULL;
     size_t *ul = NULL, nw = 0, nu = 0, i;
     uint64_t *uv = NULL;
     int64_t now = c->tags->cache_ms > 0 ? strata__now_mono_ms() : 0;
+    int64_t until = INT64_MAX;
     int rc = 0;
 
     for (i = 0; i < n; i++) {
-        if (vc_get(c->tags, names[i], lens[i], now, &out[i]))
+        if (vc_get(c->tags, names[i], lens[i], now, &out[i], &until))
             continue;
         if (w == NULL) /* one entry's tags fit on the stack: an L1 hit allocates nothing */
             w = n <= STRATA__ENV_MAX_TAGS ? w_stack : malloc(n * sizeof *w);
@@ -232,8 +247,11 @@ static int versions(strata_cache *c, size_t n, const char *const *names, const s
         w[nw].len = lens[i];
         w[nw++].at = i;
     }
-    if (nw == 0)
+    if (nw == 0) {
+        if (until_mono && until < *until_mono)
+            *until_mono = until;
         return 0;
+    }
     qsort(w, nw, sizeof *w, wanted_cmp);
     un = malloc(nw * sizeof *un);
     ul = malloc(nw * sizeof *ul);
@@ -252,6 +270,13 @@ static int versions(strata_cache *c, size_t n, const char *const *names, const s
         goto done;
     for (i = 0; i < nu; i++)
         vc_put(c->tags, un[i], ul[i], uv[i], 0);
+    if (until_mono) { /* the fetched ones are cached from now on (or not at all) */
+        int64_t fetched = c->tags->cache_ms > 0 ? now + c->tags->cache_ms : INT64_MIN;
+        if (fetched < until)
+            until = fetched;
+        if (until < *until_mono)
+            *until_mono = until;
+    }
     for (i = 0, nu = 0; i < nw; i++) { /* same walk again: hand each its answer */
         if (i > 0 && (w[i].len != w[i - 1].len || memcmp(w[i].name, w[i - 1].name, w[i].len) != 0))
             nu++;
@@ -297,7 +322,7 @@ int strata__tags_stamp(strata_cache *c, const char *const *tags, const size_t *t
     int rc;
     if ((rc = strata__tags_check(tags, taglens, ntags)) < 0 || ntags == 0)
         return rc;
-    if ((rc = versions(c, ntags, tags, taglens, v)) < 0)
+    if ((rc = versions(c, ntags, tags, taglens, v, NULL)) < 0)
         return rc;
     for (i = 0; i < ntags; i++) {
         out[i].name = tags[i];
@@ -341,7 +366,10 @@ void strata__tagstamp_free(strata__tagstamp *s)
 
 /* ---- checking (reads) ---- */
 
-static int verify(strata_cache *c, size_t n, strata__envelope *const *envs, int64_t now_ms, int count)
+static int ns_version(strata_cache *c, uint64_t *out, int64_t *until_mono);
+
+static int verify(strata_cache *c, size_t n, strata__envelope *const *envs, int64_t now_ms, int count,
+                  int64_t *until_mono)
 {
     const char **names, *names_stack[STRATA__ENV_MAX_TAGS];
     size_t *lens, lens_stack[STRATA__ENV_MAX_TAGS], total = 0, i, j, k;
@@ -356,7 +384,7 @@ static int verify(strata_cache *c, size_t n, strata__envelope *const *envs, int6
         }
     if (!any)
         return 0;
-    if ((rc = strata__tags_ns_version(c, &ns)) < 0)
+    if ((rc = ns_version(c, &ns, until_mono)) < 0)
         return rc;
     small = total <= STRATA__ENV_MAX_TAGS;
     names = small ? names_stack : malloc(total * sizeof *names);
@@ -372,7 +400,7 @@ static int verify(strata_cache *c, size_t n, strata__envelope *const *envs, int6
                 names[k] = envs[i]->tags[j].name;
                 lens[k++] = envs[i]->tags[j].len;
             }
-    if (total > 0 && (rc = versions(c, total, names, lens, v)) < 0)
+    if (total > 0 && (rc = versions(c, total, names, lens, v, until_mono)) < 0)
         goto done;
     for (i = 0, k = 0; i < n; i++) {
         strata__envelope *e = envs[i];
@@ -415,40 +443,56 @@ done:
 
 int strata__tags_verify(strata_cache *c, size_t n, strata__envelope *const *envs, int64_t now_ms)
 {
-    return verify(c, n, envs, now_ms, 1);
+    return verify(c, n, envs, now_ms, 1, NULL);
 }
 
 /* ---- L1 ---- */
 
-void strata__tags_l1_put(strata_cache *c, const char *key, size_t keylen, const strata__envelope *e,
+void strata__tags_l1_put(strata_cache *c, const strata__key *k, const strata__envelope *e,
                          int64_t now_ms, uint64_t epoch)
 {
     size_t need = strata__env_size(e);
     char *buf = malloc(need);
     if (buf && strata__env_encode(e, buf, need) == need)
-        strata__l1_store(c, key, keylen, buf, need, (e->flags & STRATA__ENV_FLAG_NEGATIVE) != 0, 1, now_ms,
+        strata__l1_store(c, k, buf, need, (e->flags & STRATA__ENV_FLAG_NEGATIVE) != 0, 1, now_ms,
                          e->fresh_until_ms, e->stale_until_ms, epoch);
     free(buf); /* L1 is best effort: without memory the entry is simply not kept */
 }
 
-int strata__tags_l1_check(void *cache, const char *key, size_t keylen, int64_t now_ms, strata_value *out, int rc)
+int strata__tags_l1_check(void *cache, const strata__key *k, int64_t now_ms, strata_value *out, int rc,
+                          strata__l1_token *token)
 {
     strata_cache *c = cache;
     strata__envelope e, *pe = &e;
+    /* read before the versions: a change while they are read voids the token */
+    uint64_t generation = strata__atomic_load(&tag_generation);
+    int64_t until_mono = INT64_MAX;
     int r;
     if (strata__decode_stored(c, out->data, out->len, &e) != 0)
         return STRATA_MISS;
-    r = verify(c, 1, &pe, now_ms, 0); /* counted when the backend read that follows finds it too */
+    r = verify(c, 1, &pe, now_ms, 0, &until_mono); /* counted when the backend read that follows finds it too */
     if (r != 0) {
         if (r > 0)
-            strata__l1_del(c->l1, key, keylen);
+            strata__l1_del(c->l1, k);
         return STRATA_MISS; /* outdated, or cannot be checked now: the backend decides */
     }
+    /* Hits skip this check while no cached version changes and none of these
+     * expires (the token's until, on the wall clock the L1 reads). */
+    token->generation = generation;
+    token->until_ms = until_mono == INT64_MIN || until_mono == INT64_MAX ? until_mono /* never / no expiry */
+                      : now_ms + (until_mono - strata__now_mono_ms());
+    token->payload_off = (size_t)(e.payload - out->data);
     memmove(out->priv_, e.payload, e.payload_len);
     ((char *)out->priv_)[e.payload_len] = '\0';
     out->data = out->priv_;
     out->len = e.payload_len;
     return rc;
+}
+
+const uint64_t *strata__tags_generation(const strata__tags *t)
+{
+    (void)t;
+    return &tag_generation;
 }
 
 /* ---- public API ---- */
@@ -517,16 +561,29 @@ static void ns_put(strata__tags *t, uint64_t v)
     strata__atomic_store(&t->ns_until, strata__now_mono_ms() + t->cache_ms);
 }
 
-int strata__tags_ns_version(strata_cache *c, uint64_t *out)
+/* *until_mono as for versions(); INT64_MIN when the generation is not
+ * cached here (memory://: asked every time, so a clear is seen at once). */
+static int ns_version(strata_cache *c, uint64_t *out, int64_t *until_mono)
 {
     char key[TAG_KEYBUF];
     strata__bytes raw = {0, 0, 0};
+    int64_t until = INT64_MAX;
     size_t klen;
     int rc;
-    if (ns_cached(c) && strata__now_mono_ms() < strata__atomic_load(&c->tags->ns_until)) {
-        *out = strata__atomic_load(&c->tags->ns_v);
-        return 0;
+    if (ns_cached(c)) {
+        int64_t cached_until = strata__atomic_load(&c->tags->ns_until);
+        if (strata__now_mono_ms() < cached_until) {
+            *out = strata__atomic_load(&c->tags->ns_v);
+            if (until_mono && cached_until < *until_mono)
+                *until_mono = cached_until;
+            return 0;
+        }
     }
+    (void)until;
+    if (until_mono && !ns_cached(c) && strcmp(c->backend->ops->name, "memory") != 0)
+        *until_mono = INT64_MIN; /* asked every time: no check may be skipped */
+    else if (until_mono && ns_cached(c) && strata__now_mono_ms() + c->tags->cache_ms < *until_mono)
+        *until_mono = strata__now_mono_ms() + c->tags->cache_ms;
     klen = tag_key(c, "", 0, key);
     if ((rc = strata__breaker_allow(c)) < 0)
         return rc;
@@ -541,6 +598,11 @@ int strata__tags_ns_version(strata_cache *c, uint64_t *out)
     if (rc == 0 && ns_cached(c) && *out >= strata__atomic_load(&c->tags->ns_v)) /* never lower a bump */
         ns_put(c->tags, *out);
     return rc;
+}
+
+int strata__tags_ns_version(strata_cache *c, uint64_t *out)
+{
+    return ns_version(c, out, NULL);
 }
 
 size_t strata__tags_with_ns(strata_cache *c, const strata__env_tag *tags, size_t ntags, strata__env_tag *out,
@@ -570,6 +632,7 @@ int strata__tags_clear(strata_cache *c)
     rc = strata__backend_result(c, c->backend->ops->counter(c->backend, key, klen, fresh_version(), 1, &v));
     if (rc == 0 && ns_cached(c))
         ns_put(c->tags, (uint64_t)v);
+    strata__atomic_add(&tag_generation, 1); /* even after a timeout: it may have landed */
     return rc;
 }
 

@@ -7,6 +7,8 @@
 
 #include "stratacache.h"
 #include "policy/envelope.h"
+#include "policy/key.h"
+#include "local/l1.h"
 
 typedef struct strata__tags strata__tags; /* the in-process version cache */
 
@@ -43,10 +45,14 @@ int strata__tags_verify(strata_cache *c, size_t n, strata__envelope *const *envs
 
 /* L1 keeps a tagged entry as its whole envelope so that every hit checks the
  * stamps (local bumps at once, other processes' within tag_cache_ms). */
-void strata__tags_l1_put(strata_cache *c, const char *key, size_t keylen, const strata__envelope *e,
+void strata__tags_l1_put(strata_cache *c, const strata__key *k, const strata__envelope *e,
                          int64_t now_ms, uint64_t epoch);
-int  strata__tags_l1_check(void *cache, const char *key, size_t keylen, int64_t now_ms,
-                           strata_value *out, int rc);
+int  strata__tags_l1_check(void *cache, const strata__key *k, int64_t now_ms,
+                           strata_value *out, int rc, strata__l1_token *token);
+
+/* The counter strata__tags_l1_check's tokens carry: it moves whenever a
+ * cached tag version changes or enters the cache. */
+const uint64_t *strata__tags_generation(const strata__tags *t);
 
 /* Ticket and load plumbing (lookup.c, load.c): where a stamp is kept. */
 strata__tagstamp **strata__ticket_stamp(strata_ticket *t);

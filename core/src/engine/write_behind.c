@@ -173,7 +173,8 @@ typedef struct wb_write {
 static void l1_after_write(strata_cache *c, const char *key, size_t keylen, const char *val, size_t vallen,
                            const wb_write *w, int64_t now)
 {
-    strata__l1_store(c, key, keylen, val, vallen, 0, 0, now, w->fresh_until, now + w->backend_ttl, w->epoch);
+    strata__key k = strata__key_of(key, keylen);
+    strata__l1_store(c, &k, val, vallen, 0, 0, now, w->fresh_until, now + w->backend_ttl, w->epoch);
 }
 
 static int wake_flusher(strata__wb *wb, size_t n)
@@ -236,8 +237,10 @@ static int accept_stream(strata__wb *wb, size_t n, const char *const *keys, cons
         it->val = vals[i] ? vals[i] : ""; it->vallen = vallens[i];
     }
     rc = strata__backend_result(c, c->backend->ops->wb_append(c->backend, n, items, now, &backlog));
-    for (i = 0; i < n; i++) /* reads in flight during the append may not refill L1 with older values */
-        ws[i].epoch = strata__l1_written(c, keys[i], keylens[i]);
+    for (i = 0; i < n; i++) { /* reads in flight during the append may not refill L1 with older values */
+        strata__key k = strata__key_of(keys[i], keylens[i]);
+        ws[i].epoch = strata__l1_written(c, &k);
+    }
     if (backlog)
         strata__atomic_store(&c->stats.wb_backlog, backlog);
     for (i = 0; i < n; i++) {
@@ -374,8 +377,9 @@ int strata_write_behind_many(strata_cache *c, size_t n, const char *const *keys,
         goto done;
     if (c->wb->stream) {
         for (i = 0; c->l1 && i < n; i++) {
-            strata__l1_del(c->l1, keys[i], keylens[i]); /* older readers may not re-enter L1 */
-            ws[i].epoch = strata__l1_epoch(c->l1, keys[i], keylens[i]);
+            strata__key k = strata__key_of(keys[i], keylens[i]);
+            strata__l1_del(c->l1, &k); /* older readers may not re-enter L1 */
+            ws[i].epoch = strata__l1_epoch(c->l1, &k);
         }
         rc = accept_stream(c->wb, n, keys, keylens, vals, vallens, ws, now);
     } else {

@@ -244,6 +244,9 @@ static size_t resync(const unsigned char *data, size_t len, size_t off)
     return len;
 }
 
+/* Sequences start at 1 and grow by one per write: 2^62 is out of reach. */
+#define J_MAX_SEQ ((uint64_t)1 << 62)
+
 static int add_put(replay_out *o, const unsigned char *body, uint32_t bodylen, uint64_t *next_seq,
                    const char *path)
 {
@@ -303,7 +306,11 @@ static int replay(const unsigned char *data, size_t len, replay_out *o, uint64_t
             off = next;
             continue;
         }
-        if (body[0] == J_PUT) {
+        if (body[0] == J_PUT && get_u64(body + 1) >= J_MAX_SEQ) {
+            /* no writer of ours gets there (one per write from 1): damage, and
+             * taken as a sequence it would wrap the next one to 0 */
+            rc = add_damage(o, off, 8 + bodylen, path);
+        } else if (body[0] == J_PUT) {
             rc = add_put(o, body, bodylen, next_seq, path);
         } else {
             uint32_t count = get_u32(body + 1);

@@ -2,26 +2,37 @@
 #include "error.h"
 #include "local/table.h"
 #include "platform/platform.h"
-#include "policy/hash.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define L1_SHARDS 16
+#define L1_SLOTS 8 /* reader slots per shard: two threads meet only when 8 apart */
 #define L1_NEGATIVE 1u
 #define L1_TAGGED 2u
+#define L1_EARLY_HITS 15u /* an entry's first hits are reported as such (*hits = 0) */
+
+/* One thread's (or a few threads') view of a shard, on its own cache line. */
+typedef struct l1_slot {
+    unsigned int readers;   /* inside the shard now (atomic) */
+    uint64_t hits, negative_hits; /* counted by strata__l1_read (atomic) */
+} __attribute__((aligned(64))) l1_slot;
 
 typedef struct l1_shard {
-    strata__mutex lock;
+    l1_slot slots[L1_SLOTS];
+    strata__mutex lock;     /* writers, and readers that met a writer */
+    int writer;             /* 1 while a writer changes the table (atomic) */
+    uint64_t epoch;         /* atomic */
+    uint32_t puts;          /* numbers the entries put (writers only) */
     strata__table table;
-    uint64_t epoch;             /* atomic: read without the lock (strata__l1_epoch) */
-    char pad[64];
-} l1_shard;
+} __attribute__((aligned(64))) l1_shard;
 
 struct strata__l1 {
     l1_shard shards[L1_SHARDS];
+    strata__l1 *prev, *next;        /* every live L1, for fork (below) */
     strata__l1_validator validator;
     void *validator_ctx;
+    const uint64_t *tag_generation; /* the validator's tokens' counter (atomic) */
     strata__l1_gate gate;
 };
 
@@ -30,18 +41,122 @@ void strata__l1_set_gate(strata__l1 *l1, const strata__l1_gate *gate)
     l1->gate = *gate;
 }
 
-static l1_shard *shard_of(strata__l1 *l1, const char *key, size_t keylen, uint64_t *h)
+static l1_shard *shard_of(strata__l1 *l1, const strata__key *k)
 {
-    *h = strata__hash64(key, keylen, 0x4c31);
-    return &l1->shards[*h % L1_SHARDS];
+    return &l1->shards[k->hash % L1_SHARDS];
 }
+
+/* ---- the shard's reader/writer protocol ---- */
+
+/* 1: reading without the lock (leave with read_end); 0: a writer is at work,
+ * so the caller took the mutex instead. */
+static int read_begin(l1_shard *s, l1_slot *slot)
+{
+    __atomic_add_fetch(&slot->readers, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&s->writer, __ATOMIC_SEQ_CST) == 0)
+        return 1;
+    __atomic_sub_fetch(&slot->readers, 1, __ATOMIC_RELEASE);
+    strata__mutex_lock(&s->lock);
+    return 0;
+}
+
+static void read_end(l1_shard *s, l1_slot *slot, int unlocked)
+{
+    if (unlocked)
+        __atomic_sub_fetch(&slot->readers, 1, __ATOMIC_RELEASE);
+    else
+        strata__mutex_unlock(&s->lock);
+}
+
+/* Excludes every reader: the flag turns new ones to the mutex, and the
+ * readers already inside are waited out (they copy one value at most). */
+static void write_begin(l1_shard *s)
+{
+    size_t i;
+    strata__mutex_lock(&s->lock);
+    __atomic_store_n(&s->writer, 1, __ATOMIC_SEQ_CST);
+    for (i = 0; i < L1_SLOTS; i++) {
+        unsigned int round = 0;
+        while (__atomic_load_n(&s->slots[i].readers, __ATOMIC_ACQUIRE) != 0)
+            strata__spin_pause(round++);
+    }
+}
+
+static void write_end(l1_shard *s)
+{
+    __atomic_store_n(&s->writer, 0, __ATOMIC_RELEASE);
+    strata__mutex_unlock(&s->lock);
+}
+
+/* ---- fork ----
+ * A thread inside a shard when another forks would leave its reader count
+ * (or the writer flag and mutex) taken forever in the child, where that
+ * thread does not exist. So fork waits: before it, the forking thread takes
+ * every shard of every L1 as a writer (readers drain; a write in progress
+ * completes), and both processes let go after it, each with whole tables. */
+
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static strata__l1 *live;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void before_fork(void)
+{
+    strata__l1 *l1;
+    size_t i;
+    pthread_mutex_lock(&live_lock);
+    for (l1 = live; l1; l1 = l1->next)
+        for (i = 0; i < L1_SHARDS; i++)
+            write_begin(&l1->shards[i]);
+}
+
+static void after_fork(void)
+{
+    strata__l1 *l1;
+    size_t i;
+    for (l1 = live; l1; l1 = l1->next)
+        for (i = 0; i < L1_SHARDS; i++)
+            write_end(&l1->shards[i]);
+    pthread_mutex_unlock(&live_lock);
+}
+
+static void register_atfork(void)
+{
+    pthread_atfork(before_fork, after_fork, after_fork);
+}
+
+static void live_add(strata__l1 *l1)
+{
+    pthread_once(&atfork_once, register_atfork);
+    pthread_mutex_lock(&live_lock);
+    l1->next = live;
+    if (live)
+        live->prev = l1;
+    live = l1;
+    pthread_mutex_unlock(&live_lock);
+}
+
+static void live_remove(strata__l1 *l1)
+{
+    pthread_mutex_lock(&live_lock);
+    if (l1->prev)
+        l1->prev->next = l1->next;
+    else if (live == l1)
+        live = l1->next;
+    if (l1->next)
+        l1->next->prev = l1->prev;
+    pthread_mutex_unlock(&live_lock);
+}
+
+/* ---- lifetime ---- */
 
 int strata__l1_new(strata__l1 **out, uint64_t max_bytes, unsigned int max_entries)
 {
     size_t i;
-    strata__l1 *l1 = calloc(1, sizeof *l1);
-    if (l1 == NULL)
+    void *mem = NULL;
+    strata__l1 *l1;
+    if (posix_memalign(&mem, 64, sizeof *l1) != 0)
         return strata__error(STRATA_ENOMEM, "out of memory creating the L1 tier");
+    l1 = memset(mem, 0, sizeof *l1);
     for (i = 0; i < L1_SHARDS; i++) {
         strata__mutex_init(&l1->shards[i].lock);
         if (strata__table_init(&l1->shards[i].table, (size_t)(max_bytes / L1_SHARDS),
@@ -50,6 +165,7 @@ int strata__l1_new(strata__l1 **out, uint64_t max_bytes, unsigned int max_entrie
             return strata__error(STRATA_ENOMEM, "out of memory creating the L1 tier");
         }
     }
+    live_add(l1);
     *out = l1;
     return 0;
 }
@@ -59,6 +175,7 @@ void strata__l1_free(strata__l1 *l1)
     size_t i;
     if (l1 == NULL)
         return;
+    live_remove(l1);
     for (i = 0; i < L1_SHARDS; i++) {
         strata__table_destroy(&l1->shards[i].table);
         strata__mutex_destroy(&l1->shards[i].lock);
@@ -84,17 +201,25 @@ int strata__value_set(strata_value *v, const char *data, size_t len)
     return 0;
 }
 
-uint64_t strata__l1_epoch(strata__l1 *l1, const char *key, size_t keylen)
+uint64_t strata__l1_epoch(strata__l1 *l1, const strata__key *k)
 {
-    uint64_t h;
-    l1_shard *s = shard_of(l1, key, keylen, &h);
-    return strata__atomic_load(&s->epoch);
+    return strata__atomic_load(&shard_of(l1, k)->epoch);
 }
 
-/* Copies e into out; the caller holds the shard lock. */
-static int copy_out(const strata__entry *e, int64_t now_ms, int level, strata_value *out)
+/* ---- reads ---- */
+
+/* Names one stored entry among all this L1 ever held (never 0): a new put
+ * of the key, in any shard, gets a new one. */
+static inline uint64_t entry_version(const l1_shard *s, const strata__l1 *l1, const strata__entry *e)
 {
-    if (strata__value_set(out, STRATA__ENTRY_VALUE(e), e->vallen) < 0)
+    return ((uint64_t)e->put_id << 4 | (uint64_t)(s - l1->shards)) + 1;
+}
+
+/* Copies e's value from byte `from` on into out; the caller is inside the shard. */
+static inline __attribute__((always_inline)) int copy_out(const strata__entry *e, int64_t now_ms, int level,
+                                                         strata_value *out, size_t from)
+{
+    if (strata__value_copy(out, STRATA__ENTRY_VALUE(e) + from, e->vallen - from) < 0)
         return STRATA_ENOMEM;
     out->level = level;
     out->stale = level == STRATA_LEVEL_STALE;
@@ -102,100 +227,201 @@ static int copy_out(const strata__entry *e, int64_t now_ms, int level, strata_va
     return (e->flags & L1_NEGATIVE) ? STRATA_NEGATIVE : 0;
 }
 
-/* Shared by get and get_stale: stale = 0 serves entries within their serving
- * time, stale = 1 positive entries up to their stale-until. */
-static int get(strata__l1 *l1, const char *key, size_t keylen, int64_t now_ms, int stale, strata_value *out)
+/* Stores a tagged entry's fresh token, unless the entry was replaced since
+ * it was read (its put_id tells). */
+static void keep_token(l1_shard *s, const strata__key *k, const strata__entry *read, uint32_t put_id,
+                       const strata__l1_token *t)
 {
-    uint64_t h;
-    l1_shard *s = shard_of(l1, key, keylen, &h);
     strata__entry *e;
-    int rc = STRATA_MISS, tagged = 0;
+    write_begin(s);
+    e = strata__table_find(&s->table, k->hash, k->ptr, k->len);
+    if (e == read && e->put_id == put_id) {
+        e->check_gen = t->generation;
+        e->check_until = t->until_ms;
+        e->check_off = t->payload_off;
+    }
+    write_end(s);
+}
+
+/* Shared by get, read and get_stale: stale = 0 serves entries within their
+ * serving time, stale = 1 positive entries up to their stale-until. count:
+ * a hit is counted, and *hits gets the slot's hit count after it (else 0).
+ * Inlined into each so the flags fold away on the hit path. */
+static inline __attribute__((always_inline)) int get(strata__l1 *l1, const strata__key *k, int64_t now_ms,
+                                                    int stale, int count, strata_value *out, uint64_t *hits,
+                                                    uint64_t *version)
+{
+    l1_shard *s = shard_of(l1, k);
+    l1_slot *slot = &s->slots[strata__thread_slot(L1_SLOTS)];
+    strata__entry *e, *read = NULL;
+    uint32_t put_id = 0;
+    unsigned int reads = L1_EARLY_HITS;
+    int rc = STRATA_MISS, unlocked;
     if (!stale && l1->gate.readable && !l1->gate.readable(l1->gate.ud))
         return STRATA_MISS; /* stale-if-error does not need the invalidation link */
-    strata__mutex_lock(&s->lock);
-    e = strata__table_get(&s->table, h, key, keylen, now_ms);
-    if (e && (stale ? !(e->flags & L1_NEGATIVE) : now_ms < e->aux2)) {
-        tagged = (e->flags & L1_TAGGED) != 0;
-        rc = copy_out(e, now_ms, stale ? STRATA_LEVEL_STALE : STRATA_LEVEL_L1, out);
+    unlocked = read_begin(s, slot);
+    e = strata__table_find(&s->table, k->hash, k->ptr, k->len);
+    if (e && e->aux2 < now_ms + STRATA__COARSE_SLACK_MS)
+        now_ms = strata__now_wall_ms(); /* near its end: the coarse clock may lag, decide exactly */
+    /* Served until aux2, kept until expires_ms >= aux2: a servable entry is live. */
+    if (e && (stale ? !(e->flags & L1_NEGATIVE) && now_ms < e->expires_ms : now_ms < e->aux2)) {
+        int level = stale ? STRATA_LEVEL_STALE : STRATA_LEVEL_L1;
+        if (version)
+            *version = entry_version(s, l1, e);
+        if (!(e->flags & L1_TAGGED)) {
+            rc = copy_out(e, now_ms, level, out, 0);
+        } else if (l1->validator && e->check_gen == __atomic_load_n(l1->tag_generation, __ATOMIC_ACQUIRE) &&
+                   now_ms < e->check_until) {
+            rc = copy_out(e, now_ms, level, out, e->check_off); /* checked lately, nothing changed since */
+        } else {
+            rc = copy_out(e, now_ms, level, out, 0); /* the envelope, for the validator */
+            read = e;
+            put_id = e->put_id;
+        }
+        reads = __atomic_load_n(&e->referenced, __ATOMIC_RELAXED);
+        if (reads < L1_EARLY_HITS) /* written for the first hits only, not per hit */
+            __atomic_store_n(&e->referenced, (unsigned char)(reads + 1), __ATOMIC_RELAXED);
     }
-    strata__mutex_unlock(&s->lock);
-    if (tagged && rc >= 0)
-        rc = l1->validator ? l1->validator(l1->validator_ctx, key, keylen, now_ms, out, rc) : STRATA_MISS;
+    read_end(s, slot, unlocked);
+    if (read && rc >= 0) {
+        strata__l1_token token;
+        rc = l1->validator ? l1->validator(l1->validator_ctx, k, now_ms, out, rc, &token) : STRATA_MISS;
+        if (rc >= 0 && rc != STRATA_MISS && token.until_ms != INT64_MIN)
+            keep_token(s, k, read, put_id, &token); /* `read` is only compared, never followed */
+    }
+    if (count && rc >= 0 && rc != STRATA_MISS) {
+        uint64_t seq = __atomic_add_fetch(&slot->hits, 1, __ATOMIC_RELAXED);
+        *hits = reads < L1_EARLY_HITS ? 0 : seq;
+        if (rc == STRATA_NEGATIVE)
+            __atomic_add_fetch(&slot->negative_hits, 1, __ATOMIC_RELAXED);
+    }
     return rc;
 }
 
-int strata__l1_get(strata__l1 *l1, const char *key, size_t keylen, int64_t now_ms, strata_value *out)
+int strata__l1_get(strata__l1 *l1, const strata__key *k, int64_t now_ms, strata_value *out)
 {
-    return get(l1, key, keylen, now_ms, 0, out);
+    return get(l1, k, now_ms, 0, 0, out, NULL, NULL);
 }
 
-int strata__l1_get_stale(strata__l1 *l1, const char *key, size_t keylen, int64_t now_ms,
-                         strata_value *out)
+int strata__l1_read(strata__l1 *l1, const strata__key *k, int64_t now_ms, strata_value *out, uint64_t *hits)
 {
-    return get(l1, key, keylen, now_ms, 1, out);
+    return get(l1, k, now_ms, 0, 1, out, hits, NULL);
 }
 
-static void put_flagged(strata__l1 *l1, const char *key, size_t keylen, const char *val, size_t vallen,
+int strata__l1_read_versioned(strata__l1 *l1, const strata__key *k, int64_t now_ms, strata_value *out,
+                              uint64_t *hits, uint64_t *version)
+{
+    int rc;
+    *version = 0;
+    rc = get(l1, k, now_ms, 0, 1, out, hits, version);
+    if (rc < 0 || rc == STRATA_MISS)
+        *version = 0; /* a tag check turned it down */
+    return rc;
+}
+
+int strata__l1_check(strata__l1 *l1, const strata__key *k, int64_t now_ms, uint64_t version, uint64_t *hits)
+{
+    l1_shard *s = shard_of(l1, k);
+    l1_slot *slot = &s->slots[strata__thread_slot(L1_SLOTS)];
+    strata__entry *e;
+    int rc = STRATA_MISS, unlocked;
+    if (l1->gate.readable && !l1->gate.readable(l1->gate.ud))
+        return STRATA_MISS;
+    unlocked = read_begin(s, slot);
+    e = strata__table_find(&s->table, k->hash, k->ptr, k->len);
+    if (e && e->aux2 < now_ms + STRATA__COARSE_SLACK_MS)
+        now_ms = strata__now_wall_ms();
+    if (e && now_ms < e->aux2 && entry_version(s, l1, e) == version &&
+        (!(e->flags & L1_TAGGED) ||
+         (l1->validator && e->check_gen == __atomic_load_n(l1->tag_generation, __ATOMIC_ACQUIRE) &&
+          now_ms < e->check_until))) /* a tag check due: the caller's full read does it */
+        rc = (e->flags & L1_NEGATIVE) ? STRATA_NEGATIVE : 0;
+    read_end(s, slot, unlocked);
+    if (rc != STRATA_MISS) {
+        uint64_t seq = __atomic_add_fetch(&slot->hits, 1, __ATOMIC_RELAXED);
+        *hits = seq;
+        if (rc == STRATA_NEGATIVE)
+            __atomic_add_fetch(&slot->negative_hits, 1, __ATOMIC_RELAXED);
+    }
+    return rc;
+}
+
+int strata__l1_get_stale(strata__l1 *l1, const strata__key *k, int64_t now_ms, strata_value *out)
+{
+    return get(l1, k, now_ms, 1, 0, out, NULL, NULL);
+}
+
+/* ---- writes ---- */
+
+static void put_flagged(strata__l1 *l1, const strata__key *k, const char *val, size_t vallen,
                         unsigned int flags, int64_t serve_until_ms, int64_t fresh_until_ms,
                         int64_t stale_until_ms, uint64_t epoch)
 {
-    uint64_t h;
-    l1_shard *s = shard_of(l1, key, keylen, &h);
+    l1_shard *s = shard_of(l1, k);
     strata__entry *e = NULL;
-    if (l1->gate.admit && !l1->gate.admit(l1->gate.ud, key, keylen))
+    if (l1->gate.admit && !l1->gate.admit(l1->gate.ud, k))
         return;
     int64_t keep_until = (flags & L1_NEGATIVE) || stale_until_ms < serve_until_ms ? serve_until_ms
                                                                                   : stale_until_ms;
-    strata__mutex_lock(&s->lock);
+    write_begin(s);
+    if (strata__atomic_load(&s->epoch) == epoch && l1->gate.replace &&
+        strata__table_find(&s->table, k->hash, k->ptr, k->len) == NULL) {
+        strata__entry *victim = strata__table_victim(&s->table, strata__table_cost(k->len, vallen));
+        if (victim && !l1->gate.replace(l1->gate.ud, k, victim->hash)) {
+            write_end(s);
+            return;
+        }
+    }
     if (strata__atomic_load(&s->epoch) == epoch &&
-        strata__table_put(&s->table, h, key, keylen, val, vallen, keep_until, &e) == 0) {
+        strata__table_put(&s->table, k->hash, k->ptr, k->len, val, vallen, keep_until, &e) == 0) {
         e->aux = fresh_until_ms;
         e->aux2 = serve_until_ms;
         e->flags = flags;
+        e->put_id = ++s->puts;
     }
-    strata__mutex_unlock(&s->lock);
+    write_end(s);
 }
 
-void strata__l1_put(strata__l1 *l1, const char *key, size_t keylen, const char *val, size_t vallen,
+void strata__l1_put(strata__l1 *l1, const strata__key *k, const char *val, size_t vallen,
                     int negative, int64_t serve_until_ms, int64_t fresh_until_ms,
                     int64_t stale_until_ms, uint64_t epoch)
 {
-    put_flagged(l1, key, keylen, val, vallen, negative ? L1_NEGATIVE : 0, serve_until_ms, fresh_until_ms,
+    put_flagged(l1, k, val, vallen, negative ? L1_NEGATIVE : 0, serve_until_ms, fresh_until_ms,
                 stale_until_ms, epoch);
 }
 
-void strata__l1_put_tagged(strata__l1 *l1, const char *key, size_t keylen, const char *envelope,
+void strata__l1_put_tagged(strata__l1 *l1, const strata__key *k, const char *envelope,
                            size_t len, int negative, int64_t serve_until_ms, int64_t fresh_until_ms,
                            int64_t stale_until_ms, uint64_t epoch)
 {
-    put_flagged(l1, key, keylen, envelope, len, L1_TAGGED | (negative ? L1_NEGATIVE : 0u), serve_until_ms,
+    put_flagged(l1, k, envelope, len, L1_TAGGED | (negative ? L1_NEGATIVE : 0u), serve_until_ms,
                 fresh_until_ms, stale_until_ms, epoch);
 }
 
-void strata__l1_set_validator(strata__l1 *l1, strata__l1_validator fn, void *ctx)
+void strata__l1_set_validator(strata__l1 *l1, strata__l1_validator fn, void *ctx, const uint64_t *generation)
 {
     l1->validator = fn;
     l1->validator_ctx = ctx;
+    l1->tag_generation = generation;
 }
 
-void strata__l1_del(strata__l1 *l1, const char *key, size_t keylen)
+void strata__l1_del(strata__l1 *l1, const strata__key *k)
 {
-    uint64_t h;
-    l1_shard *s = shard_of(l1, key, keylen, &h);
-    strata__mutex_lock(&s->lock);
+    l1_shard *s = shard_of(l1, k);
+    write_begin(s);
     strata__atomic_add(&s->epoch, 1);
-    strata__table_del(&s->table, h, key, keylen, 0);
-    strata__mutex_unlock(&s->lock);
+    strata__table_del(&s->table, k->hash, k->ptr, k->len, 0);
+    write_end(s);
 }
 
 void strata__l1_clear(strata__l1 *l1)
 {
     size_t i;
     for (i = 0; i < L1_SHARDS; i++) {
-        strata__mutex_lock(&l1->shards[i].lock);
+        write_begin(&l1->shards[i]);
         strata__atomic_add(&l1->shards[i].epoch, 1);
         strata__table_clear(&l1->shards[i].table);
-        strata__mutex_unlock(&l1->shards[i].lock);
+        write_end(&l1->shards[i]);
     }
 }
 
@@ -204,14 +430,15 @@ void strata__l1_demote(strata__l1 *l1)
     size_t i;
     strata__entry *e;
     for (i = 0; i < L1_SHARDS; i++) {
-        strata__mutex_lock(&l1->shards[i].lock);
+        write_begin(&l1->shards[i]);
         strata__atomic_add(&l1->shards[i].epoch, 1);
         for (e = l1->shards[i].table.lru_head; e; e = e->lru_next)
             e->aux2 = INT64_MIN; /* past its serving time; kept until stale-until */
-        strata__mutex_unlock(&l1->shards[i].lock);
+        write_end(&l1->shards[i]);
     }
 }
 
+/* Readers change no count, so the mutex (which every writer holds) suffices. */
 void strata__l1_stats(strata__l1 *l1, uint64_t *entries, uint64_t *bytes, uint64_t *evictions)
 {
     size_t i;
@@ -223,4 +450,15 @@ void strata__l1_stats(strata__l1 *l1, uint64_t *entries, uint64_t *bytes, uint64
         *evictions += l1->shards[i].table.evictions;
         strata__mutex_unlock(&l1->shards[i].lock);
     }
+}
+
+void strata__l1_hits(strata__l1 *l1, uint64_t *hits, uint64_t *negative_hits)
+{
+    size_t i, j;
+    *hits = *negative_hits = 0;
+    for (i = 0; i < L1_SHARDS; i++)
+        for (j = 0; j < L1_SLOTS; j++) {
+            *hits += __atomic_load_n(&l1->shards[i].slots[j].hits, __ATOMIC_RELAXED);
+            *negative_hits += __atomic_load_n(&l1->shards[i].slots[j].negative_hits, __ATOMIC_RELAXED);
+        }
 }

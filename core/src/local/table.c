@@ -116,6 +116,19 @@ strata__entry *strata__table_get(strata__table *t, uint64_t hash, const char *ke
     return e;
 }
 
+strata__entry *strata__table_victim(strata__table *t, size_t cost)
+{
+    while (t->lru_tail && (t->bytes + cost > t->max_bytes || t->count + 1 > t->max_entries)) {
+        strata__entry *victim = t->lru_tail;
+        if (!victim->referenced || victim == t->lru_head)
+            return victim;
+        victim->referenced = 0;
+        lru_unlink(t, victim);
+        lru_push_front(t, victim);
+    }
+    return NULL;
+}
+
 int strata__table_put(strata__table *t, uint64_t hash, const char *key, size_t keylen,
                       const char *val, size_t vallen, int64_t expires_ms, strata__entry **out)
 {
@@ -128,6 +141,12 @@ int strata__table_put(strata__table *t, uint64_t hash, const char *key, size_t k
         remove_at(t, pp);
     while (t->lru_tail && (t->bytes + cost > t->max_bytes || t->count + 1 > t->max_entries)) {
         strata__entry *victim = t->lru_tail;
+        if (victim->referenced && victim != t->lru_head) {
+            victim->referenced = 0; /* read since it last came round: keep it once more */
+            lru_unlink(t, victim);
+            lru_push_front(t, victim);
+            continue;
+        }
         remove_at(t, find_slot(t, victim->hash, victim->data, victim->keylen));
         t->evictions++;
     }
@@ -138,6 +157,11 @@ int strata__table_put(strata__table *t, uint64_t hash, const char *key, size_t k
     e->expires_ms = expires_ms;
     e->aux = e->aux2 = 0;
     e->flags = 0;
+    e->referenced = 0;
+    e->put_id = 0;
+    e->check_gen = 0;
+    e->check_until = INT64_MIN;
+    e->check_off = 0;
     e->keylen = keylen;
     e->vallen = vallen;
     memcpy(e->data, key, keylen);

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct strata__entry {
     struct strata__entry *chain;
@@ -16,6 +17,11 @@ typedef struct strata__entry {
     int64_t expires_ms;  /* on the caller's clock; 0 = never */
     int64_t aux, aux2;   /* caller's metadata (L1: fresh-until, serve-until) */
     unsigned int flags;  /* caller's metadata */
+    unsigned char referenced; /* raised by readers that do not move it (atomic); see put */
+    uint32_t put_id;     /* caller's: tells a replaced entry from its successor */
+    uint64_t check_gen;  /* caller's metadata (L1: tag-check token, engine/tags.c) */
+    int64_t check_until;
+    size_t check_off;
     size_t keylen, vallen;
     char data[];         /* key bytes, then value bytes */
 } strata__entry;
@@ -41,10 +47,50 @@ size_t strata__table_cost(size_t keylen, size_t vallen);
 strata__entry *strata__table_get(strata__table *t, uint64_t hash, const char *key, size_t keylen,
                                  int64_t now);
 
-/* Inserts or replaces, evicting from the LRU tail to stay within bounds.
+/* The entry for key, expired or not, touching nothing: for readers that run
+ * beside each other (they mark e->referenced instead of moving it). Inline:
+ * it is most of an L1 hit. */
+static inline int strata__key_bytes_equal(const char *a, const char *b, size_t len)
+{
+    uint64_t x, y, x2, y2;
+    if (len >= 4 && len < 8) {
+        uint32_t p, q, p2, q2;
+        memcpy(&p, a, 4);
+        memcpy(&q, b, 4);
+        memcpy(&p2, a + len - 4, 4);
+        memcpy(&q2, b + len - 4, 4);
+        return ((p ^ q) | (p2 ^ q2)) == 0;
+    }
+    if (len < 8 || len > 16)
+        return memcmp(a, b, len) == 0;
+    /* 4-16 bytes, the usual key: two overlapping loads each, no call */
+    memcpy(&x, a, 8);
+    memcpy(&y, b, 8);
+    memcpy(&x2, a + len - 8, 8);
+    memcpy(&y2, b + len - 8, 8);
+    return ((x ^ y) | (x2 ^ y2)) == 0;
+}
+
+static inline strata__entry *strata__table_find(const strata__table *t, uint64_t hash, const char *key,
+                                                size_t keylen)
+{
+    strata__entry *e = t->buckets[(hash >> 7) & (t->nbuckets - 1)];
+    for (; e; e = e->chain)
+        if (e->hash == hash && e->keylen == keylen && strata__key_bytes_equal(e->data, key, keylen))
+            return e;
+    return NULL;
+}
+
+/* Inserts or replaces, evicting from the LRU tail to stay within bounds (a
+ * tail entry marked referenced gets a second chance: unmarked, moved to the
+ * head).
  * 0 (and *out if non-NULL), STRATA_ETOOBIG if it can never fit, STRATA_ENOMEM. */
 int strata__table_put(strata__table *t, uint64_t hash, const char *key, size_t keylen,
                       const char *val, size_t vallen, int64_t expires_ms, strata__entry **out);
+
+/* The entry a put of cost bytes would evict first (after giving referenced
+ * tail entries their second chance, as put does), or NULL when it fits. */
+strata__entry *strata__table_victim(strata__table *t, size_t cost);
 
 /* 0 when a live entry was removed, STRATA_MISS otherwise. */
 int strata__table_del(strata__table *t, uint64_t hash, const char *key, size_t keylen, int64_t now);

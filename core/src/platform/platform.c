@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -52,6 +53,48 @@ int64_t strata__now_wall_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t strata__coarse_tick_ms = -1;
+
+/* First call (finds the tick), or no coarse clock on this system (-2). */
+int64_t strata__now_wall_coarse_slow(void)
+{
+    struct timespec res, ts;
+    int64_t tick = __atomic_load_n(&strata__coarse_tick_ms, __ATOMIC_RELAXED);
+    if (tick == -1) {
+        if (clock_getres(CLOCK_REALTIME_COARSE, &res) != 0 || clock_gettime(CLOCK_REALTIME_COARSE, &ts) != 0)
+            tick = -2;
+        else
+            tick = (int64_t)res.tv_sec * 1000 + (res.tv_nsec + 999999) / 1000000;
+        __atomic_store_n(&strata__coarse_tick_ms, tick, __ATOMIC_RELAXED);
+    }
+    if (tick == -2)
+        return strata__now_wall_ms();
+    return strata__now_wall_coarse_ms();
+}
+
+STRATA__TLS unsigned int strata__this_thread_slot __attribute__((tls_model("initial-exec")));
+static unsigned int next_slot;
+
+unsigned int strata__thread_slot_assign(void)
+{
+    unsigned int s = __atomic_add_fetch(&next_slot, 1, __ATOMIC_RELAXED);
+    if (s == 0) /* wrapped: 0 means "none yet" */
+        s = __atomic_add_fetch(&next_slot, 1, __ATOMIC_RELAXED);
+    strata__this_thread_slot = s;
+    return s - 1;
+}
+
+void strata__spin_pause(unsigned int round)
+{
+    if (round < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    } else {
+        sched_yield(); /* the thread we wait for may be off its core */
+    }
 }
 
 void strata__sleep_ms(int64_t ms)

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <pthread.h>
+#include <time.h>
 
 typedef pthread_mutex_t strata__mutex;
 typedef pthread_cond_t strata__cond;
@@ -35,6 +36,41 @@ int64_t strata__now_mono_ms(void);
 int64_t strata__now_wall_ms(void);
 uint64_t strata__now_mono_ns(void);
 void strata__sleep_ms(int64_t ms);
+
+/* The wall clock for freshness checks on hit paths: CLOCK_REALTIME_COARSE
+ * (a vDSO read of the time at the last tick, no hardware clock: ~6 ns
+ * against ~17 ns) plus one tick. The coarse clock lags the true one by up to
+ * a tick or two (HZ=250: measured up to 5.8 ms), so a caller deciding an
+ * expiry within STRATA__COARSE_SLACK_MS of now reads strata__now_wall_ms()
+ * instead (docs/FRESHNESS.md). No thread, nothing to redo after fork. */
+#define STRATA__COARSE_SLACK_MS 50
+extern int64_t strata__coarse_tick_ms; /* the coarse clock's tick, rounded up; < 0 until known */
+int64_t strata__now_wall_coarse_slow(void);
+static inline int64_t strata__now_wall_coarse_ms(void)
+{
+    struct timespec ts;
+    int64_t tick = __atomic_load_n(&strata__coarse_tick_ms, __ATOMIC_RELAXED);
+    if (tick < 0)
+        return strata__now_wall_coarse_slow();
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + tick;
+}
+
+/* A small number for the calling thread, handed out in turn (0, 1, 2, ...
+ * modulo n): threads spread over per-slot counters instead of sharing one.
+ * initial-exec TLS: one load from the thread pointer, no __tls_get_addr
+ * call; four bytes fit the static TLS surplus glibc keeps for libraries
+ * loaded later (the Python and Lua modules). */
+extern STRATA__TLS unsigned int strata__this_thread_slot __attribute__((tls_model("initial-exec")));
+unsigned int strata__thread_slot_assign(void);
+static inline unsigned int strata__thread_slot(unsigned int n)
+{
+    unsigned int s = strata__this_thread_slot; /* 0 = none yet, else slot + 1 */
+    return (s ? s - 1 : strata__thread_slot_assign()) % n;
+}
+
+/* Inside a spin wait. */
+void strata__spin_pause(unsigned int round);
 
 /* Per-thread xoshiro-style generator seeded from the OS; fork-safe (reseeds on pid change). */
 uint64_t strata__random_u64(void);

@@ -1,4 +1,5 @@
 #include "freshness.h"
+#include "key.h"
 #include "hash.h"
 
 #include <math.h>
@@ -31,6 +32,11 @@ int64_t strata__jitter_ttl(int64_t ttl_ms, unsigned int pct, double u)
 
 double strata__xfetch_draw(uint64_t seed, const char *key, size_t keylen, int64_t fresh_until_ms)
 {
-    uint64_t h = strata__hash64(key, keylen, seed ^ ((uint64_t)fresh_until_ms * 0x9e3779b97f4a7c15ull));
+    return strata__xfetch_draw_hashed(seed, strata__hash64(key, keylen, STRATA__KEY_SEED), fresh_until_ms);
+}
+
+double strata__xfetch_draw_hashed(uint64_t seed, uint64_t key_hash, int64_t fresh_until_ms)
+{
+    uint64_t h = strata__hash64(&key_hash, sizeof key_hash, seed ^ ((uint64_t)fresh_until_ms * 0x9e3779b97f4a7c15ull));
     return (double)((h >> 11) + 1) * (1.0 / 9007199254740992.0);
 }

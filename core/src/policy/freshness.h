@@ -33,6 +33,10 @@ strata__verdict strata__freshness(int64_t now_ms, int64_t fresh_until_ms, int64_
  * expected margin at cost * beta per process, whatever the read rate. */
 double strata__xfetch_draw(uint64_t seed, const char *key, size_t keylen, int64_t fresh_until_ms);
 
+/* The same from the key's hash (the call's key descriptor carries it), so a
+ * read past L1 hashes its key once. */
+double strata__xfetch_draw_hashed(uint64_t seed, uint64_t key_hash, int64_t fresh_until_ms);
+
 /* TTL with jitter: spreads expiries by shortening ttl by up to pct percent
  * (never lengthening it, so a TTL is an upper bound). u uniform in (0, 1]. */
 int64_t strata__jitter_ttl(int64_t ttl_ms, unsigned int pct, double u);

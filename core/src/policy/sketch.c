@@ -50,19 +50,27 @@ void strata__sketch_halve(strata__sketch *s)
 
 int strata__sketch_add(strata__sketch *s, uint64_t h, unsigned int *estimate)
 {
+    return strata__sketch_add_n(s, h, 1, estimate);
+}
+
+int strata__sketch_add_n(strata__sketch *s, uint64_t h, unsigned int n, unsigned int *estimate)
+{
     unsigned int row, est = strata__sketch_estimate(s, h);
     int halved = 0;
     if (est < STRATA__SKETCH_MAX_COUNT) {
-        /* Conservative update: raising only the counters at the minimum
-         * keeps every counter an upper bound while adding the least noise. */
+        /* Conservative update: raising only the counters below the new
+         * estimate keeps every counter an upper bound while adding the
+         * least noise. */
+        unsigned int want = est + n > STRATA__SKETCH_MAX_COUNT ? STRATA__SKETCH_MAX_COUNT : est + n;
         for (row = 0; row < STRATA__SKETCH_ROWS; row++) {
             uint8_t *c = cell(s, h, row);
-            if (*c == est)
-                (*c)++;
+            if (*c < want)
+                *c = (uint8_t)want;
         }
-        est++;
+        est = want;
     }
-    if (++s->additions >= s->window) {
+    s->additions += n;
+    if (s->additions >= s->window) {
         strata__sketch_halve(s);
         est /= 2;
         halved = 1;

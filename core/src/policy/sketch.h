@@ -34,6 +34,11 @@ int strata__sketch_init(strata__sketch *s, void *mem, uint32_t width, uint32_t w
  * window and every counter was halved, else 0. */
 int strata__sketch_add(strata__sketch *s, uint64_t h, unsigned int *estimate);
 
+/* Counts n occurrences at once (a sampled read standing for n reads):
+ * every counter of h is raised to at least estimate + n (conservative
+ * update with a weight), and the window advances by n. */
+int strata__sketch_add_n(strata__sketch *s, uint64_t h, unsigned int n, unsigned int *estimate);
+
 /* Estimated count of h: never below the true count since the counters were
  * last halved (up to the 255 cap), and rarely much above it. */
 unsigned int strata__sketch_estimate(const strata__sketch *s, uint64_t h);

@@ -28,6 +28,12 @@ static void refresh_min(strata__topk *t)
 
 void strata__topk_note(strata__topk *t, uint64_t h, const char *key, size_t keylen, unsigned int est)
 {
+    strata__topk_note_n(t, h, key, keylen, est, 1);
+}
+
+void strata__topk_note_n(strata__topk *t, uint64_t h, const char *key, size_t keylen, unsigned int est,
+                         unsigned int n)
+{
     size_t i, victim = 0;
     strata__topk_entry *e;
     if (t->cap == 0)
@@ -36,7 +42,7 @@ void strata__topk_note(strata__topk *t, uint64_t h, const char *key, size_t keyl
         if (same_key(&t->e[i], h, key, keylen)) {
             uint64_t old = t->e[i].count;
             e = &t->e[i];
-            e->count = old + 1 > est ? old + 1 : est;
+            e->count = old + n > est ? old + n : est;
             if (t->n == t->cap && old == t->min_count)
                 refresh_min(t);
             return;

@@ -33,6 +33,10 @@ void strata__topk_init(strata__topk *t, strata__topk_entry *entries, size_t cap)
 void strata__topk_note(strata__topk *t, uint64_t h, const char *key, size_t keylen,
                        unsigned int est);
 
+/* The same for n occurrences at once (a sampled read standing for n). */
+void strata__topk_note_n(strata__topk *t, uint64_t h, const char *key, size_t keylen,
+                         unsigned int est, unsigned int n);
+
 /* Halves every count, in step with the sketch. */
 void strata__topk_halve(strata__topk *t);
 
