@@ -81,6 +81,7 @@
 #include <lua.h>
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -222,6 +223,20 @@ static int64_t check_seconds(lua_State *L, int idx, const char *what)
         luaL_argerror(L, idx, lua_tostring(L, -1));
     }
     return (int64_t)(s * 1000.0 + 0.5);
+}
+
+/* An entry's TTL: nil = the cache's default, sc.FOREVER (math.huge) = never
+ * expires; 0 is refused, as in Python and C's other callers (delete instead). */
+static int64_t check_ttl(lua_State *L, int idx, const char *what)
+{
+    if (lua_type(L, idx) == LUA_TNUMBER && lua_tonumber(L, idx) == HUGE_VAL)
+        return STRATA_TTL_FOREVER;
+    if (lua_type(L, idx) == LUA_TNUMBER && lua_tonumber(L, idx) == 0) {
+        lua_pushfstring(L, "%s=0 is refused (nil for the cache's default, stratacache.FOREVER for no expiry, "
+                        "or delete the key)", what);
+        luaL_argerror(L, idx, lua_tostring(L, -1));
+    }
+    return check_seconds(L, idx, what);
 }
 
 #define MAX_TAGS 16 /* docs/TAGS.md: an entry carries at most 16 tags */
@@ -566,7 +581,7 @@ static int l_set(lua_State *L)
     size_t klen, vlen;
     const char *k = check_key(L, 2, &klen, "key");
     const char *val = check_value(L, 3, &vlen);
-    int64_t ttl = check_seconds(L, 4, "ttl");
+    int64_t ttl = check_ttl(L, 4, "ttl");
     int rc;
     if (lua_isnoneornil(L, 5)) {
         rc = strata_set(lc->c, k, klen, val, vlen, ttl);
@@ -609,7 +624,7 @@ static int l_touch(lua_State *L)
     lcache *lc = check_cache(L);
     size_t klen;
     const char *k = check_key(L, 2, &klen, "key");
-    int64_t ttl = check_seconds(L, 3, "ttl");
+    int64_t ttl = check_ttl(L, 3, "ttl");
     int rc = strata_touch(lc->c, k, klen, ttl);
     if (rc < 0)
         return push_error(L, rc);
@@ -749,7 +764,7 @@ static int l_set_many(lua_State *L)
     int rc, bidx;
     if (!lua_istable(L, 2))
         luaL_argerror(L, 2, "items must be a table of key = value strings");
-    ttl = check_seconds(L, 3, "ttl");
+    ttl = check_ttl(L, 3, "ttl");
     lua_pushnil(L);
     while (lua_next(L, 2)) {
         n++;
@@ -1344,7 +1359,202 @@ static int l_now(lua_State *L)
     return 1;
 }
 
+/* ---- framework primitives (docs/FRAMEWORKS.md) ---- */
+
+#define LOCK_MT "stratacache.lock"
+
+static int l_clear(lua_State *L)
+{
+    lcache *lc = check_cache(L);
+    int rc = strata_clear(lc->c);
+    if (rc < 0)
+        return push_error(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* add(key, value, ttl) -> true stored | false taken | nil, err */
+static int l_add(lua_State *L)
+{
+    lcache *lc = check_cache(L);
+    size_t klen, vlen;
+    const char *k = check_key(L, 2, &klen, "key");
+    const char *val = check_value(L, 3, &vlen);
+    int rc = strata_add(lc->c, k, klen, val, vlen, check_ttl(L, 4, "ttl"));
+    if (rc < 0)
+        return push_error(L, rc);
+    lua_pushboolean(L, rc == 0);
+    return 1;
+}
+
+static int count_by(lua_State *L, int down)
+{
+    lcache *lc = check_cache(L);
+    size_t klen;
+    const char *k = check_key(L, 2, &klen, "key");
+    lua_Number d = lua_isnoneornil(L, 3) ? 1 : luaL_checknumber(L, 3);
+    int64_t out = 0;
+    int rc;
+    if (d != floor(d) || d < -9.0e15 || d > 9.0e15)
+        luaL_argerror(L, 3, "delta must be an integer");
+    rc = (down ? strata_decr : strata_incr)(lc->c, k, klen, (int64_t)d, check_ttl(L, 4, "ttl"), &out);
+    if (rc < 0)
+        return push_error(L, rc);
+    lua_pushnumber(L, (lua_Number)out);
+    return 1;
+}
+
+/* incr(key, delta = 1, ttl) -> new value | nil, err (ENOTNUM: not an integer) */
+static int l_incr(lua_State *L)
+{
+    return count_by(L, 0);
+}
+
+static int l_decr(lua_State *L)
+{
+    return count_by(L, 1);
+}
+
+/* delete_many({k1, k2, ...}) -> how many held a value | nil, err */
+static int l_delete_many(lua_State *L)
+{
+    lcache *lc = check_cache(L);
+    size_t n, i, deleted = 0;
+    batch *b;
+    int rc, bidx;
+    if (!lua_istable(L, 2))
+        luaL_argerror(L, 2, "keys must be a table (an array of strings)");
+    n = sl_rawlen(L, 2);
+    b = new_batch(L, n, 0, 0);
+    bidx = lua_gettop(L);
+    for (i = 0; i < n; i++) {
+        lua_rawgeti(L, 2, (int)i + 1);
+        if (lua_type(L, -1) != LUA_TSTRING || sl_rawlen(L, -1) == 0) {
+            lua_pushfstring(L, "keys[%d] must be a non-empty string", (int)i + 1);
+            luaL_argerror(L, 2, lua_tostring(L, -1));
+        }
+        b->keys[i] = lua_tolstring(L, -1, &b->klens[i]); /* anchored by the keys table */
+        lua_pop(L, 1);
+    }
+    rc = strata_delete_many(lc->c, n, b->keys, b->klens, &deleted);
+    batch_done(L, bidx);
+    if (rc < 0)
+        return push_error(L, rc);
+    lua_pushnumber(L, (lua_Number)deleted);
+    return 1;
+}
+
+typedef struct llock {
+    strata_lock *lock;
+    lcache *lc;
+    int cache_ref;       /* keeps the cache userdata alive while the lock is */
+} llock;
+
+/* cache:lock(name, ttl) -> lock: acquire(blocking = true, timeout) -> true |
+ * false | nil, err; release() -> true | nil, "ELEASE: ..." (not held);
+ * locked() -> boolean; extend(ttl) -> true | nil, "ELEASE: ..." (lost). */
+static int l_lock(lua_State *L)
+{
+    lcache *lc = check_cache(L);
+    size_t nlen;
+    const char *name = check_key(L, 2, &nlen, "name");
+    int64_t ttl = check_seconds(L, 3, "ttl");
+    llock *l;
+    int rc;
+    if (ttl <= 0)
+        luaL_argerror(L, 3, "ttl must be a positive number of seconds (a lock must expire)");
+    l = (llock *)lua_newuserdata(L, sizeof *l);
+    l->lock = NULL;
+    l->lc = lc;
+    l->cache_ref = LUA_NOREF;
+    luaL_getmetatable(L, LOCK_MT);
+    lua_setmetatable(L, -2);
+    if ((rc = strata_lock_new(&l->lock, lc->c, name, nlen, ttl)) < 0)
+        return push_error(L, rc);
+    lua_pushvalue(L, 1);
+    l->cache_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 1;
+}
+
+static llock *check_lock(lua_State *L)
+{
+    llock *l = (llock *)luaL_checkudata(L, 1, LOCK_MT);
+    if (l->lock == NULL || l->lc->c == NULL)
+        luaL_argerror(L, 1, "the lock's cache is closed");
+    return l;
+}
+
+static int l_lock_acquire(lua_State *L)
+{
+    llock *l = check_lock(L);
+    int blocking = lua_isnoneornil(L, 2) ? 1 : lua_toboolean(L, 2);
+    int64_t timeout = -1;
+    int rc;
+    if (!lua_isnoneornil(L, 3)) {
+        if (!blocking)
+            luaL_argerror(L, 3, "a timeout needs blocking = true");
+        timeout = check_seconds(L, 3, "timeout");
+    }
+    rc = strata_lock_acquire(l->lock, blocking, timeout);
+    if (rc < 0)
+        return push_error(L, rc);
+    lua_pushboolean(L, rc == 0);
+    return 1;
+}
+
+static int lock_result(lua_State *L, int rc)
+{
+    if (rc < 0)
+        return push_error(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_lock_release(lua_State *L)
+{
+    return lock_result(L, strata_lock_release(check_lock(L)->lock));
+}
+
+static int l_lock_extend(lua_State *L)
+{
+    llock *l = check_lock(L);
+    return lock_result(L, strata_lock_extend(l->lock, check_seconds(L, 2, "ttl")));
+}
+
+static int l_lock_locked(lua_State *L)
+{
+    int rc = strata_lock_locked(check_lock(L)->lock);
+    if (rc < 0)
+        return push_error(L, rc);
+    lua_pushboolean(L, rc == 1);
+    return 1;
+}
+
+static int l_lock_gc(lua_State *L)
+{
+    llock *l = (llock *)luaL_checkudata(L, 1, LOCK_MT);
+    strata_lock_free(l->lock); /* memory only: it never touches the (maybe closed) cache */
+    l->lock = NULL;
+    luaL_unref(L, LUA_REGISTRYINDEX, l->cache_ref);
+    l->cache_ref = LUA_NOREF;
+    return 0;
+}
+
+static const luaL_Reg lock_methods[] = {
+    {"acquire", l_lock_acquire},
+    {"release", l_lock_release},
+    {"extend", l_lock_extend},
+    {"locked", l_lock_locked},
+    {NULL, NULL}
+};
+
 static const luaL_Reg cache_methods[] = {
+    {"clear", l_clear},
+    {"add", l_add},
+    {"incr", l_incr},
+    {"decr", l_decr},
+    {"delete_many", l_delete_many},
+    {"lock", l_lock},
     {"get", l_get},
     {"set", l_set},
     {"delete", l_delete},
@@ -1436,6 +1646,16 @@ __attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L)
     lua_pushcfunction(L, l_wbbatch_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
+
+    luaL_newmetatable(L, LOCK_MT);
+    lua_newtable(L);
+    set_methods(L, lock_methods, -2);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_lock_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    lua_pushnumber(L, HUGE_VAL);
+    lua_setfield(L, sc, "FOREVER");
 
     luaL_newmetatable(L, CACHE_MT);
     lua_pushcfunction(L, l_close);

@@ -32,4 +32,8 @@ for suite in scripts/test-python.sh scripts/test-lua.sh scripts/test-nginx.sh; d
     "$suite"
   fi
 done
+# Django's and dogpile.cache's own suites on the adapters, and mypy --strict
+# (in test-python.sh's venv, which has the package installed).
+echo "== scripts/test-frameworks.sh"
+scripts/test-frameworks.sh
 echo "== all suites passed"

@@ -37,6 +37,11 @@ export DOGPILE_TESTS=$(ls -d "$tmp"/dogpile_cache-*/tests/cache)
 export DJANGO_TESTS=$(ls -d "$tmp"/[dD]jango-*/tests)
 
 cd "$root/python/framework_tests"
+echo "== dogpile.cache $DOGPILE_VERSION suites (memory, redis, memcached)"
 # An exception in a test's thread fails the test (pytest only warns by default).
 "$venv/bin/python" -m pytest -q -p no:cacheprovider \
   -W error::pytest.PytestUnhandledThreadExceptionWarning "$@" .
+echo "== Django $DJANGO_VERSION BaseCacheTests (memory, redis, memcached)"
+"$venv/bin/python" run_django.py
+echo "== mypy --strict on a script using every public call"
+"$venv/bin/python" -m mypy --strict --no-incremental typing_check.py

@@ -305,8 +305,15 @@ static int apply_option(strata__config *cfg, const char *k, size_t klen, const c
     UINT(hot_top, 0, STRATA__HOT_MAX_TOP)
 #undef MS
 #undef UINT
-    if (strcmp(name, "ns") == 0 || strcmp(name, "namespace") == 0)
-        return set_ns(cfg, v, vlen);
+    if (strcmp(name, "ns") == 0 || strcmp(name, "namespace") == 0) {
+        /* Decoded first, so an error shows the namespace as the caller wrote it. */
+        char ns[3 * STRATA__MAX_NS + 1];
+        if (vlen >= sizeof ns)
+            return set_ns(cfg, v, vlen);
+        if ((rc = decode_part("option ns", v, vlen, ns, sizeof ns)) < 0)
+            return rc;
+        return set_ns(cfg, ns, strlen(ns));
+    }
     if (strcmp(name, "max_bytes") == 0 || strcmp(name, "l1_max_bytes") == 0) {
         if ((rc = parse_i64(name, v, vlen, 0, INT64_MAX, &x)) == 0)
             *(name[0] == 'm' ? &o->max_bytes : &o->l1_max_bytes) = (uint64_t)x;

@@ -11,7 +11,9 @@ can write to the cache server).
 """
 from ._async import AsyncCache
 from ._cache import FOREVER, MAX_MS, NOT_FOUND, Cache, build_url
+from ._cache import _NotFound as NotFoundType  # the type of NOT_FOUND, for loaders' annotations
 from ._lock import AsyncLock, Lock
+from ._typing import AsyncCachedFunction, CachedFunction
 from ._loaded import Loaded
 from ._metrics import Histogram, HotKey
 from ._errors import (
@@ -37,10 +39,13 @@ c_version = __version__
 
 __all__ = [
     "AsyncCache",
+    "AsyncCachedFunction",
     "AsyncLock",
+    "CachedFunction",
     "FOREVER",
     "Lock",
     "NotAnInteger",
+    "NotFoundType",
     "BackendError",
     "BreakerOpen",
     "Busy",

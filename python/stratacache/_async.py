@@ -12,7 +12,7 @@ import functools
 import inspect
 import logging
 import time
-from typing import Any, Awaitable, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, TypeVar, Union
+from typing import Any, Awaitable, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, TypeVar, Union, cast, overload
 
 from ._cache import (
     HIT_REFRESH,
@@ -36,10 +36,14 @@ from ._cache import (
 from . import _metrics
 from ._errors import Timeout
 from ._lock import AsyncLock
+from ._loaded import Loaded
+from ._typing import AsyncCachedFunction, P, R
 from ._native import lib
 
 log = logging.getLogger("stratacache")
 T = TypeVar("T")
+D = TypeVar("D")
+K = TypeVar("K", str, bytes)
 
 
 class AsyncCache:
@@ -202,7 +206,23 @@ class AsyncCache:
             r = await r
         return r
 
-    async def get_or_load(self, key: Key, loader: Callable[[Key], Union[Any, Awaitable[Any]]],
+    @overload
+    async def get_or_load(self, key: K, loader: Callable[[K], Awaitable[T]], ttl: Optional[float] = None,
+                          default: None = None, tags: Iterable[Key] = ()) -> Optional[T]: ...
+
+    @overload
+    async def get_or_load(self, key: K, loader: Callable[[K], Awaitable[T]], ttl: Optional[float] = None, *,
+                          default: D, tags: Iterable[Key] = ()) -> Union[T, D]: ...
+
+    @overload
+    async def get_or_load(self, key: K, loader: Callable[[K], T], ttl: Optional[float] = None,
+                          default: None = None, tags: Iterable[Key] = ()) -> Optional[T]: ...
+
+    @overload
+    async def get_or_load(self, key: K, loader: Callable[[K], T], ttl: Optional[float] = None, *,
+                          default: D, tags: Iterable[Key] = ()) -> Union[T, D]: ...
+
+    async def get_or_load(self, key: Key, loader: Callable[[Any], Any],
                           ttl: Optional[float] = None, default: Any = None, tags: Iterable[Key] = ()) -> Any:
         """As Cache.get_or_load (a loader may return Loaded(...), ``tags``
         stamp the entry); one loader call per key at a time among this
@@ -319,26 +339,26 @@ class AsyncCache:
         return await self._run(self.cache.get_many_or_load, keys, sync_loader, ttl, tbs)
 
     def cached(self, ttl: Optional[float] = None, key: Union[None, str, Callable[..., Key]] = None,
-               tags: Union[Iterable[str], Callable[..., Iterable[Key]]] = ()
-               ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+               tags: Union[Iterable[str], Callable[..., Iterable[Key]]] = (), cache_none: bool = False
+               ) -> Callable[[Callable[P, Awaitable[R]]], AsyncCachedFunction[P, R]]:
         """As Cache.cached, for coroutine functions."""
-        def decorate(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        def decorate(fn: Callable[P, Awaitable[R]]) -> AsyncCachedFunction[P, R]:
             # Reuse the sync decorator's key construction.
             keyed = self.cache.cached(ttl=ttl, key=key, tags=tags)(fn)
-            make_key = keyed.cache_key  # type: ignore[attr-defined]
-            make_tags = keyed.cache_tags  # type: ignore[attr-defined]
+            make_key = keyed.cache_key
+            make_tags = keyed.cache_tags
 
             @functools.wraps(fn)
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
                 async def load(_k: Key) -> Any:
                     r = await fn(*args, **kwargs)
-                    return NOT_FOUND if r is None else r
+                    return NOT_FOUND if r is None and not cache_none else r
 
                 return await self.get_or_load(make_key(*args, **kwargs), load, ttl=ttl,
                                               tags=make_tags(*args, **kwargs))
 
-            wrapper.cache_key = make_key  # type: ignore[attr-defined]
-            wrapper.cache_tags = make_tags  # type: ignore[attr-defined]
-            return wrapper
+            setattr(wrapper, "cache_key", make_key)
+            setattr(wrapper, "cache_tags", make_tags)
+            return cast("AsyncCachedFunction[P, R]", wrapper)
 
         return decorate

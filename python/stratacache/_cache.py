@@ -26,6 +26,8 @@ from typing import (
     Tuple,
     TypeVar,
     Union,
+    cast,
+    overload,
 )
 from urllib.parse import parse_qsl, quote
 
@@ -33,6 +35,7 @@ from . import _metrics
 from ._errors import Closed, InvalidArgument, NotAnInteger, StrataError, Timeout, error_class
 from ._loaded import Loaded, tag_list
 from ._lock import Lock
+from ._typing import CachedFunction, P, R
 from ._native import ffi, lib
 from ._object_tier import MISSED, ObjectTier
 from ._writes import BatchWriter, BatchWriterBox, WriteCall, check_batch_writer
@@ -41,6 +44,9 @@ log = logging.getLogger("stratacache")
 
 Key = Union[str, bytes]
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+D = TypeVar("D")
+K = TypeVar("K", str, bytes)
 
 OK = lib.STRATA_OK
 MISS = lib.STRATA_MISS
@@ -752,7 +758,8 @@ class Cache:
     def flush(self, timeout: float = 30.0) -> None:
         """Waits until every write-behind record has reached the writer (runs
         the writer in this thread when there are no flusher threads);
-        Timeout when records remain after ``timeout`` seconds."""
+        Timeout when records remain after ``timeout`` seconds. It removes
+        nothing from the cache: clear() is what makes every entry miss."""
         ms = _ms(timeout, "timeout", allow_none=False)
         h = self._enter()
         rc = lib.strata_flush(h, ms)
@@ -893,7 +900,19 @@ class Cache:
 
     # -- read-through ---------------------------------------------------------
 
-    def get_or_load(self, key: Key, loader: Callable[[Key], Any], ttl: Optional[float] = None,
+    @overload
+    def get_or_load(self, key: K, loader: Callable[[K], Union[T, Loaded, "_NotFound"]],
+                    ttl: Optional[float] = None, default: None = None, tags: Iterable[Key] = ()) -> Optional[T]: ...
+
+    @overload
+    def get_or_load(self, key: K, loader: Callable[[K], Union[T, Loaded, "_NotFound"]],
+                    ttl: Optional[float], default: D, tags: Iterable[Key] = ()) -> Union[T, D]: ...
+
+    @overload
+    def get_or_load(self, key: K, loader: Callable[[K], Union[T, Loaded, "_NotFound"]], *,
+                    default: D, ttl: Optional[float] = None, tags: Iterable[Key] = ()) -> Union[T, D]: ...
+
+    def get_or_load(self, key: Key, loader: Callable[[Any], Any], ttl: Optional[float] = None,
                     default: Any = None, tags: Iterable[Key] = ()) -> Any:
         """The cached value, or ``loader(key)``'s, stored for ``ttl`` seconds.
 
@@ -1094,7 +1113,8 @@ class Cache:
     # -- decorator --------------------------------------------------------------
 
     def cached(self, ttl: Optional[float] = None, key: Union[None, str, Callable[..., Key]] = None,
-               tags: Union[Iterable[str], Callable[..., Iterable[Key]]] = ()) -> Callable[[F], F]:
+               tags: Union[Iterable[str], Callable[..., Iterable[Key]]] = (), cache_none: bool = False
+               ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
         """Caches a function's results through get_or_load.
 
         The key is built from the call's arguments:
@@ -1109,7 +1129,12 @@ class Cache:
         ``tags`` stamp each stored result: str templates formatted like a
         ``key`` template (``tags=["user:{user_id}", "users"]``), or a callable
         called with the arguments that returns the tags.
-        A function result of None is cached as "not found" and returned as None.
+        A function result of None is cached as "not found" (for the cache's
+        neg_ttl) and returned as None; ``cache_none=True`` stores None as a
+        value instead (for the ``ttl``; needs a serializer that encodes None).
+        The returned function has the wrapped one's signature and
+        ``cache_key(*args, **kwargs)`` / ``cache_tags(...)``: the key and tags
+        a call with those arguments uses (e.g. to ``delete`` its entry).
         """
         if ttl is not None:
             _ttl_ms(ttl)
@@ -1125,7 +1150,7 @@ class Cache:
                 if not isinstance(t, str):
                     raise TypeError(f"tags[{i}] must be a str template, not {type(t).__name__}")
 
-        def decorate(fn: F) -> F:
+        def decorate(fn: Callable[P, R]) -> CachedFunction[P, R]:
             sig = inspect.signature(fn)
             prefix = f"{fn.__module__}.{fn.__qualname__}"
 
@@ -1151,13 +1176,13 @@ class Cache:
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 def load(_k: Key) -> Any:
                     r = fn(*args, **kwargs)
-                    return NOT_FOUND if r is None else r
+                    return NOT_FOUND if r is None and not cache_none else r
 
                 return self.get_or_load(make_key(args, kwargs), load, ttl=ttl, tags=make_tags(args, kwargs))
 
-            wrapper.cache_key = lambda *a, **kw: make_key(a, kw)  # type: ignore[attr-defined]
-            wrapper.cache_tags = lambda *a, **kw: make_tags(a, kw)  # type: ignore[attr-defined]
-            return wrapper  # type: ignore[return-value]
+            setattr(wrapper, "cache_key", lambda *a, **kw: make_key(a, kw))
+            setattr(wrapper, "cache_tags", lambda *a, **kw: make_tags(a, kw))
+            return cast("CachedFunction[P, R]", wrapper)
 
         return decorate
 

@@ -223,3 +223,9 @@ def test_async_cache_primitives(url, ns):
             assert await c.get("a") is None
 
     asyncio.run(main())
+
+
+def test_bad_namespace_is_named_as_given():
+    with pytest.raises(InvalidArgument) as e:
+        stratacache.Cache("memory://", namespace="my app")
+    assert '"my app"' in str(e.value)

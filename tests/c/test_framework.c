@@ -70,7 +70,12 @@ static void clear_misses_everything(const char *query)
     snprintf(a, sizeof a, "%s", test_unique("a"));
     snprintf(b, sizeof b, "%s", test_unique("b"));
     snprintf(d, sizeof d, "%s", test_unique("d"));
-    CHECK_RC(strata_set(c, K(a), K("1"), 0), 0);
+    {
+        strata_set_options o; /* a stale window does not outlive a clear */
+        strata_set_options_init(&o, STRATA_SET_OPTIONS_VERSION);
+        o.stale_ms = 60000;
+        CHECK_RC(strata_set_ex(c, K(a), K("1"), &o), 0);
+    }
     CHECK_RC(set_tagged(c, b, "2", "t"), 0);
     CHECK_RC(strata_get_or_load(c, K(d), load_plain, NULL, &v), 0);
     CHECK_RC(strata_set(elsewhere, K(a), K("kept"), 0), 0);

@@ -24,6 +24,11 @@ typedef struct vc_shard {
 struct strata__tags {
     int64_t cache_ms;
     vc_shard shards[VC_SHARDS];
+    /* The namespace generation, cached apart (every backend read checks it):
+     * two atomic loads instead of a hash, a lock and a table probe. ns_v is
+     * stored before ns_until, so a reader that sees an expiry sees its value. */
+    uint64_t ns_v;
+    int64_t ns_until;          /* monotonic ms; 0 = not cached */
 };
 
 /* Moves when a cached tag version of any cache in this process changes or
@@ -376,7 +381,13 @@ int strata__tags_apply(strata_cache *c, size_t n, strata__envelope *const *envs,
             else
                 outdated |= e->tags[j].version != v[k++];
         }
-        outdated |= e && stamped_ns != ns;
+        if (e && stamped_ns != ns) {
+            /* Cleared: a miss, never served stale (strata_clear's promise). */
+            if (e->fresh_until_ms > now_ms)
+                e->fresh_until_ms = now_ms;
+            e->stale_until_ms = e->fresh_until_ms;
+            outdated = 1;
+        }
         if (outdated) {
             /* Expired as of now, keeping the stale allowance it was written with. */
             int64_t stale_for = e->stale_until_ms - e->fresh_until_ms;
@@ -397,17 +408,26 @@ static int ns_cached(const strata_cache *c)
     return c->tags->cache_ms > 0 && strcmp(c->backend->ops->name, "memory") != 0;
 }
 
+static void ns_put(strata__tags *t, uint64_t v);
+
 int strata__tags_cached(strata_cache *c, const char *name, size_t len, uint64_t *v)
 {
-    if (len == 0 && !ns_cached(c))
-        return 0; /* the namespace generation is cached only where tags.c caches it */
     int64_t until = INT64_MAX;
+    if (len == 0) { /* the namespace generation: cached apart, only where ns_version caches it */
+        if (!ns_cached(c) || strata__now_mono_ms() >= strata__atomic_load(&c->tags->ns_until))
+            return 0;
+        *v = strata__atomic_load(&c->tags->ns_v);
+        return 1;
+    }
     return vc_get(c->tags, name, len, c->tags->cache_ms > 0 ? strata__now_mono_ms() : 0, v, &until);
 }
 
 void strata__tags_remember(strata_cache *c, const char *name, size_t len, uint64_t v, int replace)
 {
-    vc_put(c->tags, name, len, v, replace);
+    if (len > 0)
+        vc_put(c->tags, name, len, v, replace);
+    else if (ns_cached(c) && (replace || v >= strata__atomic_load(&c->tags->ns_v))) /* never lower a bump */
+        ns_put(c->tags, v);
 }
 
 static int ns_version(strata_cache *c, uint64_t *out, int64_t *until_mono);
@@ -567,6 +587,11 @@ int strata_load_tags(strata_load *l, const char *const *tags, const size_t *tagl
 
 /* The memory store is in this process: asking it costs what the version
  * cache costs, and caches sharing memory://NAME then see a clear at once. */
+static void ns_put(strata__tags *t, uint64_t v)
+{
+    strata__atomic_store(&t->ns_v, v);
+    strata__atomic_store(&t->ns_until, strata__now_mono_ms() + t->cache_ms);
+}
 
 /* *until_mono as for versions(); INT64_MIN when the generation is not
  * cached here (memory://: asked every time, so a clear is seen at once). */
@@ -577,12 +602,17 @@ static int ns_version(strata_cache *c, uint64_t *out, int64_t *until_mono)
     int64_t until = INT64_MAX;
     size_t klen;
     int rc;
-    if (ns_cached(c) && vc_get(c->tags, "", 0, strata__now_mono_ms(), out, &until)) {
-        if (until_mono && until < *until_mono)
-            *until_mono = until;
-        return 0;
+    if (ns_cached(c)) {
+        int64_t cached_until = strata__atomic_load(&c->tags->ns_until);
+        if (strata__now_mono_ms() < cached_until) {
+            *out = strata__atomic_load(&c->tags->ns_v);
+            if (until_mono && cached_until < *until_mono)
+                *until_mono = cached_until;
+            return 0;
+        }
     }
-    if (until_mono && !ns_cached(c) && c->tags->cache_ms <= 0 && strcmp(c->backend->ops->name, "memory") != 0)
+    (void)until;
+    if (until_mono && !ns_cached(c) && strcmp(c->backend->ops->name, "memory") != 0)
         *until_mono = INT64_MIN; /* asked every time: no check may be skipped */
     else if (until_mono && ns_cached(c) && strata__now_mono_ms() + c->tags->cache_ms < *until_mono)
         *until_mono = strata__now_mono_ms() + c->tags->cache_ms;
@@ -598,8 +628,8 @@ static int ns_version(strata_cache *c, uint64_t *out, int64_t *until_mono)
         rc = strata__error(STRATA_EBACKEND, "the namespace generation counter holds a non-numeric value");
     }
     strata__bytes_free(&raw);
-    if (rc == 0 && ns_cached(c))
-        vc_put(c->tags, "", 0, *out, 0);
+    if (rc == 0 && ns_cached(c) && *out >= strata__atomic_load(&c->tags->ns_v)) /* never lower a bump */
+        ns_put(c->tags, *out);
     return rc;
 }
 
@@ -635,7 +665,7 @@ int strata__tags_clear(strata_cache *c)
         return rc;
     rc = strata__backend_result(c, c->backend->ops->counter(c->backend, key, klen, strata__tags_fresh_version(), 1, &v));
     if (rc == 0 && ns_cached(c))
-        vc_put(c->tags, "", 0, (uint64_t)v, 1);
+        ns_put(c->tags, (uint64_t)v);
     strata__atomic_add(&tag_generation, 1); /* even after a timeout: it may have landed */
     return rc;
 }
@@ -654,13 +684,14 @@ static void vc_forget(strata__tags *t, const char *name, size_t len)
 
 void strata__tags_ns_forget(strata_cache *c)
 {
-    vc_forget(c->tags, "", 0);
+    if (c->tags)
+        strata__atomic_store(&c->tags->ns_until, 0);
 }
 
 void strata__tags_forget(strata_cache *c, const strata__envelope *e)
 {
     size_t i;
-    vc_forget(c->tags, "", 0);
+    strata__tags_ns_forget(c);
     for (i = 0; i < e->ntags; i++)
         vc_forget(c->tags, e->tags[i].name, e->tags[i].len);
 }
