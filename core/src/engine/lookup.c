@@ -95,6 +95,30 @@ static int recheck(strata_cache *c, strata_ticket **ticket, strata_value *out, s
     return STRATA_MISS_LEAD; /* still absent, or unreadable now: the holder loads */
 }
 
+/* The read that chose an early refresh and the lease are two round trips: a
+ * refresher that filled and released in between already gave the key a new
+ * version, and refreshing the old one again would load twice. One more read
+ * (per early refresh, not per hit) tells; the new version is served instead. */
+static int early_recheck(strata_cache *c, strata_ticket **ticket, strata_value *out, int64_t seen_fresh_until)
+{
+    strata_ticket *t = *ticket;
+    strata__key k = ticket_key(t);
+    strata_value now = STRATA_VALUE_INIT;
+    strata__bytes raw = {0, 0, 0};
+    strata__envelope env;
+    int rc = strata__read_backend(c, &k, strata__now_wall_ms(), t->epoch, &now, &raw, &env);
+    strata__bytes_free(&raw);
+    if (rc == STRATA_OK && env.fresh_until_ms != seen_fresh_until) {
+        strata_abandon(t);
+        *ticket = NULL;
+        strata_value_dispose(out);
+        *out = now;
+        return STRATA_OK;
+    }
+    strata_value_dispose(&now);
+    return STRATA_HIT_REFRESH; /* still the version we read (or unreadable now): ours to refresh */
+}
+
 /* timed: the read counts in the get histogram (when it goes past L1), as
  * for a host's own get_or_load; C's get_or_load times its whole call. */
 static int lookup(strata_cache *c, strata__key *k, strata_value *out, strata_ticket **ticket, int timed)
@@ -113,8 +137,9 @@ static int lookup(strata_cache *c, strata__key *k, strata_value *out, strata_tic
             STRATA__EARLY_REFRESH) {
         /* XFetch picked this caller; the lease keeps it to one refresher per key. */
         if (take_lease(c, k, ticket, &wait_ms) == 0) {
-            STRATA__COUNT(c, early_refreshes);
-            rc = STRATA_HIT_REFRESH;
+            rc = early_recheck(c, ticket, out, env.fresh_until_ms);
+            if (rc == STRATA_HIT_REFRESH)
+                STRATA__COUNT(c, early_refreshes);
         }
     } else if (rc == STRATA_HIT_STALE && raw.len > 0) { /* not stale-if-error from L1 */
         if (take_lease(c, k, ticket, &wait_ms) == 0)
