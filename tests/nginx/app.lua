@@ -24,7 +24,10 @@ local function flavours()
   local redis = os.getenv("STRATA_TEST_REDIS_URL")
   if redis and redis ~= "" then
     f.redis = {url = redis, shm = "sc_l2", shm_ipc = "sc_ipc", namespace = "t_redis", ttl = 30,
-               lock_wait = 3, timeout = 0.5, breaker_cooldown = 0.3, coherence_ping = 0.2}
+               lock_wait = 3, timeout = 0.5, breaker_cooldown = 0.3, coherence_ping = 0.2,
+               -- tag versions read every time, so a bump in one worker is seen by the other
+               -- at once (cached, another worker would see it within tag_cache_ms: docs/TAGS.md)
+               tag_cache = 0}
     f.redis_l1 = {url = redis, shm_ipc = "sc_ipc", namespace = "t_redis", ttl = 30, timeout = 0.5,
                   lock_wait = 3, breaker_cooldown = 0.3, coherence_ping = 0.2}
   end
