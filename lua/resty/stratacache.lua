@@ -22,7 +22,6 @@ local ipc = require "resty.stratacache.ipc"
 local stats = require "resty.stratacache.stats"
 local phase = require "resty.stratacache.phase"
 local loader_result = require "stratacache.loader"
-local get_request = require("resty.core.base").get_request
 
 local ngx = ngx
 local ngx_now, update_time, timer_at, sleep = ngx.now, ngx.update_time, ngx.timer.at, ngx.sleep
@@ -124,14 +123,15 @@ function _M.new(opts)
     refreshing = {},
     link_up = not opts.url, -- the remote tier's invalidation link (see _link)
     trust_from = 0,
-    polled_at = 0,
   }, mt)
   self._stats = stats.new(ipc_dict, ns)
   self.counts = self._stats.c
   local lru, counts = self.lru, self.counts
-  self.ipc = ipc.new(ipc_dict, ns,
+  local events, err = ipc.new(ipc_dict, ns,
     function(key) lru:delete(key); counts.invalidations_received = counts.invalidations_received + 1 end,
     function() lru:flush_all(); counts.l1_flushes = counts.l1_flushes + 1 end)
+  if not events then return nil, err end
+  self.ipc = events
   if opts.url then
     local scheme = opts.url:match("^(%a+)://")
     if scheme == "memcached" then
@@ -456,18 +456,14 @@ local function get_slow(self, stale, key, opts, loader, ...)
   return fill(self, stale, key, opts, loader, ...)
 end
 
--- Other workers' writes are applied (ipc:poll, one shared-dict read) when the
--- request object or the millisecond of ngx.now() changed since the last get,
--- so a request that starts a millisecond after a write in another worker never
--- sees the old value (nginx reuses request memory, so the pointer alone is not
--- enough), while a loop of hits inside one request is a plain lrucache get.
+-- Other workers' writes are applied (ipc:poll) when the shared word of the
+-- event log changed since this worker's last poll: one plain load per read
+-- (ipc.lua), so a write in another worker is seen by the very next read, and
+-- a hit is an lrucache get plus that load.
 function _M.get(self, key, opts, loader, ...)
   if type(key) ~= "string" then bad(1, "get", "key must be a non-empty string") end
-  local r, now = get_request(), ngx_now()
-  if r ~= self.polled_req or now ~= self.polled_at then
-    self.polled_req, self.polled_at = r, now
-    self.ipc:poll()
-  end
+  local events = self.ipc
+  if events.word[0] ~= events.word_seen then events:poll() end
   local v, stale = self.lru:get(key)
   if v ~= nil then
     local counts = self.counts
@@ -481,11 +477,8 @@ end
 
 -- L1 then L2 (fresh entries only). -> value, level | nil (not there)
 local function host_read(self, key)
-  local now, r = ngx_now(), get_request()
-  if now ~= self.polled_at or r ~= self.polled_req then
-    self.polled_at, self.polled_req = now, r
-    self.ipc:poll()
-  end
+  local events = self.ipc
+  if events.word[0] ~= events.word_seen then events:poll() end
   local v = self.lru:get(key)
   if v ~= nil then
     self.counts.l1_hits = self.counts.l1_hits + 1

@@ -112,7 +112,26 @@ function routes.set(args)
   local c = cache_of(args)
   if not c then return end
   local ok, err = c:set(args.key, args.value, {ttl = tonumber(args.ttl)})
+  if args.flag then counters:set("written:" .. args.flag, true) end
   reply({ok = ok, err = err})
+end
+
+-- Two reads of key in one request, with no yield between them (so ngx.now()
+-- and the request stay the same): the worker spins until another worker's
+-- /set?flag= lands (5 s at most), so the second read must see that write.
+function routes.getwait(args)
+  local c = cache_of(args)
+  if not c then return end
+  local before = c:get(args.key)
+  counters:set("ready:" .. args.flag, ngx.worker.pid())
+  local deadline = os.time() + 5
+  while not counters:get("written:" .. args.flag) and os.time() < deadline do end
+  local after = c:get(args.key)
+  reply({before = before, after = after, written = counters:get("written:" .. args.flag) or false})
+end
+
+function routes.flag(args)
+  reply({value = counters:get(args.name)})
 end
 
 function routes.delete(args)

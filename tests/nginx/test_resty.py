@@ -164,6 +164,25 @@ class Coherence(unittest.TestCase):
         for r in until_both_workers("/get?key=%s" % key):
             self.assertEqual(r["value"], "new", r)
 
+    def test_write_in_one_worker_is_seen_by_a_running_request_of_the_other(self):
+        # the reader's second get runs in the same request and the same
+        # ngx.now() as its first: no per-request or per-tick check can see the
+        # write, only one made on every read
+        key, flag = fresh("cohreq"), uuid.uuid4().hex
+        self.assertTrue(NGINX.json("/set?key=%s&value=old" % key)["ok"])
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            reader = pool.submit(NGINX.json, "/getwait?key=%s&flag=%s" % (key, flag), 20)
+            deadline = time.monotonic() + 10
+            while NGINX.json("/flag?name=ready:%s" % flag).get("value") is None:
+                self.assertLess(time.monotonic(), deadline, "the reader never started")
+                time.sleep(0.01)
+            w = NGINX.json("/set?key=%s&value=new&flag=%s" % (key, flag))
+            r = reader.result()
+        self.assertTrue(w["ok"], w)
+        self.assertNotEqual(w["pid"], r["pid"])  # the reader's worker was spinning
+        self.assertTrue(r["written"], r)
+        self.assertEqual((r["before"], r["after"]), ("old", "new"), r)
+
     def test_delete_in_one_worker_evicts_the_other(self):
         key = fresh("del")
         self.warm_both(key)
