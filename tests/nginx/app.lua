@@ -118,16 +118,33 @@ end
 
 -- Two reads of key in one request, with no yield between them (so ngx.now()
 -- and the request stay the same): the worker spins until another worker's
--- /set?flag= lands (5 s at most), so the second read must see that write.
+-- /set?flag= lands (15 s at most), so the second read must see that write.
 function routes.getwait(args)
   local c = cache_of(args)
   if not c then return end
   local before = c:get(args.key)
   counters:set("ready:" .. args.flag, ngx.worker.pid())
-  local deadline = os.time() + 5
+  local deadline = os.time() + 15
   while not counters:get("written:" .. args.flag) and os.time() < deadline do end
   local after = c:get(args.key)
   reply({before = before, after = after, written = counters:get("written:" .. args.flag) or false})
+end
+
+-- A get killed while it waits for Redis: its op is freed by the sweep once
+-- the GC has its coroutine.
+function routes.killget(args)
+  local c = cache_of(args)
+  if not c then return end
+  local remote = require "resty.stratacache.remote"
+  local before = remote.live_ops()
+  local t = ngx.thread.spawn(function() return c:get(args.key) end)
+  local during = remote.live_ops()
+  ngx.thread.kill(t)
+  t = nil -- luacheck: ignore
+  collectgarbage()
+  collectgarbage()
+  remote.sweep()
+  reply({before = before, during = during, after = remote.live_ops()})
 end
 
 function routes.flag(args)

@@ -170,13 +170,24 @@ class Coherence(unittest.TestCase):
         # write, only one made on every read
         key, flag = fresh("cohreq"), uuid.uuid4().hex
         self.assertTrue(NGINX.json("/set?key=%s&value=old" % key)["ok"])
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            reader = pool.submit(NGINX.json, "/getwait?key=%s&flag=%s" % (key, flag), 20)
+
+        def other_worker(path):
+            # a connection the spinning worker accepted just before it spun
+            # waits for the spin: give up on it and open another
             deadline = time.monotonic() + 10
-            while NGINX.json("/flag?name=ready:%s" % flag).get("value") is None:
+            while True:
+                try:
+                    return NGINX.json(path, timeout=0.5)
+                except OSError:
+                    self.assertLess(time.monotonic(), deadline, path)
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            reader = pool.submit(NGINX.json, "/getwait?key=%s&flag=%s" % (key, flag), 30)
+            deadline = time.monotonic() + 10
+            while other_worker("/flag?name=ready:%s" % flag).get("value") is None:
                 self.assertLess(time.monotonic(), deadline, "the reader never started")
                 time.sleep(0.01)
-            w = NGINX.json("/set?key=%s&value=new&flag=%s" % (key, flag))
+            w = other_worker("/set?key=%s&value=new&flag=%s" % (key, flag))
             r = reader.result()
         self.assertTrue(w["ok"], w)
         self.assertNotEqual(w["pid"], r["pid"])  # the reader's worker was spinning
@@ -398,6 +409,11 @@ class Remote(unittest.TestCase):
             time.sleep(0.05)
         else:
             self.fail("a worker kept the old value: %s" % rs)
+
+    def test_a_killed_get_frees_its_op(self):
+        r = NGINX.json("/killget?cache=redis_l1&key=%s" % fresh("kill"))
+        self.assertEqual(r["during"], r["before"] + 1, r)  # suspended inside the op
+        self.assertEqual(r["after"], r["before"], r)
 
     def test_get_many_one_remote_round_then_the_loader(self):
         k = fresh("many")
