@@ -147,6 +147,18 @@ function routes.killget(args)
   reply({before = before, during = during, after = remote.live_ops()})
 end
 
+-- The envelope the shm holds for key (namespace t_redis) and whether the
+-- library gives the op metadata the remote tier keeps entries by.
+function routes.l2info(args)
+  local envelope = require "resty.stratacache.envelope"
+  local has_meta = require("resty.stratacache.remote").has_meta
+  local bytes = ngx.shared.sc_l2:get("t_redis:" .. args.key)
+  local i = bytes and envelope.decode(bytes, args.key, 0)
+  if not i then return reply({has_meta = has_meta}) end
+  reply({has_meta = has_meta, fresh_ms = tonumber(i.fresh_until_ms - i.created_ms),
+         stale_ms = tonumber(i.stale_until_ms - i.fresh_until_ms), cost_ms = tonumber(i.cost_ms)})
+end
+
 function routes.flag(args)
   reply({value = counters:get(args.name)})
 end

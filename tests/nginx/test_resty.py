@@ -410,6 +410,39 @@ class Remote(unittest.TestCase):
         else:
             self.fail("a worker kept the old value: %s" % rs)
 
+    def needs_meta(self):
+        if not NGINX.json("/l2info?key=none")["has_meta"]:
+            self.skipTest("this libstratacache has no op metadata (strata_op_meta_get)")
+
+    def test_remote_hit_keeps_the_entrys_stale_window_and_cost(self):
+        self.needs_meta()
+        key = fresh("meta")
+        out = plain_lua(self.url, "local d = assert(require('stratacache').new{url = '%s', namespace = 't_redis', "
+                        "ttl = 20, stale = 77}); local t = os.clock(); "
+                        "print((d:get_or_load('%s', function() while os.clock() - t < 0.06 do end return 'm' end)))"
+                        % (self.url, key))
+        self.assertEqual(out.strip(), "m")
+        r = NGINX.json("/get?cache=redis&key=%s&noloader=1" % key)
+        self.assertEqual((r.get("value"), r.get("level")), ("m", 3), r)
+        info = NGINX.json("/l2info?key=%s" % key)  # the shm is the workers' own
+        self.assertAlmostEqual(info["stale_ms"], 77000, delta=2000, msg=info)
+        self.assertAlmostEqual(info["fresh_ms"], 20000, delta=2000, msg=info)
+        self.assertGreaterEqual(info["cost_ms"], 50, info)
+
+    def test_tagged_entry_read_without_tags_is_verified(self):
+        self.needs_meta()
+        # the entry carries tag stamps whoever reads it: the host tiers keep
+        # it only as long as a tagged read would (not in the shm), so a bump
+        # reaches a reader that never named the tag
+        key, tag = fresh("tagu"), fresh("tag")
+        self.assertEqual(NGINX.json("/tagget?cache=redis&key=%s&tag=%s" % (key, tag))["value"],
+                         "v:%s:1" % key)
+        for r in until_both_workers("/get?cache=redis&key=%s&noloader=1" % key):
+            self.assertEqual(r.get("value"), "v:%s:1" % key, r)
+        self.assertTrue(NGINX.json("/bump?cache=redis&tag=%s" % tag)["ok"])
+        for r in until_both_workers("/get?cache=redis&key=%s&noloader=1" % key):
+            self.assertNotEqual(r.get("value"), "v:%s:1" % key, r)
+
     def test_a_killed_get_frees_its_op(self):
         r = NGINX.json("/killget?cache=redis_l1&key=%s" % fresh("kill"))
         self.assertEqual(r["during"], r["before"] + 1, r)  # suspended inside the op

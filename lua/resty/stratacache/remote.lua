@@ -13,7 +13,7 @@ local C = lib.C
 local ngx = ngx
 local tcp, sleep, ngx_now, timer_at = ngx.socket.tcp, ngx.sleep, ngx.now, ngx.timer.at
 local ffi_string, ffi_gc, tonumber, tostring, type = ffi.string, ffi.gc, tonumber, tostring, type
-local floor, min, max = math.floor, math.min, math.max
+local floor, min, max, band = math.floor, math.min, math.max, bit.band
 
 local DONE, SEND, WAIT = 0, 1, 3
 local OK, MISS, NEGATIVE, HIT_STALE, HIT_REFRESH, MISS_LEAD = 0, 1, 2, 3, 4, 5
@@ -308,11 +308,38 @@ local function begin_lookup(cache, key, lease, tags)
   return C.strata_op_lookup(opp, cache, key, #key, lookup_opts)
 end
 
+-- The op metadata ABI (strata_op_meta, in libraries that have it): the
+-- entry's own stale_until, loader cost and whether it carries tag stamps, so
+-- the host tiers keep it as the core would. Without it they keep the fresh
+-- ms left, this cache's stale window, no cost, and tags only as asked.
+local meta
+if pcall(ffi.typeof, "strata_op_meta") and pcall(function() return C.strata_op_meta_get end) then
+  meta = ffi.new("strata_op_meta")
+end
+local META_EXACT, META_TAGGED = 1, 2
+_M.has_meta = meta ~= nil
+
+-- How the host tiers keep the entry behind result i of op.
+-- -> ttl_ms, stale_ms (nil: this cache's), cost_ms, tagged (the entry's
+-- stamps; a tagged entry is served again only through a lookup)
+local function entry_of(op, i, ttl_ms, tagged)
+  if not meta then return ttl_ms, nil, 0, tagged end
+  C.strata_op_meta_init(meta, 1)
+  if C.strata_op_meta_get(op, i, meta) ~= 0 then return ttl_ms, nil, 0, tagged end
+  local flags = meta.flags
+  if band(flags, META_TAGGED) ~= 0 then tagged = true end
+  if band(flags, META_EXACT) == 0 then return ttl_ms, nil, 0, tagged end
+  local now = floor(ngx_now() * 1000)
+  local fresh, stale_until = tonumber(meta.fresh_until_ms), tonumber(meta.stale_until_ms)
+  local ttl = max(fresh - now, 0)
+  return ttl, max(stale_until - now - ttl, 0), tonumber(meta.cost_ms), tagged
+end
+
 -- Stores what the remote tier said into the host tiers. -> value, nil, level
-local function keep(self, key, payload, ttl_ms, negative, tagged)
+local function keep(self, key, payload, negative, ttl_ms, stale_ms, cost_ms, tagged)
   local owner = self.owner
-  local stale_ms = negative and 0 or owner.stale_ms
-  local v, err = owner._store(owner, key, payload, negative, max(ttl_ms, 0), stale_ms, 0, tagged)
+  if stale_ms == nil then stale_ms = negative and 0 or owner.stale_ms end
+  local v, err = owner._store(owner, key, payload, negative, max(ttl_ms, 0), stale_ms, cost_ms, tagged)
   if err then return nil, err end
   if negative then return nil, nil, L3 end
   return v, nil, L3
@@ -380,6 +407,7 @@ function _M.get(self, stale, key, opts, loader, ...)
   if rc == OK or rc == HIT_STALE or rc == HIT_REFRESH then
     if rc == OK then counts.hits = counts.hits + 1 else counts.stale_hits = counts.stale_hits + 1 end
     release(self, conn)
+    local ttl_ms, stale_ms, cost_ms, tagged = entry_of(op, 0, rc == OK and ttl or 0, owner._tagged(opts))
     if rc == HIT_REFRESH and loader then
       counts.early_refreshes = counts.early_refreshes + 1
       owners[op] = PINNED -- the timer's now: kept until it runs
@@ -387,12 +415,13 @@ function _M.get(self, stale, key, opts, loader, ...)
     else
       free_op(op)
     end
-    return keep(self, key, payload or "", rc == OK and ttl or 0, false, owner._tagged(opts))
+    return keep(self, key, payload or "", false, ttl_ms, stale_ms, cost_ms, tagged)
   elseif rc == NEGATIVE then
+    local ttl_ms, stale_ms, cost_ms, tagged = entry_of(op, 0, ttl, owner._tagged(opts))
     free_op(op)
     counts.negative_hits = counts.negative_hits + 1
     release(self, conn)
-    return keep(self, key, nil, ttl, true, owner._tagged(opts))
+    return keep(self, key, nil, true, ttl_ms, stale_ms, cost_ms, tagged)
   elseif rc == MISS_LEAD then
     counts.misses = counts.misses + 1
     return load_and_fill(self, op, conn, key, opts, loader, ...)
@@ -447,10 +476,10 @@ function _M.get_many(self, keys)
     C.strata_value_dispose(value)
     if irc == OK or irc == HIT_STALE then
       counts.hits = counts.hits + 1
-      local v = keep(self, keys[j], payload, irc == OK and ttl or 0, false)
+      local v = keep(self, keys[j], payload, false, entry_of(op, j - 1, irc == OK and ttl or 0, false))
       out[j] = {v, L3}
     elseif irc == NEGATIVE then
-      keep(self, keys[j], nil, ttl, true)
+      keep(self, keys[j], nil, true, entry_of(op, j - 1, ttl, false))
       out[j] = {nil, L3}
     else
       counts.misses = counts.misses + 1
