@@ -340,26 +340,28 @@ end
 -- holder's value to land in L2), then the remote tier or the loader.
 local function lead(self, stale, key, opts, loader, ...)
   local counts = self.counts
-  if self.l2 then
-    local deadline, nap = ngx_now() + self.lock_wait, 0.001
-    while not lock(self, key) do
-      counts.waits = counts.waits + 1
-      sleep(nap)
-      nap = min(nap * 2, 0.05)
-      local v, verdict, err = l2_read(self, key, now_ms())
-      if err then return nil, err end
-      if verdict ~= MISS and verdict ~= UNTRUSTED then
-        if verdict == NEGATIVE then return nil, nil, L2 end
-        return v, nil, L2
-      end
-      if ngx_now() >= deadline then return wait_expired(self, stale, key, opts, loader, ...) end
-    end
-    -- filled between our miss and our lock?
-    local v, verdict = l2_read(self, key, now_ms())
-    if verdict == OK or verdict == NEGATIVE or verdict == HIT_REFRESH then
-      unlock(self, key)
+  if not self.l2 then -- no lock to give back: fill's pcall covers errors
+    if self.remote then return self.remote:get(stale, key, opts, loader, ...) end
+    return load(self, key, opts, loader, ...)
+  end
+  local deadline, nap = ngx_now() + self.lock_wait, 0.001
+  while not lock(self, key) do
+    counts.waits = counts.waits + 1
+    sleep(nap)
+    nap = min(nap * 2, 0.05)
+    local v, verdict, err = l2_read(self, key, now_ms())
+    if err then return nil, err end
+    if verdict ~= MISS and verdict ~= UNTRUSTED then
+      if verdict == NEGATIVE then return nil, nil, L2 end
       return v, nil, L2
     end
+    if ngx_now() >= deadline then return wait_expired(self, stale, key, opts, loader, ...) end
+  end
+  -- filled between our miss and our lock?
+  local v, verdict = l2_read(self, key, now_ms())
+  if verdict == OK or verdict == NEGATIVE or verdict == HIT_REFRESH then
+    unlock(self, key)
+    return v, nil, L2
   end
   local ok, v, err, level
   if self.remote then
@@ -367,7 +369,7 @@ local function lead(self, stale, key, opts, loader, ...)
   else
     ok, v, err, level = pcall(load, self, key, opts, loader, ...)
   end
-  if self.l2 then unlock(self, key) end
+  unlock(self, key)
   if not ok then error(v, 0) end
   return v, err, level
 end

@@ -415,13 +415,15 @@ function _M.get(self, stale, key, opts, loader, ...)
     else
       free_op(op)
     end
-    return keep(self, key, payload or "", false, ttl_ms, stale_ms, cost_ms, tagged)
+    local v, err, level = keep(self, key, payload or "", false, ttl_ms, stale_ms, cost_ms, tagged)
+    return v, err, level -- not a tail call: keep's trace would return into a pcall frame (NYI)
   elseif rc == NEGATIVE then
     local ttl_ms, stale_ms, cost_ms, tagged = entry_of(op, 0, ttl, owner._tagged(opts))
     free_op(op)
     counts.negative_hits = counts.negative_hits + 1
     release(self, conn)
-    return keep(self, key, nil, true, ttl_ms, stale_ms, cost_ms, tagged)
+    local v, err, level = keep(self, key, nil, true, ttl_ms, stale_ms, cost_ms, tagged)
+    return v, err, level
   elseif rc == MISS_LEAD then
     counts.misses = counts.misses + 1
     return load_and_fill(self, op, conn, key, opts, loader, ...)
