@@ -4,7 +4,7 @@ worker (master_process off) instead of timed: the figures do not move with
 the machine's load. Each side of a case runs alone (?only=ours|base) at
 one and at two rounds; the difference of the two counts over the difference
 of the calls leaves out the case's setup (sc.new, connections).
-Run by scripts/test-nginx.sh --callgrind."""
+Run by scripts/test-nginx.sh --callgrind; case names as arguments pick cases."""
 import http.client
 import os
 import socket
@@ -74,6 +74,8 @@ def main():
         print("| operation (instructions per call, callgrind, one worker) | stratacache | baseline | ratio |")
         print("|---|---:|---:|---:|")
         for case, name in CASES:
+            if sys.argv[1:] and case not in sys.argv[1:]:
+                continue
             per = {}
             for side in ("ours", "base"):
                 path = "/bench?case=%s&redis=%s&only=%s&rounds=" % (case, REDIS, side)
