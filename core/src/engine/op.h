@@ -34,6 +34,7 @@ typedef struct strata__op_tags {
     int creating;               /* second exchange: SET NX + INCRBY 0 for absent counters */
     size_t *absent;
     size_t nabsent;
+    int refetched;              /* versions read again after a stamp showed one behind */
 } strata__op_tags;
 
 struct strata_op {
