@@ -374,11 +374,22 @@ local function lead(self, stale, key, opts, loader, ...)
   return v, err, level
 end
 
+-- Each fill's token, a table only its leader's stack holds (fill's local,
+-- used after the pcall so it stays live), kept here weakly: a leader killed
+-- inside its fill (ngx.thread.kill, a client abort) never clears
+-- inflight[key]; once the GC has its coroutine and so the token, the next
+-- caller leads instead of waiting for it. (coroutine.running() would do,
+-- but it is not compiled and costs a remote hit ~7k instructions.)
+local leaders = setmetatable({}, {__mode = "v"})
+
 -- One loader per key in this worker: the first caller leads, the others wait
 -- on its semaphore and get its result.
 local function fill(self, stale, key, opts, loader, ...)
   local inflight = self.inflight
   local f = inflight[key]
+  if f and leaders[f] == nil then -- its leader died in it
+    inflight[key], f = nil, nil
+  end
   if f then
     self.counts.singleflight_shared = self.counts.singleflight_shared + 1
     local sema = f.sema
@@ -388,9 +399,10 @@ local function fill(self, stale, key, opts, loader, ...)
     return wait_expired(self, stale, key, opts, loader, ...)
   end
   f = {}
-  inflight[key] = f
+  local token = {}
+  inflight[key], leaders[f] = f, token
   local ok, v, err, level = pcall(lead, self, stale, key, opts, loader, ...)
-  inflight[key] = nil
+  if inflight[key] == f and leaders[f] == token then inflight[key] = nil end
   if not ok then v, err, level = nil, "EUSER: " .. tostring(v), nil end
   f.done, f.value, f.err, f.level = true, v, err, level
   local sema = f.sema

@@ -159,6 +159,23 @@ function routes.l2info(args)
          stale_ms = tonumber(i.stale_until_ms - i.fresh_until_ms), cost_ms = tonumber(i.cost_ms)})
 end
 
+-- A leader killed while its loader runs: the next get of the key in this
+-- worker must not wait for it. -> the second get's result and milliseconds
+function routes.killfill(args)
+  local c = cache_of(args)
+  if not c then return end
+  local t = ngx.thread.spawn(function() return c:get(args.key, nil, loader, args.key, 30) end)
+  ngx.thread.kill(t)
+  t = nil -- luacheck: ignore
+  collectgarbage()
+  collectgarbage()
+  ngx.update_time()
+  local t0 = ngx.now()
+  local v, err, level = c:get(args.key, nil, loader, args.key)
+  ngx.update_time()
+  reply({value = v, err = err, level = level, ms = (ngx.now() - t0) * 1000})
+end
+
 function routes.flag(args)
   reply({value = counters:get(args.name)})
 end

@@ -127,6 +127,12 @@ class Stampede(unittest.TestCase):
         statuses = {status for status, _, _ in rs}
         return key, statuses, values, took
 
+    def test_a_killed_leader_does_not_hold_up_the_next_get(self):
+        key = fresh("killfill")
+        r = NGINX.json("/killfill?cache=l1only&key=%s" % key)
+        self.assertEqual((r.get("value"), r.get("level")), ("v:%s:2" % key, 4), r)
+        self.assertLess(r["ms"], 500, r)  # not lock_wait
+
     def test_cold_key_burst_on_shm_alone_loads_once(self):
         key, statuses, values, took = self.burst("l2")
         self.assertEqual(statuses, {200})
