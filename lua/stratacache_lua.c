@@ -122,7 +122,9 @@ typedef struct lcache {
     lbatch *batches;     /* write-behind batches not yet acked or failed */
     int in_writer;       /* write_through writers running: the C call is on the stack */
     int tier;            /* L1 on: get keeps value strings in the uservalue (l_get) */
-    size_t tier_count;   /* strings kept there */
+    size_t tier_count;   /* strings kept there, and their bytes (with the keys) */
+    uint64_t tier_bytes;
+    uint64_t tier_max_count, tier_max_bytes; /* L1's own bounds (l1_max_entries, l1_max_bytes) */
 } lcache;
 
 /*
@@ -459,6 +461,20 @@ static void cache_close(lcache *lc)
     lc->c = NULL;
 }
 
+/* The URL query's name=<digits> (the core has accepted the URL), else dflt. */
+static uint64_t url_flag(const char *url, const char *name, uint64_t dflt)
+{
+    const char *q = strchr(url, '?');
+    size_t n = strlen(name);
+    while (q != NULL) {
+        q++;
+        if (strncmp(q, name, n) == 0 && q[n] == '=' && q[n + 1] >= '0' && q[n + 1] <= '9')
+            return strtoull(q + n + 1, NULL, 10);
+        q = strchr(q, '&');
+    }
+    return dflt;
+}
+
 /* _new(url) -> cache | nil, err */
 
 static int l_new(lua_State *L)
@@ -478,7 +494,9 @@ static int l_new(lua_State *L)
     lc = (lcache *)sl_newuserdata1(L, sizeof *lc);
     memset(lc, 0, sizeof *lc);
     lc->c = c;
-    lc->tier = strstr(url, "?l1=1") != NULL || strstr(url, "&l1=1") != NULL;
+    lc->tier = url_flag(url, "l1", 0) == 1;
+    lc->tier_max_count = url_flag(url, "l1_max_entries", 100000);
+    lc->tier_max_bytes = url_flag(url, "l1_max_bytes", 16u << 20);
     if (lc->tier) {
         lua_newtable(L);
         sl_setuservalue(L, -2);
@@ -563,11 +581,10 @@ static int push_read(lua_State *L, int rc, const strata_value *v)
  * userdata holding the version and a copy of the key (what strata_l1_check
  * takes), with the value string as its own uservalue, so a hit is one table
  * lookup. Only string keys that passed check_key are kept. The table is
- * replaced whole past TIER_MAX kept strings, by tier_keep only (get's upvalue
- * 3 follows it).
+ * replaced whole, by tier_keep only (get's upvalue 3 follows it), once what
+ * it kept passes L1's own bounds (l1_max_entries, l1_max_bytes): the strings
+ * of keys L1 dropped long ago are not kept beyond what L1 itself would hold.
  */
-#define TIER_MAX 100000
-
 typedef struct tier_entry {
     uint64_t version;
     size_t klen;
@@ -624,8 +641,10 @@ static lcache *get_self(lua_State *L)
 static void tier_keep(lua_State *L, lcache *lc, const char *k, size_t klen, uint64_t version)
 {
     tier_entry *e;
-    if (++lc->tier_count > TIER_MAX) {
+    lc->tier_bytes += klen + sl_rawlen(L, -1);
+    if (++lc->tier_count > lc->tier_max_count || lc->tier_bytes > lc->tier_max_bytes) {
         lc->tier_count = 1;
+        lc->tier_bytes = klen + sl_rawlen(L, -1);
         lua_newtable(L);
         sl_setuservalue(L, 1);
     }

@@ -192,6 +192,24 @@ for _, b in ipairs(H.backends()) do
         end
       end)
 
+      if b.name == "memory" then
+        it("keeps no more than L1's own bounds (l1_max_bytes)", function()
+          local d = assert(sc.new{url = b.url, namespace = "lua-tier-bound", l1 = true, l1_max_bytes = 1048576})
+          local big = string.rep("b", 10000)
+          collectgarbage()
+          local before = collectgarbage("count")
+          for i = 1, 2000 do
+            local k = H.key("bound")
+            assert.is_true(d:set(k, big .. i))
+            assert.are.equal(big .. i, (d:get(k)))
+          end
+          collectgarbage()
+          local grown_kb = collectgarbage("count") - before
+          d:close()
+          assert.truthy(grown_kb < 4096, ("the Lua heap grew by %.0f KB for a 1 MiB L1"):format(grown_kb))
+        end)
+      end
+
       it("a closed or collected cache is refused; another cache still serves", function()
         local k = H.key("gone")
         local d = assert(sc.new{url = b.url, namespace = "lua-tier", l1 = true})
