@@ -31,6 +31,8 @@
  *     I/O would freeze the worker (blocking_in_nginx = true accepts that);
  *     memory:// works, and its lease waits use ngx.sleep where the phase allows.
  *   cache:get(key) / set(key, value[, ttl[, tags]]) / delete / touch / invalidate
+ *     get on an L1 cache hands out the same Lua string for each hit of one L1
+ *     entry (the string tier, below; under LuaJIT plain.lua's FFI twin).
  *     set's tags: an array of at most 16 tag strings; the entry is stamped with
  *     their versions now (strata_set_ex).
  *   cache:invalidate_tag(tag): every entry stamped with tag before now misses
@@ -1180,6 +1182,48 @@ static int gol_error(lua_State *L, int arg, const char *msg)
     return wrapped_error(L, "get_or_load", arg, msg);
 }
 
+/*
+ * _get_fill(self, key) -> get's results, plus the L1 entry version when the
+ * value came from L1 (nil otherwise), plus l1_max_entries and l1_max_bytes:
+ * the C half of LuaJIT's get (plain.lua), which keeps the strings in a Lua
+ * table and checks them through the FFI (strata_l1_check), compiled by the
+ * JIT. Misuse raises as get's own.
+ */
+static int l_get_fill(lua_State *L)
+{
+    lcache *lc = (lcache *)lua_touserdata(L, 1);
+    strata_value spare, *v;
+    uint64_t version = 0;
+    size_t klen = 0;
+    const char *k;
+    int ok = lc != NULL && lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1), rc, n;
+    if (ok) {
+        ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+    }
+    if (!ok)
+        return wrapped_error(L, "get", 0, lua_pushfstring(L, "%s expected, got %s", CACHE_MT, luaL_typename(L, 1)));
+    if (lc->c == NULL)
+        return wrapped_error(L, "get", 0, "cache is closed");
+    if (lua_type(L, 2) != LUA_TSTRING || (k = lua_tolstring(L, 2, &klen), klen == 0))
+        return wrapped_error(L, "get", 1, lua_pushfstring(L, "key must be a non-empty string, got %s",
+                                                          lua_type(L, 2) == LUA_TSTRING ? "an empty string"
+                                                                                        : luaL_typename(L, 2)));
+    lua_settop(L, 2);
+    v = value_take(lc, &spare);
+    rc = lc->tier ? strata_l1_get(lc->c, k, klen, v, &version) : STRATA_MISS;
+    if (rc == STRATA_MISS)
+        rc = strata_get(lc->c, k, klen, v);
+    n = push_read(L, rc, v);
+    value_give(lc, v);
+    if (rc != STRATA_OK || version == 0)
+        return n;
+    lua_pushnumber(L, (lua_Number)version); /* < 2^53: exact in a double */
+    lua_pushnumber(L, (lua_Number)lc->tier_max_count);
+    lua_pushnumber(L, (lua_Number)lc->tier_max_bytes);
+    return 6;
+}
+
 /* _gol_lookup with options at 3 and the loader at 4; the only option is tags. */
 static int gol_lookup_opts(lua_State *L, lcache *lc, const char *k, size_t klen)
 {
@@ -1713,6 +1757,7 @@ static const luaL_Reg cache_methods[] = {
     {"close", l_close},
     {"_lookup", l_lookup},
     {"_gol_lookup", l_gol_lookup},
+    {"_get_fill", l_get_fill},
     {"_isopen", l_isopen},
     {NULL, NULL}
 };
@@ -1838,7 +1883,8 @@ __attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L)
     lua_pushcfunction(L, l_sleep);
     lua_pushcfunction(L, l_now);
     lua_pushcfunction(L, l_load_clock);
-    lua_call(L, 6, 0);
+    lua_pushlightuserdata(L, (void *)(uintptr_t)strata_l1_check); /* for LuaJIT's FFI (plain.lua) */
+    lua_call(L, 7, 0);
     lua_pop(L, 2);
     return 1;
 }
