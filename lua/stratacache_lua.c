@@ -1177,6 +1177,34 @@ static int wrapped_error(lua_State *L, const char *fname, int arg, const char *m
     return lua_error(L);
 }
 
+/* The open cache at 1 for fname, a method written in Lua over this C helper;
+ * anything else raises as that method's misuse (wrapped_error). */
+static lcache *wrapped_cache(lua_State *L, const char *fname)
+{
+    lcache *lc = (lcache *)lua_touserdata(L, 1);
+    int ok = lc != NULL && lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1);
+    if (ok) {
+        ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+    }
+    if (!ok)
+        wrapped_error(L, fname, 0, lua_pushfstring(L, "%s expected, got %s", CACHE_MT, luaL_typename(L, 1)));
+    if (lc->c == NULL) /* first, as check_cache does for the other methods */
+        wrapped_error(L, fname, 0, "cache is closed");
+    return lc;
+}
+
+/* The key at 2 for fname, as wrapped_cache: a non-empty string. */
+static const char *wrapped_key(lua_State *L, const char *fname, size_t *klen)
+{
+    const char *k = NULL;
+    if (lua_type(L, 2) != LUA_TSTRING || (k = lua_tolstring(L, 2, klen), *klen == 0))
+        wrapped_error(L, fname, 1, lua_pushfstring(L, "key must be a non-empty string, got %s",
+                                                   lua_type(L, 2) == LUA_TSTRING ? "an empty string"
+                                                                                 : luaL_typename(L, 2)));
+    return k;
+}
+
 static int gol_error(lua_State *L, int arg, const char *msg)
 {
     return wrapped_error(L, "get_or_load", arg, msg);
@@ -1191,24 +1219,12 @@ static int gol_error(lua_State *L, int arg, const char *msg)
  */
 static int l_get_fill(lua_State *L)
 {
-    lcache *lc = (lcache *)lua_touserdata(L, 1);
+    lcache *lc = wrapped_cache(L, "get");
     strata_value spare, *v;
     uint64_t version = 0;
     size_t klen = 0;
-    const char *k;
-    int ok = lc != NULL && lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1), rc, n;
-    if (ok) {
-        ok = lua_rawequal(L, -1, lua_upvalueindex(1));
-        lua_pop(L, 1);
-    }
-    if (!ok)
-        return wrapped_error(L, "get", 0, lua_pushfstring(L, "%s expected, got %s", CACHE_MT, luaL_typename(L, 1)));
-    if (lc->c == NULL)
-        return wrapped_error(L, "get", 0, "cache is closed");
-    if (lua_type(L, 2) != LUA_TSTRING || (k = lua_tolstring(L, 2, &klen), klen == 0))
-        return wrapped_error(L, "get", 1, lua_pushfstring(L, "key must be a non-empty string, got %s",
-                                                          lua_type(L, 2) == LUA_TSTRING ? "an empty string"
-                                                                                        : luaL_typename(L, 2)));
+    const char *k = wrapped_key(L, "get", &klen);
+    int rc, n;
     lua_settop(L, 2);
     v = value_take(lc, &spare);
     rc = lc->tier ? strata_l1_get(lc->c, k, klen, v, &version) : STRATA_MISS;
@@ -1256,21 +1272,9 @@ static int gol_lookup_opts(lua_State *L, lcache *lc, const char *k, size_t klen)
  */
 static int l_gol_lookup(lua_State *L)
 {
-    lcache *lc = (lcache *)lua_touserdata(L, 1);
+    lcache *lc = wrapped_cache(L, "get_or_load");
     size_t klen = 0;
-    const char *k;
-    int ok = lc != NULL && lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1);
-    if (ok) {
-        ok = lua_rawequal(L, -1, lua_upvalueindex(1));
-        lua_pop(L, 1);
-    }
-    if (!ok)
-        return gol_error(L, 0, lua_pushfstring(L, "%s expected, got %s", CACHE_MT, luaL_typename(L, 1)));
-    if (lc->c == NULL) /* first, as check_cache does for the other methods */
-        return gol_error(L, 0, "cache is closed");
-    if (lua_type(L, 2) != LUA_TSTRING || (k = lua_tolstring(L, 2, &klen), klen == 0))
-        return gol_error(L, 1, lua_pushfstring(L, "key must be a non-empty string, got %s",
-                                               lua_type(L, 2) == LUA_TSTRING ? "an empty string" : luaL_typename(L, 2)));
+    const char *k = wrapped_key(L, "get_or_load", &klen);
     if (lua_type(L, 3) == LUA_TFUNCTION)
         return lookup_push(L, lc, k, klen, NULL);
     if (lua_type(L, 3) == LUA_TTABLE) /* get_or_load(key, {tags = ...}, loader, ...) */
@@ -1491,17 +1495,9 @@ static int l_wbbatch_index(lua_State *L)
  */
 static int l_flush(lua_State *L)
 {
-    lcache *lc = (lcache *)lua_touserdata(L, 1);
+    lcache *lc = wrapped_cache(L, "flush");
     lua_Number s = lua_tonumber(L, 2);
-    int ok = lc != NULL && lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1), rc;
-    if (ok) {
-        ok = lua_rawequal(L, -1, lua_upvalueindex(1));
-        lua_pop(L, 1);
-    }
-    if (!ok)
-        return wrapped_error(L, "flush", 0, lua_pushfstring(L, "%s expected, got %s", CACHE_MT, luaL_typename(L, 1)));
-    if (lc->c == NULL)
-        return wrapped_error(L, "flush", 0, "cache is closed");
+    int rc;
     if (lua_type(L, 2) != LUA_TNUMBER || !(s >= 0 && s <= 3.2e7))
         return wrapped_error(L, "flush", 1, lua_pushfstring(L, "timeout must be a non-negative number of seconds, got %s",
                                                             lua_type(L, 2) == LUA_TNUMBER ? lua_tostring(L, 2)
