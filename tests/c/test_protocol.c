@@ -552,6 +552,14 @@ static const scripted script_cases[] = {
     {"an integer for a GET", 0, {":1\r\n"}, STRATA_EBACKEND, NULL, NULL},
     {"an array for a GET", 0, {"*1\r\n$1\r\nx\r\n"}, STRATA_EBACKEND, NULL, NULL},
     {"not RESP", 0, {"?garbage\r\n"}, STRATA_EBACKEND, NULL, NULL},
+    /* a GET's reply is parsed without the reader: its own errors */
+    {"a bulk length that is no number", 0, {"$1x\r\nabc\r\n"}, STRATA_EBACKEND, NULL, NULL},
+    {"a negative bulk length other than -1", 0, {"$-2\r\n"}, STRATA_EBACKEND, NULL, NULL},
+    {"a bulk length without digits", 0, {"$\r\n"}, STRATA_EBACKEND, NULL, NULL},
+    {"a bulk length past any value", 0, {"$99999999999\r\n"}, STRATA_EBACKEND, NULL, NULL},
+    {"a bulk string without its CRLF", 0, {"$3\r\nabcXY"}, STRATA_EBACKEND, NULL, NULL},
+    {"an empty string (not an envelope)", 0, {"$0\r\n\r\n"}, STRATA_MISS, NULL, NULL},
+    {"a foreign string (not an envelope)", 0, {"$3\r\nabc\r\n"}, STRATA_MISS, NULL, NULL},
     {"lead: lease won, re-check nil", 1, {"$-1\r\n", "+OK\r\n:5000\r\n$16\r\n0123456789abcdef\r\n$-1\r\n"}, STRATA_MISS_LEAD, NULL, NULL},
     {"lead: re-check finds the fill", 1, {"$-1\r\n", "+OK\r\n:5000\r\n$16\r\n0123456789abcdef\r\nENV", ":1\r\n"}, STRATA_OK, "payload",
      NULL},
@@ -674,10 +682,83 @@ static void scripted_replies_at_every_split(void)
     strata_cache_free(c);
 }
 
+/* A value larger than the GET parser reserves up front (64 KB), fed in
+ * chunks with the next op's reply behind it: all of it, and only it. */
+static void large_value_grows_as_it_arrives(void)
+{
+    strata_cache *c = NULL;
+    strata__envelope e;
+    size_t plen = 200000, n, head, total, chunk;
+    char *payload = malloc(plen), *env, *bytes;
+    long splits[] = {WHOLE, 1000, 65536 + 7, 3};
+    size_t i, k;
+    REQUIRE(payload);
+    REQUIRE(strata_cache_new(&c, "redis://127.0.0.1:1?io=host&ns=p&tag_cache_ms=0&xfetch_beta=0", NULL) == 0);
+    for (i = 0; i < plen; i++)
+        payload[i] = (char)('a' + i % 26);
+    memset(&e, 0, sizeof e);
+    e.created_ms = strata__now_wall_ms();
+    e.fresh_until_ms = e.stale_until_ms = e.created_ms + 60000;
+    e.payload = payload;
+    e.payload_len = plen;
+    n = strata__env_size(&e);
+    env = malloc(n);
+    bytes = malloc(n + 64);
+    REQUIRE(env && bytes && strata__env_encode(&e, env, n) == n);
+    head = (size_t)snprintf(bytes, 64, "$%zu\r\n", n);
+    memcpy(bytes + head, env, n);
+    memcpy(bytes + head + n, "\r\n", 2);
+    total = head + n + 2;
+    for (k = 0; k < sizeof splits / sizeof splits[0]; k++) {
+        strata_op *op = NULL;
+        strata_op_options o;
+        strata_io io = STRATA_IO_INIT;
+        strata_value v = STRATA_VALUE_INIT;
+        strata_op_options_init(&o, STRATA_OP_OPTIONS_VERSION);
+        o.lease = 0;
+        CHECK_RC(strata_op_lookup(&op, c, "big", 3, &o), 0);
+        CHECK_RC(strata_op_next(op, &io), 0);
+        CHECK(io.kind == STRATA_IO_SEND);
+        if (splits[k] == 3) { /* bytewise would be slow: 3 bytes at a time, the foreign reply behind */
+            size_t off = 0, used;
+            int rc = 1;
+            char *buf = malloc(total + 5);
+            REQUIRE(buf);
+            memcpy(buf, bytes, total);
+            memcpy(buf + total, "+OK\r\n", 5);
+            while (rc == 1) {
+                chunk = total + 5 - off < 3 ? total + 5 - off : 3;
+                rc = strata_op_feed(op, buf + off, chunk, &used);
+                off += used;
+            }
+            CHECK_RC(rc, 0);
+            CHECK(off == total);
+            free(buf);
+        } else {
+            CHECK_RC(feed_split(op, bytes, total, splits[k]), 0);
+        }
+        CHECK_RC(strata_op_next(op, &io), 0);
+        if (io.kind == STRATA_IO_SEND && memmem(io.data, io.len, "MGET", 4)) { /* the namespace generation */
+            CHECK_RC(feed_split(op, "*1\r\n$-1\r\n", 9, WHOLE), 0);
+            CHECK_RC(strata_op_next(op, &io), 0);
+        }
+        CHECK(io.kind == STRATA_IO_DONE);
+        CHECK_RC(strata_op_result(op, &v), 0);
+        CHECK(v.len == plen && memcmp(v.data, payload, plen) == 0);
+        strata_value_dispose(&v);
+        strata_op_free(op);
+    }
+    free(bytes);
+    free(env);
+    free(payload);
+    strata_cache_free(c);
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
         {"scripted_replies_at_every_split", scripted_replies_at_every_split},
+        {"large_value_grows_as_it_arrives", large_value_grows_as_it_arrives},
         {"script_shas_match_the_server", script_shas_match_the_server},
         {"live_recordings_replay_at_every_split", live_recordings_replay_at_every_split},
     };

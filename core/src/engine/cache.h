@@ -41,7 +41,15 @@ struct strata_cache {
     struct strata__wb *wb;      /* write-behind state (engine/write_behind.c) */
     struct strata__events *events; /* coherence events for host tiers (events.c) */
     struct strata__redis_route *route; /* redis: which server a key lives on (the op API routes by it) */
+
+    /* Idle host-driven operations, reused with their buffers (engine/op_pool.c). */
+    strata__mutex op_pool_lock;
+    struct strata_op *op_pool;
+    unsigned int op_pool_n;
 };
+
+/* Frees the idle ops (op_pool.c), at strata_cache_free. */
+void strata__op_pool_drain(strata_cache *c);
 
 #define STRATA__COUNT(c, field) strata__atomic_add(&(c)->stats.field, 1)
 
@@ -128,6 +136,11 @@ int  strata__backend_result(strata_cache *c, int rc);
  * when fresh. Returns the read outcome, or STRATA_MISS when expired. */
 int strata__serve_envelope(strata_cache *c, const strata__key *k, const strata__envelope *e,
                            int64_t now_ms, uint64_t epoch, strata_value *out);
+/* The same decision with out->data pointing at e's payload, not a copy
+ * (out keeps its own buffer for later): the op's read, whose envelope
+ * bytes live as long as the op. */
+int strata__serve_envelope_ref(strata_cache *c, const strata__key *k, const strata__envelope *e,
+                               int64_t now_ms, uint64_t epoch, strata_value *out);
 
 /* After a backend write or delete of key returned (landed or not): drops
  * L1's copy and moves its shard's epoch on, so a read that started while the

@@ -141,13 +141,7 @@ int strata_op_set(strata_op **out, strata_cache *c, const char *key, size_t keyl
         for (i = 0; i < nt; i++)
             total += o->taglens[i];
         op->stamp_mem = malloc(total ? total : 1);
-        op->tags.names = calloc(nt + 1, sizeof *op->tags.names);
-        op->tags.lens = calloc(nt + 1, sizeof *op->tags.lens);
-        op->tags.versions = calloc(nt + 1, sizeof *op->tags.versions);
-        op->tags.missing = calloc(nt + 1, sizeof *op->tags.missing);
-        op->tags.absent = calloc(nt + 1, sizeof *op->tags.absent);
-        if (!op->stamp_mem || !op->tags.names || !op->tags.lens || !op->tags.versions || !op->tags.missing ||
-            !op->tags.absent) {
+        if (!op->stamp_mem || strata__op_tags_alloc(&op->tags, nt + 1) < 0) {
             strata_op_free(op);
             *out = NULL;
             return strata__error(STRATA_ENOMEM, "out of memory for %zu tags", nt);
