@@ -22,6 +22,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -754,11 +755,74 @@ static void large_value_grows_as_it_arrives(void)
     strata_cache_free(c);
 }
 
+/* Ops of one cache begun and freed on several threads at once: each gets
+ * an op of its own from the cache's pool, and its value is the one fed to it. */
+#define POOL_THREADS 4
+#define POOL_ROUNDS 3000
+
+typedef struct pool_thread {
+    strata_cache *c;
+    int id, wrong;
+} pool_thread;
+
+static void *pool_worker(void *arg)
+{
+    pool_thread *t = arg;
+    strata_value v = STRATA_VALUE_INIT;
+    int i;
+    for (i = 0; i < POOL_ROUNDS; i++) {
+        strata_op *op = NULL;
+        strata_op_options o;
+        strata_io io = STRATA_IO_INIT;
+        char payload[32], bytes[256];
+        size_t len, used;
+        strata_op_options_init(&o, STRATA_OP_OPTIONS_VERSION);
+        o.lease = 0;
+        snprintf(payload, sizeof payload, "t%d-%d", t->id, i);
+        len = bulk_envelope(payload, 0, bytes, sizeof bytes);
+        if (strata_op_lookup(&op, t->c, "k", 1, &o) != 0 || strata_op_next(op, &io) != 0 ||
+            io.kind != STRATA_IO_SEND || strata_op_feed(op, bytes, len, &used) != 0) {
+            t->wrong++;
+            strata_op_free(op);
+            continue;
+        }
+        strata_op_next(op, &io);
+        if (io.kind == STRATA_IO_SEND) /* the namespace generation (not cached: tag_cache_ms=0) */
+            strata_op_feed(op, "*1\r\n$-1\r\n", 9, &used);
+        if (strata_op_result(op, &v) != 0 || v.len != strlen(payload) || memcmp(v.data, payload, v.len) != 0)
+            t->wrong++;
+        strata_op_free(op);
+    }
+    strata_value_dispose(&v);
+    return NULL;
+}
+
+static void ops_on_many_threads_share_the_pool(void)
+{
+    strata_cache *c = NULL;
+    pthread_t th[POOL_THREADS];
+    pool_thread t[POOL_THREADS];
+    int i;
+    REQUIRE(strata_cache_new(&c, "redis://127.0.0.1:1?io=host&ns=p&tag_cache_ms=0&xfetch_beta=0", NULL) == 0);
+    for (i = 0; i < POOL_THREADS; i++) {
+        t[i].c = c;
+        t[i].id = i;
+        t[i].wrong = 0;
+        REQUIRE(pthread_create(&th[i], NULL, pool_worker, &t[i]) == 0);
+    }
+    for (i = 0; i < POOL_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_RC(t[i].wrong, 0);
+    }
+    strata_cache_free(c);
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
         {"scripted_replies_at_every_split", scripted_replies_at_every_split},
         {"large_value_grows_as_it_arrives", large_value_grows_as_it_arrives},
+        {"ops_on_many_threads_share_the_pool", ops_on_many_threads_share_the_pool},
         {"script_shas_match_the_server", script_shas_match_the_server},
         {"live_recordings_replay_at_every_split", live_recordings_replay_at_every_split},
     };
