@@ -20,7 +20,9 @@ enum strata__op_kind {
     STRATA__OP_DELETE,
     STRATA__OP_TAG,
     STRATA__OP_HELLO,
-    STRATA__OP_SUBSCRIBE
+    STRATA__OP_SUBSCRIBE,
+    STRATA__OP_TOUCH,
+    STRATA__OP_WRITE_BEHIND
 };
 
 /* A tag-version read in progress (envelopes to verify, or a stamp to take).
@@ -148,6 +150,9 @@ void strata__op_meta_l1(strata_op_meta *m, const strata_value *v, int64_t now_ms
  * makes room for n names (zeroed). */
 int  strata__op_tags_start(strata_op *op, int (*after)(strata_op *));
 int  strata__op_tags_alloc(strata__op_tags *t, size_t n);
+/* The user tags of n envelopes (NULL skipped) then the namespace generation
+ * into op->tags; *total = 0 when there is no envelope. */
+int  strata__op_tags_of(strata_op *op, size_t n, strata__envelope *const *envs, size_t *total);
 void strata__op_tags_free(strata__op_tags *t);
 
 /* op_pool.c: a cache's idle ops, reused with their buffers (a mutex: ops of

@@ -163,11 +163,10 @@ int strata__op_tags_start(strata_op *op, int (*after)(strata_op *))
     return strata__op_exchange(op, tags_read, tags_failed);
 }
 
-/* Collects the tag names of n envelopes (NULL skipped) into op->tags. */
 /* Collects the tag names of n envelopes (NULL skipped) into op->tags, then
  * the namespace generation (name "", the last entry: strata_clear outdates
  * every older entry); *total = 0 when there is no envelope. */
-static int tags_of(strata_op *op, size_t n, strata__envelope *const *envs, size_t *total)
+int strata__op_tags_of(strata_op *op, size_t n, strata__envelope *const *envs, size_t *total)
 {
     size_t i, j, k = 0;
     int rc, any = 0;
@@ -224,7 +223,7 @@ static int got_value(strata_op *op, int rc)
 {
     size_t total;
     if (rc == 0 && strata__env_decode(op->raw.data, op->raw.len, &op->env) == 0) {
-        if ((rc = tags_of(op, 1, (strata__envelope *const[]){&op->env}, &total)) < 0)
+        if ((rc = strata__op_tags_of(op, 1, (strata__envelope *const[]){&op->env}, &total)) < 0)
             return strata__op_finish(op, rc);
         if (total > 0)
             return strata__op_tags_start(op, serve_read);
@@ -747,7 +746,7 @@ static int many_read(strata_op *op)
     for (i = 0; i < op->nb; i++)
         if (op->rcs[i] == 0 && strata__env_decode(op->raws[i].data, op->raws[i].len, &op->envs[i]) == 0)
             op->decoded[i] = &op->envs[i];
-    if ((rc = tags_of(op, op->nb, op->decoded, &total)) < 0)
+    if ((rc = strata__op_tags_of(op, op->nb, op->decoded, &total)) < 0)
         return strata__op_finish(op, rc);
     if (total > 0)
         return strata__op_tags_start(op, many_served); /* all the stamps in one round trip at most */
