@@ -859,7 +859,9 @@ STRATA_EXTERN int strata_op_fill_negative(strata_op *op, int64_t neg_ttl_ms);
 STRATA_EXTERN int strata_op_abandon(strata_op *op);
 
 /* Cancels at any point; a lease still held is left to expire (lease_ttl_ms).
- * If bytes were sent and not all replies fed, close that connection. */
+ * If bytes were sent and not all replies fed, close that connection. It may
+ * come after strata_cache_free of the op's cache (garbage collectors run
+ * finalizers in no set order); no other op call may. */
 STRATA_EXTERN void strata_op_free(strata_op *op);
 
 /* Coherence events for host-side tiers (a Lua lrucache, a Python object tier):

@@ -817,12 +817,37 @@ static void ops_on_many_threads_share_the_pool(void)
     strata_cache_free(c);
 }
 
+/* A binding's garbage collector may free a cache before its ops (ffi.gc
+ * runs finalizers in no set order): freeing those ops afterwards is safe. */
+static void ops_may_outlive_their_cache(void)
+{
+    strata_cache *c = NULL;
+    strata_op *done = NULL, *mid = NULL, *fresh = NULL, *idle = NULL;
+    strata_io io = STRATA_IO_INIT;
+    size_t used;
+    REQUIRE(strata_cache_new(&c, "redis://127.0.0.1:1?io=host&ns=p", NULL) == 0);
+    CHECK_RC(strata_op_lookup(&idle, c, "i", 1, NULL), 0);
+    strata_op_free(idle); /* an idle op in the pool when the cache goes */
+    CHECK_RC(strata_op_lookup(&done, c, "d", 1, NULL), 0);
+    CHECK_RC(strata_op_next(done, &io), 0);
+    CHECK_RC(strata_op_feed(done, "$-1\r\n", 5, &used), 0);
+    CHECK_RC(strata_op_lookup(&mid, c, "m", 1, NULL), 0);
+    CHECK_RC(strata_op_next(mid, &io), 0);
+    CHECK_RC(strata_op_feed(mid, "$10\r\nab", 8, &used), 1);
+    CHECK_RC(strata_op_delete(&fresh, c, "f", 1), 0);
+    strata_cache_free(c);
+    strata_op_free(mid);
+    strata_op_free(done);
+    strata_op_free(fresh);
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
         {"scripted_replies_at_every_split", scripted_replies_at_every_split},
         {"large_value_grows_as_it_arrives", large_value_grows_as_it_arrives},
         {"ops_on_many_threads_share_the_pool", ops_on_many_threads_share_the_pool},
+        {"ops_may_outlive_their_cache", ops_may_outlive_their_cache},
         {"script_shas_match_the_server", script_shas_match_the_server},
         {"live_recordings_replay_at_every_split", live_recordings_replay_at_every_split},
     };

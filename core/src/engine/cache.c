@@ -81,9 +81,8 @@ int strata_cache_new(strata_cache **out, const char *url, const strata_options *
         return rc;
     }
     strata__mutex_init(&c->flights_lock);
-    strata__mutex_init(&c->op_pool_lock);
     c->stats.version = STRATA_STATS_VERSION;
-    if ((rc = strata__wb_new(&c->wb, c)) < 0) {
+    if ((rc = strata__op_pool_new(&c->op_pool)) < 0 || (rc = strata__wb_new(&c->wb, c)) < 0) {
         c->wb = NULL; /* everything else is up: the normal teardown applies */
         strata_cache_free(c);
         return rc;
@@ -105,8 +104,7 @@ void strata_cache_free(strata_cache *c)
     strata__tags_free(c->tags);
     strata__events_free(c->events);
     strata__mutex_destroy(&c->flights_lock);
-    strata__op_pool_drain(c);
-    strata__mutex_destroy(&c->op_pool_lock);
+    strata__op_pool_close(c->op_pool);
     free(c);
 }
 

@@ -43,13 +43,13 @@ struct strata_cache {
     struct strata__redis_route *route; /* redis: which server a key lives on (the op API routes by it) */
 
     /* Idle host-driven operations, reused with their buffers (engine/op_pool.c). */
-    strata__mutex op_pool_lock;
-    struct strata_op *op_pool;
-    unsigned int op_pool_n;
+    struct strata__op_pool *op_pool;
 };
 
-/* Frees the idle ops (op_pool.c), at strata_cache_free. */
-void strata__op_pool_drain(strata_cache *c);
+/* A cache's pool of idle ops (op_pool.c). It outlives the cache while ops
+ * of it are alive: a binding's garbage collector may free the cache first. */
+int  strata__op_pool_new(struct strata__op_pool **out);
+void strata__op_pool_close(struct strata__op_pool *p);
 
 #define STRATA__COUNT(c, field) strata__atomic_add(&(c)->stats.field, 1)
 

@@ -51,7 +51,7 @@ int strata__op_new(strata_op **out, strata_cache *c, int kind, const char *key, 
         return strata__error(STRATA_ENOTSUP, "host-driven operations need a redis:// cache (this one is %s)",
                              c->backend->ops->name);
     nslen = c->cfg.nslen;
-    if ((op = strata__op_pool_take(c)) == NULL && (op = calloc(1, sizeof *op)) == NULL)
+    if ((op = strata__op_pool_new_op(c)) == NULL)
         return strata__error(STRATA_ENOMEM, "out of memory for an operation");
     op->c = c;
     op->kind = kind;
@@ -432,6 +432,5 @@ void strata_op_free(strata_op *op)
     if (op == NULL)
         return;
     release(op);
-    if (strata__op_pool_give(op->c, op) != 0)
-        strata__op_destroy(op);
+    strata__op_pool_free_op(op); /* touches the pool only: the cache may be gone */
 }

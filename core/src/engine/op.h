@@ -60,6 +60,7 @@ typedef struct strata__op_idle {
 
 struct strata_op {
     strata__op_idle idle;       /* only while in the pool */
+    struct strata__op_pool *pool; /* where it goes back to (outlives the cache) */
     strata_cache *c;
     int kind;
     int state;                  /* the kind's own step */
@@ -156,11 +157,12 @@ int  strata__op_tags_of(strata_op *op, size_t n, strata__envelope *const *envs, 
 void strata__op_tags_free(strata__op_tags *t);
 
 /* op_pool.c: a cache's idle ops, reused with their buffers (a mutex: ops of
- * one cache may be begun and freed on any thread). take: an op reset to
- * zero but for its buffers, or NULL when none is idle. give: 0 kept, or -1
- * (full: the caller frees it). */
-strata_op *strata__op_pool_take(strata_cache *c);
-int  strata__op_pool_give(strata_cache *c, strata_op *op);
+ * one cache may be begun and freed on any thread). new_op: an idle op reset
+ * to zero but for its buffers, else a fresh one (NULL without memory); it
+ * holds a reference on the pool. free_op: back to the pool, or freed when
+ * the pool is full or its cache is gone. */
+strata_op *strata__op_pool_new_op(strata_cache *c);
+void strata__op_pool_free_op(strata_op *op);
 /* op.c: frees an op whose per-call state is already released. */
 void strata__op_destroy(strata_op *op);
 

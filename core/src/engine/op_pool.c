@@ -6,8 +6,14 @@
  * zeroed but for them. Under AddressSanitizer an idle op (but its `idle`
  * header) and its buffers are poisoned, so a use after strata_op_free is
  * still caught.
+ *
+ * Every live op holds a reference on its pool and strata_op_free touches
+ * only the pool, never the cache: a binding's garbage collector (ffi.gc,
+ * cffi) may free a cache before its last ops. A closed pool frees what
+ * comes back and goes when the last op does.
  */
 #include "op.h"
+#include "error.h"
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -58,23 +64,34 @@ static void keep_or_free(strata__bytes *b)
     b->len = 0;
 }
 
-strata_op *strata__op_pool_take(strata_cache *c)
+typedef struct strata__op_pool strata__op_pool;
+
+struct strata__op_pool {
+    strata__mutex lock;
+    strata_op *idle;            /* a list through idle.next */
+    unsigned int nidle;
+    size_t refs;                /* the cache's (until closed) + one per live op */
+    int closed;                 /* the cache is gone */
+};
+
+int strata__op_pool_new(strata__op_pool **out)
 {
-    strata_op *op;
-    strata__op_idle k;
-    strata__mutex_lock(&c->op_pool_lock);
-    op = c->op_pool;
-    if (op != NULL) {
-        c->op_pool = op->idle.next;
-        c->op_pool_n--;
-    }
-    strata__mutex_unlock(&c->op_pool_lock);
-    if (op == NULL)
-        return NULL;
-    k = op->idle;
+    strata__op_pool *p = calloc(1, sizeof *p);
+    *out = NULL;
+    if (p == NULL)
+        return strata__error(STRATA_ENOMEM, "out of memory for the operation pool");
+    strata__mutex_init(&p->lock);
+    p->refs = 1;
+    *out = p;
+    return 0;
+}
+
+/* An idle op back to a freshly allocated one's state, its buffers kept. */
+static void reset(strata_op *op)
+{
+    strata__op_idle k = op->idle;
     UNPOISON(BODY(op), BODY_SIZE);
     poison_buffers(&k, 0);
-    /* Everything zero but the buffers, as a fresh calloc'd op. */
     memset(op, 0, sizeof *op);
     op->req.buf = k.req;
     op->raw = k.raw;
@@ -83,10 +100,34 @@ strata_op *strata__op_pool_take(strata_cache *c)
     op->keycap = k.keycap;
     op->value.priv_ = k.vbuf;
     op->value.cap_ = k.vcap;
+}
+
+strata_op *strata__op_pool_new_op(strata_cache *c)
+{
+    strata__op_pool *p = c->op_pool;
+    strata_op *op;
+    strata__mutex_lock(&p->lock);
+    op = p->idle;
+    if (op != NULL) {
+        p->idle = op->idle.next;
+        p->nidle--;
+    }
+    p->refs++;
+    strata__mutex_unlock(&p->lock);
+    if (op != NULL)
+        reset(op);
+    else if ((op = calloc(1, sizeof *op)) == NULL) {
+        strata__mutex_lock(&p->lock);
+        p->refs--; /* the cache still holds its own: never the last */
+        strata__mutex_unlock(&p->lock);
+        return NULL;
+    }
+    op->pool = p;
     return op;
 }
 
-int strata__op_pool_give(strata_cache *c, strata_op *op)
+/* The kept buffers into the idle header (large ones freed). */
+static void park(strata_op *op)
 {
     strata__op_idle *k = &op->idle;
     keep_or_free(&op->req.buf);
@@ -108,35 +149,52 @@ int strata__op_pool_give(strata_cache *c, strata_op *op)
     k->keycap = op->keycap;
     k->vbuf = op->value.priv_;
     k->vcap = op->value.cap_;
-    strata__mutex_lock(&c->op_pool_lock);
-    if (c->op_pool_n >= POOL_MAX) {
-        strata__mutex_unlock(&c->op_pool_lock);
-        return -1;
-    }
-    poison_buffers(k, 1);
-    POISON(BODY(op), BODY_SIZE);
-    k->next = c->op_pool;
-    c->op_pool = op;
-    c->op_pool_n++;
-    strata__mutex_unlock(&c->op_pool_lock);
-    return 0;
 }
 
-void strata__op_pool_drain(strata_cache *c)
+void strata__op_pool_free_op(strata_op *op)
 {
-    strata_op *op = c->op_pool, *next;
+    strata__op_pool *p = op->pool;
+    int last;
+    park(op);
+    strata__mutex_lock(&p->lock);
+    last = --p->refs == 0;
+    if (!p->closed && p->nidle < POOL_MAX) {
+        poison_buffers(&op->idle, 1);
+        POISON(BODY(op), BODY_SIZE);
+        op->idle.next = p->idle;
+        p->idle = op;
+        p->nidle++;
+        op = NULL;
+    }
+    strata__mutex_unlock(&p->lock);
+    if (op != NULL)
+        strata__op_destroy(op);
+    if (last) {
+        strata__mutex_destroy(&p->lock);
+        free(p);
+    }
+}
+
+void strata__op_pool_close(strata__op_pool *p)
+{
+    strata_op *op, *next;
+    int last;
+    if (p == NULL)
+        return;
+    strata__mutex_lock(&p->lock);
+    p->closed = 1;
+    op = p->idle;
+    p->idle = NULL;
+    p->nidle = 0;
+    last = --p->refs == 0;
+    strata__mutex_unlock(&p->lock);
     for (; op != NULL; op = next) {
-        strata__op_idle k = op->idle;
-        next = k.next;
-        poison_buffers(&k, 0);
-        UNPOISON(BODY(op), BODY_SIZE);
-        op->req.buf = k.req;
-        op->raw = k.raw;
-        op->rs.reader = k.reader;
-        op->keymem = k.keymem;
-        op->value.priv_ = k.vbuf;
+        next = op->idle.next;
+        reset(op);
         strata__op_destroy(op);
     }
-    c->op_pool = NULL;
-    c->op_pool_n = 0;
+    if (last) {
+        strata__mutex_destroy(&p->lock);
+        free(p);
+    }
 }
