@@ -533,6 +533,8 @@ static int begin_lookup(strata_op *op)
     op->tags.n = 0;
     op->has_meta = 0;
     op->raw.len = 0;
+    op->value.data = NULL; /* it may point into raw (a served envelope) */
+    op->value.len = 0;
     strata__note_read(c, &op->k);
     if (c->l1) {
         rc = strata__l1_get(c->l1, &op->k, op->now_ms, &op->value);
