@@ -61,12 +61,41 @@ static int write_failed(strata_op *op, int code)
     return strata__op_finish(op, code);
 }
 
+/* Before any write: L1 forgets the key (older readers may not re-enter it)
+ * and host tiers hear of it, even if the write then times out: it may have
+ * landed. */
+static void forget(strata_op *op)
+{
+    strata_cache *c = op->c;
+    if (c->l1) {
+        strata__l1_del(c->l1, &op->k);
+        op->epoch = strata__l1_epoch(c->l1, &op->k);
+    }
+    strata__events_push(c, STRATA_EVENT_EVICT, op->key, op->keylen, 1);
+}
+
+/* The MULTI write of op->enc (set, touch): lease kill, SET, invalidation. */
+static int send_write(strata_op *op, int (*done)(strata_op *))
+{
+    char *payload = NULL;
+    size_t paylen = 0;
+    int rc;
+    forget(op);
+    strata__redis_req_reset(&op->req);
+    if ((rc = invalidation(op, &payload, &paylen)) == 0)
+        rc = strata__rq_write(&op->req, op->fk, op->fklen, op->lk, op->lklen, op->enc.data, op->enc.len,
+                              op->backend_ttl, op->chan, channel(op), payload, paylen);
+    free(payload);
+    if (rc < 0)
+        return strata__op_finish(op, rc);
+    return strata__op_exchange(op, done, write_failed);
+}
+
 static int set_send(strata_op *op)
 {
     strata_cache *c = op->c;
     strata__env_tag stamps[STRATA__ENV_MAX_TAGS];
-    char *payload = NULL;
-    size_t paylen = 0, i;
+    size_t i;
     int rc;
     size_t nt = op->tags.n - 1; /* the last entry is the namespace generation */
     for (i = 0; i < nt && i < STRATA__ENV_MAX_TAGS; i++) {
@@ -84,20 +113,7 @@ static int set_send(strata_op *op)
         rc = strata__breaker_allow(c);
     if (rc < 0)
         return strata__op_finish(op, rc);
-    if (c->l1) {
-        strata__l1_del(c->l1, &op->k); /* older readers may not re-enter L1 */
-        op->epoch = strata__l1_epoch(c->l1, &op->k);
-    }
-    /* Even if the write then times out: it may have landed. */
-    strata__events_push(c, STRATA_EVENT_EVICT, op->key, op->keylen, 1);
-    strata__redis_req_reset(&op->req);
-    if ((rc = invalidation(op, &payload, &paylen)) == 0)
-        rc = strata__rq_write(&op->req, op->fk, op->fklen, op->lk, op->lklen, op->enc.data, op->enc.len,
-                              op->backend_ttl, op->chan, channel(op), payload, paylen);
-    free(payload);
-    if (rc < 0)
-        return strata__op_finish(op, rc);
-    return strata__op_exchange(op, set_done, write_failed);
+    return send_write(op, set_done);
 }
 
 int strata_op_set(strata_op **out, strata_cache *c, const char *key, size_t keylen, const char *val, size_t vallen,
@@ -218,8 +234,6 @@ static int touch_verified(strata_op *op)
     strata_cache *c = op->c;
     strata__envelope *pe = &op->env;
     uint64_t ns = op->tags.versions[op->tags.n - 1];
-    char *payload = NULL;
-    size_t paylen = 0;
     int rc;
     if (strata__tags_apply(c, 1, &pe, op->tags.versions, ns, op->now_ms, 1) > 0)
         return strata__op_finish(op, STRATA_MISS);
@@ -230,17 +244,7 @@ static int touch_verified(strata_op *op)
         rc = strata__breaker_allow(c);
     if (rc < 0)
         return strata__op_finish(op, rc);
-    if (c->l1)
-        strata__l1_del(c->l1, &op->k);
-    strata__events_push(c, STRATA_EVENT_EVICT, op->key, op->keylen, 1); /* host tiers hold the old times */
-    strata__redis_req_reset(&op->req);
-    if ((rc = invalidation(op, &payload, &paylen)) == 0)
-        rc = strata__rq_write(&op->req, op->fk, op->fklen, op->lk, op->lklen, op->enc.data, op->enc.len,
-                              op->backend_ttl, op->chan, channel(op), payload, paylen);
-    free(payload);
-    if (rc < 0)
-        return strata__op_finish(op, rc);
-    return strata__op_exchange(op, touch_done, write_failed);
+    return send_write(op, touch_done); /* host tiers hold the old times: they hear of it too */
 }
 
 static int touch_read(strata_op *op)
@@ -322,11 +326,7 @@ static int wb_append_send(strata_op *op)
     a.token = strata__random_u64() | 1; /* never 0 ("unknown") */
     a.chan = op->chan; a.chanlen = channel(op);
     a.payload = payload; a.paylen = paylen;
-    if (c->l1) {
-        strata__l1_del(c->l1, &op->k); /* older readers may not re-enter L1 */
-        op->epoch = strata__l1_epoch(c->l1, &op->k);
-    }
-    strata__events_push(c, STRATA_EVENT_EVICT, op->key, op->keylen, 1);
+    forget(op);
     strata__redis_req_reset(&op->req);
     rc = strata__rq_wb_append(&op->req, &a);
     if (rc == 0) /* the backlog after it, for the next append's backpressure */
