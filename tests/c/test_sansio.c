@@ -485,6 +485,57 @@ typedef struct stampede {
     strata_op *leader;
 } stampede;
 
+/* An entry stamped by another process with a version newer than the one
+ * this cache holds is served, not reloaded: the op reads that version anew
+ * (lookup and get_many; tags.c's strata__tags_forget_behind). */
+static void newer_stamp_is_served(void)
+{
+    const char *ns = test_unique("sio");
+    strata_cache *host = open_cache(test_backend_url("redis"), ns, "io=host&tag_cache_ms=600000");
+    strata_cache *blk = open_cache(test_backend_url("redis"), ns, "tag_cache_ms=600000");
+    strata_value v = STRATA_VALUE_INIT;
+    strata_op *op = NULL;
+    const char *tag = "tv", *key = "k";
+    size_t taglen = 2, keylen = 1;
+    strata_set_options so = STRATA_SET_OPTIONS_INIT;
+    int round;
+    REQUIRE(host && blk);
+    so.tags = &tag;
+    so.taglens = &taglen;
+    so.ntags = 1;
+    CHECK_RC(strata_set_ex(blk, "k", 1, "v0", 2, &so), 0);
+    CHECK_RC(strata_op_lookup(&op, host, "k", 1, NULL), 0);
+    CHECK_RC(drive(op, &v), 0); /* host now holds the tag's version */
+    strata_op_free(op);
+    for (round = 0; round < 2; round++) {
+        CHECK_RC(strata_invalidate_tag(blk, tag, taglen), 0);
+        CHECK_RC(strata_set_ex(blk, "k", 1, round ? "v2" : "v1", 2, &so), 0);
+        if (round == 0) {
+            CHECK_RC(strata_op_lookup(&op, host, "k", 1, NULL), 0);
+            CHECK_RC(drive(op, &v), 0);
+        } else {
+            CHECK_RC(strata_op_get_many(&op, host, 1, &key, &keylen, NULL), 0);
+            CHECK_RC(drive(op, NULL), 0);
+            CHECK_RC(strata_op_item(op, 0, &v), 0);
+        }
+        CHECK_VALUE(&v, round ? "v2" : "v1");
+        strata_op_free(op);
+    }
+    /* and a bump is still seen */
+    CHECK_RC(strata_op_invalidate_tag(&op, host, tag, taglen), 0);
+    CHECK_RC(drive(op, NULL), 0);
+    strata_op_free(op);
+    {
+        strata_cache *strict = open_cache(test_backend_url("redis"), ns, "tag_cache_ms=0");
+        REQUIRE(strict);
+        CHECK_RC(strata_get(strict, "k", 1, &v), STRATA_MISS);
+        strata_cache_free(strict);
+    }
+    strata_value_dispose(&v);
+    strata_cache_free(host);
+    strata_cache_free(blk);
+}
+
 static void stampede_done(void *ud, strata_op *op);
 
 static void load_finished(void *ud)
@@ -754,6 +805,7 @@ int main(int argc, char **argv)
 {
     static const test_case cases[] = {
         {"ops_match_the_blocking_api", ops_match_the_blocking_api},
+        {"newer_stamp_is_served", newer_stamp_is_served},
         {"op_meta_for_host_tiers", op_meta_for_host_tiers},
         {"op_touch_renews_like_the_blocking_api", op_touch_renews_like_the_blocking_api},
         {"op_write_behind_is_delivered_by_a_flusher", op_write_behind_is_delivered_by_a_flusher},

@@ -43,6 +43,7 @@ typedef struct strata__op_tags {
     size_t in_lens[STRATA__OP_TAGS_INLINE];
     uint64_t in_versions[STRATA__OP_TAGS_INLINE];
     size_t in_missing[STRATA__OP_TAGS_INLINE], in_absent[STRATA__OP_TAGS_INLINE];
+    int refetched;              /* versions read again after a stamp showed one behind */
 } strata__op_tags;
 
 /* An idle op in its cache's pool (op_pool.c): the buffers it keeps. While

@@ -33,7 +33,7 @@ void strata__op_tags_free(strata__op_tags *t)
     t->versions = NULL;
     t->missing = t->absent = NULL;
     t->n = t->nmissing = t->nabsent = 0;
-    t->creating = 0;
+    t->creating = t->refetched = 0;
 }
 
 int strata__op_tags_alloc(strata__op_tags *t, size_t n)
@@ -208,6 +208,11 @@ static int serve_read(strata_op *op)
 {
     strata__envelope *pe = &op->env;
     int rc;
+    if (op->tags.n > 0 && !op->tags.refetched &&
+        strata__tags_forget_behind(op->c, 1, &pe, op->tags.versions, op->tags.versions[op->tags.n - 1]) > 0) {
+        op->tags.refetched = 1; /* a cached version older than a stamp: read it anew, once */
+        return strata__op_tags_start(op, serve_read);
+    }
     if (op->tags.n > 0)
         strata__tags_apply(op->c, 1, &pe, op->tags.versions, op->tags.versions[op->tags.n - 1], op->now_ms, 1);
     rc = strata__serve_envelope_ref(op->c, &op->k, &op->env, op->now_ms, op->epoch, &op->value);
@@ -718,6 +723,11 @@ static int many_served(strata_op *op)
 {
     strata_cache *c = op->c;
     size_t i;
+    if (op->tags.n > 0 && !op->tags.refetched &&
+        strata__tags_forget_behind(c, op->nb, op->decoded, op->tags.versions, op->tags.versions[op->tags.n - 1]) > 0) {
+        op->tags.refetched = 1; /* as serve_read */
+        return strata__op_tags_start(op, many_served);
+    }
     if (op->tags.n > 0)
         strata__tags_apply(c, op->nb, op->decoded, op->tags.versions, op->tags.versions[op->tags.n - 1], op->now_ms,
                            1);

@@ -235,6 +235,10 @@ static int touch_verified(strata_op *op)
     strata__envelope *pe = &op->env;
     uint64_t ns = op->tags.versions[op->tags.n - 1];
     int rc;
+    if (!op->tags.refetched && strata__tags_forget_behind(c, 1, &pe, op->tags.versions, ns) > 0) {
+        op->tags.refetched = 1; /* a cached version older than a stamp: read it anew, once (as serve_read) */
+        return strata__op_tags_start(op, touch_verified);
+    }
     if (strata__tags_apply(c, 1, &pe, op->tags.versions, ns, op->now_ms, 1) > 0)
         return strata__op_finish(op, STRATA_MISS);
     rc = strata__encode_value_ns(c, &op->enc, op->env.payload, op->env.payload_len,
