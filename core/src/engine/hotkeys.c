@@ -140,7 +140,7 @@ void strata__hot_note(strata__hot *h, const strata__key *k, unsigned int n)
     uint64_t hash, reads = strata__atomic_add(&h->reads, n);
     hot_shard *s = shard_of(h, k, &hash);
     unsigned int est;
-    if (reads / h->window != (reads - n) / h->window)
+    if (reads % h->window < n) /* crossed a multiple of the window (one division, not two) */
         strata__atomic_add(&h->halvings, 1);
     /* A reader never waits for the sketch: when another thread holds the
      * shard, this read goes uncounted. Only keys read concurrently, the hot

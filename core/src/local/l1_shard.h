@@ -122,8 +122,8 @@ static inline __attribute__((always_inline)) int strata__l1_hit_fast(strata__l1 
                                                                     int64_t now_ms, strata_value *out,
                                                                     uint64_t *hits)
 {
-    unsigned int slot = strata__reader_slot(), reads;
-    strata__l1_shard *s = strata__l1_shard_of(l1, k);
+    unsigned int slot = strata__reader_slot(), reads, shard = (unsigned int)(k->hash % STRATA__L1_SHARDS);
+    strata__l1_shard *s = &l1->shards[shard];
     strata__l1_reader *r;
     strata__entry *e;
     size_t off, len;
@@ -134,7 +134,7 @@ static inline __attribute__((always_inline)) int strata__l1_hit_fast(strata__l1 
     r = &l1->readers[slot];
     if (l1->gate.readable && !l1->gate.readable(l1->gate.ud))
         return STRATA_MISS;
-    __atomic_store_n(&r->shard, (unsigned int)(s - l1->shards) + 1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&r->shard, shard + 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&s->writer, __ATOMIC_SEQ_CST) != 0) {
         __atomic_store_n(&r->shard, 0, __ATOMIC_RELEASE);
         return STRATA__L1_SLOW;
@@ -144,9 +144,10 @@ static inline __attribute__((always_inline)) int strata__l1_hit_fast(strata__l1 
         __atomic_store_n(&r->shard, 0, __ATOMIC_RELEASE);
         return STRATA_MISS;
     }
-    off = (e->flags & STRATA__L1_TAGGED) ? e->check_off : 0;
+    off = e->check_off; /* 0 but in a tagged entry with a token (table_put zeroes it) */
     len = e->vallen - off;
-    if (e->aux2 < now_ms + STRATA__COARSE_SLACK_MS || len >= out->cap_ || out->priv_ == NULL ||
+    /* cap_ is 0 while priv_ is NULL (zeroed, or disposed): the test covers both */
+    if (e->aux2 < now_ms + STRATA__COARSE_SLACK_MS || len >= out->cap_ ||
         ((e->flags & STRATA__L1_TAGGED) && !strata__l1_token_valid(l1, e, now_ms))) {
         __atomic_store_n(&r->shard, 0, __ATOMIC_RELEASE);
         return STRATA__L1_SLOW;
