@@ -17,17 +17,20 @@ typedef struct hot_shard {
     unsigned int halvings;     /* of the tracker's that this shard has applied */
     int64_t window_start_ms;   /* monotonic: when the last halving happened */
     int64_t last_window_ms;    /* how long the window before it lasted (0 = none yet) */
+    unsigned int unflushed;    /* reads noted here, not yet added to the tracker's count */
     char pad[64];
 } hot_shard;
 
-/* The window (hot_window reads) is the whole tracker's: every read counts
- * toward it, and when it turns, each shard halves the next time it is
- * touched, so a shard no reader visits still forgets. */
+/* The window (hot_window reads) is the whole tracker's: every read a shard
+ * counts goes toward it (in batches, see `flush`), and when it turns, each
+ * shard halves the next time it is touched, so a shard no reader visits
+ * still forgets. */
 struct strata__hot {
     hot_shard shards[HOT_SHARDS];
     uint64_t reads;            /* in all shards (atomic) */
     unsigned int halvings;     /* windows completed (atomic) */
     uint64_t window;
+    unsigned int flush;        /* a shard adds its reads to `reads` in batches of this many */
     unsigned int threshold;
     size_t bytes;
     uint8_t *cells;
@@ -59,6 +62,9 @@ int strata__hot_new(strata__hot **out, const strata_options *o)
     }
     h->threshold = o->hot_threshold;
     h->window = o->hot_window ? o->hot_window : 1;
+    /* Batches keep threads that sample hot keys from writing one shared
+     * counter per read; a window turns at most 16 batches late (1/16 of it). */
+    h->flush = h->window / 256 < 1 ? 1 : h->window / 256 > 32 ? 32 : (unsigned int)(h->window / 256);
     h->bytes = sizeof *h + per * HOT_SHARDS + (size_t)o->hot_top * HOT_SHARDS * sizeof *h->entries;
     for (i = 0; i < HOT_SHARDS; i++) {
         hot_shard *s = &h->shards[i];
@@ -137,16 +143,21 @@ static void catch_up(strata__hot *h, hot_shard *s)
 
 void strata__hot_note(strata__hot *h, const strata__key *k, unsigned int n)
 {
-    uint64_t hash, reads = strata__atomic_add(&h->reads, n);
+    uint64_t hash;
     hot_shard *s = shard_of(h, k, &hash);
     unsigned int est;
-    if (reads % h->window < n) /* crossed a multiple of the window (one division, not two) */
-        strata__atomic_add(&h->halvings, 1);
     /* A reader never waits for the sketch: when another thread holds the
      * shard, this read goes uncounted. Only keys read concurrently, the hot
      * ones, lose samples, and they are far above any threshold. */
     if (strata__mutex_trylock(&s->lock) != 0)
         return;
+    s->unflushed += n;
+    if (s->unflushed >= h->flush) {
+        uint64_t reads = strata__atomic_add(&h->reads, s->unflushed);
+        if (reads % h->window < s->unflushed) /* crossed a multiple of the window */
+            strata__atomic_add(&h->halvings, 1);
+        s->unflushed = 0;
+    }
     catch_up(h, s);
     strata__sketch_add_n(&s->sketch, hash, n, &est);
     strata__topk_note_n(&s->top, hash, k->ptr, k->len, est, n);
