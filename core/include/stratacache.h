@@ -804,6 +804,41 @@ STRATA_EXTERN const char *strata_op_error(const strata_op *op);
 /* get_many: key i's read outcome and value (STRATA_OK, STRATA_MISS, ...). */
 STRATA_EXTERN int strata_op_item(strata_op *op, size_t i, strata_value *value);
 
+/* ---- Op result metadata for host tiers (version 1) ----
+ * What a host tier (an nginx shm, a Python object tier) needs to keep an
+ * entry the way the library would: after a lookup's result (i = 0) or a
+ * get_many item's (i = the item), the stored envelope's fresh-until and
+ * stale-until (wall clock, unix ms: the clock of time(), ngx.now() * 1000,
+ * time.time() * 1000; not strata_clock_ms), the loader cost it records (for
+ * XFetch) and whether it carries tag stamps. After a successful fill, the
+ * entry the fill stored. STRATA_META_EXACT is set when the fields come from
+ * the envelope itself; without it (an L1 hit, stale-if-error from L1) only
+ * fresh_until is known (from the value's ttl_ms), stale_until equals it,
+ * cost_ms is 0 and STRATA_META_TAGGED is set, because the stamps are unknown.
+ * A TAGGED entry must have its tags verified before a host serves it again
+ * (serve it only through a lookup), whatever its TTL says. */
+#define STRATA_OP_META_VERSION 1
+
+typedef enum strata_meta_flag {
+    STRATA_META_EXACT  = 1, /* fields from the stored envelope */
+    STRATA_META_TAGGED = 2  /* carries tag stamps (or may: without EXACT) */
+} strata_meta_flag;
+
+typedef struct strata_op_meta {
+    unsigned int version;
+    unsigned int flags;           /* strata_meta_flag bits */
+    int64_t fresh_until_ms;       /* unix ms: served fresh until then */
+    int64_t stale_until_ms;       /* unix ms: kept for stale serving until then */
+    int64_t cost_ms;              /* the load time the entry records (0 = unknown) */
+} strata_op_meta;
+
+#define STRATA_OP_META_INIT {STRATA_OP_META_VERSION, 0, 0, 0, 0}
+
+STRATA_EXTERN int strata_op_meta_init(strata_op_meta *meta, unsigned int version);
+/* 0 and meta filled; STRATA_MISS (meta zeroed) when the result names no entry
+ * (a miss, MISS_LEAD, MISS_WAIT, an error, a write op). */
+STRATA_EXTERN int strata_op_meta_get(strata_op *op, size_t i, strata_op_meta *meta);
+
 /* After STRATA_MISS_LEAD or STRATA_HIT_REFRESH: re-arm the op to store the
  * loaded value under its lease (0 or STRATA_ELEASE when it was lost), a
  * "not found", or to give the lease back. ttl_ms 0 = the cache's default. */

@@ -13,6 +13,7 @@
 
 #include <signal.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static strata_cache *open_cache(const char *base_url, const char *ns, const char *extra)
@@ -197,6 +198,154 @@ static void ops_match_the_blocking_api(void)
     strata_cache_free(blk);
 }
 
+/* ---- op result metadata for host tiers (strata_op_meta_get) ---- */
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void op_meta_for_host_tiers(void)
+{
+    const char *ns = test_unique("siometa");
+    strata_cache *host = open_cache(test_backend_url("redis"), ns, "io=host&jitter_pct=0&stale_ms=3000");
+    strata_cache *l1c = open_cache(test_backend_url("redis"), ns, "jitter_pct=0&l1=1&tracking=0");
+    strata_cache *blk = open_cache(test_backend_url("redis"), ns, "jitter_pct=0");
+    strata_value v = STRATA_VALUE_INIT;
+    strata_op_meta m = STRATA_OP_META_INIT, bad = STRATA_OP_META_INIT;
+    strata_set_options so = STRATA_SET_OPTIONS_INIT;
+    strata_op *op = NULL;
+    const char *tag = "mt";
+    size_t taglen = 2;
+    const char *keys[4] = {"plain", "tagged", "none", "empty"};
+    size_t lens[4] = {5, 6, 4, 5};
+    int64_t t0, t1;
+    REQUIRE(host && l1c && blk);
+
+    /* an entry written with ttl, stale window and cost: exact, untagged */
+    so.ttl_ms = 10000;
+    so.stale_ms = 5000;
+    so.cost_ms = 123;
+    t0 = wall_ms();
+    CHECK_RC(strata_set_ex(blk, "plain", 5, "p", 1, &so), 0);
+    t1 = wall_ms();
+    CHECK_RC(strata_op_lookup(&op, host, "plain", 5, NULL), 0);
+    CHECK_RC(drive(op, &v), 0);
+    CHECK_RC(strata_op_meta_get(op, 0, &m), 0);
+    CHECK(m.flags == STRATA_META_EXACT);
+    CHECK(m.fresh_until_ms >= t0 + 10000 && m.fresh_until_ms <= t1 + 10000);
+    CHECK(m.stale_until_ms == m.fresh_until_ms + 5000);
+    CHECK(m.cost_ms == 123);
+    CHECK_RC(strata_op_meta_get(op, 1, &m), STRATA_EINVAL);
+    CHECK_MSG_HAS("item 1");
+    bad.version = 99;
+    CHECK_RC(strata_op_meta_get(op, 0, &bad), STRATA_EVERSION);
+    CHECK_RC(strata_op_meta_init(&bad, 2), STRATA_EVERSION);
+    strata_op_free(op);
+
+    /* tagged elsewhere, read without tags: the host learns it must verify */
+    so.tags = &tag;
+    so.taglens = &taglen;
+    so.ntags = 1;
+    CHECK_RC(strata_set_ex(blk, "tagged", 6, "t", 1, &so), 0);
+    CHECK_RC(strata_op_lookup(&op, host, "tagged", 6, NULL), 0);
+    CHECK_RC(drive(op, &v), 0);
+    CHECK_RC(strata_op_meta_get(op, 0, &m), 0);
+    CHECK(m.flags == (STRATA_META_EXACT | STRATA_META_TAGGED));
+    strata_op_free(op);
+
+    /* a miss names no entry; the fill's result names what it stored */
+    so.tags = NULL;
+    so.ntags = 0;
+    CHECK_RC(strata_op_lookup(&op, host, "none", 4, NULL), 0);
+    CHECK_RC(drive(op, &v), STRATA_MISS_LEAD);
+    m.flags = 77;
+    CHECK_RC(strata_op_meta_get(op, 0, &m), STRATA_MISS);
+    CHECK(m.flags == 0 && m.fresh_until_ms == 0 && m.version == STRATA_OP_META_VERSION);
+    usleep(30 * 1000); /* the load's cost */
+    t0 = wall_ms();
+    CHECK_RC(strata_op_fill(op, "filled", 6, 2000), 0);
+    CHECK_RC(drive(op, NULL), 0);
+    t1 = wall_ms();
+    CHECK_RC(strata_op_meta_get(op, 0, &m), 0);
+    CHECK(m.flags == STRATA_META_EXACT);
+    CHECK(m.fresh_until_ms >= t0 + 2000 && m.fresh_until_ms <= t1 + 2000);
+    CHECK(m.stale_until_ms == m.fresh_until_ms + 3000); /* the cache's stale_ms */
+    CHECK(m.cost_ms >= 30 && m.cost_ms < 5000);
+    strata_op_free(op);
+    /* the same entry read back: the envelope says the same */
+    {
+        strata_op_meta again = STRATA_OP_META_INIT;
+        int64_t fresh = m.fresh_until_ms, cost = m.cost_ms;
+        CHECK_RC(strata_op_lookup(&op, host, "none", 4, NULL), 0);
+        CHECK_RC(drive(op, &v), 0);
+        CHECK_VALUE(&v, "filled");
+        CHECK_RC(strata_op_meta_get(op, 0, &again), 0);
+        CHECK(again.fresh_until_ms == fresh && again.cost_ms == cost);
+        strata_op_free(op);
+    }
+
+    /* get_many: per item, the hits' envelopes; misses name none */
+    CHECK_RC(strata_set_ex(blk, "empty", 5, "", 0, NULL), 0);
+    CHECK_RC(strata_op_get_many(&op, host, 4, keys, lens, NULL), 0);
+    CHECK_RC(drive(op, NULL), 0);
+    CHECK_RC(strata_op_meta_get(op, 0, &m), 0);
+    CHECK(m.flags == STRATA_META_EXACT && m.cost_ms == 123);
+    CHECK_RC(strata_op_meta_get(op, 1, &m), 0);
+    CHECK(m.flags == (STRATA_META_EXACT | STRATA_META_TAGGED));
+    CHECK_RC(strata_op_meta_get(op, 2, &m), 0); /* "none": filled above */
+    CHECK(m.flags == STRATA_META_EXACT && m.cost_ms >= 30);
+    CHECK_RC(strata_op_meta_get(op, 3, &m), 0);
+    CHECK_RC(strata_op_meta_get(op, 4, &m), STRATA_EINVAL);
+    strata_op_free(op);
+    {
+        const char *nk[1] = {"absent"};
+        size_t nl[1] = {6};
+        CHECK_RC(strata_op_get_many(&op, host, 1, nk, nl, NULL), 0);
+        CHECK_RC(drive(op, NULL), 0);
+        CHECK_RC(strata_op_meta_get(op, 0, &m), STRATA_MISS);
+        strata_op_free(op);
+    }
+
+    /* an L1 hit knows its freshness only: not exact, maybe tagged (L1 serves
+     * once the cache's invalidation link is up) */
+    {
+        int tries, l1hit = 0;
+        for (tries = 0; tries < 100 && !l1hit; tries++) {
+            CHECK_RC(strata_op_lookup(&op, l1c, "plain", 5, NULL), 0);
+            CHECK_RC(drive(op, &v), 0);
+            if ((l1hit = v.level == STRATA_LEVEL_L1)) {
+                t0 = wall_ms();
+                CHECK_RC(strata_op_meta_get(op, 0, &m), 0);
+                CHECK(m.flags == STRATA_META_TAGGED);
+                CHECK(m.fresh_until_ms > t0 && m.fresh_until_ms <= t0 + 10000 + 1000);
+                CHECK(m.stale_until_ms == m.fresh_until_ms && m.cost_ms == 0);
+            }
+            strata_op_free(op);
+            if (!l1hit)
+                usleep(20 * 1000);
+        }
+        CHECK(l1hit);
+    }
+
+    /* writes name no entry; misuse is precise */
+    CHECK_RC(strata_op_delete(&op, host, "plain", 5), 0);
+    CHECK_RC(drive(op, NULL), 0);
+    CHECK_RC(strata_op_meta_get(op, 0, &m), STRATA_MISS);
+    strata_op_free(op);
+    CHECK_RC(strata_op_lookup(&op, host, "plain", 5, NULL), 0);
+    CHECK_RC(strata_op_meta_get(op, 0, &m), STRATA_EINVAL);
+    CHECK_MSG_HAS("not done");
+    strata_op_free(op);
+    CHECK_RC(strata_op_meta_get(NULL, 0, &m), STRATA_EINVAL);
+    strata_value_dispose(&v);
+    strata_cache_free(host);
+    strata_cache_free(l1c);
+    strata_cache_free(blk);
+}
+
 /* ---- 100 lookups of one cold key here and 100 in another process ---- */
 
 typedef struct stampede {
@@ -204,6 +353,57 @@ typedef struct stampede {
     int loads, served, errors;
     strata_op *leader;
 } stampede;
+
+/* An entry stamped by another process with a version newer than the one
+ * this cache holds is served, not reloaded: the op reads that version anew
+ * (lookup and get_many; tags.c's strata__tags_forget_behind). */
+static void newer_stamp_is_served(void)
+{
+    const char *ns = test_unique("sio");
+    strata_cache *host = open_cache(test_backend_url("redis"), ns, "io=host&tag_cache_ms=600000");
+    strata_cache *blk = open_cache(test_backend_url("redis"), ns, "tag_cache_ms=600000");
+    strata_value v = STRATA_VALUE_INIT;
+    strata_op *op = NULL;
+    const char *tag = "tv", *key = "k";
+    size_t taglen = 2, keylen = 1;
+    strata_set_options so = STRATA_SET_OPTIONS_INIT;
+    int round;
+    REQUIRE(host && blk);
+    so.tags = &tag;
+    so.taglens = &taglen;
+    so.ntags = 1;
+    CHECK_RC(strata_set_ex(blk, "k", 1, "v0", 2, &so), 0);
+    CHECK_RC(strata_op_lookup(&op, host, "k", 1, NULL), 0);
+    CHECK_RC(drive(op, &v), 0); /* host now holds the tag's version */
+    strata_op_free(op);
+    for (round = 0; round < 2; round++) {
+        CHECK_RC(strata_invalidate_tag(blk, tag, taglen), 0);
+        CHECK_RC(strata_set_ex(blk, "k", 1, round ? "v2" : "v1", 2, &so), 0);
+        if (round == 0) {
+            CHECK_RC(strata_op_lookup(&op, host, "k", 1, NULL), 0);
+            CHECK_RC(drive(op, &v), 0);
+        } else {
+            CHECK_RC(strata_op_get_many(&op, host, 1, &key, &keylen, NULL), 0);
+            CHECK_RC(drive(op, NULL), 0);
+            CHECK_RC(strata_op_item(op, 0, &v), 0);
+        }
+        CHECK_VALUE(&v, round ? "v2" : "v1");
+        strata_op_free(op);
+    }
+    /* and a bump is still seen */
+    CHECK_RC(strata_op_invalidate_tag(&op, host, tag, taglen), 0);
+    CHECK_RC(drive(op, NULL), 0);
+    strata_op_free(op);
+    {
+        strata_cache *strict = open_cache(test_backend_url("redis"), ns, "tag_cache_ms=0");
+        REQUIRE(strict);
+        CHECK_RC(strata_get(strict, "k", 1, &v), STRATA_MISS);
+        strata_cache_free(strict);
+    }
+    strata_value_dispose(&v);
+    strata_cache_free(host);
+    strata_cache_free(blk);
+}
 
 static void stampede_done(void *ud, strata_op *op);
 
@@ -474,6 +674,8 @@ int main(int argc, char **argv)
 {
     static const test_case cases[] = {
         {"ops_match_the_blocking_api", ops_match_the_blocking_api},
+        {"newer_stamp_is_served", newer_stamp_is_served},
+        {"op_meta_for_host_tiers", op_meta_for_host_tiers},
         {"cold_key_one_load_across_processes", cold_key_one_load_across_processes},
         {"thousand_mixed_ops_in_flight", thousand_mixed_ops_in_flight},
         {"paused_server_times_out_while_live_one_serves", paused_server_times_out_while_live_one_serves},

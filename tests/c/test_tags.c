@@ -535,6 +535,43 @@ static void loader_fills_carry_tags(void)
     strata_cache_free(c);
 }
 
+/* An entry stamped with a version newer than the one this cache holds is
+ * current: the cache refetches that version instead of reloading the entry
+ * with its older one (which another cache would then reload in turn). */
+static void newer_stamp_is_not_reloaded(void)
+{
+    strata_cache *a = open_cache("l1=0&tag_cache_ms=600000"), *b = open_cache("l1=0&tag_cache_ms=600000");
+    strata_value v = STRATA_VALUE_INIT;
+    char key[96], tag[64];
+    REQUIRE(a && b);
+    snprintf(key, sizeof key, "%s", test_unique("k"));
+    snprintf(tag, sizeof tag, "%s", test_unique("pingpong"));
+    loader_tag = tag;
+    loads = 0;
+    CHECK_RC(strata_get_or_load(a, K(key), load_tagged, NULL, &v), STRATA_OK); /* a caches the version */
+    CHECK_RC(strata_invalidate_tag(b, K(tag)), 0);
+    CHECK_RC(strata_get_or_load(b, K(key), load_tagged, NULL, &v), STRATA_OK); /* stamped with the bump */
+    CHECK(loads == 2);
+    CHECK_RC(strata_get_or_load(a, K(key), load_tagged, NULL, &v), STRATA_OK);
+    CHECK_RC(strata_get_or_load(b, K(key), load_tagged, NULL, &v), STRATA_OK);
+    CHECK(loads == 2);
+    /* and still a bump from a is seen by a at once */
+    CHECK_RC(strata_invalidate_tag(a, K(tag)), 0);
+    CHECK_RC(strata_get(a, K(key), &v), STRATA_MISS);
+
+    /* The same for the namespace generation (a clear from b). */
+    CHECK_RC(strata_get_or_load(a, K(key), load_tagged, NULL, &v), STRATA_OK);
+    loads = 0;
+    CHECK_RC(strata_clear(b), 0);
+    CHECK_RC(strata_get_or_load(b, K(key), load_tagged, NULL, &v), STRATA_OK);
+    CHECK_RC(strata_get_or_load(a, K(key), load_tagged, NULL, &v), STRATA_OK);
+    CHECK_RC(strata_get_or_load(b, K(key), load_tagged, NULL, &v), STRATA_OK);
+    CHECK(loads == 1);
+    strata_value_dispose(&v);
+    strata_cache_free(a);
+    strata_cache_free(b);
+}
+
 static int load_many_tagged(void *ud, size_t n, const char *const *keys, const size_t *keylens,
                             strata_load *const *l)
 {
@@ -761,6 +798,7 @@ int main(int argc, char **argv)
         {"bad_input", bad_input},
         {"loader_fills_carry_tags", loader_fills_carry_tags},
         {"batch_loader_fills_carry_tags", batch_loader_fills_carry_tags},
+        {"newer_stamp_is_not_reloaded", newer_stamp_is_not_reloaded},
         {"stale_policy_and_touch", stale_policy_and_touch},
         {"option_tag_cache_ms", option_tag_cache_ms},
         {"threads_write_read_bump", threads_write_read_bump},

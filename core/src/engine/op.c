@@ -278,6 +278,97 @@ int strata_op_item(strata_op *op, size_t i, strata_value *value)
     return op->results[i];
 }
 
+int strata_op_meta_init(strata_op_meta *m, unsigned int version)
+{
+    if (m == NULL)
+        return strata__error(STRATA_EINVAL, "meta is NULL");
+    if (version != STRATA_OP_META_VERSION)
+        return strata__error(STRATA_EVERSION, "unknown strata_op_meta version %u (this library knows %d)", version,
+                             STRATA_OP_META_VERSION);
+    memset(m, 0, sizeof *m);
+    m->version = version;
+    return 0;
+}
+
+void strata__op_meta_env(strata_op_meta *m, const strata__envelope *e)
+{
+    m->flags = STRATA_META_EXACT | (strata__env_user_tags(e) ? STRATA_META_TAGGED : 0);
+    m->fresh_until_ms = e->fresh_until_ms;
+    m->stale_until_ms = e->stale_until_ms;
+    m->cost_ms = e->cost_ms;
+}
+
+void strata__op_meta_l1(strata_op_meta *m, const strata_value *v, int64_t now_ms)
+{
+    m->flags = STRATA_META_TAGGED; /* L1 does not say whether the entry is stamped */
+    m->fresh_until_ms = now_ms + v->ttl_ms;
+    m->stale_until_ms = m->fresh_until_ms;
+    m->cost_ms = 0;
+}
+
+static int served(int rc)
+{
+    return rc == STRATA_OK || rc == STRATA_NEGATIVE || rc == STRATA_HIT_STALE || rc == STRATA_HIT_REFRESH;
+}
+
+/* Batch slot of get_many item k (op->idx is ascending), or op->nb. */
+static size_t slot_of(const strata_op *op, size_t k)
+{
+    size_t lo = 0, hi = op->nb;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (op->idx[mid] < k)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < op->nb && op->idx[lo] == k ? lo : op->nb;
+}
+
+int strata_op_meta_get(strata_op *op, size_t i, strata_op_meta *meta)
+{
+    strata_op_meta m;
+    if (op == NULL || meta == NULL)
+        return strata__error(STRATA_EINVAL, "%s is NULL", op == NULL ? "op" : "meta");
+    if (meta->version != STRATA_OP_META_VERSION)
+        return strata__error(STRATA_EVERSION, "unknown strata_op_meta version %u (this library knows %d): "
+                             "strata_op_meta_init() it first", meta->version, STRATA_OP_META_VERSION);
+    if (!op->done)
+        return strata__error(STRATA_EINVAL, "operation is not done: drive it until strata_op_next says DONE");
+    memset(&m, 0, sizeof m);
+    m.version = meta->version;
+    if (op->kind == STRATA__OP_LOOKUP) {
+        if (i != 0)
+            return strata__error(STRATA_EINVAL, "a lookup has one result (item 0), not item %zu", i);
+        if (!op->has_meta || !served(op->rc)) {
+            *meta = m;
+            return STRATA_MISS;
+        }
+        m.flags = op->meta.flags;
+        m.fresh_until_ms = op->meta.fresh_until_ms;
+        m.stale_until_ms = op->meta.stale_until_ms;
+        m.cost_ms = op->meta.cost_ms;
+    } else if (op->kind == STRATA__OP_GET_MANY) {
+        size_t b;
+        if (op->results == NULL || i >= op->n)
+            return strata__error(STRATA_EINVAL, "item %zu of %zu", i, op->n);
+        if (!served(op->results[i])) {
+            *meta = m;
+            return STRATA_MISS;
+        }
+        b = slot_of(op, i);
+        if (b < op->nb && op->decoded[b] != NULL && op->outs[i].level != STRATA_LEVEL_L1)
+            strata__op_meta_env(&m, op->decoded[b]);
+        else
+            strata__op_meta_l1(&m, &op->outs[i], op->now_ms);
+    } else {
+        *meta = m;
+        return STRATA_MISS;
+    }
+    *meta = m;
+    return 0;
+}
+
 void strata_op_free(strata_op *op)
 {
     size_t i;

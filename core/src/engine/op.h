@@ -34,6 +34,7 @@ typedef struct strata__op_tags {
     int creating;               /* second exchange: SET NX + INCRBY 0 for absent counters */
     size_t *absent;
     size_t nabsent;
+    int refetched;              /* versions read again after a stamp showed one behind */
 } strata__op_tags;
 
 struct strata_op {
@@ -80,6 +81,8 @@ struct strata_op {
     size_t *stamp_lens, nstamp;
     strata__op_tags tags;
     int (*after_tags)(strata_op *op);
+    strata_op_meta meta;        /* the entry the result served or the fill stored */
+    int has_meta;
 
     /* Writes. */
     strata__bytes enc;
@@ -113,6 +116,10 @@ int  strata__op_exchange(strata_op *op, int (*on_replies)(strata_op *), int (*on
 int  strata__op_finish(strata_op *op, int rc);
 int  strata__op_new(strata_op **out, strata_cache *c, int kind, const char *key, size_t keylen);
 int  strata__op_options(strata_op *op, const strata_op_options *opts);
+/* The entry's metadata for strata_op_meta_get: from an envelope (exact), or
+ * from a value served by L1 (its ttl only). */
+void strata__op_meta_env(strata_op_meta *m, const strata__envelope *e);
+void strata__op_meta_l1(strata_op_meta *m, const strata_value *v, int64_t now_ms);
 
 /* op_read.c: tag versions for op->tags.names, then op->after_tags. */
 int  strata__op_tags_start(strata_op *op, int (*after)(strata_op *));

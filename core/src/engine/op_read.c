@@ -191,9 +191,18 @@ static int serve_read(strata_op *op)
 {
     strata__envelope *pe = &op->env;
     int rc;
+    if (op->tags.n > 0 && !op->tags.refetched &&
+        strata__tags_forget_behind(op->c, 1, &pe, op->tags.versions, op->tags.versions[op->tags.n - 1]) > 0) {
+        op->tags.refetched = 1; /* a cached version older than a stamp: read it anew, once */
+        return strata__op_tags_start(op, serve_read);
+    }
     if (op->tags.n > 0)
         strata__tags_apply(op->c, 1, &pe, op->tags.versions, op->tags.versions[op->tags.n - 1], op->now_ms, 1);
     rc = strata__serve_envelope(op->c, &op->k, &op->env, op->now_ms, op->epoch, &op->value);
+    if (rc == STRATA_OK || rc == STRATA_NEGATIVE || rc == STRATA_HIT_STALE) {
+        strata__op_meta_env(&op->meta, &op->env);
+        op->has_meta = 1;
+    }
     return op->state == S_RECHECK ? after_recheck(op, rc) : after_read(op, rc);
 }
 
@@ -253,6 +262,8 @@ static int after_read(strata_op *op, int rc)
         /* Stale-if-error: the last value this process saw, within its stale window. */
         STRATA__COUNT(c, stale_hits);
         op->raw.len = 0;
+        strata__op_meta_l1(&op->meta, &op->value, op->now_ms);
+        op->has_meta = 1;
         rc = STRATA_HIT_STALE;
     } else if (rc == STRATA_MISS) {
         STRATA__COUNT(c, misses);
@@ -508,12 +519,15 @@ static int begin_lookup(strata_op *op)
     op->now_ms = strata__now_wall_ms();
     op->value.wait_ms = 0;
     op->tags.n = 0;
+    op->has_meta = 0;
     strata__bytes_free(&op->raw);
     strata__note_read(c, &op->k);
     if (c->l1) {
         rc = strata__l1_get(c->l1, &op->k, op->now_ms, &op->value);
         if (rc != STRATA_MISS) {
             if (rc >= 0) {
+                strata__op_meta_l1(&op->meta, &op->value, op->now_ms);
+                op->has_meta = 1;
                 STRATA__COUNT(c, l1_hits);
                 if (rc == STRATA_NEGATIVE)
                     STRATA__COUNT(c, negative_hits);
@@ -598,6 +612,7 @@ static int filled(strata_op *op)
     rc = strata__backend_result(c, strata__rp_lease_fill(op->who, op->rs.r[0], op->fk, op->fklen));
     op->have_lease = 0;
     if (rc == 0) {
+        op->has_meta = 1; /* the entry the fill stored (fill() noted it) */
         STRATA__COUNT(c, sets);
         if (op->stamp)
             strata__l1_store(c, &op->k, op->enc.data, op->enc.len, op->negative, 1, op->now_ms,
@@ -641,6 +656,11 @@ static int fill(strata_op *op, const char *val, size_t vallen, int negative, int
                                  &op->fresh_until, &op->backend_ttl);
     if (rc < 0)
         return rc;
+    op->has_meta = 0;
+    op->meta.flags = STRATA_META_EXACT | (op->stamp ? STRATA_META_TAGGED : 0);
+    op->meta.fresh_until_ms = op->fresh_until;
+    op->meta.stale_until_ms = op->now_ms + op->backend_ttl;
+    op->meta.cost_ms = cost_ms < 0 ? 0 : cost_ms > 0xffffffffll ? 0xffffffffll : cost_ms;
     free(op->val);
     op->val = NULL;
     op->vallen = 0;
@@ -684,6 +704,11 @@ static int many_served(strata_op *op)
 {
     strata_cache *c = op->c;
     size_t i;
+    if (op->tags.n > 0 && !op->tags.refetched &&
+        strata__tags_forget_behind(c, op->nb, op->decoded, op->tags.versions, op->tags.versions[op->tags.n - 1]) > 0) {
+        op->tags.refetched = 1; /* as serve_read */
+        return strata__op_tags_start(op, many_served);
+    }
     if (op->tags.n > 0)
         strata__tags_apply(c, op->nb, op->decoded, op->tags.versions, op->tags.versions[op->tags.n - 1], op->now_ms,
                            1);

@@ -403,6 +403,29 @@ int strata__tags_apply(strata_cache *c, size_t n, strata__envelope *const *envs,
     return expired;
 }
 
+static void vc_forget(strata__tags *t, const char *name, size_t len);
+
+size_t strata__tags_forget_behind(strata_cache *c, size_t n, strata__envelope *const *envs, const uint64_t *v,
+                                  uint64_t ns)
+{
+    size_t i, j, k, behind = 0;
+    for (i = 0, k = 0; i < n; i++) {
+        const strata__envelope *e = envs[i];
+        for (j = 0; e && j < e->ntags; j++) {
+            if (e->tags[j].len == 0) {
+                if (e->tags[j].version > ns) {
+                    strata__tags_ns_forget(c);
+                    behind++;
+                }
+            } else if (e->tags[j].version > v[k++]) {
+                vc_forget(c->tags, e->tags[j].name, e->tags[j].len);
+                behind++;
+            }
+        }
+    }
+    return behind;
+}
+
 static int ns_cached(const strata_cache *c)
 {
     return c->tags->cache_ms > 0 && strcmp(c->backend->ops->name, "memory") != 0;
@@ -438,7 +461,7 @@ static int verify(strata_cache *c, size_t n, strata__envelope *const *envs, int6
     const char **names, *names_stack[STRATA__ENV_MAX_TAGS];
     size_t *lens, lens_stack[STRATA__ENV_MAX_TAGS], total = 0, i, j, k;
     uint64_t *v, v_stack[STRATA__ENV_MAX_TAGS], ns = 0;
-    int rc, small, any = 0;
+    int rc, small, any = 0, attempt;
 
     for (i = 0; i < n; i++)
         if (envs[i]) {
@@ -448,8 +471,6 @@ static int verify(strata_cache *c, size_t n, strata__envelope *const *envs, int6
         }
     if (!any)
         return 0;
-    if ((rc = ns_version(c, &ns, until_mono)) < 0)
-        return rc;
     small = total <= STRATA__ENV_MAX_TAGS;
     names = small ? names_stack : malloc(total * sizeof *names);
     lens = small ? lens_stack : malloc(total * sizeof *lens);
@@ -464,8 +485,14 @@ static int verify(strata_cache *c, size_t n, strata__envelope *const *envs, int6
                 names[k] = envs[i]->tags[j].name;
                 lens[k++] = envs[i]->tags[j].len;
             }
-    if (total > 0 && (rc = versions(c, total, names, lens, v, until_mono)) < 0)
-        goto done;
+    for (attempt = 0;; attempt++) { /* a second time when a stamp shows a cached version behind */
+        if ((rc = ns_version(c, &ns, until_mono)) < 0)
+            goto done;
+        if (total > 0 && (rc = versions(c, total, names, lens, v, until_mono)) < 0)
+            goto done;
+        if (attempt > 0 || strata__tags_forget_behind(c, n, envs, v, ns) == 0)
+            break;
+    }
     rc = strata__tags_apply(c, n, envs, v, ns, now_ms, count);
 done:
     if (!small) {

@@ -56,6 +56,12 @@ void    strata__tags_remember(strata_cache *c, const char *name, size_t len, uin
  * order, flattened); returns how many. */
 int     strata__tags_apply(strata_cache *c, size_t n, strata__envelope *const *envs, const uint64_t *v,
                            uint64_t ns, int64_t now_ms, int count); /* ns: the namespace generation */
+/* Versions only grow, so a stamp newer than the version at hand proves that
+ * version was cached before a bump elsewhere: forgets each such version, so
+ * the next read fetches it; returns how many (0 = v and ns are current enough
+ * for strata__tags_apply). Same arguments as strata__tags_apply. */
+size_t  strata__tags_forget_behind(strata_cache *c, size_t n, strata__envelope *const *envs, const uint64_t *v,
+                                   uint64_t ns);
 #define STRATA__TAG_KEYBUF (STRATA__MAX_NS + 3 + STRATA__ENV_MAX_TAG_LEN)
 
 /* L1 keeps a tagged entry as its whole envelope so that every hit checks the
