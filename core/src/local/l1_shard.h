@@ -134,13 +134,14 @@ static inline int strata__l1_token_valid(const strata__l1 *l1, const strata__ent
  * tagged with a valid token, copied into a buffer big enough already, read
  * without a writer at work. 0 or STRATA_NEGATIVE (counted, *hits as for
  * strata__l1_read), STRATA_MISS (L1 holds no entry for k, or may not serve
- * now), or STRATA__L1_SLOW for anything else: then strata__l1_read decides
- * (out is untouched). */
+ * now), or STRATA__L1_SLOW for anything else (a thread's first read, which
+ * takes its reader slot, included): then strata__l1_read decides (out is
+ * untouched). */
 static inline __attribute__((always_inline)) int strata__l1_hit_fast(strata__l1 *l1, const strata__key *k,
                                                                     int64_t now_ms, strata_value *out,
                                                                     uint64_t *hits)
 {
-    unsigned int slot = strata__reader_slot(), reads, shard = (unsigned int)(k->hash % STRATA__L1_SHARDS);
+    unsigned int slot = strata__reader_slot_held(), reads, shard = (unsigned int)(k->hash % STRATA__L1_SHARDS);
     strata__l1_shard *s = &l1->shards[shard];
     strata__l1_reader *r;
     strata__entry *e;

@@ -74,6 +74,12 @@ static inline unsigned int strata__reader_slot(void)
     unsigned int s = strata__this_reader_slot; /* 0 = none (yet), else slot + 1 */
     return s ? s - 1 : strata__reader_slot_take();
 }
+/* The slot the thread holds already, else a number >= STRATA__READER_SLOTS
+ * (no call: for a fast path whose slow path takes one). */
+static inline unsigned int strata__reader_slot_held(void)
+{
+    return strata__this_reader_slot - 1u;
+}
 /* One more than the highest slot any thread took so far (a bound for scans). */
 unsigned int strata__reader_slots_used(void);
 
