@@ -27,14 +27,18 @@ typedef struct hot_shard {
  * still forgets. */
 struct strata__hot {
     hot_shard shards[HOT_SHARDS];
-    uint64_t reads;            /* in all shards (atomic) */
-    unsigned int halvings;     /* windows completed (atomic) */
+    unsigned int halvings;     /* windows completed (atomic; read by every note) */
     uint64_t window;
     unsigned int flush;        /* a shard adds its reads to `reads` in batches of this many */
     unsigned int threshold;
     size_t bytes;
     uint8_t *cells;
     strata__topk_entry *entries;
+    /* Written by every batch, so on a cache line of its own: beside the
+     * fields above it made every note of every thread miss. */
+    char pad[64];
+    uint64_t reads;            /* in all shards (atomic) */
+    char pad2[64];
 };
 
 static uint32_t pow2_at_least(uint32_t x)
