@@ -1,5 +1,7 @@
 -- The Lua module's per-op cost against baselines measured in the same run:
 --   L1 hit (get, get_or_load)              vs a plain Lua table lookup
+--   L1 hit, get of 1 KB values, and get alternating two caches (each call
+--   takes get's full self check)           vs a plain Lua table lookup
 --   redis hit, L1 off (get, get_or_load)   vs raw hiredis GET through a minimal
 --                                          binding (bench/bench_lua_hiredis.c)
 --   L1 hit, get_or_load with {tags = ...}  vs get_or_load without
@@ -24,14 +26,18 @@ local VALUE = string.rep("v", 100) -- as bench_core: 100 bytes (+ the envelope i
 
 local now = raw.now
 local url = ("redis://127.0.0.1:%d"):format(port)
-local keys, rawkeys, tbl = {}, {}, {}
+local BIG = string.rep("b", 1024)
+local keys, rawkeys, tbl, bigtbl = {}, {}, {}, {}
 for i = 1, NKEYS do
   keys[i] = "bench-lua-" .. i
   rawkeys[i] = "raw-lua:" .. i
   tbl[keys[i]] = VALUE
+  bigtbl[keys[i]] = BIG
 end
 
 local l1 = assert(sc.new{url = url, namespace = "bench-lua", ttl = 600, l1 = true, l1_ttl = 600})
+local l1big = assert(sc.new{url = url, namespace = "bench-lua-big", ttl = 600, l1 = true, l1_ttl = 600})
+local l1b = assert(sc.new{url = url, namespace = "bench-lua", ttl = 600, l1 = true, l1_ttl = 600})
 local remote = assert(sc.new{url = url, namespace = "bench-lua", ttl = 600})
 local r = raw.connect("127.0.0.1", port)
 for i = 1, NKEYS do
@@ -43,15 +49,21 @@ end
 -- Fill L1. With L1 coherence the invalidations our own sets published may land
 -- after a first read filled L1, so read until every key is an L1 hit (bounded).
 local settle = now() + 5
-for i = 1, NKEYS do
-  while true do
-    local v, err, level = l1:get(keys[i])
-    assert(v == VALUE, err)
-    if level == 1 then break end
-    assert(now() < settle, "the keys did not settle into L1 within 5 s")
-    sc.sleep(0.001)
+local function fill_l1(c, value)
+  for i = 1, NKEYS do
+    while true do
+      local v, err, level = c:get(keys[i])
+      assert(v == value, err)
+      if level == 1 then break end
+      assert(now() < settle, "the keys did not settle into L1 within 5 s")
+      sc.sleep(0.001)
+    end
   end
 end
+for i = 1, NKEYS do assert(l1big:set(keys[i], BIG)) end
+fill_l1(l1, VALUE)
+fill_l1(l1b, VALUE)
+fill_l1(l1big, BIG)
 local function never() error("the loader must not run: every key is cached") end
 
 -- Each loop consumes what it reads (the length), so no side is optimised away.
@@ -63,6 +75,21 @@ end
 local function l1_get(n)
   local acc, c, ks = 0, l1, keys
   for i = 1, n do acc = acc + #c:get(ks[i % NKEYS + 1]) end
+  return acc
+end
+local function big_table_lookup(n)
+  local acc, t, ks = 0, bigtbl, keys
+  for i = 1, n do acc = acc + #t[ks[i % NKEYS + 1]] end
+  return acc
+end
+local function l1_get_big(n)
+  local acc, c, ks = 0, l1big, keys
+  for i = 1, n do acc = acc + #c:get(ks[i % NKEYS + 1]) end
+  return acc
+end
+local function l1_get_two_caches(n)
+  local acc, c1, c2, ks = 0, l1, l1b, keys
+  for i = 1, n, 2 do acc = acc + #c1:get(ks[i % NKEYS + 1]) + #c2:get(ks[(i + 1) % NKEYS + 1]) end
   return acc
 end
 local function l1_get_or_load(n)
@@ -134,12 +161,14 @@ local function measure_pair(a, b, n, clock)
   return median(pa), median(pb), median(ratio)
 end
 
-local l1_misses_before = l1:stats().l1_misses
+local l1_misses_before = l1:stats().l1_misses + l1b:stats().l1_misses + l1big:stats().l1_misses
 local interp = rawget(_G, "jit") and jit.version or _VERSION
 print(("== %s: median per-op time over %d interleaved rounds; ratio = median of per-round ratios"):format(interp, ROUNDS))
 print("                                                  stratacache      baseline      ratio  clock")
 local rows = {
   {"L1 hit, get vs Lua table lookup", l1_get, table_lookup, L1_OPS, "ns"},
+  {"L1 hit, get of 1 KB vs Lua table lookup", l1_get_big, big_table_lookup, L1_OPS, "ns"},
+  {"L1 hit, get, two caches in turn vs table", l1_get_two_caches, table_lookup, L1_OPS, "ns"},
   {"L1 hit, get_or_load vs Lua table lookup", l1_get_or_load, table_lookup, L1_OPS, "ns"},
   {"L1 hit, get_or_load vs get", l1_get_or_load, l1_get, L1_OPS, "ns"},
   {"redis hit (L1 off), get vs raw hiredis GET", remote_get, raw_get, REMOTE_OPS, "us"},
@@ -156,10 +185,12 @@ for _, row in ipairs(rows) do
     clock == now and "wall" or "cpu"))
 end
 
-local st = l1:stats()
-assert(st.l1_misses == l1_misses_before, "the L1 rows must be L1 hits only")
+assert(l1:stats().l1_misses + l1b:stats().l1_misses + l1big:stats().l1_misses == l1_misses_before,
+  "the L1 rows must be L1 hits only")
 -- deliver what write_behind queued, so the stream does not outlive the run
 assert(wb:flush(30, function() return true end))
 l1:close()
+l1b:close()
+l1big:close()
 remote:close()
 wb:close()

@@ -31,6 +31,8 @@
  *     I/O would freeze the worker (blocking_in_nginx = true accepts that);
  *     memory:// works, and its lease waits use ngx.sleep where the phase allows.
  *   cache:get(key) / set(key, value[, ttl[, tags]]) / delete / touch / invalidate
+ *     get on an L1 cache hands out the same Lua string for each hit of one L1
+ *     entry (the string tier, below; under LuaJIT plain.lua's FFI twin).
  *     set's tags: an array of at most 16 tag strings; the entry is stamped with
  *     their versions now (strata_set_ex).
  *   cache:invalidate_tag(tag): every entry stamped with tag before now misses
@@ -81,6 +83,7 @@
 #include <lua.h>
 
 #include <errno.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,13 +118,27 @@ typedef struct lbatch lbatch;
 
 typedef struct lcache {
     strata_cache *c;
-    strata_value v;      /* reused by every read on this handle */
+    strata_value v;      /* reused by every read on this handle (value_take) */
+    int v_busy;          /* a read is pushing from v */
     lticket *tickets;    /* live tickets, abandoned by close() */
     lbatch *batches;     /* write-behind batches not yet acked or failed */
     int in_writer;       /* write_through writers running: the C call is on the stack */
     int tier;            /* L1 on: get keeps value strings in the uservalue (l_get) */
-    size_t tier_count;   /* strings kept there */
+    size_t tier_count;   /* strings kept there, and their bytes (with the keys) */
+    uint64_t tier_bytes;
+    uint64_t tier_max_count, tier_max_bytes; /* L1's own bounds (l1_max_entries, l1_max_bytes) */
 } lcache;
+
+/*
+ * The cache whose get passed the full self check last, per Lua state (get's
+ * upvalue 2): a get on it needs no metatable lookup. Only an open cache is
+ * remembered, and its __gc forgets it, so the pointer never outlives the
+ * userdata (__gc runs before the memory is freed, once, and leaves the cache
+ * closed for good).
+ */
+typedef struct lstate {
+    lcache *last;
+} lstate;
 
 /* A write-behind batch from wb_poll; its uservalue is the records array. */
 struct lbatch {
@@ -289,6 +306,32 @@ static void push_level(lua_State *L, const strata_value *v)
     lua_pushinteger(L, v->stale ? STRATA_LEVEL_STALE : v->level);
 }
 
+/*
+ * The handle's reused strata_value for one read, or *spare while another read
+ * on this handle is still pushing from it: a finalizer may run inside a push
+ * (LuaJIT collects before it copies the bytes) and read the same handle.
+ * value_give ends the read. A raise in between (out of memory) leaves v busy:
+ * later reads use spares, which costs a copy, never a wrong value.
+ */
+static strata_value *value_take(lcache *lc, strata_value *spare)
+{
+    strata_value blank = STRATA_VALUE_INIT;
+    if (lc->v_busy) {
+        *spare = blank;
+        return spare;
+    }
+    lc->v_busy = 1;
+    return &lc->v;
+}
+
+static void value_give(lcache *lc, strata_value *v)
+{
+    if (v == &lc->v)
+        lc->v_busy = 0;
+    else
+        strata_value_dispose(v);
+}
+
 /* --- tickets --- */
 
 static void ticket_unlink(lticket *tk)
@@ -420,8 +463,21 @@ static void cache_close(lcache *lc)
     lc->c = NULL;
 }
 
+/* The URL query's name=<digits> (the core has accepted the URL), else dflt. */
+static uint64_t url_flag(const char *url, const char *name, uint64_t dflt)
+{
+    const char *q = strchr(url, '?');
+    size_t n = strlen(name);
+    while (q != NULL) {
+        q++;
+        if (strncmp(q, name, n) == 0 && q[n] == '=' && q[n + 1] >= '0' && q[n + 1] <= '9')
+            return strtoull(q + n + 1, NULL, 10);
+        q = strchr(q, '&');
+    }
+    return dflt;
+}
+
 /* _new(url) -> cache | nil, err */
-static void tier_new(lua_State *L);
 
 static int l_new(lua_State *L)
 {
@@ -440,9 +496,11 @@ static int l_new(lua_State *L)
     lc = (lcache *)sl_newuserdata1(L, sizeof *lc);
     memset(lc, 0, sizeof *lc);
     lc->c = c;
-    lc->tier = strstr(url, "?l1=1") != NULL || strstr(url, "&l1=1") != NULL;
+    lc->tier = url_flag(url, "l1", 0) == 1;
+    lc->tier_max_count = url_flag(url, "l1_max_entries", 100000);
+    lc->tier_max_bytes = url_flag(url, "l1_max_bytes", 16u << 20);
     if (lc->tier) {
-        tier_new(L);
+        lua_newtable(L);
         sl_setuservalue(L, -2);
     }
     luaL_getmetatable(L, CACHE_MT);
@@ -458,6 +516,19 @@ static int l_close(lua_State *L)
     if (lc->c)
         cache_close(lc);
     return 0;
+}
+
+/* __gc (upvalues: the lstate, get): get's remembered cache and its tier are
+ * forgotten before the memory can go. */
+static int l_gc(lua_State *L)
+{
+    lstate *st = (lstate *)lua_touserdata(L, lua_upvalueindex(1));
+    if (st->last == lua_touserdata(L, 1)) {
+        st->last = NULL;
+        lua_pushnil(L);
+        lua_setupvalue(L, lua_upvalueindex(2), 3);
+    }
+    return l_close(L);
 }
 
 static int l_isopen(lua_State *L)
@@ -504,75 +575,139 @@ static int push_read(lua_State *L, int rc, const strata_value *v)
  * The string tier of an L1 cache: get keeps each value's Lua string with the
  * version of the L1 entry it came from (strata_l1_get) and hands the same
  * string out again after one strata_l1_check, which decides as an L1 hit
- * would (expiry, invalidations, tag bumps, writes, clear): no copy and no
- * new string per hit, and exactly as coherent as L1 (Lua strings cannot be
- * mutated, so sharing them is safe). The uservalue is {key = value, [1] =
- * {key = version}}, dropped whole past TIER_MAX strings.
+ * would (expiry, invalidations from this and other processes, tag bumps,
+ * writes, clear): no copy and no new string per hit, and exactly as coherent
+ * as L1 (Lua strings cannot be mutated, so sharing them is safe).
+ *
+ * The cache's uservalue is the tier, {key = entry}: an entry is a small
+ * userdata holding the version and a copy of the key (what strata_l1_check
+ * takes), with the value string as its own uservalue, so a hit is one table
+ * lookup. Only string keys that passed check_key are kept. The table is
+ * replaced whole, by tier_keep only (get's upvalue 3 follows it), once what
+ * it kept passes L1's own bounds (l1_max_entries, l1_max_bytes): the strings
+ * of keys L1 dropped long ago are not kept beyond what L1 itself would hold.
  */
-#define TIER_MAX 100000
+typedef struct tier_entry {
+    uint64_t version;
+    size_t klen;
+    char key[1]; /* klen bytes */
+} tier_entry;
 
-static void tier_new(lua_State *L)
+#if LUA_VERSION_NUM >= 503 /* a uservalue may be any value */
+#  define entry_set_value(L, idx) sl_setuservalue(L, idx)
+#  define entry_push_value(L, idx) sl_getuservalue(L, idx)
+#else /* 5.1, 5.2: a table, {value} */
+static void entry_set_value(lua_State *L, int idx)
 {
+    idx = idx < 0 ? lua_gettop(L) + 1 + idx : idx;
     lua_createtable(L, 1, 0);
-    lua_newtable(L);
+    lua_insert(L, -2);
     lua_rawseti(L, -2, 1);
+    sl_setuservalue(L, idx);
+}
+#  define entry_push_value(L, idx) (sl_getuservalue(L, idx), lua_rawgeti(L, -1, 1), lua_remove(L, -2))
+#endif
+
+#if LUA_VERSION_NUM >= 503
+#  define sl_rawget_type(L, idx) lua_rawget(L, idx)
+#else
+#  define sl_rawget_type(L, idx) (lua_rawget(L, idx), lua_type(L, -1))
+#endif
+
+/* get's upvalues: the cache metatable, the lstate, the remembered cache's tier. */
+#define GET_STATE lua_upvalueindex(2)
+#define GET_TIER lua_upvalueindex(3)
+
+/* get's self check: the remembered cache at once, any other the full way
+ * (which remembers it, with its tier as upvalue 3). */
+static lcache *get_self(lua_State *L)
+{
+    lstate *st = (lstate *)lua_touserdata(L, GET_STATE);
+    lcache *lc = (lcache *)lua_touserdata(L, 1);
+    if (lc != NULL && lc == st->last && lc->c != NULL && lua_type(L, 1) == LUA_TUSERDATA)
+        return lc;
+    lc = check_cache(L);
+    st->last = lc;
+    if (lc->tier)
+        sl_getuservalue(L, 1);
+    else
+        lua_pushnil(L);
+    lua_replace(L, GET_TIER);
+    return lc;
 }
 
-/* Keeps the string at the top under the key at index 2 (stack unchanged). */
-static void tier_keep(lua_State *L, lcache *lc, uint64_t version)
+/* Keeps the string at the top under key k (index 2) (stack unchanged). The
+ * allocations here may run finalizers, and a Lua one may call get on another
+ * cache, so the tier is the cache's uservalue, and get's upvalue 3 is set
+ * afterwards only while lc is still the remembered cache. */
+static void tier_keep(lua_State *L, lcache *lc, const char *k, size_t klen, uint64_t version)
 {
-    if (++lc->tier_count > TIER_MAX) {
+    tier_entry *e;
+    lc->tier_bytes += klen + sl_rawlen(L, -1);
+    if (++lc->tier_count > lc->tier_max_count || lc->tier_bytes > lc->tier_max_bytes) {
         lc->tier_count = 1;
-        tier_new(L);
+        lc->tier_bytes = klen + sl_rawlen(L, -1);
+        lua_newtable(L);
         sl_setuservalue(L, 1);
     }
     sl_getuservalue(L, 1);
     lua_pushvalue(L, 2);
-    lua_pushvalue(L, -3);
+    e = (tier_entry *)sl_newuserdata1(L, offsetof(tier_entry, key) + klen);
+    e->version = version;
+    e->klen = klen;
+    memcpy(e->key, k, klen);
+    lua_pushvalue(L, -4);
+    entry_set_value(L, -2);
     lua_rawset(L, -3);
-    lua_rawgeti(L, -1, 1);
-    lua_pushvalue(L, 2);
-    lua_pushnumber(L, (lua_Number)version); /* < 2^53: exact in a double too (5.1, LuaJIT) */
-    lua_rawset(L, -3);
-    lua_pop(L, 2);
+    if (((lstate *)lua_touserdata(L, GET_STATE))->last == lc)
+        lua_replace(L, GET_TIER);
+    else
+        lua_pop(L, 1);
 }
 
 static int l_get(lua_State *L)
 {
-    lcache *lc = check_cache(L);
+    lcache *lc = get_self(L);
+    strata_value spare, *v;
     size_t klen;
-    const char *k = check_key(L, 2, &klen, "key");
+    const char *k;
+    int rc, n;
     if (lc->tier) {
         uint64_t version = 0;
-        int rc;
-        lua_settop(L, 2);
-        sl_getuservalue(L, 1);
         lua_pushvalue(L, 2);
-        lua_rawget(L, 3);
-        if (lua_type(L, 4) == LUA_TSTRING) {
-            lua_rawgeti(L, 3, 1);
-            lua_pushvalue(L, 2);
-            lua_rawget(L, 5);
-            if (strata_l1_check(lc->c, k, klen, (uint64_t)lua_tonumber(L, 6)) == STRATA_OK) {
-                lua_pushvalue(L, 4);
+        if (sl_rawget_type(L, GET_TIER) == LUA_TUSERDATA) {
+            const tier_entry *e = (const tier_entry *)lua_touserdata(L, -1);
+            if (strata_l1_check(lc->c, e->key, e->klen, e->version) == STRATA_OK) {
+                entry_push_value(L, -1);
                 lua_pushnil(L);
                 lua_pushinteger(L, STRATA_LEVEL_L1);
                 return 3;
             }
         }
+        k = check_key(L, 2, &klen, "key");
         lua_settop(L, 2);
-        rc = strata_l1_get(lc->c, k, klen, &lc->v, &version);
+        v = value_take(lc, &spare);
+        rc = strata_l1_get(lc->c, k, klen, v, &version);
         if (rc == STRATA_OK && version) {
-            push_value(L, &lc->v);
-            tier_keep(L, lc, version);
+            push_value(L, v);
             lua_pushnil(L);
-            push_level(L, &lc->v);
+            push_level(L, v);
+            value_give(lc, v);
+            lua_pushvalue(L, -3);
+            tier_keep(L, lc, k, klen, version);
+            lua_pop(L, 1);
             return 3;
         }
-        if (rc != STRATA_MISS)
-            return push_read(L, rc, &lc->v);
+        if (rc == STRATA_MISS)
+            rc = strata_get(lc->c, k, klen, v);
+    } else {
+        k = check_key(L, 2, &klen, "key");
+        v = value_take(lc, &spare);
+        rc = strata_get(lc->c, k, klen, v);
     }
-    return push_read(L, strata_get(lc->c, k, klen, &lc->v), &lc->v);
+    n = push_read(L, rc, v);
+    value_give(lc, v);
+    return n;
 }
 
 static int l_set(lua_State *L)
@@ -966,7 +1101,9 @@ typedef struct tagset {
 static int lookup_push(lua_State *L, lcache *lc, const char *k, size_t klen, const tagset *ts)
 {
     strata_ticket *t = NULL;
-    int rc = strata_lookup(lc->c, k, klen, &lc->v, &t);
+    strata_value spare, *v = value_take(lc, &spare);
+    int rc = strata_lookup(lc->c, k, klen, v, &t);
+    int64_t wait_ms;
     if (t != NULL && ts != NULL) {
         int trc = strata_ticket_tags(t, ts->tags, ts->lens, ts->n);
         if (trc < 0) {
@@ -977,10 +1114,12 @@ static int lookup_push(lua_State *L, lcache *lc, const char *k, size_t klen, con
     }
     lua_pushinteger(L, rc);
     if (rc == STRATA_OK || rc == STRATA_HIT_STALE || rc == STRATA_HIT_REFRESH) {
-        push_value(L, &lc->v);
-        push_level(L, &lc->v);
-        if (t == NULL && rc != STRATA_HIT_REFRESH)
+        push_value(L, v);
+        push_level(L, v);
+        if (t == NULL && rc != STRATA_HIT_REFRESH) {
+            value_give(lc, v);
             return 3; /* a plain hit: the rest would be nils */
+        }
     } else {
         lua_pushnil(L);
         lua_pushnil(L);
@@ -999,8 +1138,10 @@ static int lookup_push(lua_State *L, lcache *lc, const char *k, size_t klen, con
     } else {
         lua_pushnil(L);
     }
+    wait_ms = v->wait_ms;
+    value_give(lc, v);
     if (rc == STRATA_MISS_WAIT)
-        lua_pushnumber(L, (lua_Number)lc->v.wait_ms);
+        lua_pushnumber(L, (lua_Number)wait_ms);
     else
         lua_pushnil(L);
     if (rc < 0)
@@ -1036,9 +1177,67 @@ static int wrapped_error(lua_State *L, const char *fname, int arg, const char *m
     return lua_error(L);
 }
 
+/* The open cache at 1 for fname, a method written in Lua over this C helper;
+ * anything else raises as that method's misuse (wrapped_error). */
+static lcache *wrapped_cache(lua_State *L, const char *fname)
+{
+    lcache *lc = (lcache *)lua_touserdata(L, 1);
+    int ok = lc != NULL && lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1);
+    if (ok) {
+        ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+    }
+    if (!ok)
+        wrapped_error(L, fname, 0, lua_pushfstring(L, "%s expected, got %s", CACHE_MT, luaL_typename(L, 1)));
+    if (lc->c == NULL) /* first, as check_cache does for the other methods */
+        wrapped_error(L, fname, 0, "cache is closed");
+    return lc;
+}
+
+/* The key at 2 for fname, as wrapped_cache: a non-empty string. */
+static const char *wrapped_key(lua_State *L, const char *fname, size_t *klen)
+{
+    const char *k = NULL;
+    if (lua_type(L, 2) != LUA_TSTRING || (k = lua_tolstring(L, 2, klen), *klen == 0))
+        wrapped_error(L, fname, 1, lua_pushfstring(L, "key must be a non-empty string, got %s",
+                                                   lua_type(L, 2) == LUA_TSTRING ? "an empty string"
+                                                                                 : luaL_typename(L, 2)));
+    return k;
+}
+
 static int gol_error(lua_State *L, int arg, const char *msg)
 {
     return wrapped_error(L, "get_or_load", arg, msg);
+}
+
+/*
+ * _get_fill(self, key) -> get's results, plus the L1 entry version when the
+ * value came from L1 (nil otherwise), plus l1_max_entries and l1_max_bytes:
+ * the C half of LuaJIT's get (plain.lua), which keeps the strings in a Lua
+ * table and checks them through the FFI (strata_l1_check), compiled by the
+ * JIT. Misuse raises as get's own.
+ */
+static int l_get_fill(lua_State *L)
+{
+    lcache *lc = wrapped_cache(L, "get");
+    strata_value spare, *v;
+    uint64_t version = 0;
+    size_t klen = 0;
+    const char *k = wrapped_key(L, "get", &klen);
+    int rc, n;
+    lua_settop(L, 2);
+    v = value_take(lc, &spare);
+    rc = lc->tier ? strata_l1_get(lc->c, k, klen, v, &version) : STRATA_MISS;
+    if (rc == STRATA_MISS)
+        rc = strata_get(lc->c, k, klen, v);
+    n = push_read(L, rc, v);
+    value_give(lc, v);
+    if (rc != STRATA_OK || version == 0)
+        return n;
+    lua_pushnumber(L, (lua_Number)version); /* < 2^53: exact in a double */
+    lua_pushnumber(L, (lua_Number)lc->tier_max_count);
+    lua_pushnumber(L, (lua_Number)lc->tier_max_bytes);
+    return 6;
 }
 
 /* _gol_lookup with options at 3 and the loader at 4; the only option is tags. */
@@ -1073,21 +1272,9 @@ static int gol_lookup_opts(lua_State *L, lcache *lc, const char *k, size_t klen)
  */
 static int l_gol_lookup(lua_State *L)
 {
-    lcache *lc = (lcache *)lua_touserdata(L, 1);
+    lcache *lc = wrapped_cache(L, "get_or_load");
     size_t klen = 0;
-    const char *k;
-    int ok = lc != NULL && lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1);
-    if (ok) {
-        ok = lua_rawequal(L, -1, lua_upvalueindex(1));
-        lua_pop(L, 1);
-    }
-    if (!ok)
-        return gol_error(L, 0, lua_pushfstring(L, "%s expected, got %s", CACHE_MT, luaL_typename(L, 1)));
-    if (lc->c == NULL) /* first, as check_cache does for the other methods */
-        return gol_error(L, 0, "cache is closed");
-    if (lua_type(L, 2) != LUA_TSTRING || (k = lua_tolstring(L, 2, &klen), klen == 0))
-        return gol_error(L, 1, lua_pushfstring(L, "key must be a non-empty string, got %s",
-                                               lua_type(L, 2) == LUA_TSTRING ? "an empty string" : luaL_typename(L, 2)));
+    const char *k = wrapped_key(L, "get_or_load", &klen);
     if (lua_type(L, 3) == LUA_TFUNCTION)
         return lookup_push(L, lc, k, klen, NULL);
     if (lua_type(L, 3) == LUA_TTABLE) /* get_or_load(key, {tags = ...}, loader, ...) */
@@ -1308,17 +1495,9 @@ static int l_wbbatch_index(lua_State *L)
  */
 static int l_flush(lua_State *L)
 {
-    lcache *lc = (lcache *)lua_touserdata(L, 1);
+    lcache *lc = wrapped_cache(L, "flush");
     lua_Number s = lua_tonumber(L, 2);
-    int ok = lc != NULL && lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1), rc;
-    if (ok) {
-        ok = lua_rawequal(L, -1, lua_upvalueindex(1));
-        lua_pop(L, 1);
-    }
-    if (!ok)
-        return wrapped_error(L, "flush", 0, lua_pushfstring(L, "%s expected, got %s", CACHE_MT, luaL_typename(L, 1)));
-    if (lc->c == NULL)
-        return wrapped_error(L, "flush", 0, "cache is closed");
+    int rc;
     if (lua_type(L, 2) != LUA_TNUMBER || !(s >= 0 && s <= 3.2e7))
         return wrapped_error(L, "flush", 1, lua_pushfstring(L, "timeout must be a non-negative number of seconds, got %s",
                                                             lua_type(L, 2) == LUA_TNUMBER ? lua_tostring(L, 2)
@@ -1555,7 +1734,6 @@ static const luaL_Reg cache_methods[] = {
     {"decr", l_decr},
     {"delete_many", l_delete_many},
     {"lock", l_lock},
-    {"get", l_get},
     {"set", l_set},
     {"delete", l_delete},
     {"touch", l_touch},
@@ -1575,6 +1753,7 @@ static const luaL_Reg cache_methods[] = {
     {"close", l_close},
     {"_lookup", l_lookup},
     {"_gol_lookup", l_gol_lookup},
+    {"_get_fill", l_get_fill},
     {"_isopen", l_isopen},
     {NULL, NULL}
 };
@@ -1626,6 +1805,7 @@ static int preload_module(lua_State *L, const char *chunk, const char *name, con
 __attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L);
 __attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L)
 {
+    lstate *st;
     int sc;
     lua_newtable(L);
     sc = lua_gettop(L);
@@ -1657,9 +1837,9 @@ __attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L)
     lua_pushnumber(L, HUGE_VAL);
     lua_setfield(L, sc, "FOREVER");
 
+    st = (lstate *)lua_newuserdata(L, sizeof *st);
+    st->last = NULL;
     luaL_newmetatable(L, CACHE_MT);
-    lua_pushcfunction(L, l_close);
-    lua_setfield(L, -2, "__gc");
 #if LUA_VERSION_NUM >= 504
     lua_pushcfunction(L, l_close);
     lua_setfield(L, -2, "__close");
@@ -1668,6 +1848,18 @@ __attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L)
     lua_setfield(L, -2, "__tostring");
     lua_newtable(L);
     set_methods(L, cache_methods, -2);
+    /* stack: sc, lstate, mt, methods */
+    lua_pushvalue(L, -2);
+    lua_pushvalue(L, -4);
+    lua_pushnil(L);
+    lua_pushcclosure(L, l_get, 3); /* upvalues: GET_STATE, GET_TIER */
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "get");
+    lua_pushvalue(L, -4);
+    lua_insert(L, -2);
+    lua_pushcclosure(L, l_gc, 2);
+    lua_setfield(L, -3, "__gc");
+    lua_remove(L, -3); /* the lstate: the closures hold it */
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "__index");
     /* stack: sc, mt, methods */
@@ -1687,7 +1879,8 @@ __attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L)
     lua_pushcfunction(L, l_sleep);
     lua_pushcfunction(L, l_now);
     lua_pushcfunction(L, l_load_clock);
-    lua_call(L, 6, 0);
+    lua_pushlightuserdata(L, (void *)(uintptr_t)strata_l1_check); /* for LuaJIT's FFI (plain.lua) */
+    lua_call(L, 7, 0);
     lua_pop(L, 2);
     return 1;
 }

@@ -103,7 +103,8 @@ export LUA_CPATH="$root/build-lua51/?.so;;"
 export LUA_CPATH_5_4="$root/build-lua54/?.so;;"
 
 specs=(lua/tests/api_spec.lua lua/tests/misuse_spec.lua lua/tests/stampede_spec.lua lua/tests/interop_spec.lua
-       lua/tests/tags_spec.lua lua/tests/metrics_spec.lua lua/tests/write_spec.lua lua/tests/framework_spec.lua)
+       lua/tests/tags_spec.lua lua/tests/metrics_spec.lua lua/tests/write_spec.lua lua/tests/framework_spec.lua
+       lua/tests/l1_tier_spec.lua)
 runs=("busted lua5.1" "busted luajit" "runner lua5.4" "runner lua5.1" "runner luajit")
 [ -z "$asan_rt" ] || runs+=("asan lua5.4")
 pids=()
@@ -117,7 +118,7 @@ for run in "${runs[@]}"; do
     LD_PRELOAD="$asan_rt $ubsan_rt" LUA_CPATH_5_4="$root/build-lua54-asan/?.so;;" STRATA_LUA=$lua \
       "$lua" lua/tests/runner.lua lua/tests/api_spec.lua lua/tests/misuse_spec.lua lua/tests/stampede_spec.lua \
       lua/tests/tags_spec.lua lua/tests/metrics_spec.lua lua/tests/write_spec.lua lua/tests/framework_spec.lua \
-      >"$log" 2>&1 &
+      lua/tests/l1_tier_spec.lua >"$log" 2>&1 &
   else
     STRATA_LUA=$lua "$lua" lua/tests/runner.lua "${specs[@]}" >"$log" 2>&1 &
   fi

@@ -2,7 +2,7 @@
 -- at build time and runs it from luaopen_stratacache): sc.new's option
 -- handling and get_or_load over the two-phase primitives. The parts the nginx
 -- module needs too live in stratacache.options and stratacache.loader.
-local sc, methods, cnew, csleep, cnow, cclock = ...
+local sc, methods, cnew, csleep, cnow, cclock, l1_check_address = ...
 local type, tostring, rawget = type, tostring, rawget
 local pcall = pcall
 local co_create, co_resume, co_status, co_yield = coroutine.create, coroutine.resume, coroutine.status, coroutine.yield
@@ -145,6 +145,47 @@ function methods.get_or_load(self, key, loader, ...)
   if rc == OK then return val, nil, level end
   if type(loader) == "table" then return resolve(self, key, rc, val, level, ticket, wait_ms, err, loader, ...) end
   return resolve(self, key, rc, val, level, ticket, wait_ms, err, nil, loader, ...)
+end
+
+-- Under LuaJIT, get keeps the strings of L1 hits in Lua tables and checks one
+-- with strata_l1_check through the FFI before it hands it out again (the C
+-- module does the same in C under PUC Lua, lua/stratacache_lua.c): a call to
+-- a Lua C function is never compiled, an FFI call is. The check decides as an
+-- L1 hit would (expiry, invalidations from this and other processes, tag
+-- bumps, writes, clear), and counts the hit. tiers[self] exists only for
+-- caches _get_fill accepted, so finding it proves self is one; ((void **)
+-- self)[0] is the strata_cache (NULL once closed).
+local ok_ffi, ffi = false, nil
+if rawget(_G, "jit") then ok_ffi, ffi = pcall(require, "ffi") end
+if ok_ffi and l1_check_address then
+  local check = ffi.cast("int (*)(void *, const char *, size_t, uint64_t)", l1_check_address)
+  local handle = ffi.typeof("void **")
+  local fill = methods._get_fill
+  local tiers, sizes = setmetatable({}, {__mode = "k"}), setmetatable({}, {__mode = "k"})
+  -- fill's results as get's (a miss stays one nil), keeping an L1 hit's string
+  local function keep(self, key, ...)
+    local v, err, level, version, max_count, max_bytes = ...
+    if not version then return ... end
+    local t, size = tiers[self], sizes[self]
+    if not t or size[1] >= max_count or size[2] >= max_bytes then -- bounded as L1 is
+      t, size = {}, {0, 0}
+      tiers[self], sizes[self] = t, size
+    end
+    size[1], size[2] = size[1] + 1, size[2] + #key + #v
+    t[key] = {v, version}
+    return v, err, level
+  end
+  function methods.get(self, key)
+    local t = tiers[self]
+    if t then
+      local e = t[key]
+      if e then
+        local c = ffi.cast(handle, self)[0]
+        if c ~= nil and check(c, key, #key, e[2]) == 0 then return e[1], nil, 1 end
+      end
+    end
+    return keep(self, key, fill(self, key))
+  end
 end
 
 -- flush(timeout[, writer]): with a writer, pull the batches here and hand each
