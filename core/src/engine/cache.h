@@ -6,6 +6,7 @@
 #include "backend/backend.h"
 #include "config.h"
 #include "local/l1.h"
+#include "local/l1_shard.h"
 #include "platform/platform.h"
 #include "policy/envelope.h"
 #include "policy/key.h"
@@ -191,10 +192,14 @@ int strata__read_backend(strata_cache *c, const strata__key *k, int64_t now, uin
 /* An L1 hit for k, counted (and sampled into the hot-key sketch), or
  * STRATA_MISS (not counted: the caller goes on past L1 and counts there).
  * The hit path's clock is the coarse one (never behind; docs/FRESHNESS.md). */
-static inline int strata__l1_hit(strata_cache *c, const strata__key *k, strata_value *out)
+static inline __attribute__((always_inline)) int strata__l1_hit(strata_cache *c, const strata__key *k,
+                                                               strata_value *out)
 {
     uint64_t hit_seq;
-    int rc = strata__l1_read(c->l1, k, strata__now_wall_coarse_ms(), out, &hit_seq);
+    int64_t now = strata__now_wall_coarse_ms();
+    int rc = strata__l1_hit_fast(c->l1, k, now, out, &hit_seq); /* inline: the common hit, one pass */
+    if (rc == STRATA__L1_SLOW)
+        rc = strata__l1_read(c->l1, k, now, out, &hit_seq);
     if (rc != STRATA_MISS)
         strata__note_hit(c, k, hit_seq);
     return rc;
