@@ -127,6 +127,22 @@ static double run_round(strata_cache *c, double seconds, uint64_t seed)
     return ops / (now_s() - t0);
 }
 
+static void hit_counts(strata_cache *c, uint64_t *hits, uint64_t *misses)
+{
+    strata_stats st;
+    strata_stats_get(c, &st, STRATA_STATS_VERSION);
+    *hits = st.l1_hits;
+    *misses = st.l1_misses;
+}
+
+/* L1 hits over L1 lookups since hit_counts gave h0, m0. */
+static double round_hit_ratio(strata_cache *c, uint64_t h0, uint64_t m0)
+{
+    uint64_t h, m;
+    hit_counts(c, &h, &m);
+    return h - h0 + m - m0 ? (double)(h - h0) / (double)(h - h0 + m - m0) : 0;
+}
+
 static void preload(const char *base)
 {
     /* each configuration has its own namespace: writes in the L1-off rounds
@@ -284,7 +300,7 @@ static void trace_rows(void)
 int main(int argc, char **argv)
 {
     char base[128], off_url[256], hot_url[512];
-    double seconds = argc > 2 ? atof(argv[2]) : 2.0, off[ROUNDS], hot[ROUNDS], ratio[ROUNDS];
+    double seconds = argc > 2 ? atof(argv[2]) : 2.0, off[ROUNDS], hot[ROUNDS], ratio[ROUNDS], hits[ROUNDS];
     strata_cache *c_off, *c_hot;
     strata_stats st;
     const char *hot_opts = getenv("BENCH_HOT_OPTS");
@@ -314,16 +330,38 @@ int main(int argc, char **argv)
     printf("Zipf(1.0) over %d keys, %d threads, %d%% writes, %d-byte values; %d rounds of %.1f s\n",
            NKEYS, THREADS, WRITE_PCT, VALUE_LEN, ROUNDS, seconds);
     printf("hot cache: %s\n", hot_url);
-    run_round(c_hot, 2 * seconds, 999); /* warm-up: the sketch learns, L1 fills */
+    {
+        /* Warm-up: the sketch learns and L1 fills until a round's L1 hit
+         * ratio stops rising (at this rate a fixed few seconds left the
+         * rounds measuring a cold L1), at most 20 rounds. */
+        double prev = -1, now = 0;
+        int w;
+        for (w = 0; w < 20; w++) {
+            uint64_t h0, m0;
+            hit_counts(c_hot, &h0, &m0);
+            run_round(c_hot, seconds, 999 + (uint64_t)w);
+            now = round_hit_ratio(c_hot, h0, m0);
+            if (now < prev + 0.005)
+                break;
+            prev = now;
+        }
+        printf("warm-up: %d rounds, L1 hit ratio of the last %.1f%%\n", w + 1, 100 * now);
+    }
     run_round(c_off, seconds / 2, 998);
     for (r = 0; r < ROUNDS; r++) {
+        uint64_t h0, m0;
         off[r] = run_round(c_off, seconds, (uint64_t)r);
+        hit_counts(c_hot, &h0, &m0);
         hot[r] = run_round(c_hot, seconds, (uint64_t)r + 100);
+        hits[r] = round_hit_ratio(c_hot, h0, m0);
         ratio[r] = hot[r] / off[r];
-        printf("  round %d: L1 off %.0f ops/s, L1 hot %.0f ops/s, ratio %.2fx\n", r, off[r], hot[r], ratio[r]);
+        printf("  round %d: L1 off %.0f ops/s, L1 hot %.0f ops/s, ratio %.2fx; L1 hit ratio in the round %.1f%%\n",
+               r, off[r], hot[r], ratio[r], 100 * hits[r]);
     }
-    printf("throughput: L1 off %.0f ops/s, L1 hot %.0f ops/s (medians); ratio %.2fx (median of rounds)\n",
-           percentile(off, ROUNDS, 0.5), percentile(hot, ROUNDS, 0.5), percentile(ratio, ROUNDS, 0.5));
+    printf("throughput: L1 off %.0f ops/s, L1 hot %.0f ops/s (medians); ratio %.2fx (median of rounds); "
+           "L1 hit ratio %.1f%% (median of rounds)\n",
+           percentile(off, ROUNDS, 0.5), percentile(hot, ROUNDS, 0.5), percentile(ratio, ROUNDS, 0.5),
+           100 * percentile(hits, ROUNDS, 0.5));
     strata_stats_get(c_hot, &st, STRATA_STATS_VERSION);
     printf("L1 (hot): %llu entries, %llu bytes (%.1f MiB) of %d keys; hit ratio %.1f%% of L1 lookups; "
            "%llu admission rejects; %llu invalidations received\n",

@@ -4,8 +4,10 @@
  * driven by tests/c/poll_driver.c (non-blocking socket, poll(), pipelined),
  * vs 64 pipelined hiredis GETs of the same keys. Each figure is the median
  * over ROUNDS of the per-batch time in a round, rounds interleaved; the ratio
- * is the median of the per-round ratios.
- *   bench_sansio REDIS_PORT
+ * is the median of the per-round ratios. With "lease", the lookups take the
+ * lease on a miss (as resty.stratacache's with a loader): hits cost the same
+ * plus the XFetch check (for callgrind's per-op counts).
+ *   bench_sansio REDIS_PORT [lease]
  */
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -25,7 +27,7 @@ static strata_cache *cache;
 static poll_driver *drv;
 static char keys[INFLIGHT][32], rawkeys[INFLIGHT][32];
 static size_t keylens[INFLIGHT];
-static int done, bad;
+static int done, bad, lease;
 
 static void raw_batch(void)
 {
@@ -58,7 +60,7 @@ static void op_batch(void)
     strata_op_options o;
     int i;
     strata_op_options_init(&o, STRATA_OP_OPTIONS_VERSION);
-    o.lease = 0;
+    o.lease = lease;
     done = 0;
     for (i = 0; i < INFLIGHT; i++) {
         strata_op *op = NULL;
@@ -94,6 +96,7 @@ int main(int argc, char **argv)
         return 2;
     }
     port = atoi(argv[1]);
+    lease = argc > 2 && strcmp(argv[2], "lease") == 0;
     rc = redisConnect("127.0.0.1", port);
     if (rc == NULL || rc->err) {
         fprintf(stderr, "cannot connect to redis on %d\n", port);

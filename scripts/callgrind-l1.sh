@@ -11,5 +11,6 @@ for tags in 0 4; do
   valgrind --tool=callgrind --toggle-collect=strata_get --callgrind-out-file="$out/cg.$tags" \
     "$build/bench/bench_core" --l1-hits "$n" "$tags" >/dev/null 2>"$out/log.$tags"
   ir=$(sed -n 's/.*I *refs: *//p' "$out/log.$tags" | tr -d ,)
-  echo "L1 hit, $tags tags: $((ir / n)) instructions per strata_get (callgrind, $n hits)"
+  target=""; [ "$tags" = 0 ] && target="   target <= 250"
+  echo "L1 hit, $tags tags: $((ir / n)) instructions per strata_get (callgrind, $n hits)$target"
 done

@@ -9,6 +9,9 @@ scripts/test-servers.sh start "$servers"
 . "$servers/env"
 echo "== core (C) on $(nproc) cores, $(date -u +%Y-%m-%d)"
 ./build/bench/bench_core "$STRATA_TEST_REDIS_PORT" "$STRATA_TEST_MEMCACHED_PORT"
+echo "== instructions per L1 hit (callgrind, issue 16)"
+scripts/install-deps.sh valgrind
+scripts/callgrind-l1.sh build
 echo "== stampede protection (C)"
 ./build/bench/bench_stampede "$STRATA_TEST_REDIS_PORT" "$STRATA_TEST_MEMCACHED_PORT" 10
 echo "== hot keys and L1 coherence (C)"

@@ -774,6 +774,18 @@ STRATA_EXTERN int strata_op_delete(strata_op **out, strata_cache *cache, const c
                                    size_t keylen);
 STRATA_EXTERN int strata_op_invalidate_tag(strata_op **out, strata_cache *cache,
                                            const char *tag, size_t taglen);
+/* strata_touch as an op: the entry's TTL renewed from now (0 = the cache's
+ * default), its value, stamps and cost kept; STRATA_MISS when absent, expired
+ * or outdated by a tag bump (not revived). */
+STRATA_EXTERN int strata_op_touch(strata_op **out, strata_cache *cache, const char *key,
+                                  size_t keylen, int64_t ttl_ms);
+/* strata_write_behind as an op (one key): the cache write and its journal
+ * record on the Redis stream in one round trip; a flusher of the namespace's
+ * consumer group (a process with wb_threads, or strata_wb_poll) delivers it.
+ * Over wb_max_backlog it ends with STRATA_EBUSY at once (no wb_block_ms wait). */
+STRATA_EXTERN int strata_op_write_behind(strata_op **out, strata_cache *cache, const char *key,
+                                         size_t keylen, const char *val, size_t vallen,
+                                         int64_t ttl_ms);
 /* Connection setup for a new connection to server (AUTH, SELECT): drive it
  * first on every connection the driver opens (it may be DONE at once). */
 STRATA_EXTERN int strata_op_hello(strata_op **out, strata_cache *cache, unsigned int server);
@@ -847,7 +859,9 @@ STRATA_EXTERN int strata_op_fill_negative(strata_op *op, int64_t neg_ttl_ms);
 STRATA_EXTERN int strata_op_abandon(strata_op *op);
 
 /* Cancels at any point; a lease still held is left to expire (lease_ttl_ms).
- * If bytes were sent and not all replies fed, close that connection. */
+ * If bytes were sent and not all replies fed, close that connection. It may
+ * come after strata_cache_free of the op's cache (garbage collectors run
+ * finalizers in no set order); no other op call may. */
 STRATA_EXTERN void strata_op_free(strata_op *op);
 
 /* Coherence events for host-side tiers (a Lua lrucache, a Python object tier):

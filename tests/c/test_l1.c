@@ -34,7 +34,7 @@ static strata_cache *open_cache(const char *query)
 typedef struct reader {
     pthread_t th;
     strata_cache *c;
-    volatile int *stop;
+    int *stop; /* atomic */
     long reads, torn, hits;
 } reader;
 
@@ -43,7 +43,7 @@ static void *read_loop(void *p)
 {
     reader *r = p;
     strata_value v = STRATA_VALUE_INIT;
-    while (!*r->stop) {
+    while (!__atomic_load_n(r->stop, __ATOMIC_RELAXED)) {
         int rc = strata_get(r->c, K("shared"), &v), i;
         r->reads++;
         if (rc != STRATA_OK)
@@ -66,7 +66,7 @@ static void *read_loop(void *p)
 static void readers_beside_writers_see_whole_values(void)
 {
     strata_cache *c = open_cache("l1=1&l1_admission=all");
-    volatile int stop = 0;
+    int stop = 0;
     reader r[2];
     char val[VLEN];
     int i, w;
@@ -87,7 +87,7 @@ static void readers_beside_writers_see_whole_values(void)
         if (w % 7 == 0)
             strata_invalidate(c, K("shared"));
     }
-    stop = 1;
+    __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
     for (i = 0; i < 2; i++) {
         pthread_join(r[i].th, NULL);
         CHECK(r[i].torn == 0);
@@ -99,7 +99,7 @@ static void readers_beside_writers_see_whole_values(void)
 static void fork_while_threads_read(void)
 {
     strata_cache *c = open_cache("l1=1&l1_admission=all");
-    volatile int stop = 0;
+    int stop = 0;
     reader r[2];
     int i, n, failed = 0;
     REQUIRE(c);
@@ -133,7 +133,7 @@ static void fork_while_threads_read(void)
         }
         failed += !(done == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
     }
-    stop = 1;
+    __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
     for (i = 0; i < 2; i++)
         pthread_join(r[i].th, NULL);
     CHECK(failed == 0);
@@ -213,7 +213,7 @@ static void read_entries_get_a_second_chance(void)
 static void hits_counted_from_every_thread(void)
 {
     strata_cache *c = open_cache("l1=1&l1_admission=all");
-    volatile int stop = 0;
+    int stop = 0;
     reader r[3];
     strata_stats st;
     long hits = 0;
@@ -227,13 +227,156 @@ static void hits_counted_from_every_thread(void)
         pthread_create(&r[i].th, NULL, read_loop, &r[i]);
     }
     strata__sleep_ms(100);
-    stop = 1;
+    __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
     for (i = 0; i < 3; i++) {
         pthread_join(r[i].th, NULL);
         hits += r[i].hits;
     }
     strata_stats_get(c, &st, STRATA_STATS_VERSION);
     CHECK(hits > 0 && st.l1_hits == (uint64_t)hits);
+    strata_cache_free(c);
+}
+
+/* More threads alive than reader slots: the ones without a slot read under
+ * the shard's mutex; every thread still sees whole values and every hit is
+ * counted once. */
+static void more_threads_than_reader_slots(void)
+{
+    enum { N = STRATA__READER_SLOTS + 16 };
+    strata_cache *c = open_cache("l1=1&l1_admission=all");
+    static reader r[N];
+    int stop = 0;
+    strata_stats st;
+    char val[VLEN];
+    long hits = 0, torn = 0;
+    int i, w;
+    int64_t end;
+    REQUIRE(c);
+    memset(val, 'a', sizeof val);
+    CHECK_RC(strata_set(c, K("shared"), val, sizeof val, 0), 0);
+    for (i = 0; i < N; i++) {
+        memset(&r[i], 0, sizeof r[i]);
+        r[i].c = c;
+        r[i].stop = &stop;
+        REQUIRE(pthread_create(&r[i].th, NULL, read_loop, &r[i]) == 0);
+    }
+    end = strata__now_mono_ms() + 300;
+    for (w = 0; strata__now_mono_ms() < end; w++) {
+        memset(val, 'a' + w % 26, sizeof val);
+        CHECK_RC(strata_set(c, K("shared"), val, sizeof val, 0), 0);
+        strata__sleep_ms(1);
+    }
+    __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
+    for (i = 0; i < N; i++) {
+        pthread_join(r[i].th, NULL);
+        hits += r[i].hits;
+        torn += r[i].torn;
+    }
+    strata_stats_get(c, &st, STRATA_STATS_VERSION);
+    CHECK(torn == 0);
+    CHECK(hits > 0 && st.l1_hits == (uint64_t)hits);
+    strata_cache_free(c);
+}
+
+static void *take_slot(void *p)
+{
+    *(unsigned int *)p = strata__reader_slot();
+    return NULL;
+}
+
+typedef struct holder {
+    pthread_t th;
+    pthread_mutex_t *gate;
+    unsigned int slot;
+} holder;
+
+static void *hold_slot(void *p)
+{
+    holder *h = p;
+    __atomic_store_n(&h->slot, strata__reader_slot(), __ATOMIC_RELEASE);
+    pthread_mutex_lock(h->gate); /* held until the test lets go */
+    pthread_mutex_unlock(h->gate);
+    return NULL;
+}
+
+/* Slots come back when threads exit, and a forked child (which has only
+ * the forking thread) may hand out the slots of its parent's other threads. */
+static void reader_slots_are_given_back(void)
+{
+    enum { HOLD = STRATA__READER_SLOTS - 1 };
+    static holder h[HOLD];
+    pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+    unsigned int slot;
+    pthread_t t;
+    int i, round, status = 0, got = 0;
+    pid_t pid;
+    for (round = 0; round < (int)(3 * STRATA__READER_SLOTS); round++) { /* one at a time, many more than the slots */
+        slot = STRATA__READER_SLOTS;
+        REQUIRE(pthread_create(&t, NULL, take_slot, &slot) == 0);
+        pthread_join(t, NULL);
+        got += slot < STRATA__READER_SLOTS;
+    }
+    CHECK(got == (int)(3 * STRATA__READER_SLOTS));
+    (void)strata__reader_slot(); /* this thread's own */
+    pthread_mutex_lock(&gate);
+    for (i = 0; i < HOLD; i++) {
+        h[i].gate = &gate;
+        h[i].slot = STRATA__READER_SLOTS + 1;
+        REQUIRE(pthread_create(&h[i].th, NULL, hold_slot, &h[i]) == 0);
+    }
+    for (i = 0; i < HOLD; i++)
+        while (__atomic_load_n(&h[i].slot, __ATOMIC_ACQUIRE) == STRATA__READER_SLOTS + 1)
+            strata__sleep_ms(1);
+    /* now every slot is taken: a new thread gets none */
+    slot = 0;
+    REQUIRE(pthread_create(&t, NULL, take_slot, &slot) == 0);
+    pthread_join(t, NULL);
+    CHECK(slot == STRATA__READER_SLOTS);
+    if (test_under_tsan()) {
+        printf("  skipped under ThreadSanitizer: the forked child's thread (TSan cannot start threads after a "
+               "multi-threaded fork)\n");
+    } else {
+        pid = fork();
+        if (pid == 0) {
+            alarm(10);
+            slot = STRATA__READER_SLOTS;
+            if (pthread_create(&t, NULL, take_slot, &slot) != 0)
+                _exit(2);
+            pthread_join(t, NULL);
+            _exit(slot < STRATA__READER_SLOTS ? 0 : 1);
+        }
+        REQUIRE(pid > 0);
+        waitpid(pid, &status, 0);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    pthread_mutex_unlock(&gate);
+    for (i = 0; i < HOLD; i++)
+        pthread_join(h[i].th, NULL);
+}
+
+/* The hit path copies values of 17-128 bytes in fixed-size moves: every
+ * length around those edges reads back byte for byte from L1. */
+static void values_of_every_length_read_back_whole(void)
+{
+    strata_cache *c = open_cache("l1=1&l1_admission=all");
+    strata_value v = STRATA_VALUE_INIT;
+    char val[300], key[32];
+    int len, i, bad = 0, l1 = 0;
+    REQUIRE(c);
+    for (len = 0; len <= (int)sizeof val; len++) {
+        for (i = 0; i < len; i++)
+            val[i] = (char)(i * 7 + len);
+        snprintf(key, sizeof key, "len-%d", len);
+        CHECK_RC(strata_set(c, K(key), val, (size_t)len, 0), 0);
+        for (i = 0; i < 2; i++) { /* a value buffer grown by the first read, reused by the second */
+            CHECK_RC(strata_get(c, K(key), &v), 0);
+            l1 += v.level == STRATA_LEVEL_L1;
+            bad += v.len != (size_t)len || memcmp(v.data, val, (size_t)len) != 0 || v.data[len] != '\0';
+        }
+    }
+    CHECK(bad == 0);
+    CHECK(l1 == 2 * ((int)sizeof val + 1));
+    strata_value_dispose(&v);
     strata_cache_free(c);
 }
 
@@ -245,6 +388,9 @@ int main(int argc, char **argv)
         {"expiry_decided_on_the_precise_clock", expiry_decided_on_the_precise_clock},
         {"read_entries_get_a_second_chance", read_entries_get_a_second_chance},
         {"hits_counted_from_every_thread", hits_counted_from_every_thread},
+        {"more_threads_than_reader_slots", more_threads_than_reader_slots},
+        {"reader_slots_are_given_back", reader_slots_are_given_back},
+        {"values_of_every_length_read_back_whole", values_of_every_length_read_back_whole},
     };
     return test_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

@@ -22,6 +22,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -552,6 +553,14 @@ static const scripted script_cases[] = {
     {"an integer for a GET", 0, {":1\r\n"}, STRATA_EBACKEND, NULL, NULL},
     {"an array for a GET", 0, {"*1\r\n$1\r\nx\r\n"}, STRATA_EBACKEND, NULL, NULL},
     {"not RESP", 0, {"?garbage\r\n"}, STRATA_EBACKEND, NULL, NULL},
+    /* a GET's reply is parsed without the reader: its own errors */
+    {"a bulk length that is no number", 0, {"$1x\r\nabc\r\n"}, STRATA_EBACKEND, NULL, NULL},
+    {"a negative bulk length other than -1", 0, {"$-2\r\n"}, STRATA_EBACKEND, NULL, NULL},
+    {"a bulk length without digits", 0, {"$\r\n"}, STRATA_EBACKEND, NULL, NULL},
+    {"a bulk length past any value", 0, {"$99999999999\r\n"}, STRATA_EBACKEND, NULL, NULL},
+    {"a bulk string without its CRLF", 0, {"$3\r\nabcXY"}, STRATA_EBACKEND, NULL, NULL},
+    {"an empty string (not an envelope)", 0, {"$0\r\n\r\n"}, STRATA_MISS, NULL, NULL},
+    {"a foreign string (not an envelope)", 0, {"$3\r\nabc\r\n"}, STRATA_MISS, NULL, NULL},
     {"lead: lease won, re-check nil", 1, {"$-1\r\n", "+OK\r\n:5000\r\n$16\r\n0123456789abcdef\r\n$-1\r\n"}, STRATA_MISS_LEAD, NULL, NULL},
     {"lead: re-check finds the fill", 1, {"$-1\r\n", "+OK\r\n:5000\r\n$16\r\n0123456789abcdef\r\nENV", ":1\r\n"}, STRATA_OK, "payload",
      NULL},
@@ -674,10 +683,171 @@ static void scripted_replies_at_every_split(void)
     strata_cache_free(c);
 }
 
+/* A value larger than the GET parser reserves up front (64 KB), fed in
+ * chunks with the next op's reply behind it: all of it, and only it. */
+static void large_value_grows_as_it_arrives(void)
+{
+    strata_cache *c = NULL;
+    strata__envelope e;
+    size_t plen = 200000, n, head, total, chunk;
+    char *payload = malloc(plen), *env, *bytes;
+    long splits[] = {WHOLE, 1000, 65536 + 7, 3};
+    size_t i, k;
+    REQUIRE(payload);
+    REQUIRE(strata_cache_new(&c, "redis://127.0.0.1:1?io=host&ns=p&tag_cache_ms=0&xfetch_beta=0", NULL) == 0);
+    for (i = 0; i < plen; i++)
+        payload[i] = (char)('a' + i % 26);
+    memset(&e, 0, sizeof e);
+    e.created_ms = strata__now_wall_ms();
+    e.fresh_until_ms = e.stale_until_ms = e.created_ms + 60000;
+    e.payload = payload;
+    e.payload_len = plen;
+    n = strata__env_size(&e);
+    env = malloc(n);
+    bytes = malloc(n + 64);
+    REQUIRE(env && bytes && strata__env_encode(&e, env, n) == n);
+    head = (size_t)snprintf(bytes, 64, "$%zu\r\n", n);
+    memcpy(bytes + head, env, n);
+    memcpy(bytes + head + n, "\r\n", 2);
+    total = head + n + 2;
+    for (k = 0; k < sizeof splits / sizeof splits[0]; k++) {
+        strata_op *op = NULL;
+        strata_op_options o;
+        strata_io io = STRATA_IO_INIT;
+        strata_value v = STRATA_VALUE_INIT;
+        strata_op_options_init(&o, STRATA_OP_OPTIONS_VERSION);
+        o.lease = 0;
+        CHECK_RC(strata_op_lookup(&op, c, "big", 3, &o), 0);
+        CHECK_RC(strata_op_next(op, &io), 0);
+        CHECK(io.kind == STRATA_IO_SEND);
+        if (splits[k] == 3) { /* bytewise would be slow: 3 bytes at a time, the foreign reply behind */
+            size_t off = 0, used;
+            int rc = 1;
+            char *buf = malloc(total + 5);
+            REQUIRE(buf);
+            memcpy(buf, bytes, total);
+            memcpy(buf + total, "+OK\r\n", 5);
+            while (rc == 1) {
+                chunk = total + 5 - off < 3 ? total + 5 - off : 3;
+                rc = strata_op_feed(op, buf + off, chunk, &used);
+                off += used;
+            }
+            CHECK_RC(rc, 0);
+            CHECK(off == total);
+            free(buf);
+        } else {
+            CHECK_RC(feed_split(op, bytes, total, splits[k]), 0);
+        }
+        CHECK_RC(strata_op_next(op, &io), 0);
+        if (io.kind == STRATA_IO_SEND && memmem(io.data, io.len, "MGET", 4)) { /* the namespace generation */
+            CHECK_RC(feed_split(op, "*1\r\n$-1\r\n", 9, WHOLE), 0);
+            CHECK_RC(strata_op_next(op, &io), 0);
+        }
+        CHECK(io.kind == STRATA_IO_DONE);
+        CHECK_RC(strata_op_result(op, &v), 0);
+        CHECK(v.len == plen && memcmp(v.data, payload, plen) == 0);
+        strata_value_dispose(&v);
+        strata_op_free(op);
+    }
+    free(bytes);
+    free(env);
+    free(payload);
+    strata_cache_free(c);
+}
+
+/* Ops of one cache begun and freed on several threads at once: each gets
+ * an op of its own from the cache's pool, and its value is the one fed to it. */
+#define POOL_THREADS 4
+#define POOL_ROUNDS 3000
+
+typedef struct pool_thread {
+    strata_cache *c;
+    int id, wrong;
+} pool_thread;
+
+static void *pool_worker(void *arg)
+{
+    pool_thread *t = arg;
+    strata_value v = STRATA_VALUE_INIT;
+    int i;
+    for (i = 0; i < POOL_ROUNDS; i++) {
+        strata_op *op = NULL;
+        strata_op_options o;
+        strata_io io = STRATA_IO_INIT;
+        char payload[32], bytes[256];
+        size_t len, used;
+        strata_op_options_init(&o, STRATA_OP_OPTIONS_VERSION);
+        o.lease = 0;
+        snprintf(payload, sizeof payload, "t%d-%d", t->id, i);
+        len = bulk_envelope(payload, 0, bytes, sizeof bytes);
+        if (strata_op_lookup(&op, t->c, "k", 1, &o) != 0 || strata_op_next(op, &io) != 0 ||
+            io.kind != STRATA_IO_SEND || strata_op_feed(op, bytes, len, &used) != 0) {
+            t->wrong++;
+            strata_op_free(op);
+            continue;
+        }
+        strata_op_next(op, &io);
+        if (io.kind == STRATA_IO_SEND) /* the namespace generation (not cached: tag_cache_ms=0) */
+            strata_op_feed(op, "*1\r\n$-1\r\n", 9, &used);
+        if (strata_op_result(op, &v) != 0 || v.len != strlen(payload) || memcmp(v.data, payload, v.len) != 0)
+            t->wrong++;
+        strata_op_free(op);
+    }
+    strata_value_dispose(&v);
+    return NULL;
+}
+
+static void ops_on_many_threads_share_the_pool(void)
+{
+    strata_cache *c = NULL;
+    pthread_t th[POOL_THREADS];
+    pool_thread t[POOL_THREADS];
+    int i;
+    REQUIRE(strata_cache_new(&c, "redis://127.0.0.1:1?io=host&ns=p&tag_cache_ms=0&xfetch_beta=0", NULL) == 0);
+    for (i = 0; i < POOL_THREADS; i++) {
+        t[i].c = c;
+        t[i].id = i;
+        t[i].wrong = 0;
+        REQUIRE(pthread_create(&th[i], NULL, pool_worker, &t[i]) == 0);
+    }
+    for (i = 0; i < POOL_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_RC(t[i].wrong, 0);
+    }
+    strata_cache_free(c);
+}
+
+/* A binding's garbage collector may free a cache before its ops (ffi.gc
+ * runs finalizers in no set order): freeing those ops afterwards is safe. */
+static void ops_may_outlive_their_cache(void)
+{
+    strata_cache *c = NULL;
+    strata_op *done = NULL, *mid = NULL, *fresh = NULL, *idle = NULL;
+    strata_io io = STRATA_IO_INIT;
+    size_t used;
+    REQUIRE(strata_cache_new(&c, "redis://127.0.0.1:1?io=host&ns=p", NULL) == 0);
+    CHECK_RC(strata_op_lookup(&idle, c, "i", 1, NULL), 0);
+    strata_op_free(idle); /* an idle op in the pool when the cache goes */
+    CHECK_RC(strata_op_lookup(&done, c, "d", 1, NULL), 0);
+    CHECK_RC(strata_op_next(done, &io), 0);
+    CHECK_RC(strata_op_feed(done, "$-1\r\n", 5, &used), 0);
+    CHECK_RC(strata_op_lookup(&mid, c, "m", 1, NULL), 0);
+    CHECK_RC(strata_op_next(mid, &io), 0);
+    CHECK_RC(strata_op_feed(mid, "$10\r\nab", 8, &used), 1);
+    CHECK_RC(strata_op_delete(&fresh, c, "f", 1), 0);
+    strata_cache_free(c);
+    strata_op_free(mid);
+    strata_op_free(done);
+    strata_op_free(fresh);
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
         {"scripted_replies_at_every_split", scripted_replies_at_every_split},
+        {"large_value_grows_as_it_arrives", large_value_grows_as_it_arrives},
+        {"ops_on_many_threads_share_the_pool", ops_on_many_threads_share_the_pool},
+        {"ops_may_outlive_their_cache", ops_may_outlive_their_cache},
         {"script_shas_match_the_server", script_shas_match_the_server},
         {"live_recordings_replay_at_every_split", live_recordings_replay_at_every_split},
     };

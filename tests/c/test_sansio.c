@@ -346,6 +346,137 @@ static void op_meta_for_host_tiers(void)
     strata_cache_free(blk);
 }
 
+/* ---- touch as an op: strata_touch's outcomes ---- */
+
+static void op_touch_renews_like_the_blocking_api(void)
+{
+    const char *ns = test_unique("siotouch");
+    strata_cache *host = open_cache(test_backend_url("redis"), ns, "io=host&jitter_pct=0&tag_cache_ms=0");
+    strata_cache *blk = open_cache(test_backend_url("redis"), ns, "jitter_pct=0");
+    strata_value v = STRATA_VALUE_INIT;
+    strata_op_meta m = STRATA_OP_META_INIT;
+    strata_set_options so = STRATA_SET_OPTIONS_INIT;
+    strata_event ev = STRATA_EVENT_INIT;
+    strata_op *op = NULL;
+    const char *tag = "tt";
+    size_t taglen = 2;
+    REQUIRE(host && blk);
+    while (strata_events_next(host, &ev) == 0)
+        ;
+
+    /* a short-lived tagged entry gets a long life; value, stamps and cost stay */
+    so.ttl_ms = 1500;
+    so.cost_ms = 77;
+    so.tags = &tag;
+    so.taglens = &taglen;
+    so.ntags = 1;
+    CHECK_RC(strata_set_ex(blk, "k", 1, "kept", 4, &so), 0);
+    CHECK_RC(strata_op_touch(&op, host, "k", 1, 60000), 0);
+    CHECK_RC(drive(op, NULL), 0);
+    strata_op_free(op);
+    CHECK_RC(strata_events_next(host, &ev), 0);
+    CHECK(ev.kind == STRATA_EVENT_EVICT && ev.own == 1 && ev.keylen == 1 && ev.key[0] == 'k');
+    CHECK_RC(strata_get(blk, "k", 1, &v), 0);
+    CHECK_VALUE(&v, "kept");
+    CHECK(v.ttl_ms > 50000);
+    CHECK_RC(strata_op_lookup(&op, host, "k", 1, NULL), 0);
+    CHECK_RC(drive(op, &v), 0);
+    CHECK_RC(strata_op_meta_get(op, 0, &m), 0);
+    CHECK(m.flags == (STRATA_META_EXACT | STRATA_META_TAGGED) && m.cost_ms == 77);
+    strata_op_free(op);
+
+    /* absent: a miss, as strata_touch */
+    CHECK_RC(strata_touch(blk, "absent", 6, 1000), STRATA_MISS);
+    CHECK_RC(strata_op_touch(&op, host, "absent", 6, 1000), 0);
+    CHECK_RC(drive(op, NULL), STRATA_MISS);
+    strata_op_free(op);
+
+    /* outdated by a tag bump: not revived */
+    CHECK_RC(strata_invalidate_tag(blk, tag, taglen), 0);
+    CHECK_RC(strata_op_touch(&op, host, "k", 1, 60000), 0);
+    CHECK_RC(drive(op, NULL), STRATA_MISS);
+    strata_op_free(op);
+    CHECK_RC(strata_get(blk, "k", 1, &v), STRATA_MISS);
+
+    /* an untagged entry; 0 = the cache's default ttl */
+    CHECK_RC(strata_set(blk, "p", 1, "plain", 5, 1000), 0);
+    CHECK_RC(strata_op_touch(&op, host, "p", 1, 0), 0);
+    CHECK_RC(drive(op, NULL), 0);
+    strata_op_free(op);
+    CHECK_RC(strata_get(blk, "p", 1, &v), 0);
+    CHECK_VALUE(&v, "plain");
+    CHECK(v.ttl_ms > 1000);
+
+    /* misuse: precise errors, nothing begun */
+    CHECK_RC(strata_op_touch(&op, host, "p", 1, -5), STRATA_EINVAL);
+    CHECK(op == NULL);
+    CHECK_MSG_HAS("ttl_ms");
+    CHECK_RC(strata_op_touch(&op, host, "", 0, 1000), STRATA_EKEY);
+    strata_value_dispose(&v);
+    strata_cache_free(host);
+    strata_cache_free(blk);
+}
+
+/* ---- write-behind as an op: appended by the host, delivered by a flusher ---- */
+
+static void op_write_behind_is_delivered_by_a_flusher(void)
+{
+    const char *ns = test_unique("siowb");
+    strata_cache *host = open_cache(test_backend_url("redis"), ns, "io=host");
+    strata_cache *full = open_cache(test_backend_url("redis"), ns, "io=host&wb_max_backlog=1");
+    strata_cache *blk = open_cache(test_backend_url("redis"), ns, "wb_threads=0");
+    strata_value v = STRATA_VALUE_INIT;
+    strata_wb_batch *b = NULL;
+    strata_stats st;
+    strata_event ev = STRATA_EVENT_INIT;
+    strata_op *op = NULL;
+    const char *key, *val;
+    size_t keylen, vallen;
+    REQUIRE(host && full && blk);
+    while (strata_events_next(host, &ev) == 0)
+        ;
+
+    /* accepted: the cache holds the value at once, the journal the record */
+    CHECK_RC(strata_op_write_behind(&op, host, "k", 1, "v1", 2, 0), 0);
+    CHECK_RC(drive(op, NULL), 0);
+    strata_op_free(op);
+    CHECK_RC(strata_get(blk, "k", 1, &v), 0);
+    CHECK_VALUE(&v, "v1");
+    CHECK_RC(strata_events_next(host, &ev), 0);
+    CHECK(ev.kind == STRATA_EVENT_EVICT && ev.own == 1 && ev.keylen == 1);
+    CHECK_RC(strata_stats_get(host, &st, STRATA_STATS_VERSION), 0);
+    CHECK(st.wb_enqueued == 1 && st.wb_backlog == 1);
+
+    /* over the backlog limit: EBUSY at once, nothing written */
+    CHECK_RC(strata_op_write_behind(&op, full, "k2", 2, "no", 2, 0), 0);
+    CHECK_RC(drive(op, NULL), STRATA_EBUSY);
+    CHECK(strstr(strata_op_error(op), "wb_max_backlog") != NULL);
+    strata_op_free(op);
+    CHECK_RC(strata_get(blk, "k2", 2, &v), STRATA_MISS);
+
+    /* a second write of the key: the flusher delivers the latest, once */
+    CHECK_RC(strata_op_write_behind(&op, host, "k", 1, "v2", 2, 0), 0);
+    CHECK_RC(drive(op, NULL), 0);
+    strata_op_free(op);
+    CHECK_RC(strata_wb_poll(blk, 10, &b), STRATA_OK);
+    REQUIRE(b != NULL);
+    CHECK(strata_wb_batch_count(b) == 1);
+    CHECK_RC(strata_wb_batch_item(b, 0, &key, &keylen, &val, &vallen), 0);
+    CHECK(keylen == 1 && key[0] == 'k' && vallen == 2 && memcmp(val, "v2", 2) == 0);
+    CHECK_RC(strata_wb_ack(b), 0);
+    CHECK_RC(strata_flush(blk, 2000), 0);
+
+    /* misuse: precise errors, nothing begun */
+    CHECK_RC(strata_op_write_behind(&op, host, "k", 1, NULL, 3, 0), STRATA_EINVAL);
+    CHECK(op == NULL);
+    CHECK_RC(strata_op_write_behind(&op, host, "k", 1, "x", 1, -5), STRATA_EINVAL);
+    CHECK_RC(strata_op_write_behind(&op, host, "", 0, "x", 1, 0), STRATA_EKEY);
+    strata_value_dispose(&v);
+    strata_cache_free(host);
+    strata_cache_free(full);
+    strata_cache_free(blk);
+}
+
 /* ---- 100 lookups of one cold key here and 100 in another process ---- */
 
 typedef struct stampede {
@@ -676,6 +807,8 @@ int main(int argc, char **argv)
         {"ops_match_the_blocking_api", ops_match_the_blocking_api},
         {"newer_stamp_is_served", newer_stamp_is_served},
         {"op_meta_for_host_tiers", op_meta_for_host_tiers},
+        {"op_touch_renews_like_the_blocking_api", op_touch_renews_like_the_blocking_api},
+        {"op_write_behind_is_delivered_by_a_flusher", op_write_behind_is_delivered_by_a_flusher},
         {"cold_key_one_load_across_processes", cold_key_one_load_across_processes},
         {"thousand_mixed_ops_in_flight", thousand_mixed_ops_in_flight},
         {"paused_server_times_out_while_live_one_serves", paused_server_times_out_while_live_one_serves},

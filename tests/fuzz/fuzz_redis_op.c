@@ -20,7 +20,7 @@
 #define MAX_STEPS 64
 
 enum { OP_LOOKUP, OP_GET, OP_LOOKUP_FILL, OP_LOOKUP_ABANDON, OP_LOOKUP_WAIT, OP_GET_MANY, OP_SET, OP_SET_TAGGED,
-       OP_DELETE, OP_TAG, OP_SUBSCRIBE, OP_HELLO, OP_COUNT };
+       OP_DELETE, OP_TAG, OP_SUBSCRIBE, OP_HELLO, OP_TOUCH, OP_WRITE_BEHIND, OP_COUNT };
 
 static strata_cache *cache;
 
@@ -202,6 +202,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         rc = strata_op_result(op, NULL);
         FUZZ_CHECK(rc == 0 || rc == STRATA_MISS || is_error(rc), "delete outcome %d", rc);
         break;
+    case OP_TOUCH:
+        FUZZ_CHECK(strata_op_touch(&op, cache, "key", 3, 5000) == 0, "touch: %s", strata_error_last());
+        drive(op, &in);
+        rc = strata_op_result(op, NULL);
+        FUZZ_CHECK(rc == 0 || rc == STRATA_MISS || is_error(rc), "touch outcome %d", rc);
+        break;
+    case OP_WRITE_BEHIND:
+        FUZZ_CHECK(strata_op_write_behind(&op, cache, "key", 3, "val", 3, 0) == 0, "write_behind: %s",
+                   strata_error_last());
+        drive(op, &in);
+        rc = strata_op_result(op, NULL);
+        FUZZ_CHECK(rc == 0 || is_error(rc), "write-behind outcome %d", rc);
+        break;
     case OP_TAG:
         FUZZ_CHECK(strata_op_invalidate_tag(&op, cache, "t1", 2) == 0, "tag: %s", strata_error_last());
         drive(op, &in);
@@ -230,6 +243,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                            "event %d", ev.kind);
         }
         break;
+    case OP_HELLO:
     default:
         FUZZ_CHECK(strata_op_hello(&op, cache, 0) == 0, "hello: %s", strata_error_last());
         drive(op, &in);

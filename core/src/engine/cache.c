@@ -82,7 +82,7 @@ int strata_cache_new(strata_cache **out, const char *url, const strata_options *
     }
     strata__mutex_init(&c->flights_lock);
     c->stats.version = STRATA_STATS_VERSION;
-    if ((rc = strata__wb_new(&c->wb, c)) < 0) {
+    if ((rc = strata__op_pool_new(&c->op_pool)) < 0 || (rc = strata__wb_new(&c->wb, c)) < 0) {
         c->wb = NULL; /* everything else is up: the normal teardown applies */
         strata_cache_free(c);
         return rc;
@@ -104,6 +104,7 @@ void strata_cache_free(strata_cache *c)
     strata__tags_free(c->tags);
     strata__events_free(c->events);
     strata__mutex_destroy(&c->flights_lock);
+    strata__op_pool_close(c->op_pool);
     free(c);
 }
 
@@ -317,15 +318,19 @@ void strata__l1_store(strata_cache *c, const strata__key *k, const char *val, si
                        epoch);
 }
 
-int strata__serve_envelope(strata_cache *c, const strata__key *k, const strata__envelope *e,
-                           int64_t now_ms, uint64_t epoch, strata_value *out)
+static int serve_envelope(strata_cache *c, const strata__key *k, const strata__envelope *e, int64_t now_ms,
+                          uint64_t epoch, strata_value *out, int copy)
 {
     int negative = (e->flags & STRATA__ENV_FLAG_NEGATIVE) != 0;
     int rc;
     if (now_ms >= e->stale_until_ms)
         return STRATA_MISS;
-    if ((rc = strata__value_set(out, e->payload, e->payload_len)) < 0)
+    if (!copy) {
+        out->data = e->payload;
+        out->len = e->payload_len;
+    } else if ((rc = strata__value_set(out, e->payload, e->payload_len)) < 0) {
         return rc;
+    }
     out->level = STRATA_LEVEL_BACKEND;
     out->ttl_ms = e->fresh_until_ms - now_ms;
     out->stale = now_ms >= e->fresh_until_ms;
@@ -347,6 +352,18 @@ int strata__serve_envelope(strata_cache *c, const strata__key *k, const strata__
     }
     STRATA__COUNT(c, hits);
     return STRATA_OK;
+}
+
+int strata__serve_envelope(strata_cache *c, const strata__key *k, const strata__envelope *e,
+                           int64_t now_ms, uint64_t epoch, strata_value *out)
+{
+    return serve_envelope(c, k, e, now_ms, epoch, out, 1);
+}
+
+int strata__serve_envelope_ref(strata_cache *c, const strata__key *k, const strata__envelope *e,
+                               int64_t now_ms, uint64_t epoch, strata_value *out)
+{
+    return serve_envelope(c, k, e, now_ms, epoch, out, 0);
 }
 
 int strata_stats_get(strata_cache *c, strata_stats *out, unsigned int version)

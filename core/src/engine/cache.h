@@ -6,6 +6,7 @@
 #include "backend/backend.h"
 #include "config.h"
 #include "local/l1.h"
+#include "local/l1_shard.h"
 #include "platform/platform.h"
 #include "policy/envelope.h"
 #include "policy/key.h"
@@ -41,7 +42,15 @@ struct strata_cache {
     struct strata__wb *wb;      /* write-behind state (engine/write_behind.c) */
     struct strata__events *events; /* coherence events for host tiers (events.c) */
     struct strata__redis_route *route; /* redis: which server a key lives on (the op API routes by it) */
+
+    /* Idle host-driven operations, reused with their buffers (engine/op_pool.c). */
+    struct strata__op_pool *op_pool;
 };
+
+/* A cache's pool of idle ops (op_pool.c). It outlives the cache while ops
+ * of it are alive: a binding's garbage collector may free the cache first. */
+int  strata__op_pool_new(struct strata__op_pool **out);
+void strata__op_pool_close(struct strata__op_pool *p);
 
 #define STRATA__COUNT(c, field) strata__atomic_add(&(c)->stats.field, 1)
 
@@ -128,6 +137,11 @@ int  strata__backend_result(strata_cache *c, int rc);
  * when fresh. Returns the read outcome, or STRATA_MISS when expired. */
 int strata__serve_envelope(strata_cache *c, const strata__key *k, const strata__envelope *e,
                            int64_t now_ms, uint64_t epoch, strata_value *out);
+/* The same decision with out->data pointing at e's payload, not a copy
+ * (out keeps its own buffer for later): the op's read, whose envelope
+ * bytes live as long as the op. */
+int strata__serve_envelope_ref(strata_cache *c, const strata__key *k, const strata__envelope *e,
+                               int64_t now_ms, uint64_t epoch, strata_value *out);
 
 /* After a backend write or delete of key returned (landed or not): drops
  * L1's copy and moves its shard's epoch on, so a read that started while the
@@ -178,10 +192,14 @@ int strata__read_backend(strata_cache *c, const strata__key *k, int64_t now, uin
 /* An L1 hit for k, counted (and sampled into the hot-key sketch), or
  * STRATA_MISS (not counted: the caller goes on past L1 and counts there).
  * The hit path's clock is the coarse one (never behind; docs/FRESHNESS.md). */
-static inline int strata__l1_hit(strata_cache *c, const strata__key *k, strata_value *out)
+static inline __attribute__((always_inline)) int strata__l1_hit(strata_cache *c, const strata__key *k,
+                                                               strata_value *out)
 {
     uint64_t hit_seq;
-    int rc = strata__l1_read(c->l1, k, strata__now_wall_coarse_ms(), out, &hit_seq);
+    int64_t now = strata__now_wall_coarse_ms();
+    int rc = strata__l1_hit_fast(c->l1, k, now, out, &hit_seq); /* inline: the common hit, one pass */
+    if (rc == STRATA__L1_SLOW)
+        rc = strata__l1_read(c->l1, k, now, out, &hit_seq);
     if (rc != STRATA_MISS)
         strata__note_hit(c, k, hit_seq);
     return rc;

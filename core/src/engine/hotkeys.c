@@ -11,27 +11,34 @@
 #define HOT_SEED 0x486f744b /* independent of the L1's shard hash */
 
 typedef struct hot_shard {
-    strata__mutex lock;
+    int busy;                  /* the shard's lock (atomic; shard_lock below) */
     strata__sketch sketch;
     strata__topk top;
     unsigned int halvings;     /* of the tracker's that this shard has applied */
     int64_t window_start_ms;   /* monotonic: when the last halving happened */
     int64_t last_window_ms;    /* how long the window before it lasted (0 = none yet) */
+    unsigned int unflushed;    /* reads noted here, not yet added to the tracker's count */
     char pad[64];
 } hot_shard;
 
-/* The window (hot_window reads) is the whole tracker's: every read counts
- * toward it, and when it turns, each shard halves the next time it is
- * touched, so a shard no reader visits still forgets. */
+/* The window (hot_window reads) is the whole tracker's: every read a shard
+ * counts goes toward it (in batches, see `flush`), and when it turns, each
+ * shard halves the next time it is touched, so a shard no reader visits
+ * still forgets. */
 struct strata__hot {
     hot_shard shards[HOT_SHARDS];
-    uint64_t reads;            /* in all shards (atomic) */
-    unsigned int halvings;     /* windows completed (atomic) */
+    unsigned int halvings;     /* windows completed (atomic; read by every note) */
     uint64_t window;
+    unsigned int flush;        /* a shard adds its reads to `reads` in batches of this many */
     unsigned int threshold;
     size_t bytes;
     uint8_t *cells;
     strata__topk_entry *entries;
+    /* Written by every batch, so on a cache line of its own: beside the
+     * fields above it made every note of every thread miss. */
+    char pad[64];
+    uint64_t reads;            /* in all shards (atomic) */
+    char pad2[64];
 };
 
 static uint32_t pow2_at_least(uint32_t x)
@@ -59,10 +66,12 @@ int strata__hot_new(strata__hot **out, const strata_options *o)
     }
     h->threshold = o->hot_threshold;
     h->window = o->hot_window ? o->hot_window : 1;
+    /* Batches keep threads that sample hot keys from writing one shared
+     * counter per read; a window turns at most 16 batches late (1/16 of it). */
+    h->flush = h->window / 256 < 1 ? 1 : h->window / 256 > 32 ? 32 : (unsigned int)(h->window / 256);
     h->bytes = sizeof *h + per * HOT_SHARDS + (size_t)o->hot_top * HOT_SHARDS * sizeof *h->entries;
     for (i = 0; i < HOT_SHARDS; i++) {
         hot_shard *s = &h->shards[i];
-        strata__mutex_init(&s->lock);
         strata__sketch_init(&s->sketch, h->cells + i * per, width, UINT32_MAX); /* halved here, not by itself */
         strata__topk_init(&s->top, h->entries ? h->entries + i * o->hot_top : NULL, o->hot_top);
         s->window_start_ms = now;
@@ -73,11 +82,8 @@ int strata__hot_new(strata__hot **out, const strata_options *o)
 
 void strata__hot_free(strata__hot *h)
 {
-    size_t i;
     if (h == NULL)
         return;
-    for (i = 0; i < HOT_SHARDS; i++)
-        strata__mutex_destroy(&h->shards[i].lock);
     free(h->entries);
     free(h->cells);
     free(h);
@@ -86,6 +92,27 @@ void strata__hot_free(strata__hot *h)
 size_t strata__hot_bytes(const strata__hot *h)
 {
     return h ? h->bytes : 0;
+}
+
+/* A shard's lock is a flag, not a mutex: it is held for one sketch update
+ * (at most a halving of the shard's 1/16 of the sketch), a sampled L1 hit
+ * only tries it, and a try is an exchange where pthread_mutex_trylock and
+ * unlock cost ~55 instructions. Waiters spin, then yield. */
+static int shard_try(hot_shard *s)
+{
+    return __atomic_exchange_n(&s->busy, 1, __ATOMIC_ACQUIRE) == 0;
+}
+
+static void shard_lock(hot_shard *s)
+{
+    unsigned int round = 0;
+    while (__atomic_load_n(&s->busy, __ATOMIC_RELAXED) || !shard_try(s))
+        strata__spin_pause(round++);
+}
+
+static void shard_unlock(hot_shard *s)
+{
+    __atomic_store_n(&s->busy, 0, __ATOMIC_RELEASE);
 }
 
 /* The call's key hash, remixed so the sketch's cells do not line up with
@@ -110,10 +137,10 @@ static unsigned int estimate(strata__hot *h, uint64_t key_hash)
     uint64_t hash;
     hot_shard *s = shard_of_hash(h, key_hash, &hash);
     unsigned int est;
-    strata__mutex_lock(&s->lock);
+    shard_lock(s);
     catch_up(h, s);
     est = strata__sketch_estimate(&s->sketch, hash);
-    strata__mutex_unlock(&s->lock);
+    shard_unlock(s);
     return est;
 }
 
@@ -137,20 +164,25 @@ static void catch_up(strata__hot *h, hot_shard *s)
 
 void strata__hot_note(strata__hot *h, const strata__key *k, unsigned int n)
 {
-    uint64_t hash, reads = strata__atomic_add(&h->reads, n);
+    uint64_t hash;
     hot_shard *s = shard_of(h, k, &hash);
     unsigned int est;
-    if (reads / h->window != (reads - n) / h->window)
-        strata__atomic_add(&h->halvings, 1);
     /* A reader never waits for the sketch: when another thread holds the
      * shard, this read goes uncounted. Only keys read concurrently, the hot
      * ones, lose samples, and they are far above any threshold. */
-    if (strata__mutex_trylock(&s->lock) != 0)
+    if (!shard_try(s))
         return;
+    s->unflushed += n;
+    if (s->unflushed >= h->flush) {
+        uint64_t reads = strata__atomic_add(&h->reads, s->unflushed);
+        if (reads % h->window < s->unflushed) /* crossed a multiple of the window */
+            strata__atomic_add(&h->halvings, 1);
+        s->unflushed = 0;
+    }
     catch_up(h, s);
     strata__sketch_add_n(&s->sketch, hash, n, &est);
     strata__topk_note_n(&s->top, hash, k->ptr, k->len, est, n);
-    strata__mutex_unlock(&s->lock);
+    shard_unlock(s);
 }
 
 int strata__hot_is_hot(strata__hot *h, const strata__key *k)
@@ -188,7 +220,7 @@ int strata__hot_top(strata__hot *h, size_t n, strata_hot_key *out, size_t *count
     for (i = 0; i < HOT_SHARDS; i++) {
         hot_shard *s = &h->shards[i];
         double span_s;
-        strata__mutex_lock(&s->lock);
+        shard_lock(s);
         catch_up(h, s);
         /* A decayed count covers about the current window plus one past
          * window's length (1/2 + 1/4 + ... of each earlier one). */
@@ -203,7 +235,7 @@ int strata__hot_top(strata__hot *h, size_t n, strata_hot_key *out, size_t *count
             o->count = e->count;
             o->rate_per_s = (double)e->count / (span_s > 0.001 ? span_s : 0.001);
         }
-        strata__mutex_unlock(&s->lock);
+        shard_unlock(s);
     }
     qsort(all, total, sizeof *all, by_rate_desc);
     got = total < n ? total : n;

@@ -51,7 +51,7 @@ int strata__op_new(strata_op **out, strata_cache *c, int kind, const char *key, 
         return strata__error(STRATA_ENOTSUP, "host-driven operations need a redis:// cache (this one is %s)",
                              c->backend->ops->name);
     nslen = c->cfg.nslen;
-    if ((op = calloc(1, sizeof *op)) == NULL)
+    if ((op = strata__op_pool_new_op(c)) == NULL)
         return strata__error(STRATA_ENOMEM, "out of memory for an operation");
     op->c = c;
     op->kind = kind;
@@ -59,10 +59,16 @@ int strata__op_new(strata_op **out, strata_cache *c, int kind, const char *key, 
     op->lease = 1;
     op->use_sha = 1;
     if (key != NULL) {
-        /* key, "<ns>:<key>" and "<ns>#L:<key>" in one allocation */
-        if ((op->keymem = malloc(keylen + (nslen + 1 + keylen) + (nslen + 3 + keylen) + 1)) == NULL) {
-            free(op);
-            return strata__error(STRATA_ENOMEM, "out of memory for an operation");
+        /* key, "<ns>:<key>" and "<ns>#L:<key>" in one block (an idle op's, when it fits) */
+        size_t need = keylen + (nslen + 1 + keylen) + (nslen + 3 + keylen) + 1;
+        if (need > op->keycap) {
+            char *mem = realloc(op->keymem, need);
+            if (mem == NULL) {
+                strata_op_free(op);
+                return strata__error(STRATA_ENOMEM, "out of memory for an operation");
+            }
+            op->keymem = mem;
+            op->keycap = need;
         }
         op->key = op->keymem;
         memcpy(op->key, key, keylen);
@@ -113,9 +119,8 @@ int strata__op_finish(strata_op *op, int rc)
     return rc;
 }
 
-int strata__op_exchange(strata_op *op, int (*on_replies)(strata_op *), int (*on_failed)(strata_op *, int))
+static int exchange(strata_op *op, int rc, int (*on_replies)(strata_op *), int (*on_failed)(strata_op *, int))
 {
-    int rc = strata__replies_expect(&op->rs, op->req.nreplies);
     if (rc < 0)
         return strata__op_finish(op, rc);
     op->on_replies = on_replies;
@@ -123,6 +128,16 @@ int strata__op_exchange(strata_op *op, int (*on_replies)(strata_op *), int (*on_
     op->pending = 1;
     op->handed = 0;
     return 0;
+}
+
+int strata__op_exchange(strata_op *op, int (*on_replies)(strata_op *), int (*on_failed)(strata_op *, int))
+{
+    return exchange(op, strata__replies_expect(&op->rs, op->req.nreplies), on_replies, on_failed);
+}
+
+int strata__op_exchange_get(strata_op *op, int (*on_replies)(strata_op *), int (*on_failed)(strata_op *, int))
+{
+    return exchange(op, strata__replies_expect_get(&op->rs, &op->raw), on_replies, on_failed);
 }
 
 int strata_op_next(strata_op *op, strata_io *io)
@@ -369,15 +384,14 @@ int strata_op_meta_get(strata_op *op, size_t i, strata_op_meta *meta)
     return 0;
 }
 
-void strata_op_free(strata_op *op)
+/* The per-call state; the buffers an idle op keeps stay (strata__op_destroy frees them). */
+static void release(strata_op *op)
 {
     size_t i;
-    if (op == NULL)
-        return;
-    strata__redis_req_free(&op->req);
-    strata__replies_free(&op->rs);
-    strata_value_dispose(&op->value);
-    strata__bytes_free(&op->raw);
+    strata__replies_clear(&op->rs);
+    if (op->rs.r != op->rs.inline_r)
+        free(op->rs.r);
+    op->rs.r = NULL;
     strata__bytes_free(&op->enc);
     strata__tagstamp_free(op->stamp);
     strata__op_tags_free(&op->tags);
@@ -400,7 +414,23 @@ void strata_op_free(strata_op *op)
     free(op->val);
     free(op->stamp_mem);
     free(op->stamp_lens);
-    free(op->keymem);
     free(op->err);
+}
+
+void strata__op_destroy(strata_op *op)
+{
+    strata__redis_req_free(&op->req);
+    strata__replies_free(&op->rs);
+    strata__bytes_free(&op->raw);
+    free(op->value.priv_);
+    free(op->keymem);
     free(op);
+}
+
+void strata_op_free(strata_op *op)
+{
+    if (op == NULL)
+        return;
+    release(op);
+    strata__op_pool_free_op(op); /* touches the pool only: the cache may be gone */
 }

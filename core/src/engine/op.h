@@ -20,10 +20,15 @@ enum strata__op_kind {
     STRATA__OP_DELETE,
     STRATA__OP_TAG,
     STRATA__OP_HELLO,
-    STRATA__OP_SUBSCRIBE
+    STRATA__OP_SUBSCRIBE,
+    STRATA__OP_TOUCH,
+    STRATA__OP_WRITE_BEHIND
 };
 
-/* A tag-version read in progress (envelopes to verify, or a stamp to take). */
+/* A tag-version read in progress (envelopes to verify, or a stamp to take).
+ * Up to STRATA__OP_TAGS_INLINE names live in the op itself: a read's usual
+ * check is the namespace generation alone. */
+#define STRATA__OP_TAGS_INLINE 4
 typedef struct strata__op_tags {
     size_t n;                   /* names */
     const char **names;
@@ -34,10 +39,29 @@ typedef struct strata__op_tags {
     int creating;               /* second exchange: SET NX + INCRBY 0 for absent counters */
     size_t *absent;
     size_t nabsent;
+    const char *in_names[STRATA__OP_TAGS_INLINE];
+    size_t in_lens[STRATA__OP_TAGS_INLINE];
+    uint64_t in_versions[STRATA__OP_TAGS_INLINE];
+    size_t in_missing[STRATA__OP_TAGS_INLINE], in_absent[STRATA__OP_TAGS_INLINE];
     int refetched;              /* versions read again after a stamp showed one behind */
 } strata__op_tags;
 
+/* An idle op in its cache's pool (op_pool.c): the buffers it keeps. While
+ * idle, this is all of the op that is not poisoned under AddressSanitizer
+ * (LeakSanitizer does not look into poisoned memory for pointers). */
+typedef struct strata__op_idle {
+    strata_op *next;
+    strata__bytes req, raw;
+    redisReader *reader;
+    char *keymem;
+    size_t keycap;
+    void *vbuf;
+    size_t vcap;
+} strata__op_idle;
+
 struct strata_op {
+    strata__op_idle idle;       /* only while in the pool */
+    struct strata__op_pool *pool; /* where it goes back to (outlives the cache) */
     strata_cache *c;
     int kind;
     int state;                  /* the kind's own step */
@@ -62,6 +86,7 @@ struct strata_op {
     char *key, *fk, *lk;        /* user key, "<ns>:<key>", "<ns>#L:<key>" (in keymem) */
     size_t keylen, fklen, lklen;
     char *keymem;
+    size_t keycap;
     strata__key k;              /* the key's descriptor (policy/key.h): hashed once */
 
     /* Read state. */
@@ -111,8 +136,10 @@ struct strata_op {
     char origin[STRATA__INV_ORIGIN_LEN + 1];
 };
 
-/* op.c: starting an exchange (the request is in op->req) and finishing. */
+/* op.c: starting an exchange (the request is in op->req) and finishing.
+ * exchange_get: the request is one GET whose string goes into op->raw. */
 int  strata__op_exchange(strata_op *op, int (*on_replies)(strata_op *), int (*on_failed)(strata_op *, int));
+int  strata__op_exchange_get(strata_op *op, int (*on_replies)(strata_op *), int (*on_failed)(strata_op *, int));
 int  strata__op_finish(strata_op *op, int rc);
 int  strata__op_new(strata_op **out, strata_cache *c, int kind, const char *key, size_t keylen);
 int  strata__op_options(strata_op *op, const strata_op_options *opts);
@@ -121,8 +148,23 @@ int  strata__op_options(strata_op *op, const strata_op_options *opts);
 void strata__op_meta_env(strata_op_meta *m, const strata__envelope *e);
 void strata__op_meta_l1(strata_op_meta *m, const strata_value *v, int64_t now_ms);
 
-/* op_read.c: tag versions for op->tags.names, then op->after_tags. */
+/* op_read.c: tag versions for op->tags.names, then op->after_tags. alloc
+ * makes room for n names (zeroed). */
 int  strata__op_tags_start(strata_op *op, int (*after)(strata_op *));
+int  strata__op_tags_alloc(strata__op_tags *t, size_t n);
+/* The user tags of n envelopes (NULL skipped) then the namespace generation
+ * into op->tags; *total = 0 when there is no envelope. */
+int  strata__op_tags_of(strata_op *op, size_t n, strata__envelope *const *envs, size_t *total);
 void strata__op_tags_free(strata__op_tags *t);
+
+/* op_pool.c: a cache's idle ops, reused with their buffers (a mutex: ops of
+ * one cache may be begun and freed on any thread). new_op: an idle op reset
+ * to zero but for its buffers, else a fresh one (NULL without memory); it
+ * holds a reference on the pool. free_op: back to the pool, or freed when
+ * the pool is full or its cache is gone. */
+strata_op *strata__op_pool_new_op(strata_cache *c);
+void strata__op_pool_free_op(strata_op *op);
+/* op.c: frees an op whose per-call state is already released. */
+void strata__op_destroy(strata_op *op);
 
 #endif

@@ -21,23 +21,41 @@ static int after_recheck(strata_op *op, int rc);
 
 void strata__op_tags_free(strata__op_tags *t)
 {
-    free(t->names);
-    free(t->lens);
-    free(t->versions);
-    free(t->missing);
-    free(t->absent);
-    memset(t, 0, sizeof *t);
+    if (t->names != t->in_names) {
+        free(t->names);
+        free(t->lens);
+        free(t->versions);
+        free(t->missing);
+        free(t->absent);
+    }
+    t->names = NULL;
+    t->lens = NULL;
+    t->versions = NULL;
+    t->missing = t->absent = NULL;
+    t->n = t->nmissing = t->nabsent = 0;
+    t->creating = t->refetched = 0;
 }
 
-static int tags_alloc(strata__op_tags *t, size_t n)
+int strata__op_tags_alloc(strata__op_tags *t, size_t n)
 {
     strata__op_tags_free(t);
     t->n = n;
-    t->names = calloc(n ? n : 1, sizeof *t->names);
-    t->lens = calloc(n ? n : 1, sizeof *t->lens);
-    t->versions = calloc(n ? n : 1, sizeof *t->versions);
-    t->missing = calloc(n ? n : 1, sizeof *t->missing);
-    t->absent = calloc(n ? n : 1, sizeof *t->absent);
+    if (n <= STRATA__OP_TAGS_INLINE) { /* in the op: no allocation */
+        memset(t->in_names, 0, sizeof t->in_names);
+        memset(t->in_lens, 0, sizeof t->in_lens);
+        memset(t->in_versions, 0, sizeof t->in_versions);
+        t->names = t->in_names;
+        t->lens = t->in_lens;
+        t->versions = t->in_versions;
+        t->missing = t->in_missing;
+        t->absent = t->in_absent;
+        return 0;
+    }
+    t->names = calloc(n, sizeof *t->names);
+    t->lens = calloc(n, sizeof *t->lens);
+    t->versions = calloc(n, sizeof *t->versions);
+    t->missing = calloc(n, sizeof *t->missing);
+    t->absent = calloc(n, sizeof *t->absent);
     if (!t->names || !t->lens || !t->versions || !t->missing || !t->absent)
         return strata__error(STRATA_ENOMEM, "out of memory checking %zu tags", n);
     return 0;
@@ -145,11 +163,10 @@ int strata__op_tags_start(strata_op *op, int (*after)(strata_op *))
     return strata__op_exchange(op, tags_read, tags_failed);
 }
 
-/* Collects the tag names of n envelopes (NULL skipped) into op->tags. */
 /* Collects the tag names of n envelopes (NULL skipped) into op->tags, then
  * the namespace generation (name "", the last entry: strata_clear outdates
  * every older entry); *total = 0 when there is no envelope. */
-static int tags_of(strata_op *op, size_t n, strata__envelope *const *envs, size_t *total)
+int strata__op_tags_of(strata_op *op, size_t n, strata__envelope *const *envs, size_t *total)
 {
     size_t i, j, k = 0;
     int rc, any = 0;
@@ -162,7 +179,7 @@ static int tags_of(strata_op *op, size_t n, strata__envelope *const *envs, size_
         }
     if (!any)
         return 0;
-    if ((rc = tags_alloc(&op->tags, *total + 1)) < 0)
+    if ((rc = strata__op_tags_alloc(&op->tags, *total + 1)) < 0)
         return rc;
     for (i = 0; i < n; i++)
         for (j = 0; envs[i] && j < envs[i]->ntags; j++)
@@ -184,7 +201,7 @@ static int send_get(strata_op *op, int (*done)(strata_op *), int (*failed)(strat
     strata__redis_req_reset(&op->req);
     if ((rc = strata__rq_get(&op->req, op->fk, op->fklen)) < 0)
         return strata__op_finish(op, rc);
-    return strata__op_exchange(op, done, failed);
+    return strata__op_exchange_get(op, done, failed);
 }
 
 static int serve_read(strata_op *op)
@@ -198,7 +215,7 @@ static int serve_read(strata_op *op)
     }
     if (op->tags.n > 0)
         strata__tags_apply(op->c, 1, &pe, op->tags.versions, op->tags.versions[op->tags.n - 1], op->now_ms, 1);
-    rc = strata__serve_envelope(op->c, &op->k, &op->env, op->now_ms, op->epoch, &op->value);
+    rc = strata__serve_envelope_ref(op->c, &op->k, &op->env, op->now_ms, op->epoch, &op->value);
     if (rc == STRATA_OK || rc == STRATA_NEGATIVE || rc == STRATA_HIT_STALE) {
         strata__op_meta_env(&op->meta, &op->env);
         op->has_meta = 1;
@@ -211,7 +228,7 @@ static int got_value(strata_op *op, int rc)
 {
     size_t total;
     if (rc == 0 && strata__env_decode(op->raw.data, op->raw.len, &op->env) == 0) {
-        if ((rc = tags_of(op, 1, (strata__envelope *const[]){&op->env}, &total)) < 0)
+        if ((rc = strata__op_tags_of(op, 1, (strata__envelope *const[]){&op->env}, &total)) < 0)
             return strata__op_finish(op, rc);
         if (total > 0)
             return strata__op_tags_start(op, serve_read);
@@ -225,7 +242,7 @@ static int got_value(strata_op *op, int rc)
 
 static int read_done(strata_op *op)
 {
-    return got_value(op, strata__backend_result(op->c, strata__rp_get(op->who, op->rs.r[0], &op->raw)));
+    return got_value(op, strata__backend_result(op->c, strata__replies_get(&op->rs, op->who, &op->raw)));
 }
 
 static int read_failed(strata_op *op, int code)
@@ -322,7 +339,7 @@ static int lead(strata_op *op, int rc)
         /* the options' tags, then the namespace generation, read before the load */
         size_t i, at = 0;
         int r;
-        if ((r = tags_alloc(&op->tags, op->nstamp + 1)) < 0)
+        if ((r = strata__op_tags_alloc(&op->tags, op->nstamp + 1)) < 0)
             return strata__op_finish(op, r);
         for (i = 0; i < op->nstamp; i++) {
             op->tags.names[i] = op->stamp_mem + at;
@@ -381,7 +398,7 @@ static int lease_won(strata_op *op, const redisReply *recheck)
         op->have_lease = 1;
         op->state = S_RECHECK;
         op->now_ms = strata__now_wall_ms();
-        strata__bytes_free(&op->raw);
+        op->raw.len = 0;
         return got_value(op, strata__backend_result(c, strata__rp_get(op->who, recheck, &op->raw)));
     }
 }
@@ -520,7 +537,9 @@ static int begin_lookup(strata_op *op)
     op->value.wait_ms = 0;
     op->tags.n = 0;
     op->has_meta = 0;
-    strata__bytes_free(&op->raw);
+    op->raw.len = 0;
+    op->value.data = NULL; /* it may point into raw (a served envelope) */
+    op->value.len = 0;
     strata__note_read(c, &op->k);
     if (c->l1) {
         rc = strata__l1_get(c->l1, &op->k, op->now_ms, &op->value);
@@ -739,7 +758,7 @@ static int many_read(strata_op *op)
     for (i = 0; i < op->nb; i++)
         if (op->rcs[i] == 0 && strata__env_decode(op->raws[i].data, op->raws[i].len, &op->envs[i]) == 0)
             op->decoded[i] = &op->envs[i];
-    if ((rc = tags_of(op, op->nb, op->decoded, &total)) < 0)
+    if ((rc = strata__op_tags_of(op, op->nb, op->decoded, &total)) < 0)
         return strata__op_finish(op, rc);
     if (total > 0)
         return strata__op_tags_start(op, many_served); /* all the stamps in one round trip at most */

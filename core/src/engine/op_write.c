@@ -7,7 +7,9 @@
 #include "op.h"
 #include "error.h"
 #include "engine/events.h"
+#include "engine/wb_state.h"
 #include "backend/redis/route.h"
+#include "backend/redis/stream.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -53,17 +55,47 @@ static int set_done(strata_op *op)
 
 static int write_failed(strata_op *op, int code)
 {
-    if (op->kind == STRATA__OP_SET || op->kind == STRATA__OP_DELETE)
+    if (op->kind == STRATA__OP_SET || op->kind == STRATA__OP_DELETE || op->kind == STRATA__OP_TOUCH ||
+        op->kind == STRATA__OP_WRITE_BEHIND)
         strata__l1_written(op->c, &op->k); /* it may have landed */
     return strata__op_finish(op, code);
+}
+
+/* Before any write: L1 forgets the key (older readers may not re-enter it)
+ * and host tiers hear of it, even if the write then times out: it may have
+ * landed. */
+static void forget(strata_op *op)
+{
+    strata_cache *c = op->c;
+    if (c->l1) {
+        strata__l1_del(c->l1, &op->k);
+        op->epoch = strata__l1_epoch(c->l1, &op->k);
+    }
+    strata__events_push(c, STRATA_EVENT_EVICT, op->key, op->keylen, 1);
+}
+
+/* The MULTI write of op->enc (set, touch): lease kill, SET, invalidation. */
+static int send_write(strata_op *op, int (*done)(strata_op *))
+{
+    char *payload = NULL;
+    size_t paylen = 0;
+    int rc;
+    forget(op);
+    strata__redis_req_reset(&op->req);
+    if ((rc = invalidation(op, &payload, &paylen)) == 0)
+        rc = strata__rq_write(&op->req, op->fk, op->fklen, op->lk, op->lklen, op->enc.data, op->enc.len,
+                              op->backend_ttl, op->chan, channel(op), payload, paylen);
+    free(payload);
+    if (rc < 0)
+        return strata__op_finish(op, rc);
+    return strata__op_exchange(op, done, write_failed);
 }
 
 static int set_send(strata_op *op)
 {
     strata_cache *c = op->c;
     strata__env_tag stamps[STRATA__ENV_MAX_TAGS];
-    char *payload = NULL;
-    size_t paylen = 0, i;
+    size_t i;
     int rc;
     size_t nt = op->tags.n - 1; /* the last entry is the namespace generation */
     for (i = 0; i < nt && i < STRATA__ENV_MAX_TAGS; i++) {
@@ -81,20 +113,7 @@ static int set_send(strata_op *op)
         rc = strata__breaker_allow(c);
     if (rc < 0)
         return strata__op_finish(op, rc);
-    if (c->l1) {
-        strata__l1_del(c->l1, &op->k); /* older readers may not re-enter L1 */
-        op->epoch = strata__l1_epoch(c->l1, &op->k);
-    }
-    /* Even if the write then times out: it may have landed. */
-    strata__events_push(c, STRATA_EVENT_EVICT, op->key, op->keylen, 1);
-    strata__redis_req_reset(&op->req);
-    if ((rc = invalidation(op, &payload, &paylen)) == 0)
-        rc = strata__rq_write(&op->req, op->fk, op->fklen, op->lk, op->lklen, op->enc.data, op->enc.len,
-                              op->backend_ttl, op->chan, channel(op), payload, paylen);
-    free(payload);
-    if (rc < 0)
-        return strata__op_finish(op, rc);
-    return strata__op_exchange(op, set_done, write_failed);
+    return send_write(op, set_done);
 }
 
 int strata_op_set(strata_op **out, strata_cache *c, const char *key, size_t keylen, const char *val, size_t vallen,
@@ -141,13 +160,7 @@ int strata_op_set(strata_op **out, strata_cache *c, const char *key, size_t keyl
         for (i = 0; i < nt; i++)
             total += o->taglens[i];
         op->stamp_mem = malloc(total ? total : 1);
-        op->tags.names = calloc(nt + 1, sizeof *op->tags.names);
-        op->tags.lens = calloc(nt + 1, sizeof *op->tags.lens);
-        op->tags.versions = calloc(nt + 1, sizeof *op->tags.versions);
-        op->tags.missing = calloc(nt + 1, sizeof *op->tags.missing);
-        op->tags.absent = calloc(nt + 1, sizeof *op->tags.absent);
-        if (!op->stamp_mem || !op->tags.names || !op->tags.lens || !op->tags.versions || !op->tags.missing ||
-            !op->tags.absent) {
+        if (!op->stamp_mem || strata__op_tags_alloc(&op->tags, nt + 1) < 0) {
             strata_op_free(op);
             *out = NULL;
             return strata__error(STRATA_ENOMEM, "out of memory for %zu tags", nt);
@@ -202,6 +215,199 @@ int strata_op_delete(strata_op **out, strata_cache *c, const char *key, size_t k
     if (rc < 0)
         return strata__op_finish(op, rc), 0;
     strata__op_exchange(op, delete_done, write_failed);
+    return 0;
+}
+
+/* ---- touch (ops.c's strata_touch): the entry rewritten with new times ---- */
+
+static int touch_done(strata_op *op)
+{
+    int rc = strata__backend_result(op->c, strata__rp_write(op->who, op->rs.r));
+    strata__l1_written(op->c, &op->k); /* L1 forgets the old times */
+    return strata__op_finish(op, rc);
+}
+
+/* The stamps checked: an outdated entry is not revived; the rest keeps its
+ * value, stamps and cost under the new TTL. */
+static int touch_verified(strata_op *op)
+{
+    strata_cache *c = op->c;
+    strata__envelope *pe = &op->env;
+    uint64_t ns = op->tags.versions[op->tags.n - 1];
+    int rc;
+    if (!op->tags.refetched && strata__tags_forget_behind(c, 1, &pe, op->tags.versions, ns) > 0) {
+        op->tags.refetched = 1; /* a cached version older than a stamp: read it anew, once (as serve_read) */
+        return strata__op_tags_start(op, touch_verified);
+    }
+    if (strata__tags_apply(c, 1, &pe, op->tags.versions, ns, op->now_ms, 1) > 0)
+        return strata__op_finish(op, STRATA_MISS);
+    rc = strata__encode_value_ns(c, &op->enc, op->env.payload, op->env.payload_len,
+                                 (op->env.flags & STRATA__ENV_FLAG_NEGATIVE) != 0, op->counter, -1, op->env.cost_ms,
+                                 op->env.tags, op->env.ntags, &ns, op->now_ms, &op->fresh_until, &op->backend_ttl);
+    if (rc == 0)
+        rc = strata__breaker_allow(c);
+    if (rc < 0)
+        return strata__op_finish(op, rc);
+    return send_write(op, touch_done); /* host tiers hold the old times: they hear of it too */
+}
+
+static int touch_read(strata_op *op)
+{
+    size_t total;
+    int rc = strata__backend_result(op->c, strata__replies_get(&op->rs, op->who, &op->raw));
+    op->now_ms = strata__now_wall_ms();
+    if (rc == 0 && (strata__decode_stored(op->c, op->raw.data, op->raw.len, &op->env) != 0 ||
+                    op->now_ms >= op->env.stale_until_ms))
+        rc = STRATA_MISS;
+    if (rc == 0 && (rc = strata__op_tags_of(op, 1, (strata__envelope *const[]){&op->env}, &total)) == 0)
+        return strata__op_tags_start(op, touch_verified);
+    return strata__op_finish(op, rc);
+}
+
+int strata_op_touch(strata_op **out, strata_cache *c, const char *key, size_t keylen, int64_t ttl_ms)
+{
+    strata_op *op;
+    int rc;
+    if (out != NULL)
+        *out = NULL;
+    if ((rc = strata__check_key(c, key, keylen)) < 0 || (rc = strata__check_ttl("ttl_ms", ttl_ms)) < 0)
+        return rc;
+    if ((rc = strata__op_new(&op, c, STRATA__OP_TOUCH, key, keylen)) < 0)
+        return rc;
+    *out = op;
+    op->counter = ttl_ms; /* until touch_verified */
+    if ((rc = strata__breaker_allow(c)) < 0)
+        return strata__op_finish(op, rc), 0;
+    if ((rc = strata__rq_get(&op->req, op->fk, op->fklen)) < 0)
+        return strata__op_finish(op, rc), 0;
+    strata__op_exchange_get(op, touch_read, write_failed);
+    return 0;
+}
+
+/* ---- write-behind append (write_behind.c's stream mode) ----
+ * The cache write and the journal record in one MULTI on the Redis stream;
+ * whichever process runs the flusher (wb_threads, or strata_wb_poll) in the
+ * consumer group delivers it. */
+
+static int wb_appended(strata_op *op)
+{
+    strata_cache *c = op->c;
+    int64_t len = 0;
+    int rc = strata__backend_result(c, strata__rp_wb_append(op->who, op->rs.r));
+    op->epoch = strata__l1_written(c, &op->k); /* reads in flight may not refill L1 with older values */
+    if (strata__rp_integer(op->who, op->rs.r[STRATA__WB_APPEND_REPLIES], "XLEN", &len) == 0 && len >= 0) {
+        strata__atomic_store(&c->stats.wb_backlog, (uint64_t)len);
+        strata__atomic_store(&c->wb->backlog_seen, 1);
+    }
+    if (rc == 0) {
+        STRATA__COUNT(c, wb_enqueued);
+        STRATA__COUNT(c, sets);
+        strata__l1_store(c, &op->k, op->val ? op->val : "", op->vallen, 0, 0, op->now_ms, op->fresh_until,
+                         op->now_ms + op->backend_ttl, op->epoch);
+    }
+    return strata__op_finish(op, rc);
+}
+
+static int wb_append_send(strata_op *op)
+{
+    strata_cache *c = op->c;
+    strata__wb_append_args a;
+    char stream[STRATA__WB_STREAM_KEYBUF];
+    char *payload = NULL;
+    size_t paylen = 0;
+    int rc;
+    if ((rc = invalidation(op, &payload, &paylen)) < 0)
+        return strata__op_finish(op, rc);
+    memset(&a, 0, sizeof a);
+    a.ns = c->cfg.ns; a.nslen = c->cfg.nslen;
+    a.fk = op->fk; a.fklen = op->fklen;
+    a.lk = op->lk; a.lklen = op->lklen;
+    a.env = op->enc.data; a.envlen = op->enc.len;
+    a.ttl_ms = op->backend_ttl;
+    a.key = op->key; a.keylen = op->keylen;
+    a.val = op->val ? op->val : ""; a.vallen = op->vallen;
+    a.now_ms = op->now_ms;
+    a.token = strata__random_u64() | 1; /* never 0 ("unknown") */
+    a.chan = op->chan; a.chanlen = channel(op);
+    a.payload = payload; a.paylen = paylen;
+    forget(op);
+    strata__redis_req_reset(&op->req);
+    rc = strata__rq_wb_append(&op->req, &a);
+    if (rc == 0) /* the backlog after it, for the next append's backpressure */
+        rc = strata__rq_xlen(&op->req, stream, strata__wb_stream_key(c->cfg.ns, c->cfg.nslen, stream, 0));
+    free(payload);
+    if (rc < 0)
+        return strata__op_finish(op, rc);
+    return strata__op_exchange(op, wb_appended, write_failed);
+}
+
+/* Backpressure without blocking: over wb_max_backlog (as this process last
+ * saw the stream, or as XLEN says now) the op ends with STRATA_EBUSY. */
+static int wb_backlog_read(strata_op *op)
+{
+    strata_cache *c = op->c;
+    int64_t len = 0;
+    int rc = strata__backend_result(c, strata__rp_integer(op->who, op->rs.r[0], "XLEN", &len));
+    if (rc < 0)
+        return strata__op_finish(op, rc);
+    strata__atomic_store(&c->stats.wb_backlog, (uint64_t)(len < 0 ? 0 : len));
+    strata__atomic_store(&c->wb->backlog_seen, 1);
+    if ((uint64_t)len + 1 > c->cfg.opts.wb_max_backlog)
+        return strata__op_finish(op, strata__error(STRATA_EBUSY, "write-behind backlog is at its limit (%lld records, "
+                                                   "wb_max_backlog=%llu)", (long long)len,
+                                                   (unsigned long long)c->cfg.opts.wb_max_backlog));
+    return wb_append_send(op);
+}
+
+/* The namespace generation is known: encode, then the backlog check. */
+static int wb_stamped(strata_op *op)
+{
+    strata_cache *c = op->c;
+    char stream[STRATA__WB_STREAM_KEYBUF];
+    int rc;
+    op->ns = op->tags.versions[0];
+    op->now_ms = strata__now_wall_ms();
+    rc = strata__encode_value_ns(c, &op->enc, op->val ? op->val : "", op->vallen, 0, op->counter, -1, 0, NULL, 0,
+                                 &op->ns, op->now_ms, &op->fresh_until, &op->backend_ttl);
+    if (rc == 0)
+        rc = strata__breaker_allow(c);
+    if (rc < 0)
+        return strata__op_finish(op, rc);
+    if (strata__atomic_load(&c->wb->backlog_seen) &&
+        strata__atomic_load(&c->stats.wb_backlog) + 1 <= c->cfg.opts.wb_max_backlog)
+        return wb_append_send(op);
+    strata__redis_req_reset(&op->req);
+    if ((rc = strata__rq_xlen(&op->req, stream, strata__wb_stream_key(c->cfg.ns, c->cfg.nslen, stream, 0))) < 0)
+        return strata__op_finish(op, rc);
+    return strata__op_exchange(op, wb_backlog_read, write_failed);
+}
+
+int strata_op_write_behind(strata_op **out, strata_cache *c, const char *key, size_t keylen, const char *val,
+                           size_t vallen, int64_t ttl_ms)
+{
+    strata_op *op;
+    int rc;
+    if (out != NULL)
+        *out = NULL;
+    if ((rc = strata__check_key(c, key, keylen)) < 0 || (rc = strata__check_ttl("ttl_ms", ttl_ms)) < 0)
+        return rc;
+    if (val == NULL && vallen > 0)
+        return strata__error(STRATA_EINVAL, "value is NULL with length %zu", vallen);
+    if ((rc = strata__op_new(&op, c, STRATA__OP_WRITE_BEHIND, key, keylen)) < 0)
+        return rc;
+    if ((rc = strata__wb_check_owner(c->wb)) < 0 || (rc = strata__op_tags_alloc(&op->tags, 1)) < 0 ||
+        (vallen > 0 && (op->val = malloc(vallen)) == NULL)) {
+        strata_op_free(op);
+        return rc < 0 ? rc : strata__error(STRATA_ENOMEM, "out of memory copying a %zu-byte value", vallen);
+    }
+    if (vallen > 0)
+        memcpy(op->val, val, vallen);
+    op->vallen = vallen;
+    op->counter = ttl_ms; /* until wb_stamped */
+    op->tags.names[0] = ""; /* the namespace generation the record's envelope carries */
+    op->tags.lens[0] = 0;
+    *out = op;
+    strata__op_tags_start(op, wb_stamped);
     return 0;
 }
 

@@ -1,4 +1,5 @@
 #include "l1.h"
+#include "local/l1_shard.h"
 #include "error.h"
 #include "local/table.h"
 #include "platform/platform.h"
@@ -6,78 +7,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define L1_SHARDS 16
-#define L1_SLOTS 8 /* reader slots per shard: two threads meet only when 8 apart */
-#define L1_NEGATIVE 1u
-#define L1_TAGGED 2u
-#define L1_EARLY_HITS 15u /* an entry's first hits are reported as such (*hits = 0) */
-
-/* One thread's (or a few threads') view of a shard, on its own cache line. */
-typedef struct l1_slot {
-    unsigned int readers;   /* inside the shard now (atomic) */
-    uint64_t hits, negative_hits; /* counted by strata__l1_read (atomic) */
-} __attribute__((aligned(64))) l1_slot;
-
-typedef struct l1_shard {
-    l1_slot slots[L1_SLOTS];
-    strata__mutex lock;     /* writers, and readers that met a writer */
-    int writer;             /* 1 while a writer changes the table (atomic) */
-    uint64_t epoch;         /* atomic */
-    uint32_t puts;          /* numbers the entries put (writers only) */
-    strata__table table;
-} __attribute__((aligned(64))) l1_shard;
-
-struct strata__l1 {
-    l1_shard shards[L1_SHARDS];
-    strata__l1 *prev, *next;        /* every live L1, for fork (below) */
-    strata__l1_validator validator;
-    void *validator_ctx;
-    const uint64_t *tag_generation; /* the validator's tokens' counter (atomic) */
-    strata__l1_gate gate;
-};
+typedef strata__l1_shard l1_shard;
 
 void strata__l1_set_gate(strata__l1 *l1, const strata__l1_gate *gate)
 {
     l1->gate = *gate;
 }
 
-static l1_shard *shard_of(strata__l1 *l1, const strata__key *k)
-{
-    return &l1->shards[k->hash % L1_SHARDS];
-}
-
-/* ---- the shard's reader/writer protocol ---- */
-
-/* 1: reading without the lock (leave with read_end); 0: a writer is at work,
- * so the caller took the mutex instead. */
-static int read_begin(l1_shard *s, l1_slot *slot)
-{
-    __atomic_add_fetch(&slot->readers, 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&s->writer, __ATOMIC_SEQ_CST) == 0)
-        return 1;
-    __atomic_sub_fetch(&slot->readers, 1, __ATOMIC_RELEASE);
-    strata__mutex_lock(&s->lock);
-    return 0;
-}
-
-static void read_end(l1_shard *s, l1_slot *slot, int unlocked)
-{
-    if (unlocked)
-        __atomic_sub_fetch(&slot->readers, 1, __ATOMIC_RELEASE);
-    else
-        strata__mutex_unlock(&s->lock);
-}
+/* ---- the shard's writer side (readers: local/l1_shard.h) ---- */
 
 /* Excludes every reader: the flag turns new ones to the mutex, and the
  * readers already inside are waited out (they copy one value at most). */
-static void write_begin(l1_shard *s)
+static void write_begin(strata__l1 *l1, l1_shard *s)
 {
-    size_t i;
+    unsigned int i, n, me = (unsigned int)(s - l1->shards) + 1;
     strata__mutex_lock(&s->lock);
     __atomic_store_n(&s->writer, 1, __ATOMIC_SEQ_CST);
-    for (i = 0; i < L1_SLOTS; i++) {
+    n = strata__reader_slots_used();
+    for (i = 0; i < n; i++) {
         unsigned int round = 0;
-        while (__atomic_load_n(&s->slots[i].readers, __ATOMIC_ACQUIRE) != 0)
+        while (__atomic_load_n(&l1->readers[i].shard, __ATOMIC_ACQUIRE) == me)
             strata__spin_pause(round++);
     }
 }
@@ -89,7 +38,7 @@ static void write_end(l1_shard *s)
 }
 
 /* ---- fork ----
- * A thread inside a shard when another forks would leave its reader count
+ * A thread inside a shard when another forks would leave its reader mark
  * (or the writer flag and mutex) taken forever in the child, where that
  * thread does not exist. So fork waits: before it, the forking thread takes
  * every shard of every L1 as a writer (readers drain; a write in progress
@@ -105,8 +54,8 @@ static void before_fork(void)
     size_t i;
     pthread_mutex_lock(&live_lock);
     for (l1 = live; l1; l1 = l1->next)
-        for (i = 0; i < L1_SHARDS; i++)
-            write_begin(&l1->shards[i]);
+        for (i = 0; i < STRATA__L1_SHARDS; i++)
+            write_begin(l1, &l1->shards[i]);
 }
 
 static void after_fork(void)
@@ -114,7 +63,7 @@ static void after_fork(void)
     strata__l1 *l1;
     size_t i;
     for (l1 = live; l1; l1 = l1->next)
-        for (i = 0; i < L1_SHARDS; i++)
+        for (i = 0; i < STRATA__L1_SHARDS; i++)
             write_end(&l1->shards[i]);
     pthread_mutex_unlock(&live_lock);
 }
@@ -157,10 +106,10 @@ int strata__l1_new(strata__l1 **out, uint64_t max_bytes, unsigned int max_entrie
     if (posix_memalign(&mem, 64, sizeof *l1) != 0)
         return strata__error(STRATA_ENOMEM, "out of memory creating the L1 tier");
     l1 = memset(mem, 0, sizeof *l1);
-    for (i = 0; i < L1_SHARDS; i++) {
+    for (i = 0; i < STRATA__L1_SHARDS; i++) {
         strata__mutex_init(&l1->shards[i].lock);
-        if (strata__table_init(&l1->shards[i].table, (size_t)(max_bytes / L1_SHARDS),
-                               max_entries / L1_SHARDS ? max_entries / L1_SHARDS : 1) < 0) {
+        if (strata__table_init(&l1->shards[i].table, (size_t)(max_bytes / STRATA__L1_SHARDS),
+                               max_entries / STRATA__L1_SHARDS ? max_entries / STRATA__L1_SHARDS : 1) < 0) {
             strata__l1_free(l1);
             return strata__error(STRATA_ENOMEM, "out of memory creating the L1 tier");
         }
@@ -176,7 +125,7 @@ void strata__l1_free(strata__l1 *l1)
     if (l1 == NULL)
         return;
     live_remove(l1);
-    for (i = 0; i < L1_SHARDS; i++) {
+    for (i = 0; i < STRATA__L1_SHARDS; i++) {
         strata__table_destroy(&l1->shards[i].table);
         strata__mutex_destroy(&l1->shards[i].lock);
     }
@@ -203,7 +152,7 @@ int strata__value_set(strata_value *v, const char *data, size_t len)
 
 uint64_t strata__l1_epoch(strata__l1 *l1, const strata__key *k)
 {
-    return strata__atomic_load(&shard_of(l1, k)->epoch);
+    return strata__atomic_load(&strata__l1_shard_of(l1, k)->epoch);
 }
 
 /* ---- reads ---- */
@@ -224,25 +173,16 @@ static inline __attribute__((always_inline)) int copy_out(const strata__entry *e
     out->level = level;
     out->stale = level == STRATA_LEVEL_STALE;
     out->ttl_ms = e->aux - now_ms;
-    return (e->flags & L1_NEGATIVE) ? STRATA_NEGATIVE : 0;
-}
-
-/* Counts a hit (rc 0 or STRATA_NEGATIVE) in the reader's slot; returns the
- * slot's hit count after it. */
-static inline uint64_t count_hit(l1_slot *slot, int rc)
-{
-    if (rc == STRATA_NEGATIVE)
-        __atomic_add_fetch(&slot->negative_hits, 1, __ATOMIC_RELAXED);
-    return __atomic_add_fetch(&slot->hits, 1, __ATOMIC_RELAXED);
+    return (e->flags & STRATA__L1_NEGATIVE) ? STRATA_NEGATIVE : 0;
 }
 
 /* Stores a tagged entry's fresh token, unless the entry was replaced since
  * it was read (its put_id tells). */
-static void keep_token(l1_shard *s, const strata__key *k, const strata__entry *read, uint32_t put_id,
+static void keep_token(strata__l1 *l1, l1_shard *s, const strata__key *k, const strata__entry *read, uint32_t put_id,
                        const strata__l1_token *t)
 {
     strata__entry *e;
-    write_begin(s);
+    write_begin(l1, s);
     e = strata__table_find(&s->table, k->hash, k->ptr, k->len);
     if (e == read && e->put_id == put_id) {
         e->check_gen = t->generation;
@@ -260,27 +200,26 @@ static inline __attribute__((always_inline)) int get(strata__l1 *l1, const strat
                                                     int stale, int count, strata_value *out, uint64_t *hits,
                                                     uint64_t *version)
 {
-    l1_shard *s = shard_of(l1, k);
-    l1_slot *slot = &s->slots[strata__thread_slot(L1_SLOTS)];
+    l1_shard *s = strata__l1_shard_of(l1, k);
+    unsigned int slot = strata__reader_slot();
     strata__entry *e, *read = NULL;
     uint32_t put_id = 0;
-    unsigned int reads = L1_EARLY_HITS;
+    unsigned int reads = STRATA__L1_EARLY_HITS;
     int rc = STRATA_MISS, unlocked;
     if (!stale && l1->gate.readable && !l1->gate.readable(l1->gate.ud))
         return STRATA_MISS; /* stale-if-error does not need the invalidation link */
-    unlocked = read_begin(s, slot);
+    unlocked = strata__l1_enter(l1, s, slot);
     e = strata__table_find(&s->table, k->hash, k->ptr, k->len);
     if (e && e->aux2 < now_ms + STRATA__COARSE_SLACK_MS)
         now_ms = strata__now_wall_ms(); /* near its end: the coarse clock may lag, decide exactly */
     /* Served until aux2, kept until expires_ms >= aux2: a servable entry is live. */
-    if (e && (stale ? !(e->flags & L1_NEGATIVE) && now_ms < e->expires_ms : now_ms < e->aux2)) {
+    if (e && (stale ? !(e->flags & STRATA__L1_NEGATIVE) && now_ms < e->expires_ms : now_ms < e->aux2)) {
         int level = stale ? STRATA_LEVEL_STALE : STRATA_LEVEL_L1;
         if (version)
             *version = entry_version(s, l1, e);
-        if (!(e->flags & L1_TAGGED)) {
+        if (!(e->flags & STRATA__L1_TAGGED)) {
             rc = copy_out(e, now_ms, level, out, 0);
-        } else if (l1->validator && e->check_gen == __atomic_load_n(l1->tag_generation, __ATOMIC_ACQUIRE) &&
-                   now_ms < e->check_until) {
+        } else if (strata__l1_token_valid(l1, e, now_ms)) {
             rc = copy_out(e, now_ms, level, out, e->check_off); /* checked lately, nothing changed since */
         } else {
             rc = copy_out(e, now_ms, level, out, 0); /* the envelope, for the validator */
@@ -288,19 +227,19 @@ static inline __attribute__((always_inline)) int get(strata__l1 *l1, const strat
             put_id = e->put_id;
         }
         reads = __atomic_load_n(&e->referenced, __ATOMIC_RELAXED);
-        if (reads < L1_EARLY_HITS) /* written for the first hits only, not per hit */
+        if (reads < STRATA__L1_EARLY_HITS) /* written for the first hits only, not per hit */
             __atomic_store_n(&e->referenced, (unsigned char)(reads + 1), __ATOMIC_RELAXED);
     }
-    read_end(s, slot, unlocked);
+    strata__l1_leave(l1, s, slot, unlocked);
     if (read && rc >= 0) {
         strata__l1_token token;
         rc = l1->validator ? l1->validator(l1->validator_ctx, k, now_ms, out, rc, &token) : STRATA_MISS;
         if (rc >= 0 && rc != STRATA_MISS && token.until_ms != INT64_MIN)
-            keep_token(s, k, read, put_id, &token); /* `read` is only compared, never followed */
+            keep_token(l1, s, k, read, put_id, &token); /* `read` is only compared, never followed */
     }
     if (count && rc >= 0 && rc != STRATA_MISS) {
-        uint64_t seq = count_hit(slot, rc);
-        *hits = reads < L1_EARLY_HITS ? 0 : seq;
+        uint64_t seq = strata__l1_count_hit(l1, slot, rc);
+        *hits = reads < STRATA__L1_EARLY_HITS ? 0 : seq;
     }
     return rc;
 }
@@ -328,24 +267,22 @@ int strata__l1_read_versioned(strata__l1 *l1, const strata__key *k, int64_t now_
 
 int strata__l1_check(strata__l1 *l1, const strata__key *k, int64_t now_ms, uint64_t version, uint64_t *hits)
 {
-    l1_shard *s = shard_of(l1, k);
-    l1_slot *slot = &s->slots[strata__thread_slot(L1_SLOTS)];
+    l1_shard *s = strata__l1_shard_of(l1, k);
+    unsigned int slot = strata__reader_slot();
     strata__entry *e;
     int rc = STRATA_MISS, unlocked;
     if (l1->gate.readable && !l1->gate.readable(l1->gate.ud))
         return STRATA_MISS;
-    unlocked = read_begin(s, slot);
+    unlocked = strata__l1_enter(l1, s, slot);
     e = strata__table_find(&s->table, k->hash, k->ptr, k->len);
     if (e && e->aux2 < now_ms + STRATA__COARSE_SLACK_MS)
         now_ms = strata__now_wall_ms();
     if (e && now_ms < e->aux2 && entry_version(s, l1, e) == version &&
-        (!(e->flags & L1_TAGGED) ||
-         (l1->validator && e->check_gen == __atomic_load_n(l1->tag_generation, __ATOMIC_ACQUIRE) &&
-          now_ms < e->check_until))) /* a tag check due: the caller's full read does it */
-        rc = (e->flags & L1_NEGATIVE) ? STRATA_NEGATIVE : 0;
-    read_end(s, slot, unlocked);
+        (!(e->flags & STRATA__L1_TAGGED) || strata__l1_token_valid(l1, e, now_ms))) /* else a tag check is due: the caller's full read does it */
+        rc = (e->flags & STRATA__L1_NEGATIVE) ? STRATA_NEGATIVE : 0;
+    strata__l1_leave(l1, s, slot, unlocked);
     if (rc != STRATA_MISS)
-        *hits = count_hit(slot, rc);
+        *hits = strata__l1_count_hit(l1, slot, rc);
     return rc;
 }
 
@@ -360,13 +297,13 @@ static void put_flagged(strata__l1 *l1, const strata__key *k, const char *val, s
                         unsigned int flags, int64_t serve_until_ms, int64_t fresh_until_ms,
                         int64_t stale_until_ms, uint64_t epoch)
 {
-    l1_shard *s = shard_of(l1, k);
+    l1_shard *s = strata__l1_shard_of(l1, k);
     strata__entry *e = NULL;
     if (l1->gate.admit && !l1->gate.admit(l1->gate.ud, k))
         return;
-    int64_t keep_until = (flags & L1_NEGATIVE) || stale_until_ms < serve_until_ms ? serve_until_ms
+    int64_t keep_until = (flags & STRATA__L1_NEGATIVE) || stale_until_ms < serve_until_ms ? serve_until_ms
                                                                                   : stale_until_ms;
-    write_begin(s);
+    write_begin(l1, s);
     if (strata__atomic_load(&s->epoch) == epoch && l1->gate.replace &&
         strata__table_find(&s->table, k->hash, k->ptr, k->len) == NULL) {
         strata__entry *victim = strata__table_victim(&s->table, strata__table_cost(k->len, vallen));
@@ -389,7 +326,7 @@ void strata__l1_put(strata__l1 *l1, const strata__key *k, const char *val, size_
                     int negative, int64_t serve_until_ms, int64_t fresh_until_ms,
                     int64_t stale_until_ms, uint64_t epoch)
 {
-    put_flagged(l1, k, val, vallen, negative ? L1_NEGATIVE : 0, serve_until_ms, fresh_until_ms,
+    put_flagged(l1, k, val, vallen, negative ? STRATA__L1_NEGATIVE : 0, serve_until_ms, fresh_until_ms,
                 stale_until_ms, epoch);
 }
 
@@ -397,7 +334,7 @@ void strata__l1_put_tagged(strata__l1 *l1, const strata__key *k, const char *env
                            size_t len, int negative, int64_t serve_until_ms, int64_t fresh_until_ms,
                            int64_t stale_until_ms, uint64_t epoch)
 {
-    put_flagged(l1, k, envelope, len, L1_TAGGED | (negative ? L1_NEGATIVE : 0u), serve_until_ms,
+    put_flagged(l1, k, envelope, len, STRATA__L1_TAGGED | (negative ? STRATA__L1_NEGATIVE : 0u), serve_until_ms,
                 fresh_until_ms, stale_until_ms, epoch);
 }
 
@@ -410,8 +347,8 @@ void strata__l1_set_validator(strata__l1 *l1, strata__l1_validator fn, void *ctx
 
 void strata__l1_del(strata__l1 *l1, const strata__key *k)
 {
-    l1_shard *s = shard_of(l1, k);
-    write_begin(s);
+    l1_shard *s = strata__l1_shard_of(l1, k);
+    write_begin(l1, s);
     strata__atomic_add(&s->epoch, 1);
     strata__table_del(&s->table, k->hash, k->ptr, k->len, 0);
     write_end(s);
@@ -420,8 +357,8 @@ void strata__l1_del(strata__l1 *l1, const strata__key *k)
 void strata__l1_clear(strata__l1 *l1)
 {
     size_t i;
-    for (i = 0; i < L1_SHARDS; i++) {
-        write_begin(&l1->shards[i]);
+    for (i = 0; i < STRATA__L1_SHARDS; i++) {
+        write_begin(l1, &l1->shards[i]);
         strata__atomic_add(&l1->shards[i].epoch, 1);
         strata__table_clear(&l1->shards[i].table);
         write_end(&l1->shards[i]);
@@ -432,8 +369,8 @@ void strata__l1_demote(strata__l1 *l1)
 {
     size_t i;
     strata__entry *e;
-    for (i = 0; i < L1_SHARDS; i++) {
-        write_begin(&l1->shards[i]);
+    for (i = 0; i < STRATA__L1_SHARDS; i++) {
+        write_begin(l1, &l1->shards[i]);
         strata__atomic_add(&l1->shards[i].epoch, 1);
         for (e = l1->shards[i].table.lru_head; e; e = e->lru_next)
             e->aux2 = INT64_MIN; /* past its serving time; kept until stale-until */
@@ -446,7 +383,7 @@ void strata__l1_stats(strata__l1 *l1, uint64_t *entries, uint64_t *bytes, uint64
 {
     size_t i;
     *entries = *bytes = *evictions = 0;
-    for (i = 0; i < L1_SHARDS; i++) {
+    for (i = 0; i < STRATA__L1_SHARDS; i++) {
         strata__mutex_lock(&l1->shards[i].lock);
         *entries += l1->shards[i].table.count;
         *bytes += l1->shards[i].table.bytes;
@@ -457,11 +394,11 @@ void strata__l1_stats(strata__l1 *l1, uint64_t *entries, uint64_t *bytes, uint64
 
 void strata__l1_hits(strata__l1 *l1, uint64_t *hits, uint64_t *negative_hits)
 {
-    size_t i, j;
-    *hits = *negative_hits = 0;
-    for (i = 0; i < L1_SHARDS; i++)
-        for (j = 0; j < L1_SLOTS; j++) {
-            *hits += __atomic_load_n(&l1->shards[i].slots[j].hits, __ATOMIC_RELAXED);
-            *negative_hits += __atomic_load_n(&l1->shards[i].slots[j].negative_hits, __ATOMIC_RELAXED);
-        }
+    size_t i;
+    *hits = __atomic_load_n(&l1->shared.hits, __ATOMIC_RELAXED);
+    *negative_hits = __atomic_load_n(&l1->shared.negative_hits, __ATOMIC_RELAXED);
+    for (i = 0; i < STRATA__READER_SLOTS; i++) {
+        *hits += __atomic_load_n(&l1->readers[i].hits, __ATOMIC_RELAXED);
+        *negative_hits += __atomic_load_n(&l1->readers[i].negative_hits, __ATOMIC_RELAXED);
+    }
 }

@@ -8,12 +8,15 @@
  * read before an invalidation never enters L1 after it.
  *
  * Reads take no lock and write no line another reader writes: a reader
- * announces itself in its thread's slot of the shard (a counter on a cache
- * line of its own), a writer raises the shard's writer flag and waits for the
- * slots to drain (a reader that sees the flag waits on the shard's mutex
- * instead). Hits mark entries referenced rather than moving them in the LRU
+ * marks its thread's reader slot (a cache line of its own in this L1, no
+ * other live thread's) with the shard it reads, a writer raises the shard's
+ * writer flag and waits until no slot names the shard (a reader that sees
+ * the flag waits on the shard's mutex instead); local/l1_shard.h has the
+ * protocol and the one-pass hit the engine inlines. Hits mark entries
+ * referenced (their first few hits only) rather than moving them in the LRU
  * list (eviction gives a referenced entry a second chance), and hits are
- * counted per slot, so two threads hitting L1 share no cache line.
+ * counted in the reader's slot with plain stores, so two threads hitting L1
+ * share no written cache line.
  */
 #ifndef STRATA_L1_H
 #define STRATA_L1_H

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "policy/key.h"
+
 typedef struct strata__entry {
     struct strata__entry *chain;
     struct strata__entry *lru_prev, *lru_next; /* head = most recently used */
@@ -50,27 +52,6 @@ strata__entry *strata__table_get(strata__table *t, uint64_t hash, const char *ke
 /* The entry for key, expired or not, touching nothing: for readers that run
  * beside each other (they mark e->referenced instead of moving it). Inline:
  * it is most of an L1 hit. */
-static inline int strata__key_bytes_equal(const char *a, const char *b, size_t len)
-{
-    uint64_t x, y, x2, y2;
-    if (len >= 4 && len < 8) {
-        uint32_t p, q, p2, q2;
-        memcpy(&p, a, 4);
-        memcpy(&q, b, 4);
-        memcpy(&p2, a + len - 4, 4);
-        memcpy(&q2, b + len - 4, 4);
-        return ((p ^ q) | (p2 ^ q2)) == 0;
-    }
-    if (len < 8 || len > 16)
-        return memcmp(a, b, len) == 0;
-    /* 4-16 bytes, the usual key: two overlapping loads each, no call */
-    memcpy(&x, a, 8);
-    memcpy(&y, b, 8);
-    memcpy(&x2, a + len - 8, 8);
-    memcpy(&y2, b + len - 8, 8);
-    return ((x ^ y) | (x2 ^ y2)) == 0;
-}
-
 static inline strata__entry *strata__table_find(const strata__table *t, uint64_t hash, const char *key,
                                                 size_t keylen)
 {

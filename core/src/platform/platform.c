@@ -74,16 +74,75 @@ int64_t strata__now_wall_coarse_slow(void)
     return strata__now_wall_coarse_ms();
 }
 
-STRATA__TLS unsigned int strata__this_thread_slot __attribute__((tls_model("initial-exec")));
-static unsigned int next_slot;
+/* ---- reader slots: a bitmap of the taken ones; a thread's is given back
+ * by its pthread key's destructor at exit ---- */
 
-unsigned int strata__thread_slot_assign(void)
+STRATA__TLS unsigned int strata__this_reader_slot __attribute__((tls_model("initial-exec")));
+static uint64_t readers_taken;      /* bit i: slot i has a live thread (atomic) */
+static unsigned int readers_used;   /* highest slot ever taken + 1 (atomic) */
+static pthread_key_t reader_key;
+static pthread_once_t reader_once = PTHREAD_ONCE_INIT;
+static int reader_key_made;
+
+static void reader_slot_give_back(void *p)
 {
-    unsigned int s = __atomic_add_fetch(&next_slot, 1, __ATOMIC_RELAXED);
-    if (s == 0) /* wrapped: 0 means "none yet" */
-        s = __atomic_add_fetch(&next_slot, 1, __ATOMIC_RELAXED);
-    strata__this_thread_slot = s;
-    return s - 1;
+    unsigned int slot = (unsigned int)(uintptr_t)p - 1;
+    __atomic_fetch_and(&readers_taken, ~((uint64_t)1 << slot), __ATOMIC_RELEASE);
+    strata__this_reader_slot = 0;
+}
+
+/* The child has only the forking thread: every other slot is free there. */
+static void reader_slots_after_fork(void)
+{
+    unsigned int s = strata__this_reader_slot;
+    __atomic_store_n(&readers_taken, s ? (uint64_t)1 << (s - 1) : 0, __ATOMIC_RELAXED);
+}
+
+static void reader_slots_init(void)
+{
+    reader_key_made = pthread_key_create(&reader_key, reader_slot_give_back) == 0;
+    pthread_atfork(NULL, NULL, reader_slots_after_fork);
+}
+
+/* A library unloaded (dlclose of a Lua module) must not leave threads a
+ * destructor to call in unmapped code. */
+__attribute__((destructor)) static void reader_slots_unload(void)
+{
+    if (reader_key_made)
+        pthread_key_delete(reader_key);
+}
+
+unsigned int strata__reader_slot_take(void)
+{
+    uint64_t taken;
+    unsigned int slot, used;
+    pthread_once(&reader_once, reader_slots_init);
+    if (!reader_key_made)
+        return STRATA__READER_SLOTS;
+    taken = __atomic_load_n(&readers_taken, __ATOMIC_RELAXED);
+    do {
+        if (~taken == 0)
+            return STRATA__READER_SLOTS;
+        slot = (unsigned int)__builtin_ctzll(~taken);
+    } while (!__atomic_compare_exchange_n(&readers_taken, &taken, taken | (uint64_t)1 << slot, 0,
+                                          __ATOMIC_ACQUIRE, __ATOMIC_RELAXED));
+    if (pthread_setspecific(reader_key, (void *)(uintptr_t)(slot + 1)) != 0) {
+        __atomic_fetch_and(&readers_taken, ~((uint64_t)1 << slot), __ATOMIC_RELEASE);
+        return STRATA__READER_SLOTS;
+    }
+    used = __atomic_load_n(&readers_used, __ATOMIC_SEQ_CST);
+    while (used < slot + 1 &&
+           !__atomic_compare_exchange_n(&readers_used, &used, slot + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+        ;
+    strata__this_reader_slot = slot + 1;
+    return slot;
+}
+
+unsigned int strata__reader_slots_used(void)
+{
+    /* seq_cst: a writer that raised its flag sees every slot a reader that
+     * missed the flag has marked */
+    return __atomic_load_n(&readers_used, __ATOMIC_SEQ_CST);
 }
 
 void strata__spin_pause(unsigned int round)

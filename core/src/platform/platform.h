@@ -56,18 +56,32 @@ static inline int64_t strata__now_wall_coarse_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + tick;
 }
 
-/* A small number for the calling thread, handed out in turn (0, 1, 2, ...
- * modulo n): threads spread over per-slot counters instead of sharing one.
+/* The calling thread's reader slot: a number in [0, STRATA__READER_SLOTS)
+ * no other live thread holds, so what a thread writes in a structure's slot
+ * of that number (the L1's reader mark and hit counts) no other thread
+ * writes: plain stores, no locked instructions, no shared cache line. Taken
+ * on first use, given back when the thread exits, reset in a forked child to
+ * the forking thread's. STRATA__READER_SLOTS when all are taken (the caller
+ * takes a slower path that shares; asked again on the next call).
  * initial-exec TLS: one load from the thread pointer, no __tls_get_addr
  * call; four bytes fit the static TLS surplus glibc keeps for libraries
  * loaded later (the Python and Lua modules). */
-extern STRATA__TLS unsigned int strata__this_thread_slot __attribute__((tls_model("initial-exec")));
-unsigned int strata__thread_slot_assign(void);
-static inline unsigned int strata__thread_slot(unsigned int n)
+#define STRATA__READER_SLOTS 64u
+extern STRATA__TLS unsigned int strata__this_reader_slot __attribute__((tls_model("initial-exec")));
+unsigned int strata__reader_slot_take(void);
+static inline unsigned int strata__reader_slot(void)
 {
-    unsigned int s = strata__this_thread_slot; /* 0 = none yet, else slot + 1 */
-    return (s ? s - 1 : strata__thread_slot_assign()) % n;
+    unsigned int s = strata__this_reader_slot; /* 0 = none (yet), else slot + 1 */
+    return s ? s - 1 : strata__reader_slot_take();
 }
+/* The slot the thread holds already, else a number >= STRATA__READER_SLOTS
+ * (no call: for a fast path whose slow path takes one). */
+static inline unsigned int strata__reader_slot_held(void)
+{
+    return strata__this_reader_slot - 1u;
+}
+/* One more than the highest slot any thread took so far (a bound for scans). */
+unsigned int strata__reader_slots_used(void);
 
 /* Inside a spin wait. */
 void strata__spin_pause(unsigned int round);

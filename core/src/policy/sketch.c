@@ -55,18 +55,22 @@ int strata__sketch_add(strata__sketch *s, uint64_t h, unsigned int *estimate)
 
 int strata__sketch_add_n(strata__sketch *s, uint64_t h, unsigned int n, unsigned int *estimate)
 {
-    unsigned int row, est = strata__sketch_estimate(s, h);
+    uint8_t *cells[STRATA__SKETCH_ROWS];
+    unsigned int row, est = STRATA__SKETCH_MAX_COUNT;
     int halved = 0;
+    for (row = 0; row < STRATA__SKETCH_ROWS; row++) { /* each row's cell found once, for both passes */
+        cells[row] = cell(s, h, row);
+        if (*cells[row] < est)
+            est = *cells[row];
+    }
     if (est < STRATA__SKETCH_MAX_COUNT) {
         /* Conservative update: raising only the counters below the new
          * estimate keeps every counter an upper bound while adding the
          * least noise. */
         unsigned int want = est + n > STRATA__SKETCH_MAX_COUNT ? STRATA__SKETCH_MAX_COUNT : est + n;
-        for (row = 0; row < STRATA__SKETCH_ROWS; row++) {
-            uint8_t *c = cell(s, h, row);
-            if (*c < want)
-                *c = (uint8_t)want;
-        }
+        for (row = 0; row < STRATA__SKETCH_ROWS; row++)
+            if (*cells[row] < want)
+                *cells[row] = (uint8_t)want;
         est = want;
     }
     s->additions += n;

@@ -1,4 +1,5 @@
 #include "topk.h"
+#include "policy/key.h"
 
 #include <string.h>
 
@@ -13,7 +14,7 @@ void strata__topk_init(strata__topk *t, strata__topk_entry *entries, size_t cap)
 static int same_key(const strata__topk_entry *e, uint64_t h, const char *key, size_t keylen)
 {
     size_t kept = keylen < STRATA__TOPK_KEY ? keylen : STRATA__TOPK_KEY;
-    return e->hash == h && e->keylen == keylen && memcmp(e->key, key, kept) == 0;
+    return e->hash == h && e->keylen == keylen && strata__key_bytes_equal(e->key, key, kept);
 }
 
 static void refresh_min(strata__topk *t)

@@ -143,10 +143,23 @@ typedef struct strata__redis_replies {
     redisReply **r;             /* inline_r, or allocated for long pipelines */
     redisReply *inline_r[STRATA__REDIS_MAX_REPLIES];
     unsigned int want, got, cap;
+    /* A lone GET (strata__replies_expect_get): its bulk string is parsed
+     * straight into `bulk`, with no reader and no reply object (the read hot
+     * path); any other reply (an error, a wrong type) goes to the reader from
+     * its first byte on, as every other exchange's replies do. */
+    strata__bytes *bulk;
+    int bulk_state, bulk_rc;
+    uint64_t bulk_len;          /* the length line's value, then the body bytes still to come */
+    unsigned int bulk_digits;
 } strata__redis_replies;
 
 /* Starts collecting want replies (frees earlier ones): 0 or STRATA_ENOMEM. */
 int  strata__replies_expect(strata__redis_replies *rs, unsigned int want);
+/* One GET's reply, its string straight into *into (len 0 first): 0 or STRATA_ENOMEM. */
+int  strata__replies_expect_get(strata__redis_replies *rs, strata__bytes *into);
+/* That reply's meaning once complete: as strata__rp_get (0 and the bytes in
+ * the buffer given to expect_get, STRATA_MISS, or the error). */
+int  strata__replies_get(const strata__redis_replies *rs, const char *who, strata__bytes *into);
 /* Feeds bytes; *used = how many belonged to these replies. 0 complete, 1 more
  * needed, STRATA_EBACKEND (not RESP) or STRATA_ENOMEM. */
 int  strata__replies_feed(strata__redis_replies *rs, const char *data, size_t len, size_t *used,

@@ -12,7 +12,7 @@
 #include "backend/redis/protocol.h"
 #include "backend/redis/stream.h"
 #include "backend/redis/watch.h"
-#include "backend/redis_admin.h"
+#include "backend/redis/admin.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -746,7 +746,7 @@ static int rb_publish_flush(strata__backend *be)
     return rc;
 }
 
-/* ---- for the operator tools (redis_admin.c) ---- */
+/* ---- for the operator tools (admin.c) ---- */
 
 int strata__redis_pipeline(strata__backend *be, size_t n, const int *argcs, const char **const *argvs,
                            const size_t *const *lens, redisReply **replies, const char *what)

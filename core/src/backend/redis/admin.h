@@ -1,12 +1,12 @@
 /*
- * The operator tools' side of the Redis backend (redis_admin.c): inspection,
+ * The operator tools' side of the Redis backend (admin.c): inspection,
  * SCAN, server facts and checks, write-behind status and dead letters. They
  * borrow the backend's pool through strata__redis_pipeline (redis.c).
  */
 #ifndef STRATA_REDIS_ADMIN_H
 #define STRATA_REDIS_ADMIN_H
 
-#include "backend.h"
+#include "backend/backend.h"
 
 struct redisReply;
 

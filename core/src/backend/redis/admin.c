@@ -1,11 +1,11 @@
 /*
- * Operator tools on Redis (see redis_admin.h): what `stratacache inspect`,
+ * Operator tools on Redis (see admin.h): what `stratacache inspect`,
  * `keys`, `doctor` and `wb` ask the server. Key layout in docs/FORMAT.md.
  * Commands go through the backend's pool; the pub/sub and CLIENT TRACKING
  * checks use two short-lived connections of their own, so no pooled
  * connection is ever left subscribed or tracking.
  */
-#include "redis_admin.h"
+#include "admin.h"
 #include "error.h"
 #include "platform/platform.h"
 
