@@ -100,22 +100,24 @@ function _M.link_up(self) return self.link end
 ---------------------------------------------------------------------------
 -- Op lifetimes. ffi.gc on every op costs 0.4-1.7 us per remote read (the
 -- finalizer table, then the GC calling the finalizer); ops are freed
--- explicitly instead. Each is registered with the coroutine that runs it, so
--- one whose request died inside a yield (ngx.thread.kill, a client abort) is
+-- explicitly instead. Each is registered with the conn table of the call
+-- that runs it (a local of that call's frame, held by nothing else), so one
+-- whose request died inside a yield (ngx.thread.kill, a client abort) is
 -- freed by sweep() (the link's timer, every second) once the GC has
--- collected that coroutine: nginx holds a reference to every coroutine it
--- may still resume.
+-- collected that coroutine and so its conn: nginx holds a reference to every
+-- coroutine it may still resume. (coroutine.running() would do too, but it
+-- ends a trace: ~600 instructions a remote read.)
 
 local live = {} -- op -> true, until freed
-local owners = setmetatable({}, {__mode = "v"}) -- op -> the coroutine running it
+local owners = setmetatable({}, {__mode = "v"}) -- op -> the conn of the call running it
 local PINNED = {} -- the owner of an op handed to a timer, until the timer takes it
-local running = coroutine.running
 
--- The op just made by a strata_op_* begin call that returned rc. -> op | nil, rc
-local function new_op(rc)
+-- The op just made by a strata_op_* begin call that returned rc, for the
+-- call whose conn is owner. -> op | nil, rc
+local function new_op(rc, owner)
   if rc ~= 0 then return nil, rc end
   local op = opp[0]
-  live[op], owners[op] = true, running()
+  live[op], owners[op] = true, owner
   return op
 end
 
@@ -217,60 +219,68 @@ local function fail(op, conn, code, msg)
   if conn.sock then conn.sock:close(); conn.sock = nil end
 end
 
--- Drives op until DONE over conn ({sock, server, timeout}, kept open for the
--- caller). The socket's timeouts are the exchange's (io.timeout_ms); a reply
--- in several pieces is held to the same deadline.
-function drive(self, op, conn)
-  while true do
-    local kind, server, timeout, data = step(op)
-    if kind == DONE then return end
-    if kind == WAIT then
-      release(self, conn) -- hold no connection while another host loads
-      sleep(max(timeout, 1) / 1000)
-    else
-      local sock = conn.sock
-      if sock and conn.server ~= server then release(self, conn); sock = nil end
-      if not sock then
-        local srv = server_of(self, server)
-        local err
-        sock, err = connect(self, server, srv, timeout)
-        if not sock then
-          C.strata_op_io_failed(op, EBACKEND, "connect " .. srv[1] .. ":" .. srv[2] .. ": " .. tostring(err))
-          goto continue
-        end
-        conn.sock, conn.server, conn.timeout = sock, server, timeout
-      elseif conn.timeout ~= timeout then
-        sock:settimeouts(self.connect_ms, timeout, timeout)
-        conn.timeout = timeout
-      end
-      if data then
-        local ok, err = sock:send(data)
-        if not ok then fail(op, conn, EBACKEND, "send: " .. tostring(err)); goto continue end
-      end
-      local deadline
-      while true do
-        local chunk, err = sock:receiveany(65536)
-        if not chunk then
-          if err == "timeout" then fail(op, conn, ETIMEOUT, "no reply within " .. timeout .. " ms")
-          else fail(op, conn, EBACKEND, "receive: " .. tostring(err)) end
-          break
-        end
-        local rc, whole = feed(op, chunk)
-        if rc < 0 then sock:close(); conn.sock = nil; break end -- not a reply: stream lost
-        if rc == 0 then
-          -- bytes past this op's replies belong to no one here (no pipelining)
-          if not whole then sock:close(); conn.sock = nil end
-          break
-        end
-        -- more to come: what is left of the exchange's time
-        deadline = deadline or ngx_now() + timeout / 1000
-        local left = floor((deadline - ngx_now()) * 1000)
-        if left <= 0 then fail(op, conn, ETIMEOUT, "no reply within " .. timeout .. " ms"); break end
-        sock:settimeout(left)
-        conn.timeout = nil
-      end
+-- One step of a drive that is not DONE: a WAIT, or an exchange over conn
+-- ({sock, server, timeout}, kept open for the caller). The socket's timeouts
+-- are the exchange's (io.timeout_ms); a reply in several pieces is held to
+-- the same deadline.
+local function exchange(self, op, conn, kind, server, timeout, data)
+  if kind == WAIT then
+    release(self, conn) -- hold no connection while another host loads
+    return sleep(max(timeout, 1) / 1000)
+  end
+  local sock = conn.sock
+  if sock and conn.server ~= server then release(self, conn); sock = nil end
+  if not sock then
+    local srv = server_of(self, server)
+    local err
+    sock, err = connect(self, server, srv, timeout)
+    if not sock then
+      C.strata_op_io_failed(op, EBACKEND, "connect " .. srv[1] .. ":" .. srv[2] .. ": " .. tostring(err))
+      return
     end
-    ::continue::
+    conn.sock, conn.server, conn.timeout = sock, server, timeout
+  elseif conn.timeout ~= timeout then
+    sock:settimeouts(self.connect_ms, timeout, timeout)
+    conn.timeout = timeout
+  end
+  if data then
+    local ok, err = sock:send(data)
+    if not ok then return fail(op, conn, EBACKEND, "send: " .. tostring(err)) end
+  end
+  local deadline
+  while true do
+    local chunk, err = sock:receiveany(65536)
+    if not chunk then
+      if err == "timeout" then return fail(op, conn, ETIMEOUT, "no reply within " .. timeout .. " ms") end
+      return fail(op, conn, EBACKEND, "receive: " .. tostring(err))
+    end
+    local rc, whole = feed(op, chunk)
+    if rc < 0 then sock:close(); conn.sock = nil; return end -- not a reply: stream lost
+    if rc == 0 then
+      -- bytes past this op's replies belong to no one here (no pipelining)
+      if not whole then sock:close(); conn.sock = nil end
+      return
+    end
+    -- more to come: what is left of the exchange's time
+    deadline = deadline or ngx_now() + timeout / 1000
+    local left = floor((deadline - ngx_now()) * 1000)
+    if left <= 0 then return fail(op, conn, ETIMEOUT, "no reply within " .. timeout .. " ms") end
+    sock:settimeout(left)
+    conn.timeout = nil
+  end
+end
+
+-- Drives op until DONE over conn. The first step is peeled off the loop: a
+-- root trace that enters a loop aborts (the JIT waits for the loop's own
+-- trace), and a lookup's one exchange then never reaches it.
+function drive(self, op, conn)
+  local kind, server, timeout, data = step(op)
+  if kind == DONE then return end
+  exchange(self, op, conn, kind, server, timeout, data)
+  kind, server, timeout, data = step(op)
+  while kind ~= DONE do
+    exchange(self, op, conn, kind, server, timeout, data)
+    kind, server, timeout, data = step(op)
   end
 end
 
@@ -278,7 +288,7 @@ end
 -- caller frees it), rc, payload, fresh ms left | nil, rc
 local function run(self, rc, conn)
   local op
-  op, rc = new_op(rc)
+  op, rc = new_op(rc, conn)
   if not op then return nil, rc end
   drive(self, op, conn)
   return op, result(op)
@@ -379,8 +389,8 @@ end
 
 local function refresh_job(premature, self, op, key, opts, loader, ...)
   if premature then return free_op(op) end
-  owners[op] = running()
   local conn = {}
+  owners[op] = conn
   local ok, err = pcall(load_and_fill, self, op, conn, key, opts, loader, ...)
   release(self, conn)
   free_op(op)
