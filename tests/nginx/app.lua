@@ -30,6 +30,9 @@ local function flavours()
                tag_cache = 0}
     f.redis_l1 = {url = redis, shm_ipc = "sc_ipc", namespace = "t_redis", ttl = 30, timeout = 0.5,
                   lock_wait = 3, breaker_cooldown = 0.3, coherence_ping = 0.2}
+    -- database 1: every new connection needs its hello (SELECT)
+    f.redis_db1 = {url = redis .. "/1", shm_ipc = "sc_ipc", namespace = "t_redis", ttl = 30,
+                   timeout = 0.5, l1_ttl = 0}
   end
   return f
 end

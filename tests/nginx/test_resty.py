@@ -387,6 +387,15 @@ class Remote(unittest.TestCase):
         again = [r for r in until_both_workers("/get?cache=redis_l1&key=%s&noloader=1" % key)]
         self.assertTrue(any(r["level"] == 1 for r in again), again)
 
+    def test_a_url_with_a_database_selects_it_on_each_new_connection(self):
+        key = fresh("db1")
+        self.assertTrue(NGINX.json("/set?cache=redis_db1&key=%s&value=in-db1" % key)["ok"])
+        self.assertEqual(plain_lua(self.url + "/1", "print((c:get('%s')))" % key).strip(), "in-db1")
+        self.assertEqual(plain_lua(self.url, "print((c:get('%s')))" % key).strip(), "nil")
+        plain_lua(self.url + "/1", "assert(c:set('%s-c', 'from-c'))" % key)
+        for r in until_both_workers("/get?cache=redis_db1&key=%s-c&noloader=1" % key):
+            self.assertEqual((r.get("value"), r.get("level")), ("from-c", 3), r)
+
     def test_values_cross_languages(self):
         key = fresh("xlang")
         self.assertTrue(NGINX.json("/set?cache=redis&key=%s&value=from-nginx" % key)["ok"])

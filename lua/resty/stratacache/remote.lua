@@ -176,11 +176,27 @@ end
 
 local drive
 
--- {host, port, connect options} of server i, made once (indices are stable).
+-- Whether a new connection to server needs a hello (AUTH, SELECT): the
+-- core's hello is made of the URL alone, so one probe tells for good, and a
+-- connection needs no getreusedtimes() call per read when there is none.
+local probe_io = ffi.new("strata_io")
+local function needs_hello(cache, server)
+  if C.strata_op_hello(opp, cache, server) ~= 0 then return true end -- connect reports it
+  local hello = opp[0]
+  C.strata_io_init(probe_io, 1)
+  C.strata_op_next(hello, probe_io)
+  local empty = probe_io.kind == DONE and C.strata_op_result(hello, nil) == 0
+  C.strata_op_free(hello)
+  return not empty
+end
+
+-- {host, port, connect options, needs a hello} of server i, made once
+-- (indices are stable). Reads io.host: call it right after a step.
 local function server_of(self, i)
   local srv = self.servers[i]
   if not srv then
     srv = {ffi_string(io.host), io.port, {pool = self.pool .. i, pool_size = self.pool_size}}
+    srv[4] = needs_hello(self.cache, i)
     self.servers[i] = srv
   end
   return srv
@@ -191,7 +207,7 @@ local function connect(self, server, srv, timeout)
   sock:settimeouts(self.connect_ms, timeout, timeout)
   local ok, err = sock:connect(srv[1], srv[2], srv[3])
   if not ok then return nil, err end
-  if sock:getreusedtimes() == 0 then
+  if srv[4] and sock:getreusedtimes() == 0 then
     local rc = C.strata_op_hello(opp, self.cache, server)
     if rc ~= 0 then sock:close(); return nil, lib.error_string(rc) end
     local hello = ffi_gc(opp[0], C.strata_op_free)
