@@ -42,6 +42,9 @@ local consumed = ffi.new("size_t[1]")
 local event = ffi.new("strata_event")
 local key_arr = ffi.new("const char*[1]")
 local len_arr = ffi.new("size_t[1]")
+-- The lookups' options: initialised once (in new), then each lookup sets
+-- the fields it varies (lease, wait, tags) and nothing else writes them.
+local lookup_opts = ffi.new("strata_op_options")
 
 local function has_ops()
   return pcall(function() return C.strata_op_lookup, C.strata_events_next end)
@@ -65,6 +68,7 @@ function _M.new(owner, opts)
   end
   C.strata_io_init(io, 1)
   C.strata_event_init(event, 1)
+  C.strata_op_options_init(lookup_opts, 1)
   local core = {}
   for k, v in pairs(opts) do if CORE[k] then core[k] = v end end
   core.io, core.l1 = "host", false
@@ -108,29 +112,44 @@ function _M.link_up(self) return self.link end
 -- coroutine it may still resume. (coroutine.running() would do too, but it
 -- ends a trace: ~600 instructions a remote read.)
 
-local live = {} -- op -> true, until freed
-local owners = setmetatable({}, {__mode = "v"}) -- op -> the conn of the call running it
+-- Both tables are keyed by the op's address: the core's op pool hands the
+-- same few addresses out again, so their slots are reused instead of a new
+-- key (and now and then a rehash) per read, as a cdata key (a new object
+-- per op) would cost.
+local live = {} -- address -> op, until freed
+local owners = setmetatable({}, {__mode = "v"}) -- address -> the conn of the call running it
 local PINNED = {} -- the owner of an op handed to a timer, until the timer takes it
+local uintptr = ffi.typeof("uintptr_t")
+
+local function address(op)
+  return tonumber(ffi.cast(uintptr, op))
+end
 
 -- The op just made by a strata_op_* begin call that returned rc, for the
 -- call whose conn is owner. -> op | nil, rc
 local function new_op(rc, owner)
   if rc ~= 0 then return nil, rc end
   local op = opp[0]
-  live[op], owners[op] = true, owner
+  local a = address(op)
+  live[a], owners[a] = op, owner
   return op
 end
 
+local function own(op, owner)
+  owners[address(op)] = owner
+end
+
 local function free_op(op)
-  if live[op] then
-    live[op], owners[op] = nil, nil
+  local a = address(op)
+  if live[a] then
+    live[a], owners[a] = nil, nil
     C.strata_op_free(op)
   end
 end
 
 local function sweep()
-  for op in pairs(live) do
-    if owners[op] == nil then free_op(op) end
+  for a, op in pairs(live) do
+    if owners[a] == nil then free_op(op) end
   end
 end
 _M.sweep = sweep
@@ -223,6 +242,12 @@ local function connect(self, server, srv, timeout)
   return sock
 end
 
+-- A conn ({sock, server, timeout}) with its fields made at once: no
+-- rehashes as the first exchange fills them in.
+local function new_conn()
+  return {sock = false, server = false, timeout = false}
+end
+
 local function release(self, conn)
   if conn.sock then
     conn.sock:setkeepalive(60000, self.pool_size)
@@ -313,7 +338,6 @@ end
 ---------------------------------------------------------------------------
 -- Reads
 
-local lookup_opts = ffi.new("strata_op_options")
 local tag_ptrs, tag_lens = ffi.new("const char*[16]"), ffi.new("size_t[16]")
 
 local function set_tags(o, tags)
@@ -328,7 +352,6 @@ end
 
 -- strata_op_lookup with the reused options. -> rc (the op is in opp[0])
 local function begin_lookup(cache, key, lease, tags)
-  C.strata_op_options_init(lookup_opts, 1)
   lookup_opts.lease, lookup_opts.wait = lease, 1
   set_tags(lookup_opts, tags)
   return C.strata_op_lookup(opp, cache, key, #key, lookup_opts)
@@ -405,8 +428,8 @@ end
 
 local function refresh_job(premature, self, op, key, opts, loader, ...)
   if premature then return free_op(op) end
-  local conn = {}
-  owners[op] = conn
+  local conn = new_conn()
+  own(op, conn)
   local ok, err = pcall(load_and_fill, self, op, conn, key, opts, loader, ...)
   release(self, conn)
   free_op(op)
@@ -427,7 +450,7 @@ end
 function _M.get(self, stale, key, opts, loader, ...)
   local owner, counts = self.owner, self.owner.counts
   local tags = opts and opts.tags
-  local conn = {}
+  local conn = new_conn()
   local op, rc, payload, ttl = run(self, begin_lookup(self.cache, key, loader and 1 or 0, tags), conn)
   if not op then return nil, lib.error_string(rc) end
   if rc == OK or rc == HIT_STALE or rc == HIT_REFRESH then
@@ -436,7 +459,7 @@ function _M.get(self, stale, key, opts, loader, ...)
     local ttl_ms, stale_ms, cost_ms, tagged = entry_of(op, 0, rc == OK and ttl or 0, owner._tagged(opts))
     if rc == HIT_REFRESH and loader then
       counts.early_refreshes = counts.early_refreshes + 1
-      owners[op] = PINNED -- the timer's now: kept until it runs
+      own(op, PINNED) -- the timer's now: kept until it runs
       if not timer_at(0, refresh_job, self, op, key, opts, loader, ...) then free_op(op) end
     else
       free_op(op)
@@ -485,10 +508,11 @@ function _M.get_many(self, keys)
   local n = #keys
   local ptrs, lens = ffi.new("const char*[?]", n), ffi.new("size_t[?]", n)
   for i = 1, n do ptrs[i - 1], lens[i - 1] = keys[i], #keys[i] end
-  C.strata_op_options_init(lookup_opts, 1)
-  lookup_opts.lease = 0
-  local conn = {}
-  local op, rc = run(self, C.strata_op_get_many(opp, self.cache, n, ptrs, lens, lookup_opts), conn)
+  local o = ffi.new("strata_op_options")
+  C.strata_op_options_init(o, 1)
+  o.lease = 0
+  local conn = new_conn()
+  local op, rc = run(self, C.strata_op_get_many(opp, self.cache, n, ptrs, lens, o), conn)
   release(self, conn)
   if not op then return nil, lib.error_string(rc) end
   if rc < 0 then
@@ -523,7 +547,7 @@ end
 local set_opts = ffi.new("strata_set_options")
 
 local function simple(self, rc)
-  local conn = {}
+  local conn = new_conn()
   local op, res = run(self, rc, conn)
   release(self, conn)
   if not op then return nil, lib.error_string(res) end
