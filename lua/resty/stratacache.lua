@@ -39,6 +39,7 @@ local UNTRUSTED = 100 -- an L2 entry kept for stale-if-error only (see _link)
 local _M = {_VERSION = "0.1.0", NOT_FOUND = loader_result.NOT_FOUND}
 local mt = {__index = _M}
 
+local WEAK_VALUES = {__mode = "v"}
 local NEG = setmetatable({}, {__tostring = function() return "stratacache negative entry" end})
 
 local function bad(n, fname, msg)
@@ -120,6 +121,7 @@ function _M.new(opts)
     l2 = l2,
     locks = ipc_dict,
     inflight = {},
+    leaders = setmetatable({}, WEAK_VALUES), -- see fill
     refreshing = {},
     link_up = not opts.url, -- the remote tier's invalidation link (see _link)
     trust_from = 0,
@@ -375,19 +377,20 @@ local function lead(self, stale, key, opts, loader, ...)
 end
 
 -- Each fill's token, a table only its leader's stack holds (fill's local,
--- used after the pcall so it stays live), kept here weakly: a leader killed
--- inside its fill (ngx.thread.kill, a client abort) never clears
+-- used after the pcall so it stays live), kept weakly in self.leaders by key
+-- (beside self.inflight: another cache may fill the same key): a leader
+-- killed inside its fill (ngx.thread.kill, a client abort) never clears
 -- inflight[key]; once the GC has its coroutine and so the token, the next
 -- caller leads instead of waiting for it. (coroutine.running() would do,
--- but it is not compiled and costs a remote hit ~7k instructions.)
-local leaders = setmetatable({}, {__mode = "v"})
+-- but it is not compiled and costs a remote hit ~7k instructions.) Keyed by
+-- the key, not the fill: a key read again reuses its slot.
 
 -- One loader per key in this worker: the first caller leads, the others wait
 -- on its semaphore and get its result.
 local function fill(self, stale, key, opts, loader, ...)
-  local inflight = self.inflight
+  local inflight, leaders = self.inflight, self.leaders
   local f = inflight[key]
-  if f and leaders[f] == nil then -- its leader died in it
+  if f and leaders[key] == nil then -- its leader died in it
     inflight[key], f = nil, nil
   end
   if f then
@@ -398,11 +401,11 @@ local function fill(self, stale, key, opts, loader, ...)
     if ok or f.done then return f.value, f.err, f.level end
     return wait_expired(self, stale, key, opts, loader, ...)
   end
-  f = {}
   local token = {}
-  inflight[key], leaders[f] = f, token
+  f = {done = false, value = false, err = false, level = false, sema = false} -- no rehash as they are set
+  inflight[key], leaders[key] = f, token
   local ok, v, err, level = pcall(lead, self, stale, key, opts, loader, ...)
-  if inflight[key] == f and leaders[f] == token then inflight[key] = nil end
+  if inflight[key] == f and leaders[key] == token then inflight[key], leaders[key] = nil, nil end
   if not ok then v, err, level = nil, "EUSER: " .. tostring(v), nil end
   f.done, f.value, f.err, f.level = true, v, err, level
   local sema = f.sema
