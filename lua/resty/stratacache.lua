@@ -387,6 +387,9 @@ end
 
 -- One loader per key in this worker: the first caller leads, the others wait
 -- on its semaphore and get its result.
+-- A fill record: an array (smaller than a hash of five fields).
+local FILL_DONE, FILL_VALUE, FILL_ERR, FILL_LEVEL, FILL_SEMA = 1, 2, 3, 4, 5
+
 local function fill(self, stale, key, opts, loader, ...)
   local inflight, leaders = self.inflight, self.leaders
   local f = inflight[key]
@@ -395,20 +398,20 @@ local function fill(self, stale, key, opts, loader, ...)
   end
   if f then
     self.counts.singleflight_shared = self.counts.singleflight_shared + 1
-    local sema = f.sema
-    if not sema then sema = semaphore.new(); f.sema = sema end -- made by the first waiter
+    local sema = f[FILL_SEMA]
+    if not sema then sema = semaphore.new(); f[FILL_SEMA] = sema end -- made by the first waiter
     local ok = sema:wait(self.lock_wait)
-    if ok or f.done then return f.value, f.err, f.level end
+    if ok or f[FILL_DONE] then return f[FILL_VALUE], f[FILL_ERR], f[FILL_LEVEL] end
     return wait_expired(self, stale, key, opts, loader, ...)
   end
   local token = {}
-  f = {done = false, value = false, err = false, level = false, sema = false} -- no rehash as they are set
+  f = {false, false, false, false, false} -- FILL_*: an array part, made at once
   inflight[key], leaders[key] = f, token
   local ok, v, err, level = pcall(lead, self, stale, key, opts, loader, ...)
   if inflight[key] == f and leaders[key] == token then inflight[key], leaders[key] = nil, nil end
   if not ok then v, err, level = nil, "EUSER: " .. tostring(v), nil end
-  f.done, f.value, f.err, f.level = true, v, err, level
-  local sema = f.sema
+  f[FILL_DONE], f[FILL_VALUE], f[FILL_ERR], f[FILL_LEVEL] = true, v, err, level
+  local sema = f[FILL_SEMA]
   if sema then
     local waiting = -sema:count()
     if waiting > 0 then sema:post(waiting) end
