@@ -380,6 +380,60 @@ static void values_of_every_length_read_back_whole(void)
     strata_cache_free(c);
 }
 
+static uint64_t l1_hits_of(strata_cache *c)
+{
+    strata_stats st;
+    strata_stats_get(c, &st, STRATA_STATS_VERSION);
+    return st.l1_hits;
+}
+
+/* strata_l1_check (the object tiers' question) on its one-pass path: the
+ * entry a read named still serves (counted as a hit); another version, a
+ * new write, a delete do not; and the answer near the entry's end is the
+ * precise clock's, never late. */
+static void l1_check_answers_as_a_hit_would(void)
+{
+    strata_cache *c = open_cache("l1=1&l1_admission=all");
+    strata_value v = STRATA_VALUE_INIT;
+    uint64_t version = 0, second = 0, hits;
+    int round, late = 0, served = 0;
+    REQUIRE(c);
+    CHECK_RC(strata_set(c, K("checked"), K("one"), 0), 0);
+    CHECK_RC(strata_l1_get(c, K("checked"), &v, &version), STRATA_OK);
+    CHECK(version != 0);
+    hits = l1_hits_of(c);
+    CHECK_RC(strata_l1_check(c, K("checked"), version), STRATA_OK);
+    CHECK_RC(strata_l1_check(c, K("checked"), version), STRATA_OK);
+    CHECK(l1_hits_of(c) == hits + 2);
+    CHECK_RC(strata_l1_check(c, K("checked"), version + 16), STRATA_MISS); /* another put's name */
+    CHECK_RC(strata_l1_check(c, K("unknown"), version), STRATA_MISS);
+    CHECK_RC(strata_set(c, K("checked"), K("two"), 0), 0);
+    CHECK_RC(strata_l1_check(c, K("checked"), version), STRATA_MISS);
+    CHECK_RC(strata_l1_get(c, K("checked"), &v, &second), STRATA_OK);
+    CHECK(second != version);
+    CHECK_RC(strata_l1_check(c, K("checked"), second), STRATA_OK);
+    CHECK_RC(strata_delete(c, K("checked")), 0);
+    CHECK_RC(strata_l1_check(c, K("checked"), second), STRATA_MISS);
+    for (round = 0; round < 10; round++) {
+        int64_t until;
+        CHECK_RC(strata_set(c, K("short"), K("v"), 60), 0);
+        until = strata__now_wall_ms() + 60;
+        if (strata_l1_get(c, K("short"), &v, &version) != STRATA_OK)
+            continue;
+        for (;;) {
+            int64_t before = strata__now_wall_ms();
+            if (strata_l1_check(c, K("short"), version) != STRATA_OK)
+                break;
+            served++;
+            late += before >= until;
+        }
+    }
+    CHECK(served > 0);
+    CHECK(late == 0);
+    strata_value_dispose(&v);
+    strata_cache_free(c);
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
@@ -391,6 +445,7 @@ int main(int argc, char **argv)
         {"more_threads_than_reader_slots", more_threads_than_reader_slots},
         {"reader_slots_are_given_back", reader_slots_are_given_back},
         {"values_of_every_length_read_back_whole", values_of_every_length_read_back_whole},
+        {"l1_check_answers_as_a_hit_would", l1_check_answers_as_a_hit_would},
     };
     return test_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }
