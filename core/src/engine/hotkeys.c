@@ -9,25 +9,28 @@
 
 #define HOT_SHARDS 16
 #define HOT_SEED 0x486f744b /* independent of the L1's shard hash */
-#define HOT_BUFFER_KEYS 8     /* distinct keys a thread's sample buffer holds */
-#define HOT_BUFFER_SAMPLES 16 /* samples a thread buffers before merging them */
-#define HOT_BUFFER_KEY 48     /* longer keys are noted at once, not buffered */
+#define HOT_BUFFER_PLACES 128  /* a thread's sample buffer: an open-addressed table */
+#define HOT_BUFFER_KEYS 96     /* distinct keys it holds before merging (3/4 full) */
+#define HOT_BUFFER_SAMPLES 256 /* samples it holds before merging */
+#define HOT_BUFFER_KEY 48      /* longer keys are noted at once, not buffered */
 
 /* Sampled L1 hits of one key waiting in a thread's buffer (one cache line). */
 typedef struct hot_pending {
     uint64_t key_hash; /* the call's key hash */
-    uint32_t reads;    /* the reads the samples stand for */
+    uint32_t reads;    /* the reads the samples stand for; 0 = an empty place */
     uint32_t keylen;
     char key[HOT_BUFFER_KEY];
 } hot_pending;
 
 /* A reader slot's samples (written by the slot's thread only), merged into
- * the shared shards every HOT_BUFFER_SAMPLES samples: the hot key of a
- * thread's loop becomes one sketch update per batch, not one per sample. */
+ * the shared shards every HOT_BUFFER_SAMPLES samples or HOT_BUFFER_KEYS
+ * keys: each key a thread read in a batch becomes one sketch update, not
+ * one per sample (8 KB, made on a slot's first sample). */
 typedef struct hot_buffer {
-    unsigned int used, samples; /* used: bit i = p[i] holds a key */
+    unsigned int keys, samples;
     uint64_t reads;
-    hot_pending p[HOT_BUFFER_KEYS];
+    unsigned char used[HOT_BUFFER_KEYS]; /* the places holding a key, in the order taken */
+    hot_pending p[HOT_BUFFER_PLACES];
 } __attribute__((aligned(64))) hot_buffer;
 
 typedef struct hot_shard {
@@ -216,8 +219,9 @@ static void merge(strata__hot *h, hot_buffer *b)
     unsigned int crossed = (unsigned int)(after / h->window - before / h->window);
     for (; crossed; crossed--)
         strata__atomic_add(&h->halvings, 1);
-    while (b->used) {
-        hot_pending *p = &b->p[__builtin_ctz(b->used)];
+    unsigned int i;
+    for (i = 0; i < b->keys; i++) {
+        hot_pending *p = &b->p[b->used[i]];
         uint64_t hash;
         hot_shard *s = shard_of_hash(h, p->key_hash, &hash);
         unsigned int est;
@@ -227,9 +231,9 @@ static void merge(strata__hot *h, hot_buffer *b)
         strata__sketch_add_n(&s->sketch, hash, p->reads, &est);
         strata__topk_note_n(&s->top, hash, p->key, p->keylen, est, p->reads);
         shard_unlock(s);
-        b->used &= b->used - 1;
+        p->reads = 0;
     }
-    b->samples = 0;
+    b->keys = b->samples = 0;
     b->reads = 0;
 }
 
@@ -265,29 +269,29 @@ static void copy_key(char *dst, const char *src, size_t len)
 
 void strata__hot_note_sampled(strata__hot *h, const strata__key *k, unsigned int n)
 {
-    unsigned int slot = strata__reader_slot_held(), place = (unsigned int)(k->hash >> 56) % HOT_BUFFER_KEYS;
+    unsigned int slot = strata__reader_slot_held(), place;
     hot_buffer *b;
     hot_pending *p;
     if (slot >= STRATA__READER_SLOTS || k->len > HOT_BUFFER_KEY || (b = buffer_of(h, slot)) == NULL) {
         strata__hot_note(h, k, n);
         return;
     }
-    /* Direct-mapped by the key's hash, no search: another key in k's
-     * place merges the buffer first. */
-    p = &b->p[place];
-    if ((b->used & (1u << place)) &&
-        (p->key_hash != k->hash || p->keylen != k->len || memcmp(p->key, k->ptr, k->len) != 0))
-        merge(h, b);
-    if (!(b->used & (1u << place))) {
+    /* Linear probing from the key's hash; never full (merged at 3/4). */
+    for (place = (unsigned int)(k->hash >> 57);; place = (place + 1) % HOT_BUFFER_PLACES) {
+        p = &b->p[place];
+        if (p->reads == 0 || (p->key_hash == k->hash && p->keylen == k->len &&
+                              strata__key_bytes_equal(p->key, k->ptr, k->len)))
+            break;
+    }
+    if (p->reads == 0) {
         p->key_hash = k->hash;
         p->keylen = (uint32_t)k->len;
-        p->reads = 0;
         copy_key(p->key, k->ptr, k->len);
-        b->used |= 1u << place;
+        b->used[b->keys++] = (unsigned char)place;
     }
     p->reads += n;
     b->reads += n;
-    if (++b->samples >= HOT_BUFFER_SAMPLES)
+    if (++b->samples >= HOT_BUFFER_SAMPLES || b->keys >= HOT_BUFFER_KEYS)
         merge(h, b);
 }
 

@@ -26,9 +26,9 @@ size_t strata__hot_bytes(const strata__hot *h);
 void strata__hot_note(strata__hot *h, const strata__key *k, unsigned int n);
 
 /* A sampled L1 hit standing for n reads: kept in the calling thread's buffer
- * and merged into the sketch in batches of 16 samples (hotkeys.c): a
- * thread's samples wait at most 15 others to count; strata__hot_top merges
- * the caller's own first. */
+ * and merged into the sketch in batches of up to 256 samples (hotkeys.c):
+ * a thread's samples wait at most 255 others (4096 reads at hot_sample=16)
+ * to count; strata__hot_top merges the caller's own first. */
 void strata__hot_note_sampled(strata__hot *h, const strata__key *k, unsigned int n);
 
 /* 1 when key's estimated reads in the window reach the threshold. */
