@@ -377,10 +377,9 @@ static void bad_input(void)
 
 /* Threads hitting L1 keep their sampled hits in buffers of their own and
  * merge them in batches: a key every thread reads at once is counted for
- * all the threads' reads (none lost to a busy shard or a batch still
- * waiting in a thread that ended: its buffer waits for the slot's next
- * thread, and ours is merged before the report), and a reader's own key is
- * counted for its reads. */
+ * all the threads' reads (none lost to a busy shard, nor left in the buffer
+ * of a thread that ended; ours is merged before the report), and a
+ * reader's own key is counted for its reads. */
 #define SHARED_THREADS 4
 #define SHARED_READS 16000
 
@@ -434,8 +433,7 @@ static void threads_samples_all_count(void)
                 own[t] = top[i].count;
     }
     /* sampled 1 in 16, each sample counting 16: within 2% (dropping the
-     * samples that met a busy shard lost 3-7% of "everyone" on 2 cores);
-     * a batch of at most 15 samples per ended thread may still wait */
+     * samples that met a busy shard lost 3-7% of "everyone" on 2 cores) */
     CHECK(everyone * 100 >= (SHARED_THREADS + 1) * SHARED_READS * 98ull);
     CHECK(everyone * 100 <= (SHARED_THREADS + 1) * SHARED_READS * 102ull);
     for (t = 0; t < SHARED_THREADS; t++)

@@ -4,6 +4,7 @@
 #include "policy/sketch.h"
 #include "policy/topk.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,6 +59,7 @@ struct strata__hot {
     uint8_t *cells;
     strata__topk_entry *entries;
     hot_buffer *buffers[STRATA__READER_SLOTS]; /* by reader slot, made on its first sample */
+    strata__hot *prev, *next;  /* every live tracker (trackers, below) */
     /* Written by every batch, so on a cache line of its own: beside the
      * fields above it made every note of every thread miss. */
     char pad[64];
@@ -71,6 +73,40 @@ static uint32_t pow2_at_least(uint32_t x)
     while (p < x)
         p <<= 1;
     return p;
+}
+
+/* Every live tracker, so a thread that ends merges its buffers (its last
+ * batch would otherwise wait for the slot's next thread). */
+static pthread_mutex_t trackers_lock = PTHREAD_MUTEX_INITIALIZER;
+static strata__hot *trackers;
+static pthread_once_t trackers_once = PTHREAD_ONCE_INIT;
+
+static void merge(strata__hot *h, struct hot_buffer *b);
+
+static void merge_ending_thread(unsigned int slot)
+{
+    strata__hot *h;
+    pthread_mutex_lock(&trackers_lock);
+    for (h = trackers; h; h = h->next)
+        if (h->buffers[slot] && h->buffers[slot]->samples)
+            merge(h, h->buffers[slot]);
+    pthread_mutex_unlock(&trackers_lock);
+}
+
+static void trackers_before_fork(void)
+{
+    pthread_mutex_lock(&trackers_lock);
+}
+
+static void trackers_after_fork(void)
+{
+    pthread_mutex_unlock(&trackers_lock);
+}
+
+static void trackers_init(void)
+{
+    pthread_atfork(trackers_before_fork, trackers_after_fork, trackers_after_fork);
+    strata__reader_slot_on_release(merge_ending_thread);
 }
 
 int strata__hot_new(strata__hot **out, const strata_options *o)
@@ -100,6 +136,13 @@ int strata__hot_new(strata__hot **out, const strata_options *o)
         strata__topk_init(&s->top, h->entries ? h->entries + i * o->hot_top : NULL, o->hot_top);
         s->window_start_ms = now;
     }
+    pthread_once(&trackers_once, trackers_init);
+    pthread_mutex_lock(&trackers_lock);
+    h->next = trackers;
+    if (trackers)
+        trackers->prev = h;
+    trackers = h;
+    pthread_mutex_unlock(&trackers_lock);
     *out = h;
     return 0;
 }
@@ -109,6 +152,14 @@ void strata__hot_free(strata__hot *h)
     size_t i;
     if (h == NULL)
         return;
+    pthread_mutex_lock(&trackers_lock);
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        trackers = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    pthread_mutex_unlock(&trackers_lock);
     for (i = 0; i < STRATA__READER_SLOTS; i++)
         free(h->buffers[i]);
     free(h->entries);
