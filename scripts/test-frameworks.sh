@@ -19,7 +19,7 @@ fi
 "$venv/bin/python" -m pip install -q "dogpile.cache==$DOGPILE_VERSION" "django==$DJANGO_VERSION" "mypy==$MYPY_VERSION"
 
 tmp=$(mktemp -d)
-cleanup() { rm -rf "$tmp"; [ -n "${servers:-}" ] && "$root/scripts/test-servers.sh" stop "$servers"; true; }
+cleanup() { if [ -n "${servers:-}" ]; then "$root/scripts/test-servers.sh" stop "$servers" || true; fi; rm -rf "$tmp"; }
 trap cleanup EXIT
 if [ -z "${STRATA_TEST_REDIS_URL:-}" ] || [ -z "${STRATA_TEST_MEMCACHED_URL:-}" ]; then
   servers="$tmp/servers"

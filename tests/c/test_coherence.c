@@ -662,6 +662,111 @@ static void memcached_with_redis_bus(void)
     test_server_stop(&mc);
 }
 
+/* ---- a write and its invalidation share one round trip ------------------ */
+
+/* Write syscalls this process has made (/proc/self/io): one per round trip
+ * of a blocking pool connection; -1 where the kernel does not account them. */
+static long long write_syscalls(void)
+{
+    char line[128];
+    long long n = -1;
+    FILE *f = fopen("/proc/self/io", "r");
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "syscw: %lld", &n) == 1)
+            break;
+    fclose(f);
+    return n;
+}
+
+/* Invalidation messages on the subscribed raw connection until n arrived or
+ * its read timeout; how many arrived. */
+static int messages_heard(redisContext *sub, int n)
+{
+    int got = 0;
+    redisReply *rep;
+    while (got < n && redisGetReply(sub, (void **)&rep) == REDIS_OK) {
+        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 && rep->element[0]->len == 7 &&
+            memcmp(rep->element[0]->str, "message", 7) == 0)
+            got++;
+        freeReplyObject(rep);
+    }
+    return got;
+}
+
+static long long command_calls(redisContext *r, const char *cmd)
+{
+    redisReply *rep = redisCommand(r, "INFO commandstats");
+    char needle[64];
+    const char *at;
+    long long n = 0;
+    snprintf(needle, sizeof needle, "cmdstat_%s:calls=", cmd);
+    if (rep && rep->type == REDIS_REPLY_STRING && (at = strstr(rep->str, needle)) != NULL)
+        n = atoll(at + strlen(needle));
+    if (rep)
+        freeReplyObject(rep);
+    return n;
+}
+
+/* set, delete and set_many on Redis send their PUBLISH inside the write's
+ * own MULTI: one send per call (a separate publish would be a second round
+ * trip), every invalidation heard, and as many PUBLISHes as EXECs. */
+static void write_and_publish_in_one_round_trip(void)
+{
+    enum { N = 20, M = 8 };
+    strata_cache *w;
+    redisContext *sub, *ctl;
+    redisReply *rep;
+    char keys[M][64];
+    const char *kp[M], *vp[M];
+    size_t kl[M], vl[M];
+    long long before, after, exec0, pub0;
+    int i;
+    REQUIRE(ensure_server());
+    if (write_syscalls() < 0) {
+        printf("  (no /proc/self/io here: round trips not counted)\n");
+        return;
+    }
+    /* l1=0: no link thread, so every write syscall below is the writer's */
+    REQUIRE((w = open_cache("l1=0&pool_size=1")) != NULL);
+    REQUIRE((sub = raw()) != NULL && (ctl = raw()) != NULL);
+    rep = redisCommand(sub, "SUBSCRIBE __strata__:inv:0:coh");
+    REQUIRE(rep != NULL);
+    freeReplyObject(rep);
+    for (i = 0; i < M; i++) {
+        snprintf(keys[i], sizeof keys[i], "%s", test_unique("rt"));
+        kp[i] = keys[i], kl[i] = strlen(keys[i]), vp[i] = "batch", vl[i] = 5;
+    }
+    CHECK_RC(strata_set(w, K("rt-warm"), K("x"), 0), 0); /* the pool connects */
+    REQUIRE(messages_heard(sub, 1) == 1);
+    exec0 = command_calls(ctl, "exec"), pub0 = command_calls(ctl, "publish");
+
+    before = write_syscalls();
+    for (i = 0; i < N; i++)
+        CHECK_RC(strata_set(w, kp[i % M], kl[i % M], K("v"), 0), 0);
+    after = write_syscalls();
+    CHECK(after - before == N);
+
+    before = write_syscalls();
+    for (i = 0; i < M; i++)
+        CHECK_RC(strata_delete(w, kp[i], kl[i]), 0);
+    after = write_syscalls();
+    CHECK(after - before == M);
+
+    before = write_syscalls();
+    CHECK_RC(strata_set_many(w, M, kp, kl, vp, vl, 0), 0);
+    after = write_syscalls();
+    CHECK(after - before == 1);
+
+    CHECK(messages_heard(sub, N + 2 * M) == N + 2 * M);
+    CHECK(command_calls(ctl, "exec") - exec0 == N + 2 * M);
+    CHECK(command_calls(ctl, "publish") - pub0 == N + 2 * M);
+    redisFree(sub);
+    redisFree(ctl);
+    strata_cache_free(w);
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
@@ -678,6 +783,7 @@ int main(int argc, char **argv)
         {"created_while_server_down", created_while_server_down},
         {"memcached_staleness_bounded_by_l1_ttl", memcached_staleness_bounded_by_l1_ttl},
         {"memcached_with_redis_bus", memcached_with_redis_bus},
+        {"write_and_publish_in_one_round_trip", write_and_publish_in_one_round_trip},
     };
     int rc = test_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
     if (srv_up)

@@ -31,9 +31,9 @@ typedef struct rb {
     char chan[STRATA__INV_CHANNEL_MAX]; /* invalidation channel of the namespace */
     size_t chanlen;
     uint64_t instance;
-    strata__mutex origin_mu;
     char origin[STRATA__INV_ORIGIN_LEN + 1]; /* this cache in this process */
-    unsigned int origin_gen;     /* fork generation origin was made in (a child is a new publisher) */
+    unsigned int origin_gen;     /* fork generation origin was made in (atomic; a child is a new publisher) */
+    unsigned int origin_claim;   /* generation whose origin a thread is writing (atomic) */
 } rb;
 
 #define RB(x) ((rb *)(x))
@@ -109,13 +109,20 @@ static size_t invalidation(rb *b, const char *key, size_t keylen, char *buf)
     user_part(b, key, keylen, &ukey, &ulen);
     if (ulen > RB_KEYBUF)
         ulen = RB_KEYBUF;
-    strata__mutex_lock(&b->origin_mu);
-    if (b->origin_gen != gen) {
-        strata__inv_origin(b->origin, b->instance);
-        b->origin_gen = gen;
+    if (strata__atomic_load(&b->origin_gen) == gen) {
+        memcpy(buf, b->origin, STRATA__INV_ORIGIN_LEN); /* written once per process, before origin_gen */
+    } else {
+        /* First write in a forked child: no lock (the parent may have forked
+         * holding one); one thread publishes the origin, the rest make their own. */
+        unsigned int seen = strata__atomic_load(&b->origin_claim);
+        char mine[STRATA__INV_ORIGIN_LEN + 1];
+        strata__inv_origin(mine, b->instance);
+        memcpy(buf, mine, STRATA__INV_ORIGIN_LEN);
+        if (seen != gen && strata__atomic_cas(&b->origin_claim, &seen, gen)) {
+            memcpy(b->origin, mine, sizeof mine);
+            strata__atomic_store(&b->origin_gen, gen);
+        }
     }
-    memcpy(buf, b->origin, STRATA__INV_ORIGIN_LEN);
-    strata__mutex_unlock(&b->origin_mu);
     memcpy(buf + STRATA__INV_ORIGIN_LEN, ukey, ulen);
     return STRATA__INV_ORIGIN_LEN + ulen;
 }
@@ -778,7 +785,6 @@ static void rb_close(strata__backend *be)
         strata__pool_close(b->pools[i]);
     free(b->pools);
     strata__route_free(b->route);
-    strata__mutex_destroy(&b->origin_mu);
     free(b);
 }
 
@@ -841,8 +847,7 @@ int strata__backend_redis_open(strata__backend **out, const strata__config *cfg)
     b->io_host = cfg->io_host;
     b->instance = cfg->instance;
     b->chanlen = strata__inv_channel(b->chan, sizeof b->chan, cfg);
-    strata__mutex_init(&b->origin_mu);
-    b->origin_gen = strata__fork_generation();
+    b->origin_gen = b->origin_claim = strata__fork_generation();
     strata__inv_origin(b->origin, b->instance);
     n = strata__route_count(b->route);
     if ((b->pools = calloc(n, sizeof *b->pools)) == NULL) {
