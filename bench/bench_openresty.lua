@@ -25,6 +25,21 @@ local function timed(n, fn, ...)
   return (now_ns() - t0) / n
 end
 
+-- Rounds of n calls of each side, interleaved, after warm calls of each;
+-- with ?only=ours|base (bench/callgrind_openresty.py counts instructions)
+-- one side alone. -> per-round ns/op of each side, calls made per side
+local ONLY
+local function interleave(rounds, warm, n, ours, base)
+  local a, b = {}, {}
+  if ONLY ~= "base" then ours(warm) end
+  if ONLY ~= "ours" then base(warm) end
+  for r = 1, rounds do
+    if ONLY ~= "base" then a[r] = timed(n, ours) end
+    if ONLY ~= "ours" then b[r] = timed(n, base) end
+  end
+  return a, b, warm + rounds * n
+end
+
 local VALUE = ("v"):rep(100)
 local _M = {}
 local cases = {}
@@ -37,10 +52,7 @@ function cases.l1(rounds)
   lru:set("k", VALUE, 3600)
   local function ours(n) local get = cache.get; for _ = 1, n do get(cache, "k") end end
   local function base(n) for _ = 1, n do lru:get("k") end end
-  local a, b = {}, {}
-  ours(1e5); base(1e5)
-  for r = 1, rounds do a[r], b[r] = timed(1e6, ours), timed(1e6, base) end
-  return a, b
+  return interleave(rounds, 1e5, 1e6, ours, base)
 end
 
 -- L2 (shm) hit with L1 off (l1_ttl = 0) vs ngx.shared.DICT:get + the same
@@ -60,10 +72,7 @@ function cases.l2(rounds)
   end
   local v = cache:get("k")
   assert(v == VALUE, "l2 bench: " .. tostring(v))
-  local a, b = {}, {}
-  ours(1e4); base(1e4)
-  for r = 1, rounds do a[r], b[r] = timed(2e5, ours), timed(2e5, base) end
-  return a, b
+  return interleave(rounds, 1e4, 2e5, ours, base)
 end
 
 -- A remote (Redis) hit with L1 and L2 off vs a raw cosocket GET of the same
@@ -93,10 +102,7 @@ function cases.remote(rounds, redis)
       sock:setkeepalive(60000, 32)
     end
   end
-  local a, b = {}, {}
-  ours(200); base(200)
-  for r = 1, rounds do a[r], b[r] = timed(2000, ours), timed(2000, base) end
-  return a, b
+  return interleave(rounds, 200, 2000, ours, base)
 end
 
 function _M.run()
@@ -105,10 +111,11 @@ function _M.run()
   if not f then ngx.status = 404; return ngx.say("no case") end
   if args.jitv then require("jit.v").start(args.jitv) end
   CLOCK = tonumber(args.clock) or 1
-  local ok, a, b = pcall(f, tonumber(args.rounds) or 15, args.redis)
+  ONLY = args.only
+  local ok, a, b, calls = pcall(f, tonumber(args.rounds) or 15, args.redis)
   if args.jitv then require("jit.v").off() end
   if not ok then ngx.status = 500; return ngx.say(tostring(a)) end
-  ngx.say(cjson.encode({ours = a, base = b}))
+  ngx.say(cjson.encode({ours = a, base = b, calls = calls}))
 end
 
 -- /cached: an L1 hit per request (the wrk row's cached location)

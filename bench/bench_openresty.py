@@ -33,11 +33,14 @@ def row(name, ours, base, target):
 def micro(n):
     print("| operation (ns/op, median of 15 interleaved rounds) | stratacache | baseline | ratio | target |")
     print("|---|---:|---:|---:|---|")
-    for case, name, target in (
-            ("l1", "L1 hit vs lua-resty-lrucache `get`", "<= 1.5x"),
-            ("l2", "L2 (shm) hit vs `ngx.shared.DICT:get` + the same decode", "<= 1.5x"),
-            ("remote", "remote (Redis) hit vs a raw cosocket `GET`", "<= 1.10x")):
-        status, body, _ = n.request("/bench?case=%s&redis=%s" % (case, REDIS), timeout=300)
+    for case, clock, name, target in (
+            ("l1", 1, "L1 hit vs lua-resty-lrucache `get`", "<= 1.5x"),
+            ("l2", 1, "L2 (shm) hit vs `ngx.shared.DICT:get` + the same decode", "<= 1.5x"),
+            ("remote", 1, "remote (Redis) hit vs a raw cosocket `GET`", "<= 1.10x"),
+            # the same loop timed by the worker's CPU clock: what the worker
+            # spends, without the waits a loaded machine adds to the wall clock
+            ("remote", 3, "remote (Redis) hit vs a raw cosocket `GET`, worker CPU time", "(context)")):
+        status, body, _ = n.request("/bench?case=%s&clock=%d&redis=%s" % (case, clock, REDIS), timeout=300)
         if status != 200:
             raise SystemExit("bench %s: %d %s" % (case, status, body))
         r = json.loads(body)

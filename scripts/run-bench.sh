@@ -26,3 +26,5 @@ for b in scripts/bench-python.sh scripts/bench-lua.sh; do
 done
 echo "== OpenResty (resty.stratacache in nginx)"
 scripts/test-nginx.sh --bench
+echo "== OpenResty instruction counts (callgrind, one worker)"
+scripts/test-nginx.sh --callgrind

@@ -7,6 +7,7 @@
 # otherwise starts its own and stops them on exit.
 #   scripts/test-nginx.sh          the suite (make test)
 #   scripts/test-nginx.sh --bench  bench/bench_openresty.py instead (make bench)
+#   scripts/test-nginx.sh --callgrind  bench/callgrind_openresty.py (instructions per call)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -50,6 +51,11 @@ fi
 if [ "${1:-}" = --bench ]; then
   echo "== OpenResty benchmark: bench/bench_openresty.py"
   python3 bench/bench_openresty.py
+  exit 0
+fi
+if [ "${1:-}" = --callgrind ]; then
+  echo "== OpenResty instruction counts: bench/callgrind_openresty.py"
+  python3 bench/callgrind_openresty.py
   exit 0
 fi
 

@@ -22,7 +22,6 @@ local ipc = require "resty.stratacache.ipc"
 local stats = require "resty.stratacache.stats"
 local phase = require "resty.stratacache.phase"
 local loader_result = require "stratacache.loader"
-local get_request = require("resty.core.base").get_request
 
 local ngx = ngx
 local ngx_now, update_time, timer_at, sleep = ngx.now, ngx.update_time, ngx.timer.at, ngx.sleep
@@ -124,14 +123,15 @@ function _M.new(opts)
     refreshing = {},
     link_up = not opts.url, -- the remote tier's invalidation link (see _link)
     trust_from = 0,
-    polled_at = 0,
   }, mt)
   self._stats = stats.new(ipc_dict, ns)
   self.counts = self._stats.c
   local lru, counts = self.lru, self.counts
-  self.ipc = ipc.new(ipc_dict, ns,
+  local events, err = ipc.new(ipc_dict, ns,
     function(key) lru:delete(key); counts.invalidations_received = counts.invalidations_received + 1 end,
     function() lru:flush_all(); counts.l1_flushes = counts.l1_flushes + 1 end)
+  if not events then return nil, err end
+  self.ipc = events
   if opts.url then
     local scheme = opts.url:match("^(%a+)://")
     if scheme == "memcached" then
@@ -340,26 +340,28 @@ end
 -- holder's value to land in L2), then the remote tier or the loader.
 local function lead(self, stale, key, opts, loader, ...)
   local counts = self.counts
-  if self.l2 then
-    local deadline, nap = ngx_now() + self.lock_wait, 0.001
-    while not lock(self, key) do
-      counts.waits = counts.waits + 1
-      sleep(nap)
-      nap = min(nap * 2, 0.05)
-      local v, verdict, err = l2_read(self, key, now_ms())
-      if err then return nil, err end
-      if verdict ~= MISS and verdict ~= UNTRUSTED then
-        if verdict == NEGATIVE then return nil, nil, L2 end
-        return v, nil, L2
-      end
-      if ngx_now() >= deadline then return wait_expired(self, stale, key, opts, loader, ...) end
-    end
-    -- filled between our miss and our lock?
-    local v, verdict = l2_read(self, key, now_ms())
-    if verdict == OK or verdict == NEGATIVE or verdict == HIT_REFRESH then
-      unlock(self, key)
+  if not self.l2 then -- no lock to give back: fill's pcall covers errors
+    if self.remote then return self.remote:get(stale, key, opts, loader, ...) end
+    return load(self, key, opts, loader, ...)
+  end
+  local deadline, nap = ngx_now() + self.lock_wait, 0.001
+  while not lock(self, key) do
+    counts.waits = counts.waits + 1
+    sleep(nap)
+    nap = min(nap * 2, 0.05)
+    local v, verdict, err = l2_read(self, key, now_ms())
+    if err then return nil, err end
+    if verdict ~= MISS and verdict ~= UNTRUSTED then
+      if verdict == NEGATIVE then return nil, nil, L2 end
       return v, nil, L2
     end
+    if ngx_now() >= deadline then return wait_expired(self, stale, key, opts, loader, ...) end
+  end
+  -- filled between our miss and our lock?
+  local v, verdict = l2_read(self, key, now_ms())
+  if verdict == OK or verdict == NEGATIVE or verdict == HIT_REFRESH then
+    unlock(self, key)
+    return v, nil, L2
   end
   local ok, v, err, level
   if self.remote then
@@ -367,16 +369,27 @@ local function lead(self, stale, key, opts, loader, ...)
   else
     ok, v, err, level = pcall(load, self, key, opts, loader, ...)
   end
-  if self.l2 then unlock(self, key) end
+  unlock(self, key)
   if not ok then error(v, 0) end
   return v, err, level
 end
+
+-- Each fill's token, a table only its leader's stack holds (fill's local,
+-- used after the pcall so it stays live), kept here weakly: a leader killed
+-- inside its fill (ngx.thread.kill, a client abort) never clears
+-- inflight[key]; once the GC has its coroutine and so the token, the next
+-- caller leads instead of waiting for it. (coroutine.running() would do,
+-- but it is not compiled and costs a remote hit ~7k instructions.)
+local leaders = setmetatable({}, {__mode = "v"})
 
 -- One loader per key in this worker: the first caller leads, the others wait
 -- on its semaphore and get its result.
 local function fill(self, stale, key, opts, loader, ...)
   local inflight = self.inflight
   local f = inflight[key]
+  if f and leaders[f] == nil then -- its leader died in it
+    inflight[key], f = nil, nil
+  end
   if f then
     self.counts.singleflight_shared = self.counts.singleflight_shared + 1
     local sema = f.sema
@@ -386,9 +399,10 @@ local function fill(self, stale, key, opts, loader, ...)
     return wait_expired(self, stale, key, opts, loader, ...)
   end
   f = {}
-  inflight[key] = f
+  local token = {}
+  inflight[key], leaders[f] = f, token
   local ok, v, err, level = pcall(lead, self, stale, key, opts, loader, ...)
-  inflight[key] = nil
+  if inflight[key] == f and leaders[f] == token then inflight[key] = nil end
   if not ok then v, err, level = nil, "EUSER: " .. tostring(v), nil end
   f.done, f.value, f.err, f.level = true, v, err, level
   local sema = f.sema
@@ -456,18 +470,14 @@ local function get_slow(self, stale, key, opts, loader, ...)
   return fill(self, stale, key, opts, loader, ...)
 end
 
--- Other workers' writes are applied (ipc:poll, one shared-dict read) when the
--- request object or the millisecond of ngx.now() changed since the last get,
--- so a request that starts a millisecond after a write in another worker never
--- sees the old value (nginx reuses request memory, so the pointer alone is not
--- enough), while a loop of hits inside one request is a plain lrucache get.
+-- Other workers' writes are applied (ipc:poll) when the shared word of the
+-- event log changed since this worker's last poll: one plain load per read
+-- (ipc.lua), so a write in another worker is seen by the very next read, and
+-- a hit is an lrucache get plus that load.
 function _M.get(self, key, opts, loader, ...)
   if type(key) ~= "string" then bad(1, "get", "key must be a non-empty string") end
-  local r, now = get_request(), ngx_now()
-  if r ~= self.polled_req or now ~= self.polled_at then
-    self.polled_req, self.polled_at = r, now
-    self.ipc:poll()
-  end
+  local events = self.ipc
+  if events.word[0] ~= events.word_seen then events:poll() end
   local v, stale = self.lru:get(key)
   if v ~= nil then
     local counts = self.counts
@@ -481,11 +491,8 @@ end
 
 -- L1 then L2 (fresh entries only). -> value, level | nil (not there)
 local function host_read(self, key)
-  local now, r = ngx_now(), get_request()
-  if now ~= self.polled_at or r ~= self.polled_req then
-    self.polled_at, self.polled_req = now, r
-    self.ipc:poll()
-  end
+  local events = self.ipc
+  if events.word[0] ~= events.word_seen then events:poll() end
   local v = self.lru:get(key)
   if v ~= nil then
     self.counts.l1_hits = self.counts.l1_hits + 1

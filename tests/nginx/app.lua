@@ -112,7 +112,72 @@ function routes.set(args)
   local c = cache_of(args)
   if not c then return end
   local ok, err = c:set(args.key, args.value, {ttl = tonumber(args.ttl)})
+  if args.flag then counters:set("written:" .. args.flag, true) end
   reply({ok = ok, err = err})
+end
+
+-- Two reads of key in one request, with no yield between them (so ngx.now()
+-- and the request stay the same): the worker spins until another worker's
+-- /set?flag= lands (15 s at most), so the second read must see that write.
+function routes.getwait(args)
+  local c = cache_of(args)
+  if not c then return end
+  local before = c:get(args.key)
+  counters:set("ready:" .. args.flag, ngx.worker.pid())
+  local deadline = os.time() + 15
+  while not counters:get("written:" .. args.flag) and os.time() < deadline do end
+  local after = c:get(args.key)
+  reply({before = before, after = after, written = counters:get("written:" .. args.flag) or false})
+end
+
+-- A get killed while it waits for Redis: its op is freed by the sweep once
+-- the GC has its coroutine.
+function routes.killget(args)
+  local c = cache_of(args)
+  if not c then return end
+  local remote = require "resty.stratacache.remote"
+  local before = remote.live_ops()
+  local t = ngx.thread.spawn(function() return c:get(args.key) end)
+  local during = remote.live_ops()
+  ngx.thread.kill(t)
+  t = nil -- luacheck: ignore
+  collectgarbage()
+  collectgarbage()
+  remote.sweep()
+  reply({before = before, during = during, after = remote.live_ops()})
+end
+
+-- The envelope the shm holds for key (namespace t_redis) and whether the
+-- library gives the op metadata the remote tier keeps entries by.
+function routes.l2info(args)
+  local envelope = require "resty.stratacache.envelope"
+  local has_meta = require("resty.stratacache.remote").has_meta
+  local bytes = ngx.shared.sc_l2:get("t_redis:" .. args.key)
+  local i = bytes and envelope.decode(bytes, args.key, 0)
+  if not i then return reply({has_meta = has_meta}) end
+  reply({has_meta = has_meta, fresh_ms = tonumber(i.fresh_until_ms - i.created_ms),
+         stale_ms = tonumber(i.stale_until_ms - i.fresh_until_ms), cost_ms = tonumber(i.cost_ms)})
+end
+
+-- A leader killed while its loader runs: the next get of the key in this
+-- worker must not wait for it. -> the second get's result and milliseconds
+function routes.killfill(args)
+  local c = cache_of(args)
+  if not c then return end
+  local t = ngx.thread.spawn(function() return c:get(args.key, nil, loader, args.key, 30) end)
+  ngx.thread.kill(t)
+  t = nil -- luacheck: ignore
+  collectgarbage()
+  collectgarbage()
+  ngx.update_time()
+  local t0 = ngx.now()
+  local v, err, level = c:get(args.key, nil, loader, args.key)
+  ngx.update_time()
+  reply({value = v, err = err, level = level, ms = (ngx.now() - t0) * 1000})
+end
+
+function routes.flag(args)
+  reply({value = counters:get(args.name)})
 end
 
 function routes.delete(args)

@@ -127,6 +127,12 @@ class Stampede(unittest.TestCase):
         statuses = {status for status, _, _ in rs}
         return key, statuses, values, took
 
+    def test_a_killed_leader_does_not_hold_up_the_next_get(self):
+        key = fresh("killfill")
+        r = NGINX.json("/killfill?cache=l1only&key=%s" % key)
+        self.assertEqual((r.get("value"), r.get("level")), ("v:%s:2" % key, 4), r)
+        self.assertLess(r["ms"], 500, r)  # not lock_wait
+
     def test_cold_key_burst_on_shm_alone_loads_once(self):
         key, statuses, values, took = self.burst("l2")
         self.assertEqual(statuses, {200})
@@ -163,6 +169,36 @@ class Coherence(unittest.TestCase):
         self.assertTrue(w["ok"], w)
         for r in until_both_workers("/get?key=%s" % key):
             self.assertEqual(r["value"], "new", r)
+
+    def test_write_in_one_worker_is_seen_by_a_running_request_of_the_other(self):
+        # the reader's second get runs in the same request and the same
+        # ngx.now() as its first: no per-request or per-tick check can see the
+        # write, only one made on every read
+        key, flag = fresh("cohreq"), uuid.uuid4().hex
+        self.assertTrue(NGINX.json("/set?key=%s&value=old" % key)["ok"])
+
+        def other_worker(path):
+            # a connection the spinning worker accepted just before it spun
+            # waits for the spin: give up on it and open another
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    return NGINX.json(path, timeout=0.5)
+                except OSError:
+                    self.assertLess(time.monotonic(), deadline, path)
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            reader = pool.submit(NGINX.json, "/getwait?key=%s&flag=%s" % (key, flag), 30)
+            deadline = time.monotonic() + 10
+            while other_worker("/flag?name=ready:%s" % flag).get("value") is None:
+                self.assertLess(time.monotonic(), deadline, "the reader never started")
+                time.sleep(0.01)
+            w = other_worker("/set?key=%s&value=new&flag=%s" % (key, flag))
+            r = reader.result()
+        self.assertTrue(w["ok"], w)
+        self.assertNotEqual(w["pid"], r["pid"])  # the reader's worker was spinning
+        self.assertTrue(r["written"], r)
+        self.assertEqual((r["before"], r["after"]), ("old", "new"), r)
 
     def test_delete_in_one_worker_evicts_the_other(self):
         key = fresh("del")
@@ -379,6 +415,44 @@ class Remote(unittest.TestCase):
             time.sleep(0.05)
         else:
             self.fail("a worker kept the old value: %s" % rs)
+
+    def needs_meta(self):
+        if not NGINX.json("/l2info?key=none")["has_meta"]:
+            self.skipTest("this libstratacache has no op metadata (strata_op_meta_get)")
+
+    def test_remote_hit_keeps_the_entrys_stale_window_and_cost(self):
+        self.needs_meta()
+        key = fresh("meta")
+        out = plain_lua(self.url, "local d = assert(require('stratacache').new{url = '%s', namespace = 't_redis', "
+                        "ttl = 20, stale = 77}); local t = os.clock(); "
+                        "print((d:get_or_load('%s', function() while os.clock() - t < 0.06 do end return 'm' end)))"
+                        % (self.url, key))
+        self.assertEqual(out.strip(), "m")
+        r = NGINX.json("/get?cache=redis&key=%s&noloader=1" % key)
+        self.assertEqual((r.get("value"), r.get("level")), ("m", 3), r)
+        info = NGINX.json("/l2info?key=%s" % key)  # the shm is the workers' own
+        self.assertAlmostEqual(info["stale_ms"], 77000, delta=2000, msg=info)
+        self.assertAlmostEqual(info["fresh_ms"], 20000, delta=2000, msg=info)
+        self.assertGreaterEqual(info["cost_ms"], 50, info)
+
+    def test_tagged_entry_read_without_tags_is_verified(self):
+        self.needs_meta()
+        # the entry carries tag stamps whoever reads it: the host tiers keep
+        # it only as long as a tagged read would (not in the shm), so a bump
+        # reaches a reader that never named the tag
+        key, tag = fresh("tagu"), fresh("tag")
+        self.assertEqual(NGINX.json("/tagget?cache=redis&key=%s&tag=%s" % (key, tag))["value"],
+                         "v:%s:1" % key)
+        for r in until_both_workers("/get?cache=redis&key=%s&noloader=1" % key):
+            self.assertEqual(r.get("value"), "v:%s:1" % key, r)
+        self.assertTrue(NGINX.json("/bump?cache=redis&tag=%s" % tag)["ok"])
+        for r in until_both_workers("/get?cache=redis&key=%s&noloader=1" % key):
+            self.assertNotEqual(r.get("value"), "v:%s:1" % key, r)
+
+    def test_a_killed_get_frees_its_op(self):
+        r = NGINX.json("/killget?cache=redis_l1&key=%s" % fresh("kill"))
+        self.assertEqual(r["during"], r["before"] + 1, r)  # suspended inside the op
+        self.assertEqual(r["after"], r["before"], r)
 
     def test_get_many_one_remote_round_then_the_loader(self):
         k = fresh("many")

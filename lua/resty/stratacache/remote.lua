@@ -13,7 +13,7 @@ local C = lib.C
 local ngx = ngx
 local tcp, sleep, ngx_now, timer_at = ngx.socket.tcp, ngx.sleep, ngx.now, ngx.timer.at
 local ffi_string, ffi_gc, tonumber, tostring, type = ffi.string, ffi.gc, tonumber, tostring, type
-local floor, min, max = math.floor, math.min, math.max
+local floor, min, max, band = math.floor, math.min, math.max, bit.band
 
 local DONE, SEND, WAIT = 0, 1, 3
 local OK, MISS, NEGATIVE, HIT_STALE, HIT_REFRESH, MISS_LEAD = 0, 1, 2, 3, 4, 5
@@ -98,6 +98,77 @@ end
 function _M.link_up(self) return self.link end
 
 ---------------------------------------------------------------------------
+-- Op lifetimes. ffi.gc on every op costs 0.4-1.7 us per remote read (the
+-- finalizer table, then the GC calling the finalizer); ops are freed
+-- explicitly instead. Each is registered with the coroutine that runs it, so
+-- one whose request died inside a yield (ngx.thread.kill, a client abort) is
+-- freed by sweep() (the link's timer, every second) once the GC has
+-- collected that coroutine: nginx holds a reference to every coroutine it
+-- may still resume.
+
+local live = {} -- op -> true, until freed
+local owners = setmetatable({}, {__mode = "v"}) -- op -> the coroutine running it
+local PINNED = {} -- the owner of an op handed to a timer, until the timer takes it
+local running = coroutine.running
+
+-- The op just made by a strata_op_* begin call that returned rc. -> op | nil, rc
+local function new_op(rc)
+  if rc ~= 0 then return nil, rc end
+  local op = opp[0]
+  live[op], owners[op] = true, running()
+  return op
+end
+
+local function free_op(op)
+  if live[op] then
+    live[op], owners[op] = nil, nil
+    C.strata_op_free(op)
+  end
+end
+
+local function sweep()
+  for op in pairs(live) do
+    if owners[op] == nil then free_op(op) end
+  end
+end
+_M.sweep = sweep
+
+-- Ops made and not freed yet (for tests).
+function _M.live_ops()
+  local n = 0
+  for _ in pairs(live) do n = n + 1 end
+  return n
+end
+
+-- The non-yielding steps of a drive, small so that the JIT compiles each on
+-- its own: the driver around them yields in every cosocket call and runs in
+-- the interpreter, where each FFI call or cdata field read costs ~0.1 us.
+
+-- -> kind, server, timeout_ms (wait_ms for WAIT), bytes to send (SEND)
+local function step(op)
+  C.strata_op_next(op, io)
+  local kind = io.kind
+  if kind == SEND then return kind, io.server, tonumber(io.timeout_ms), ffi_string(io.data, io.len) end
+  if kind == WAIT then return kind, 0, tonumber(io.wait_ms) end
+  return kind, io.server, tonumber(io.timeout_ms)
+end
+
+-- -> strata_op_feed's rc, whether it took the whole chunk
+local function feed(op, chunk)
+  local rc = C.strata_op_feed(op, chunk, #chunk, consumed)
+  return rc, tonumber(consumed[0]) == #chunk
+end
+
+-- The op's result. -> rc, payload (nil without one), fresh ms left
+local function result(op)
+  local rc = C.strata_op_result(op, value)
+  local payload = value.data ~= nil and ffi_string(value.data, value.len) or nil
+  local ttl = tonumber(value.ttl_ms)
+  C.strata_value_dispose(value)
+  return rc, payload, ttl
+end
+
+---------------------------------------------------------------------------
 -- Connections: one nginx keepalive pool per server index. A connection the
 -- pool made new is set up first (strata_op_hello: AUTH, SELECT).
 
@@ -151,16 +222,12 @@ end
 -- in several pieces is held to the same deadline.
 function drive(self, op, conn)
   while true do
-    C.strata_op_next(op, io)
-    local kind = io.kind
+    local kind, server, timeout, data = step(op)
     if kind == DONE then return end
     if kind == WAIT then
-      local ms = tonumber(io.wait_ms)
       release(self, conn) -- hold no connection while another host loads
-      sleep(max(ms, 1) / 1000)
+      sleep(max(timeout, 1) / 1000)
     else
-      local server, timeout = io.server, tonumber(io.timeout_ms)
-      local data = kind == SEND and ffi_string(io.data, io.len) or nil
       local sock = conn.sock
       if sock and conn.server ~= server then release(self, conn); sock = nil end
       if not sock then
@@ -188,11 +255,11 @@ function drive(self, op, conn)
           else fail(op, conn, EBACKEND, "receive: " .. tostring(err)) end
           break
         end
-        local rc = C.strata_op_feed(op, chunk, #chunk, consumed)
+        local rc, whole = feed(op, chunk)
         if rc < 0 then sock:close(); conn.sock = nil; break end -- not a reply: stream lost
         if rc == 0 then
           -- bytes past this op's replies belong to no one here (no pipelining)
-          if tonumber(consumed[0]) ~= #chunk then sock:close(); conn.sock = nil end
+          if not whole then sock:close(); conn.sock = nil end
           break
         end
         -- more to come: what is left of the exchange's time
@@ -207,20 +274,14 @@ function drive(self, op, conn)
   end
 end
 
--- Begins an op with begin(opp, ...) and drives it. -> op (gc'd), rc, conn
+-- Drives the op a begin call made (returning rc) to its end. -> op (the
+-- caller frees it), rc, payload, fresh ms left | nil, rc
 local function run(self, rc, conn)
-  if rc ~= 0 then return nil, rc end
-  local op = ffi_gc(opp[0], C.strata_op_free)
+  local op
+  op, rc = new_op(rc)
+  if not op then return nil, rc end
   drive(self, op, conn)
-  return op, C.strata_op_result(op, value)
-end
-
--- The value of the last result: payload, fresh ms left, stale flag.
-local function take_value()
-  local payload = value.data ~= nil and ffi_string(value.data, value.len) or ""
-  local ttl, stale = tonumber(value.ttl_ms), value.stale ~= 0
-  C.strata_value_dispose(value)
-  return payload, ttl, stale
+  return op, result(op)
 end
 
 ---------------------------------------------------------------------------
@@ -239,18 +300,54 @@ local function set_tags(o, tags)
   o.tags, o.taglens, o.ntags = tag_ptrs, tag_lens, n
 end
 
+-- strata_op_lookup with the reused options. -> rc (the op is in opp[0])
+local function begin_lookup(cache, key, lease, tags)
+  C.strata_op_options_init(lookup_opts, 1)
+  lookup_opts.lease, lookup_opts.wait = lease, 1
+  set_tags(lookup_opts, tags)
+  return C.strata_op_lookup(opp, cache, key, #key, lookup_opts)
+end
+
+-- The op metadata ABI (strata_op_meta, in libraries that have it): the
+-- entry's own stale_until, loader cost and whether it carries tag stamps, so
+-- the host tiers keep it as the core would. Without it they keep the fresh
+-- ms left, this cache's stale window, no cost, and tags only as asked.
+local meta
+if pcall(ffi.typeof, "strata_op_meta") and pcall(function() return C.strata_op_meta_get end) then
+  meta = ffi.new("strata_op_meta")
+end
+local META_EXACT, META_TAGGED = 1, 2
+_M.has_meta = meta ~= nil
+
+-- How the host tiers keep the entry behind result i of op.
+-- -> ttl_ms, stale_ms (nil: this cache's), cost_ms, tagged (the entry's
+-- stamps; a tagged entry is served again only through a lookup)
+local function entry_of(op, i, ttl_ms, tagged)
+  if not meta then return ttl_ms, nil, 0, tagged end
+  C.strata_op_meta_init(meta, 1)
+  if C.strata_op_meta_get(op, i, meta) ~= 0 then return ttl_ms, nil, 0, tagged end
+  local flags = meta.flags
+  if band(flags, META_TAGGED) ~= 0 then tagged = true end
+  if band(flags, META_EXACT) == 0 then return ttl_ms, nil, 0, tagged end
+  local now = floor(ngx_now() * 1000)
+  local fresh, stale_until = tonumber(meta.fresh_until_ms), tonumber(meta.stale_until_ms)
+  local ttl = max(fresh - now, 0)
+  return ttl, max(stale_until - now - ttl, 0), tonumber(meta.cost_ms), tagged
+end
+
 -- Stores what the remote tier said into the host tiers. -> value, nil, level
-local function keep(self, key, payload, ttl_ms, negative, tagged)
+local function keep(self, key, payload, negative, ttl_ms, stale_ms, cost_ms, tagged)
   local owner = self.owner
-  local stale_ms = negative and 0 or owner.stale_ms
-  local v, err = owner._store(owner, key, payload, negative, max(ttl_ms, 0), stale_ms, 0, tagged)
+  if stale_ms == nil then stale_ms = negative and 0 or owner.stale_ms end
+  local v, err = owner._store(owner, key, payload, negative, max(ttl_ms, 0), stale_ms, cost_ms, tagged)
   if err then return nil, err end
   if negative then return nil, nil, L3 end
   return v, nil, L3
 end
 
 -- The fill half after MISS_LEAD / HIT_REFRESH: the loader runs with no
--- connection held, then the op stores under its lease. -> value, err, level
+-- connection held, then the op stores under its lease. Frees the op.
+-- -> value, err, level
 local function load_and_fill(self, op, conn, key, opts, loader, ...)
   release(self, conn)
   local owner = self.owner
@@ -259,6 +356,7 @@ local function load_and_fill(self, op, conn, key, opts, loader, ...)
     C.strata_op_abandon(op)
     drive(self, op, conn)
     release(self, conn)
+    free_op(op)
     return nil, "EUSER: " .. v
   end
   local negative = kind == "missing"
@@ -268,6 +366,7 @@ local function load_and_fill(self, op, conn, key, opts, loader, ...)
   drive(self, op, conn)
   local rc = C.strata_op_result(op, nil)
   release(self, conn)
+  free_op(op)
   if rc < 0 and rc ~= -11 then -- ELEASE: a later write won; our value is still the answer
     owner.counts.backend_errors = owner.counts.backend_errors + 1
   end
@@ -279,52 +378,63 @@ local function load_and_fill(self, op, conn, key, opts, loader, ...)
 end
 
 local function refresh_job(premature, self, op, key, opts, loader, ...)
-  if premature then return end
+  if premature then return free_op(op) end
+  owners[op] = running()
   local conn = {}
   local ok, err = pcall(load_and_fill, self, op, conn, key, opts, loader, ...)
   release(self, conn)
+  free_op(op)
   if not ok then ngx.log(ngx.WARN, "stratacache: refresh of ", key, ": ", tostring(err)) end
+end
+
+-- The loader without the lease and without a fill (the remote tier failed,
+-- or lock_wait passed with wait_policy load). -> value, err, level
+local function load_unstored(owner, loader, ...)
+  local kind, v = owner._run_loader(owner, loader, ...)
+  if kind == "error" then return nil, "EUSER: " .. v end
+  if kind == "missing" then return nil, nil, LOADED end
+  return owner._decode(owner, v), nil, LOADED
 end
 
 -- get through the core's lookup op. stale: a value this call saw in L1 past
 -- its XFetch point (served if the remote tier fails). -> value, err, level
 function _M.get(self, stale, key, opts, loader, ...)
   local owner, counts = self.owner, self.owner.counts
-  C.strata_op_options_init(lookup_opts, 1)
-  lookup_opts.lease = loader and 1 or 0
-  lookup_opts.wait = 1
-  set_tags(lookup_opts, opts and opts.tags)
+  local tags = opts and opts.tags
   local conn = {}
-  local op, rc = run(self, C.strata_op_lookup(opp, self.cache, key, #key, lookup_opts), conn)
+  local op, rc, payload, ttl = run(self, begin_lookup(self.cache, key, loader and 1 or 0, tags), conn)
   if not op then return nil, lib.error_string(rc) end
   if rc == OK or rc == HIT_STALE or rc == HIT_REFRESH then
-    local payload, ttl = take_value()
     if rc == OK then counts.hits = counts.hits + 1 else counts.stale_hits = counts.stale_hits + 1 end
     release(self, conn)
+    local ttl_ms, stale_ms, cost_ms, tagged = entry_of(op, 0, rc == OK and ttl or 0, owner._tagged(opts))
     if rc == HIT_REFRESH and loader then
       counts.early_refreshes = counts.early_refreshes + 1
-      timer_at(0, refresh_job, self, op, key, opts, loader, ...)
+      owners[op] = PINNED -- the timer's now: kept until it runs
+      if not timer_at(0, refresh_job, self, op, key, opts, loader, ...) then free_op(op) end
+    else
+      free_op(op)
     end
-    return keep(self, key, payload, rc == OK and ttl or 0, false, owner._tagged(opts))
+    local v, err, level = keep(self, key, payload or "", false, ttl_ms, stale_ms, cost_ms, tagged)
+    return v, err, level -- not a tail call: keep's trace would return into a pcall frame (NYI)
   elseif rc == NEGATIVE then
-    local _, ttl = take_value()
+    local ttl_ms, stale_ms, cost_ms, tagged = entry_of(op, 0, ttl, owner._tagged(opts))
+    free_op(op)
     counts.negative_hits = counts.negative_hits + 1
     release(self, conn)
-    return keep(self, key, nil, ttl, true, owner._tagged(opts))
+    local v, err, level = keep(self, key, nil, true, ttl_ms, stale_ms, cost_ms, tagged)
+    return v, err, level
   elseif rc == MISS_LEAD then
     counts.misses = counts.misses + 1
     return load_and_fill(self, op, conn, key, opts, loader, ...)
   end
   release(self, conn)
   local why = op_error(op, rc)
+  free_op(op)
   if rc == MISS then
     counts.misses = counts.misses + 1
     if not loader then return nil end
-    -- lock_wait passed with wait_policy load: load without the lease, no fill
-    local kind, v, x = owner._run_loader(owner, loader, ...)
-    if kind == "error" then return nil, "EUSER: " .. v end
-    if kind == "missing" then return nil, nil, LOADED end
-    return owner._decode(owner, v), nil, LOADED
+    return load_unstored(owner, loader, ...)
   end
   if rc == ETIMEOUT and owner.policy == "fail" and why:find("loader", 1, true) then
     return nil, why
@@ -339,10 +449,7 @@ function _M.get(self, stale, key, opts, loader, ...)
     end
     if not loader then return nil, why end
     counts.fail_open = counts.fail_open + 1
-    local kind, v, x = owner._run_loader(owner, loader, ...)
-    if kind == "error" then return nil, "EUSER: " .. v end
-    if kind == "missing" then return nil, nil, LOADED end
-    return owner._decode(owner, v), nil, LOADED
+    return load_unstored(owner, loader, ...)
   end
   return nil, why
 end
@@ -358,24 +465,29 @@ function _M.get_many(self, keys)
   local op, rc = run(self, C.strata_op_get_many(opp, self.cache, n, ptrs, lens, lookup_opts), conn)
   release(self, conn)
   if not op then return nil, lib.error_string(rc) end
-  if rc < 0 then return nil, op_error(op, rc) end
+  if rc < 0 then
+    local why = op_error(op, rc)
+    free_op(op)
+    return nil, why
+  end
   local out, counts = {}, self.owner.counts
   for j = 1, n do
     local irc = C.strata_op_item(op, j - 1, value)
+    local payload = value.data ~= nil and ffi_string(value.data, value.len) or ""
+    local ttl = tonumber(value.ttl_ms)
+    C.strata_value_dispose(value)
     if irc == OK or irc == HIT_STALE then
-      local payload, ttl = take_value()
       counts.hits = counts.hits + 1
-      local v = keep(self, keys[j], payload, irc == OK and ttl or 0, false)
+      local v = keep(self, keys[j], payload, false, entry_of(op, j - 1, irc == OK and ttl or 0, false))
       out[j] = {v, L3}
     elseif irc == NEGATIVE then
-      local _, ttl = take_value()
-      keep(self, keys[j], nil, ttl, true)
+      keep(self, keys[j], nil, true, entry_of(op, j - 1, ttl, false))
       out[j] = {nil, L3}
     else
-      C.strata_value_dispose(value)
       counts.misses = counts.misses + 1
     end
   end
+  free_op(op)
   return out
 end
 
@@ -389,7 +501,9 @@ local function simple(self, rc)
   local op, res = run(self, rc, conn)
   release(self, conn)
   if not op then return nil, lib.error_string(res) end
-  if res < 0 then return nil, op_error(op, res) end
+  local why = res < 0 and op_error(op, res)
+  free_op(op)
+  if why then return nil, why end
   return true
 end
 
@@ -488,6 +602,8 @@ local function subscribe_once(self)
       elseif err ~= "timeout" then
         C.strata_op_io_failed(op, EBACKEND, "receive: " .. tostring(err))
         break
+      else
+        sweep() -- once per quiet slice (RECV_SLICE_MS)
       end
     end
     apply_events(self)
@@ -504,6 +620,7 @@ function _M.subscriber(premature, self)
     local t0 = ngx_now()
     local err = subscribe_once(self)
     apply_events(self)
+    sweep()
     if ngx.worker.exiting() then break end
     if err then ngx.log(ngx.WARN, "stratacache: invalidation link: ", err) end
     if ngx_now() - t0 > 5 then backoff = 0.05 end
