@@ -4,6 +4,7 @@
  * in a round; the ratios are what matter (the machine is noisy).
  *   bench_core REDIS_PORT MEMCACHED_PORT
  *   bench_core --l1            the L1 rows only (memory://, no servers)
+ *   bench_core --l1-checks N   N strata_l1_check calls that answer OK (callgrind)
  *   bench_core --l1-hits N [NTAGS]  N L1 hits and nothing else (for callgrind:
  *                              scripts/callgrind-l1.sh)
  */
@@ -336,8 +337,27 @@ int main(int argc, char **argv)
         l1_close(&x);
         return 0;
     }
+    if (argc >= 3 && strcmp(argv[1], "--l1-checks") == 0) { /* the object tiers' currency check */
+        l1_ctx x;
+        uint64_t versions[L1_KEYS];
+        long n = atol(argv[2]);
+        unsigned int k;
+        l1_open(&x, 0);
+        for (k = 0; k < L1_KEYS; k++)
+            if (strata_l1_get(x.c, x.names[k], x.lens[k], &x.v, &versions[k]) != STRATA_OK) {
+                fprintf(stderr, "L1 get of %s failed: %s\n", x.names[k], strata_error_last());
+                return 1;
+            }
+        for (k = 0; n-- > 0; k = (k + 1) % L1_KEYS)
+            if (strata_l1_check(x.c, x.names[k], x.lens[k], versions[k]) != STRATA_OK) {
+                fprintf(stderr, "L1 check of %s did not answer OK: %s\n", x.names[k], strata_error_last());
+                return 1;
+            }
+        l1_close(&x);
+        return 0;
+    }
     if (argc < 3) {
-        fprintf(stderr, "usage: bench_core REDIS_PORT MEMCACHED_PORT | --l1 | --l1-hits N [NTAGS]\n");
+        fprintf(stderr, "usage: bench_core REDIS_PORT MEMCACHED_PORT | --l1 | --l1-hits N [NTAGS] | --l1-checks N\n");
         return 2;
     }
     rport = atoi(argv[1]);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Instructions per L1 hit (strata_get on memory://?l1=1, 100-byte value),
-# counted by callgrind inside strata_get only: untagged and with 4 tags.
+# counted by callgrind inside strata_get only: untagged and with 4 tags;
+# and per strata_l1_check (the object tiers' currency check).
 #   scripts/callgrind-l1.sh [build-dir]
 set -euo pipefail
 build=${1:-build}
@@ -14,3 +15,8 @@ for tags in 0 4; do
   target=""; [ "$tags" = 0 ] && target="   target <= 250"
   echo "L1 hit, $tags tags: $((ir / n)) instructions per strata_get (callgrind, $n hits)$target"
 done
+# The object tiers' currency check (Lua string tier, Python object tier).
+valgrind --tool=callgrind --toggle-collect=strata_l1_check --callgrind-out-file="$out/cg.check" \
+  "$build/bench/bench_core" --l1-checks "$n" >/dev/null 2>"$out/log.check"
+ir=$(sed -n 's/.*I *refs: *//p' "$out/log.check" | tr -d ,)
+echo "L1 check (strata_l1_check, OK): $((ir / n)) instructions per call (callgrind, $n calls)"

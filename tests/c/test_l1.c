@@ -142,20 +142,25 @@ static void fork_while_threads_read(void)
 
 /* ttl 60 ms: by the precise clock the value is never an L1 hit past its end,
  * whatever the coarse clock said. */
-static void expiry_decided_on_the_precise_clock(void)
+/* Sets "short" for 60 ms, ten times, and reads it until L1 stops serving
+ * it: with strata_get, or (by_check) with strata_l1_check of the version
+ * strata_l1_get named. Never once after the entry's end. */
+static void short_entry_never_served_late(strata_cache *c, int by_check)
 {
-    strata_cache *c = open_cache("l1=1&l1_admission=all");
     strata_value v = STRATA_VALUE_INIT;
+    uint64_t version = 0;
     int round, late = 0, served = 0;
-    REQUIRE(c);
     for (round = 0; round < 10; round++) {
         int64_t until;
         CHECK_RC(strata_set(c, K("short"), K("v"), 60), 0);
         until = strata__now_wall_ms() + 60; /* after the write: the entry ends no later */
+        if (by_check && strata_l1_get(c, K("short"), &v, &version) != STRATA_OK)
+            continue;
         for (;;) {
             int64_t before = strata__now_wall_ms();
-            int rc = strata_get(c, K("short"), &v);
-            if (rc != STRATA_OK || v.level != STRATA_LEVEL_L1)
+            int ok = by_check ? strata_l1_check(c, K("short"), version) == STRATA_OK
+                              : strata_get(c, K("short"), &v) == STRATA_OK && v.level == STRATA_LEVEL_L1;
+            if (!ok)
                 break;
             served++;
             late += before >= until;
@@ -164,6 +169,13 @@ static void expiry_decided_on_the_precise_clock(void)
     CHECK(served > 0);
     CHECK(late == 0);
     strata_value_dispose(&v);
+}
+
+static void expiry_decided_on_the_precise_clock(void)
+{
+    strata_cache *c = open_cache("l1=1&l1_admission=all");
+    REQUIRE(c);
+    short_entry_never_served_late(c, 0);
     strata_cache_free(c);
 }
 
@@ -380,6 +392,44 @@ static void values_of_every_length_read_back_whole(void)
     strata_cache_free(c);
 }
 
+static uint64_t l1_hits_of(strata_cache *c)
+{
+    strata_stats st;
+    strata_stats_get(c, &st, STRATA_STATS_VERSION);
+    return st.l1_hits;
+}
+
+/* strata_l1_check (the object tiers' question) on its one-pass path: the
+ * entry a read named still serves (counted as a hit); another version, a
+ * new write, a delete do not; and the answer near the entry's end is the
+ * precise clock's, never late. */
+static void l1_check_answers_as_a_hit_would(void)
+{
+    strata_cache *c = open_cache("l1=1&l1_admission=all");
+    strata_value v = STRATA_VALUE_INIT;
+    uint64_t version = 0, second = 0, hits;
+    REQUIRE(c);
+    CHECK_RC(strata_set(c, K("checked"), K("one"), 0), 0);
+    CHECK_RC(strata_l1_get(c, K("checked"), &v, &version), STRATA_OK);
+    CHECK(version != 0);
+    hits = l1_hits_of(c);
+    CHECK_RC(strata_l1_check(c, K("checked"), version), STRATA_OK);
+    CHECK_RC(strata_l1_check(c, K("checked"), version), STRATA_OK);
+    CHECK(l1_hits_of(c) == hits + 2);
+    CHECK_RC(strata_l1_check(c, K("checked"), version + 16), STRATA_MISS); /* another put's name */
+    CHECK_RC(strata_l1_check(c, K("unknown"), version), STRATA_MISS);
+    CHECK_RC(strata_set(c, K("checked"), K("two"), 0), 0);
+    CHECK_RC(strata_l1_check(c, K("checked"), version), STRATA_MISS);
+    CHECK_RC(strata_l1_get(c, K("checked"), &v, &second), STRATA_OK);
+    CHECK(second != version);
+    CHECK_RC(strata_l1_check(c, K("checked"), second), STRATA_OK);
+    CHECK_RC(strata_delete(c, K("checked")), 0);
+    CHECK_RC(strata_l1_check(c, K("checked"), second), STRATA_MISS);
+    strata_value_dispose(&v);
+    short_entry_never_served_late(c, 1);
+    strata_cache_free(c);
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
@@ -391,6 +441,7 @@ int main(int argc, char **argv)
         {"more_threads_than_reader_slots", more_threads_than_reader_slots},
         {"reader_slots_are_given_back", reader_slots_are_given_back},
         {"values_of_every_length_read_back_whole", values_of_every_length_read_back_whole},
+        {"l1_check_answers_as_a_hit_would", l1_check_answers_as_a_hit_would},
     };
     return test_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

@@ -4,11 +4,35 @@
 #include "policy/sketch.h"
 #include "policy/topk.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define HOT_SHARDS 16
 #define HOT_SEED 0x486f744b /* independent of the L1's shard hash */
+#define HOT_BUFFER_PLACES 128  /* a thread's sample buffer: an open-addressed table */
+#define HOT_BUFFER_KEYS 96     /* distinct keys it holds before merging (3/4 full) */
+#define HOT_BUFFER_SAMPLES 256 /* samples it holds before merging */
+#define HOT_BUFFER_KEY 48      /* longer keys are noted at once, not buffered */
+
+/* Sampled L1 hits of one key waiting in a thread's buffer (one cache line). */
+typedef struct hot_pending {
+    uint64_t key_hash; /* the call's key hash */
+    uint32_t reads;    /* the reads the samples stand for; 0 = an empty place */
+    uint32_t keylen;
+    char key[HOT_BUFFER_KEY];
+} hot_pending;
+
+/* A reader slot's samples (written by the slot's thread only), merged into
+ * the shared shards every HOT_BUFFER_SAMPLES samples or HOT_BUFFER_KEYS
+ * keys: each key a thread read in a batch becomes one sketch update, not
+ * one per sample (8 KB, made on a slot's first sample). */
+typedef struct hot_buffer {
+    unsigned int keys, samples;
+    uint64_t reads;
+    unsigned char used[HOT_BUFFER_KEYS]; /* the places holding a key, in the order taken */
+    hot_pending p[HOT_BUFFER_PLACES];
+} __attribute__((aligned(64))) hot_buffer;
 
 typedef struct hot_shard {
     int busy;                  /* the shard's lock (atomic; shard_lock below) */
@@ -34,6 +58,8 @@ struct strata__hot {
     size_t bytes;
     uint8_t *cells;
     strata__topk_entry *entries;
+    hot_buffer *buffers[STRATA__READER_SLOTS]; /* by reader slot, made on its first sample */
+    strata__hot *prev, *next;  /* every live tracker (trackers, below) */
     /* Written by every batch, so on a cache line of its own: beside the
      * fields above it made every note of every thread miss. */
     char pad[64];
@@ -47,6 +73,40 @@ static uint32_t pow2_at_least(uint32_t x)
     while (p < x)
         p <<= 1;
     return p;
+}
+
+/* Every live tracker, so a thread that ends merges its buffers (its last
+ * batch would otherwise wait for the slot's next thread). */
+static pthread_mutex_t trackers_lock = PTHREAD_MUTEX_INITIALIZER;
+static strata__hot *trackers;
+static pthread_once_t trackers_once = PTHREAD_ONCE_INIT;
+
+static void merge(strata__hot *h, struct hot_buffer *b);
+
+static void merge_ending_thread(unsigned int slot)
+{
+    strata__hot *h;
+    pthread_mutex_lock(&trackers_lock);
+    for (h = trackers; h; h = h->next)
+        if (h->buffers[slot] && h->buffers[slot]->samples)
+            merge(h, h->buffers[slot]);
+    pthread_mutex_unlock(&trackers_lock);
+}
+
+static void trackers_before_fork(void)
+{
+    pthread_mutex_lock(&trackers_lock);
+}
+
+static void trackers_after_fork(void)
+{
+    pthread_mutex_unlock(&trackers_lock);
+}
+
+static void trackers_init(void)
+{
+    pthread_atfork(trackers_before_fork, trackers_after_fork, trackers_after_fork);
+    strata__reader_slot_on_release(merge_ending_thread);
 }
 
 int strata__hot_new(strata__hot **out, const strata_options *o)
@@ -76,14 +136,32 @@ int strata__hot_new(strata__hot **out, const strata_options *o)
         strata__topk_init(&s->top, h->entries ? h->entries + i * o->hot_top : NULL, o->hot_top);
         s->window_start_ms = now;
     }
+    pthread_once(&trackers_once, trackers_init);
+    pthread_mutex_lock(&trackers_lock);
+    h->next = trackers;
+    if (trackers)
+        trackers->prev = h;
+    trackers = h;
+    pthread_mutex_unlock(&trackers_lock);
     *out = h;
     return 0;
 }
 
 void strata__hot_free(strata__hot *h)
 {
+    size_t i;
     if (h == NULL)
         return;
+    pthread_mutex_lock(&trackers_lock);
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        trackers = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    pthread_mutex_unlock(&trackers_lock);
+    for (i = 0; i < STRATA__READER_SLOTS; i++)
+        free(h->buffers[i]);
     free(h->entries);
     free(h->cells);
     free(h);
@@ -91,7 +169,7 @@ void strata__hot_free(strata__hot *h)
 
 size_t strata__hot_bytes(const strata__hot *h)
 {
-    return h ? h->bytes : 0;
+    return h ? strata__atomic_load(&h->bytes) : 0;
 }
 
 /* A shard's lock is a flag, not a mutex: it is held for one sketch update
@@ -185,6 +263,97 @@ void strata__hot_note(strata__hot *h, const strata__key *k, unsigned int n)
     shard_unlock(s);
 }
 
+/* Adds a buffer's samples to the window and the shards, and empties it. */
+static void merge(strata__hot *h, hot_buffer *b)
+{
+    uint64_t after = strata__atomic_add(&h->reads, b->reads), before = after - b->reads;
+    unsigned int crossed = (unsigned int)(after / h->window - before / h->window);
+    for (; crossed; crossed--)
+        strata__atomic_add(&h->halvings, 1);
+    unsigned int i;
+    for (i = 0; i < b->keys; i++) {
+        hot_pending *p = &b->p[b->used[i]];
+        uint64_t hash;
+        hot_shard *s = shard_of_hash(h, p->key_hash, &hash);
+        unsigned int est;
+        shard_lock(s); /* once per batch: waiting is cheaper than losing the batch */
+        if (strata__atomic_load(&h->halvings) != s->halvings)
+            catch_up(h, s);
+        strata__sketch_add_n(&s->sketch, hash, p->reads, &est);
+        strata__topk_note_n(&s->top, hash, p->key, p->keylen, est, p->reads);
+        shard_unlock(s);
+        p->reads = 0;
+    }
+    b->keys = b->samples = 0;
+    b->reads = 0;
+}
+
+static hot_buffer *buffer_of(strata__hot *h, unsigned int slot)
+{
+    hot_buffer *b = h->buffers[slot];
+    if (b == NULL && (b = calloc(1, sizeof *b)) != NULL) {
+        h->buffers[slot] = b;
+        strata__atomic_add(&h->bytes, sizeof *b);
+    }
+    return b;
+}
+
+/* Copies a key of at most HOT_BUFFER_KEY bytes in fixed-size moves the
+ * compiler inlines (overlapping when len is not a power of two). */
+static void copy_key(char *dst, const char *src, size_t len)
+{
+    if (len >= 16) {
+        size_t i;
+        for (i = 0; i + 16 <= len; i += 16)
+            memcpy(dst + i, src + i, 16);
+        memcpy(dst + len - 16, src + len - 16, 16);
+    } else if (len >= 8) {
+        memcpy(dst, src, 8);
+        memcpy(dst + len - 8, src + len - 8, 8);
+    } else if (len >= 4) {
+        memcpy(dst, src, 4);
+        memcpy(dst + len - 4, src + len - 4, 4);
+    } else {
+        memcpy(dst, src, len);
+    }
+}
+
+void strata__hot_note_sampled(strata__hot *h, const strata__key *k, unsigned int n)
+{
+    unsigned int slot = strata__reader_slot_held(), place;
+    hot_buffer *b;
+    hot_pending *p;
+    if (slot >= STRATA__READER_SLOTS || k->len > HOT_BUFFER_KEY || (b = buffer_of(h, slot)) == NULL) {
+        strata__hot_note(h, k, n);
+        return;
+    }
+    /* Linear probing from the key's hash; never full (merged at 3/4). */
+    for (place = (unsigned int)(k->hash >> 57);; place = (place + 1) % HOT_BUFFER_PLACES) {
+        p = &b->p[place];
+        if (p->reads == 0 || (p->key_hash == k->hash && p->keylen == k->len &&
+                              strata__key_bytes_equal(p->key, k->ptr, k->len)))
+            break;
+    }
+    if (p->reads == 0) {
+        p->key_hash = k->hash;
+        p->keylen = (uint32_t)k->len;
+        copy_key(p->key, k->ptr, k->len);
+        b->used[b->keys++] = (unsigned char)place;
+    }
+    p->reads += n;
+    b->reads += n;
+    if (++b->samples >= HOT_BUFFER_SAMPLES || b->keys >= HOT_BUFFER_KEYS)
+        merge(h, b);
+}
+
+/* The calling thread's pending samples, merged now (for a report). */
+static void merge_own(strata__hot *h)
+{
+    unsigned int slot = strata__reader_slot_held();
+    if (slot < STRATA__READER_SLOTS && h->buffers[slot] && h->buffers[slot]->samples)
+        merge(h, h->buffers[slot]);
+}
+
 int strata__hot_is_hot(strata__hot *h, const strata__key *k)
 {
     return estimate(h, k->hash) >= h->threshold;
@@ -215,6 +384,7 @@ int strata__hot_top(strata__hot *h, size_t n, strata_hot_key *out, size_t *count
     *count = 0;
     if (n == 0 || cap == 0)
         return 0;
+    merge_own(h);
     if ((all = malloc(cap * sizeof *all)) == NULL)
         return strata__error(STRATA_ENOMEM, "out of memory ranking hot keys");
     for (i = 0; i < HOT_SHARDS; i++) {

@@ -25,6 +25,12 @@ size_t strata__hot_bytes(const strata__hot *h);
 /* n reads of key (n > 1: one sampled read standing for n). */
 void strata__hot_note(strata__hot *h, const strata__key *k, unsigned int n);
 
+/* A sampled L1 hit standing for n reads: kept in the calling thread's buffer
+ * and merged into the sketch in batches of up to 256 samples (hotkeys.c):
+ * a thread's samples wait at most 255 others (4096 reads at hot_sample=16)
+ * to count; strata__hot_top merges the caller's own first. */
+void strata__hot_note_sampled(strata__hot *h, const strata__key *k, unsigned int n);
+
 /* 1 when key's estimated reads in the window reach the threshold. */
 int strata__hot_is_hot(strata__hot *h, const strata__key *k);
 

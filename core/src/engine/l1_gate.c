@@ -15,7 +15,7 @@ void strata__note_read(strata_cache *c, const strata__key *k)
 
 void strata__note_sampled_hit(strata_cache *c, const strata__key *k)
 {
-    strata__hot_note(c->hot, k, c->cfg.hot_sample);
+    strata__hot_note_sampled(c->hot, k, c->cfg.hot_sample);
 }
 
 static int gate_readable(void *ud)

@@ -157,13 +157,6 @@ uint64_t strata__l1_epoch(strata__l1 *l1, const strata__key *k)
 
 /* ---- reads ---- */
 
-/* Names one stored entry among all this L1 ever held (never 0): a new put
- * of the key, in any shard, gets a new one. */
-static inline uint64_t entry_version(const l1_shard *s, const strata__l1 *l1, const strata__entry *e)
-{
-    return ((uint64_t)e->put_id << 4 | (uint64_t)(s - l1->shards)) + 1;
-}
-
 /* Copies e's value from byte `from` on into out; the caller is inside the shard. */
 static inline __attribute__((always_inline)) int copy_out(const strata__entry *e, int64_t now_ms, int level,
                                                          strata_value *out, size_t from)
@@ -216,7 +209,7 @@ static inline __attribute__((always_inline)) int get(strata__l1 *l1, const strat
     if (e && (stale ? !(e->flags & STRATA__L1_NEGATIVE) && now_ms < e->expires_ms : now_ms < e->aux2)) {
         int level = stale ? STRATA_LEVEL_STALE : STRATA_LEVEL_L1;
         if (version)
-            *version = entry_version(s, l1, e);
+            *version = strata__l1_entry_version(e, (unsigned int)(s - l1->shards));
         if (!(e->flags & STRATA__L1_TAGGED)) {
             rc = copy_out(e, now_ms, level, out, 0);
         } else if (strata__l1_token_valid(l1, e, now_ms)) {
@@ -265,7 +258,11 @@ int strata__l1_read_versioned(strata__l1 *l1, const strata__key *k, int64_t now_
     return rc;
 }
 
-int strata__l1_check(strata__l1 *l1, const strata__key *k, int64_t now_ms, uint64_t version, uint64_t *hits)
+/* strata__l1_check past its fast path: on the precise clock near the
+ * entry's serve-until, under the mutex while a writer works, or taking the
+ * thread's reader slot. Apart, so the fast path saves no registers. */
+static __attribute__((noinline)) int check_slow(strata__l1 *l1, const strata__key *k, int64_t now_ms,
+                                                uint64_t version, uint64_t *hits)
 {
     l1_shard *s = strata__l1_shard_of(l1, k);
     unsigned int slot = strata__reader_slot();
@@ -277,13 +274,19 @@ int strata__l1_check(strata__l1 *l1, const strata__key *k, int64_t now_ms, uint6
     e = strata__table_find(&s->table, k->hash, k->ptr, k->len);
     if (e && e->aux2 < now_ms + STRATA__COARSE_SLACK_MS)
         now_ms = strata__now_wall_ms();
-    if (e && now_ms < e->aux2 && entry_version(s, l1, e) == version &&
+    if (e && now_ms < e->aux2 && strata__l1_entry_version(e, (unsigned int)(s - l1->shards)) == version &&
         (!(e->flags & STRATA__L1_TAGGED) || strata__l1_token_valid(l1, e, now_ms))) /* else a tag check is due: the caller's full read does it */
         rc = (e->flags & STRATA__L1_NEGATIVE) ? STRATA_NEGATIVE : 0;
     strata__l1_leave(l1, s, slot, unlocked);
     if (rc != STRATA_MISS)
         *hits = strata__l1_count_hit(l1, slot, rc);
     return rc;
+}
+
+int strata__l1_check(strata__l1 *l1, const strata__key *k, int64_t now_ms, uint64_t version, uint64_t *hits)
+{
+    int rc = strata__l1_check_fast(l1, k, now_ms, version, hits);
+    return rc != STRATA__L1_SLOW ? rc : check_slow(l1, k, now_ms, version, hits);
 }
 
 int strata__l1_get_stale(strata__l1 *l1, const strata__key *k, int64_t now_ms, strata_value *out)

@@ -129,6 +129,51 @@ static inline int strata__l1_token_valid(const strata__l1 *l1, const strata__ent
            now_ms < e->check_until;
 }
 
+/* Names entry e of shard number `shard` among all this L1 ever held (never 0): a new
+ * put of the key, in any shard, gets a new one (strata_l1_get, _check). */
+static inline uint64_t strata__l1_entry_version(const strata__entry *e, unsigned int shard)
+{
+    return ((uint64_t)e->put_id << 4 | shard) + 1;
+}
+
+/* The fast paths' way in: k's entry, found inside its shard with the
+ * thread's reader slot marked (leave with strata__l1_fast_leave), or NULL
+ * and *rc = STRATA_MISS (no entry, or L1 may not serve now; not inside) or
+ * STRATA__L1_SLOW (no slot yet, or a writer at work; not inside). */
+static inline __attribute__((always_inline)) strata__entry *strata__l1_fast_find(strata__l1 *l1, const strata__key *k,
+                                                                                unsigned int *slot, int *rc)
+{
+    unsigned int shard = (unsigned int)(k->hash % STRATA__L1_SHARDS);
+    strata__l1_shard *s = &l1->shards[shard];
+    strata__l1_reader *r;
+    strata__entry *e;
+    *slot = strata__reader_slot_held();
+    *rc = STRATA__L1_SLOW;
+    if (*slot >= STRATA__READER_SLOTS)
+        return NULL;
+    r = &l1->readers[*slot];
+    if (l1->gate.readable && !l1->gate.readable(l1->gate.ud)) {
+        *rc = STRATA_MISS;
+        return NULL;
+    }
+    __atomic_store_n(&r->shard, shard + 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&s->writer, __ATOMIC_SEQ_CST) != 0) {
+        __atomic_store_n(&r->shard, 0, __ATOMIC_RELEASE);
+        return NULL;
+    }
+    e = strata__table_find(&s->table, k->hash, k->ptr, k->len);
+    if (e == NULL) {
+        __atomic_store_n(&r->shard, 0, __ATOMIC_RELEASE);
+        *rc = STRATA_MISS;
+    }
+    return e;
+}
+
+static inline void strata__l1_fast_leave(strata__l1 *l1, unsigned int slot)
+{
+    __atomic_store_n(&l1->readers[slot].shard, 0, __ATOMIC_RELEASE);
+}
+
 /* The common hit in one pass, for inlining into an entry point: a live
  * entry not within STRATA__COARSE_SLACK_MS of its serve-until, untagged or
  * tagged with a valid token, copied into a buffer big enough already, read
@@ -141,34 +186,19 @@ static inline __attribute__((always_inline)) int strata__l1_hit_fast(strata__l1 
                                                                     int64_t now_ms, strata_value *out,
                                                                     uint64_t *hits)
 {
-    unsigned int slot = strata__reader_slot_held(), reads, shard = (unsigned int)(k->hash % STRATA__L1_SHARDS);
-    strata__l1_shard *s = &l1->shards[shard];
-    strata__l1_reader *r;
+    unsigned int slot, reads;
     strata__entry *e;
     size_t off, len;
     uint64_t n;
     int rc;
-    if (slot >= STRATA__READER_SLOTS)
-        return STRATA__L1_SLOW;
-    r = &l1->readers[slot];
-    if (l1->gate.readable && !l1->gate.readable(l1->gate.ud))
-        return STRATA_MISS;
-    __atomic_store_n(&r->shard, shard + 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&s->writer, __ATOMIC_SEQ_CST) != 0) {
-        __atomic_store_n(&r->shard, 0, __ATOMIC_RELEASE);
-        return STRATA__L1_SLOW;
-    }
-    e = strata__table_find(&s->table, k->hash, k->ptr, k->len);
-    if (e == NULL) {
-        __atomic_store_n(&r->shard, 0, __ATOMIC_RELEASE);
-        return STRATA_MISS;
-    }
+    if ((e = strata__l1_fast_find(l1, k, &slot, &rc)) == NULL)
+        return rc;
     off = e->check_off; /* 0 but in a tagged entry with a token (table_put zeroes it) */
     len = e->vallen - off;
     /* cap_ is 0 while priv_ is NULL (zeroed, or disposed): the test covers both */
     if (e->aux2 < now_ms + STRATA__COARSE_SLACK_MS || len >= out->cap_ ||
         ((e->flags & STRATA__L1_TAGGED) && !strata__l1_token_valid(l1, e, now_ms))) {
-        __atomic_store_n(&r->shard, 0, __ATOMIC_RELEASE);
+        strata__l1_fast_leave(l1, slot);
         return STRATA__L1_SLOW;
     }
     strata__l1_copy(out->priv_, STRATA__ENTRY_VALUE(e) + off, len);
@@ -182,9 +212,36 @@ static inline __attribute__((always_inline)) int strata__l1_hit_fast(strata__l1 
     reads = __atomic_load_n(&e->referenced, __ATOMIC_RELAXED);
     if (reads < STRATA__L1_EARLY_HITS) /* written for the first hits only, not per hit */
         __atomic_store_n(&e->referenced, (unsigned char)(reads + 1), __ATOMIC_RELAXED);
-    __atomic_store_n(&r->shard, 0, __ATOMIC_RELEASE);
+    strata__l1_fast_leave(l1, slot);
     n = strata__l1_count_hit(l1, slot, rc);
     *hits = reads < STRATA__L1_EARLY_HITS ? 0 : n;
+    return rc;
+}
+
+/* strata__l1_check's common answer in the same one pass: whether the entry
+ * named by version still serves k (0 or STRATA_NEGATIVE, counted, *hits
+ * the count), STRATA_MISS (not it, no entry, a tag check due), or
+ * STRATA__L1_SLOW (near its serve-until, no slot, a writer at work). */
+static inline __attribute__((always_inline)) int strata__l1_check_fast(strata__l1 *l1, const strata__key *k,
+                                                                      int64_t now_ms, uint64_t version,
+                                                                      uint64_t *hits)
+{
+    unsigned int slot;
+    strata__entry *e;
+    int rc;
+    if ((e = strata__l1_fast_find(l1, k, &slot, &rc)) == NULL)
+        return rc;
+    if (e->aux2 < now_ms + STRATA__COARSE_SLACK_MS) {
+        strata__l1_fast_leave(l1, slot);
+        return STRATA__L1_SLOW; /* decided on the precise clock */
+    }
+    rc = strata__l1_entry_version(e, (unsigned int)(k->hash % STRATA__L1_SHARDS)) != version ||
+                 ((e->flags & STRATA__L1_TAGGED) && !strata__l1_token_valid(l1, e, now_ms))
+             ? STRATA_MISS /* a tag check due: the caller's full read does it */
+             : (e->flags & STRATA__L1_NEGATIVE) ? STRATA_NEGATIVE : 0;
+    strata__l1_fast_leave(l1, slot);
+    if (rc != STRATA_MISS)
+        *hits = strata__l1_count_hit(l1, slot, rc);
     return rc;
 }
 

@@ -84,9 +84,19 @@ static pthread_key_t reader_key;
 static pthread_once_t reader_once = PTHREAD_ONCE_INIT;
 static int reader_key_made;
 
+static void (*reader_release_hook)(unsigned int slot); /* atomic */
+
+void strata__reader_slot_on_release(void (*fn)(unsigned int slot))
+{
+    __atomic_store_n(&reader_release_hook, fn, __ATOMIC_RELEASE);
+}
+
 static void reader_slot_give_back(void *p)
 {
     unsigned int slot = (unsigned int)(uintptr_t)p - 1;
+    void (*hook)(unsigned int) = __atomic_load_n(&reader_release_hook, __ATOMIC_ACQUIRE);
+    if (hook)
+        hook(slot);
     __atomic_fetch_and(&readers_taken, ~((uint64_t)1 << slot), __ATOMIC_RELEASE);
     strata__this_reader_slot = 0;
 }

@@ -80,6 +80,10 @@ static inline unsigned int strata__reader_slot_held(void)
 {
     return strata__this_reader_slot - 1u;
 }
+/* fn runs in a thread that ends, before its slot is given back: for what a
+ * structure keeps per slot that should not wait for the slot's next thread
+ * (the hot-key sample buffers). One hook; set once. */
+void strata__reader_slot_on_release(void (*fn)(unsigned int slot));
 /* One more than the highest slot any thread took so far (a bound for scans). */
 unsigned int strata__reader_slots_used(void);
 

@@ -20,22 +20,27 @@ int strata__sketch_init(strata__sketch *s, void *mem, uint32_t width, uint32_t w
     return 0;
 }
 
-/* Row i's counter for h: double hashing over the two 32-bit halves, so the
- * four rows are independent enough for a count-min bound. */
-static uint8_t *cell(const strata__sketch *s, uint64_t h, unsigned int row)
+/* Row i's counter for h: double hashing over the two 32-bit halves (a +
+ * i * b), so the four rows are independent enough for a count-min bound. */
+static void cells_of(const strata__sketch *s, uint64_t h, uint8_t *cells[STRATA__SKETCH_ROWS])
 {
-    uint32_t a = (uint32_t)h, b = (uint32_t)(h >> 32) | 1u;
-    return s->cells + (size_t)row * s->width + ((a + row * b) & (s->width - 1));
+    uint32_t a = (uint32_t)h, b = (uint32_t)(h >> 32) | 1u, mask = s->width - 1;
+    uint8_t *row = s->cells;
+    unsigned int i;
+#pragma GCC unroll 4
+    for (i = 0; i < STRATA__SKETCH_ROWS; i++, row += s->width, a += b)
+        cells[i] = row + (a & mask);
 }
 
 unsigned int strata__sketch_estimate(const strata__sketch *s, uint64_t h)
 {
+    uint8_t *cells[STRATA__SKETCH_ROWS];
     unsigned int row, est = STRATA__SKETCH_MAX_COUNT;
-    for (row = 0; row < STRATA__SKETCH_ROWS; row++) {
-        unsigned int v = *cell(s, h, row);
-        if (v < est)
-            est = v;
-    }
+    cells_of(s, h, cells);
+#pragma GCC unroll 4
+    for (row = 0; row < STRATA__SKETCH_ROWS; row++)
+        if (*cells[row] < est)
+            est = *cells[row];
     return est;
 }
 
@@ -58,16 +63,17 @@ int strata__sketch_add_n(strata__sketch *s, uint64_t h, unsigned int n, unsigned
     uint8_t *cells[STRATA__SKETCH_ROWS];
     unsigned int row, est = STRATA__SKETCH_MAX_COUNT;
     int halved = 0;
-    for (row = 0; row < STRATA__SKETCH_ROWS; row++) { /* each row's cell found once, for both passes */
-        cells[row] = cell(s, h, row);
+    cells_of(s, h, cells); /* each row's cell found once, for both passes */
+#pragma GCC unroll 4
+    for (row = 0; row < STRATA__SKETCH_ROWS; row++)
         if (*cells[row] < est)
             est = *cells[row];
-    }
     if (est < STRATA__SKETCH_MAX_COUNT) {
         /* Conservative update: raising only the counters below the new
          * estimate keeps every counter an upper bound while adding the
          * least noise. */
         unsigned int want = est + n > STRATA__SKETCH_MAX_COUNT ? STRATA__SKETCH_MAX_COUNT : est + n;
+#pragma GCC unroll 4
         for (row = 0; row < STRATA__SKETCH_ROWS; row++)
             if (*cells[row] < want)
                 *cells[row] = (uint8_t)want;
