@@ -36,13 +36,8 @@ int strata_options_init(strata_options *opts, unsigned int version)
 int strata_set_options_init(strata_set_options *opts, unsigned int version)
 {
     static const strata_set_options defaults = STRATA_SET_OPTIONS_INIT;
-    if (opts == NULL)
-        return strata__error(STRATA_EINVAL, "set options pointer is NULL");
-    if (version != STRATA_SET_OPTIONS_VERSION)
-        return strata__error(STRATA_EVERSION, "unknown strata_set_options version %u (this library knows %d)",
-                             version, STRATA_SET_OPTIONS_VERSION);
-    *opts = defaults;
-    return 0;
+    return strata__struct_init(opts, sizeof *opts, &defaults, "strata_set_options", version,
+                               STRATA_SET_OPTIONS_VERSION);
 }
 
 static int valid_ns(const char *ns, size_t len)

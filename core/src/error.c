@@ -108,3 +108,19 @@ const char *strata__key_for_message(const char *key, size_t keylen, char *buf, s
     buf[o] = '\0';
     return buf;
 }
+
+int strata__struct_init(void *p, size_t size, const void *defaults, const char *type, unsigned int version,
+                        unsigned int known)
+{
+    if (p == NULL)
+        return strata__error(STRATA_EINVAL, "%s pointer is NULL", type);
+    if (version != known)
+        return strata__error(STRATA_EVERSION, "unknown %s version %u (this library knows %u)", type, version, known);
+    if (defaults != NULL) {
+        memcpy(p, defaults, size);
+    } else {
+        memset(p, 0, size);
+        memcpy(p, &version, sizeof version);
+    }
+    return 0;
+}

@@ -13,6 +13,11 @@
 /* Records the message for this thread and returns `code`, so callers can
  * `return strata__error(STRATA_EINVAL, "key is NULL");`. */
 int strata__error(int code, const char *fmt, ...) STRATA__PRINTF(2, 3);
+/* The body of a versioned public struct's *_init: refuses NULL and an unknown
+ * version naming the type, then copies defaults (NULL: zeroes the struct and
+ * stamps version, its first field). */
+int strata__struct_init(void *p, size_t size, const void *defaults, const char *type, unsigned int version,
+                        unsigned int known);
 void strata__error_clear(void);
 
 /* A millisecond input within [lo, STRATA_MAX_MS]: 0, or `code` with a message

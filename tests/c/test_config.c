@@ -111,6 +111,46 @@ static void parses_good_urls(void)
     CHECK(cfg.scheme == STRATA__SCHEME_MEMORY);
 }
 
+/* Every other versioned struct's *_init: NULL and an unknown version are
+ * refused naming the type and leave the struct alone; the right one sets
+ * the defaults. */
+static void other_struct_inits(void)
+{
+    strata_io io;
+    strata_op_options oo;
+    strata_op_meta m;
+    strata_event ev;
+    strata_set_options so;
+    memset(&so, 0x5a, sizeof so);
+    CHECK_RC(strata_set_options_init(NULL, STRATA_SET_OPTIONS_VERSION), STRATA_EINVAL);
+    CHECK_MSG_HAS("strata_set_options pointer is NULL");
+    CHECK_RC(strata_set_options_init(&so, STRATA_SET_OPTIONS_VERSION + 1), STRATA_EVERSION);
+    CHECK_MSG_HAS("unknown strata_set_options version");
+    CHECK(so.ntags == (size_t)0x5a5a5a5a5a5a5a5aULL); /* untouched */
+    CHECK_RC(strata_set_options_init(&so, STRATA_SET_OPTIONS_VERSION), 0);
+    CHECK(so.version == STRATA_SET_OPTIONS_VERSION && so.ntags == 0);
+    CHECK_RC(strata_io_init(NULL, STRATA_IO_VERSION), STRATA_EINVAL);
+    CHECK_MSG_HAS("strata_io pointer is NULL");
+    CHECK_RC(strata_io_init(&io, 0), STRATA_EVERSION);
+    CHECK_MSG_HAS("unknown strata_io version 0");
+    memset(&io, 0x5a, sizeof io);
+    CHECK_RC(strata_io_init(&io, STRATA_IO_VERSION), 0);
+    CHECK(io.version == STRATA_IO_VERSION && io.kind == 0 && io.data == NULL && io.len == 0);
+    CHECK_RC(strata_op_options_init(&oo, 77), STRATA_EVERSION);
+    CHECK_MSG_HAS("strata_op_options");
+    CHECK_RC(strata_op_options_init(&oo, STRATA_OP_OPTIONS_VERSION), 0);
+    CHECK(oo.version == STRATA_OP_OPTIONS_VERSION && oo.lease == 1 && oo.ntags == 0);
+    CHECK_RC(strata_op_meta_init(NULL, STRATA_OP_META_VERSION), STRATA_EINVAL);
+    CHECK_MSG_HAS("strata_op_meta");
+    memset(&m, 0x5a, sizeof m);
+    CHECK_RC(strata_op_meta_init(&m, STRATA_OP_META_VERSION), 0);
+    CHECK(m.version == STRATA_OP_META_VERSION && m.flags == 0 && m.cost_ms == 0);
+    CHECK_RC(strata_event_init(&ev, STRATA_EVENT_VERSION + 1), STRATA_EVERSION);
+    CHECK_MSG_HAS("unknown strata_event version");
+    CHECK_RC(strata_event_init(&ev, STRATA_EVENT_VERSION), 0);
+    CHECK(ev.version == STRATA_EVENT_VERSION && ev.key == NULL);
+}
+
 static void options_struct(void)
 {
     strata_options o;
@@ -178,6 +218,7 @@ int main(int argc, char **argv)
         {"rejects_bad_urls", rejects_bad_urls},
         {"parses_good_urls", parses_good_urls},
         {"options_struct", options_struct},
+        {"other_struct_inits", other_struct_inits},
         {"error_names", error_names},
     };
     return test_main(argc, argv, cases, sizeof cases / sizeof cases[0]);

@@ -74,14 +74,7 @@ void strata__events_push(strata_cache *c, int kind, const char *key, size_t keyl
 
 int strata_event_init(strata_event *ev, unsigned int version)
 {
-    if (ev == NULL)
-        return strata__error(STRATA_EINVAL, "event is NULL");
-    if (version != STRATA_EVENT_VERSION)
-        return strata__error(STRATA_EVERSION, "unknown strata_event version %u (this library knows %d)", version,
-                             STRATA_EVENT_VERSION);
-    memset(ev, 0, sizeof *ev);
-    ev->version = version;
-    return 0;
+    return strata__struct_init(ev, sizeof *ev, NULL, "strata_event", version, STRATA_EVENT_VERSION);
 }
 
 int strata_events_next(strata_cache *c, strata_event *ev)

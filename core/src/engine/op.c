@@ -16,26 +16,13 @@ int64_t strata_clock_ms(void)
 
 int strata_io_init(strata_io *io, unsigned int version)
 {
-    if (io == NULL)
-        return strata__error(STRATA_EINVAL, "io is NULL");
-    if (version != STRATA_IO_VERSION)
-        return strata__error(STRATA_EVERSION, "unknown strata_io version %u (this library knows %d)", version,
-                             STRATA_IO_VERSION);
-    memset(io, 0, sizeof *io);
-    io->version = version;
-    return 0;
+    return strata__struct_init(io, sizeof *io, NULL, "strata_io", version, STRATA_IO_VERSION);
 }
 
 int strata_op_options_init(strata_op_options *o, unsigned int version)
 {
     static const strata_op_options defaults = STRATA_OP_OPTIONS_INIT;
-    if (o == NULL)
-        return strata__error(STRATA_EINVAL, "options pointer is NULL");
-    if (version != STRATA_OP_OPTIONS_VERSION)
-        return strata__error(STRATA_EVERSION, "unknown strata_op_options version %u (this library knows %d)",
-                             version, STRATA_OP_OPTIONS_VERSION);
-    *o = defaults;
-    return 0;
+    return strata__struct_init(o, sizeof *o, &defaults, "strata_op_options", version, STRATA_OP_OPTIONS_VERSION);
 }
 
 int strata__op_new(strata_op **out, strata_cache *c, int kind, const char *key, size_t keylen)
@@ -295,14 +282,7 @@ int strata_op_item(strata_op *op, size_t i, strata_value *value)
 
 int strata_op_meta_init(strata_op_meta *m, unsigned int version)
 {
-    if (m == NULL)
-        return strata__error(STRATA_EINVAL, "meta is NULL");
-    if (version != STRATA_OP_META_VERSION)
-        return strata__error(STRATA_EVERSION, "unknown strata_op_meta version %u (this library knows %d)", version,
-                             STRATA_OP_META_VERSION);
-    memset(m, 0, sizeof *m);
-    m->version = version;
-    return 0;
+    return strata__struct_init(m, sizeof *m, NULL, "strata_op_meta", version, STRATA_OP_META_VERSION);
 }
 
 void strata__op_meta_env(strata_op_meta *m, const strata__envelope *e)
