@@ -10,6 +10,7 @@
 
 #include "engine/cache.h"
 #include "local/l1.h"
+#include "local/l1_shard.h"
 #include "platform/platform.h"
 
 #include <pthread.h>
@@ -430,6 +431,56 @@ static void l1_check_answers_as_a_hit_would(void)
     strata_cache_free(c);
 }
 
+/* A key of k's shard, numbered from *n on, in k's stripe (same = 1) or in
+ * another one. */
+static strata__key shard_mate(const strata__key *k, int same, char *buf, size_t cap, int *n)
+{
+    for (;; (*n)++) {
+        strata__key o;
+        snprintf(buf, cap, "mate-%d", *n);
+        o = strata__key_of(buf, strlen(buf));
+        if (o.hash % STRATA__L1_SHARDS == k->hash % STRATA__L1_SHARDS &&
+            (strata__l1_stripe_of(&o) == strata__l1_stripe_of(k)) == same) {
+            (*n)++;
+            return o;
+        }
+    }
+}
+
+/* A value read from the backend enters L1 although other keys of its shard
+ * were written while it was read; a write of its own key (or of a key of its
+ * stripe) keeps it out. */
+static void fill_survives_writes_to_other_keys(void)
+{
+    strata_cache *c = open_cache("l1=1&l1_admission=all");
+    strata__key k = strata__key_of(K("filled")), o;
+    char buf[32];
+    int64_t until = strata__now_wall_ms() + 60000;
+    uint64_t epoch;
+    int i, n = 0;
+    REQUIRE(c);
+    epoch = strata__l1_epoch(c->l1, &k);
+    for (i = 0; i < 20; i++) {
+        o = shard_mate(&k, 0, buf, sizeof buf, &n);
+        CHECK_RC(i % 2 ? strata_set(c, o.ptr, o.len, K("w"), 0) : strata_invalidate(c, o.ptr, o.len), 0);
+    }
+    strata__l1_put(c->l1, &k, K("read before"), 0, until, until, until, epoch);
+    CHECK(in_l1(c, "filled"));
+
+    k = strata__key_of(K("filled-2"));
+    epoch = strata__l1_epoch(c->l1, &k);
+    CHECK_RC(strata_invalidate(c, K("filled-2")), 0);
+    strata__l1_put(c->l1, &k, K("read before"), 0, until, until, until, epoch);
+    CHECK(!in_l1(c, "filled-2"));
+
+    epoch = strata__l1_epoch(c->l1, &k);
+    o = shard_mate(&k, 1, buf, sizeof buf, &n);
+    CHECK_RC(strata_set(c, o.ptr, o.len, K("w"), 0), 0);
+    strata__l1_put(c->l1, &k, K("read before"), 0, until, until, until, epoch);
+    CHECK(!in_l1(c, "filled-2"));
+    strata_cache_free(c);
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
@@ -442,6 +493,7 @@ int main(int argc, char **argv)
         {"reader_slots_are_given_back", reader_slots_are_given_back},
         {"values_of_every_length_read_back_whole", values_of_every_length_read_back_whole},
         {"l1_check_answers_as_a_hit_would", l1_check_answers_as_a_hit_would},
+        {"fill_survives_writes_to_other_keys", fill_survives_writes_to_other_keys},
     };
     return test_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

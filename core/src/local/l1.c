@@ -150,9 +150,22 @@ int strata__value_set(strata_value *v, const char *data, size_t len)
     return 0;
 }
 
+static uint64_t *epoch_of(l1_shard *s, const strata__key *k)
+{
+    return &s->epochs[strata__l1_stripe_of(k)];
+}
+
 uint64_t strata__l1_epoch(strata__l1 *l1, const strata__key *k)
 {
-    return strata__atomic_load(&strata__l1_shard_of(l1, k)->epoch);
+    return strata__atomic_load(epoch_of(strata__l1_shard_of(l1, k), k));
+}
+
+/* Every stripe of s (inside its write section): clear, demote. */
+static void bump_all(l1_shard *s)
+{
+    size_t i;
+    for (i = 0; i < STRATA__L1_STRIPES; i++)
+        strata__atomic_add(&s->epochs[i], 1);
 }
 
 /* ---- reads ---- */
@@ -307,7 +320,7 @@ static void put_flagged(strata__l1 *l1, const strata__key *k, const char *val, s
     int64_t keep_until = (flags & STRATA__L1_NEGATIVE) || stale_until_ms < serve_until_ms ? serve_until_ms
                                                                                   : stale_until_ms;
     write_begin(l1, s);
-    if (strata__atomic_load(&s->epoch) == epoch && l1->gate.replace &&
+    if (strata__atomic_load(epoch_of(s, k)) == epoch && l1->gate.replace &&
         strata__table_find(&s->table, k->hash, k->ptr, k->len) == NULL) {
         strata__entry *victim = strata__table_victim(&s->table, strata__table_cost(k->len, vallen));
         if (victim && !l1->gate.replace(l1->gate.ud, k, victim->hash)) {
@@ -315,7 +328,7 @@ static void put_flagged(strata__l1 *l1, const strata__key *k, const char *val, s
             return;
         }
     }
-    if (strata__atomic_load(&s->epoch) == epoch &&
+    if (strata__atomic_load(epoch_of(s, k)) == epoch &&
         strata__table_put(&s->table, k->hash, k->ptr, k->len, val, vallen, keep_until, &e) == 0) {
         e->aux = fresh_until_ms;
         e->aux2 = serve_until_ms;
@@ -352,7 +365,7 @@ void strata__l1_del(strata__l1 *l1, const strata__key *k)
 {
     l1_shard *s = strata__l1_shard_of(l1, k);
     write_begin(l1, s);
-    strata__atomic_add(&s->epoch, 1);
+    strata__atomic_add(epoch_of(s, k), 1);
     strata__table_del(&s->table, k->hash, k->ptr, k->len, 0);
     write_end(s);
 }
@@ -362,7 +375,7 @@ void strata__l1_clear(strata__l1 *l1)
     size_t i;
     for (i = 0; i < STRATA__L1_SHARDS; i++) {
         write_begin(l1, &l1->shards[i]);
-        strata__atomic_add(&l1->shards[i].epoch, 1);
+        bump_all(&l1->shards[i]);
         strata__table_clear(&l1->shards[i].table);
         write_end(&l1->shards[i]);
     }
@@ -374,7 +387,7 @@ void strata__l1_demote(strata__l1 *l1)
     strata__entry *e;
     for (i = 0; i < STRATA__L1_SHARDS; i++) {
         write_begin(l1, &l1->shards[i]);
-        strata__atomic_add(&l1->shards[i].epoch, 1);
+        bump_all(&l1->shards[i]);
         for (e = l1->shards[i].table.lru_head; e; e = e->lru_next)
             e->aux2 = INT64_MIN; /* past its serving time; kept until stale-until */
         write_end(&l1->shards[i]);

@@ -2,10 +2,11 @@
  * L1: the in-process tier. Sharded for threads, bounded in bytes and entries,
  * TTL'd (never past the entry's own freshness). Keyed by the user key.
  *
- * Races with invalidation: a reader takes the shard's epoch before reading the
- * backend and passes it to put(); any delete/invalidate/clear in that shard
- * bumps the epoch, and a put carrying an older epoch is dropped, so a value
- * read before an invalidation never enters L1 after it.
+ * Races with invalidation: a reader takes the key's fill epoch before reading
+ * the backend and passes it to put(); a delete/invalidate of any key of its
+ * stripe (local/l1_shard.h: 1/4096 of the keys) and every clear bump it, and
+ * a put carrying an older epoch is dropped, so a value read before an
+ * invalidation never enters L1 after it.
  *
  * Reads take no lock and write no line another reader writes: a reader
  * marks its thread's reader slot (a cache line of its own in this L1, no
@@ -65,7 +66,7 @@ int strata__l1_check(strata__l1 *l1, const strata__key *k, int64_t now_ms, uint6
  * but before its stale-until, served as level STALE. 0 or STRATA_MISS. */
 int strata__l1_get_stale(strata__l1 *l1, const strata__key *k, int64_t now_ms, strata_value *out);
 
-/* Stores an entry unless the shard's epoch moved past `epoch`. It is served
+/* Stores an entry unless the key's fill epoch moved past `epoch`. It is served
  * until serve_until_ms (wall clock) and kept until stale_until_ms for
  * strata__l1_get_stale; a negative ("not found") entry is never kept stale. */
 void strata__l1_put(strata__l1 *l1, const strata__key *k, const char *val, size_t vallen,
