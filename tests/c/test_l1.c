@@ -7,6 +7,7 @@
  * thread.
  */
 #include "test.h"
+#include "backend_hook.h"
 
 #include "engine/cache.h"
 #include "local/l1.h"
@@ -481,6 +482,104 @@ static void fill_survives_writes_to_other_keys(void)
     strata_cache_free(c);
 }
 
+/* ---- L1 beside this process's writes in flight (backend_hook.h) ---- */
+
+typedef struct flight {
+    strata_cache *c;
+    const char *key;
+    int reads, l1_old; /* reads in the hook; of them, the old value from L1 */
+} flight;
+
+static void read_in_flight(void *ud, const char *fk, size_t fklen, int landed)
+{
+    flight *f = ud;
+    strata_value v = STRATA_VALUE_INIT;
+    (void)fk, (void)fklen, (void)landed;
+    f->reads++;
+    if (strata_get(f->c, f->key, strlen(f->key), &v) == STRATA_OK && v.level == STRATA_LEVEL_L1 && v.len == 3 &&
+        memcmp(v.data, "old", 3) == 0)
+        f->l1_old++;
+    strata_value_dispose(&v);
+}
+
+/* Readers beside a write not yet acknowledged are served the old value from
+ * L1 (as linearizable as the new one) instead of missing for the whole
+ * round trip; once the write returns, L1 serves the new value. */
+static void old_value_served_while_write_in_flight(void)
+{
+    strata_cache *c = open_cache("l1=1&l1_admission=all");
+    strata_value v = STRATA_VALUE_INIT;
+    flight f = {0};
+    REQUIRE(c);
+    f.c = c;
+    f.key = "in-flight";
+    CHECK_RC(strata_set(c, K("in-flight"), K("old"), 0), 0);
+    backend_hook_set(c, read_in_flight, &f);
+    CHECK_RC(strata_set(c, K("in-flight"), K("new"), 0), 0);
+    backend_hook_set(c, NULL, NULL);
+    CHECK(f.reads == 2);
+    CHECK(f.l1_old == 2);
+    CHECK_RC(strata_get(c, K("in-flight"), &v), STRATA_OK);
+    CHECK(v.level == STRATA_LEVEL_L1 && v.len == 3 && memcmp(v.data, "new", 3) == 0);
+    strata_value_dispose(&v);
+    strata_cache_free(c);
+}
+
+typedef struct filler {
+    strata_cache *c;
+    const char *key;
+} filler;
+
+/* Before the write is sent: a read that misses L1 reads the old value from
+ * the store and fills L1 with it. */
+static void fill_before_landing(void *ud, const char *fk, size_t fklen, int landed)
+{
+    filler *f = ud;
+    strata_value v = STRATA_VALUE_INIT;
+    (void)fk, (void)fklen;
+    if (!landed)
+        strata_get(f->c, f->key, strlen(f->key), &v);
+    strata_value_dispose(&v);
+}
+
+/* A read that filled L1 from the store while a write or delete of its key
+ * was in flight never outlives the write: after set, delete and
+ * delete_many return, L1 serves what the store holds. */
+static void fill_during_write_never_left_behind(void)
+{
+    strata_cache *c = NULL, *other = NULL;
+    strata_value v = STRATA_VALUE_INIT;
+    const char *keys[1] = {"filled-meanwhile"};
+    size_t lens[1] = {16}, deleted = 0;
+    filler f;
+    int step;
+    REQUIRE(strata_cache_new(&c, "memory://l1-flight?l1=1&l1_admission=all", NULL) == 0);
+    REQUIRE(strata_cache_new(&other, "memory://l1-flight?l1=0", NULL) == 0);
+    f.c = c;
+    f.key = keys[0];
+    for (step = 0; step < 3; step++) {
+        /* the old value in the store only: c's L1 does not have it */
+        CHECK_RC(strata_set(other, K("filled-meanwhile"), K("old"), 0), 0);
+        backend_hook_set(c, fill_before_landing, &f);
+        if (step == 0)
+            CHECK_RC(strata_set(c, K("filled-meanwhile"), K("new"), 0), 0);
+        else if (step == 1)
+            CHECK_RC(strata_delete(c, K("filled-meanwhile")), 0);
+        else
+            CHECK_RC(strata_delete_many(c, 1, keys, lens, &deleted), 0);
+        backend_hook_set(c, NULL, NULL);
+        if (step == 0) {
+            CHECK_RC(strata_get(c, K("filled-meanwhile"), &v), STRATA_OK);
+            CHECK(v.len == 3 && memcmp(v.data, "new", 3) == 0);
+        } else {
+            CHECK_RC(strata_get(c, K("filled-meanwhile"), &v), STRATA_MISS);
+        }
+    }
+    strata_value_dispose(&v);
+    strata_cache_free(other);
+    strata_cache_free(c);
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
@@ -494,6 +593,8 @@ int main(int argc, char **argv)
         {"values_of_every_length_read_back_whole", values_of_every_length_read_back_whole},
         {"l1_check_answers_as_a_hit_would", l1_check_answers_as_a_hit_would},
         {"fill_survives_writes_to_other_keys", fill_survives_writes_to_other_keys},
+        {"old_value_served_while_write_in_flight", old_value_served_while_write_in_flight},
+        {"fill_during_write_never_left_behind", fill_during_write_never_left_behind},
     };
     return test_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

@@ -309,32 +309,40 @@ int strata__l1_get_stale(strata__l1 *l1, const strata__key *k, int64_t now_ms, s
 
 /* ---- writes ---- */
 
+/* Inside s's write section: stores k's entry (the TinyLFU gate may keep a
+ * newcomer out of a full shard). 1 = stored, 0 = not (nothing changed, or
+ * the old entry is gone: a put that fails after removing it). */
+static int store_locked(strata__l1 *l1, l1_shard *s, const strata__key *k, const char *val, size_t vallen,
+                        unsigned int flags, int64_t serve_until_ms, int64_t fresh_until_ms,
+                        int64_t stale_until_ms)
+{
+    strata__entry *e = NULL;
+    int64_t keep_until = (flags & STRATA__L1_NEGATIVE) || stale_until_ms < serve_until_ms ? serve_until_ms
+                                                                                  : stale_until_ms;
+    if (l1->gate.replace && strata__table_find(&s->table, k->hash, k->ptr, k->len) == NULL) {
+        strata__entry *victim = strata__table_victim(&s->table, strata__table_cost(k->len, vallen));
+        if (victim && !l1->gate.replace(l1->gate.ud, k, victim->hash))
+            return 0;
+    }
+    if (strata__table_put(&s->table, k->hash, k->ptr, k->len, val, vallen, keep_until, &e) != 0)
+        return 0;
+    e->aux = fresh_until_ms;
+    e->aux2 = serve_until_ms;
+    e->flags = flags;
+    e->put_id = ++s->puts;
+    return 1;
+}
+
 static void put_flagged(strata__l1 *l1, const strata__key *k, const char *val, size_t vallen,
                         unsigned int flags, int64_t serve_until_ms, int64_t fresh_until_ms,
                         int64_t stale_until_ms, uint64_t epoch)
 {
     l1_shard *s = strata__l1_shard_of(l1, k);
-    strata__entry *e = NULL;
     if (l1->gate.admit && !l1->gate.admit(l1->gate.ud, k))
         return;
-    int64_t keep_until = (flags & STRATA__L1_NEGATIVE) || stale_until_ms < serve_until_ms ? serve_until_ms
-                                                                                  : stale_until_ms;
     write_begin(l1, s);
-    if (strata__atomic_load(epoch_of(s, k)) == epoch && l1->gate.replace &&
-        strata__table_find(&s->table, k->hash, k->ptr, k->len) == NULL) {
-        strata__entry *victim = strata__table_victim(&s->table, strata__table_cost(k->len, vallen));
-        if (victim && !l1->gate.replace(l1->gate.ud, k, victim->hash)) {
-            write_end(s);
-            return;
-        }
-    }
-    if (strata__atomic_load(epoch_of(s, k)) == epoch &&
-        strata__table_put(&s->table, k->hash, k->ptr, k->len, val, vallen, keep_until, &e) == 0) {
-        e->aux = fresh_until_ms;
-        e->aux2 = serve_until_ms;
-        e->flags = flags;
-        e->put_id = ++s->puts;
-    }
+    if (strata__atomic_load(epoch_of(s, k)) == epoch)
+        store_locked(l1, s, k, val, vallen, flags, serve_until_ms, fresh_until_ms, stale_until_ms);
     write_end(s);
 }
 
@@ -352,6 +360,22 @@ void strata__l1_put_tagged(strata__l1 *l1, const strata__key *k, const char *env
 {
     put_flagged(l1, k, envelope, len, STRATA__L1_TAGGED | (negative ? STRATA__L1_NEGATIVE : 0u), serve_until_ms,
                 fresh_until_ms, stale_until_ms, epoch);
+}
+
+void strata__l1_settle(strata__l1 *l1, const strata__key *k, uint64_t epoch, const char *val, size_t vallen,
+                       int tagged, int64_t serve_until_ms, int64_t fresh_until_ms, int64_t stale_until_ms)
+{
+    l1_shard *s = strata__l1_shard_of(l1, k);
+    uint64_t *ep = epoch_of(s, k);
+    int keep = val != NULL && (!l1->gate.admit || l1->gate.admit(l1->gate.ud, k));
+    write_begin(l1, s);
+    keep = keep && strata__atomic_load(ep) == epoch &&
+           store_locked(l1, s, k, val, vallen, tagged ? STRATA__L1_TAGGED : 0u, serve_until_ms, fresh_until_ms,
+                        stale_until_ms);
+    if (!keep)
+        strata__table_del(&s->table, k->hash, k->ptr, k->len, 0);
+    strata__atomic_add(ep, 1); /* fills that read the backend during the write stay out */
+    write_end(s);
 }
 
 void strata__l1_set_validator(strata__l1 *l1, strata__l1_validator fn, void *ctx, const uint64_t *generation)

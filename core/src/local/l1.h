@@ -73,6 +73,17 @@ void strata__l1_put(strata__l1 *l1, const strata__key *k, const char *val, size_
                     int negative, int64_t serve_until_ms, int64_t fresh_until_ms,
                     int64_t stale_until_ms, uint64_t epoch);
 
+/* A write of k by this process has finished; epoch is k's fill epoch taken
+ * before the write was sent (the old entry served meanwhile: a read beside
+ * a write not yet acknowledged may return the old value). In one write
+ * section: when val is not NULL (the write succeeded), it is admitted and
+ * the epoch has not moved (no invalidation from elsewhere, no other write
+ * of its stripe finished meanwhile), val replaces the entry; otherwise the
+ * entry is dropped. Either way the epoch moves, so a fill that read the
+ * backend during the write never leaves an older value behind. */
+void strata__l1_settle(strata__l1 *l1, const strata__key *k, uint64_t epoch, const char *val, size_t vallen,
+                       int tagged, int64_t serve_until_ms, int64_t fresh_until_ms, int64_t stale_until_ms);
+
 void strata__l1_del(strata__l1 *l1, const strata__key *k);
 void strata__l1_clear(strata__l1 *l1);
 
