@@ -150,22 +150,22 @@ int strata__value_set(strata_value *v, const char *data, size_t len)
     return 0;
 }
 
-static uint64_t *epoch_of(l1_shard *s, const strata__key *k)
+static uint64_t *epoch_of(strata__l1 *l1, const strata__key *k)
 {
-    return &s->epochs[strata__l1_stripe_of(k)];
+    return &l1->epochs[k->hash % STRATA__L1_SHARDS][strata__l1_stripe_of(k)];
 }
 
 uint64_t strata__l1_epoch(strata__l1 *l1, const strata__key *k)
 {
-    return strata__atomic_load(epoch_of(strata__l1_shard_of(l1, k), k));
+    return strata__atomic_load(epoch_of(l1, k));
 }
 
-/* Every stripe of s (inside its write section): clear, demote. */
-static void bump_all(l1_shard *s)
+/* Every stripe of shard i (inside its write section): clear, demote. */
+static void bump_all(strata__l1 *l1, size_t i)
 {
-    size_t i;
-    for (i = 0; i < STRATA__L1_STRIPES; i++)
-        strata__atomic_add(&s->epochs[i], 1);
+    size_t j;
+    for (j = 0; j < STRATA__L1_STRIPES; j++)
+        strata__atomic_add(&l1->epochs[i][j], 1);
 }
 
 /* ---- reads ---- */
@@ -190,10 +190,12 @@ static void keep_token(strata__l1 *l1, l1_shard *s, const strata__key *k, const 
     strata__entry *e;
     write_begin(l1, s);
     e = strata__table_find(&s->table, k->hash, k->ptr, k->len);
-    if (e == read && e->put_id == put_id) {
-        e->check_gen = t->generation;
-        e->check_until = t->until_ms;
-        e->check_off = t->payload_off;
+    if (e == read && e->put_id == put_id && t->payload_off <= UINT16_MAX) {
+        strata__l1_kept_token kept;
+        kept.generation = t->generation;
+        kept.until_ms = t->until_ms;
+        memcpy(STRATA__ENTRY_EXTRA(e), &kept, sizeof kept);
+        e->check_off = (uint16_t)t->payload_off;
     }
     write_end(s);
 }
@@ -319,17 +321,22 @@ static int store_locked(strata__l1 *l1, l1_shard *s, const strata__key *k, const
     strata__entry *e = NULL;
     int64_t keep_until = (flags & STRATA__L1_NEGATIVE) || stale_until_ms < serve_until_ms ? serve_until_ms
                                                                                   : stale_until_ms;
+    unsigned char extra = (flags & STRATA__L1_TAGGED) ? sizeof(strata__l1_kept_token) : 0;
     if (l1->gate.replace && strata__table_find(&s->table, k->hash, k->ptr, k->len) == NULL) {
-        strata__entry *victim = strata__table_victim(&s->table, strata__table_cost(k->len, vallen));
+        strata__entry *victim = strata__table_victim(&s->table, strata__table_cost(k->len, vallen + extra));
         if (victim && !l1->gate.replace(l1->gate.ud, k, victim->hash))
             return 0;
     }
-    if (strata__table_put(&s->table, k->hash, k->ptr, k->len, val, vallen, keep_until, &e) != 0)
+    if (strata__table_put_extra(&s->table, k->hash, k->ptr, k->len, val, vallen, extra, keep_until, &e) != 0)
         return 0;
     e->aux = fresh_until_ms;
     e->aux2 = serve_until_ms;
-    e->flags = flags;
+    e->flags = (unsigned char)flags;
     e->put_id = ++s->puts;
+    if (extra) {
+        strata__l1_kept_token none = {0, INT64_MIN}; /* no token yet: the first hit checks */
+        memcpy(STRATA__ENTRY_EXTRA(e), &none, sizeof none);
+    }
     return 1;
 }
 
@@ -341,7 +348,7 @@ static void put_flagged(strata__l1 *l1, const strata__key *k, const char *val, s
     if (l1->gate.admit && !l1->gate.admit(l1->gate.ud, k))
         return;
     write_begin(l1, s);
-    if (strata__atomic_load(epoch_of(s, k)) == epoch)
+    if (strata__atomic_load(epoch_of(l1, k)) == epoch)
         store_locked(l1, s, k, val, vallen, flags, serve_until_ms, fresh_until_ms, stale_until_ms);
     write_end(s);
 }
@@ -366,7 +373,7 @@ void strata__l1_settle(strata__l1 *l1, const strata__key *k, uint64_t epoch, con
                        int tagged, int64_t serve_until_ms, int64_t fresh_until_ms, int64_t stale_until_ms)
 {
     l1_shard *s = strata__l1_shard_of(l1, k);
-    uint64_t *ep = epoch_of(s, k);
+    uint64_t *ep = epoch_of(l1, k);
     int keep = val != NULL && (!l1->gate.admit || l1->gate.admit(l1->gate.ud, k));
     write_begin(l1, s);
     keep = keep && strata__atomic_load(ep) == epoch &&
@@ -389,7 +396,7 @@ void strata__l1_del(strata__l1 *l1, const strata__key *k)
 {
     l1_shard *s = strata__l1_shard_of(l1, k);
     write_begin(l1, s);
-    strata__atomic_add(epoch_of(s, k), 1);
+    strata__atomic_add(epoch_of(l1, k), 1);
     strata__table_del(&s->table, k->hash, k->ptr, k->len, 0);
     write_end(s);
 }
@@ -399,7 +406,7 @@ void strata__l1_clear(strata__l1 *l1)
     size_t i;
     for (i = 0; i < STRATA__L1_SHARDS; i++) {
         write_begin(l1, &l1->shards[i]);
-        bump_all(&l1->shards[i]);
+        bump_all(l1, i);
         strata__table_clear(&l1->shards[i].table);
         write_end(&l1->shards[i]);
     }
@@ -411,7 +418,7 @@ void strata__l1_demote(strata__l1 *l1)
     strata__entry *e;
     for (i = 0; i < STRATA__L1_SHARDS; i++) {
         write_begin(l1, &l1->shards[i]);
-        bump_all(&l1->shards[i]);
+        bump_all(l1, i);
         for (e = l1->shards[i].table.lru_head; e; e = e->lru_next)
             e->aux2 = INT64_MIN; /* past its serving time; kept until stale-until */
         write_end(&l1->shards[i]);

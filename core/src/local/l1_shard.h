@@ -43,8 +43,6 @@ typedef struct strata__l1_shard {
     int writer;             /* 1 while a writer changes the table (atomic) */
     uint32_t puts;          /* numbers the entries put (writers only) */
     strata__table table;
-    /* bumped inside the write section (atomic: readers load them) */
-    uint64_t epochs[STRATA__L1_STRIPES] __attribute__((aligned(64)));
 } __attribute__((aligned(64))) strata__l1_shard;
 
 /* One reader slot's view of this L1, on a cache line of its own. */
@@ -60,6 +58,9 @@ typedef struct strata__l1_shared_hits {
 
 struct strata__l1 {
     strata__l1_shard shards[STRATA__L1_SHARDS];
+    /* shard i's stripes: bumped inside its write section (atomic: readers
+     * load them). Apart from the shards, which stay a power of two long. */
+    uint64_t epochs[STRATA__L1_SHARDS][STRATA__L1_STRIPES] __attribute__((aligned(64)));
     strata__l1_reader readers[STRATA__READER_SLOTS];
     strata__l1_shared_hits shared;
     strata__l1 *prev, *next;        /* every live L1, for fork (l1.c) */
@@ -135,11 +136,21 @@ static inline void strata__l1_copy(char *dst, const char *src, size_t len)
     }
 }
 
+/* A tagged entry's tag-check token, kept in its extra bytes (untagged
+ * entries have none): the generation and until of strata__l1_token. */
+typedef struct strata__l1_kept_token {
+    uint64_t generation;
+    int64_t until_ms;
+} strata__l1_kept_token;
+
 /* Whether a tagged entry's token still vouches for its tag versions. */
 static inline int strata__l1_token_valid(const strata__l1 *l1, const strata__entry *e, int64_t now_ms)
 {
-    return l1->validator && e->check_gen == __atomic_load_n(l1->tag_generation, __ATOMIC_ACQUIRE) &&
-           now_ms < e->check_until;
+    strata__l1_kept_token t;
+    if (!l1->validator)
+        return 0;
+    memcpy(&t, STRATA__ENTRY_EXTRA(e), sizeof t);
+    return t.generation == __atomic_load_n(l1->tag_generation, __ATOMIC_ACQUIRE) && now_ms < t.until_ms;
 }
 
 /* Names entry e of shard number `shard` among all this L1 ever held (never 0): a new
