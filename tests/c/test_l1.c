@@ -432,6 +432,13 @@ static void l1_check_answers_as_a_hit_would(void)
     strata_cache_free(c);
 }
 
+static uint64_t l1_refused_of(strata_cache *c)
+{
+    strata_stats st;
+    strata_stats_get(c, &st, STRATA_STATS_VERSION);
+    return st.l1_fills_refused;
+}
+
 /* A key of k's shard, numbered from *n on, in k's stripe (same = 1) or in
  * another one. */
 static strata__key shard_mate(const strata__key *k, int same, char *buf, size_t cap, int *n)
@@ -467,12 +474,14 @@ static void fill_survives_writes_to_other_keys(void)
     }
     strata__l1_put(c->l1, &k, K("read before"), 0, until, until, until, epoch);
     CHECK(in_l1(c, "filled"));
+    CHECK(l1_refused_of(c) == 0);
 
     k = strata__key_of(K("filled-2"));
     epoch = strata__l1_epoch(c->l1, &k);
     CHECK_RC(strata_invalidate(c, K("filled-2")), 0);
     strata__l1_put(c->l1, &k, K("read before"), 0, until, until, until, epoch);
     CHECK(!in_l1(c, "filled-2"));
+    CHECK(l1_refused_of(c) == 1); /* strata_stats.l1_fills_refused */
 
     epoch = strata__l1_epoch(c->l1, &k);
     o = shard_mate(&k, 1, buf, sizeof buf, &n);

@@ -397,7 +397,7 @@ int strata_stats_get(strata_cache *c, strata_stats *out, unsigned int version)
         s.version = version;
         if (c->l1) {
             uint64_t hits, negative_hits;
-            strata__l1_stats(c->l1, &s.l1_entries, &s.l1_bytes, &s.l1_evictions);
+            strata__l1_stats(c->l1, &s.l1_entries, &s.l1_bytes, &s.l1_evictions, &s.l1_fills_refused);
             strata__l1_hits(c->l1, &hits, &negative_hits); /* counted per reader slot */
             s.l1_hits += hits;
             s.negative_hits += negative_hits;

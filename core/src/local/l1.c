@@ -350,6 +350,8 @@ static void put_flagged(strata__l1 *l1, const strata__key *k, const char *val, s
     write_begin(l1, s);
     if (strata__atomic_load(epoch_of(l1, k)) == epoch)
         store_locked(l1, s, k, val, vallen, flags, serve_until_ms, fresh_until_ms, stale_until_ms);
+    else
+        s->refused++;
     write_end(s);
 }
 
@@ -426,15 +428,17 @@ void strata__l1_demote(strata__l1 *l1)
 }
 
 /* Readers change no count, so the mutex (which every writer holds) suffices. */
-void strata__l1_stats(strata__l1 *l1, uint64_t *entries, uint64_t *bytes, uint64_t *evictions)
+void strata__l1_stats(strata__l1 *l1, uint64_t *entries, uint64_t *bytes, uint64_t *evictions,
+                      uint64_t *fills_refused)
 {
     size_t i;
-    *entries = *bytes = *evictions = 0;
+    *entries = *bytes = *evictions = *fills_refused = 0;
     for (i = 0; i < STRATA__L1_SHARDS; i++) {
         strata__mutex_lock(&l1->shards[i].lock);
         *entries += l1->shards[i].table.count;
         *bytes += l1->shards[i].table.bytes;
         *evictions += l1->shards[i].table.evictions;
+        *fills_refused += l1->shards[i].refused;
         strata__mutex_unlock(&l1->shards[i].lock);
     }
 }

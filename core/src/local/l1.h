@@ -107,7 +107,9 @@ typedef struct strata__l1_gate {
 
 void strata__l1_set_gate(strata__l1 *l1, const strata__l1_gate *gate);
 
-void strata__l1_stats(strata__l1 *l1, uint64_t *entries, uint64_t *bytes, uint64_t *evictions);
+/* fills_refused: puts dropped because their key's fill epoch had moved. */
+void strata__l1_stats(strata__l1 *l1, uint64_t *entries, uint64_t *bytes, uint64_t *evictions,
+                      uint64_t *fills_refused);
 
 /* Hits counted by strata__l1_read: all of them, and the negative ones. */
 void strata__l1_hits(strata__l1 *l1, uint64_t *hits, uint64_t *negative_hits);

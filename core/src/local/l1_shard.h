@@ -42,6 +42,7 @@ typedef struct strata__l1_shard {
     strata__mutex lock;     /* writers, and readers that met a writer */
     int writer;             /* 1 while a writer changes the table (atomic) */
     uint32_t puts;          /* numbers the entries put (writers only) */
+    uint64_t refused;       /* fills refused for a moved epoch (writers only) */
     strata__table table;
 } __attribute__((aligned(64))) strata__l1_shard;
 
