@@ -199,8 +199,10 @@ int strata_op_delete(strata_op **out, strata_cache *c, const char *key, size_t k
     if ((rc = strata__op_new(&op, c, STRATA__OP_DELETE, key, keylen)) < 0)
         return rc;
     *out = op;
-    if ((rc = strata__breaker_allow(c)) < 0)
+    if ((rc = strata__breaker_allow(c)) < 0) {
+        strata__l1_written(c, &op->k); /* not sent, but this process forgets the key */
         return strata__op_finish(op, rc), 0;
+    }
     strata__events_push(c, STRATA_EVENT_EVICT, key, keylen, 1); /* also when absent: other tiers may hold it */
     if ((rc = invalidation(op, &payload, &paylen)) == 0)
         rc = strata__rq_delete(&op->req, op->fk, op->fklen, op->lk, op->lklen, op->chan, channel(op), payload,

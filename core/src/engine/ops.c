@@ -231,8 +231,10 @@ int strata_delete(strata_cache *c, const char *key, size_t keylen)
     if ((rc = strata__key_init(c, &k, key, keylen)) < 0)
         return rc;
     strata__key_full(c, &k, fk);
-    if ((rc = strata__breaker_allow(c)) < 0)
+    if ((rc = strata__breaker_allow(c)) < 0) {
+        strata__l1_written(c, &k); /* not sent, but this process forgets the key */
         return rc;
+    }
     /* L1 serves the old value while the delete is in flight, and drops it after */
     rc = strata__backend_result(c, c->backend->ops->del(c->backend, k.full, k.fulllen));
     strata__l1_written(c, &k);
@@ -552,8 +554,13 @@ int strata_delete_many(strata_cache *c, size_t n, const char *const *keys, const
         }
         fklens[i] = (size_t)strata__full_key(c, keys[i], keylens[i], fks[i]);
     }
-    if ((rc = strata__breaker_allow(c)) < 0)
+    if ((rc = strata__breaker_allow(c)) < 0) {
+        for (i = 0; i < n; i++) { /* not sent, but this process forgets the keys */
+            strata__key k = strata__key_of(keys[i], keylens[i]);
+            strata__l1_written(c, &k);
+        }
         goto done;
+    }
     rc = strata__backend_result(c, c->backend->ops->del_many(c->backend, n, (const char *const *)fks, fklens,
                                                              gone));
     for (i = 0; i < n; i++) { /* also after a failure: other L1s may hold them */
