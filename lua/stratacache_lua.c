@@ -954,6 +954,7 @@ static int l_stats(lua_State *L)
     F(wb_journal_skipped); F(wb_dead_trimmed);
     F(payload_crc_errors);
     F(l1_fills_refused);
+    F(l1_renewals); F(l1_renew_batches);
 #undef F
     return 1;
 }

@@ -255,6 +255,9 @@ typedef struct strata_stats {
     /* version 3 (L1 fills) */
     uint64_t l1_fills_refused;    /* values read past L1 kept out of it: a write or invalidation of a key of
                                      their fill-epoch stripe came between the read and the fill */
+    /* version 3 (L1 renewal, l1_renew) */
+    uint64_t l1_renewals;         /* hot L1 entries re-read in a background batch before they expired */
+    uint64_t l1_renew_batches;    /* the batched reads (one get_many each) that renewed them */
 } strata_stats;
 
 /* Latency histogram: log-scale buckets, bucket i counts calls that took at

@@ -349,6 +349,10 @@ static int apply_option(strata__config *cfg, const char *k, size_t klen, const c
             cfg->hot_compare = (int)x;
         return rc;
     }
+    if (strcmp(name, "l1_renew") == 0) {
+        if ((rc = parse_enum(name, v, vlen, onoff, &e)) == 0) cfg->l1_renew = e;
+        return rc;
+    }
     if (strcmp(name, "hot_sample") == 0) {
         rc = parse_i64(name, v, vlen, 1, 256, &x);
         if (rc == 0 && (x & (x - 1)) != 0)
@@ -526,6 +530,7 @@ int strata__config_parse(strata__config *cfg, const char *url, const strata_opti
     memset(cfg, 0, sizeof *cfg);
     cfg->hot_sample = STRATA__HOT_SAMPLE_DEFAULT;
     cfg->hot_compare = 1;
+    cfg->l1_renew = 1;
     if (opts == NULL) {
         strata_options_init(&cfg->opts, STRATA_OPTIONS_VERSION);
     } else if (opts->version < 1 || opts->version > STRATA_OPTIONS_VERSION) {

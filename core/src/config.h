@@ -41,6 +41,7 @@ typedef struct strata__config {
     uint64_t wb_journal_compact_bytes;
     uint64_t wb_dead_max;
     int64_t wb_dead_max_age_ms;
+    int l1_renew;                /* URL l1_renew: hot L1 entries are re-read in batches before they expire */
     int payload_crc;             /* URL payload_crc=1: envelopes carry a CRC32C of the payload */
 } strata__config;
 

@@ -12,6 +12,7 @@ local STATS_FIELDS = {
   "l1_flushes", "l1_admission_rejects", "l1_link_up", "wb_enqueued", "wb_flushed", "wb_retried", "wb_dead",
   "wb_backlog", "wb_journal_skipped", "wb_dead_trimmed", "payload_crc_errors",
   "l1_fills_refused",
+  "l1_renewals", "l1_renew_batches",
 }
 
 -- Prometheus series -> stats() field (docs/METRICS.md).

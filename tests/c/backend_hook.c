@@ -41,6 +41,27 @@ static int hooked_del_many(strata__backend *b, size_t n, const char *const *keys
     return rc;
 }
 
+static int hooked_get_many(strata__backend *b, size_t n, const char *const *keys, const size_t *keylens,
+                           strata__bytes *outs, int *rcs)
+{
+    int rc;
+    if (hook_fn && n > 0)
+        hook_fn(hook_ud, keys[0], keylens[0], 0);
+    rc = real->get_many(b, n, keys, keylens, outs, rcs);
+    if (hook_fn && n > 0)
+        hook_fn(hook_ud, keys[0], keylens[0], 1);
+    return rc;
+}
+
+void backend_hook_set_reads(strata_cache *c, backend_hook_fn hook, void *ud)
+{
+    backend_hook_set(c, hook, ud);
+    if (hook) {
+        hooked = *real; /* writes as they are */
+        hooked.get_many = hooked_get_many;
+    }
+}
+
 void backend_hook_set(strata_cache *c, backend_hook_fn hook, void *ud)
 {
     if (hook == NULL) {

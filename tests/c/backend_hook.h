@@ -17,4 +17,10 @@ typedef void (*backend_hook_fn)(void *ud, const char *full_key, size_t full_keyl
 /* Installs hook on c's backend (one cache at a time); NULL takes it off. */
 void backend_hook_set(strata_cache *c, backend_hook_fn hook, void *ud);
 
+/* The same around get_many instead (the reads of L1 renewal, engine/l1_renew.c):
+ * hook(ud, first full key, 0) before the batch is sent, (..., 1) after its
+ * replies came back, before the engine sees them. Install it before the
+ * cache has anything to renew (the renewal thread reads the vtable). */
+void backend_hook_set_reads(strata_cache *c, backend_hook_fn hook, void *ud);
+
 #endif

@@ -39,6 +39,8 @@ static void rejects_bad_urls(void)
         {"memory://?hot_sample=0", STRATA_EOPTION, "hot_sample"},
         {"memory://?hot_sample=512", STRATA_EOPTION, "hot_sample"},
         {"memory://?hot_compare=2", STRATA_EOPTION, "hot_compare"},
+        {"redis://h:1?l1_renew=2", STRATA_EOPTION, "option l1_renew"},
+        {"redis://h:1?l1_renew=yes", STRATA_EOPTION, "option l1_renew"},
         {"memory://?wait_policy=pray", STRATA_EOPTION, "wait_policy"},
         {"memory://?jitter_pct=80", STRATA_EOPTION, "jitter_pct"},
         {"memory://?pool_size=0", STRATA_EOPTION, "pool_size"},

@@ -6,6 +6,7 @@
 #include "engine/coherence.h"
 #include "engine/hotkeys.h"
 #include "engine/events.h"
+#include "engine/l1_renew.h"
 #include "backend/redis/redis.h"
 
 #include <stddef.h>
@@ -87,6 +88,10 @@ int strata_cache_new(strata_cache **out, const char *url, const strata_options *
         strata_cache_free(c);
         return rc;
     }
+    if ((rc = strata__l1_renew_start(c)) < 0) {
+        strata_cache_free(c);
+        return rc;
+    }
     *out = c;
     return 0;
 }
@@ -98,6 +103,7 @@ void strata_cache_free(strata_cache *c)
     strata__op_pool_close(c->op_pool); /* first: an op freed later must not touch L1 (op.c) */
     strata__wb_free(c->wb); /* drains first: its flushers use the backend */
     strata__refresher_free(c->refresher); /* before the backend: queued fills need it */
+    strata__l1_renew_stop(c);             /* before the link and the backend: it reads both */
     strata__l1_gate_stop(c);              /* its thread writes to L1 */
     c->backend->ops->close(c->backend);
     strata__hot_free(c->hot);
@@ -327,12 +333,43 @@ void strata__l1_store(strata_cache *c, const strata__key *k, const char *val, si
     int64_t serve_until = l1_serve_until(c, now_ms, fresh_until_ms);
     if (c->l1 == NULL)
         return;
+    if (strata__atomic_load(&c->renewer))
+        strata__l1_renew_after_fork(c); /* a forked child's first fill starts its renewal */
     if (tagged)
         strata__l1_put_tagged(c->l1, k, val, vallen, negative, serve_until, fresh_until_ms,
                               stale_until_ms, epoch);
     else
         strata__l1_put(c->l1, k, val, vallen, negative, serve_until, fresh_until_ms, stale_until_ms,
                        epoch);
+}
+
+/* What a fresh envelope read at now_ms leaves in L1 (a miss fill's part). */
+static void l1_fill(strata_cache *c, const strata__key *k, const strata__envelope *e, int64_t now_ms,
+                    uint64_t epoch)
+{
+    if (strata__env_user_tags(e)) /* the namespace stamp alone: strata_clear drops L1 itself */
+        strata__tags_l1_put(c, k, e, now_ms, epoch);
+    else
+        strata__l1_store(c, k, e->payload, e->payload_len, (e->flags & STRATA__ENV_FLAG_NEGATIVE) != 0, 0, now_ms,
+                         e->fresh_until_ms, e->stale_until_ms, epoch);
+}
+
+int strata__l1_renew_envelope(strata_cache *c, const strata__key *k, const strata__envelope *e, int64_t now_ms,
+                              uint64_t epoch)
+{
+    int negative, rc;
+    if (e == NULL || now_ms >= e->fresh_until_ms) /* gone, or past serving from L1: a fill would not keep it */
+        return strata__l1_renew(c->l1, k, NULL, 0, 0, 0, 0, 0, epoch), 0;
+    if (strata__env_user_tags(e)) {
+        l1_fill(c, k, e, now_ms, epoch); /* tagged now: stored as a fill stores it */
+        return 1;
+    }
+    negative = (e->flags & STRATA__ENV_FLAG_NEGATIVE) != 0;
+    rc = strata__l1_renew(c->l1, k, e->payload, e->payload_len, negative, l1_serve_until(c, now_ms, e->fresh_until_ms),
+                          e->fresh_until_ms, e->stale_until_ms, epoch);
+    if (rc < 0) /* changed: replaced as a fill would replace it */
+        l1_fill(c, k, e, now_ms, epoch);
+    return rc != 0;
 }
 
 static int serve_envelope(strata_cache *c, const strata__key *k, const strata__envelope *e, int64_t now_ms,
@@ -358,11 +395,7 @@ static int serve_envelope(strata_cache *c, const strata__key *k, const strata__e
         STRATA__COUNT(c, stale_hits);
         return STRATA_HIT_STALE;
     }
-    if (strata__env_user_tags(e)) /* the namespace stamp alone: strata_clear drops L1 itself */
-        strata__tags_l1_put(c, k, e, now_ms, epoch);
-    else
-        strata__l1_store(c, k, e->payload, e->payload_len, negative, 0, now_ms, e->fresh_until_ms,
-                         e->stale_until_ms, epoch);
+    l1_fill(c, k, e, now_ms, epoch);
     if (negative) {
         STRATA__COUNT(c, negative_hits);
         return STRATA_NEGATIVE;

@@ -29,6 +29,7 @@ struct strata_cache {
     strata__flight *flights;
 
     strata__refresher *refresher; /* background refresh; NULL when inline */
+    struct strata__l1_renewer *renewer; /* renewal of hot L1 entries (l1_renew.c); NULL when none */
 
     /* Circuit breaker over the backend. */
     unsigned int consecutive_failures;
@@ -179,6 +180,15 @@ int strata__get_many_stale(strata_cache *c, size_t nb, const size_t *idx, const 
 void strata__l1_store(strata_cache *c, const strata__key *k, const char *val, size_t vallen,
                       int negative, int tagged, int64_t now_ms, int64_t fresh_until_ms,
                       int64_t stale_until_ms, uint64_t epoch);
+
+/* A renewal's re-read of k, sent at now_ms under fill epoch `epoch`, came
+ * back as e (decoded and tag-checked; NULL: absent or unreadable): L1 keeps
+ * k's entry for another l1_ttl_ms from now_ms (capped by e's fresh-until),
+ * replaces it, or drops it, exactly as a miss fill would decide; an
+ * invalidation or write of k's stripe since epoch wins (engine/l1_renew.c).
+ * 1 when the entry was renewed or replaced. */
+int strata__l1_renew_envelope(strata_cache *c, const strata__key *k, const strata__envelope *e, int64_t now_ms,
+                              uint64_t epoch);
 
 /* Background refresh (refresh_threads > 0): the ticket, loader and userdata
  * go to a refresher thread. 0 when queued (the caller returns at once), or an

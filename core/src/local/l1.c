@@ -311,6 +311,13 @@ int strata__l1_get_stale(strata__l1 *l1, const strata__key *k, int64_t now_ms, s
 
 /* ---- writes ---- */
 
+/* How long an entry is kept: until its stale-until for stale-if-error, a
+ * negative one only while it serves. */
+static int64_t keep_until_of(int negative, int64_t serve_until_ms, int64_t stale_until_ms)
+{
+    return negative || stale_until_ms < serve_until_ms ? serve_until_ms : stale_until_ms;
+}
+
 /* Inside s's write section: stores k's entry (the TinyLFU gate may keep a
  * newcomer out of a full shard). 1 = stored, 0 = not (nothing changed, or
  * the old entry is gone: a put that fails after removing it). */
@@ -319,8 +326,7 @@ static int store_locked(strata__l1 *l1, l1_shard *s, const strata__key *k, const
                         int64_t stale_until_ms)
 {
     strata__entry *e = NULL;
-    int64_t keep_until = (flags & STRATA__L1_NEGATIVE) || stale_until_ms < serve_until_ms ? serve_until_ms
-                                                                                  : stale_until_ms;
+    int64_t keep_until = keep_until_of(flags & STRATA__L1_NEGATIVE, serve_until_ms, stale_until_ms);
     unsigned char extra = (flags & STRATA__L1_TAGGED) ? sizeof(strata__l1_kept_token) : 0;
     if (l1->gate.replace && strata__table_find(&s->table, k->hash, k->ptr, k->len) == NULL) {
         strata__entry *victim = strata__table_victim(&s->table, strata__table_cost(k->len, vallen + extra));
@@ -385,6 +391,47 @@ void strata__l1_settle(strata__l1 *l1, const strata__key *k, uint64_t epoch, con
         strata__table_del(&s->table, k->hash, k->ptr, k->len, 0);
     strata__atomic_add(ep, 1); /* fills that read the backend during the write stay out */
     write_end(s);
+}
+
+/* ---- renewal ---- */
+
+void strata__l1_due(strata__l1 *l1, unsigned int shard, int64_t now_ms, int64_t until_ms,
+                    void (*fn)(void *ud, const char *key, size_t keylen, uint64_t hash), void *ud)
+{
+    l1_shard *s = &l1->shards[shard];
+    strata__entry *e;
+    strata__mutex_lock(&s->lock); /* the table does not change under it; readers only mark entries */
+    for (e = s->table.lru_head; e; e = e->lru_next)
+        if (!(e->flags & STRATA__L1_TAGGED) && e->aux2 > now_ms && e->aux2 < until_ms && e->aux2 < e->aux &&
+            __atomic_load_n(&e->referenced, __ATOMIC_RELAXED) != 0)
+            fn(ud, e->data, e->keylen, e->hash);
+    strata__mutex_unlock(&s->lock);
+}
+
+int strata__l1_renew(strata__l1 *l1, const strata__key *k, const char *val, size_t vallen, int negative,
+                     int64_t serve_until_ms, int64_t fresh_until_ms, int64_t stale_until_ms, uint64_t epoch)
+{
+    l1_shard *s = strata__l1_shard_of(l1, k);
+    strata__entry *e;
+    int rc = 0;
+    write_begin(l1, s);
+    e = strata__table_find(&s->table, k->hash, k->ptr, k->len);
+    if (e == NULL || strata__atomic_load(epoch_of(l1, k)) != epoch || (e->flags & STRATA__L1_TAGGED)) {
+        /* the stripe moved (its change wins), or the entry went: nothing to renew */
+    } else if (val == NULL) {
+        strata__table_del(&s->table, k->hash, k->ptr, k->len, 0);
+    } else if (!negative == !(e->flags & STRATA__L1_NEGATIVE) && e->vallen == vallen &&
+               memcmp(STRATA__ENTRY_VALUE(e), val, vallen) == 0) {
+        e->aux = fresh_until_ms;
+        e->aux2 = serve_until_ms;
+        e->expires_ms = keep_until_of(negative, serve_until_ms, stale_until_ms);
+        e->referenced = 0; /* renewed again only if hit again */
+        rc = 1;
+    } else {
+        rc = -1;
+    }
+    write_end(s);
+    return rc;
 }
 
 void strata__l1_set_validator(strata__l1 *l1, strata__l1_validator fn, void *ctx, const uint64_t *generation)

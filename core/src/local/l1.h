@@ -84,6 +84,25 @@ void strata__l1_put(strata__l1 *l1, const strata__key *k, const char *val, size_
 void strata__l1_settle(strata__l1 *l1, const strata__key *k, uint64_t epoch, const char *val, size_t vallen,
                        int tagged, int64_t serve_until_ms, int64_t fresh_until_ms, int64_t stale_until_ms);
 
+/* Renewal (engine/l1_renew.c): shard i's entries worth re-reading before
+ * they stop serving: untagged, hit since their put or last renewal (the
+ * readers' `referenced` mark), serving now and until before until_ms, and
+ * served until then by l1_ttl_ms rather than by their own fresh-until (a
+ * re-read could not extend those). fn gets each key and hash, inside the
+ * shard's mutex (writers wait, readers do not): it must only copy. */
+void strata__l1_due(strata__l1 *l1, unsigned int shard, int64_t now_ms, int64_t until_ms,
+                    void (*fn)(void *ud, const char *key, size_t keylen, uint64_t hash), void *ud);
+
+/* A renewal's re-read of k (taken at `epoch`, before it was sent) came back.
+ * val NULL: k is gone, or no longer servable: the entry is dropped. val the
+ * same bytes as the entry's (and negative alike): its times are renewed in
+ * place (it stays the same version for strata__l1_check) and its mark is
+ * cleared, returning 1. Nothing happens when the epoch moved (an
+ * invalidation or write of the stripe won) or the entry is gone; -1 when
+ * the value differs: the caller stores it as a fill would. */
+int strata__l1_renew(strata__l1 *l1, const strata__key *k, const char *val, size_t vallen, int negative,
+                     int64_t serve_until_ms, int64_t fresh_until_ms, int64_t stale_until_ms, uint64_t epoch);
+
 void strata__l1_del(strata__l1 *l1, const strata__key *k);
 void strata__l1_clear(strata__l1 *l1);
 
