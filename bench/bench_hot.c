@@ -370,6 +370,11 @@ int main(int argc, char **argv)
            NKEYS, 100.0 * st.l1_hits / (double)(st.l1_hits + st.l1_misses ? st.l1_hits + st.l1_misses : 1),
            (unsigned long long)st.l1_admission_rejects, (unsigned long long)st.l1_fills_refused,
            (unsigned long long)st.invalidations_received);
+    printf("L1 renewal (l1_renew): %llu entries renewed in %llu batches; %.4f renewed keys and %.5f batches "
+           "per L1 lookup\n",
+           (unsigned long long)st.l1_renewals, (unsigned long long)st.l1_renew_batches,
+           st.l1_renewals / (double)(st.l1_hits + st.l1_misses ? st.l1_hits + st.l1_misses : 1),
+           st.l1_renew_batches / (double)(st.l1_hits + st.l1_misses ? st.l1_hits + st.l1_misses : 1));
     {
         strata_hot_key top[5];
         size_t n = 0, i;
