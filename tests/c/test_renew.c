@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #define K(s) (s), strlen(s)
-#define L1_TTL_MS 300
+#define L1_TTL_MS 200
 #define DEADLINE_MS 5000
 
 static const char *kind;
@@ -141,15 +141,17 @@ static void hot_key_stays_in_l1(void)
     REQUIRE(l1_ready(on) && l1_ready(off));
     snprintf(key, sizeof key, "%s", test_unique("hot"));
     CHECK_RC(strata_set(on, K(key), K("v1"), 0), 0);
-    off_misses = l1_misses_reading(off, key, "v1", 6 * L1_TTL_MS);
-    on_misses = l1_misses_reading(on, key, "v1", 6 * L1_TTL_MS);
-    printf("  l1 misses over 6 x l1_ttl_ms: %llu renewed, %llu not; %llu renewals\n",
+    read_key(off, key, "v1"); /* each in its L1 first */
+    off_misses = l1_misses_reading(off, key, "v1", 5 * L1_TTL_MS);
+    read_key(on, key, "v1");
+    on_misses = l1_misses_reading(on, key, "v1", 5 * L1_TTL_MS);
+    printf("  l1 misses over 5 x l1_ttl_ms: %llu renewed, %llu not; %llu renewals\n",
            (unsigned long long)on_misses, (unsigned long long)off_misses,
            (unsigned long long)stats_of(on).l1_renewals);
-    CHECK(off_misses >= 4);
+    CHECK(off_misses >= 3);
     CHECK(on_misses <= off_misses / 3);
-    CHECK(stats_of(on).l1_renewals >= 4);
-    CHECK(stats_of(on).l1_renew_batches >= 4);
+    CHECK(stats_of(on).l1_renewals >= 3);
+    CHECK(stats_of(on).l1_renew_batches >= 3);
     CHECK(stats_of(off).l1_renewals == 0);
     strata_cache_free(on);
     strata_cache_free(off);
@@ -321,16 +323,16 @@ static void forked_child_renews(void)
         while (read_key(c, key, "v1").level != STRATA_LEVEL_L1 && strata__now_mono_ms() < end)
             strata__sleep_ms(1); /* the child's link and L1 come up */
         renewals = stats_of(c).l1_renewals;
-        misses = l1_misses_reading(c, key, "v1", 6 * L1_TTL_MS);
+        misses = l1_misses_reading(c, key, "v1", 5 * L1_TTL_MS);
         renewals = stats_of(c).l1_renewals - renewals;
         strata_cache_free(c);
-        _exit(misses <= 2 && renewals >= 4 ? 0 : 1);
+        _exit(misses <= 2 && renewals >= 3 ? 0 : 1);
     }
     REQUIRE(pid > 0);
     l1_misses_reading(c, key, "v1", L1_TTL_MS); /* the parent's thread goes on meanwhile */
     CHECK(waitpid(pid, &status, 0) == pid);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    CHECK(l1_misses_reading(c, key, "v1", 3 * L1_TTL_MS) <= 1);
+    CHECK(l1_misses_reading(c, key, "v1", 2 * L1_TTL_MS) <= 1);
     strata_cache_free(c);
 }
 
