@@ -327,7 +327,9 @@ class Cache:
       - hot keys: ``hot_sketch_width`` (0 turns tracking off), ``hot_window``,
         ``hot_threshold``, ``hot_top`` (how many keys hot_keys() can rank);
       - L1: ``l1_admission`` ("all", "hot": only keys read hot_threshold
-        times lately, or "none"), ``l1_ttl_ms``, ``l1_max_entries``;
+        times lately, or "none"), ``l1_ttl_ms``, ``l1_max_entries``,
+        ``l1_renew`` (bool, default on: hot entries are re-read in background
+        batches before l1_ttl_ms ends, within the same staleness bound);
       - coherence on Redis: ``tracking`` (bool: CLIENT TRACKING, so any
         client's write evicts L1), ``coherence_ping_ms``; on Memcached,
         ``l1_bus="redis://host:port"`` carries invalidations between caches.
