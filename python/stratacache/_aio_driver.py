@@ -206,7 +206,7 @@ class LoopDriver:
             if c is None:
                 host, port = ffi.string(io.host).decode("utf-8", "replace"), int(io.port)
                 c = self._open(server, host, port)
-            if not c.ready.done() or c.dead:
+            if c is not conn and (not c.ready.done() or c.dead):  # (a hello runs before ready)
                 try:
                     await c.ready
                 except ConnectionError as e:

@@ -78,6 +78,41 @@ def test_native_calls_run_no_thread(rurl, ns):
     ex.shutdown()
 
 
+def test_write_behind_is_native_and_delivered(rurl, ns):
+    batches = []
+    ex = CountingExecutor()
+
+    async def main():
+        c = stratacache.AsyncCache(rurl, namespace=ns, writer=batches.append, wb_threads=0, executor=ex)
+        k = unique()
+        assert await c.write_behind(k, b"behind") is True
+        assert await c.get(k) == b"behind"
+        assert ex.submitted == 0
+        await c.flush(10)  # delivery is the library's (on the pool)
+        assert {k.encode(): b"behind"} in batches
+        await c.close()
+
+    run(main())
+    ex.shutdown()
+
+
+def test_new_connections_select_the_url_database(rurl, ns):
+    async def main():
+        c = stratacache.AsyncCache(rurl + "/3", namespace=ns, timeout_ms=1000, pool_size=2)
+        keys = [unique() for _ in range(8)]
+        await asyncio.gather(*(c.set(k, b"in-3") for k in keys))  # on more than one connection
+        assert c._driver.connections() == 2
+        in3 = stratacache.Cache(rurl + "/3", namespace=ns)
+        in0 = stratacache.Cache(rurl, namespace=ns)
+        assert [in3.get(k) for k in keys] == [b"in-3"] * 8
+        assert [in0.get(k) for k in keys] == [None] * 8
+        in3.close()
+        in0.close()
+        await c.close()
+
+    run(main())
+
+
 def test_memory_and_native_false_use_the_pool(rurl, ns):
     ex = CountingExecutor()
 
@@ -383,6 +418,30 @@ def test_l1_coherent_with_another_process_write(rurl, ns):
             assert time.monotonic() < deadline, "the other process's write never evicted L1"
             await asyncio.sleep(0.01)
         other.close()
+        await c.close()
+
+    run(main())
+
+
+def test_server_down_fails_fast_and_loads_fail_open(ns):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there
+
+    async def main():
+        c = stratacache.AsyncCache(f"redis://127.0.0.1:{port}", namespace=ns, timeout_ms=1000)
+        t0 = time.monotonic()
+        with pytest.raises(stratacache.BackendError, match="connect"):
+            await c.get("k")
+
+        async def loader(key):
+            return b"from source"
+
+        assert await c.get_or_load("k", loader) == b"from source"
+        assert time.monotonic() - t0 < 3.0
+        assert (await c.stats())["fail_open"] == 1
+        assert c._driver.connections() == 0 and c._driver.live == 0
         await c.close()
 
     run(main())
