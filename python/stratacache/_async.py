@@ -5,13 +5,14 @@ On redis:// the reads and writes that have an operation form in the core
 strata_op_*, and _aio_driver.py moves its bytes over asyncio connections
 kept per server, with the op's deadlines on the loop's timers and lease
 waits as asyncio.sleep: get, set, delete, invalidate, invalidate_tag,
-touch, get_many, get_or_load (so cached()) and write_behind. L1 and
+touch, get_many, get_or_load (so cached()), get_many_or_load and
+write_behind (a plain loader still runs on the pool). L1 and
 object-tier hits are served without any I/O. The C handle is an ordinary
 one, shared with the calls below, so its L1 is kept coherent by the
 library's own invalidation link exactly as a Cache's is.
 
 The rest has no operation form and runs on a thread pool: set_many,
-delete_many, get_many_or_load, clear, add, incr, decr, lock, write_through,
+delete_many, clear, add, incr, decr, lock, write_through,
 write_behind_many, flush, stats, histogram, prometheus, hot_keys. On
 memory:// and memcached:// (no op API) every call does. cffi API mode
 releases the GIL around every C call, so backend round trips in the pool
@@ -571,6 +572,14 @@ class AsyncCache:
                 log.warning("refresh of %r failed; serving the cached value", key, exc_info=True)
                 return c._loads(data)
             raise
+        await self._fill_lead(d, held, _key_bytes(key), p, ms, tags)
+        return p.value
+
+    async def _fill_lead(self, d: LoopDriver, held: Held, kb: bytes, p: _Prepared, ms: int,
+                         tags: Tuple[bytes, ...]) -> None:
+        """Stores a loaded result under the lease held.op holds. A refused
+        fill (the lease lost to a newer write) is no error: the caller
+        still returns the value, as Cache does."""
         if p.tags and p.data is not None:
             # The loader's own tags: the op's fill stamps only the versions
             # its lookup read, so the lease is given back and a tagged set
@@ -582,9 +591,7 @@ class AsyncCache:
             opts.ttl_ms = ms if p.ms is None else p.ms
             tag_ptrs, tag_lens, keep = _tag_arrays(list(dict.fromkeys(tags + p.tags)))  # noqa: F841
             opts.tags, opts.taglens, opts.ntags = tag_ptrs, tag_lens, len(keep)
-            h = c._enter()
-            kb = _key_bytes(key)
-            rc = lib.strata_op_set(d.opp, h, kb, len(kb), p.data, len(p.data), opts)
+            rc = lib.strata_op_set(d.opp, self.cache._enter(), kb, len(kb), p.data, len(p.data), opts)
             if rc < 0:
                 _raise(rc)
             stored = d.held()
@@ -592,16 +599,89 @@ class AsyncCache:
                 await d.drive(stored)
             finally:
                 d.release(stored)
-            return p.value
+            return
         ttl = ms if p.ms is None else p.ms
         if p.data is None:
             rc = lib.strata_op_fill_negative(held.op, ttl if p.ms is not None else 0)
         else:
             rc = lib.strata_op_fill(held.op, p.data, len(p.data), ttl)
-        if rc < 0 and lib.strata_op_abandon(held.op) != 0:
-            return p.value
-        await d.drive(held)  # a refused fill (the lease lost to a newer write) still returns the value
-        return p.value
+        if rc == 0 or lib.strata_op_abandon(held.op) == 0:
+            await d.drive(held)
+
+    async def _get_many_or_load_native(self, keys: List[Key], loader: Callable[[List[Key]], Any], ms: int,
+                                       tags: Tuple[bytes, ...]) -> Dict[Key, Any]:
+        """Cache._get_many_or_load over ops: get_many, a lookup per key
+        still missing (the leases), one loader call, the fills."""
+        c = self.cache
+        found = await self.get_many(keys)
+        missing: List[Key] = []
+        seen = set()
+        for k in keys:
+            kb = _key_bytes(k)
+            if k in found or kb in seen:
+                continue
+            seen.add(kb)
+            missing.append(k)
+        if not missing:
+            return found
+        h = c._enter()
+        d = self._loop_driver(h)
+        opts, keep = self._lease, None  # keep: the tags' buffers, alive for the begin calls
+        if tags:
+            opts = ffi.new("strata_op_options *")
+            lib.strata_op_options_init(opts, 1)
+            tag_ptrs, tag_lens, bufs = _tag_arrays(list(dict.fromkeys(tags)))
+            opts.tags, opts.taglens, opts.ntags = tag_ptrs, tag_lens, len(bufs)
+            keep = (tag_ptrs, tag_lens, bufs)
+        leads: Dict[bytes, Held] = {}
+        to_load: List[Key] = []
+        try:
+            for k in missing:
+                kb = _key_bytes(k)
+                held = await self._drive(d, lib.strata_op_lookup(d.opp, h, kb, len(kb), opts))
+                v = c._value()
+                rc = _op_result(held.op, v)
+                if rc in _SERVED:
+                    found[k] = c._loads(_unpack(v.data, v.len))
+                    d.release(held)  # a HIT_REFRESH's lease goes back at once
+                elif rc == NEGATIVE:
+                    d.release(held)
+                else:  # load it: with the lease (MISS_LEAD), else without (a wait, an outage)
+                    if rc < 0 and rc not in _FAIL_OPEN:
+                        try:
+                            _raise_op(held.op, rc)
+                        finally:
+                            d.release(held)
+                    if rc == MISS_LEAD:
+                        leads[kb] = held
+                    else:
+                        d.release(held)
+                    to_load.append(k)
+            if to_load:
+                t0 = time.perf_counter_ns()  # one batch, one load (as the C side counts)
+                try:
+                    loaded = await self._call_loader(loader, list(to_load))
+                    if not isinstance(loaded, Mapping):
+                        raise TypeError(f"loader must return a dict, not {type(loaded).__name__}")
+                    prepared = [(k, c._prepare(loaded.get(k, NOT_FOUND))) for k in to_load]
+                except BaseException:
+                    c._record_load(True, t0)
+                    raise
+                c._record_load(False, t0)
+                for k, p in prepared:
+                    kb = _key_bytes(k)
+                    lead = leads.pop(kb, None)
+                    if lead is not None:
+                        try:
+                            await self._fill_lead(d, lead, kb, p, ms, tags)
+                        finally:
+                            d.release(lead)
+                    if p.value is not NOT_FOUND:
+                        found[k] = p.value
+        finally:
+            for lead in leads.values():
+                d.release(lead)  # leases not filled go back (in the background)
+        return found
 
     async def get_many_or_load(self, keys: Iterable[Key],
                                loader: Callable[[List[Key]], Union[Mapping[Key, Any], Awaitable[Mapping[Key, Any]]]],
@@ -613,6 +693,9 @@ class AsyncCache:
             raise TypeError("keys must be an iterable of keys, not a single key")
         keys = list(keys)
         tbs = _tag_bytes(tags)
+        if self.native:
+            ms = _ttl_ms(ttl)
+            return await self._get_many_or_load_native(keys, loader, ms, tuple(tbs))
         if not inspect.iscoroutinefunction(loader):
             return await self._run(self.cache.get_many_or_load, keys, loader, ttl, tbs)
         loop = asyncio.get_running_loop()

@@ -113,6 +113,33 @@ def test_new_connections_select_the_url_database(rurl, ns):
     run(main())
 
 
+def test_get_many_or_load_native(rurl, ns):
+    ex = CountingExecutor()
+
+    async def main():
+        c = stratacache.AsyncCache(rurl, namespace=ns, timeout_ms=1000, executor=ex)
+        ks = [unique() for _ in range(4)]
+        await c.set(ks[0], b"cached")
+        calls = []
+
+        async def many(missing):
+            calls.append(list(missing))
+            return {m: m.encode() for m in missing if m != ks[3]}  # ks[3]: not found
+
+        want = {ks[0]: b"cached", ks[1]: ks[1].encode(), ks[2]: ks[2].encode()}
+        assert await c.get_many_or_load(ks + [ks[1]], many, tags=["g"]) == want
+        assert calls == [ks[1:]]
+        assert await c.get_many_or_load(ks, many) == want  # all cached now, "not found" too
+        assert len(calls) == 1
+        await c.invalidate_tag("g")
+        assert await c.get(ks[1]) is None and await c.get(ks[0]) == b"cached"
+        assert ex.submitted == 0 and c._driver.live == 0
+        await c.close()
+
+    run(main())
+    ex.shutdown()
+
+
 def test_memory_and_native_false_use_the_pool(rurl, ns):
     ex = CountingExecutor()
 
