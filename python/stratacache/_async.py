@@ -47,6 +47,7 @@ from ._cache import (
     Serializer,
     _Prepared,
     _key_bytes,
+    _missing_keys,
     _ms,
     _ttl_ms,
     _raise,
@@ -497,19 +498,29 @@ class AsyncCache:
                 await self._run(c._fill, ticket, p, ms, tags)
                 return p.value
             if rc == MISS_WAIT:
-                now = time.monotonic()
-                if now >= deadline:
-                    if c._wait_policy == "fail":
-                        raise Timeout(lib.STRATA_ETIMEOUT, "ETIMEOUT",
-                                      f"waited {c._lock_wait * 1000:.0f} ms for another loader of this key")
+                waited = await self._wait_for_lease(deadline, backoff, wait)
+                if waited is None:  # lock_wait passed: load without the lease, store nothing
                     return (await self._counted_loader(loader, key)).value
-                await asyncio.sleep(max(0.001, min(backoff, wait, deadline - now)))
-                backoff = min(backoff * 2, 0.05)
+                backoff = waited
                 continue
             if rc in _FAIL_OPEN:
                 c._count("fail_open")
                 return (await self._counted_loader(loader, key)).value
             _raise(rc)
+
+    async def _wait_for_lease(self, deadline: float, backoff: float, wait: float) -> Optional[float]:
+        """Another caller holds the lease: sleep (backing off) and return the
+        next backoff, or None once lock_wait has passed (Timeout instead
+        with wait_policy "fail")."""
+        c = self.cache
+        now = time.monotonic()
+        if now >= deadline:
+            if c._wait_policy == "fail":
+                raise Timeout(lib.STRATA_ETIMEOUT, "ETIMEOUT",
+                              f"waited {c._lock_wait * 1000:.0f} ms for another loader of this key")
+            return None
+        await asyncio.sleep(max(0.001, min(backoff, wait, deadline - now)))
+        return min(backoff * 2, 0.05)
 
     async def _load_native(self, key: Key, kb: bytes, loader: Callable[[Key], Any], ms: int,
                            tags: Tuple[bytes, ...]) -> Any:
@@ -545,14 +556,10 @@ class AsyncCache:
             finally:
                 d.release(held)
             if rc == MISS_WAIT:
-                now = time.monotonic()
-                if now >= deadline:
-                    if c._wait_policy == "fail":
-                        raise Timeout(lib.STRATA_ETIMEOUT, "ETIMEOUT",
-                                      f"waited {c._lock_wait * 1000:.0f} ms for another loader of this key")
+                waited = await self._wait_for_lease(deadline, backoff, wait)
+                if waited is None:  # lock_wait passed: load without the lease, store nothing
                     return (await self._counted_loader(loader, key)).value
-                await asyncio.sleep(max(0.001, min(backoff, wait, deadline - now)))
-                backoff = min(backoff * 2, 0.05)
+                backoff = waited
                 continue
             if rc != MISS:
                 c._count("fail_open")  # the backend failed: the source of truth still answers
@@ -614,14 +621,7 @@ class AsyncCache:
         still missing (the leases), one loader call, the fills."""
         c = self.cache
         found = await self.get_many(keys)
-        missing: List[Key] = []
-        seen = set()
-        for k in keys:
-            kb = _key_bytes(k)
-            if k in found or kb in seen:
-                continue
-            seen.add(kb)
-            missing.append(k)
+        missing = _missing_keys(keys, found)
         if not missing:
             return found
         h = c._enter()
