@@ -508,6 +508,17 @@ class AsyncCache:
                 return (await self._counted_loader(loader, key)).value
             _raise(rc)
 
+    def _lease_options(self, tags: Tuple[bytes, ...]) -> Tuple[Any, Any]:
+        """The lookup options of a read-through (the lease on a miss, the
+        fill stamped with ``tags``), and the buffers they point into."""
+        if not tags:
+            return self._lease, None
+        opts = ffi.new("strata_op_options *")
+        lib.strata_op_options_init(opts, 1)
+        tag_ptrs, tag_lens, bufs = _tag_arrays(list(dict.fromkeys(tags)))
+        opts.tags, opts.taglens, opts.ntags = tag_ptrs, tag_lens, len(bufs)
+        return opts, (tag_ptrs, tag_lens, bufs)
+
     async def _wait_for_lease(self, deadline: float, backoff: float, wait: float) -> Optional[float]:
         """Another caller holds the lease: sleep (backing off) and return the
         next backoff, or None once lock_wait has passed (Timeout instead
@@ -529,13 +540,7 @@ class AsyncCache:
         c = self.cache
         h = c._enter()
         d = self._loop_driver(h)
-        opts, keep = self._lease, None  # keep: the tags' buffers, alive for the begin calls
-        if tags:
-            opts = ffi.new("strata_op_options *")
-            lib.strata_op_options_init(opts, 1)
-            tag_ptrs, tag_lens, bufs = _tag_arrays(list(dict.fromkeys(tags)))
-            opts.tags, opts.taglens, opts.ntags = tag_ptrs, tag_lens, len(bufs)
-            keep = (tag_ptrs, tag_lens, bufs)
+        opts, keep = self._lease_options(tags)  # noqa: F841 (keep: alive for the begin calls)
         deadline = time.monotonic() + c._lock_wait
         backoff = 0.002
         while True:
@@ -626,13 +631,7 @@ class AsyncCache:
             return found
         h = c._enter()
         d = self._loop_driver(h)
-        opts, keep = self._lease, None  # keep: the tags' buffers, alive for the begin calls
-        if tags:
-            opts = ffi.new("strata_op_options *")
-            lib.strata_op_options_init(opts, 1)
-            tag_ptrs, tag_lens, bufs = _tag_arrays(list(dict.fromkeys(tags)))
-            opts.tags, opts.taglens, opts.ntags = tag_ptrs, tag_lens, len(bufs)
-            keep = (tag_ptrs, tag_lens, bufs)
+        opts, keep = self._lease_options(tags)  # noqa: F841 (keep: alive for the begin calls)
         leads: Dict[bytes, Held] = {}
         to_load: List[Key] = []
         try:
