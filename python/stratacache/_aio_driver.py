@@ -200,7 +200,7 @@ class LoopDriver:
                 await asyncio.sleep(max(int(io.wait_ms), 1) / 1000.0)
                 continue
             server = io.server
-            timeout = int(io.timeout_ms) / 1000.0
+            deadline = loop.time() + int(io.timeout_ms) / 1000.0  # a connect counts against it
             data = _unpack(io.data, io.len) if kind == SEND else None
             c = conn if conn is not None else self._pick(server)
             if c is None:
@@ -212,11 +212,16 @@ class LoopDriver:
                 except ConnectionError as e:
                     _io_failed(op, EBACKEND, str(e).encode("utf-8", "replace"))
                     continue
+                except asyncio.CancelledError:
+                    # The op was told to send and nothing went out: end that
+                    # exchange, or a later drive would wait for replies to nothing.
+                    _io_failed(op, EBACKEND, b"the call was cancelled before its request was sent")
+                    raise
             if c.dead:
                 _io_failed(op, EBACKEND, b"connection closed before the request was sent")
                 continue
             fut: "asyncio.Future[int]" = loop.create_future()
-            c.send(op, data, fut, loop.time() + timeout)
+            c.send(op, data, fut, deadline)
             try:
                 await fut
             except asyncio.CancelledError:

@@ -472,3 +472,59 @@ def test_server_down_fails_fast_and_loads_fail_open(ns):
         await c.close()
 
     run(main())
+
+
+def test_cancelled_while_connecting_frees_op(ns):
+    silent = socket.socket()  # accepts connections (the kernel does) and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    port = silent.getsockname()[1]
+
+    async def main():
+        # /3: each new connection first sends a SELECT, which gets no reply
+        c = stratacache.AsyncCache(f"redis://127.0.0.1:{port}/3", namespace=ns, timeout_ms=300)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(c.get("k"), 0.1)  # cancelled while the connection is set up
+        await asyncio.sleep(0.6)  # the hello's deadline passes
+        assert c._driver.live == 0 and c._driver.connections() == 0
+        t0 = time.monotonic()
+        with pytest.raises(stratacache.StrataError):
+            await c.get("k")
+        assert time.monotonic() - t0 < 3.0
+        await c.close()
+
+    try:
+        run(main())
+    finally:
+        silent.close()
+
+
+def test_cancelled_while_connecting_leaves_no_phantom_exchange(ns):
+    async def fake_redis(reader, writer):
+        """Answers the hello's SELECT after 0.3 s, then every command with a nil."""
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return
+            if b"SELECT" in data:
+                await asyncio.sleep(0.3)
+                writer.write(b"+OK\r\n")
+            else:
+                writer.write(b"$-1\r\n" * data.count(b"*"))  # one nil per command (no '*' in these keys)
+
+    async def main():
+        server = await asyncio.start_server(fake_redis, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        c = stratacache.AsyncCache(f"redis://127.0.0.1:{port}/3", namespace=ns, timeout_ms=2000, pool_size=1)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(c.get("a"), 0.1)  # cancelled before its request went out
+        t0 = time.monotonic()
+        assert await c.get("b") is None  # its own reply, on the one connection
+        assert time.monotonic() - t0 < 1.5
+        await asyncio.sleep(0.05)
+        assert c._driver.live == 0
+        await c.close()
+        server.close()
+
+    run(main())
+
