@@ -141,11 +141,17 @@ class _Conn(asyncio.Protocol):
             if self.timer is not None:
                 self.timer.cancel()
                 self.timer = None
-            if self.transport is not None:
-                self.transport.abort()
+            if self.transport is not None and not self.driver.loop.is_closed():
+                self.transport.abort()  # (a closed loop's transports go with their objects)
+        msg = why.encode("utf-8", "replace")
+        if self.driver.loop.is_closed():  # nobody can be woken: the ops are all that is left
+            while self.fifo:
+                x = self.fifo.popleft()
+                if x.fut.cancelled():  # a cancelled call's (the others' calls own theirs)
+                    self.driver.free(x.op)
+            return
         if not self.ready.done():
             self.ready.set_exception(ConnectionError(why))
-        msg = why.encode("utf-8", "replace")
         while self.fifo:
             x = self.fifo.popleft()
             _io_failed(x.op, code, msg)

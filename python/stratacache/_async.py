@@ -173,10 +173,7 @@ class AsyncCache:
 
     async def close(self) -> None:
         for d in self._drivers.values():
-            try:
-                d.close()
-            except RuntimeError:  # that loop is closed: its sockets go with it
-                pass
+            d.close()
         self._drivers.clear()
         self._driver = None
         await self._run(self.cache.close)

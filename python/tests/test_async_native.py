@@ -528,3 +528,26 @@ def test_cancelled_while_connecting_leaves_no_phantom_exchange(ns):
 
     run(main())
 
+
+
+def test_one_cache_across_event_loops(rurl, ns):
+    c = stratacache.AsyncCache(rurl, namespace=ns, timeout_ms=1000)
+
+    async def use(value):
+        await c.set("k", value)
+        return await c.get("k")
+
+    async def left_in_flight():
+        await c.set("k", b"first")
+        asyncio.ensure_future(c.get("k"))  # asyncio.run cancels it at the end, in flight
+        await asyncio.sleep(0)
+        return c._driver
+
+    first = run(left_in_flight())  # that loop closes with the connection open
+    assert run(use(b"second")) == b"second"  # a new loop: connections of its own
+    assert first.live == 0  # the first loop's cancelled call's op was freed
+
+    async def close():
+        await c.close()
+
+    run(close())
