@@ -166,6 +166,8 @@ class LoopDriver:
 
     def __init__(self, handle: Any, loop: asyncio.AbstractEventLoop, per_server: int,
                  connect_timeout: float) -> None:
+        # Kept, not fetched per use: ops still being finished in the
+        # background (a cancelled call's) must not outlive the C handle.
         self.h = handle
         self.loop = loop
         self.per_server = max(1, per_server)
@@ -204,6 +206,9 @@ class LoopDriver:
                 return
             if kind == WAIT:
                 await asyncio.sleep(max(int(io.wait_ms), 1) / 1000.0)
+                continue
+            if self.closed:  # (an op finished in the background after close())
+                _io_failed(op, EBACKEND, b"the cache is closed")
                 continue
             server = io.server
             deadline = loop.time() + int(io.timeout_ms) / 1000.0  # a connect counts against it

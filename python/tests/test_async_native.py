@@ -551,3 +551,24 @@ def test_one_cache_across_event_loops(rurl, ns):
         await c.close()
 
     run(close())
+
+
+def test_close_ends_background_finishes(rurl, ns):
+    async def main():
+        c = stratacache.AsyncCache(rurl, namespace=ns, timeout_ms=1000)
+        started = asyncio.Event()
+
+        async def hangs(key):
+            started.set()
+            await asyncio.sleep(60)
+
+        leader = asyncio.ensure_future(c.get_or_load(unique(), hangs))
+        await started.wait()
+        leader.cancel()
+        await asyncio.sleep(0)  # its lease's give-back is now a background task
+        d = c._driver
+        await c.close()
+        await asyncio.sleep(0.1)
+        assert d.live == 0 and d.connections() == 0  # nothing opened after close()
+
+    run(main())
