@@ -21,6 +21,8 @@ in step, so the connection and the calls pipelined behind it are unharmed);
 then the op is driven to its end in the background, a lease it holds given
 back (strata_op_abandon), and freed. A deadline that passes closes the
 connection: every exchange on it is reported with strata_op_io_failed.
+After close(), nothing is sent any more: a lease still held then is left
+to expire (lease_ttl_ms), as strata_op_free leaves it.
 """
 from __future__ import annotations
 
