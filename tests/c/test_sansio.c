@@ -861,6 +861,34 @@ static void op_set_serves_old_value_in_flight(void)
     strata_cache_free(host);
 }
 
+/* A write op freed while its request is out (a host that drops a killed
+ * request's op without strata_op_io_failed) settles like a failure: the
+ * write may have landed, so L1 drops the key rather than serving the old
+ * value until l1_ttl_ms. Freed after its cache, it touches nothing. */
+static void op_set_freed_in_flight_drops_the_key(void)
+{
+    const char *ns = test_unique("siofreed");
+    strata_cache *host = open_cache(test_backend_url("redis"), ns, "io=host&l1=1&l1_admission=all");
+    strata_value v = STRATA_VALUE_INIT;
+    strata_io io = STRATA_IO_INIT;
+    strata_op *op = NULL;
+    REQUIRE(host);
+    REQUIRE(strata_op_set(&op, host, "k", 1, "old", 3, NULL) == 0);
+    CHECK_RC(drive(op, &v), 0);
+    strata_op_free(op);
+    CHECK(l1_holds(host, "k", "old"));
+    REQUIRE(strata_op_set(&op, host, "k", 1, "new", 3, NULL) == 0);
+    CHECK_RC(strata_op_next(op, &io), 0);
+    CHECK(io.kind == STRATA_IO_SEND && holds_bytes(io.data, io.len, "MULTI"));
+    strata_op_free(op);
+    CHECK(l1_holds(host, "k", NULL));
+    REQUIRE(strata_op_set(&op, host, "k", 1, "newer", 5, NULL) == 0);
+    CHECK_RC(strata_op_next(op, &io), 0);
+    strata_cache_free(host);
+    strata_op_free(op);
+    strata_value_dispose(&v);
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
@@ -873,6 +901,7 @@ int main(int argc, char **argv)
         {"thousand_mixed_ops_in_flight", thousand_mixed_ops_in_flight},
         {"paused_server_times_out_while_live_one_serves", paused_server_times_out_while_live_one_serves},
         {"op_set_serves_old_value_in_flight", op_set_serves_old_value_in_flight},
+        {"op_set_freed_in_flight_drops_the_key", op_set_freed_in_flight_drops_the_key},
     };
     test_backend_url("redis"); /* exits 77 without a server */
     return test_main(argc, argv, cases, sizeof cases / sizeof cases[0]);

@@ -95,6 +95,7 @@ void strata_cache_free(strata_cache *c)
 {
     if (c == NULL)
         return;
+    strata__op_pool_close(c->op_pool); /* first: an op freed later must not touch L1 (op.c) */
     strata__wb_free(c->wb); /* drains first: its flushers use the backend */
     strata__refresher_free(c->refresher); /* before the backend: queued fills need it */
     strata__l1_gate_stop(c);              /* its thread writes to L1 */
@@ -104,7 +105,6 @@ void strata_cache_free(strata_cache *c)
     strata__tags_free(c->tags);
     strata__events_free(c->events);
     strata__mutex_destroy(&c->flights_lock);
-    strata__op_pool_close(c->op_pool);
     free(c);
 }
 
