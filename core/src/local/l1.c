@@ -292,6 +292,8 @@ static __attribute__((noinline)) int check_slow(strata__l1 *l1, const strata__ke
     if (e && now_ms < e->aux2 && strata__l1_entry_version(e, (unsigned int)(s - l1->shards)) == version &&
         (!(e->flags & STRATA__L1_TAGGED) || strata__l1_token_valid(l1, e, now_ms))) /* else a tag check is due: the caller's full read does it */
         rc = (e->flags & STRATA__L1_NEGATIVE) ? STRATA_NEGATIVE : 0;
+    if (rc != STRATA_MISS)
+        strata__l1_mark_checked(e);
     strata__l1_leave(l1, s, slot, unlocked);
     if (rc != STRATA_MISS)
         *hits = strata__l1_count_hit(l1, slot, rc);

@@ -243,6 +243,15 @@ static inline __attribute__((always_inline)) int strata__l1_hit_fast(strata__l1 
     return rc;
 }
 
+/* An entry a host tier's check found serving is marked referenced, as a hit
+ * marks it (written once, not per check): it is in use, so eviction gives it
+ * a second chance and renewal (engine/l1_renew.c) re-reads it. */
+static inline void strata__l1_mark_checked(strata__entry *e)
+{
+    if (__atomic_load_n(&e->referenced, __ATOMIC_RELAXED) == 0)
+        __atomic_store_n(&e->referenced, 1, __ATOMIC_RELAXED);
+}
+
 /* strata__l1_check's common answer in the same one pass: whether the entry
  * named by version still serves k (0 or STRATA_NEGATIVE, counted, *hits
  * the count), STRATA_MISS (not it, no entry, a tag check due), or
@@ -264,6 +273,8 @@ static inline __attribute__((always_inline)) int strata__l1_check_fast(strata__l
                  ((e->flags & STRATA__L1_TAGGED) && !strata__l1_token_valid(l1, e, now_ms))
              ? STRATA_MISS /* a tag check due: the caller's full read does it */
              : (e->flags & STRATA__L1_NEGATIVE) ? STRATA_NEGATIVE : 0;
+    if (rc != STRATA_MISS)
+        strata__l1_mark_checked(e);
     strata__l1_fast_leave(l1, slot);
     if (rc != STRATA_MISS)
         *hits = strata__l1_count_hit(l1, slot, rc);
