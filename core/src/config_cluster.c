@@ -2,8 +2,6 @@
 #include "config.h"
 #include "error.h"
 
-#include <string.h>
-
 int strata__validate_cluster(const strata__config *cfg)
 {
     if (!cfg->cluster)
@@ -19,8 +17,5 @@ int strata__validate_cluster(const strata__config *cfg)
     if (cfg->opts.tracking)
         return strata__error(STRATA_EOPTION, "redis+cluster://: option tracking=1 is not supported (CLIENT "
                              "TRACKING is per node; the invalidation channel is cluster-wide)");
-    if (memchr(cfg->ns, '{', cfg->nslen) || memchr(cfg->ns, '}', cfg->nslen))
-        return strata__error(STRATA_EOPTION, "redis+cluster://: namespace \"%s\" contains '{' or '}' (the cluster "
-                             "key layout puts hash tags after the namespace)", cfg->ns);
     return 0;
 }

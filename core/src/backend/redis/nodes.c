@@ -212,13 +212,13 @@ int strata__nodes_exchange(strata__redis_nodes *n, strata__redis_at *at, strata_
                            const strata__redis_req *q, redisReply **r, const char *what)
 {
     int64_t deadline;
-    int hops, asking = 0, rc;
+    int hops = 0, asking = 0, rc;
     char last[300];
 
     if (!is_cluster(n))
         return strata__pool_exchange(strata__atomic_load(&n->pools[at->server]), *conn, q, r, what);
     deadline = strata__now_mono_ms() + n->timeout_ms;
-    for (hops = 0;; hops++) {
+    for (;;) {
         strata__redis_pool *p = strata__atomic_load(&n->pools[at->server]);
         strata__redirect d;
         char host[256];
@@ -246,12 +246,13 @@ int strata__nodes_exchange(strata__redis_nodes *n, strata__redis_at *at, strata_
                      strata__route_who(n->route, at->server));
         }
         replies_free(r, q->nreplies);
-        if (hops >= STRATA__NODES_MAX_REDIRECTS)
+        if ((d.kind == STRATA__REDIRECT_MOVED || d.kind == STRATA__REDIRECT_ASK) &&
+            hops++ >= STRATA__NODES_MAX_REDIRECTS)
             return strata__error(STRATA_EBACKEND, "redis cluster: %s: more than %d redirects (last: %s)", what,
                                  STRATA__NODES_MAX_REDIRECTS, last);
         if ((left = deadline - strata__now_mono_ms()) <= 0)
-            return strata__error(STRATA_ETIMEOUT, "redis cluster: %s: redirects took longer than timeout_ms "
-                                 "(%lld ms; last: %s)", what, (long long)n->timeout_ms, last);
+            return strata__error(STRATA_ETIMEOUT, "redis cluster: %s: redirects and retries took longer than "
+                                 "timeout_ms (%lld ms; last: %s)", what, (long long)n->timeout_ms, last);
         switch (d.kind) {
         case STRATA__REDIRECT_MOVED:
             if ((rc = strata__route_node(n->route, host, strlen(host), d.port, &to)) < 0)

@@ -3,8 +3,9 @@
  * (pool.c), opened lazily for nodes a cluster names later, and the routing
  * layer's conversation on a cluster: follow MOVED (patch the map, refresh it
  * soon) and ASK (ASKING on that connection, no map change), retry TRYAGAIN
- * and CLUSTERDOWN after short sleeps, at most STRATA__NODES_MAX_REDIRECTS
- * hops and none begun past the call's deadline (timeout_ms). On a single node
+ * and CLUSTERDOWN after short sleeps (a write to a slot under migration
+ * waits there until it finishes), at most STRATA__NODES_MAX_REDIRECTS
+ * MOVED/ASK hops and no attempt begun past the call's deadline (timeout_ms). On a single node
  * all of this is one pool_exchange.
  */
 #ifndef STRATA_REDIS_NODES_H
