@@ -539,7 +539,7 @@ static void t_moved_while_resharding(void)
 {
     enum { N = 20 };
     char keys[N][64];
-    unsigned int slot = 777 + (unsigned int)(getpid() % 1000) * 5; /* a slot of the first master's range */
+    unsigned int slot = 777 + (unsigned int)(getpid() % 1000) * 5; /* some slot; its owner is looked up */
     reader_arg a;
     strata__thread th;
     strata_cache *c, *fresh;
@@ -611,7 +611,7 @@ static void *finisher(void *p)
 static void t_ask_during_migration(void)
 {
     char moved[64], stays[64], fresh_key[64], fk_moved[128], fk_new[128], suffix[48];
-    unsigned int slot = 6000 + (unsigned int)(getpid() % 1000); /* in the second master's range */
+    unsigned int slot = 6000 + (unsigned int)(getpid() % 1000); /* some slot; its owner is looked up */
     const char *first[1];
     strata_cache *c, *patient;
     strata__thread th;
