@@ -542,7 +542,7 @@ static void t_moved_while_resharding(void)
     unsigned int slot = 777 + (unsigned int)(getpid() % 1000) * 5; /* some slot; its owner is looked up */
     reader_arg a;
     strata__thread th;
-    strata_cache *c, *fresh;
+    strata_cache *c, *fresh, *stale;
     int src, dst, round;
     size_t i;
     if (!have_cluster())
@@ -558,6 +558,7 @@ static void t_moved_while_resharding(void)
     for (round = 0; round < 2; round++) { /* there and back */
         src = owner_of(slot);
         dst = src == ports[0] ? ports[1] : ports[0];
+        REQUIRE((stale = open_cluster(NULL)) != NULL); /* its map predates the move */
         memset(&a, 0, sizeof a);
         a.c = c;
         a.keys = keys;
@@ -576,6 +577,25 @@ static void t_moved_while_resharding(void)
             CHECK(raw_int(dst, "EXISTS %s", fk) == 1);
             snprintf(v, sizeof v, "val:%.63s", keys[i]);
             CHECK(get_is(c, keys[i], v));
+        }
+        {   /* a batch on the stale map: the moved keys' replies redirect and are redone alone */
+            const char *kp[N];
+            size_t kl[N];
+            strata_value outs[N];
+            int rcs[N];
+            for (i = 0; i < N; i++) {
+                kp[i] = keys[i];
+                kl[i] = strlen(keys[i]);
+                outs[i] = (strata_value)STRATA_VALUE_INIT;
+            }
+            CHECK_RC(strata_get_many(stale, N, kp, kl, outs, rcs), 0);
+            for (i = 0; i < N; i++) {
+                char v[128];
+                snprintf(v, sizeof v, "val:%.63s", keys[i]);
+                CHECK(rcs[i] == 0 && outs[i].len == strlen(v) && memcmp(outs[i].data, v, outs[i].len) == 0);
+                strata_value_dispose(&outs[i]);
+            }
+            strata_cache_free(stale);
         }
         REQUIRE((fresh = open_cluster(NULL)) != NULL);
         {

@@ -295,15 +295,29 @@ int strata__nodes_run(strata__redis_nodes *n, strata__redis_at *at, const strata
     return rc;
 }
 
-int strata__nodes_run_on(strata__redis_nodes *n, unsigned int i, const strata__redis_req *q, redisReply **r,
-                         const char *what)
+void strata__nodes_run_each(strata__redis_nodes *n, size_t k, const unsigned int *servers,
+                            const strata__redis_req *qs, redisReply **const *rs, int *rcs, const char *what)
 {
-    strata__pool_conn *conn;
-    int rc;
-    if ((rc = acquire_on(n, i, &conn)) != 0)
-        return rc;
-    if ((rc = strata__pool_exchange(strata__atomic_load(&n->pools[i]), conn, q, r, what)) != 0)
-        strata__atomic_store(&n->refresh_due, 1u);
-    release_on(n, i, conn);
-    return rc;
+    strata__pool_conn *conn[STRATA__ROUTE_MAX_NODES];
+    size_t order[STRATA__ROUTE_MAX_NODES], j, m, t;
+    for (j = 0; j < k; j++) { /* insertion sort by server: k is the node count */
+        for (m = j; m > 0 && servers[order[m - 1]] > servers[j]; m--)
+            order[m] = order[m - 1];
+        order[m] = j;
+    }
+    for (t = 0; t < k; t++) {
+        j = order[t];
+        conn[j] = NULL;
+        if ((rcs[j] = acquire_on(n, servers[j], &conn[j])) == 0 &&
+            (rcs[j] = strata__pool_send(strata__atomic_load(&n->pools[servers[j]]), conn[j], &qs[j], what)) != 0)
+            strata__atomic_store(&n->refresh_due, 1u);
+    }
+    for (t = 0; t < k; t++) {
+        j = order[t];
+        if (rcs[j] == 0 &&
+            (rcs[j] = strata__pool_recv(strata__atomic_load(&n->pools[servers[j]]), conn[j], qs[j].nreplies, rs[j],
+                                        what)) != 0)
+            strata__atomic_store(&n->refresh_due, 1u);
+        release_on(n, servers[j], conn[j]);
+    }
 }

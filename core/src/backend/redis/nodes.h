@@ -52,10 +52,14 @@ void strata__nodes_release(strata__redis_nodes *n, const strata__redis_at *at, s
  * the server that answered (on error *conn may be NULL: nothing is held). */
 int  strata__nodes_exchange(strata__redis_nodes *n, strata__redis_at *at, strata__pool_conn **conn,
                             const strata__redis_req *q, redisReply **r, const char *what);
-/* One exchange on server i, redirects left in r for the caller (a batch
- * whose items live in several slots redoes the redirected ones alone). */
-int  strata__nodes_run_on(strata__redis_nodes *n, unsigned int i, const strata__redis_req *q, redisReply **r,
-                          const char *what);
+/* A batch over k distinct servers: every request sent before any reply is
+ * read (one round trip in all, not one per server). rs[j] gets qs[j]'s
+ * replies, rcs[j] its outcome; redirects are left in the replies for the
+ * caller (a batch's items live in many slots: it redoes the redirected ones
+ * alone). Connections are taken in ascending server order, so two batches
+ * never wait on each other's. */
+void strata__nodes_run_each(strata__redis_nodes *n, size_t k, const unsigned int *servers,
+                            const strata__redis_req *qs, redisReply **const *rs, int *rcs, const char *what);
 /* acquire + exchange + release. */
 int  strata__nodes_run(strata__redis_nodes *n, strata__redis_at *at, const strata__redis_req *q, redisReply **r,
                        const char *what);

@@ -169,61 +169,74 @@ typedef struct batch_ops {
 } batch_ops;
 
 /* A cluster's multi-key call: the items grouped by the server holding them,
- * each server's share pipelined in one exchange (one round trip per node);
- * an item whose replies redirect is redone alone through run(), which
- * follows the redirect. Every item is tried; returns the first error. */
+ * each server's share pipelined, all servers' requests in flight at once
+ * (one round trip in all); an item whose replies redirect is redone alone
+ * through run(), which follows the redirect. Every item is tried; returns
+ * the first error. */
 static int batch_run(rb *b, size_t n, const char *const *keys, const size_t *keylens, const batch_ops *ops, void *ud,
                      const char *what)
 {
     strata__redis_at *at = calloc(n, sizeof *at);
-    size_t *mine = calloc(n, sizeof *mine), i, k, nmine;
-    unsigned char *done = calloc(n, 1);
+    size_t *item = calloc(n, sizeof *item), i, g, k = 0, pos = 0;
     redisReply **r = calloc(n * ops->nrep, sizeof *r);
-    strata__redis_req q = {{0, 0, 0}, 0};
-    int first = 0, rc;
+    unsigned int servers[STRATA__ROUTE_MAX_NODES] = {0};
+    size_t start[STRATA__ROUTE_MAX_NODES + 1];
+    strata__redis_req qs[STRATA__ROUTE_MAX_NODES] = {{{0, 0, 0}, 0}};
+    redisReply **rs[STRATA__ROUTE_MAX_NODES] = {NULL};
+    int rcs[STRATA__ROUTE_MAX_NODES], first = 0, failed = 0;
 
-    if (at == NULL || mine == NULL || done == NULL || r == NULL) {
+    if (at == NULL || item == NULL || r == NULL) {
         first = strata__error(STRATA_ENOMEM, "out of memory for a batch of %zu", n);
         goto out;
     }
-    for (i = 0; i < n; i++)
-        at[i] = route(b, keys[i], keylens[i]);
     for (i = 0; i < n; i++) {
-        unsigned int server = at[i].server;
-        if (done[i])
-            continue;
-        strata__redis_req_reset(&q);
-        for (nmine = 0, k = i, rc = 0; k < n && rc == 0; k++)
-            if (!done[k] && at[k].server == server) {
-                done[k] = 1;
-                mine[nmine++] = k;
-                rc = ops->build(b, ud, k, &q);
+        at[i] = route(b, keys[i], keylens[i]);
+        for (g = 0; g < k && servers[g] != at[i].server; g++)
+            ;
+        if (g == k)
+            servers[k++] = at[i].server;
+    }
+    for (g = 0; g < k; g++) { /* each server's items, in call order, replies side by side */
+        start[g] = pos;
+        qs[g] = (strata__redis_req){{0, 0, 0}, 0};
+        rs[g] = r + pos * ops->nrep;
+        for (i = 0; i < n; i++)
+            if (at[i].server == servers[g]) {
+                item[pos++] = i;
+                if (first == 0)
+                    first = ops->build(b, ud, i, &qs[g]);
             }
-        if (rc == 0)
-            rc = strata__nodes_run_on(&b->nodes, server, &q, r, what);
-        for (k = 0; k < nmine; k++) {
-            redisReply **mr = r + k * ops->nrep;
+    }
+    start[k] = pos;
+    if (first == 0)
+        strata__nodes_run_each(&b->nodes, k, servers, qs, rs, rcs, what);
+    for (g = 0; first == 0 && g < k; g++)
+        for (pos = start[g]; pos < start[g + 1]; pos++) {
+            redisReply **mr = r + pos * ops->nrep;
             strata__redirect d;
-            int one = rc;
-            if (rc == 0 && strata__rp_redirect(mr, ops->nrep, &d) != STRATA__REDIRECT_NONE) {
+            int one = rcs[g];
+            i = item[pos];
+            if (one == 0 && strata__rp_redirect(mr, ops->nrep, &d) != STRATA__REDIRECT_NONE) {
                 strata__redis_req q1 = {{0, 0, 0}, 0};
                 replies_free(mr, ops->nrep);
-                if ((one = ops->build(b, ud, mine[k], &q1)) == 0 && (one = run(b, &at[mine[k]], &q1, mr, what)) == 0)
-                    one = ops->parse(b, ud, mine[k], at[mine[k]].server, mr);
+                if ((one = ops->build(b, ud, i, &q1)) == 0 && (one = run(b, &at[i], &q1, mr, what)) == 0)
+                    one = ops->parse(b, ud, i, at[i].server, mr);
                 strata__redis_req_free(&q1);
-            } else if (rc == 0) {
-                one = ops->parse(b, ud, mine[k], server, mr);
+            } else if (one == 0) {
+                one = ops->parse(b, ud, i, servers[g], mr);
             }
-            if (one < 0 && first == 0)
-                first = one;
+            if (one < 0 && failed == 0)
+                failed = one;
         }
-        replies_free(r, nmine * ops->nrep);
-    }
+    if (first == 0)
+        first = failed;
+    for (g = 0; g < k; g++)
+        strata__redis_req_free(&qs[g]);
 out:
-    strata__redis_req_free(&q);
+    if (r)
+        replies_free(r, n * ops->nrep);
     free(r);
-    free(done);
-    free(mine);
+    free(item);
     free(at);
     return first;
 }
