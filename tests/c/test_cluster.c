@@ -748,6 +748,84 @@ static void t_stopped_master_fails_only_its_slots(void)
     strata_cache_free(c);
 }
 
+static int link_up(strata_cache *c)
+{
+    strata_stats st;
+    memset(&st, 0, sizeof st);
+    strata_stats_get(c, &st, STRATA_STATS_VERSION);
+    return st.l1_link_up == 1;
+}
+
+static uint64_t l1_flushes(strata_cache *c)
+{
+    strata_stats st;
+    memset(&st, 0, sizeof st);
+    strata_stats_get(c, &st, STRATA_STATS_VERSION);
+    return st.l1_flushes;
+}
+
+static int wait_link(strata_cache *c, int up, int64_t max_ms)
+{
+    int64_t end = strata__now_mono_ms() + max_ms;
+    while (link_up(c) != up && strata__now_mono_ms() < end)
+        strata__sleep_ms(20);
+    return link_up(c) == up;
+}
+
+/* An L1 value read is served from L1 until another handle's write, published
+ * on whatever node holds the key, evicts it (PUBLISH is cluster-wide, the link
+ * listens on one node); when that node stops, the link moves to the next seed
+ * and keeps working. */
+static void t_invalidations_cross_nodes_and_survive_a_stopped_seed(void)
+{
+    strata_cache *w, *r;
+    char k[64], suffix[48];
+    unsigned int slot;
+    uint64_t flushes;
+    int pid, i, seen = 0;
+    if (!have_cluster())
+        return;
+    REQUIRE((w = open_cluster(NULL)) != NULL);
+    REQUIRE((r = open_cluster("&l1=1&l1_ttl_ms=60000&coherence_ping_ms=100")) != NULL);
+    REQUIRE(wait_link(r, 1, 3000));
+    for (slot = 0; owner_of(slot) == ports[0]; slot += 97) /* a key away from the first seed */
+        ;
+    snprintf(suffix, sizeof suffix, "%s", test_unique("coh"));
+    key_in_slot(slot, suffix, k, sizeof k);
+    CHECK_RC(set_str(w, k, "v1"), 0);
+    CHECK(get_is(r, k, "v1"));
+    CHECK_RC(set_str(w, k, "v2"), 0);
+    for (i = 0; i < 100 && !seen; i++) {
+        strata_value v = STRATA_VALUE_INIT;
+        seen = strata_get(r, k, strlen(k), &v) == 0 && v.len == 2 && memcmp(v.data, "v2", 2) == 0;
+        strata_value_dispose(&v);
+        if (!seen)
+            strata__sleep_ms(20);
+    }
+    CHECK(seen);
+
+    REQUIRE((pid = node_pid(ports[0])) > 0);
+    flushes = l1_flushes(r);
+    REQUIRE(kill(pid, SIGSTOP) == 0);
+    for (i = 0; i < 150 && l1_flushes(r) < flushes + 2; i++) /* lost (ping unanswered), then back */
+        strata__sleep_ms(20);
+    CHECK(l1_flushes(r) >= flushes + 2);
+    CHECK(wait_link(r, 1, 3000));   /* subscribed on the next seed */
+    CHECK(get_is(r, k, "v2"));      /* read into L1 again */
+    CHECK_RC(set_str(w, k, "v3"), 0);
+    for (i = 0, seen = 0; i < 100 && !seen; i++) {
+        strata_value v = STRATA_VALUE_INIT;
+        seen = strata_get(r, k, strlen(k), &v) == 0 && v.len == 2 && memcmp(v.data, "v3", 2) == 0;
+        strata_value_dispose(&v);
+        if (!seen)
+            strata__sleep_ms(20);
+    }
+    kill(pid, SIGCONT);
+    CHECK(seen);
+    strata_cache_free(r);
+    strata_cache_free(w);
+}
+
 static const test_case cases[] = {
     {"slot_vectors", t_slot_vectors},
     {"lease_key_shares_the_slot", t_lease_key_shares_the_slot},
@@ -760,6 +838,7 @@ static const test_case cases[] = {
     {"moved_while_resharding", t_moved_while_resharding},
     {"ask_during_migration", t_ask_during_migration},
     {"stopped_master_fails_only_its_slots", t_stopped_master_fails_only_its_slots},
+    {"invalidations_cross_nodes_and_survive_a_stopped_seed", t_invalidations_cross_nodes_and_survive_a_stopped_seed},
 };
 
 int main(int argc, char **argv)
