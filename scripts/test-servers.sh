@@ -2,6 +2,8 @@
 # Throwaway redis-server, memcached and a 3-master Redis Cluster on free loopback ports.
 #   scripts/test-servers.sh start DIR   -> starts them, writes DIR/env (export lines)
 #   scripts/test-servers.sh stop DIR    -> stops whatever DIR's pidfiles name
+# STRATA_TEST_CLUSTER_REPLICAS=1 gives each cluster master a replica (the
+# failover soak, scripts/stress-cluster-failover.sh); make test runs without.
 set -euo pipefail
 
 cmd=${1:?usage: test-servers.sh start|stop DIR}
@@ -70,12 +72,14 @@ start)
   mport=$(free_port)
   memcached -l 127.0.0.1 -p "$mport" -U 0 -m 128 -u "$(id -un)" -d -P "$dir/memcached.pid"
   wait_port 127.0.0.1 "$mport" memcached
-  # Redis Cluster, 3 masters and no replicas (each node costs start time; the
-  # failover soak in make stress adds its own). Full coverage off: a stopped
-  # master's slots fail, the others keep serving.
-  cports=$(free_cluster_ports 3)
+  # Redis Cluster, 3 masters and by default no replicas (each node costs start
+  # time). Full coverage off: a stopped master's slots fail, the others keep serving.
+  replicas=${STRATA_TEST_CLUSTER_REPLICAS:-0}
+  allports=$(free_cluster_ports $((3 * (1 + replicas))))
+  cports=$(echo $allports | cut -d' ' -f1-3)   # redis-cli makes the first three the masters
+  rports=$(echo $allports | cut -d' ' -f4- -s)
   seeds=""
-  for p in $cports; do
+  for p in $allports; do
     mkdir -p "$dir/cluster-$p"
     redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no --cluster-enabled yes \
       --cluster-config-file "$dir/cluster-$p/nodes.conf" --cluster-node-timeout 2000 \
@@ -83,21 +87,26 @@ start)
       --dir "$dir/cluster-$p" --logfile "$dir/cluster-$p/redis.log"
     seeds="$seeds 127.0.0.1:$p"
   done
-  for p in $cports; do wait_port 127.0.0.1 "$p" "redis-server (cluster)"; done
+  for p in $allports; do wait_port 127.0.0.1 "$p" "redis-server (cluster)"; done
   # shellcheck disable=SC2086
-  redis-cli --cluster create $seeds --cluster-replicas 0 --cluster-yes > "$dir/cluster-create.log" 2>&1 || {
+  redis-cli --cluster create $seeds --cluster-replicas "$replicas" --cluster-yes > "$dir/cluster-create.log" 2>&1 || {
     cat "$dir/cluster-create.log" >&2; stop; exit 1; }
-  first=${cports%% *}
   for _ in $(seq 1 100); do
     ok=1
-    for p in $cports; do
+    for p in $allports; do
       redis-cli -p "$p" cluster info 2>/dev/null | grep -q '^cluster_state:ok' || ok=0
     done
     [ "$ok" = 1 ] && break
     sleep 0.05
   done
   [ "$ok" = 1 ] || { echo "test-servers: redis cluster did not reach cluster_state:ok" >&2; stop; exit 1; }
-  cluster_url="redis+cluster://$(echo $seeds | tr ' ' ',')"
+  for p in $rports; do # a replica that never synced refuses to take over
+    for _ in $(seq 1 200); do
+      redis-cli -p "$p" info replication 2>/dev/null | grep -q '^master_link_status:up' && break
+      sleep 0.05
+    done
+  done
+  cluster_url="redis+cluster://$(echo $seeds | cut -d' ' -f1-3 | tr ' ' ',')"
   cat > "$dir/env" <<ENV
 export STRATA_TEST_REDIS_URL=redis://127.0.0.1:$rport
 export STRATA_TEST_MEMCACHED_URL=memcached://127.0.0.1:$mport
@@ -105,6 +114,7 @@ export STRATA_TEST_REDIS_PORT=$rport
 export STRATA_TEST_MEMCACHED_PORT=$mport
 export STRATA_TEST_REDIS_CLUSTER_URL=$cluster_url
 export STRATA_TEST_REDIS_CLUSTER_PORTS="$cports"
+export STRATA_TEST_REDIS_CLUSTER_REPLICA_PORTS="$rports"
 ENV
   echo "test-servers: redis on $rport, memcached on $mport, redis cluster on $cports"
   ;;
