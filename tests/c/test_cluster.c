@@ -682,6 +682,36 @@ static void t_ask_during_migration(void)
     strata_cache_free(c);
 }
 
+/* A botched migration (the source says MIGRATING, the target never said
+ * IMPORTING) bounces a missing key's call between the two: capped at 5 hops
+ * with a message naming the last redirect; the slot works again once stable. */
+static void t_redirect_loop_is_capped(void)
+{
+    char k[64], suffix[48], dst_id[64];
+    unsigned int slot = 9000 + (unsigned int)(getpid() % 1000);
+    strata_cache *c;
+    strata_value v = STRATA_VALUE_INIT;
+    int src, dst;
+    if (!have_cluster())
+        return;
+    REQUIRE((c = open_cluster(NULL)) != NULL);
+    snprintf(suffix, sizeof suffix, "%s", test_unique("loop"));
+    key_in_slot(slot, suffix, k, sizeof k);
+    src = owner_of(slot);
+    dst = src == ports[0] ? ports[1] : ports[0];
+    node_id(dst, dst_id, sizeof dst_id);
+    REQUIRE(command_ok(src, "CLUSTER SETSLOT %u MIGRATING %s", slot, dst_id));
+    CHECK_RC(strata_get(c, k, strlen(k), &v), STRATA_EBACKEND);
+    CHECK_MSG_HAS("more than 5 redirects");
+    CHECK_MSG_HAS("MOVED");
+    CHECK(command_ok(src, "CLUSTER SETSLOT %u STABLE", slot));
+    CHECK_RC(strata_get(c, k, strlen(k), &v), STRATA_MISS);
+    CHECK_RC(set_str(c, k, "ok"), 0);
+    CHECK(get_is(c, k, "ok"));
+    strata_value_dispose(&v);
+    strata_cache_free(c);
+}
+
 static int node_pid(int port)
 {
     redisContext *c = raw(port);
@@ -837,6 +867,7 @@ static const test_case cases[] = {
     {"user_hash_tags_and_awkward_keys", t_user_hash_tags_and_awkward_keys},
     {"moved_while_resharding", t_moved_while_resharding},
     {"ask_during_migration", t_ask_during_migration},
+    {"redirect_loop_is_capped", t_redirect_loop_is_capped},
     {"stopped_master_fails_only_its_slots", t_stopped_master_fails_only_its_slots},
     {"invalidations_cross_nodes_and_survive_a_stopped_seed", t_invalidations_cross_nodes_and_survive_a_stopped_seed},
 };
