@@ -12,7 +12,10 @@
 #include "platform/platform.h"
 
 #include <hiredis/hiredis.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <unistd.h>
 
@@ -498,6 +501,14 @@ static int migrate_slot(unsigned int slot, int src, int dst, int start, int fini
     for (m = 0; m < NMASTERS; m++)
         if (!command_ok(ports[m], "CLUSTER SETSLOT %u NODE %s", slot, dst_id))
             return -1;
+    for (m = 0; m < NMASTERS && ports[m] != dst; m++)
+        ;
+    if (m == NMASTERS && !command_ok(dst, "CLUSTER SETSLOT %u NODE %s", slot, dst_id))
+        return -1; /* a node beyond the three (t_a_new_node_gets_a_new_index) */
+    for (m = 0; m < NMASTERS && ports[m] != src; m++)
+        ;
+    if (m == NMASTERS) /* else it may answer ASK until gossip tells it; a master that gave away its */
+        command_ok(src, "CLUSTER SETSLOT %u NODE %s", slot, dst_id); /* last slot is a replica now: refused */
     return 0;
 }
 
@@ -856,6 +867,130 @@ static void t_invalidations_cross_nodes_and_survive_a_stopped_seed(void)
     strata_cache_free(w);
 }
 
+/* A free port whose cluster bus port (+10000) is free too. */
+static int free_cluster_port(void)
+{
+    int tries;
+    for (tries = 0; tries < 100; tries++) {
+        struct sockaddr_in a;
+        socklen_t len = sizeof a;
+        int s = socket(AF_INET, SOCK_STREAM, 0), b, port;
+        memset(&a, 0, sizeof a);
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(s, (struct sockaddr *)&a, &len) != 0) {
+            if (s >= 0)
+                close(s);
+            continue;
+        }
+        port = ntohs(a.sin_port);
+        close(s);
+        if (port > 55000)
+            continue;
+        b = socket(AF_INET, SOCK_STREAM, 0);
+        a.sin_port = htons((uint16_t)(port + 10000));
+        if (b >= 0 && bind(b, (struct sockaddr *)&a, sizeof a) == 0) {
+            close(b);
+            return port;
+        }
+        if (b >= 0)
+            close(b);
+    }
+    return -1;
+}
+
+static int known_nodes(int port)
+{
+    redisContext *c = raw(port);
+    redisReply *r;
+    int n = -1;
+    if (c == NULL)
+        return -1;
+    if ((r = redisCommand(c, "CLUSTER INFO")) != NULL && r->type == REDIS_REPLY_STRING) {
+        const char *p = strstr(r->str, "cluster_known_nodes:");
+        if (p)
+            n = atoi(p + 20);
+    }
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return n;
+}
+
+static int state_ok(int port)
+{
+    redisContext *c = raw(port);
+    redisReply *r;
+    int ok = 0;
+    if (c == NULL)
+        return 0;
+    if ((r = redisCommand(c, "CLUSTER INFO")) != NULL && r->type == REDIS_REPLY_STRING)
+        ok = strstr(r->str, "cluster_state:ok") != NULL;
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return ok;
+}
+
+/* A node that joins later (CLUSTER MEET) and takes a slot: the cache hears of
+ * it from MOVED, gives it the next server index and a pool of its own, and
+ * reads and writes there. The node then gives the slot back and goes away
+ * before the cache hears of it. */
+static void t_a_new_node_gets_a_new_index(void)
+{
+    char dir[] = "/tmp/strata-cluster-XXXXXX", cmd[1024], k[64], suffix[48], new_id[64];
+    unsigned int slot = 12000 + (unsigned int)(getpid() % 1000);
+    strata_cache *c;
+    int port, src, i, m, pid;
+    if (!have_cluster())
+        return;
+    REQUIRE(mkdtemp(dir) != NULL);
+    REQUIRE((port = free_cluster_port()) > 0);
+    snprintf(cmd, sizeof cmd, "redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no --cluster-enabled yes "
+             "--cluster-config-file %s/nodes.conf --cluster-node-timeout 2000 --cluster-require-full-coverage no "
+             "--daemonize yes --dir %s --logfile %s/redis.log", port, dir, dir, dir);
+    REQUIRE(system(cmd) == 0);
+    for (i = 0; i < 100 && node_pid(port) <= 0; i++)
+        strata__sleep_ms(20);
+    REQUIRE((pid = node_pid(port)) > 0);
+    REQUIRE((c = open_cluster(NULL)) != NULL); /* its map has three nodes */
+    snprintf(suffix, sizeof suffix, "%s", test_unique("newnode"));
+    key_in_slot(slot, suffix, k, sizeof k);
+    CHECK_RC(set_str(c, k, "before"), 0);
+    CHECK(command_ok(ports[0], "CLUSTER MEET 127.0.0.1 %d", port));
+    for (i = 0; i < 200 && (known_nodes(port) != NMASTERS + 1 || known_nodes(ports[1]) != NMASTERS + 1 ||
+                            known_nodes(ports[2]) != NMASTERS + 1); i++)
+        strata__sleep_ms(25);
+    CHECK(known_nodes(port) == NMASTERS + 1);
+    for (i = 0; i < 200 && !state_ok(port); i++) /* it has heard who serves which slot */
+        strata__sleep_ms(25);
+    CHECK(state_ok(port));
+    src = owner_of(slot);
+    if (migrate_slot(slot, src, port, 1, 1, NULL, 0) == 0) {
+        CHECK(get_is(c, k, "before"));       /* MOVED to a node it never knew */
+        CHECK_RC(set_str(c, k, "after"), 0); /* a MULTI there */
+        CHECK(get_is(c, k, "after"));
+        CHECK(raw_int(port, "EXISTS strata:%s", k) == 1);
+        CHECK(migrate_slot(slot, port, src, 1, 1, NULL, 0) == 0);
+    } else {
+        CHECK(0);
+        command_ok(src, "CLUSTER SETSLOT %u STABLE", slot);
+    }
+    node_id(port, new_id, sizeof new_id);
+    for (m = 0; m < NMASTERS; m++)
+        command_ok(ports[m], "CLUSTER FORGET %s", new_id);
+    kill(pid, SIGTERM);
+    for (i = 0; i < 100 && kill(pid, 0) == 0; i++)
+        strata__sleep_ms(20);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+    /* The cache still sends the slot to the node that left: its connection
+     * breaks, the map is re-read from another node, the call goes there. */
+    CHECK(get_is(c, k, "after"));
+    CHECK(get_is(c, k, "after"));
+    strata_cache_free(c);
+}
+
 static const test_case cases[] = {
     {"slot_vectors", t_slot_vectors},
     {"lease_key_shares_the_slot", t_lease_key_shares_the_slot},
@@ -868,6 +1003,7 @@ static const test_case cases[] = {
     {"moved_while_resharding", t_moved_while_resharding},
     {"ask_during_migration", t_ask_during_migration},
     {"redirect_loop_is_capped", t_redirect_loop_is_capped},
+    {"a_new_node_gets_a_new_index", t_a_new_node_gets_a_new_index},
     {"stopped_master_fails_only_its_slots", t_stopped_master_fails_only_its_slots},
     {"invalidations_cross_nodes_and_survive_a_stopped_seed", t_invalidations_cross_nodes_and_survive_a_stopped_seed},
 };

@@ -281,17 +281,59 @@ int strata__nodes_exchange(strata__redis_nodes *n, strata__redis_at *at, strata_
     }
 }
 
+/* After server `failed` broke: the map re-read from another node that
+ * answers (a failover moves slots; a node that left has given them away),
+ * before the deadline. 0 when one answered. */
+static int refresh_elsewhere(strata__redis_nodes *n, unsigned int failed, int64_t deadline)
+{
+    size_t i, count = strata__route_count(n->route);
+    int rc = -1;
+    if (strata__mutex_trylock(&n->refresh_mu) != 0)
+        return -1;
+    for (i = 0; i < count && rc != 0 && strata__now_mono_ms() < deadline; i++) {
+        strata__pool_conn *conn;
+        if (i == failed || acquire_on(n, (unsigned int)i, &conn) != 0)
+            continue;
+        rc = load_map(n, (unsigned int)i, conn);
+        release_on(n, (unsigned int)i, conn);
+    }
+    if (rc == 0) {
+        strata__atomic_store(&n->refresh_due, 0u);
+        n->refresh_after_ms = strata__now_mono_ms() + REFRESH_MIN_INTERVAL_MS;
+    }
+    strata__mutex_unlock(&n->refresh_mu);
+    return rc;
+}
+
 int strata__nodes_run(strata__redis_nodes *n, strata__redis_at *at, const strata__redis_req *q, redisReply **r,
                       const char *what)
 {
     strata__pool_conn *conn;
+    int64_t deadline;
     int rc;
+    unsigned int failed;
     if (!is_cluster(n))
         return strata__pool_run(strata__atomic_load(&n->pools[0]), q, r, what);
-    if ((rc = strata__nodes_acquire(n, at, &conn)) != 0)
+    deadline = strata__now_mono_ms() + n->timeout_ms;
+    if ((rc = strata__nodes_acquire(n, at, &conn)) == 0) {
+        rc = strata__nodes_exchange(n, at, &conn, q, r, what);
+        strata__nodes_release(n, at, conn);
+    }
+    /* A node that refuses or dropped the connection (not a slow one: that
+     * took the deadline already) may no longer own the slot: re-read the map
+     * elsewhere and, when the slot moved, try its new owner once. */
+    if (rc != STRATA_EBACKEND || at->slot < 0 || strata__now_mono_ms() >= deadline)
         return rc;
-    rc = strata__nodes_exchange(n, at, &conn, q, r, what);
-    strata__nodes_release(n, at, conn);
+    failed = at->server;
+    if (refresh_elsewhere(n, failed, deadline) != 0 ||
+        (at->server = strata__route_slot_server(n->route, (unsigned int)at->slot)) == failed) {
+        at->server = failed;
+        return rc;
+    }
+    if ((rc = strata__nodes_acquire(n, at, &conn)) == 0) {
+        rc = strata__nodes_exchange(n, at, &conn, q, r, what);
+        strata__nodes_release(n, at, conn);
+    }
     return rc;
 }
 
