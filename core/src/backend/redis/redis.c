@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define RB_MAX_VALUE ((size_t)512 * 1024 * 1024) /* Redis proto-max-bulk-len default */
 #define RB_KEYBUF    (4096 + 2 * STRATA__MAX_NS + 16)  /* lease keys of any legal key (a cluster's too) */
@@ -981,11 +982,18 @@ int strata__redis_pipeline(strata__backend *be, size_t n, const int *argcs, cons
     for (i = 0; i < n && rc == 0; i++)
         rc = strata__redis_cmd(&q, argcs[i], argvs[i], lens[i]);
     if (rc == 0 && n > 0) {
-        strata__redis_at at = {0, -1}; /* one node: every key is there (a cluster: its first seed) */
+        strata__redis_at at = {0, -1}; /* one node: every key is there */
+        if (argcs[0] >= 2 && !(lens[0][0] == 4 && strncasecmp(argvs[0][0], "SCAN", 4) == 0))
+            at = route(b, argvs[0][1], lens[0][1]); /* a cluster: its first key's node */
         rc = run(b, &at, &q, replies, what);
     }
     strata__redis_req_free(&q);
     return rc;
+}
+
+size_t strata__redis_backend_lease_key(strata__backend *be, const char *fk, size_t fklen, char *buf)
+{
+    return lease_key(RB(be), fk, fklen, buf);
 }
 
 /* ---- lifetime ---- */
