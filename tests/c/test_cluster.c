@@ -73,6 +73,47 @@ static long long raw_int(int port, const char *fmt, const char *arg)
     return v;
 }
 
+/* A field of an INFO-style reply ("process_id:", "cluster_state:"): its
+ * text after the colon into buf; 0, or -1 when absent. */
+static int info_text(int port, const char *cmd, const char *field, char *buf, size_t size)
+{
+    redisContext *c = raw(port);
+    redisReply *r;
+    int rc = -1;
+    if (c == NULL)
+        return -1;
+    if ((r = redisCommand(c, cmd)) != NULL && r->type == REDIS_REPLY_STRING) {
+        const char *p = strstr(r->str, field);
+        if (p) {
+            p += strlen(field);
+            snprintf(buf, size, "%.*s", (int)strcspn(p, "\r\n"), p);
+            rc = 0;
+        }
+    }
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return rc;
+}
+
+static int node_pid(int port)
+{
+    char v[32];
+    return info_text(port, "INFO server", "process_id:", v, sizeof v) == 0 ? atoi(v) : -1;
+}
+
+static int known_nodes(int port)
+{
+    char v[32];
+    return info_text(port, "CLUSTER INFO", "cluster_known_nodes:", v, sizeof v) == 0 ? atoi(v) : -1;
+}
+
+static int state_ok(int port)
+{
+    char v[32];
+    return info_text(port, "CLUSTER INFO", "cluster_state:", v, sizeof v) == 0 && strcmp(v, "ok") == 0;
+}
+
 /* The master port that owns slot (by CLUSTER SLOTS on the first master). */
 static int owner_of(unsigned int slot)
 {
@@ -85,7 +126,7 @@ static int owner_of(unsigned int slot)
     if ((r = redisCommand(c, "CLUSTER SLOTS")) != NULL && r->type == REDIS_REPLY_ARRAY)
         for (i = 0; i < r->elements; i++) {
             redisReply *x = r->element[i];
-            if ((unsigned long long)x->element[0]->integer <= slot && slot <= (unsigned long long)x->element[1]->integer)
+            if (x->element[0]->integer <= (long long)slot && (long long)slot <= x->element[1]->integer)
                 port = (int)x->element[2]->element[1]->integer;
         }
     if (r)
@@ -723,24 +764,6 @@ static void t_redirect_loop_is_capped(void)
     strata_cache_free(c);
 }
 
-static int node_pid(int port)
-{
-    redisContext *c = raw(port);
-    redisReply *r;
-    int pid = -1;
-    if (c == NULL)
-        return -1;
-    if ((r = redisCommand(c, "INFO server")) != NULL && r->type == REDIS_REPLY_STRING) {
-        const char *p = strstr(r->str, "process_id:");
-        if (p)
-            pid = atoi(p + 11);
-    }
-    if (r)
-        freeReplyObject(r);
-    redisFree(c);
-    return pid;
-}
-
 /* A stopped master: its slots fail inside the deadline, the others serve. */
 static void t_stopped_master_fails_only_its_slots(void)
 {
@@ -878,7 +901,8 @@ static int free_cluster_port(void)
         memset(&a, 0, sizeof a);
         a.sin_family = AF_INET;
         a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(s, (struct sockaddr *)&a, &len) != 0) {
+        if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0 ||
+            getsockname(s, (struct sockaddr *)&a, &len) != 0) {
             if (s >= 0)
                 close(s);
             continue;
@@ -897,39 +921,6 @@ static int free_cluster_port(void)
             close(b);
     }
     return -1;
-}
-
-static int known_nodes(int port)
-{
-    redisContext *c = raw(port);
-    redisReply *r;
-    int n = -1;
-    if (c == NULL)
-        return -1;
-    if ((r = redisCommand(c, "CLUSTER INFO")) != NULL && r->type == REDIS_REPLY_STRING) {
-        const char *p = strstr(r->str, "cluster_known_nodes:");
-        if (p)
-            n = atoi(p + 20);
-    }
-    if (r)
-        freeReplyObject(r);
-    redisFree(c);
-    return n;
-}
-
-static int state_ok(int port)
-{
-    redisContext *c = raw(port);
-    redisReply *r;
-    int ok = 0;
-    if (c == NULL)
-        return 0;
-    if ((r = redisCommand(c, "CLUSTER INFO")) != NULL && r->type == REDIS_REPLY_STRING)
-        ok = strstr(r->str, "cluster_state:ok") != NULL;
-    if (r)
-        freeReplyObject(r);
-    redisFree(c);
-    return ok;
 }
 
 /* A node that joins later (CLUSTER MEET) and takes a slot: the cache hears of

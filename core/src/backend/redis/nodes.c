@@ -174,16 +174,6 @@ void strata__nodes_release(strata__redis_nodes *n, const strata__redis_at *at, s
     release_on(n, at->server, conn);
 }
 
-static void replies_free(redisReply **r, size_t n)
-{
-    size_t i;
-    for (i = 0; i < n; i++)
-        if (r[i]) {
-            freeReplyObject(r[i]);
-            r[i] = NULL;
-        }
-}
-
 /* q with ASKING before its commands; the ASKING replies are dropped. */
 static int exchange_asking(strata__redis_pool *p, strata__pool_conn *conn, const strata__redis_req *q,
                            redisReply **r, const char *what)
@@ -245,7 +235,7 @@ int strata__nodes_exchange(strata__redis_nodes *n, strata__redis_at *at, strata_
             snprintf(last, sizeof last, "%s from %s", d.kind == STRATA__REDIRECT_TRYAGAIN ? "TRYAGAIN" : "CLUSTERDOWN",
                      strata__route_who(n->route, at->server));
         }
-        replies_free(r, q->nreplies);
+        strata__redis_replies_free(r, q->nreplies);
         if ((d.kind == STRATA__REDIRECT_MOVED || d.kind == STRATA__REDIRECT_ASK) &&
             hops++ >= STRATA__NODES_MAX_REDIRECTS)
             return strata__error(STRATA_EBACKEND, "redis cluster: %s: more than %d redirects (last: %s)", what,

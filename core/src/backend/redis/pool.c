@@ -287,29 +287,6 @@ static int conn_fail(strata__redis_pool *p, strata__pool_conn *s, const char *wh
     return code;
 }
 
-int strata__pool_exchange(strata__redis_pool *p, strata__pool_conn *s, const strata__redis_req *q, redisReply **r,
-                          const char *what)
-{
-    unsigned int i, j;
-    if (s->ctx == NULL)
-        return strata__error(STRATA_EBACKEND, "redis %s:%d: %s: the connection was closed", p->host, p->port, what);
-    if (redisAppendFormattedCommand(s->ctx, q->buf.data, q->buf.len) != REDIS_OK)
-        return conn_fail(p, s, what, errno);
-    for (i = 0; i < q->nreplies; i++) {
-        void *reply = NULL;
-        if (redisGetReply(s->ctx, &reply) != REDIS_OK) {
-            int rc = conn_fail(p, s, what, errno);
-            for (j = 0; j < i; j++) {
-                freeReplyObject(r[j]);
-                r[j] = NULL;
-            }
-            return rc;
-        }
-        r[i] = reply;
-    }
-    return 0;
-}
-
 int strata__pool_send(strata__redis_pool *p, strata__pool_conn *s, const strata__redis_req *q, const char *what)
 {
     int done = 0;
@@ -341,6 +318,13 @@ int strata__pool_recv(strata__redis_pool *p, strata__pool_conn *s, unsigned int 
         r[i] = reply;
     }
     return 0;
+}
+
+int strata__pool_exchange(strata__redis_pool *p, strata__pool_conn *s, const strata__redis_req *q, redisReply **r,
+                          const char *what)
+{
+    int rc = strata__pool_send(p, s, q, what);
+    return rc != 0 ? rc : strata__pool_recv(p, s, q->nreplies, r, what);
 }
 
 int strata__pool_run(strata__redis_pool *p, const strata__redis_req *q, redisReply **r, const char *what)

@@ -51,16 +51,6 @@ strata__redis_route *strata__redis_backend_route(strata__backend *b)
 
 /* ---- plumbing ---- */
 
-static void replies_free(redisReply **r, size_t n)
-{
-    size_t i;
-    for (i = 0; i < n; i++)
-        if (r[i]) {
-            freeReplyObject(r[i]);
-            r[i] = NULL;
-        }
-}
-
 static const char *who(const rb *b, unsigned int server)
 {
     return strata__route_who(b->route, server);
@@ -219,7 +209,7 @@ static int batch_run(rb *b, size_t n, const char *const *keys, const size_t *key
             i = item[pos];
             if (one == 0 && strata__rp_redirect(mr, ops->nrep, &d) != STRATA__REDIRECT_NONE) {
                 strata__redis_req q1 = {{0, 0, 0}, 0};
-                replies_free(mr, ops->nrep);
+                strata__redis_replies_free(mr, ops->nrep);
                 if ((one = ops->build(b, ud, i, &q1)) == 0 && (one = run(b, &at[i], &q1, mr, what)) == 0)
                     one = ops->parse(b, ud, i, at[i].server, mr);
                 strata__redis_req_free(&q1);
@@ -235,7 +225,7 @@ static int batch_run(rb *b, size_t n, const char *const *keys, const size_t *key
         strata__redis_req_free(&qs[g]);
 out:
     if (r)
-        replies_free(r, n * ops->nrep);
+        strata__redis_replies_free(r, n * ops->nrep);
     free(r);
     free(item);
     free(at);
@@ -253,7 +243,7 @@ static int rb_get(strata__backend *be, const char *key, size_t keylen, strata__b
     int rc = strata__rq_get(&q, key, keylen);
     if (rc == 0 && (rc = run(b, &s, &q, r, "GET")) == 0)
         rc = strata__rp_get(who(b, s.server), r[0], out);
-    replies_free(r, 1);
+    strata__redis_replies_free(r, 1);
     strata__redis_req_free(&q);
     return rc;
 }
@@ -298,7 +288,7 @@ static int rb_get_many(strata__backend *be, size_t n, const char *const *keys, c
     s = route(b, keys[0], keylens[0]); /* one node: every key is there */
     if ((rc = strata__rq_mget(&q, n, keys, keylens)) == 0 && (rc = run(b, &s, &q, r, "MGET")) == 0)
         rc = strata__rp_mget(who(b, s.server), r[0], n, outs, rcs);
-    replies_free(r, 1);
+    strata__redis_replies_free(r, 1);
     strata__redis_req_free(&q);
     return rc;
 }
@@ -367,7 +357,7 @@ static int rb_set_many(strata__backend *be, size_t n, const char *const *keys, c
         }
         rc = first;
     }
-    replies_free(r, n * 5);
+    strata__redis_replies_free(r, n * 5);
     free(r);
     strata__redis_req_free(&q);
     return rc;
@@ -393,7 +383,7 @@ static int rb_del(strata__backend *be, const char *key, size_t keylen)
                            invalidation(b, key, keylen, payload));
     if (rc == 0 && (rc = run(b, &s, &q, r, "DEL")) == 0)
         rc = strata__rp_delete(who(b, s.server), r);
-    replies_free(r, 5);
+    strata__redis_replies_free(r, 5);
     strata__redis_req_free(&q);
     return rc;
 }
@@ -411,7 +401,7 @@ static int rb_touch(strata__backend *be, const char *key, size_t keylen, int64_t
     if ((rc = strata__rq_touch(&q, key, keylen, ttl_ms)) == 0 && (rc = run(b, &s, &q, r, "PEXPIRE")) == 0 &&
         (rc = strata__rp_integer(who(b, s.server), r[0], "PEXPIRE", &v)) == 0)
         rc = v == 1 ? 0 : STRATA_MISS;
-    replies_free(r, 1);
+    strata__redis_replies_free(r, 1);
     strata__redis_req_free(&q);
     return rc;
 }
@@ -431,7 +421,7 @@ static int script_on(rb *b, strata__redis_at *s, strata__pool_conn **conn, int w
             rc = strata__nodes_exchange(&b->nodes, s, conn, &q, r, what);
         if (rc != 0 || !strata__rp_is_noscript(r[0]) || use_sha == 0)
             break;
-        replies_free(r, 1);
+        strata__redis_replies_free(r, 1);
     }
     strata__redis_req_free(&q);
     return rc;
@@ -492,8 +482,8 @@ static int rb_lease_acquire(strata__backend *be, const char *key, size_t keylen,
         }
         strata__nodes_release(&b->nodes, &s, conn);
     }
-    replies_free(r, STRATA__LEASE_TAKE_REPLIES);
-    replies_free(over, 1);
+    strata__redis_replies_free(r, STRATA__LEASE_TAKE_REPLIES);
+    strata__redis_replies_free(over, 1);
     strata__redis_req_free(&q);
     return rc;
 }
@@ -519,7 +509,7 @@ static int rb_lease_fill(strata__backend *be, const char *key, size_t keylen, ui
     rc = run_script(b, &s, STRATA__SCRIPT_FILL, 2, 5, args, lens, r, "lease fill");
     if (rc == 0)
         rc = strata__rp_lease_fill(who(b, s.server), r[0], key, keylen);
-    replies_free(r, 1);
+    strata__redis_replies_free(r, 1);
     return rc;
 }
 
@@ -539,7 +529,7 @@ static int rb_lease_release(strata__backend *be, const char *key, size_t keylen,
     rc = run_script(b, &s, STRATA__SCRIPT_RELEASE, 1, 2, args, lens, r, "lease release");
     if (rc == 0)
         rc = strata__rp_lease_release(who(b, s.server), r[0]);
-    replies_free(r, 1);
+    strata__redis_replies_free(r, 1);
     return rc;
 }
 
@@ -554,7 +544,7 @@ static int rb_incr(strata__backend *be, const char *key, size_t keylen, int64_t 
     int rc;
     if ((rc = strata__rq_incr(&q, key, keylen, delta)) == 0 && (rc = run(b, &s, &q, r, "INCRBY")) == 0)
         rc = strata__rp_integer(who(b, s.server), r[0], "INCRBY", out);
-    replies_free(r, 1);
+    strata__redis_replies_free(r, 1);
     strata__redis_req_free(&q);
     return rc;
 }
@@ -571,7 +561,7 @@ static int rb_counter(strata__backend *be, const char *key, size_t keylen, int64
     int rc;
     if ((rc = strata__rq_counter(&q, key, keylen, init, delta)) == 0 && (rc = run(b, &s, &q, r, "INCRBY")) == 0)
         rc = strata__rp_counter(who(b, s.server), r, out);
-    replies_free(r, 2);
+    strata__redis_replies_free(r, 2);
     strata__redis_req_free(&q);
     return rc;
 }
@@ -632,7 +622,7 @@ static int rb_wb_append(strata__backend *be, size_t n, strata__wb_item *items, i
             *backlog = (uint64_t)len;
         rc = first;
     }
-    replies_free(r, nr);
+    strata__redis_replies_free(r, nr);
     free(r);
     strata__redis_req_free(&q);
     return rc;
@@ -655,13 +645,13 @@ static int wb_read_new(rb *b, strata__redis_at *s, const char *consumer, const c
             rc = strata__rp_wb_read_new(who(b, s->server), r[0], recs, n, max);
             break;
         }
-        replies_free(r, 1);
+        strata__redis_replies_free(r, 1);
         strata__redis_req_reset(&q);
         if ((rc = strata__rq_wb_group(&q, stream, slen)) == 0 && (rc = run(b, s, &q, r, "XGROUP CREATE")) == 0)
             rc = strata__rp_wb_group(who(b, s->server), r[0]);
-        replies_free(r, 1);
+        strata__redis_replies_free(r, 1);
     }
-    replies_free(r, 1);
+    strata__redis_replies_free(r, 1);
     strata__redis_req_free(&q);
     return rc;
 }
@@ -690,7 +680,7 @@ static int rb_wb_read(strata__backend *be, const char *consumer, size_t max, int
         if ((rc = strata__rq_wb_claim(&q, stream, slen, consumer, claim_idle_ms, cursor, max)) == 0 &&
             (rc = run(b, &s, &q, r, "XAUTOCLAIM")) == 0)
             rc = strata__rp_wb_claim(who(b, s.server), r[0], cursor, cursorsize, recs, &n, max);
-        replies_free(r, 1);
+        strata__redis_replies_free(r, 1);
         strata__redis_req_free(&q);
     }
     if (rc == 0 && n < max)
@@ -723,7 +713,7 @@ static int wb_ack_multi(rb *b, size_t nkeys, const char *const *keys, const size
                                 extralens)) == 0 &&
         (rc = run(b, &s, &q, r, what)) == 0)
         rc = strata__rp_multi(who(b, s.server), r, nq, what);
-    replies_free(r, 4);
+    strata__redis_replies_free(r, 4);
     strata__redis_req_free(&q);
     return rc;
 }
@@ -764,7 +754,7 @@ static int rb_wb_latest(strata__backend *be, size_t n, const char *const *keys, 
     if ((rc = strata__rq_wb_latest(&q, b->ns, b->nslen, n, keys, keylens)) == 0 &&
         (rc = run(b, &s, &q, r, "MGET journal ids")) == 0)
         rc = strata__rp_wb_latest(who(b, s.server), r[0], n, tokens);
-    replies_free(r, 1);
+    strata__redis_replies_free(r, 1);
     strata__redis_req_free(&q);
     return rc;
 }
@@ -782,7 +772,7 @@ static int rb_wb_backlog(strata__backend *be, uint64_t *out)
     if ((rc = strata__rq_xlen(&q, stream, slen)) == 0 && (rc = run(b, &s, &q, r, "XLEN")) == 0 &&
         (rc = strata__rp_integer(who(b, s.server), r[0], "XLEN", &v)) == 0)
         *out = (uint64_t)v;
-    replies_free(r, 1);
+    strata__redis_replies_free(r, 1);
     strata__redis_req_free(&q);
     return rc;
 }
@@ -814,7 +804,7 @@ static int rb_wb_dead_trim(strata__backend *be, uint64_t max, int64_t max_age_ms
                 *trimmed += (uint64_t)v;
         }
     }
-    replies_free(r, 2);
+    strata__redis_replies_free(r, 2);
     strata__redis_req_free(&q);
     return rc;
 }
@@ -847,7 +837,7 @@ static int conditional_set(rb *b, const char *key, size_t keylen, const char *ol
     rc = run_script(b, &s, old ? STRATA__SCRIPT_CAS : STRATA__SCRIPT_ADD, 2, (int)n, args, lens, r, what);
     if (rc == 0 && (rc = strata__rp_integer(who(b, s.server), r[0], what, &v)) == 0)
         rc = v == 1 ? 0 : v == 0 ? STRATA_EXISTS : STRATA_MISS;
-    replies_free(r, 1);
+    strata__redis_replies_free(r, 1);
     return rc;
 }
 
@@ -919,7 +909,7 @@ static int rb_del_many(strata__backend *be, size_t n, const char *const *keys, c
         for (i = 0; i < n; i++)
             deleted[i] = r[nr - 1]->element[3 * i]->type == REDIS_REPLY_INTEGER &&
                          r[nr - 1]->element[3 * i]->integer > 0;
-    replies_free(r, nr);
+    strata__redis_replies_free(r, nr);
     free(r);
     strata__redis_req_free(&q);
     return rc;
@@ -948,7 +938,7 @@ static int rb_lease_own(strata__backend *be, const char *key, size_t keylen, uin
             rc = strata__error(STRATA_ELEASE, "%s: the lock is not held by this handle (expired or taken over)",
                                who(b, s.server));
     }
-    replies_free(r, 1);
+    strata__redis_replies_free(r, 1);
     return rc;
 }
 
@@ -963,7 +953,7 @@ static int rb_publish_flush(strata__backend *be)
     strata__redis_at at = {0, -1}; /* PUBLISH is cluster-wide: any node */
     if (rc == 0 && (rc = run(b, &at, &q, r, "PUBLISH (flush)")) == 0)
         rc = strata__rp_integer(who(b, at.server), r[0], "PUBLISH (flush)", &v);
-    replies_free(r, 1);
+    strata__redis_replies_free(r, 1);
     strata__redis_req_free(&q);
     return rc;
 }
