@@ -539,17 +539,21 @@ static int migrate_slot(unsigned int slot, int src, int dst, int start, int fini
             break;
     }
     redisFree(c);
-    for (m = 0; m < NMASTERS; m++)
-        if (!command_ok(ports[m], "CLUSTER SETSLOT %u NODE %s", slot, dst_id))
-            return -1;
-    for (m = 0; m < NMASTERS && ports[m] != dst; m++)
-        ;
-    if (m == NMASTERS && !command_ok(dst, "CLUSTER SETSLOT %u NODE %s", slot, dst_id))
-        return -1; /* a node beyond the three (t_a_new_node_gets_a_new_index) */
+    /* the target first, then the source, then the rest (the order Redis's manual
+     * asks for; the routing layer rides out the others too) */
+    if (!command_ok(dst, "CLUSTER SETSLOT %u NODE %s", slot, dst_id))
+        return -1;
     for (m = 0; m < NMASTERS && ports[m] != src; m++)
         ;
-    if (m == NMASTERS) /* else it may answer ASK until gossip tells it; a master that gave away its */
-        command_ok(src, "CLUSTER SETSLOT %u NODE %s", slot, dst_id); /* last slot is a replica now: refused */
+    if (m < NMASTERS && !command_ok(src, "CLUSTER SETSLOT %u NODE %s", slot, dst_id))
+        return -1;
+    for (m = 0; m < NMASTERS; m++)
+        if (ports[m] != dst && ports[m] != src && !command_ok(ports[m], "CLUSTER SETSLOT %u NODE %s", slot, dst_id))
+            return -1;
+    for (m = 0; m < NMASTERS && ports[m] != src; m++)
+        ;
+    if (m == NMASTERS) /* a node beyond the three (t_a_new_node_gets_a_new_index): a master that gave */
+        command_ok(src, "CLUSTER SETSLOT %u NODE %s", slot, dst_id); /* away its last slot is a replica: refused */
     return 0;
 }
 

@@ -153,7 +153,7 @@ void strata__nodes_close(strata__redis_nodes *n)
 
 strata__redis_at strata__nodes_at(const strata__redis_nodes *n, const char *key, size_t keylen)
 {
-    strata__redis_at at = {0, -1};
+    strata__redis_at at = {0, -1, 0};
     if (is_cluster(n)) {
         at.slot = (int)strata__cluster_slot(key, keylen);
         at.server = strata__route_slot_server(n->route, (unsigned int)at.slot);
@@ -163,7 +163,10 @@ strata__redis_at strata__nodes_at(const strata__redis_nodes *n, const char *key,
 
 int strata__nodes_acquire(strata__redis_nodes *n, strata__redis_at *at, strata__pool_conn **conn)
 {
-    int rc = acquire_on(n, at->server, conn);
+    int rc;
+    if (at->deadline_ms == 0 && is_cluster(n))
+        at->deadline_ms = strata__now_mono_ms() + n->timeout_ms;
+    rc = acquire_on(n, at->server, conn);
     if (rc == 0 && is_cluster(n))
         rc = maybe_refresh(n, at, conn, 0);
     return rc;
@@ -207,7 +210,9 @@ int strata__nodes_exchange(strata__redis_nodes *n, strata__redis_at *at, strata_
 
     if (!is_cluster(n))
         return strata__pool_exchange(strata__atomic_load(&n->pools[at->server]), *conn, q, r, what);
-    deadline = strata__now_mono_ms() + n->timeout_ms;
+    if (at->deadline_ms == 0)
+        at->deadline_ms = strata__now_mono_ms() + n->timeout_ms;
+    deadline = at->deadline_ms;
     for (;;) {
         strata__redis_pool *p = strata__atomic_load(&n->pools[at->server]);
         strata__redirect d;
@@ -247,6 +252,8 @@ int strata__nodes_exchange(strata__redis_nodes *n, strata__redis_at *at, strata_
         case STRATA__REDIRECT_MOVED:
             if ((rc = strata__route_node(n->route, host, strlen(host), d.port, &to)) < 0)
                 return rc;
+            if (hops > 2) /* nodes disagree for a moment (a slot handed over, gossip on its way): let it settle */
+                strata__sleep_ms(left < TRYAGAIN_SLEEP_MS ? left : TRYAGAIN_SLEEP_MS);
             strata__route_moved(n->route, d.slot, to);
             strata__atomic_store(&n->refresh_due, 1u); /* slots move in groups: re-read the map soon */
             asking = 0;
@@ -299,12 +306,10 @@ int strata__nodes_run(strata__redis_nodes *n, strata__redis_at *at, const strata
                       const char *what)
 {
     strata__pool_conn *conn;
-    int64_t deadline;
     int rc;
     unsigned int failed;
     if (!is_cluster(n))
         return strata__pool_run(strata__atomic_load(&n->pools[0]), q, r, what);
-    deadline = strata__now_mono_ms() + n->timeout_ms;
     if ((rc = strata__nodes_acquire(n, at, &conn)) == 0) {
         rc = strata__nodes_exchange(n, at, &conn, q, r, what);
         strata__nodes_release(n, at, conn);
@@ -312,10 +317,10 @@ int strata__nodes_run(strata__redis_nodes *n, strata__redis_at *at, const strata
     /* A node that refuses or dropped the connection (not a slow one: that
      * took the deadline already) may no longer own the slot: re-read the map
      * elsewhere and, when the slot moved, try its new owner once. */
-    if (rc != STRATA_EBACKEND || at->slot < 0 || strata__now_mono_ms() >= deadline)
+    if (rc != STRATA_EBACKEND || at->slot < 0 || strata__now_mono_ms() >= at->deadline_ms)
         return rc;
     failed = at->server;
-    if (refresh_elsewhere(n, failed, deadline) != 0 ||
+    if (refresh_elsewhere(n, failed, at->deadline_ms) != 0 ||
         (at->server = strata__route_slot_server(n->route, (unsigned int)at->slot)) == failed) {
         at->server = failed;
         return rc;

@@ -20,10 +20,13 @@
 
 #define STRATA__NODES_MAX_REDIRECTS 5
 
-/* Where a call goes: its server, and its key's slot (-1: keyless, or one node). */
+/* Where a call goes: its server, its key's slot (-1: keyless, or one node)
+ * and, on a cluster, its deadline (monotonic ms, set by the first acquire:
+ * map refreshes, redirects and retries all fit inside it). */
 typedef struct strata__redis_at {
     unsigned int server;
     int slot;
+    int64_t deadline_ms;
 } strata__redis_at;
 
 typedef struct strata__redis_nodes {

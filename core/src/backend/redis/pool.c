@@ -300,11 +300,11 @@ int strata__pool_send(strata__redis_pool *p, strata__pool_conn *s, const strata_
     return 0;
 }
 
-int strata__pool_recv(strata__redis_pool *p, strata__pool_conn *s, unsigned int n, redisReply **r, const char *what)
+/* n replies into r; on failure the connection is closed and none kept. */
+static inline int read_replies(strata__redis_pool *p, strata__pool_conn *s, unsigned int n, redisReply **r,
+                               const char *what)
 {
     unsigned int i, j;
-    if (s->ctx == NULL)
-        return strata__error(STRATA_EBACKEND, "redis %s:%d: %s: the connection was closed", p->host, p->port, what);
     for (i = 0; i < n; i++) {
         void *reply = NULL;
         if (redisGetReply(s->ctx, &reply) != REDIS_OK) {
@@ -320,11 +320,21 @@ int strata__pool_recv(strata__redis_pool *p, strata__pool_conn *s, unsigned int 
     return 0;
 }
 
+int strata__pool_recv(strata__redis_pool *p, strata__pool_conn *s, unsigned int n, redisReply **r, const char *what)
+{
+    if (s->ctx == NULL)
+        return strata__error(STRATA_EBACKEND, "redis %s:%d: %s: the connection was closed", p->host, p->port, what);
+    return read_replies(p, s, n, r, what);
+}
+
 int strata__pool_exchange(strata__redis_pool *p, strata__pool_conn *s, const strata__redis_req *q, redisReply **r,
                           const char *what)
 {
-    int rc = strata__pool_send(p, s, q, what);
-    return rc != 0 ? rc : strata__pool_recv(p, s, q->nreplies, r, what);
+    if (s->ctx == NULL)
+        return strata__error(STRATA_EBACKEND, "redis %s:%d: %s: the connection was closed", p->host, p->port, what);
+    if (redisAppendFormattedCommand(s->ctx, q->buf.data, q->buf.len) != REDIS_OK)
+        return conn_fail(p, s, what, errno);
+    return read_replies(p, s, q->nreplies, r, what); /* the first read flushes the request */
 }
 
 int strata__pool_run(strata__redis_pool *p, const strata__redis_req *q, redisReply **r, const char *what)

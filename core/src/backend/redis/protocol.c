@@ -73,16 +73,6 @@ void strata__redis_req_reset(strata__redis_req *q)
     q->nreplies = 0;
 }
 
-void strata__redis_replies_free(redisReply **r, size_t n)
-{
-    size_t i;
-    for (i = 0; i < n; i++)
-        if (r[i]) {
-            freeReplyObject(r[i]);
-            r[i] = NULL;
-        }
-}
-
 void strata__redis_req_free(strata__redis_req *q)
 {
     strata__bytes_free(&q->buf);

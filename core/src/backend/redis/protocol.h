@@ -26,8 +26,16 @@ typedef struct strata__redis_req {
 } strata__redis_req;
 
 void strata__redis_req_reset(strata__redis_req *q);
-/* Frees the non-NULL of n replies and clears their places. */
-void strata__redis_replies_free(redisReply **r, size_t n);
+/* Frees the non-NULL of n replies and clears their places (inline: every call's path). */
+static inline void strata__redis_replies_free(redisReply **r, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (r[i]) {
+            freeReplyObject(r[i]);
+            r[i] = NULL;
+        }
+}
 void strata__redis_req_free(strata__redis_req *q);
 /* Appends one command; 0 or STRATA_ENOMEM. */
 int  strata__redis_cmd(strata__redis_req *q, int argc, const char **argv, const size_t *lens);

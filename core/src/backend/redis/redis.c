@@ -29,6 +29,7 @@ typedef struct rb {
     strata__redis_route *route;
     strata__redis_nodes nodes;   /* a pool per server index; the cluster conversation */
     int nodes_open;
+    int cluster;                 /* redis+cluster:// (the single-node path skips the routing layer) */
     char ns[STRATA__MAX_NS + 1];
     size_t nslen;
     int io_host;                 /* io=host: the host drives all I/O (op API only) */
@@ -63,12 +64,15 @@ static int run(rb *b, strata__redis_at *at, const strata__redis_req *q, redisRep
     if (b->io_host)
         return strata__error(STRATA_ENOTSUP, "%s: io=host: this handle opens no connection; drive its calls "
                              "with strata_op_* (docs/SANS-IO.md)", who(b, at->server));
+    if (!b->cluster)
+        return strata__pool_run(b->nodes.pools[0], q, r, what);
     return strata__nodes_run(&b->nodes, at, q, r, what);
 }
 
 static strata__redis_at route(const rb *b, const char *key, size_t keylen)
 {
-    return strata__nodes_at(&b->nodes, key, keylen);
+    strata__redis_at at = {0, -1, 0};
+    return b->cluster ? strata__nodes_at(&b->nodes, key, keylen) : at;
 }
 
 /* The user key part of a full key. The engine always passes "<ns>:<user>";
@@ -86,7 +90,7 @@ static void user_part(const rb *b, const char *key, size_t keylen, const char **
 
 static int is_cluster(const rb *b)
 {
-    return strata__route_is_cluster(b->route);
+    return b->cluster;
 }
 
 /* On a cluster, a key whose lease cannot share its slot is refused
@@ -175,13 +179,16 @@ static int batch_run(rb *b, size_t n, const char *const *keys, const size_t *key
     strata__redis_req qs[STRATA__ROUTE_MAX_NODES] = {{{0, 0, 0}, 0}};
     redisReply **rs[STRATA__ROUTE_MAX_NODES] = {NULL};
     int rcs[STRATA__ROUTE_MAX_NODES], first = 0, failed = 0;
+    int64_t deadline;
 
     if (at == NULL || item == NULL || r == NULL) {
         first = strata__error(STRATA_ENOMEM, "out of memory for a batch of %zu", n);
         goto out;
     }
+    deadline = strata__now_mono_ms() + b->nodes.timeout_ms; /* redone items share the call's deadline */
     for (i = 0; i < n; i++) {
         at[i] = route(b, keys[i], keylens[i]);
+        at[i].deadline_ms = deadline;
         for (g = 0; g < k && servers[g] != at[i].server; g++)
             ;
         if (g == k)
@@ -744,7 +751,7 @@ static int rb_wb_latest(strata__backend *be, size_t n, const char *const *keys, 
     rb *b = RB(be);
     strata__redis_req q = {{0, 0, 0}, 0};
     redisReply *r[1] = {NULL};
-    strata__redis_at s = {0, -1};
+    strata__redis_at s = {0, -1, 0};
     size_t i;
     int rc;
     for (i = 0; i < n; i++)
@@ -950,7 +957,7 @@ static int rb_publish_flush(strata__backend *be)
     redisReply *r[1] = {NULL};
     int64_t v = 0;
     int rc = strata__rq_publish(&q, b->chan, b->chanlen, "", 0);
-    strata__redis_at at = {0, -1}; /* PUBLISH is cluster-wide: any node */
+    strata__redis_at at = {0, -1, 0}; /* PUBLISH is cluster-wide: any node */
     if (rc == 0 && (rc = run(b, &at, &q, r, "PUBLISH (flush)")) == 0)
         rc = strata__rp_integer(who(b, at.server), r[0], "PUBLISH (flush)", &v);
     strata__redis_replies_free(r, 1);
@@ -972,7 +979,7 @@ int strata__redis_pipeline(strata__backend *be, size_t n, const int *argcs, cons
     for (i = 0; i < n && rc == 0; i++)
         rc = strata__redis_cmd(&q, argcs[i], argvs[i], lens[i]);
     if (rc == 0 && n > 0) {
-        strata__redis_at at = {0, -1}; /* one node: every key is there */
+        strata__redis_at at = {0, -1, 0}; /* one node: every key is there */
         if (argcs[0] >= 2 && !(lens[0][0] == 4 && strncasecmp(argvs[0][0], "SCAN", 4) == 0))
             at = route(b, argvs[0][1], lens[0][1]); /* a cluster: its first key's node */
         rc = run(b, &at, &q, replies, what);
@@ -1056,6 +1063,7 @@ int strata__backend_redis_open(strata__backend **out, const strata__config *cfg)
     b->ns[cfg->nslen] = '\0';
     b->nslen = cfg->nslen;
     b->io_host = cfg->io_host;
+    b->cluster = strata__route_is_cluster(b->route);
     b->instance = cfg->instance;
     b->chanlen = strata__inv_channel(b->chan, sizeof b->chan, cfg);
     b->origin_gen = b->origin_claim = strata__fork_generation();
