@@ -107,7 +107,7 @@ static uint64_t l1_misses_reading(strata_cache *c, const char *key, const char *
 }
 
 /* Another writer that tells no L1: a plain client copying the stored bytes
- * (a valid envelope) of src over dst. */
+ * (a valid envelope) of src over dst, or deleting dst when src is NULL. */
 static int plant_copy(const char *src, const char *dst)
 {
     char fs[160], fd[160];
@@ -117,10 +117,12 @@ static int plant_copy(const char *src, const char *dst)
     if (is_redis()) {
         struct timeval tv = {2, 0};
         redisContext *r = redisConnectWithTimeout("127.0.0.1", srv.port, tv);
-        redisReply *got = r && !r->err ? redisCommand(r, "GET %s", fs) : NULL, *set = NULL;
+        redisReply *got = r && !r->err && src ? redisCommand(r, "GET %s", fs) : NULL, *set = NULL;
         if (got && got->type == REDIS_REPLY_STRING)
             set = redisCommand(r, "SET %s %b", fd, got->str, (size_t)got->len);
-        ok = set && set->type == REDIS_REPLY_STATUS;
+        else if (r && !r->err && src == NULL)
+            set = redisCommand(r, "DEL %s", fd);
+        ok = set && (set->type == REDIS_REPLY_STATUS || (set->type == REDIS_REPLY_INTEGER && set->integer == 1));
         if (set)
             freeReplyObject(set);
         if (got)
@@ -130,7 +132,10 @@ static int plant_copy(const char *src, const char *dst)
     } else { /* memcached without a bus: another cache's write tells nobody */
         strata_cache *o = open_cache("l1=0");
         strata_value v = STRATA_VALUE_INIT;
-        ok = o && strata_get(o, K(src), &v) == STRATA_OK && strata_set(o, K(dst), v.data, v.len, 0) == 0;
+        if (src == NULL)
+            ok = o && strata_delete(o, K(dst)) == 0;
+        else
+            ok = o && strata_get(o, K(src), &v) == STRATA_OK && strata_set(o, K(dst), v.data, v.len, 0) == 0;
         strata_value_dispose(&v);
         strata_cache_free(o);
     }
@@ -197,6 +202,36 @@ static void unpublished_change_seen_within_l1_ttl(void)
     }
     CHECK(seen);
     CHECK(stats_of(c).l1_renewals >= 1);
+    strata_cache_free(c);
+}
+
+/* The same for a delete that publishes nothing: renewal finds the key gone
+ * and drops the entry, never serving it past l1_ttl_ms after the delete. */
+static void unpublished_delete_seen_within_l1_ttl(void)
+{
+    strata_cache *c;
+    char key[128];
+    int64_t landed, end;
+    int gone = 0;
+    REQUIRE(ensure_server());
+    REQUIRE((c = open_cache("l1=1")) != NULL);
+    REQUIRE(l1_ready(c));
+    snprintf(key, sizeof key, "%s", test_unique("del"));
+    CHECK_RC(strata_set(c, K(key), K("v1"), 0), 0);
+    l1_misses_reading(c, key, "v1", 2 * L1_TTL_MS);
+    REQUIRE(plant_copy(NULL, key));
+    landed = strata__now_wall_ms();
+    end = strata__now_mono_ms() + DEADLINE_MS;
+    while (!gone && strata__now_mono_ms() < end) {
+        int64_t t0 = strata__now_wall_ms();
+        read_result r = read_key(c, key, "v1");
+        if (r.rc == STRATA_MISS)
+            gone = 1;
+        else if (t0 > landed + L1_TTL_MS)
+            CHECK(!"the deleted value was served past l1_ttl_ms after the delete");
+        strata__sleep_ms(1);
+    }
+    CHECK(gone);
     strata_cache_free(c);
 }
 
@@ -385,6 +420,7 @@ int main(int argc, char **argv)
     static const test_case cases[] = {
         {"hot_key_stays_in_l1", hot_key_stays_in_l1},
         {"unpublished_change_seen_within_l1_ttl", unpublished_change_seen_within_l1_ttl},
+        {"unpublished_delete_seen_within_l1_ttl", unpublished_delete_seen_within_l1_ttl},
         {"invalidation_during_renewal_wins", invalidation_during_renewal_wins},
         {"host_tier_checks_keep_the_version", host_tier_checks_keep_the_version},
         {"cold_entry_expires", cold_entry_expires},

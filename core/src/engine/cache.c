@@ -358,8 +358,10 @@ int strata__l1_renew_envelope(strata_cache *c, const strata__key *k, const strat
                               uint64_t epoch)
 {
     int negative, rc;
-    if (e == NULL || now_ms >= e->fresh_until_ms) /* gone, or past serving from L1: a fill would not keep it */
-        return strata__l1_renew(c->l1, k, NULL, 0, 0, 0, 0, 0, epoch), 0;
+    if (e == NULL || now_ms >= e->fresh_until_ms) { /* gone, or past serving from L1: a fill would not keep it */
+        strata__l1_renew(c->l1, k, NULL, 0, 0, 0, 0, 0, epoch);
+        return 0;
+    }
     if (strata__env_user_tags(e)) {
         l1_fill(c, k, e, now_ms, epoch); /* tagged now: stored as a fill stores it */
         return 1;
