@@ -50,6 +50,8 @@ EXPORTED = {
     "l1_flushes": ("stratacache_l1_flushes_total", {"tier": "l1"}),
     "l1_admission_rejects": ("stratacache_l1_admission_rejects_total", {"tier": "l1"}),
     "l1_link_up": ("stratacache_l1_link_up", {"tier": "l1"}),
+    "l1_renewals": ("stratacache_l1_renewals_total", {"tier": "l1"}),
+    "l1_renew_batches": ("stratacache_l1_renew_batches_total", {"tier": "l1"}),
     "wb_journal_skipped": ("stratacache_write_behind_journal_skipped_total", {}),
     "wb_dead_trimmed": ("stratacache_write_behind_dead_trimmed_total", {}),
 }
