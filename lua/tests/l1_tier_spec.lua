@@ -28,6 +28,24 @@ local function settled(c, k)
   return v, err
 end
 
+-- settled for get_or_load(k, loader): reads until L1 serves it, then once more
+-- from the tier.
+local function settled_gol(c, k, loader)
+  local v, err, level
+  for _ = 1, 500 do
+    v, err, level = c:get_or_load(k, loader)
+    if level == 1 then break end
+    H.sleep(0.01)
+  end
+  assert.are.equal(1, level, "the key never settled into L1")
+  local again, err2, level2 = c:get_or_load(k, loader)
+  assert.are.equal(v, again)
+  assert.is_nil(err2)
+  assert.are.equal(1, level2)
+  if addresses then assert.are.equal(("%p"):format(v), ("%p"):format(again)) end
+  return v, err
+end
+
 -- Polls get(k) for up to 5 s until it returns want.
 local function eventually(c, k, want)
   local v
@@ -63,6 +81,76 @@ for _, b in ipairs(H.backends()) do
         assert.are.equal(before.l1_hits + 10, after.l1_hits)
         assert.are.equal(before.l1_misses, after.l1_misses)
       end)
+
+      it("get_or_load hits are L1 hits from the tier: counted, no loader, no new string", function()
+        local k, loads = H.key("gol"), 0
+        local function loader() loads = loads + 1; return LONG end
+        assert.are.equal(LONG, (settled_gol(c, k, loader)))
+        local before = c:stats()
+        collectgarbage()
+        collectgarbage("stop")
+        local heap = collectgarbage("count")
+        for _ = 1, 2000 do c:get_or_load(k, loader) end
+        local grown_kb = collectgarbage("count") - heap
+        collectgarbage("restart")
+        local after = c:stats()
+        assert.are.equal(before.l1_hits + 2000, after.l1_hits)
+        assert.are.equal(before.l1_misses, after.l1_misses)
+        assert.truthy(loads <= 2, "the loader ran " .. loads .. " times") -- our own set's message may evict the first fill
+        -- a copy per hit would be 2000 strings of 200 bytes, 400 KB
+        assert.truthy(grown_kb < 100, ("2000 hits grew the Lua heap by %.0f KB"):format(grown_kb))
+        assert.are.equal(LONG, (c:get(k))) -- get and get_or_load share the tier
+        local v, err, level = c:get_or_load(k, {tags = {H.key("t")}}, loader) -- the options form reads on
+        assert.are.equal(LONG, v)
+        assert.is_nil(err)
+        assert.are.equal(1, level)
+      end)
+
+      it("get_or_load refreshes a tier-served key once it stops serving (stale-while-revalidate)", function()
+        local d = assert(sc.new{url = b.url, namespace = "lua-tier-swr", l1 = true, ttl = 1, stale = 30, xfetch_beta = 0})
+        if b.name == "redis" then assert.is_true(H.wait_link(d)) end
+        local k, loads = H.key("swr"), 0
+        local function loader() loads = loads + 1; return "v" .. loads .. LONG end
+        settled_gol(d, k, loader)
+        local first = loads
+        for _ = 1, 50 do assert.are.equal("v" .. first .. LONG, (d:get_or_load(k, loader))) end
+        assert.are.equal(first, loads)
+        H.sleep(1.3) -- past fresh-until, within stale: L1 no longer serves it
+        local refreshed = d:get_or_load(k, loader) -- the one refresh, inline
+        assert.are.equal(first + 1, loads)
+        assert.are.equal("v" .. loads .. LONG, refreshed)
+        for _ = 1, 50 do assert.are.equal(refreshed, (d:get_or_load(k, loader))) end
+        assert.are.equal(first + 1, loads, "exactly one refresh")
+        d:close()
+      end)
+
+      if b.name == "memory" then
+        it("get_or_load still refreshes early (XFetch) a key the tier served", function()
+          -- L1 serves 0.2 s at a time; then the lookup reads the envelope and
+          -- XFetch (a 0.1 s load, beta 5: at least 0.5 s before fresh-until)
+          -- picks this process before the 1.5 s TTL ends.
+          local d = assert(sc.new{url = b.url, namespace = "lua-tier-xf", l1 = true, l1_ttl = 0.2, ttl = 1.5,
+                                  xfetch_beta = 5})
+          local k, loads = H.key("xf"), 0
+          local function loader() loads = loads + 1; H.sleep(0.1); return "v" .. loads .. LONG end
+          assert.are.equal("v1" .. LONG, (d:get_or_load(k, loader)))
+          assert.are.equal("v1" .. LONG, (d:get_or_load(k, loader)))
+          assert.are.equal(1, loads)
+          local tier_hits = d:stats().l1_hits
+          for _ = 1, 600 do
+            if loads > 1 then break end
+            d:get_or_load(k, loader)
+            H.sleep(0.005)
+          end
+          assert.are.equal(2, loads)
+          -- no stale window: a refresh after fresh-until would be a miss's load
+          assert.are.equal(1, d:stats().early_refreshes, "the refresh was not early")
+          assert.truthy(d:stats().l1_hits > tier_hits, "no L1 hits before the refresh")
+          for _ = 1, 20 do assert.are.equal("v2" .. LONG, (d:get_or_load(k, loader))) end
+          assert.are.equal(2, loads, "exactly one refresh")
+          d:close()
+        end)
+      end
 
       it("a set is read back at once", function()
         local k = H.key("ryw")
@@ -251,6 +339,35 @@ for _, b in ipairs(H.backends()) do
           assert.are.equal("", out)
           eventually(c, k, "from another process")
           assert.truthy(c:stats().invalidations_received >= 1)
+        end)
+
+        it("a write from another process ends the kept string for get_or_load too", function()
+          local k = H.key("proc-gol")
+          local function loader() return "loaded" end
+          assert.is_true(c:set(k, "old" .. LONG))
+          assert.are.equal("old" .. LONG, (settled_gol(c, k, loader)))
+          local child = os.tmpname() .. ".lua"
+          local f = assert(io.open(child, "w"))
+          f:write([[
+            local sc = require "stratacache"
+            local url, key = ...
+            local w = assert(sc.new{url = url, namespace = "lua-tier"})
+            assert(w:set(key, "from another process"))
+            w:close()
+          ]])
+          f:close()
+          local p = assert(io.popen(("%s %q %q %q 2>&1"):format(H.lua, child, b.url, k)))
+          local out = p:read("*a")
+          p:close()
+          os.remove(child)
+          assert.are.equal("", out)
+          local v
+          for _ = 1, 500 do
+            v = c:get_or_load(k, loader)
+            if v ~= "old" .. LONG then break end
+            H.sleep(0.01)
+          end
+          assert.are.equal("from another process", v, "within 5 s")
         end)
       end
     end)
