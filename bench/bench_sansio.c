@@ -6,8 +6,10 @@
  * over ROUNDS of the per-batch time in a round, rounds interleaved; the ratio
  * is the median of the per-round ratios. With "lease", the lookups take the
  * lease on a miss (as resty.stratacache's with a loader): hits cost the same
- * plus the XFetch check (for callgrind's per-op counts).
- *   bench_sansio REDIS_PORT [lease]
+ * plus the XFetch check (for callgrind's per-op counts). With "nosketch",
+ * the cache has no hot-key sketch (hot_sketch_width=0, as resty.stratacache's
+ * remote handles): what feeding it costs a remote hit.
+ *   bench_sansio REDIS_PORT [lease] [nosketch]
  */
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -90,19 +92,22 @@ int main(int argc, char **argv)
 {
     double pa[ROUNDS], pb[ROUNDS], ratio[ROUNDS];
     char url[256];
-    int port, i, r;
+    int port, i, r, nosketch = 0;
     if (argc < 2) {
-        fprintf(stderr, "usage: bench_sansio REDIS_PORT\n");
+        fprintf(stderr, "usage: bench_sansio REDIS_PORT [lease] [nosketch]\n");
         return 2;
     }
     port = atoi(argv[1]);
-    lease = argc > 2 && strcmp(argv[2], "lease") == 0;
+    for (i = 2; i < argc; i++) {
+        lease |= strcmp(argv[i], "lease") == 0;
+        nosketch |= strcmp(argv[i], "nosketch") == 0;
+    }
     rc = redisConnect("127.0.0.1", port);
     if (rc == NULL || rc->err) {
         fprintf(stderr, "cannot connect to redis on %d\n", port);
         return 1;
     }
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d?ns=bench-sio", port);
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d?ns=bench-sio%s", port, nosketch ? "&hot_sketch_width=0" : "");
     if (strata_cache_new(&cache, url, NULL) != 0) {
         fprintf(stderr, "strata_cache_new: %s\n", strata_error_last());
         return 1;
