@@ -656,6 +656,22 @@ static lcache *get_self(lua_State *L)
     return lc;
 }
 
+/* With the tier at tier_idx (an upvalue, or -2: the top before this call):
+ * pushes the entry of the key at 2 and, while strata_l1_check says its L1 entry still
+ * serves the key, its string, and returns 1; else 0 (entry or nil pushed). */
+static inline __attribute__((always_inline)) int tier_hit(lua_State *L, lcache *lc, int tier_idx)
+{
+    lua_pushvalue(L, 2);
+    if (sl_rawget_type(L, tier_idx) == LUA_TUSERDATA) { /* only checked keys are kept */
+        const tier_entry *e = (const tier_entry *)lua_touserdata(L, -1);
+        if (strata_l1_check(lc->c, e->key, e->klen, e->version) == STRATA_OK) {
+            entry_push_value(L, -1);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Keeps the string at the top under key k (index 2) (stack unchanged), and
  * leaves the tier on the stack. The allocations here may run finalizers, and
  * a Lua one may call get on another cache, so the tier is the cache's
@@ -702,15 +718,10 @@ static int l_get(lua_State *L)
     int rc, n;
     if (lc->tier) {
         uint64_t version = 0;
-        lua_pushvalue(L, 2);
-        if (sl_rawget_type(L, GET_TIER) == LUA_TUSERDATA) {
-            const tier_entry *e = (const tier_entry *)lua_touserdata(L, -1);
-            if (strata_l1_check(lc->c, e->key, e->klen, e->version) == STRATA_OK) {
-                entry_push_value(L, -1);
-                lua_pushnil(L);
-                lua_pushinteger(L, STRATA_LEVEL_L1);
-                return 3;
-            }
+        if (tier_hit(L, lc, GET_TIER)) {
+            lua_pushnil(L);
+            lua_pushinteger(L, STRATA_LEVEL_L1);
+            return 3;
         }
         k = check_key(L, 2, &klen, "key");
         lua_settop(L, 2);
@@ -1351,16 +1362,11 @@ static int gol_l1_read(lua_State *L, lcache *lc, const lgol_state *st)
     if (!st->ffi) {
         lua_pushinteger(L, STRATA_OK);
         sl_getuservalue(L, 1);
-        lua_pushvalue(L, 2);
-        if (sl_rawget_type(L, -2) == LUA_TUSERDATA) { /* only checked keys are kept */
-            const tier_entry *e = (const tier_entry *)lua_touserdata(L, -1);
-            if (strata_l1_check(lc->c, e->key, e->klen, e->version) == STRATA_OK) {
-                entry_push_value(L, -1); /* OK, tier, entry, value */
-                lua_replace(L, -3);
-                lua_pushinteger(L, STRATA_LEVEL_L1);
-                lua_replace(L, -2);
-                return 3;
-            }
+        if (tier_hit(L, lc, -2)) { /* OK, tier, entry, value */
+            lua_replace(L, -3);
+            lua_pushinteger(L, STRATA_LEVEL_L1);
+            lua_replace(L, -2);
+            return 3;
         }
     }
     k = wrapped_key(L, "get_or_load", &klen);
@@ -1445,15 +1451,10 @@ static int l_get_or_load(lua_State *L)
     if (lc != NULL && lc == st->last && lc->c != NULL && lc->tier && lua_type(L, 3) == LUA_TFUNCTION &&
         lua_type(L, 1) == LUA_TUSERDATA) {
         sl_getuservalue(L, 1);
-        lua_pushvalue(L, 2);
-        if (lua_rawget(L, -2) == LUA_TUSERDATA) { /* only checked keys are kept */
-            const tier_entry *e = (const tier_entry *)lua_touserdata(L, -1);
-            if (strata_l1_check(lc->c, e->key, e->klen, e->version) == STRATA_OK) {
-                entry_push_value(L, -1);
-                lua_pushnil(L);
-                lua_pushinteger(L, STRATA_LEVEL_L1);
-                return 3;
-            }
+        if (tier_hit(L, lc, -2)) {
+            lua_pushnil(L);
+            lua_pushinteger(L, STRATA_LEVEL_L1);
+            return 3;
         }
         lua_pop(L, 2);
     }

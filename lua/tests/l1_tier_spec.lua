@@ -28,6 +28,25 @@ local function settled(c, k)
   return v, err
 end
 
+-- Sets k to "from another process" in a child interpreter (namespace lua-tier).
+local function write_from_another_process(url, k)
+  local child = os.tmpname() .. ".lua"
+  local f = assert(io.open(child, "w"))
+  f:write([[
+    local sc = require "stratacache"
+    local url, key = ...
+    local w = assert(sc.new{url = url, namespace = "lua-tier"})
+    assert(w:set(key, "from another process"))
+    w:close()
+  ]])
+  f:close()
+  local p = assert(io.popen(("%s %q %q %q 2>&1"):format(H.lua, child, url, k)))
+  local out = p:read("*a")
+  p:close()
+  os.remove(child)
+  assert.are.equal("", out)
+end
+
 -- settled for get_or_load(k, loader): reads until L1 serves it, then once more
 -- from the tier.
 local function settled_gol(c, k, loader)
@@ -309,21 +328,7 @@ H.each_backend("the L1 string tier on ", function(b)
       local k = H.key("proc")
       assert.is_true(c:set(k, "old" .. LONG))
       settled(c, k)
-      local child = os.tmpname() .. ".lua"
-      local f = assert(io.open(child, "w"))
-      f:write([[
-        local sc = require "stratacache"
-        local url, key = ...
-        local w = assert(sc.new{url = url, namespace = "lua-tier"})
-        assert(w:set(key, "from another process"))
-        w:close()
-      ]])
-      f:close()
-      local p = assert(io.popen(("%s %q %q %q 2>&1"):format(H.lua, child, b.url, k)))
-      local out = p:read("*a")
-      p:close()
-      os.remove(child)
-      assert.are.equal("", out)
+      write_from_another_process(b.url, k)
       eventually(c, k, "from another process")
       assert.truthy(c:stats().invalidations_received >= 1)
     end)
@@ -333,21 +338,7 @@ H.each_backend("the L1 string tier on ", function(b)
       local function loader() return "loaded" end
       assert.is_true(c:set(k, "old" .. LONG))
       assert.are.equal("old" .. LONG, (settled_gol(c, k, loader)))
-      local child = os.tmpname() .. ".lua"
-      local f = assert(io.open(child, "w"))
-      f:write([[
-        local sc = require "stratacache"
-        local url, key = ...
-        local w = assert(sc.new{url = url, namespace = "lua-tier"})
-        assert(w:set(key, "from another process"))
-        w:close()
-      ]])
-      f:close()
-      local p = assert(io.popen(("%s %q %q %q 2>&1"):format(H.lua, child, b.url, k)))
-      local out = p:read("*a")
-      p:close()
-      os.remove(child)
-      assert.are.equal("", out)
+      write_from_another_process(b.url, k)
       local v
       for _ = 1, 500 do
         v = c:get_or_load(k, loader)
