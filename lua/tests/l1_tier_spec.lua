@@ -10,17 +10,22 @@ local sc = require "stratacache"
 local addresses = _VERSION == "Lua 5.4" and not rawget(_G, "jit")
 local LONG = string.rep("x", 200) -- not interned: a new read would make a new string
 
--- Reads k until L1 serves it (on redis the invalidation link must be up, and our
--- own set's message may evict the first fill), then once more from the tier.
-local function settled(c, k)
+-- Reads k (with get, or get_or_load(k, loader) when given a loader) until L1
+-- serves it (on redis the invalidation link must be up, and our own set's
+-- message may evict the first fill), then once more from the tier.
+local function settled(c, k, loader)
+  local function read()
+    if loader then return c:get_or_load(k, loader) end
+    return c:get(k)
+  end
   local v, err, level
   for _ = 1, 500 do
-    v, err, level = c:get(k)
+    v, err, level = read()
     if level == 1 then break end
     H.sleep(0.01)
   end
   assert.are.equal(1, level, "the key never settled into L1")
-  local again, err2, level2 = c:get(k)
+  local again, err2, level2 = read()
   assert.are.equal(v, again)
   assert.is_nil(err2)
   assert.are.equal(1, level2)
@@ -45,24 +50,6 @@ local function write_from_another_process(url, k)
   p:close()
   os.remove(child)
   assert.are.equal("", out)
-end
-
--- settled for get_or_load(k, loader): reads until L1 serves it, then once more
--- from the tier.
-local function settled_gol(c, k, loader)
-  local v, err, level
-  for _ = 1, 500 do
-    v, err, level = c:get_or_load(k, loader)
-    if level == 1 then break end
-    H.sleep(0.01)
-  end
-  assert.are.equal(1, level, "the key never settled into L1")
-  local again, err2, level2 = c:get_or_load(k, loader)
-  assert.are.equal(v, again)
-  assert.is_nil(err2)
-  assert.are.equal(1, level2)
-  if addresses then assert.are.equal(("%p"):format(v), ("%p"):format(again)) end
-  return v, err
 end
 
 -- Polls get(k) for up to 5 s until it returns want.
@@ -97,7 +84,7 @@ H.each_backend("the L1 string tier on ", function(b)
   it("get_or_load hits are L1 hits from the tier: counted, no loader, no new string", function()
     local k, loads = H.key("gol"), 0
     local function loader() loads = loads + 1; return LONG end
-    assert.are.equal(LONG, (settled_gol(c, k, loader)))
+    assert.are.equal(LONG, (settled(c, k, loader)))
     local before = c:stats()
     collectgarbage()
     collectgarbage("stop")
@@ -122,7 +109,7 @@ H.each_backend("the L1 string tier on ", function(b)
     local d = H.open(b, {namespace = "lua-tier-swr", l1 = true, ttl = 1, stale = 30, xfetch_beta = 0})
     local k, loads = H.key("swr"), 0
     local function loader() loads = loads + 1; return "v" .. loads .. LONG end
-    settled_gol(d, k, loader)
+    settled(d, k, loader)
     local first = loads
     for _ = 1, 50 do assert.are.equal("v" .. first .. LONG, (d:get_or_load(k, loader))) end
     assert.are.equal(first, loads)
@@ -337,7 +324,7 @@ H.each_backend("the L1 string tier on ", function(b)
       local k = H.key("proc-gol")
       local function loader() return "loaded" end
       assert.is_true(c:set(k, "old" .. LONG))
-      assert.are.equal("old" .. LONG, (settled_gol(c, k, loader)))
+      assert.are.equal("old" .. LONG, (settled(c, k, loader)))
       write_from_another_process(b.url, k)
       local v
       for _ = 1, 500 do
