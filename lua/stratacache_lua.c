@@ -1302,8 +1302,10 @@ static int l_get_fill(lua_State *L)
     return 6;
 }
 
+static int gol_l1_read(lua_State *L, lcache *lc, const lgol_state *st, const tagset *ts);
+
 /* _gol_lookup with options at 3 and the loader at 4; the only option is tags. */
-static int gol_lookup_opts(lua_State *L, lcache *lc, const char *k, size_t klen)
+static int gol_lookup_opts(lua_State *L, lcache *lc, const lgol_state *st, const char *k, size_t klen)
 {
     tagset ts;
     const char *msg;
@@ -1324,6 +1326,8 @@ static int gol_lookup_opts(lua_State *L, lcache *lc, const char *k, size_t klen)
         return gol_error(L, 2, msg);
     }
     /* the tag strings stay anchored by the options table at 3 */
+    if (lc->tier && !st->ffi) /* LuaJIT's FFI tier serves the loader form only */
+        return gol_l1_read(L, lc, st, ts.n ? &ts : NULL);
     return lookup_push(L, lc, k, klen, ts.n ? &ts : NULL);
 }
 
@@ -1343,7 +1347,9 @@ static void tier_keep_gol(lua_State *L, lcache *lc, const char *k, size_t klen, 
 }
 
 /*
- * get_or_load(key, loader) on an L1 cache: the string tier first, as get
+ * get_or_load(key[, options], loader) on an L1 cache (options checked
+ * already; their tags stamp a ticket, which a hit has none of): the string
+ * tier first, as get
  * (0, value, 1 after one strata_l1_check), then L1 (the string kept in the
  * tier; under LuaJIT's FFI tier its entry version, l1_max_entries and
  * l1_max_bytes returned after the 6 values instead), then strata_lookup. An L1 entry is served until L1's own
@@ -1352,7 +1358,7 @@ static void tier_keep_gol(lua_State *L, lcache *lc, const char *k, size_t klen, 
  * entry stops serving, the read goes to strata_lookup, which decides XFetch,
  * stale-while-revalidate and the lease from the stored envelope.
  */
-static int gol_l1_read(lua_State *L, lcache *lc, const lgol_state *st)
+static int gol_l1_read(lua_State *L, lcache *lc, const lgol_state *st, const tagset *ts)
 {
     strata_value spare, *v;
     uint64_t version = 0;
@@ -1397,7 +1403,7 @@ static int gol_l1_read(lua_State *L, lcache *lc, const lgol_state *st)
         lua_pushinteger(L, rc);
         return 1;
     }
-    return lookup_push(L, lc, k, klen, NULL); /* a miss, or an error it reports the same way */
+    return lookup_push(L, lc, k, klen, ts); /* a miss, or an error it reports the same way */
 }
 
 /*
@@ -1418,13 +1424,13 @@ static int l_gol_lookup(lua_State *L)
     }
     if (lua_type(L, 3) == LUA_TFUNCTION) {
         if (lc->tier)
-            return gol_l1_read(L, lc, st);
+            return gol_l1_read(L, lc, st, NULL);
         k = wrapped_key(L, "get_or_load", &klen);
         return lookup_push(L, lc, k, klen, NULL);
     }
     k = wrapped_key(L, "get_or_load", &klen);
     if (lua_type(L, 3) == LUA_TTABLE) /* get_or_load(key, {tags = ...}, loader, ...) */
-        return gol_lookup_opts(L, lc, k, klen);
+        return gol_lookup_opts(L, lc, st, k, klen);
     return gol_error(L, 2, lua_pushfstring(L, "loader must be a function (or an options table before it), got %s",
                                            luaL_typename(L, 3)));
 }

@@ -215,7 +215,10 @@ if ok_ffi and l1_check_address then
       if v then return v, nil, 1 end
     end
     local rc, val, level, ticket, wait_ms, err, version, max_count, max_bytes = lookup(self, key, loader, (...))
-    if version then tier_put(self, key, val, version, max_count, max_bytes) end
+    if rc == OK then
+      if version then tier_put(self, key, val, version, max_count, max_bytes) end
+      return val, nil, level
+    end
     return looked_up(self, key, loader, rc, val, level, ticket, wait_ms, err, ...)
   end
 end

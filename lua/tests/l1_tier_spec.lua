@@ -99,10 +99,11 @@ H.each_backend("the L1 string tier on ", function(b)
     -- a copy per hit would be 2000 strings of 200 bytes, 400 KB
     assert.truthy(grown_kb < 100, ("2000 hits grew the Lua heap by %.0f KB"):format(grown_kb))
     assert.are.equal(LONG, (c:get(k))) -- get and get_or_load share the tier
-    local v, err, level = c:get_or_load(k, {tags = {H.key("t")}}, loader) -- the options form reads on
+    local v, err, level = c:get_or_load(k, {tags = {H.key("t")}}, loader) -- the options form too
     assert.are.equal(LONG, v)
     assert.is_nil(err)
     assert.are.equal(1, level)
+    if addresses then assert.are.equal(("%p"):format((c:get(k))), ("%p"):format(v)) end
   end)
 
   it("get_or_load refreshes a tier-served key once it stops serving (stale-while-revalidate)", function()
