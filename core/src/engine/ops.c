@@ -345,7 +345,7 @@ static int many_serve(strata_cache *c, const strata__key *k, const strata__envel
 {
     size_t end = raw->len;
     int rc;
-    if (raw->cap <= end || e->payload + e->payload_len != raw->data + end) /* no room for the NUL: copy */
+    if (raw->cap <= end || e->payload + e->payload_len != raw->data + end) /* no byte for the NUL: copy */
         return strata__serve_envelope(c, k, e, now, epoch, out);
     rc = strata__serve_envelope_ref(c, k, e, now, epoch, out);
     if (out->data == e->payload) { /* served: else (expired) nothing was */
