@@ -364,10 +364,12 @@ int main(int argc, char **argv)
            100 * percentile(hits, ROUNDS, 0.5));
     strata_stats_get(c_hot, &st, STRATA_STATS_VERSION);
     printf("L1 (hot): %llu entries, %llu bytes (%.1f MiB) of %d keys; hit ratio %.1f%% of L1 lookups; "
-           "%llu admission rejects; %llu invalidations received\n",
+           "%llu admission rejects; %llu fills refused (a write of their stripe came first); "
+           "%llu invalidations received\n",
            (unsigned long long)st.l1_entries, (unsigned long long)st.l1_bytes, st.l1_bytes / 1048576.0,
            NKEYS, 100.0 * st.l1_hits / (double)(st.l1_hits + st.l1_misses ? st.l1_hits + st.l1_misses : 1),
-           (unsigned long long)st.l1_admission_rejects, (unsigned long long)st.invalidations_received);
+           (unsigned long long)st.l1_admission_rejects, (unsigned long long)st.l1_fills_refused,
+           (unsigned long long)st.invalidations_received);
     {
         strata_hot_key top[5];
         size_t n = 0, i;

@@ -992,6 +992,7 @@ static int l_stats(lua_State *L)
     F(wb_enqueued); F(wb_flushed); F(wb_retried); F(wb_dead); F(wb_backlog);
     F(wb_journal_skipped); F(wb_dead_trimmed);
     F(payload_crc_errors);
+    F(l1_fills_refused);
 #undef F
     return 1;
 }

@@ -252,6 +252,9 @@ typedef struct strata_stats {
     uint64_t wb_journal_skipped;  /* damaged journal records skipped at replay (kept in <wb_journal>.corrupt) */
     uint64_t wb_dead_trimmed;     /* dead letters removed by wb_dead_max / wb_dead_max_age_ms */
     uint64_t payload_crc_errors;  /* stored values whose payload failed its CRC32C (payload_crc=1), read as misses */
+    /* version 3 (L1 fills) */
+    uint64_t l1_fills_refused;    /* values read past L1 kept out of it: a write or invalidation of a key of
+                                     their fill-epoch stripe came between the read and the fill */
 } strata_stats;
 
 /* Latency histogram: log-scale buckets, bucket i counts calls that took at

@@ -11,6 +11,7 @@ local STATS_FIELDS = {
   "breaker_state", "tag_invalidations", "tag_stale", "tag_fetches", "invalidations_received",
   "l1_flushes", "l1_admission_rejects", "l1_link_up", "wb_enqueued", "wb_flushed", "wb_retried", "wb_dead",
   "wb_backlog", "wb_journal_skipped", "wb_dead_trimmed", "payload_crc_errors",
+  "l1_fills_refused",
 }
 
 -- Prometheus series -> stats() field (docs/METRICS.md).

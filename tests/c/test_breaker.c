@@ -166,6 +166,38 @@ static void get_many_probe_is_released(void)
     test_server_stop(&s);
 }
 
+/* A delete the open breaker keeps from the server still drops the key from
+ * this process's L1 (and so from stale-if-error): the caller asked for it
+ * gone, and write_through's fallback relies on it. */
+static void delete_refused_by_breaker_still_forgets_l1(void)
+{
+    test_server s;
+    strata_cache *c;
+    strata_value v = STRATA_VALUE_INIT;
+    const char *keys[1] = {"many"};
+    size_t lens[1] = {4};
+    int i, rc = 0;
+    REQUIRE(test_server_start(&s, kind) == 0);
+    c = open_on(&s, BREAKER_QUERY "&l1=1", NULL);
+    if (c == NULL)
+        test_server_stop(&s);
+    REQUIRE(c);
+    CHECK_RC(strata_set(c, K("one"), K("v"), 0), 0);
+    CHECK_RC(strata_set(c, K("many"), K("v"), 0), 0);
+    test_server_stop(&s);
+    for (i = 0; i < 20 && rc != STRATA_EBREAKER; i++)
+        rc = strata_get(c, K("probe"), &v);
+    CHECK_RC(rc, STRATA_EBREAKER);
+    CHECK_RC(strata_delete(c, K("one")), STRATA_EBREAKER);
+    CHECK_RC(strata_delete_many(c, 1, keys, lens, NULL), STRATA_EBREAKER);
+    rc = strata_get(c, K("one"), &v);
+    CHECK(rc < 0); /* not served from L1, fresh or stale */
+    rc = strata_get(c, K("many"), &v);
+    CHECK(rc < 0);
+    strata_value_dispose(&v);
+    strata_cache_free(c);
+}
+
 static int plant(const test_server *s, const char *key, const char *val, int as_list)
 {
     return test_raw_set(kind, s->port, key, val, as_list);
@@ -227,6 +259,7 @@ int main(int argc, char **argv)
         {"write_through_probe_is_released", write_through_probe_is_released},
         {"get_many_probe_is_released", get_many_probe_is_released},
         {"refusal_is_not_an_outage", refusal_is_not_an_outage},
+        {"delete_refused_by_breaker_still_forgets_l1", delete_refused_by_breaker_still_forgets_l1},
     };
     if (argc < 2) {
         fprintf(stderr, "usage: test_breaker redis|memcached [case]\n");

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include "test.h"
 #include "server.h"
+#include "backend_hook.h"
 
 #include "engine/cache.h"
 #include "platform/platform.h"
@@ -501,6 +502,50 @@ static void fill_racing_invalidation_stays_out(void)
     strata_cache_free(c);
 }
 
+/* Another process's write lands after ours, and its invalidation reaches us
+ * before our own write's reply: the write's end must not put our older
+ * value into L1 (backend_hook.h runs the other write in our write's flight). */
+typedef struct overtaker {
+    strata_cache *mine, *theirs;
+    const char *key;
+    int done;
+} overtaker;
+
+static void overtake(void *ud, const char *fk, size_t fklen, int landed)
+{
+    overtaker *o = ud;
+    uint64_t inv = stats_of(o->mine).invalidations_received;
+    (void)fk, (void)fklen;
+    if (!landed || o->done++)
+        return;
+    CHECK_RC(strata_set(o->theirs, o->key, strlen(o->key), K("theirs"), 0), 0);
+    CHECK(EVENTUALLY(stats_of(o->mine).invalidations_received > inv, DEADLINE_MS));
+}
+
+static void invalidation_during_own_write_wins(void)
+{
+    overtaker o;
+    char key[128];
+    REQUIRE(ensure_server());
+    REQUIRE((o.mine = open_cache("l1=1")) != NULL);
+    REQUIRE((o.theirs = open_cache("l1=0")) != NULL);
+    REQUIRE(EVENTUALLY(stats_of(o.mine).l1_link_up == 1, DEADLINE_MS));
+    snprintf(key, sizeof key, "%s", test_unique("overtaken"));
+    o.key = key;
+    o.done = 0;
+    CHECK_RC(strata_set(o.mine, K(key), K("first"), 0), 0);
+    CHECK(get_is(o.mine, key, STRATA_OK, "first", STRATA_LEVEL_L1));
+    backend_hook_set(o.mine, overtake, &o);
+    CHECK_RC(strata_set(o.mine, K(key), K("mine"), 0), 0);
+    backend_hook_set(o.mine, NULL, NULL);
+    CHECK(o.done == 1);
+    /* the server holds "theirs": so must every read here, from L1 or not */
+    CHECK(get_is(o.mine, key, STRATA_OK, "theirs", 0));
+    CHECK(get_is(o.mine, key, STRATA_OK, "theirs", STRATA_LEVEL_L1));
+    strata_cache_free(o.theirs);
+    strata_cache_free(o.mine);
+}
+
 /* Readers hammer a key while another cache rewrites it; after the last
  * write, every reader converges on it: no stale fill got stuck in L1. */
 typedef struct race_arg {
@@ -779,6 +824,7 @@ int main(int argc, char **argv)
         {"client_kill_flushes_and_recovers", client_kill_flushes_and_recovers},
         {"silent_server_flushes", silent_server_flushes},
         {"fill_racing_invalidation_stays_out", fill_racing_invalidation_stays_out},
+        {"invalidation_during_own_write_wins", invalidation_during_own_write_wins},
         {"readers_converge_after_writes", readers_converge_after_writes},
         {"created_while_server_down", created_while_server_down},
         {"memcached_staleness_bounded_by_l1_ttl", memcached_staleness_bounded_by_l1_ttl},

@@ -7,9 +7,11 @@
  * thread.
  */
 #include "test.h"
+#include "backend_hook.h"
 
 #include "engine/cache.h"
 #include "local/l1.h"
+#include "local/l1_shard.h"
 #include "platform/platform.h"
 
 #include <pthread.h>
@@ -430,6 +432,208 @@ static void l1_check_answers_as_a_hit_would(void)
     strata_cache_free(c);
 }
 
+static uint64_t l1_refused_of(strata_cache *c)
+{
+    strata_stats st;
+    strata_stats_get(c, &st, STRATA_STATS_VERSION);
+    return st.l1_fills_refused;
+}
+
+/* A key of k's shard, numbered from *n on, in k's stripe (same = 1) or in
+ * another one. */
+static strata__key shard_mate(const strata__key *k, int same, char *buf, size_t cap, int *n)
+{
+    for (;; (*n)++) {
+        strata__key o;
+        snprintf(buf, cap, "mate-%d", *n);
+        o = strata__key_of(buf, strlen(buf));
+        if (o.hash % STRATA__L1_SHARDS == k->hash % STRATA__L1_SHARDS &&
+            (strata__l1_stripe_of(&o) == strata__l1_stripe_of(k)) == same) {
+            (*n)++;
+            return o;
+        }
+    }
+}
+
+/* A value read from the backend enters L1 although other keys of its shard
+ * were written while it was read; a write of its own key (or of a key of its
+ * stripe) keeps it out. */
+static void fill_survives_writes_to_other_keys(void)
+{
+    strata_cache *c = open_cache("l1=1&l1_admission=all");
+    strata__key k = strata__key_of(K("filled")), o;
+    char buf[32];
+    int64_t until = strata__now_wall_ms() + 60000;
+    uint64_t epoch;
+    int i, n = 0;
+    REQUIRE(c);
+    epoch = strata__l1_epoch(c->l1, &k);
+    for (i = 0; i < 20; i++) {
+        o = shard_mate(&k, 0, buf, sizeof buf, &n);
+        CHECK_RC(i % 2 ? strata_set(c, o.ptr, o.len, K("w"), 0) : strata_invalidate(c, o.ptr, o.len), 0);
+    }
+    strata__l1_put(c->l1, &k, K("read before"), 0, until, until, until, epoch);
+    CHECK(in_l1(c, "filled"));
+    CHECK(l1_refused_of(c) == 0);
+
+    k = strata__key_of(K("filled-2"));
+    epoch = strata__l1_epoch(c->l1, &k);
+    CHECK_RC(strata_invalidate(c, K("filled-2")), 0);
+    strata__l1_put(c->l1, &k, K("read before"), 0, until, until, until, epoch);
+    CHECK(!in_l1(c, "filled-2"));
+    CHECK(l1_refused_of(c) == 1); /* strata_stats.l1_fills_refused */
+
+    epoch = strata__l1_epoch(c->l1, &k);
+    o = shard_mate(&k, 1, buf, sizeof buf, &n);
+    CHECK_RC(strata_set(c, o.ptr, o.len, K("w"), 0), 0);
+    strata__l1_put(c->l1, &k, K("read before"), 0, until, until, until, epoch);
+    CHECK(!in_l1(c, "filled-2"));
+    strata_cache_free(c);
+}
+
+/* ---- L1 beside this process's writes in flight (backend_hook.h) ---- */
+
+typedef struct flight {
+    strata_cache *c;
+    const char *key;
+    int reads, l1_old; /* reads in the hook; of them, the old value from L1 */
+} flight;
+
+static void read_in_flight(void *ud, const char *fk, size_t fklen, int landed)
+{
+    flight *f = ud;
+    strata_value v = STRATA_VALUE_INIT;
+    (void)fk, (void)fklen, (void)landed;
+    f->reads++;
+    if (strata_get(f->c, f->key, strlen(f->key), &v) == STRATA_OK && v.level == STRATA_LEVEL_L1 && v.len == 3 &&
+        memcmp(v.data, "old", 3) == 0)
+        f->l1_old++;
+    strata_value_dispose(&v);
+}
+
+/* Readers beside a write not yet acknowledged are served the old value from
+ * L1 (as linearizable as the new one) instead of missing for the whole
+ * round trip; once the write returns, L1 serves the new value. */
+static void old_value_served_while_write_in_flight(void)
+{
+    strata_cache *c = open_cache("l1=1&l1_admission=all");
+    strata_value v = STRATA_VALUE_INIT;
+    flight f = {0};
+    REQUIRE(c);
+    f.c = c;
+    f.key = "in-flight";
+    CHECK_RC(strata_set(c, K("in-flight"), K("old"), 0), 0);
+    backend_hook_set(c, read_in_flight, &f);
+    CHECK_RC(strata_set(c, K("in-flight"), K("new"), 0), 0);
+    backend_hook_set(c, NULL, NULL);
+    CHECK(f.reads == 2);
+    CHECK(f.l1_old == 2);
+    CHECK_RC(strata_get(c, K("in-flight"), &v), STRATA_OK);
+    CHECK(v.level == STRATA_LEVEL_L1 && v.len == 3 && memcmp(v.data, "new", 3) == 0);
+    strata_value_dispose(&v);
+    strata_cache_free(c);
+}
+
+typedef struct filler {
+    strata_cache *c;
+    const char *key;
+} filler;
+
+/* Before the write is sent: a read that misses L1 reads the old value from
+ * the store and fills L1 with it. */
+static void fill_before_landing(void *ud, const char *fk, size_t fklen, int landed)
+{
+    filler *f = ud;
+    strata_value v = STRATA_VALUE_INIT;
+    (void)fk, (void)fklen;
+    if (!landed)
+        strata_get(f->c, f->key, strlen(f->key), &v);
+    strata_value_dispose(&v);
+}
+
+/* A read that filled L1 from the store while a write or delete of its key
+ * was in flight never outlives the write: after set, delete and
+ * delete_many return, L1 serves what the store holds. */
+static void fill_during_write_never_left_behind(void)
+{
+    strata_cache *c = NULL, *other = NULL;
+    strata_value v = STRATA_VALUE_INIT;
+    const char *keys[1] = {"filled-meanwhile"};
+    size_t lens[1] = {16}, deleted = 0;
+    filler f;
+    int step;
+    REQUIRE(strata_cache_new(&c, "memory://l1-flight?l1=1&l1_admission=all", NULL) == 0);
+    REQUIRE(strata_cache_new(&other, "memory://l1-flight?l1=0", NULL) == 0);
+    f.c = c;
+    f.key = keys[0];
+    for (step = 0; step < 3; step++) {
+        /* the old value in the store only: c's L1 does not have it */
+        CHECK_RC(strata_set(other, K("filled-meanwhile"), K("old"), 0), 0);
+        backend_hook_set(c, fill_before_landing, &f);
+        if (step == 0)
+            CHECK_RC(strata_set(c, K("filled-meanwhile"), K("new"), 0), 0);
+        else if (step == 1)
+            CHECK_RC(strata_delete(c, K("filled-meanwhile")), 0);
+        else
+            CHECK_RC(strata_delete_many(c, 1, keys, lens, &deleted), 0);
+        backend_hook_set(c, NULL, NULL);
+        if (step == 0) {
+            CHECK_RC(strata_get(c, K("filled-meanwhile"), &v), STRATA_OK);
+            CHECK(v.len == 3 && memcmp(v.data, "new", 3) == 0);
+        } else {
+            CHECK_RC(strata_get(c, K("filled-meanwhile"), &v), STRATA_MISS);
+        }
+    }
+    strata_value_dispose(&v);
+    strata_cache_free(other);
+    strata_cache_free(c);
+}
+
+static strata_stats l1_stats_of(strata_cache *c)
+{
+    strata_stats st;
+    memset(&st, 0, sizeof st);
+    strata_stats_get(c, &st, STRATA_STATS_VERSION);
+    return st;
+}
+
+/* The default 16 MiB L1 holds 90% of 100k keys with 100-byte values (77%
+ * when an entry's header took 112 bytes), and what it counts is what an
+ * entry allocates: header, key, value (and a tagged entry's token). */
+static void entries_cost_what_they_allocate(void)
+{
+    strata_cache *c = open_cache("l1=1&l1_admission=all");
+    strata_set_options so = STRATA_SET_OPTIONS_INIT;
+    const char *tags[1] = {"t"};
+    size_t taglens[1] = {1};
+    char key[32], val[100];
+    strata_stats st;
+    uint64_t before;
+    int i;
+    REQUIRE(c);
+    memset(val, 'v', sizeof val);
+    CHECK_RC(strata_set(c, K("k"), val, sizeof val, 0), 0);
+    st = l1_stats_of(c);
+    CHECK(st.l1_entries == 1 && st.l1_bytes == sizeof(strata__entry) + 1 + sizeof val);
+    so.tags = tags;
+    so.taglens = taglens;
+    so.ntags = 1;
+    before = st.l1_bytes;
+    CHECK_RC(strata_set_ex(c, K("t"), val, sizeof val, &so), 0);
+    st = l1_stats_of(c);
+    /* the whole envelope is kept, plus the tag-check token */
+    CHECK(st.l1_entries == 2 && st.l1_bytes > before + sizeof(strata__entry) + 1 + sizeof val + 16);
+    strata_clear(c);
+    for (i = 0; i < 100000; i++) {
+        size_t kl = (size_t)snprintf(key, sizeof key, "h%d", i);
+        CHECK_RC(strata_set(c, key, kl, val, sizeof val, 0), 0);
+    }
+    st = l1_stats_of(c);
+    CHECK(st.l1_entries >= 90000);
+    CHECK(st.l1_bytes <= 16u << 20);
+    strata_cache_free(c);
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
@@ -442,6 +646,10 @@ int main(int argc, char **argv)
         {"reader_slots_are_given_back", reader_slots_are_given_back},
         {"values_of_every_length_read_back_whole", values_of_every_length_read_back_whole},
         {"l1_check_answers_as_a_hit_would", l1_check_answers_as_a_hit_would},
+        {"fill_survives_writes_to_other_keys", fill_survives_writes_to_other_keys},
+        {"old_value_served_while_write_in_flight", old_value_served_while_write_in_flight},
+        {"fill_during_write_never_left_behind", fill_during_write_never_left_behind},
+        {"entries_cost_what_they_allocate", entries_cost_what_they_allocate},
     };
     return test_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

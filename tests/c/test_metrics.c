@@ -485,7 +485,8 @@ static void stats_versions(void)
     CHECK(s.version == 2 && s.breaker_state == 0 && s.tag_fetches == 0);
     CHECK(s.wb_journal_skipped == 0xABABABABABABABABull && s.payload_crc_errors == 0xABABABABABABABABull);
     CHECK_RC(strata_stats_get(c, &s, 3), 0);
-    CHECK(s.version == 3 && s.wb_journal_skipped == 0 && s.wb_dead_trimmed == 0 && s.payload_crc_errors == 0);
+    CHECK(s.version == 3 && s.wb_journal_skipped == 0 && s.wb_dead_trimmed == 0 && s.payload_crc_errors == 0 &&
+          s.l1_fills_refused == 0);
     CHECK_RC(strata_stats_get(c, &s, STRATA_STATS_VERSION + 1), STRATA_EVERSION);
     strata_cache_free(c);
 }

@@ -801,6 +801,84 @@ static void paused_server_times_out_while_live_one_serves(void)
     test_server_stop(&s);
 }
 
+static int holds_bytes(const char *data, size_t len, const char *what)
+{
+    size_t i, n = strlen(what);
+    for (i = 0; i + n <= len; i++)
+        if (memcmp(data + i, what, n) == 0)
+            return 1;
+    return 0;
+}
+
+static int l1_holds(strata_cache *c, const char *key, const char *want)
+{
+    strata_value v = STRATA_VALUE_INIT;
+    uint64_t version = 0;
+    int rc = strata_l1_get(c, key, strlen(key), &v, &version), ok;
+    ok = want ? rc == STRATA_OK && v.len == strlen(want) && memcmp(v.data, want, v.len) == 0 : rc == STRATA_MISS;
+    strata_value_dispose(&v);
+    return ok;
+}
+
+/* A set op whose write is out keeps L1 serving the old value (as the
+ * blocking set does); its failure drops the key (the write may have
+ * landed); a set that succeeds leaves the new value in L1. */
+static void op_set_serves_old_value_in_flight(void)
+{
+    const char *ns = test_unique("sioflight");
+    strata_cache *host = open_cache(test_backend_url("redis"), ns, "io=host&l1=1&l1_admission=all");
+    strata_value v = STRATA_VALUE_INIT;
+    strata_io io = STRATA_IO_INIT;
+    strata_op *op = NULL;
+    REQUIRE(host);
+    REQUIRE(strata_op_set(&op, host, "k", 1, "old", 3, NULL) == 0);
+    CHECK_RC(drive(op, &v), 0);
+    strata_op_free(op);
+    CHECK(l1_holds(host, "k", "old"));
+    REQUIRE(strata_op_set(&op, host, "k", 1, "new", 3, NULL) == 0);
+    /* the namespace generation is cached by the first set: the first exchange is the write */
+    CHECK_RC(strata_op_next(op, &io), 0);
+    CHECK(io.kind == STRATA_IO_SEND && holds_bytes(io.data, io.len, "MULTI"));
+    CHECK(l1_holds(host, "k", "old"));
+    CHECK_RC(strata_op_io_failed(op, STRATA_ETIMEOUT, "not sent"), 0);
+    CHECK(l1_holds(host, "k", NULL));
+    strata_op_free(op);
+    REQUIRE(strata_op_set(&op, host, "k", 1, "new", 3, NULL) == 0);
+    CHECK_RC(drive(op, &v), 0);
+    strata_op_free(op);
+    CHECK(l1_holds(host, "k", "new"));
+    strata_value_dispose(&v);
+    strata_cache_free(host);
+}
+
+/* A write op freed while its request is out (a host that drops a killed
+ * request's op without strata_op_io_failed) settles like a failure: the
+ * write may have landed, so L1 drops the key rather than serving the old
+ * value until l1_ttl_ms. Freed after its cache, it touches nothing. */
+static void op_set_freed_in_flight_drops_the_key(void)
+{
+    const char *ns = test_unique("siofreed");
+    strata_cache *host = open_cache(test_backend_url("redis"), ns, "io=host&l1=1&l1_admission=all");
+    strata_value v = STRATA_VALUE_INIT;
+    strata_io io = STRATA_IO_INIT;
+    strata_op *op = NULL;
+    REQUIRE(host);
+    REQUIRE(strata_op_set(&op, host, "k", 1, "old", 3, NULL) == 0);
+    CHECK_RC(drive(op, &v), 0);
+    strata_op_free(op);
+    CHECK(l1_holds(host, "k", "old"));
+    REQUIRE(strata_op_set(&op, host, "k", 1, "new", 3, NULL) == 0);
+    CHECK_RC(strata_op_next(op, &io), 0);
+    CHECK(io.kind == STRATA_IO_SEND && holds_bytes(io.data, io.len, "MULTI"));
+    strata_op_free(op);
+    CHECK(l1_holds(host, "k", NULL));
+    REQUIRE(strata_op_set(&op, host, "k", 1, "newer", 5, NULL) == 0);
+    CHECK_RC(strata_op_next(op, &io), 0);
+    strata_cache_free(host);
+    strata_op_free(op);
+    strata_value_dispose(&v);
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
@@ -812,6 +890,8 @@ int main(int argc, char **argv)
         {"cold_key_one_load_across_processes", cold_key_one_load_across_processes},
         {"thousand_mixed_ops_in_flight", thousand_mixed_ops_in_flight},
         {"paused_server_times_out_while_live_one_serves", paused_server_times_out_while_live_one_serves},
+        {"op_set_serves_old_value_in_flight", op_set_serves_old_value_in_flight},
+        {"op_set_freed_in_flight_drops_the_key", op_set_freed_in_flight_drops_the_key},
     };
     test_backend_url("redis"); /* exits 77 without a server */
     return test_main(argc, argv, cases, sizeof cases / sizeof cases[0]);

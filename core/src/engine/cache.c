@@ -95,6 +95,7 @@ void strata_cache_free(strata_cache *c)
 {
     if (c == NULL)
         return;
+    strata__op_pool_close(c->op_pool); /* first: an op freed later must not touch L1 (op.c) */
     strata__wb_free(c->wb); /* drains first: its flushers use the backend */
     strata__refresher_free(c->refresher); /* before the backend: queued fills need it */
     strata__l1_gate_stop(c);              /* its thread writes to L1 */
@@ -104,7 +105,6 @@ void strata_cache_free(strata_cache *c)
     strata__tags_free(c->tags);
     strata__events_free(c->events);
     strata__mutex_destroy(&c->flights_lock);
-    strata__op_pool_close(c->op_pool);
     free(c);
 }
 
@@ -301,15 +301,32 @@ uint64_t strata__l1_written(strata_cache *c, const strata__key *k)
     return strata__l1_epoch(c->l1, k);
 }
 
+uint64_t strata__l1_writing(strata_cache *c, const strata__key *k)
+{
+    return c->l1 ? strata__l1_epoch(c->l1, k) : 0;
+}
+
+static int64_t l1_serve_until(strata_cache *c, int64_t now_ms, int64_t fresh_until_ms)
+{
+    int64_t serve_until = now_ms + c->cfg.opts.l1_ttl_ms;
+    return serve_until > fresh_until_ms ? fresh_until_ms : serve_until;
+}
+
+void strata__l1_wrote(strata_cache *c, const strata__key *k, uint64_t epoch, int ok, const char *val,
+                      size_t vallen, int tagged, int64_t now_ms, int64_t fresh_until_ms, int64_t stale_until_ms)
+{
+    if (c->l1)
+        strata__l1_settle(c->l1, k, epoch, ok ? val : NULL, vallen, tagged, l1_serve_until(c, now_ms, fresh_until_ms),
+                          fresh_until_ms, stale_until_ms);
+}
+
 void strata__l1_store(strata_cache *c, const strata__key *k, const char *val, size_t vallen,
                       int negative, int tagged, int64_t now_ms, int64_t fresh_until_ms,
                       int64_t stale_until_ms, uint64_t epoch)
 {
-    int64_t serve_until = now_ms + c->cfg.opts.l1_ttl_ms;
+    int64_t serve_until = l1_serve_until(c, now_ms, fresh_until_ms);
     if (c->l1 == NULL)
         return;
-    if (serve_until > fresh_until_ms)
-        serve_until = fresh_until_ms;
     if (tagged)
         strata__l1_put_tagged(c->l1, k, val, vallen, negative, serve_until, fresh_until_ms,
                               stale_until_ms, epoch);
@@ -380,7 +397,7 @@ int strata_stats_get(strata_cache *c, strata_stats *out, unsigned int version)
         s.version = version;
         if (c->l1) {
             uint64_t hits, negative_hits;
-            strata__l1_stats(c->l1, &s.l1_entries, &s.l1_bytes, &s.l1_evictions);
+            strata__l1_stats(c->l1, &s.l1_entries, &s.l1_bytes, &s.l1_evictions, &s.l1_fills_refused);
             strata__l1_hits(c->l1, &hits, &negative_hits); /* counted per reader slot */
             s.l1_hits += hits;
             s.negative_hits += negative_hits;

@@ -144,12 +144,27 @@ int strata__serve_envelope_ref(strata_cache *c, const strata__key *k, const stra
                                int64_t now_ms, uint64_t epoch, strata_value *out);
 
 /* After a backend write or delete of key returned (landed or not): drops
- * L1's copy and moves its shard's epoch on, so a read that started while the
+ * L1's copy and moves its fill epoch on, so a read that started while the
  * write was in flight (and may have seen the older value) cannot put that
- * value back into L1: read-your-writes. Returns the new epoch to store the
- * written value under (0 without L1). The drop before the write is not
- * enough: a fill can take the moved epoch and still read the old value. */
+ * value back into L1: read-your-writes. Returns the new epoch (0 without
+ * L1). A write that stores its value in L1 uses strata__l1_writing and
+ * strata__l1_wrote instead. */
 uint64_t strata__l1_written(strata_cache *c, const strata__key *k);
+
+/* A write of k is about to be sent: the fill epoch to settle it with
+ * (strata__l1_wrote; 0 without L1). L1 keeps serving the old value while
+ * the write is in flight: a read beside a write not yet acknowledged may
+ * return the old value. */
+uint64_t strata__l1_writing(strata_cache *c, const strata__key *k);
+
+/* The write begun at `epoch` returned. ok: it succeeded and val is what the
+ * key now holds (tagged: the whole envelope; times as for strata__l1_store):
+ * L1 takes it unless an invalidation or another write of the key's stripe
+ * finished meanwhile (then the order is unknown). Not ok (failed, timed
+ * out: it may have landed): L1 drops the key. Either way fills that read
+ * the backend during the write stay out (strata__l1_settle). */
+void strata__l1_wrote(strata_cache *c, const strata__key *k, uint64_t epoch, int ok, const char *val,
+                      size_t vallen, int tagged, int64_t now_ms, int64_t fresh_until_ms, int64_t stale_until_ms);
 
 /* get_many's backend read failed with an outage: keys idx[0..nb) are served
  * stale from L1 where this process has them, the others get the outage code.

@@ -407,10 +407,21 @@ void strata__op_destroy(strata_op *op)
     free(op);
 }
 
+/* A write whose request may be out: it may have landed, so L1 must not
+ * keep serving the old value (what strata_op_io_failed would do). */
+static int write_in_flight(const strata_op *op)
+{
+    return op->pending && !op->done &&
+           (op->kind == STRATA__OP_SET || op->kind == STRATA__OP_DELETE || op->kind == STRATA__OP_TOUCH ||
+            op->kind == STRATA__OP_WRITE_BEHIND);
+}
+
 void strata_op_free(strata_op *op)
 {
     if (op == NULL)
         return;
+    if (write_in_flight(op))
+        strata__op_pool_settle(op, strata__l1_written);
     release(op);
     strata__op_pool_free_op(op); /* touches the pool only: the cache may be gone */
 }

@@ -164,6 +164,8 @@ void strata__op_tags_free(strata__op_tags *t);
  * the pool is full or its cache is gone. */
 strata_op *strata__op_pool_new_op(strata_cache *c);
 void strata__op_pool_free_op(strata_op *op);
+/* Runs drop(op's cache, op's key) unless the cache is gone (its close waits). */
+void strata__op_pool_settle(strata_op *op, uint64_t (*drop)(strata_cache *c, const strata__key *k));
 /* op.c: frees an op whose per-call state is already released. */
 void strata__op_destroy(strata_op *op);
 

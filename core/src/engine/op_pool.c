@@ -175,6 +175,15 @@ void strata__op_pool_free_op(strata_op *op)
     }
 }
 
+void strata__op_pool_settle(strata_op *op, uint64_t (*drop)(strata_cache *c, const strata__key *k))
+{
+    strata__op_pool *p = op->pool;
+    strata__mutex_lock(&p->lock); /* holds off strata_cache_free's close */
+    if (!p->closed)
+        drop(op->c, &op->k);
+    strata__mutex_unlock(&p->lock);
+}
+
 void strata__op_pool_close(strata__op_pool *p)
 {
     strata_op *op, *next;

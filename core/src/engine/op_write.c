@@ -40,16 +40,14 @@ static int set_done(strata_op *op)
 {
     strata_cache *c = op->c;
     int rc = strata__backend_result(c, strata__rp_write(op->who, op->rs.r));
-    op->epoch = strata__l1_written(c, &op->k); /* read-your-writes (cache.h) */
-    if (rc == 0) {
+    if (op->tagged) /* read-your-writes (cache.h) */
+        strata__l1_wrote(c, &op->k, op->epoch, rc == 0, op->enc.data, op->enc.len, 1, op->now_ms, op->fresh_until,
+                         op->now_ms + op->backend_ttl);
+    else
+        strata__l1_wrote(c, &op->k, op->epoch, rc == 0, op->val ? op->val : "", op->vallen, 0, op->now_ms,
+                         op->fresh_until, op->now_ms + op->backend_ttl);
+    if (rc == 0)
         STRATA__COUNT(c, sets);
-        if (op->tagged)
-            strata__l1_store(c, &op->k, op->enc.data, op->enc.len, 0, 1, op->now_ms, op->fresh_until,
-                             op->now_ms + op->backend_ttl, op->epoch);
-        else
-            strata__l1_store(c, &op->k, op->val ? op->val : "", op->vallen, 0, 0, op->now_ms,
-                             op->fresh_until, op->now_ms + op->backend_ttl, op->epoch);
-    }
     return strata__op_finish(op, rc);
 }
 
@@ -61,16 +59,14 @@ static int write_failed(strata_op *op, int code)
     return strata__op_finish(op, code);
 }
 
-/* Before any write: L1 forgets the key (older readers may not re-enter it)
- * and host tiers hear of it, even if the write then times out: it may have
- * landed. */
+/* Before any write: the key's fill epoch, to settle the write with (L1
+ * serves the old value while it is in flight; its end drops or replaces
+ * it), and host tiers hear of it, even if the write then times out: it may
+ * have landed. */
 static void forget(strata_op *op)
 {
     strata_cache *c = op->c;
-    if (c->l1) {
-        strata__l1_del(c->l1, &op->k);
-        op->epoch = strata__l1_epoch(c->l1, &op->k);
-    }
+    op->epoch = strata__l1_writing(c, &op->k);
     strata__events_push(c, STRATA_EVENT_EVICT, op->key, op->keylen, 1);
 }
 
@@ -203,10 +199,10 @@ int strata_op_delete(strata_op **out, strata_cache *c, const char *key, size_t k
     if ((rc = strata__op_new(&op, c, STRATA__OP_DELETE, key, keylen)) < 0)
         return rc;
     *out = op;
-    if (c->l1)
-        strata__l1_del(c->l1, &op->k);
-    if ((rc = strata__breaker_allow(c)) < 0)
+    if ((rc = strata__breaker_allow(c)) < 0) {
+        strata__l1_written(c, &op->k); /* not sent, but this process forgets the key */
         return strata__op_finish(op, rc), 0;
+    }
     strata__events_push(c, STRATA_EVENT_EVICT, key, keylen, 1); /* also when absent: other tiers may hold it */
     if ((rc = invalidation(op, &payload, &paylen)) == 0)
         rc = strata__rq_delete(&op->req, op->fk, op->fklen, op->lk, op->lklen, op->chan, channel(op), payload,
@@ -294,7 +290,9 @@ static int wb_appended(strata_op *op)
     strata_cache *c = op->c;
     int64_t len = 0;
     int rc = strata__backend_result(c, strata__rp_wb_append(op->who, op->rs.r));
-    op->epoch = strata__l1_written(c, &op->k); /* reads in flight may not refill L1 with older values */
+    /* reads in flight may not refill L1 with older values */
+    strata__l1_wrote(c, &op->k, op->epoch, rc == 0, op->val ? op->val : "", op->vallen, 0, op->now_ms,
+                     op->fresh_until, op->now_ms + op->backend_ttl);
     if (strata__rp_integer(op->who, op->rs.r[STRATA__WB_APPEND_REPLIES], "XLEN", &len) == 0 && len >= 0) {
         strata__atomic_store(&c->stats.wb_backlog, (uint64_t)len);
         strata__atomic_store(&c->wb->backlog_seen, 1);
@@ -302,8 +300,6 @@ static int wb_appended(strata_op *op)
     if (rc == 0) {
         STRATA__COUNT(c, wb_enqueued);
         STRATA__COUNT(c, sets);
-        strata__l1_store(c, &op->k, op->val ? op->val : "", op->vallen, 0, 0, op->now_ms, op->fresh_until,
-                         op->now_ms + op->backend_ttl, op->epoch);
     }
     return strata__op_finish(op, rc);
 }

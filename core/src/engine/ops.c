@@ -173,24 +173,18 @@ static int write_value(strata_cache *c, const char *key, size_t keylen, const ch
     rc = strata__encode_value_tags(c, &enc, val ? val : "", vallen, 0, ttl_ms, stale_ms, cost_ms, tags, ntags,
                                    now, &fresh_until, &backend_ttl);
     if (rc == 0 && (rc = strata__breaker_allow(c)) == 0) {
-        if (c->l1) {
-            strata__l1_del(c->l1, &k); /* older readers may not re-enter L1 */
-            epoch = strata__l1_epoch(c->l1, &k);
-        }
+        epoch = strata__l1_writing(c, &k); /* the old value serves while the write is in flight */
         rc = strata__backend_result(c, c->backend->ops->set(c->backend, k.full, k.fulllen, enc.data,
                                                             enc.len, backend_ttl));
-        epoch = strata__l1_written(c, &k);
+        if (ntags)
+            strata__l1_wrote(c, &k, epoch, rc == 0, enc.data, enc.len, 1, now, fresh_until, now + backend_ttl);
+        else
+            strata__l1_wrote(c, &k, epoch, rc == 0, val ? val : "", vallen, 0, now, fresh_until,
+                             now + backend_ttl);
         strata__coherence_wrote(c, key, keylen); /* even after a timeout: it may have landed */
         strata__events_push(c, STRATA_EVENT_EVICT, key, keylen, 1);
-        if (rc == 0) {
+        if (rc == 0)
             STRATA__COUNT(c, sets);
-            if (ntags)
-                strata__l1_store(c, &k, enc.data, enc.len, 0, 1, now, fresh_until, now + backend_ttl,
-                                 epoch);
-            else
-                strata__l1_store(c, &k, val ? val : "", vallen, 0, 0, now, fresh_until,
-                                 now + backend_ttl, epoch);
-        }
     }
     strata__bytes_free(&enc);
     return rc;
@@ -237,10 +231,11 @@ int strata_delete(strata_cache *c, const char *key, size_t keylen)
     if ((rc = strata__key_init(c, &k, key, keylen)) < 0)
         return rc;
     strata__key_full(c, &k, fk);
-    if (c->l1)
-        strata__l1_del(c->l1, &k);
-    if ((rc = strata__breaker_allow(c)) < 0)
+    if ((rc = strata__breaker_allow(c)) < 0) {
+        strata__l1_written(c, &k); /* not sent, but this process forgets the key */
         return rc;
+    }
+    /* L1 serves the old value while the delete is in flight, and drops it after */
     rc = strata__backend_result(c, c->backend->ops->del(c->backend, k.full, k.fulllen));
     strata__l1_written(c, &k);
     strata__coherence_wrote(c, key, keylen); /* also when absent or timed out: other L1s may hold it */
@@ -511,10 +506,6 @@ static int set_many(strata_cache *c, size_t n, const char *const *keys, const si
     }
     if ((rc = strata__breaker_allow(c)) < 0)
         goto done;
-    for (i = 0; c->l1 && i < n; i++) {
-        strata__key k = strata__key_of(keys[i], keylens[i]);
-        strata__l1_del(c->l1, &k);
-    }
     {
         const char **vp = (const char **)calloc(n, sizeof *vp);
         size_t *vl = calloc(n, sizeof *vl);
@@ -610,16 +601,19 @@ int strata_delete_many(strata_cache *c, size_t n, const char *const *keys, const
             goto done;
         }
         fklens[i] = (size_t)strata__full_key(c, keys[i], keylens[i], fks[i]);
-        if (c->l1) {
-            strata__key k = strata__key_of(keys[i], keylens[i]);
-            strata__l1_del(c->l1, &k);
-        }
     }
-    if ((rc = strata__breaker_allow(c)) < 0)
+    if ((rc = strata__breaker_allow(c)) < 0) {
+        for (i = 0; i < n; i++) { /* not sent, but this process forgets the keys */
+            strata__key k = strata__key_of(keys[i], keylens[i]);
+            strata__l1_written(c, &k);
+        }
         goto done;
+    }
     rc = strata__backend_result(c, c->backend->ops->del_many(c->backend, n, (const char *const *)fks, fklens,
                                                              gone));
     for (i = 0; i < n; i++) { /* also after a failure: other L1s may hold them */
+        strata__key k = strata__key_of(keys[i], keylens[i]);
+        strata__l1_written(c, &k); /* after the delete: a fill that read the old value meanwhile stays out */
         strata__coherence_wrote(c, keys[i], keylens[i]);
         count += rc == 0 && gone[i];
     }

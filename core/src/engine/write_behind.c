@@ -170,11 +170,12 @@ typedef struct wb_write {
     uint64_t epoch;
 } wb_write;
 
+/* The append returned: L1 takes the value written (ok) or drops the key. */
 static void l1_after_write(strata_cache *c, const char *key, size_t keylen, const char *val, size_t vallen,
-                           const wb_write *w, int64_t now)
+                           const wb_write *w, int64_t now, int ok)
 {
     strata__key k = strata__key_of(key, keylen);
-    strata__l1_store(c, &k, val, vallen, 0, 0, now, w->fresh_until, now + w->backend_ttl, w->epoch);
+    strata__l1_wrote(c, &k, w->epoch, ok, val, vallen, 0, now, w->fresh_until, now + w->backend_ttl);
 }
 
 static int wake_flusher(strata__wb *wb, size_t n)
@@ -237,10 +238,9 @@ static int accept_stream(strata__wb *wb, size_t n, const char *const *keys, cons
         it->val = vals[i] ? vals[i] : ""; it->vallen = vallens[i];
     }
     rc = strata__backend_result(c, c->backend->ops->wb_append(c->backend, n, items, now, &backlog));
-    for (i = 0; i < n; i++) { /* reads in flight during the append may not refill L1 with older values */
-        strata__key k = strata__key_of(keys[i], keylens[i]);
-        ws[i].epoch = strata__l1_written(c, &k);
-    }
+    for (i = 0; i < n; i++) /* reads in flight during the append may not refill L1 with older values */
+        l1_after_write(c, keys[i], keylens[i], vals[i] ? vals[i] : "", vallens[i], &ws[i], now,
+                       rc == 0 && items[i].rc == 0);
     if (backlog)
         strata__atomic_store(&c->stats.wb_backlog, backlog);
     for (i = 0; i < n; i++) {
@@ -248,8 +248,6 @@ static int accept_stream(strata__wb *wb, size_t n, const char *const *keys, cons
             continue;
         STRATA__COUNT(c, wb_enqueued);
         STRATA__COUNT(c, sets);
-        if (c->l1)
-            l1_after_write(c, keys[i], keylens[i], vals[i] ? vals[i] : "", vallens[i], &ws[i], now);
     }
     free(items);
     if (rc == 0)
@@ -376,10 +374,9 @@ int strata_write_behind_many(strata_cache *c, size_t n, const char *const *keys,
     if ((rc = strata__breaker_allow(c)) < 0)
         goto done;
     if (c->wb->stream) {
-        for (i = 0; c->l1 && i < n; i++) {
+        for (i = 0; c->l1 && i < n; i++) { /* L1 serves the old values while the append is in flight */
             strata__key k = strata__key_of(keys[i], keylens[i]);
-            strata__l1_del(c->l1, &k); /* older readers may not re-enter L1 */
-            ws[i].epoch = strata__l1_epoch(c->l1, &k);
+            ws[i].epoch = strata__l1_writing(c, &k);
         }
         rc = accept_stream(c->wb, n, keys, keylens, vals, vallens, ws, now);
     } else {

@@ -150,9 +150,22 @@ int strata__value_set(strata_value *v, const char *data, size_t len)
     return 0;
 }
 
+static uint64_t *epoch_of(strata__l1 *l1, const strata__key *k)
+{
+    return &l1->epochs[k->hash % STRATA__L1_SHARDS][strata__l1_stripe_of(k)];
+}
+
 uint64_t strata__l1_epoch(strata__l1 *l1, const strata__key *k)
 {
-    return strata__atomic_load(&strata__l1_shard_of(l1, k)->epoch);
+    return strata__atomic_load(epoch_of(l1, k));
+}
+
+/* Every stripe of shard i (inside its write section): clear, demote. */
+static void bump_all(strata__l1 *l1, size_t i)
+{
+    size_t j;
+    for (j = 0; j < STRATA__L1_STRIPES; j++)
+        strata__atomic_add(&l1->epochs[i][j], 1);
 }
 
 /* ---- reads ---- */
@@ -177,10 +190,12 @@ static void keep_token(strata__l1 *l1, l1_shard *s, const strata__key *k, const 
     strata__entry *e;
     write_begin(l1, s);
     e = strata__table_find(&s->table, k->hash, k->ptr, k->len);
-    if (e == read && e->put_id == put_id) {
-        e->check_gen = t->generation;
-        e->check_until = t->until_ms;
-        e->check_off = t->payload_off;
+    if (e == read && e->put_id == put_id && t->payload_off <= UINT16_MAX) {
+        strata__l1_kept_token kept;
+        kept.generation = t->generation;
+        kept.until_ms = t->until_ms;
+        memcpy(STRATA__ENTRY_EXTRA(e), &kept, sizeof kept);
+        e->check_off = (uint16_t)t->payload_off;
     }
     write_end(s);
 }
@@ -296,32 +311,47 @@ int strata__l1_get_stale(strata__l1 *l1, const strata__key *k, int64_t now_ms, s
 
 /* ---- writes ---- */
 
+/* Inside s's write section: stores k's entry (the TinyLFU gate may keep a
+ * newcomer out of a full shard). 1 = stored, 0 = not (nothing changed, or
+ * the old entry is gone: a put that fails after removing it). */
+static int store_locked(strata__l1 *l1, l1_shard *s, const strata__key *k, const char *val, size_t vallen,
+                        unsigned int flags, int64_t serve_until_ms, int64_t fresh_until_ms,
+                        int64_t stale_until_ms)
+{
+    strata__entry *e = NULL;
+    int64_t keep_until = (flags & STRATA__L1_NEGATIVE) || stale_until_ms < serve_until_ms ? serve_until_ms
+                                                                                  : stale_until_ms;
+    unsigned char extra = (flags & STRATA__L1_TAGGED) ? sizeof(strata__l1_kept_token) : 0;
+    if (l1->gate.replace && strata__table_find(&s->table, k->hash, k->ptr, k->len) == NULL) {
+        strata__entry *victim = strata__table_victim(&s->table, strata__table_cost(k->len, vallen + extra));
+        if (victim && !l1->gate.replace(l1->gate.ud, k, victim->hash))
+            return 0;
+    }
+    if (strata__table_put_extra(&s->table, k->hash, k->ptr, k->len, val, vallen, extra, keep_until, &e) != 0)
+        return 0;
+    e->aux = fresh_until_ms;
+    e->aux2 = serve_until_ms;
+    e->flags = (unsigned char)flags;
+    e->put_id = ++s->puts;
+    if (extra) {
+        strata__l1_kept_token none = {0, INT64_MIN}; /* no token yet: the first hit checks */
+        memcpy(STRATA__ENTRY_EXTRA(e), &none, sizeof none);
+    }
+    return 1;
+}
+
 static void put_flagged(strata__l1 *l1, const strata__key *k, const char *val, size_t vallen,
                         unsigned int flags, int64_t serve_until_ms, int64_t fresh_until_ms,
                         int64_t stale_until_ms, uint64_t epoch)
 {
     l1_shard *s = strata__l1_shard_of(l1, k);
-    strata__entry *e = NULL;
     if (l1->gate.admit && !l1->gate.admit(l1->gate.ud, k))
         return;
-    int64_t keep_until = (flags & STRATA__L1_NEGATIVE) || stale_until_ms < serve_until_ms ? serve_until_ms
-                                                                                  : stale_until_ms;
     write_begin(l1, s);
-    if (strata__atomic_load(&s->epoch) == epoch && l1->gate.replace &&
-        strata__table_find(&s->table, k->hash, k->ptr, k->len) == NULL) {
-        strata__entry *victim = strata__table_victim(&s->table, strata__table_cost(k->len, vallen));
-        if (victim && !l1->gate.replace(l1->gate.ud, k, victim->hash)) {
-            write_end(s);
-            return;
-        }
-    }
-    if (strata__atomic_load(&s->epoch) == epoch &&
-        strata__table_put(&s->table, k->hash, k->ptr, k->len, val, vallen, keep_until, &e) == 0) {
-        e->aux = fresh_until_ms;
-        e->aux2 = serve_until_ms;
-        e->flags = flags;
-        e->put_id = ++s->puts;
-    }
+    if (strata__atomic_load(epoch_of(l1, k)) == epoch)
+        store_locked(l1, s, k, val, vallen, flags, serve_until_ms, fresh_until_ms, stale_until_ms);
+    else
+        s->refused++;
     write_end(s);
 }
 
@@ -341,6 +371,22 @@ void strata__l1_put_tagged(strata__l1 *l1, const strata__key *k, const char *env
                 fresh_until_ms, stale_until_ms, epoch);
 }
 
+void strata__l1_settle(strata__l1 *l1, const strata__key *k, uint64_t epoch, const char *val, size_t vallen,
+                       int tagged, int64_t serve_until_ms, int64_t fresh_until_ms, int64_t stale_until_ms)
+{
+    l1_shard *s = strata__l1_shard_of(l1, k);
+    uint64_t *ep = epoch_of(l1, k);
+    int keep = val != NULL && (!l1->gate.admit || l1->gate.admit(l1->gate.ud, k));
+    write_begin(l1, s);
+    keep = keep && strata__atomic_load(ep) == epoch &&
+           store_locked(l1, s, k, val, vallen, tagged ? STRATA__L1_TAGGED : 0u, serve_until_ms, fresh_until_ms,
+                        stale_until_ms);
+    if (!keep)
+        strata__table_del(&s->table, k->hash, k->ptr, k->len, 0);
+    strata__atomic_add(ep, 1); /* fills that read the backend during the write stay out */
+    write_end(s);
+}
+
 void strata__l1_set_validator(strata__l1 *l1, strata__l1_validator fn, void *ctx, const uint64_t *generation)
 {
     l1->validator = fn;
@@ -352,7 +398,7 @@ void strata__l1_del(strata__l1 *l1, const strata__key *k)
 {
     l1_shard *s = strata__l1_shard_of(l1, k);
     write_begin(l1, s);
-    strata__atomic_add(&s->epoch, 1);
+    strata__atomic_add(epoch_of(l1, k), 1);
     strata__table_del(&s->table, k->hash, k->ptr, k->len, 0);
     write_end(s);
 }
@@ -362,7 +408,7 @@ void strata__l1_clear(strata__l1 *l1)
     size_t i;
     for (i = 0; i < STRATA__L1_SHARDS; i++) {
         write_begin(l1, &l1->shards[i]);
-        strata__atomic_add(&l1->shards[i].epoch, 1);
+        bump_all(l1, i);
         strata__table_clear(&l1->shards[i].table);
         write_end(&l1->shards[i]);
     }
@@ -374,7 +420,7 @@ void strata__l1_demote(strata__l1 *l1)
     strata__entry *e;
     for (i = 0; i < STRATA__L1_SHARDS; i++) {
         write_begin(l1, &l1->shards[i]);
-        strata__atomic_add(&l1->shards[i].epoch, 1);
+        bump_all(l1, i);
         for (e = l1->shards[i].table.lru_head; e; e = e->lru_next)
             e->aux2 = INT64_MIN; /* past its serving time; kept until stale-until */
         write_end(&l1->shards[i]);
@@ -382,15 +428,17 @@ void strata__l1_demote(strata__l1 *l1)
 }
 
 /* Readers change no count, so the mutex (which every writer holds) suffices. */
-void strata__l1_stats(strata__l1 *l1, uint64_t *entries, uint64_t *bytes, uint64_t *evictions)
+void strata__l1_stats(strata__l1 *l1, uint64_t *entries, uint64_t *bytes, uint64_t *evictions,
+                      uint64_t *fills_refused)
 {
     size_t i;
-    *entries = *bytes = *evictions = 0;
+    *entries = *bytes = *evictions = *fills_refused = 0;
     for (i = 0; i < STRATA__L1_SHARDS; i++) {
         strata__mutex_lock(&l1->shards[i].lock);
         *entries += l1->shards[i].table.count;
         *bytes += l1->shards[i].table.bytes;
         *evictions += l1->shards[i].table.evictions;
+        *fills_refused += l1->shards[i].refused;
         strata__mutex_unlock(&l1->shards[i].lock);
     }
 }

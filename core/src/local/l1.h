@@ -2,10 +2,11 @@
  * L1: the in-process tier. Sharded for threads, bounded in bytes and entries,
  * TTL'd (never past the entry's own freshness). Keyed by the user key.
  *
- * Races with invalidation: a reader takes the shard's epoch before reading the
- * backend and passes it to put(); any delete/invalidate/clear in that shard
- * bumps the epoch, and a put carrying an older epoch is dropped, so a value
- * read before an invalidation never enters L1 after it.
+ * Races with invalidation: a reader takes the key's fill epoch before reading
+ * the backend and passes it to put(); a delete/invalidate of any key of its
+ * stripe (local/l1_shard.h: 1/4096 of the keys) and every clear bump it, and
+ * a put carrying an older epoch is dropped, so a value read before an
+ * invalidation never enters L1 after it.
  *
  * Reads take no lock and write no line another reader writes: a reader
  * marks its thread's reader slot (a cache line of its own in this L1, no
@@ -65,12 +66,23 @@ int strata__l1_check(strata__l1 *l1, const strata__key *k, int64_t now_ms, uint6
  * but before its stale-until, served as level STALE. 0 or STRATA_MISS. */
 int strata__l1_get_stale(strata__l1 *l1, const strata__key *k, int64_t now_ms, strata_value *out);
 
-/* Stores an entry unless the shard's epoch moved past `epoch`. It is served
+/* Stores an entry unless the key's fill epoch moved past `epoch`. It is served
  * until serve_until_ms (wall clock) and kept until stale_until_ms for
  * strata__l1_get_stale; a negative ("not found") entry is never kept stale. */
 void strata__l1_put(strata__l1 *l1, const strata__key *k, const char *val, size_t vallen,
                     int negative, int64_t serve_until_ms, int64_t fresh_until_ms,
                     int64_t stale_until_ms, uint64_t epoch);
+
+/* A write of k by this process has finished; epoch is k's fill epoch taken
+ * before the write was sent (the old entry served meanwhile: a read beside
+ * a write not yet acknowledged may return the old value). In one write
+ * section: when val is not NULL (the write succeeded), it is admitted and
+ * the epoch has not moved (no invalidation from elsewhere, no other write
+ * of its stripe finished meanwhile), val replaces the entry; otherwise the
+ * entry is dropped. Either way the epoch moves, so a fill that read the
+ * backend during the write never leaves an older value behind. */
+void strata__l1_settle(strata__l1 *l1, const strata__key *k, uint64_t epoch, const char *val, size_t vallen,
+                       int tagged, int64_t serve_until_ms, int64_t fresh_until_ms, int64_t stale_until_ms);
 
 void strata__l1_del(strata__l1 *l1, const strata__key *k);
 void strata__l1_clear(strata__l1 *l1);
@@ -95,7 +107,9 @@ typedef struct strata__l1_gate {
 
 void strata__l1_set_gate(strata__l1 *l1, const strata__l1_gate *gate);
 
-void strata__l1_stats(strata__l1 *l1, uint64_t *entries, uint64_t *bytes, uint64_t *evictions);
+/* fills_refused: puts dropped because their key's fill epoch had moved. */
+void strata__l1_stats(strata__l1 *l1, uint64_t *entries, uint64_t *bytes, uint64_t *evictions,
+                      uint64_t *fills_refused);
 
 /* Hits counted by strata__l1_read: all of them, and the negative ones. */
 void strata__l1_hits(strata__l1 *l1, uint64_t *hits, uint64_t *negative_hits);

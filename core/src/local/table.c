@@ -6,6 +6,9 @@
 
 #define MIN_BUCKETS 16
 
+/* The header's size is part of every entry's cost (table.h): keep it so. */
+typedef char strata__entry_header_is_72_bytes[sizeof(void *) != 8 || sizeof(strata__entry) == 72 ? 1 : -1];
+
 size_t strata__table_cost(size_t keylen, size_t vallen)
 {
     return sizeof(strata__entry) + keylen + vallen;
@@ -75,7 +78,7 @@ static void remove_at(strata__table *t, strata__entry **pp)
     strata__entry *e = *pp;
     *pp = e->chain;
     lru_unlink(t, e);
-    t->bytes -= strata__table_cost(e->keylen, e->vallen);
+    t->bytes -= strata__table_cost(e->keylen, (size_t)e->vallen + e->extra);
     t->count--;
     free(e);
 }
@@ -132,9 +135,16 @@ strata__entry *strata__table_victim(strata__table *t, size_t cost)
 int strata__table_put(strata__table *t, uint64_t hash, const char *key, size_t keylen,
                       const char *val, size_t vallen, int64_t expires_ms, strata__entry **out)
 {
+    return strata__table_put_extra(t, hash, key, keylen, val, vallen, 0, expires_ms, out);
+}
+
+int strata__table_put_extra(strata__table *t, uint64_t hash, const char *key, size_t keylen,
+                            const char *val, size_t vallen, unsigned char extra, int64_t expires_ms,
+                            strata__entry **out)
+{
     strata__entry **pp, *e;
-    size_t cost = strata__table_cost(keylen, vallen);
-    if (cost > t->max_bytes)
+    size_t cost = strata__table_cost(keylen, vallen + extra);
+    if (keylen > STRATA__TABLE_MAX_KEY || vallen > STRATA__TABLE_MAX_VALUE || cost > t->max_bytes)
         return STRATA_ETOOBIG;
     pp = find_slot(t, hash, key, keylen);
     if (*pp)
@@ -159,11 +169,10 @@ int strata__table_put(strata__table *t, uint64_t hash, const char *key, size_t k
     e->flags = 0;
     e->referenced = 0;
     e->put_id = 0;
-    e->check_gen = 0;
-    e->check_until = INT64_MIN;
     e->check_off = 0;
-    e->keylen = keylen;
-    e->vallen = vallen;
+    e->extra = extra;
+    e->keylen = (uint16_t)keylen;
+    e->vallen = (uint32_t)vallen;
     memcpy(e->data, key, keylen);
     if (vallen)
         memcpy(e->data + keylen, val, vallen);
