@@ -9,6 +9,8 @@ local sc = require "stratacache"
 -- Lua 5.4's %p shows a string's address: a tier hit hands out the very string kept.
 local addresses = _VERSION == "Lua 5.4" and not rawget(_G, "jit")
 local LONG = string.rep("x", 200) -- not interned: a new read would make a new string
+-- a namespace of its own: the interpreters run side by side, and clear() is namespace-wide
+local NS = H.key("lua-tier")
 
 -- Reads k (with get, or get_or_load(k, loader) when given a loader) until L1
 -- serves it (on redis the invalidation link must be up, and our own set's
@@ -33,19 +35,19 @@ local function settled(c, k, loader)
   return v, err
 end
 
--- Sets k to "from another process" in a child interpreter (namespace lua-tier).
+-- Sets k to "from another process" in a child interpreter (namespace NS).
 local function write_from_another_process(url, k)
   local child = os.tmpname() .. ".lua"
   local f = assert(io.open(child, "w"))
   f:write([[
     local sc = require "stratacache"
-    local url, key = ...
-    local w = assert(sc.new{url = url, namespace = "lua-tier"})
+    local url, key, ns = ...
+    local w = assert(sc.new{url = url, namespace = ns})
     assert(w:set(key, "from another process"))
     w:close()
   ]])
   f:close()
-  local p = assert(io.popen(("%s %q %q %q 2>&1"):format(H.lua, child, url, k)))
+  local p = assert(io.popen(("%s %q %q %q %q 2>&1"):format(H.lua, child, url, k, NS)))
   local out = p:read("*a")
   p:close()
   os.remove(child)
@@ -66,7 +68,7 @@ end
 H.each_backend("the L1 string tier on ", function(b)
   local c
   before_each(function()
-    c = H.open(b, {namespace = "lua-tier", l1 = true})
+    c = H.open(b, {namespace = NS, l1 = true})
   end)
   after_each(function() c:close() end)
 
@@ -294,14 +296,14 @@ H.each_backend("the L1 string tier on ", function(b)
 
   it("a closed or collected cache is refused; another cache still serves", function()
     local k = H.key("gone")
-    local d = assert(sc.new{url = b.url, namespace = "lua-tier", l1 = true})
+    local d = assert(sc.new{url = b.url, namespace = NS, l1 = true})
     d:set(k, "v")
     d:get(k)
     d:get(k)
     d:close()
     H.raises(function() d:get(k) end, "cache is closed")
     H.raises(function() c.get(io.stdout, k) end, "stratacache.cache expected")
-    d = assert(sc.new{url = b.url, namespace = "lua-tier", l1 = true})
+    d = assert(sc.new{url = b.url, namespace = NS, l1 = true})
     d:get(k)
     d = nil -- luacheck: ignore
     collectgarbage()
