@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Python benchmark (bench/bench_python.py): stratacache against redis-py,
+# The Python benchmarks (bench/bench_python.py, bench/bench_asyncio.py): stratacache against redis-py,
 # dogpile.cache and cachetools, which are installed from the package index into
 # .venv-bench only (never dependencies of the package). scripts/run-bench.sh
 # runs it with its servers' env; alone, it starts throwaway servers.
@@ -35,3 +35,5 @@ cd "$root/bench"
 # dogpile warns that thread_local_lock is moot with distributed_lock; not news.
 "$venv/bin/python" -W "ignore::UserWarning:dogpile.cache.backends.redis" bench_python.py \
   "$STRATA_TEST_REDIS_PORT" "$@"
+# AsyncCache (native on the loop, and on its thread pool) against redis.asyncio.
+"$venv/bin/python" bench_asyncio.py "$STRATA_TEST_REDIS_PORT" "$@"

@@ -25,6 +25,9 @@ for dir in build build-asan; do
   done
 done
 
+echo "== the soak on a Redis Cluster while its masters fail over (${seconds} s)"
+scripts/stress-cluster-failover.sh build "$seconds"
+
 echo "== C suites and the soak under ThreadSanitizer"
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTRATA_SANITIZE_THREAD=ON \
   -DSTRATA_BUILD_BENCH=OFF -DSTRATA_BUILD_EXAMPLES=OFF >/dev/null

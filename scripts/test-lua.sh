@@ -104,7 +104,7 @@ export LUA_CPATH_5_4="$root/build-lua54/?.so;;"
 
 specs=(lua/tests/api_spec.lua lua/tests/misuse_spec.lua lua/tests/stampede_spec.lua lua/tests/interop_spec.lua
        lua/tests/tags_spec.lua lua/tests/metrics_spec.lua lua/tests/write_spec.lua lua/tests/framework_spec.lua
-       lua/tests/l1_tier_spec.lua)
+       lua/tests/l1_tier_spec.lua lua/tests/cluster_spec.lua)
 runs=("busted lua5.1" "busted luajit" "runner lua5.4" "runner lua5.1" "runner luajit")
 [ -z "$asan_rt" ] || runs+=("asan lua5.4")
 pids=()

@@ -135,6 +135,8 @@ static int validate(strata__config *cfg)
                              "(the stream is trimmed as records are acknowledged)");
     if (cfg->scheme != STRATA__SCHEME_REDIS && o->wb_consumer)
         return strata__error(STRATA_EOPTION, "option wb_consumer: only for redis:// (consumer groups)");
+    if ((rc = strata__validate_cluster(cfg)) < 0)
+        return rc;
     return strata__validate_hot(cfg);
 }
 
@@ -561,14 +563,18 @@ int strata__config_parse(strata__config *cfg, const char *url, const strata_opti
     } else if (strncmp(url, "redis://", 8) == 0) {
         cfg->scheme = STRATA__SCHEME_REDIS;
         p = url + 8;
+    } else if (strncmp(url, "redis+cluster://", 16) == 0) {
+        cfg->scheme = STRATA__SCHEME_REDIS;
+        cfg->cluster = 1;
+        p = url + 16;
     } else if (strncmp(url, "memcached://", 12) == 0) {
         cfg->scheme = STRATA__SCHEME_MEMCACHED;
         p = url + 12;
     } else {
         const char *sep = strstr(url, "://");
         if (sep == NULL)
-            return strata__error(STRATA_EURL, "URL \"%.80s\" has no scheme (memory://, redis://, memcached://)", url);
-        return strata__error(STRATA_EURL, "unsupported URL scheme \"%.*s\" (memory, redis, memcached)",
+            return strata__error(STRATA_EURL, "URL \"%.80s\" has no scheme (memory://, redis://, redis+cluster://, memcached://)", url);
+        return strata__error(STRATA_EURL, "unsupported URL scheme \"%.*s\" (memory, redis, redis+cluster, memcached)",
                              (int)(sep - url > 40 ? 40 : sep - url), url);
     }
 
@@ -625,9 +631,10 @@ int strata__config_parse(strata__config *cfg, const char *url, const strata_opti
         }
         if (hostsend == hosts)
             return strata__error(STRATA_EURL, "URL has no host");
-        if (cfg->scheme == STRATA__SCHEME_REDIS) {
+        if (cfg->scheme == STRATA__SCHEME_REDIS && !cfg->cluster) {
             if (memchr(hosts, ',', (size_t)(hostsend - hosts)))
-                return strata__error(STRATA_EURL, "redis:// takes one host:port");
+                return strata__error(STRATA_EURL, "redis:// takes one host:port (a cluster's seeds: "
+                                     "redis+cluster://h1:p1,h2:p2)");
             if ((rc = parse_server(cfg, hosts, (size_t)(hostsend - hosts), 6379)) < 0)
                 return rc;
         } else {
@@ -635,7 +642,7 @@ int strata__config_parse(strata__config *cfg, const char *url, const strata_opti
             while (s <= hostsend) {
                 const char *comma = memchr(s, ',', (size_t)(hostsend - s));
                 const char *e = comma ? comma : hostsend;
-                if ((rc = parse_server(cfg, s, (size_t)(e - s), 11211)) < 0)
+                if ((rc = parse_server(cfg, s, (size_t)(e - s), cfg->cluster ? 6379 : 11211)) < 0)
                     return rc;
                 if (!comma)
                     break;

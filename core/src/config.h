@@ -42,6 +42,8 @@ typedef struct strata__config {
     uint64_t wb_dead_max;
     int64_t wb_dead_max_age_ms;
     int payload_crc;             /* URL payload_crc=1: envelopes carry a CRC32C of the payload */
+    /* Redis Cluster (docs/CLUSTER.md) */
+    int cluster;                 /* redis+cluster://seed1,seed2: servers[] are the seeds */
 } strata__config;
 
 /* Bounds of the hot-key options (validated in config_hot.c). */
@@ -55,6 +57,9 @@ int strata__set_l1_bus(strata__config *cfg, const char *url, size_t len);
 
 /* The bus's server, credentials and database parsed into out (a redis config). */
 int strata__parse_l1_bus(const strata__config *cfg, strata__config *out);
+
+/* Checks what a redis+cluster:// config may not ask for (config_cluster.c). */
+int strata__validate_cluster(const strata__config *cfg);
 
 /* Checks the hot-key and coherence options of a parsed config. */
 int strata__validate_hot(const strata__config *cfg);

@@ -311,6 +311,19 @@ def _close_writers() -> None:
 
 
 
+def _missing_keys(keys: List[Key], found: Mapping[Key, Any]) -> List[Key]:
+    """The keys get_many did not find, each once (get_many_or_load loads these)."""
+    missing: List[Key] = []
+    seen = set()
+    for k in keys:
+        kb = _key_bytes(k)
+        if k in found or kb in seen:
+            continue
+        seen.add(kb)
+        missing.append(k)
+    return missing
+
+
 class _Packed(NamedTuple):
     args: tuple      # (n, keys, keylens, vals, vallens) for the C call
     keep: list       # the buffers the arrays point into, alive until the call returns
@@ -1063,14 +1076,7 @@ class Cache:
     def _get_many_or_load(self, keys: List[Key], loader: Callable[[List[Key]], Mapping[Key, Any]],
                           ms: int, tags: Tuple[bytes, ...] = ()) -> Dict[Key, Any]:
         found = self.get_many(keys)
-        missing: List[Key] = []
-        seen = set()
-        for k in keys:
-            kb = _key_bytes(k)
-            if k in found or kb in seen:
-                continue
-            seen.add(kb)
-            missing.append(k)
+        missing = _missing_keys(keys, found)
         if not missing:
             return found
         tickets: Dict[bytes, Any] = {}

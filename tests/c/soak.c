@@ -31,7 +31,7 @@ static struct {
 
 static strata_cache *handles[HANDLES];
 static volatile int stop;
-static uint64_t reads, writes, read_errors, timeouts, loads;
+static uint64_t reads, writes, read_errors, write_errors, unrepaired, timeouts, loads;
 
 static void key_name(char *buf, size_t cap, int i)
 {
@@ -103,7 +103,7 @@ static void *writer(void *arg)
     (void)arg;
     while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
         int i = (int)(strata__random_u64() % KEYS), h = (int)(strata__random_u64() % HANDLES);
-        int op = (int)(strata__random_u64() % 4);
+        int op = (int)(strata__random_u64() % 4), rc;
         char key[32], val[32];
         key_name(key, sizeof key, i);
         pthread_mutex_lock(&source.mu[i]);
@@ -111,9 +111,20 @@ static void *writer(void *arg)
         source.version[i]++;
         snprintf(val, sizeof val, "v%llu", (unsigned long long)source.version[i]);
         switch (op) {
-        case 0: strata_set(handles[h], key, strlen(key), val, strlen(val), 0); break;
-        case 1: strata_write_through(handles[h], key, strlen(key), val, strlen(val), 0, bump_writer, NULL); break;
-        default: strata_invalidate(handles[h], key, strlen(key)); break; /* 2: changed, 3: deleted */
+        case 0: rc = strata_set(handles[h], key, strlen(key), val, strlen(val), 0); break;
+        case 1: rc = strata_write_through(handles[h], key, strlen(key), val, strlen(val), 0, bump_writer, NULL); break;
+        default: rc = strata_invalidate(handles[h], key, strlen(key)); break; /* 2: changed, 3: deleted */
+        }
+        if (rc < 0) {
+            /* The source changed and the cache may not have (a failover can stall a write past its
+             * deadline): as an application would, invalidate until it takes. */
+            int64_t give_up = strata__now_mono_ms() + 10000;
+            if (__atomic_add_fetch(&write_errors, 1, __ATOMIC_RELAXED) <= 5)
+                fprintf(stderr, "  write %s: %s %s\n", key, strata_error_name(rc), strata_error_last());
+            while ((rc = strata_invalidate(handles[h], key, strlen(key))) < 0 && strata__now_mono_ms() < give_up)
+                strata__sleep_ms(50);
+            if (rc < 0)
+                __atomic_add_fetch(&unrepaired, 1, __ATOMIC_RELAXED);
         }
         pthread_mutex_unlock(&source.mu[i]);
         __atomic_add_fetch(&writes, 1, __ATOMIC_RELAXED);
@@ -187,11 +198,13 @@ static void soak(const char *backend, int seconds)
         strata__sleep_ms(50);
     if (bad != 0)
         disagreements(1);
-    fprintf(stderr, "  %s: %llu reads, %llu writes, %llu loads in %d s; %llu timeouts, %llu errors; %d stale\n",
-            backend, (unsigned long long)reads, (unsigned long long)writes, (unsigned long long)loads, seconds,
-            (unsigned long long)timeouts, (unsigned long long)read_errors, bad);
+    fprintf(stderr, "  %s: %llu reads, %llu writes, %llu loads in %d s; %llu timeouts, %llu errors, %llu write "
+            "errors; %d stale\n", backend, (unsigned long long)reads, (unsigned long long)writes,
+            (unsigned long long)loads, seconds, (unsigned long long)timeouts, (unsigned long long)read_errors,
+            (unsigned long long)write_errors, bad);
     CHECK(bad == 0);
     CHECK(read_errors == 0);
+    CHECK(unrepaired == 0);
     CHECK(reads > 0 && writes > 0);
     for (i = 0; i < HANDLES; i++)
         strata_cache_free(handles[i]);

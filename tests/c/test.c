@@ -35,11 +35,14 @@ const char *test_backend_url(const char *backend)
         return "memory://";
     if (strcmp(backend, "redis") == 0)
         url = getenv("STRATA_TEST_REDIS_URL");
+    else if (strcmp(backend, "redis_cluster") == 0)
+        url = getenv("STRATA_TEST_REDIS_CLUSTER_URL");
     else if (strcmp(backend, "memcached") == 0)
         url = getenv("STRATA_TEST_MEMCACHED_URL");
     if (url == NULL || *url == '\0') {
         printf("skipped: no %s server (set STRATA_TEST_%s_URL; `make test` does)\n",
-               backend, strcmp(backend, "redis") == 0 ? "REDIS" : "MEMCACHED");
+               backend, strcmp(backend, "redis") == 0 ? "REDIS" : strcmp(backend, "redis_cluster") == 0
+                                                                  ? "REDIS_CLUSTER" : "MEMCACHED");
         exit(77);
     }
     return url;

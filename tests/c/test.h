@@ -47,7 +47,8 @@ typedef struct test_case {
 /* Runs the cases whose name contains argv[1] (all without it). Exit 0 or 1. */
 int test_main(int argc, char **argv, const test_case *cases, size_t n);
 
-/* The backend URL under test: argv-selected "memory", "redis" or "memcached".
+/* The backend URL under test: argv-selected "memory", "redis", "redis_cluster"
+ * (STRATA_TEST_REDIS_CLUSTER_URL) or "memcached".
  * Redis and Memcached come from STRATA_TEST_REDIS_URL / STRATA_TEST_MEMCACHED_URL;
  * when unset the process exits 77 (skipped). */
 const char *test_backend_url(const char *backend);

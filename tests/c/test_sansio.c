@@ -91,6 +91,16 @@ static void ops_match_the_blocking_api(void)
     CHECK_RC(strata_get(blk, "c", 1, &v), 0);
     CHECK_VALUE(&v, "vc");
 
+    /* a fill takes STRATA_TTL_FOREVER as strata_fill does; other negative TTLs are refused */
+    CHECK_RC(strata_op_lookup(&op, host, "f", 1, NULL), 0);
+    CHECK_RC(drive(op, &v), STRATA_MISS_LEAD);
+    CHECK_RC(strata_op_fill(op, "vf", 2, -2), STRATA_EINVAL);
+    CHECK_RC(strata_op_fill(op, "vf", 2, STRATA_TTL_FOREVER), 0);
+    CHECK_RC(drive(op, NULL), 0);
+    strata_op_free(op);
+    CHECK_RC(strata_get(blk, "f", 1, &v), 0);
+    CHECK_VALUE(&v, "vf");
+
     /* a second leader while the first holds the lease: MISS_WAIT */
     {
         strata_op *a = NULL, *b = NULL;

@@ -37,6 +37,9 @@ int strata__op_new(strata_op **out, strata_cache *c, int kind, const char *key, 
     if (c->cfg.scheme != STRATA__SCHEME_REDIS)
         return strata__error(STRATA_ENOTSUP, "host-driven operations need a redis:// cache (this one is %s)",
                              c->backend->ops->name);
+    if (c->cfg.cluster) /* docs/CLUSTER.md: what is left */
+        return strata__error(STRATA_ENOTSUP, "host-driven operations do not follow Redis Cluster redirects yet: "
+                             "use the blocking calls on a redis+cluster:// cache");
     nslen = c->cfg.nslen;
     if ((op = strata__op_pool_new_op(c)) == NULL)
         return strata__error(STRATA_ENOMEM, "out of memory for an operation");

@@ -666,8 +666,8 @@ static int fill(strata_op *op, const char *val, size_t vallen, int negative, int
     c = op->c;
     if (val == NULL && vallen > 0)
         return strata__error(STRATA_EINVAL, "value is NULL with length %zu", vallen);
-    if (ttl_ms < 0)
-        return strata__error(STRATA_EINVAL, "ttl_ms must be >= 0, got %lld", (long long)ttl_ms);
+    if ((rc = strata__check_ttl(negative ? "neg_ttl_ms" : "ttl_ms", ttl_ms)) < 0) /* as strata_fill: FOREVER too */
+        return rc;
     op->now_ms = strata__now_wall_ms();
     cost_ms = (int64_t)(strata__now_mono_ns() - op->started_ns) / 1000000;
     rc = strata__encode_value_ns(c, &op->enc, val ? val : "", vallen, negative, ttl_ms, -1, cost_ms,

@@ -18,7 +18,7 @@
 
 #include <hiredis/hiredis.h>
 
-#define ADMIN_KEYBUF (4096 + STRATA__MAX_NS + 16)
+#define ADMIN_KEYBUF (4096 + 2 * STRATA__MAX_NS + 16)
 
 static int bad_reply(const strata__config *cfg, const redisReply *r, const char *what)
 {
@@ -79,7 +79,7 @@ int strata__redis_peek(strata__backend *be, const strata__config *cfg, const cha
 
     if (fklen <= cfg->nslen + 1 || fklen - cfg->nslen - 1 > 4096)
         return strata__error(STRATA_EKEY, "inspect: not a key of namespace \"%s\"", cfg->ns);
-    lklen = ns_key(cfg, "#L:", fk + cfg->nslen + 1, fklen - cfg->nslen - 1, lk);
+    lklen = strata__redis_backend_lease_key(be, fk, fklen, lk);
     a0[0] = "GET"; l0[0] = 3; a0[1] = fk; l0[1] = fklen;
     a1[0] = "PTTL"; l1[0] = 4; a1[1] = fk; l1[1] = fklen;
     a2[0] = "GET"; l2[0] = 3; a2[1] = lk; l2[1] = lklen;

@@ -11,9 +11,16 @@
 struct redisReply;
 
 /* n commands pipelined on one pooled connection. 0 and every reply (the
- * caller frees them with freeReplyObject), or an error and none. */
+ * caller frees them with freeReplyObject), or an error and none. On a
+ * cluster they go to the node of the first command's key (SCAN: the first
+ * seed's), redirects followed: keep a pipeline's keys in one slot. */
 int strata__redis_pipeline(strata__backend *be, size_t n, const int *argcs, const char **const *argvs,
                            const size_t *const *lens, struct redisReply **replies, const char *what);
+
+/* Full key fk's lease key, in the layout of this backend (a cluster's keeps
+ * the value's slot; docs/FORMAT.md) into buf (RB_KEYBUF: 4096 + 2 * ns + 16
+ * bytes); 0 when fk has none. */
+size_t strata__redis_backend_lease_key(strata__backend *be, const char *fk, size_t fklen, char *buf);
 
 int strata__redis_peek(strata__backend *be, const strata__config *cfg, const char *fk, size_t fklen,
                        strata__peek *out);

@@ -287,15 +287,25 @@ static int conn_fail(strata__redis_pool *p, strata__pool_conn *s, const char *wh
     return code;
 }
 
-int strata__pool_exchange(strata__redis_pool *p, strata__pool_conn *s, const strata__redis_req *q, redisReply **r,
-                          const char *what)
+int strata__pool_send(strata__redis_pool *p, strata__pool_conn *s, const strata__redis_req *q, const char *what)
 {
-    unsigned int i, j;
+    int done = 0;
     if (s->ctx == NULL)
         return strata__error(STRATA_EBACKEND, "redis %s:%d: %s: the connection was closed", p->host, p->port, what);
     if (redisAppendFormattedCommand(s->ctx, q->buf.data, q->buf.len) != REDIS_OK)
         return conn_fail(p, s, what, errno);
-    for (i = 0; i < q->nreplies; i++) {
+    while (!done)
+        if (redisBufferWrite(s->ctx, &done) != REDIS_OK)
+            return conn_fail(p, s, what, errno);
+    return 0;
+}
+
+/* n replies into r; on failure the connection is closed and none kept. */
+static inline int read_replies(strata__redis_pool *p, strata__pool_conn *s, unsigned int n, redisReply **r,
+                               const char *what)
+{
+    unsigned int i, j;
+    for (i = 0; i < n; i++) {
         void *reply = NULL;
         if (redisGetReply(s->ctx, &reply) != REDIS_OK) {
             int rc = conn_fail(p, s, what, errno);
@@ -308,6 +318,23 @@ int strata__pool_exchange(strata__redis_pool *p, strata__pool_conn *s, const str
         r[i] = reply;
     }
     return 0;
+}
+
+int strata__pool_recv(strata__redis_pool *p, strata__pool_conn *s, unsigned int n, redisReply **r, const char *what)
+{
+    if (s->ctx == NULL)
+        return strata__error(STRATA_EBACKEND, "redis %s:%d: %s: the connection was closed", p->host, p->port, what);
+    return read_replies(p, s, n, r, what);
+}
+
+int strata__pool_exchange(strata__redis_pool *p, strata__pool_conn *s, const strata__redis_req *q, redisReply **r,
+                          const char *what)
+{
+    if (s->ctx == NULL)
+        return strata__error(STRATA_EBACKEND, "redis %s:%d: %s: the connection was closed", p->host, p->port, what);
+    if (redisAppendFormattedCommand(s->ctx, q->buf.data, q->buf.len) != REDIS_OK)
+        return conn_fail(p, s, what, errno);
+    return read_replies(p, s, q->nreplies, r, what); /* the first read flushes the request */
 }
 
 int strata__pool_run(strata__redis_pool *p, const strata__redis_req *q, redisReply **r, const char *what)

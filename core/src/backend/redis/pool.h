@@ -35,6 +35,11 @@ void strata__pool_release(strata__redis_pool *p, strata__pool_conn *c);
  * naming `what`; the connection is still released by the caller. */
 int  strata__pool_exchange(strata__redis_pool *p, strata__pool_conn *c, const strata__redis_req *q, redisReply **r,
                            const char *what);
+/* The two halves of an exchange, so one caller can have requests in flight
+ * on several servers at once (a cluster's batches); same failure rules. */
+int  strata__pool_send(strata__redis_pool *p, strata__pool_conn *c, const strata__redis_req *q, const char *what);
+int  strata__pool_recv(strata__redis_pool *p, strata__pool_conn *c, unsigned int n, redisReply **r,
+                       const char *what);
 /* acquire + exchange + release. */
 int  strata__pool_run(strata__redis_pool *p, const strata__redis_req *q, redisReply **r, const char *what);
 

@@ -143,6 +143,15 @@ size_t strata__redis_lease_key(const char *ns, size_t nslen, const char *ukey, s
     return nslen + 3 + ulen;
 }
 
+size_t strata__redis_cluster_lease_key(const char *ns, size_t nslen, const char *fk, size_t fklen, char *buf)
+{
+    memcpy(buf, ns, nslen);
+    memcpy(buf + nslen, "#L:{", 4);
+    memcpy(buf + nslen + 4, fk, fklen);
+    buf[nslen + 4 + fklen] = '}';
+    return nslen + 5 + fklen;
+}
+
 size_t strata__redis_fmt_i64(char *buf, size_t size, int64_t v)
 {
     return (size_t)snprintf(buf, size, "%lld", (long long)v);

@@ -4,7 +4,8 @@
  * reader builds them). Both the blocking pool and the resumable operations of
  * the engine speak through this file; neither knows a command.
  *
- * Key layout per namespace <ns>: value "<ns>:<key>", lease "<ns>#L:<key>",
+ * Key layout per namespace <ns>: value "<ns>:<key>", lease "<ns>#L:<key>"
+ * (a cluster's: strata__redis_cluster_lease_key),
  * tag counter "<ns>#T:<tag>", invalidation channel "__strata__:inv:<db>:<ns>"
  * with payload <origin><key> (docs/L1-COHERENCE.md).
  */
@@ -25,6 +26,16 @@ typedef struct strata__redis_req {
 } strata__redis_req;
 
 void strata__redis_req_reset(strata__redis_req *q);
+/* Frees the non-NULL of n replies and clears their places (inline: every call's path). */
+static inline void strata__redis_replies_free(redisReply **r, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (r[i]) {
+            freeReplyObject(r[i]);
+            r[i] = NULL;
+        }
+}
 void strata__redis_req_free(strata__redis_req *q);
 /* Appends one command; 0 or STRATA_ENOMEM. */
 int  strata__redis_cmd(strata__redis_req *q, int argc, const char **argv, const size_t *lens);
@@ -36,6 +47,13 @@ size_t strata__redis_fmt_token(char *buf, size_t size, uint64_t token); /* 16 he
 
 /* "<ns>#L:<ukey>" into buf (size >= nslen + 3 + ulen); returns its length. */
 size_t strata__redis_lease_key(const char *ns, size_t nslen, const char *ukey, size_t ulen, char *buf);
+
+/* On a cluster (docs/FORMAT.md, cluster key layout) the lease shares its
+ * value's slot: the single-node lease key when the value key fk has a hash
+ * tag of its own (the user's tag decides the slot), else "<ns>#L:{<fk>}"
+ * (this function; buf size >= nslen + fklen + 5), which hashes all of fk as
+ * Redis does for fk. A fk with no tag but a '}' has no such lease key (refused). */
+size_t strata__redis_cluster_lease_key(const char *ns, size_t nslen, const char *fk, size_t fklen, char *buf);
 
 /* Scripts run by SHA first; NOSCRIPT makes the caller send the same with
  * use_sha 0 (EVAL, which also loads it). */

@@ -18,8 +18,10 @@
 #define TRACKING_CHANNEL "__redis__:invalidate"
 
 struct strata__redis_watch {
-    char host[256];
+    char host[256];           /* the node subscribed to */
     int port;
+    strata__server seeds[STRATA__MAX_SERVERS]; /* a cluster's: PUBLISH reaches every node */
+    size_t nseeds, seed;
     char user[128];
     char password[256];
     char ns[STRATA__MAX_NS + 1];
@@ -259,6 +261,16 @@ static void nap(strata__redis_watch *w, int64_t ms)
         poll(&fd, 1, (int)ms);
 }
 
+/* A cluster's link moves to the next seed when its node fails. */
+static void next_seed(strata__redis_watch *w)
+{
+    if (w->nseeds < 2)
+        return;
+    w->seed = (w->seed + 1) % w->nseeds;
+    memcpy(w->host, w->seeds[w->seed].host, sizeof w->host); /* both NUL-terminated 256-byte fields */
+    w->port = w->seeds[w->seed].port;
+}
+
 static void *watch_main(void *arg)
 {
     strata__redis_watch *w = arg;
@@ -276,9 +288,11 @@ static void *watch_main(void *arg)
             w->ev.flush(w->ev.ud);
             redisFree(w->ctx);
             w->ctx = NULL;
+            next_seed(w);
             continue; /* reconnect at once; backoff only once connecting fails */
         }
         mark_first_done(w);
+        next_seed(w);
         backoff = backoff ? (backoff * 2 > WATCH_BACKOFF_MAX ? WATCH_BACKOFF_MAX : backoff * 2)
                           : WATCH_BACKOFF_MIN;
         nap(w, backoff);
@@ -294,6 +308,10 @@ int strata__redis_watch_start(strata__redis_watch **out, const strata__config *c
         return strata__error(STRATA_ENOMEM, "out of memory starting the invalidation link");
     snprintf(w->host, sizeof w->host, "%s", cfg->servers[0].host);
     w->port = cfg->servers[0].port;
+    if (cfg->cluster) {
+        memcpy(w->seeds, cfg->servers, cfg->nservers * sizeof cfg->servers[0]);
+        w->nseeds = cfg->nservers;
+    }
     snprintf(w->user, sizeof w->user, "%s", cfg->user);
     snprintf(w->password, sizeof w->password, "%s", cfg->password);
     memcpy(w->ns, cfg->ns, cfg->nslen);
