@@ -46,6 +46,8 @@
  *     loader's return values: by then the versions would postdate the read.
  *     Every loader call counts in stats().loads / load_errors and the "load"
  *     histogram (strata_record_load, timed with CLOCK_MONOTONIC).
+    On an L1 cache get_or_load(key, loader) serves L1 hits from get's string
+    tier (on 5.4 from a C front, l_get_or_load, without a Lua call).
  *   cache:stats() -> table of every strata_stats v2 field, by its C name.
  *   cache:histogram("get" | "load" | "backend") -> {count =, sum_ns =, buckets =}
  *     buckets[i] counts calls of at most 2^(i-1) us (27, not cumulative).
@@ -139,6 +141,20 @@ typedef struct lcache {
 typedef struct lstate {
     lcache *last;
 } lstate;
+
+/*
+ * get_or_load's twin of it (_gol_lookup's upvalue 2): the cache that passed
+ * its full self check last. get_or_load reads the tier from the cache's
+ * uservalue, so it remembers no tier of its own; when its fill replaces the
+ * tier it points get's upvalue 3 at the new one (get is its upvalue 3). ffi:
+ * LuaJIT's plain.lua keeps the strings in its own tier, so the C tier is not
+ * used and an L1 hit's entry version is returned instead (use_ffi_tier).
+ */
+typedef struct lgol_state {
+    lcache *last;
+    lstate *get;
+    int ffi;
+} lgol_state;
 
 /* A write-behind batch from wb_poll; its uservalue is the records array. */
 struct lbatch {
@@ -518,16 +534,20 @@ static int l_close(lua_State *L)
     return 0;
 }
 
-/* __gc (upvalues: the lstate, get): get's remembered cache and its tier are
- * forgotten before the memory can go. */
+/* __gc (upvalues: the lstate, get, get_or_load's lgol_state): the caches get
+ * and get_or_load remember, and get's tier, are forgotten before the memory
+ * can go. */
 static int l_gc(lua_State *L)
 {
     lstate *st = (lstate *)lua_touserdata(L, lua_upvalueindex(1));
+    lgol_state *gst = (lgol_state *)lua_touserdata(L, lua_upvalueindex(3));
     if (st->last == lua_touserdata(L, 1)) {
         st->last = NULL;
         lua_pushnil(L);
         lua_setupvalue(L, lua_upvalueindex(2), 3);
     }
+    if (gst->last == lua_touserdata(L, 1))
+        gst->last = NULL;
     return l_close(L);
 }
 
@@ -636,10 +656,28 @@ static lcache *get_self(lua_State *L)
     return lc;
 }
 
-/* Keeps the string at the top under key k (index 2) (stack unchanged). The
- * allocations here may run finalizers, and a Lua one may call get on another
- * cache, so the tier is the cache's uservalue, and get's upvalue 3 is set
- * afterwards only while lc is still the remembered cache. */
+/* With the tier at tier_idx (an upvalue, or -2: the top before this call):
+ * pushes the entry of the key at 2 and, while strata_l1_check says its L1 entry still
+ * serves the key, its string, and returns 1; else 0 (entry or nil pushed). */
+static inline __attribute__((always_inline)) int tier_hit(lua_State *L, lcache *lc, int tier_idx)
+{
+    lua_pushvalue(L, 2);
+    if (sl_rawget_type(L, tier_idx) == LUA_TUSERDATA) { /* only checked keys are kept */
+        const tier_entry *e = (const tier_entry *)lua_touserdata(L, -1);
+        if (strata_l1_check(lc->c, e->key, e->klen, e->version) == STRATA_OK) {
+            entry_push_value(L, -1);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Keeps the string at the top under key k (index 2) (stack unchanged), and
+ * leaves the tier on the stack. The allocations here may run finalizers, and
+ * a Lua one may call get on another cache, so the tier is the cache's
+ * uservalue, and get's tier (upvalue 3) is set afterwards, by the caller
+ * (tier_keep_get, tier_keep_gol), only while lc is still the cache get
+ * remembers. */
 static void tier_keep(lua_State *L, lcache *lc, const char *k, size_t klen, uint64_t version)
 {
     tier_entry *e;
@@ -659,6 +697,12 @@ static void tier_keep(lua_State *L, lcache *lc, const char *k, size_t klen, uint
     lua_pushvalue(L, -4);
     entry_set_value(L, -2);
     lua_rawset(L, -3);
+}
+
+/* tier_keep from get. */
+static void tier_keep_get(lua_State *L, lcache *lc, const char *k, size_t klen, uint64_t version)
+{
+    tier_keep(L, lc, k, klen, version);
     if (((lstate *)lua_touserdata(L, GET_STATE))->last == lc)
         lua_replace(L, GET_TIER);
     else
@@ -674,15 +718,10 @@ static int l_get(lua_State *L)
     int rc, n;
     if (lc->tier) {
         uint64_t version = 0;
-        lua_pushvalue(L, 2);
-        if (sl_rawget_type(L, GET_TIER) == LUA_TUSERDATA) {
-            const tier_entry *e = (const tier_entry *)lua_touserdata(L, -1);
-            if (strata_l1_check(lc->c, e->key, e->klen, e->version) == STRATA_OK) {
-                entry_push_value(L, -1);
-                lua_pushnil(L);
-                lua_pushinteger(L, STRATA_LEVEL_L1);
-                return 3;
-            }
+        if (tier_hit(L, lc, GET_TIER)) {
+            lua_pushnil(L);
+            lua_pushinteger(L, STRATA_LEVEL_L1);
+            return 3;
         }
         k = check_key(L, 2, &klen, "key");
         lua_settop(L, 2);
@@ -694,7 +733,7 @@ static int l_get(lua_State *L)
             push_level(L, v);
             value_give(lc, v);
             lua_pushvalue(L, -3);
-            tier_keep(L, lc, k, klen, version);
+            tier_keep_get(L, lc, k, klen, version);
             lua_pop(L, 1);
             return 3;
         }
@@ -1168,9 +1207,32 @@ static int l_lookup(lua_State *L)
 
 /* Raises msg as the misuse of fname, a method written in Lua that called
  * this C helper, at its caller's line (what error(msg, 3) there would give). */
+#if LUA_VERSION_NUM >= 503
+static int l_get_or_load(lua_State *L);
+#endif
+
+/* The level of the Lua method's caller: 2 (0 = this function, 1 = the Lua
+ * method), or 3 when the method was called by get_or_load's C front
+ * (l_get_or_load), which is the method the user called. */
+static int method_caller(lua_State *L)
+{
+    int level = 2;
+#if LUA_VERSION_NUM >= 503
+    lua_Debug ar;
+    if (lua_getstack(L, 2, &ar) && lua_getinfo(L, "f", &ar)) {
+        if (lua_tocfunction(L, -1) == l_get_or_load)
+            level = 3;
+        lua_pop(L, 1);
+    }
+#else
+    (void)L;
+#endif
+    return level;
+}
+
 static int wrapped_error(lua_State *L, const char *fname, int arg, const char *msg)
 {
-    luaL_where(L, 2); /* 0 = this function, 1 = the Lua method, 2 = its caller */
+    luaL_where(L, method_caller(L));
     if (arg == 0)
         lua_pushfstring(L, "calling '%s' on bad self (%s)", fname, msg);
     else
@@ -1242,8 +1304,10 @@ static int l_get_fill(lua_State *L)
     return 6;
 }
 
+static int gol_l1_read(lua_State *L, lcache *lc, const lgol_state *st, const tagset *ts);
+
 /* _gol_lookup with options at 3 and the loader at 4; the only option is tags. */
-static int gol_lookup_opts(lua_State *L, lcache *lc, const char *k, size_t klen)
+static int gol_lookup_opts(lua_State *L, lcache *lc, const lgol_state *st, const char *k, size_t klen)
 {
     tagset ts;
     const char *msg;
@@ -1264,25 +1328,170 @@ static int gol_lookup_opts(lua_State *L, lcache *lc, const char *k, size_t klen)
         return gol_error(L, 2, msg);
     }
     /* the tag strings stay anchored by the options table at 3 */
+    if (lc->tier && !st->ffi) /* LuaJIT's FFI tier serves the loader form only */
+        return gol_l1_read(L, lc, st, ts.n ? &ts : NULL);
     return lookup_push(L, lc, k, klen, ts.n ? &ts : NULL);
+}
+
+/* _gol_lookup's upvalues: the cache metatable, its lgol_state, get. */
+#define GOL_STATE lua_upvalueindex(2)
+#define GOL_GET lua_upvalueindex(3)
+
+/* tier_keep from get_or_load: get's tier follows the cache's while get
+ * remembers lc (get's own keep does the same). */
+static void tier_keep_gol(lua_State *L, lcache *lc, const char *k, size_t klen, uint64_t version)
+{
+    tier_keep(L, lc, k, klen, version);
+    if (((lgol_state *)lua_touserdata(L, GOL_STATE))->get->last == lc)
+        lua_setupvalue(L, GOL_GET, 3);
+    else
+        lua_pop(L, 1);
+}
+
+/*
+ * get_or_load(key[, options], loader) on an L1 cache (options checked
+ * already; their tags stamp a ticket, which a hit has none of): the string
+ * tier first, as get
+ * (0, value, 1 after one strata_l1_check), then L1 (the string kept in the
+ * tier; under LuaJIT's FFI tier its entry version, l1_max_entries and
+ * l1_max_bytes returned after the 6 values instead), then strata_lookup. An L1 entry is served until L1's own
+ * serve-until (min(l1_ttl, fresh_until)) and strata_lookup never refreshes
+ * early from L1, so the check decides exactly as the lookup did: once the
+ * entry stops serving, the read goes to strata_lookup, which decides XFetch,
+ * stale-while-revalidate and the lease from the stored envelope.
+ */
+static int gol_l1_read(lua_State *L, lcache *lc, const lgol_state *st, const tagset *ts)
+{
+    strata_value spare, *v;
+    uint64_t version = 0;
+    size_t klen = 0;
+    const char *k;
+    int rc;
+    if (!st->ffi) {
+        lua_pushinteger(L, STRATA_OK);
+        sl_getuservalue(L, 1);
+        if (tier_hit(L, lc, -2)) { /* OK, tier, entry, value */
+            lua_replace(L, -3);
+            lua_pushinteger(L, STRATA_LEVEL_L1);
+            lua_replace(L, -2);
+            return 3;
+        }
+    }
+    k = wrapped_key(L, "get_or_load", &klen);
+    lua_settop(L, 3);
+    v = value_take(lc, &spare);
+    rc = strata_l1_get(lc->c, k, klen, v, &version);
+    if (rc == STRATA_OK && version) {
+        lua_pushinteger(L, STRATA_OK);
+        push_value(L, v);
+        push_level(L, v);
+        value_give(lc, v);
+        if (st->ffi) {
+            lua_pushnil(L);
+            lua_pushnil(L);
+            lua_pushnil(L);
+            lua_pushnumber(L, (lua_Number)version); /* < 2^53: exact in a double */
+            lua_pushnumber(L, (lua_Number)lc->tier_max_count);
+            lua_pushnumber(L, (lua_Number)lc->tier_max_bytes);
+            return 9;
+        }
+        lua_pushvalue(L, -2);
+        tier_keep_gol(L, lc, k, klen, version);
+        lua_pop(L, 1);
+        return 3;
+    }
+    value_give(lc, v);
+    if (rc == STRATA_NEGATIVE) { /* as strata_lookup's L1 hit: nothing more to say */
+        lua_pushinteger(L, rc);
+        return 1;
+    }
+    return lookup_push(L, lc, k, klen, ts); /* a miss, or an error it reports the same way */
 }
 
 /*
  * _gol_lookup(self, key, loader): get_or_load's first step. Its argument
  * checks live here, in the one C call a hit makes anyway, rather than as Lua
- * type() calls before it. A closed handle is rc STRATA_ECLOSED.
+ * type() calls before it. The self check remembers the last cache that
+ * passed it, as get's does.
  */
 static int l_gol_lookup(lua_State *L)
 {
-    lcache *lc = wrapped_cache(L, "get_or_load");
+    lgol_state *st = (lgol_state *)lua_touserdata(L, GOL_STATE);
+    lcache *lc = (lcache *)lua_touserdata(L, 1);
     size_t klen = 0;
-    const char *k = wrapped_key(L, "get_or_load", &klen);
-    if (lua_type(L, 3) == LUA_TFUNCTION)
+    const char *k;
+    if (lc == NULL || lc != st->last || lc->c == NULL || lua_type(L, 1) != LUA_TUSERDATA) {
+        lc = wrapped_cache(L, "get_or_load");
+        st->last = lc;
+    }
+    if (lua_type(L, 3) == LUA_TFUNCTION) {
+        if (lc->tier)
+            return gol_l1_read(L, lc, st, NULL);
+        k = wrapped_key(L, "get_or_load", &klen);
         return lookup_push(L, lc, k, klen, NULL);
+    }
+    k = wrapped_key(L, "get_or_load", &klen);
     if (lua_type(L, 3) == LUA_TTABLE) /* get_or_load(key, {tags = ...}, loader, ...) */
-        return gol_lookup_opts(L, lc, k, klen);
+        return gol_lookup_opts(L, lc, st, k, klen);
     return gol_error(L, 2, lua_pushfstring(L, "loader must be a function (or an options table before it), got %s",
                                            luaL_typename(L, 3)));
+}
+
+#if LUA_VERSION_NUM >= 503
+/* get_or_load's results are its Lua half's (also after a yield in the loader). */
+static int gol_continue(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    (void)ctx;
+    return lua_gettop(L);
+}
+
+/*
+ * get_or_load on Lua 5.3+ (upvalues: the metatable, GOL_STATE, GOL_GET and
+ * plain.lua's get_or_load): a hit on the string tier of the cache
+ * _gol_lookup remembers is served here, with no Lua call; anything else is
+ * the Lua get_or_load's, called with a continuation so the loader may yield.
+ */
+static int l_get_or_load(lua_State *L)
+{
+    const lgol_state *st = (const lgol_state *)lua_touserdata(L, GOL_STATE);
+    lcache *lc = (lcache *)lua_touserdata(L, 1);
+    if (lc != NULL && lc == st->last && lc->c != NULL && lc->tier && lua_type(L, 3) == LUA_TFUNCTION &&
+        lua_type(L, 1) == LUA_TUSERDATA) {
+        sl_getuservalue(L, 1);
+        if (tier_hit(L, lc, -2)) {
+            lua_pushnil(L);
+            lua_pushinteger(L, STRATA_LEVEL_L1);
+            return 3;
+        }
+        lua_pop(L, 2);
+    }
+    lua_pushvalue(L, lua_upvalueindex(4));
+    lua_insert(L, 1);
+    lua_callk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, gol_continue);
+    return lua_gettop(L);
+}
+
+/* c_get_or_load(lua_get_or_load) (upvalues: the metatable, GOL_STATE,
+ * GOL_GET) -> get_or_load's C front over the Lua one. */
+static int l_gol_front(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_pushvalue(L, lua_upvalueindex(3));
+    lua_pushvalue(L, 1);
+    lua_pushcclosure(L, l_get_or_load, 4);
+    return 1;
+}
+#endif
+
+/* use_ffi_tier() (upvalue: the lgol_state), for plain.lua under LuaJIT: from
+ * now on get_or_load's L1 hits return their entry version for its FFI tier. */
+static int l_use_ffi_tier(lua_State *L)
+{
+    ((lgol_state *)lua_touserdata(L, lua_upvalueindex(1)))->ffi = 1;
+    return 0;
 }
 
 
@@ -1754,7 +1963,6 @@ static const luaL_Reg cache_methods[] = {
     {"_flush", l_flush},
     {"close", l_close},
     {"_lookup", l_lookup},
-    {"_gol_lookup", l_gol_lookup},
     {"_get_fill", l_get_fill},
     {"_isopen", l_isopen},
     {NULL, NULL}
@@ -1808,7 +2016,8 @@ __attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L);
 __attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L)
 {
     lstate *st;
-    int sc;
+    lgol_state *gst;
+    int sc, ist, imt, imethods, iget, igst;
     lua_newtable(L);
     sc = lua_gettop(L);
 
@@ -1841,30 +2050,42 @@ __attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L)
 
     st = (lstate *)lua_newuserdata(L, sizeof *st);
     st->last = NULL;
+    ist = lua_gettop(L);
     luaL_newmetatable(L, CACHE_MT);
+    imt = lua_gettop(L);
 #if LUA_VERSION_NUM >= 504
     lua_pushcfunction(L, l_close);
-    lua_setfield(L, -2, "__close");
+    lua_setfield(L, imt, "__close");
 #endif
     lua_pushcfunction(L, l_tostring);
-    lua_setfield(L, -2, "__tostring");
+    lua_setfield(L, imt, "__tostring");
     lua_newtable(L);
-    set_methods(L, cache_methods, -2);
-    /* stack: sc, lstate, mt, methods */
-    lua_pushvalue(L, -2);
-    lua_pushvalue(L, -4);
+    imethods = lua_gettop(L);
+    set_methods(L, cache_methods, imt);
+    lua_pushvalue(L, imt);
+    lua_pushvalue(L, ist);
     lua_pushnil(L);
     lua_pushcclosure(L, l_get, 3); /* upvalues: GET_STATE, GET_TIER */
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "get");
-    lua_pushvalue(L, -4);
-    lua_insert(L, -2);
-    lua_pushcclosure(L, l_gc, 2);
-    lua_setfield(L, -3, "__gc");
-    lua_remove(L, -3); /* the lstate: the closures hold it */
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "__index");
-    /* stack: sc, mt, methods */
+    iget = lua_gettop(L);
+    lua_pushvalue(L, iget);
+    lua_setfield(L, imethods, "get");
+    gst = (lgol_state *)lua_newuserdata(L, sizeof *gst);
+    gst->last = NULL;
+    gst->get = st;
+    gst->ffi = 0;
+    igst = lua_gettop(L);
+    lua_pushvalue(L, imt);
+    lua_pushvalue(L, igst);
+    lua_pushvalue(L, iget);
+    lua_pushcclosure(L, l_gol_lookup, 3); /* upvalues: the metatable, GOL_STATE, GOL_GET */
+    lua_setfield(L, imethods, "_gol_lookup");
+    lua_pushvalue(L, ist);
+    lua_pushvalue(L, iget);
+    lua_pushvalue(L, igst);
+    lua_pushcclosure(L, l_gc, 3);
+    lua_setfield(L, imt, "__gc");
+    lua_pushvalue(L, imethods);
+    lua_setfield(L, imt, "__index");
 
     lua_pushstring(L, strata_version());
     lua_setfield(L, sc, "_CVERSION");
@@ -1876,13 +2097,23 @@ __attribute__((visibility("default"))) int luaopen_stratacache(lua_State *L)
     if (load_chunk(L, strata_lua_plain, "@stratacache/plain.lua") != 0)
         return lua_error(L);
     lua_pushvalue(L, sc);
-    lua_pushvalue(L, -3); /* methods */
+    lua_pushvalue(L, imethods);
     lua_pushcfunction(L, l_new);
     lua_pushcfunction(L, l_sleep);
     lua_pushcfunction(L, l_now);
     lua_pushcfunction(L, l_load_clock);
     lua_pushlightuserdata(L, (void *)(uintptr_t)strata_l1_check); /* for LuaJIT's FFI (plain.lua) */
-    lua_call(L, 7, 0);
-    lua_pop(L, 2);
+    lua_pushvalue(L, igst);
+    lua_pushcclosure(L, l_use_ffi_tier, 1);
+#if LUA_VERSION_NUM >= 503
+    lua_pushvalue(L, imt);
+    lua_pushvalue(L, igst);
+    lua_pushvalue(L, iget);
+    lua_pushcclosure(L, l_gol_front, 3);
+#else
+    lua_pushnil(L); /* 5.1: get_or_load stays Lua (no continuations) */
+#endif
+    lua_call(L, 9, 0);
+    lua_settop(L, sc);
     return 1;
 }

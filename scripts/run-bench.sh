@@ -21,12 +21,16 @@ echo "== tags and histograms (C)"
 ./build/bench/bench_write "$STRATA_TEST_REDIS_PORT"
 ./build/bench/bench_envelope
 ./build/bench/bench_sansio "$STRATA_TEST_REDIS_PORT"
+echo "== instructions per get_many (callgrind; blocking and sans-I/O)"
+scripts/callgrind-get-many.sh "$STRATA_TEST_REDIS_PORT" build
 echo "== Redis Cluster: a get on a cluster vs on one node (docs/CLUSTER.md)"
 ./build/bench/bench_cluster "$STRATA_TEST_REDIS_URL" "$STRATA_TEST_REDIS_CLUSTER_URL"
 scripts/callgrind-cluster.sh "$STRATA_TEST_REDIS_URL" "$STRATA_TEST_REDIS_CLUSTER_URL" build
 for b in scripts/bench-python.sh scripts/bench-lua.sh; do
   if [ -x "$b" ]; then echo "== $b"; "$b"; fi
 done
+echo "== instructions per Lua L1 hit (callgrind; the modules bench-lua.sh built)"
+scripts/callgrind-lua.sh
 echo "== OpenResty (resty.stratacache in nginx)"
 scripts/test-nginx.sh --bench
 echo "== OpenResty instruction counts (callgrind, one worker)"

@@ -2,7 +2,7 @@
 -- at build time and runs it from luaopen_stratacache): sc.new's option
 -- handling and get_or_load over the two-phase primitives. The parts the nginx
 -- module needs too live in stratacache.options and stratacache.loader.
-local sc, methods, cnew, csleep, cnow, cclock, l1_check_address = ...
+local sc, methods, cnew, csleep, cnow, cclock, l1_check_address, use_ffi_tier, gol_front = ...
 local type, tostring, rawget = type, tostring, rawget
 local pcall = pcall
 local co_create, co_resume, co_status, co_yield = coroutine.create, coroutine.resume, coroutine.status, coroutine.yield
@@ -137,15 +137,25 @@ local function resolve(self, key, rc, val, level, ticket, wait_ms, err, opts, lo
   end
 end
 
--- A hit is one C call (which also checks the arguments) and one comparison.
+-- get_or_load past its C lookup.
+local function looked_up(self, key, loader, rc, val, level, ticket, wait_ms, err, ...)
+  if rc == OK then return val, nil, level end
+  if type(loader) == "table" then return resolve(self, key, rc, val, level, ticket, wait_ms, err, loader, ...) end
+  return resolve(self, key, rc, val, level, ticket, wait_ms, err, nil, loader, ...)
+end
+
+-- A hit is one C call (which also checks the arguments; on an L1 cache it
+-- serves the string tier as get does) and one comparison.
 -- get_or_load(key, loader, ...) or get_or_load(key, {tags = {...}}, loader, ...):
 -- with options, the C lookup gets the loader too (the first of ...).
 function methods.get_or_load(self, key, loader, ...)
   local rc, val, level, ticket, wait_ms, err = lookup(self, key, loader, (...))
   if rc == OK then return val, nil, level end
-  if type(loader) == "table" then return resolve(self, key, rc, val, level, ticket, wait_ms, err, loader, ...) end
-  return resolve(self, key, rc, val, level, ticket, wait_ms, err, nil, loader, ...)
+  return looked_up(self, key, loader, rc, val, level, ticket, wait_ms, err, ...)
 end
+-- Lua 5.3+: a C front serves tier hits with no Lua call and calls the above
+-- for the rest (a call to a Lua function with varargs costs as much as the hit).
+if gol_front then methods.get_or_load = gol_front(methods.get_or_load) end
 
 -- Under LuaJIT, get keeps the strings of L1 hits in Lua tables and checks one
 -- with strata_l1_check through the FFI before it hands it out again (the C
@@ -162,10 +172,7 @@ if ok_ffi and l1_check_address then
   local handle = ffi.typeof("void **")
   local fill = methods._get_fill
   local tiers, sizes = setmetatable({}, {__mode = "k"}), setmetatable({}, {__mode = "k"})
-  -- fill's results as get's (a miss stays one nil), keeping an L1 hit's string
-  local function keep(self, key, ...)
-    local v, err, level, version, max_count, max_bytes = ...
-    if not version then return ... end
+  local function tier_put(self, key, v, version, max_count, max_bytes)
     local t, size = tiers[self], sizes[self]
     if not t or size[1] >= max_count or size[2] >= max_bytes then -- bounded as L1 is
       t, size = {}, {0, 0}
@@ -173,18 +180,46 @@ if ok_ffi and l1_check_address then
     end
     size[1], size[2] = size[1] + 1, size[2] + #key + #v
     t[key] = {v, version}
-    return v, err, level
   end
-  function methods.get(self, key)
+  -- the kept string of key while its L1 entry still serves it, else nil
+  local function tier_hit(self, key)
     local t = tiers[self]
     if t then
       local e = t[key]
       if e then
         local c = ffi.cast(handle, self)[0]
-        if c ~= nil and check(c, key, #key, e[2]) == 0 then return e[1], nil, 1 end
+        if c ~= nil and check(c, key, #key, e[2]) == 0 then return e[1] end
       end
     end
+  end
+  -- fill's results as get's (a miss stays one nil), keeping an L1 hit's string
+  local function keep(self, key, ...)
+    local v, err, level, version, max_count, max_bytes = ...
+    if not version then return ... end
+    tier_put(self, key, v, version, max_count, max_bytes)
+    return v, err, level
+  end
+  function methods.get(self, key)
+    local v = tier_hit(self, key)
+    if v then return v, nil, 1 end
     return keep(self, key, fill(self, key))
+  end
+  -- The same tier for get_or_load(key, loader): the C lookup returns an L1
+  -- hit's entry version (use_ffi_tier). Only an L1 hit is served here, and
+  -- the check ends it where L1 stops serving it, so XFetch,
+  -- stale-while-revalidate and leases are still the C lookup's decisions.
+  use_ffi_tier()
+  function methods.get_or_load(self, key, loader, ...)
+    if type(loader) == "function" then
+      local v = tier_hit(self, key)
+      if v then return v, nil, 1 end
+    end
+    local rc, val, level, ticket, wait_ms, err, version, max_count, max_bytes = lookup(self, key, loader, (...))
+    if rc == OK then
+      if version then tier_put(self, key, val, version, max_count, max_bytes) end
+      return val, nil, level
+    end
+    return looked_up(self, key, loader, rc, val, level, ticket, wait_ms, err, ...)
   end
 end
 

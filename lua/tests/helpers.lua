@@ -17,6 +17,35 @@ function H.backends()
   return list
 end
 
+-- describe(title .. b.name, function() body(b) end) for every backend (only the
+-- names in `only`, when given); title may be a function(b) giving the whole name.
+-- A backend the environment does not provide is one pending line.
+function H.each_backend(title, body, only)
+  -- busted gives each spec file an environment of its own, where describe lives
+  local env = getfenv and getfenv(2) or _G
+  for _, b in ipairs(H.backends()) do
+    if not only or only[b.name] then
+      env.describe(type(title) == "function" and title(b) or title .. b.name, function()
+        if not b.url then
+          env.pending(b.name .. " server not configured (run scripts/test-lua.sh)")
+          return
+        end
+        body(b)
+      end)
+    end
+  end
+end
+
+-- sc.new{url = b.url, ...opts}, asserted; with L1 on, once it may serve (on
+-- redis, when its invalidation link is up: H.wait_link).
+function H.open(b, opts)
+  local o = {url = b.url}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  local c = assert(require("stratacache").new(o))
+  if o.l1 and b.name == "redis" then assert(H.wait_link(c), "the L1 invalidation link never came up") end
+  return c
+end
+
 local counter = 0
 -- Unique per interpreter run: scripts/test-lua.sh runs several at once on the same
 -- servers. os.tmpname() makes a file no other process has (mkstemp), so its name is

@@ -113,6 +113,53 @@ static void batch_operations(void)
     strata_cache_free(c);
 }
 
+/* get_many into the same values call after call, as a binding does: each
+ * length from 0 to 300 bytes (the envelope then crosses every buffer size
+ * edge), with a miss and a repeated key in each batch; every value exact
+ * and NUL-terminated, whatever the value held before. */
+static void get_many_reuses_values(void)
+{
+    strata_cache *c = open_cache("ns=api");
+    char names[3][64], val[301];
+    const char *keys[4];
+    size_t lens[4], i, len;
+    strata_value outs[4];
+    int results[4], failures = test_failures;
+    REQUIRE(c);
+    memset(outs, 0, sizeof outs);
+    for (i = 0; i < 3; i++) {
+        snprintf(names[i], sizeof names[i], "%s-%zu", test_unique("reuse"), i);
+        keys[i] = names[i];
+        lens[i] = strlen(names[i]);
+    }
+    keys[3] = keys[0];
+    lens[3] = lens[0];
+    for (len = 0; len <= 300; len++) {
+        memset(val, 'a' + (int)(len % 26), len);
+        CHECK_RC(strata_set(c, keys[0], lens[0], val, len, 0), 0);
+        CHECK_RC(strata_set(c, keys[1], lens[1], val, len / 2, 0), 0);
+        if (len % 2) /* keys[2] misses every other round */
+            CHECK_RC(strata_delete(c, keys[2], lens[2]), 0);
+        else
+            CHECK_RC(strata_set(c, keys[2], lens[2], val, 300 - len, 0), 0);
+        CHECK_RC(strata_get_many(c, 4, keys, lens, outs, results), 0);
+        CHECK(results[0] == STRATA_OK && results[1] == STRATA_OK && results[3] == STRATA_OK);
+        CHECK(results[2] == (len % 2 ? STRATA_MISS : STRATA_OK));
+        CHECK(outs[0].len == len && memcmp(outs[0].data, val, len) == 0 && outs[0].data[len] == '\0');
+        CHECK(outs[3].len == len && memcmp(outs[3].data, val, len) == 0 && outs[3].data[len] == '\0');
+        CHECK(outs[1].len == len / 2 && memcmp(outs[1].data, val, len / 2) == 0 && outs[1].data[len / 2] == '\0');
+        if (!(len % 2))
+            CHECK(outs[2].len == 300 - len && memcmp(outs[2].data, val, 300 - len) == 0 &&
+                  outs[2].data[300 - len] == '\0');
+        CHECK(outs[0].level == STRATA_LEVEL_BACKEND && outs[0].ttl_ms > 0);
+        if (test_failures > failures)
+            break; /* one round's report is enough */
+    }
+    for (i = 0; i < 4; i++)
+        strata_value_dispose(&outs[i]);
+    strata_cache_free(c);
+}
+
 static void namespaces_isolate(void)
 {
     strata_cache *a = open_cache("ns=alpha"), *b = open_cache("ns=beta");
@@ -946,6 +993,7 @@ int main(int argc, char **argv)
         {"set_get_delete", set_get_delete},
         {"ttl_is_honoured", ttl_is_honoured},
         {"batch_operations", batch_operations},
+        {"get_many_reuses_values", get_many_reuses_values},
         {"namespaces_isolate", namespaces_isolate},
         {"bad_input", bad_input},
         {"awkward_keys", awkward_keys},

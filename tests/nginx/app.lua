@@ -162,6 +162,19 @@ function routes.l2info(args)
          stale_ms = tonumber(i.stale_until_ms - i.fresh_until_ms), cost_ms = tonumber(i.cost_ms)})
 end
 
+-- Whether the remote tier's core handles keep a hot-key sketch: resty has
+-- no hot-key report, so they must not pay for one on every read.
+-- -> {rc = strata_hot_keys's code on the read handle, link_rc = on the link's}
+function routes.sketch(args)
+  local c = cache_of(args)
+  if not c then return end
+  local ffi = require "ffi"
+  local C = require("resty.stratacache.lib").C
+  local count = ffi.new("size_t[1]")
+  reply({rc = C.strata_hot_keys(c.remote.cache, 0, nil, count),
+         link_rc = C.strata_hot_keys(c.remote.link_cache, 0, nil, count)})
+end
+
 -- A leader killed while its loader runs: the next get of the key in this
 -- worker must not wait for it. -> the second get's result and milliseconds
 function routes.killfill(args)

@@ -458,6 +458,12 @@ class Remote(unittest.TestCase):
         for r in until_both_workers("/get?cache=redis&key=%s&noloader=1" % key):
             self.assertNotEqual(r.get("value"), "v:%s:1" % key, r)
 
+    def test_the_remote_tier_keeps_no_hot_key_sketch(self):
+        # resty has no hot-key report: a sketch on its l1=0 handles would only
+        # cost every remote read (and 1 MiB per handle)
+        r = NGINX.json("/sketch?cache=redis")
+        self.assertEqual((r["rc"], r["link_rc"]), (-14, -14), r)  # STRATA_ENOTSUP
+
     def test_a_killed_get_frees_its_op(self):
         r = NGINX.json("/killget?cache=redis_l1&key=%s" % fresh("kill"))
         self.assertEqual(r["during"], r["before"] + 1, r)  # suspended inside the op

@@ -736,7 +736,8 @@ static int many_served(strata_op *op)
         int r = op->rcs[i];
         if (op->decoded[i]) {
             strata__key kk = strata__key_of(op->fks[i] + c->cfg.nslen + 1, op->fklens[i] - c->cfg.nslen - 1);
-            r = strata__serve_envelope(c, &kk, op->decoded[i], op->now_ms, op->epochs[i], &op->outs[k]);
+            /* by reference into raws[i] (the op's until it is freed): strata_op_item's copy is the one */
+            r = strata__serve_envelope_ref(c, &kk, op->decoded[i], op->now_ms, op->epochs[i], &op->outs[k]);
         }
         else if (r == 0)
             r = STRATA_MISS;

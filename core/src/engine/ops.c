@@ -308,6 +308,48 @@ int strata__get_many_stale(strata_cache *c, size_t nb, const size_t *idx, const 
     return unserved ? outage : 0;
 }
 
+/*
+ * get_many's values take one copy: the backend's, from its reply into the
+ * buffer of the caller's value, lent to the batch item's raw bytes
+ * (many_lend); the item is then served by reference into its envelope
+ * (whose payload ends it) and the value takes its buffer back. Each buffer
+ * has one owner at any time, out or raw, so every path frees it once.
+ */
+static void many_lend(strata_value *out, strata__bytes *raw)
+{
+    raw->data = out->priv_;
+    raw->cap = out->priv_ ? out->cap_ : 0;
+    raw->len = 0;
+    out->priv_ = NULL;
+    out->cap_ = 0;
+    out->data = NULL;
+    out->len = 0;
+}
+
+/* Gives raw's buffer to out (served from it, or emptied). */
+static void many_return(strata_value *out, strata__bytes *raw)
+{
+    out->priv_ = raw->data;
+    out->cap_ = raw->cap;
+    raw->data = NULL;
+    raw->cap = raw->len = 0;
+}
+
+static int many_serve(strata_cache *c, const strata__key *k, const strata__envelope *e, int64_t now,
+                      uint64_t epoch, strata_value *out, strata__bytes *raw)
+{
+    size_t end = raw->len;
+    int rc;
+    if (raw->cap <= end || e->payload + e->payload_len != raw->data + end) /* no byte for the NUL: copy */
+        return strata__serve_envelope(c, k, e, now, epoch, out);
+    rc = strata__serve_envelope_ref(c, k, e, now, epoch, out);
+    if (out->data == e->payload) { /* served: else (expired) nothing was */
+        raw->data[end] = '\0';
+        many_return(out, raw);
+    }
+    return rc;
+}
+
 int strata_get_many(strata_cache *c, size_t n, const char *const *keys, const size_t *keylens,
                     strata_value *outs, int *results)
 {
@@ -357,6 +399,7 @@ int strata_get_many(strata_cache *c, size_t n, const char *const *keys, const si
             epochs[nb] = strata__l1_epoch(c->l1, &ks[i]);
         }
         strata__note_read(c, &ks[i]);
+        many_lend(&outs[i], &raws[nb]);
         fks[nb] = malloc(c->cfg.nslen + 1 + keylens[i]);
         if (fks[nb] == NULL) {
             rc = strata__error(STRATA_ENOMEM, "out of memory");
@@ -387,9 +430,14 @@ int strata_get_many(strata_cache *c, size_t n, const char *const *keys, const si
             size_t k = idx[i];
             int r = rcs[i];
             if (decoded[i])
-                r = strata__serve_envelope(c, &ks[k], decoded[i], now, epochs[i], &outs[k]);
+                r = many_serve(c, &ks[k], decoded[i], now, epochs[i], &outs[k], &raws[i]);
             else if (r == 0)
                 r = STRATA_MISS;
+            if (outs[k].priv_ == NULL && raws[i].data != NULL) { /* not served from its buffer: lent back */
+                raws[i].data[0] = '\0';
+                outs[k].data = raws[i].data;
+                many_return(&outs[k], &raws[i]);
+            }
             if (r == STRATA_MISS)
                 STRATA__COUNT(c, misses);
             results[k] = r;

@@ -72,6 +72,9 @@ function _M.new(owner, opts)
   local core = {}
   for k, v in pairs(opts) do if CORE[k] then core[k] = v end end
   core.io, core.l1 = "host", false
+  -- No hot-key sketch: resty has no hot-key report and these handles no L1
+  -- to admit to, so feeding one would cost every remote read for nothing.
+  core.hot_sketch_width = 0
   local url = options.url("new", opts.url, core, {})
   -- Two handles of the same configuration: one for the reads and writes, one
   -- for the invalidation link alone. The link's ping periods pass in silence

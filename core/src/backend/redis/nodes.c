@@ -88,6 +88,7 @@ static int maybe_refresh(strata__redis_nodes *n, strata__redis_at *at, strata__p
 {
     int64_t now;
     unsigned int want;
+    int failed = 0;
     if (!force && !strata__atomic_load(&n->refresh_due))
         return 0;
     if (strata__mutex_trylock(&n->refresh_mu) != 0)
@@ -96,10 +97,14 @@ static int maybe_refresh(strata__redis_nodes *n, strata__redis_at *at, strata__p
     if (force || now >= n->refresh_after_ms) {
         strata__atomic_store(&n->refresh_due, 0u);
         n->refresh_after_ms = now + REFRESH_MIN_INTERVAL_MS;
-        if (load_map(n, at->server, *conn) < 0)
+        if (load_map(n, at->server, *conn) < 0) {
             strata__atomic_store(&n->refresh_due, 1u);
+            failed = 1;
+        }
     }
     strata__mutex_unlock(&n->refresh_mu);
+    if (failed) /* a timed-out CLUSTER SLOTS closed the connection: go on with a live one */
+        return switch_to(n, at, conn, at->server);
     if (at->slot < 0 || (want = strata__route_slot_server(n->route, (unsigned int)at->slot)) == at->server)
         return 0;
     return switch_to(n, at, conn, want);
