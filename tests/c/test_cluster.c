@@ -108,10 +108,14 @@ static int known_nodes(int port)
     return info_text(port, "CLUSTER INFO", "cluster_known_nodes:", v, sizeof v) == 0 ? atoi(v) : -1;
 }
 
+/* State ok and every slot's owner known: with --cluster-require-full-coverage
+ * no, a node that joined says ok before gossip told it who serves each slot
+ * (until then it answers CLUSTERDOWN Hash slot not served). */
 static int state_ok(int port)
 {
-    char v[32];
-    return info_text(port, "CLUSTER INFO", "cluster_state:", v, sizeof v) == 0 && strcmp(v, "ok") == 0;
+    char v[32], n[32];
+    return info_text(port, "CLUSTER INFO", "cluster_state:", v, sizeof v) == 0 && strcmp(v, "ok") == 0 &&
+           info_text(port, "CLUSTER INFO", "cluster_slots_assigned:", n, sizeof n) == 0 && strcmp(n, "16384") == 0;
 }
 
 /* The master port that owns slot (by CLUSTER SLOTS on the first master). */

@@ -1307,7 +1307,10 @@ static void *group_writer(void *p)
 static void concurrent_writes_all_journaled(void)
 {
     const char *ns = fresh_ns();
-    strata_cache *c = open_wb(ns, "wb_threads=0&pool_size=3", NULL);
+    /* more threads than connections: a write may wait for one; on a loaded
+     * machine that took past the default timeout_ms once (this test counts
+     * records, not deadlines) */
+    strata_cache *c = open_wb(ns, "wb_threads=0&pool_size=3&timeout_ms=5000", NULL);
     pthread_t th[GROUP_THREADS];
     group_arg args[GROUP_THREADS];
     strata_wb_batch *b = NULL;
