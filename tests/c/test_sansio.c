@@ -830,6 +830,24 @@ static int l1_holds(strata_cache *c, const char *key, const char *want)
     return ok;
 }
 
+/* "old" set and in L1, then a set of "new" whose write request is out
+ * (the namespace generation is cached by the first set: the first exchange
+ * is the write). */
+static strata_op *set_new_over_old(strata_cache *host, strata_value *v, strata_io *io)
+{
+    strata_op *op = NULL;
+    if (strata_op_set(&op, host, "k", 1, "old", 3, NULL) != 0)
+        return NULL;
+    CHECK_RC(drive(op, v), 0);
+    strata_op_free(op);
+    CHECK(l1_holds(host, "k", "old"));
+    if (strata_op_set(&op, host, "k", 1, "new", 3, NULL) != 0)
+        return NULL;
+    CHECK_RC(strata_op_next(op, io), 0);
+    CHECK(io->kind == STRATA_IO_SEND && holds_bytes(io->data, io->len, "MULTI"));
+    return op;
+}
+
 /* A set op whose write is out keeps L1 serving the old value (as the
  * blocking set does); its failure drops the key (the write may have
  * landed); a set that succeeds leaves the new value in L1. */
@@ -841,14 +859,7 @@ static void op_set_serves_old_value_in_flight(void)
     strata_io io = STRATA_IO_INIT;
     strata_op *op = NULL;
     REQUIRE(host);
-    REQUIRE(strata_op_set(&op, host, "k", 1, "old", 3, NULL) == 0);
-    CHECK_RC(drive(op, &v), 0);
-    strata_op_free(op);
-    CHECK(l1_holds(host, "k", "old"));
-    REQUIRE(strata_op_set(&op, host, "k", 1, "new", 3, NULL) == 0);
-    /* the namespace generation is cached by the first set: the first exchange is the write */
-    CHECK_RC(strata_op_next(op, &io), 0);
-    CHECK(io.kind == STRATA_IO_SEND && holds_bytes(io.data, io.len, "MULTI"));
+    REQUIRE((op = set_new_over_old(host, &v, &io)) != NULL);
     CHECK(l1_holds(host, "k", "old"));
     CHECK_RC(strata_op_io_failed(op, STRATA_ETIMEOUT, "not sent"), 0);
     CHECK(l1_holds(host, "k", NULL));
@@ -873,13 +884,7 @@ static void op_set_freed_in_flight_drops_the_key(void)
     strata_io io = STRATA_IO_INIT;
     strata_op *op = NULL;
     REQUIRE(host);
-    REQUIRE(strata_op_set(&op, host, "k", 1, "old", 3, NULL) == 0);
-    CHECK_RC(drive(op, &v), 0);
-    strata_op_free(op);
-    CHECK(l1_holds(host, "k", "old"));
-    REQUIRE(strata_op_set(&op, host, "k", 1, "new", 3, NULL) == 0);
-    CHECK_RC(strata_op_next(op, &io), 0);
-    CHECK(io.kind == STRATA_IO_SEND && holds_bytes(io.data, io.len, "MULTI"));
+    REQUIRE((op = set_new_over_old(host, &v, &io)) != NULL);
     strata_op_free(op);
     CHECK(l1_holds(host, "k", NULL));
     REQUIRE(strata_op_set(&op, host, "k", 1, "newer", 5, NULL) == 0);
