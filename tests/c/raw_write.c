@@ -4,16 +4,24 @@
 #include <libmemcached/memcached.h>
 #include <string.h>
 
-static int redis_set(int port, const char *key, const char *val, int as_list)
+redisContext *test_redis_raw(int port)
 {
     struct timeval tv = {2, 0};
-    redisContext *r = redisConnectWithTimeout("127.0.0.1", port, tv);
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (c != NULL && c->err) {
+        redisFree(c);
+        return NULL;
+    }
+    return c;
+}
+
+static int redis_set(int port, const char *key, const char *val, int as_list)
+{
+    redisContext *r = test_redis_raw(port);
     redisReply *rep;
     int ok;
-    if (r == NULL || r->err) {
-        redisFree(r);
+    if (r == NULL)
         return -1;
-    }
     rep = as_list ? redisCommand(r, "RPUSH %s %s", key, val) : redisCommand(r, "SET %s %s", key, val);
     ok = rep != NULL && rep->type != REDIS_REPLY_ERROR;
     freeReplyObject(rep);

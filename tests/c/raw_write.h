@@ -8,4 +8,8 @@
  * wrong type). 0 or -1. */
 int test_raw_set(const char *kind, int port, const char *key, const char *val, int as_list);
 
+/* A plain hiredis connection to the redis at 127.0.0.1:port (2 s connect
+ * timeout), or NULL. redisFree it. */
+struct redisContext *test_redis_raw(int port);
+
 #endif

@@ -48,6 +48,14 @@ const char *test_backend_url(const char *backend)
     return url;
 }
 
+strata_stats test_stats(strata_cache *c)
+{
+    strata_stats st;
+    memset(&st, 0, sizeof st);
+    strata_stats_get(c, &st, STRATA_STATS_VERSION);
+    return st;
+}
+
 const char *test_unique(const char *base)
 {
     static char buf[128];

@@ -64,4 +64,7 @@ int test_under_tsan(void);
 /* A unique key prefix per run so tests sharing a server never collide. */
 const char *test_unique(const char *base);
 
+/* c's strata_stats, current version (zeroed if the call fails). */
+strata_stats test_stats(strata_cache *c);
+
 #endif

@@ -4,6 +4,7 @@
  * over every master, leases beside their values, a slot resharded under a
  * reader (MOVED), a half-migrated slot (ASK), a stopped master, bad URLs. */
 #define _GNU_SOURCE
+#include "raw_write.h"
 #include "test.h"
 
 #include "backend/redis/protocol.h"
@@ -46,20 +47,10 @@ static int have_cluster(void)
     return nports == NMASTERS;
 }
 
-static redisContext *raw(int port)
-{
-    struct timeval tv = {2, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-    if (c != NULL && c->err) {
-        redisFree(c);
-        return NULL;
-    }
-    return c;
-}
 
 static long long raw_int(int port, const char *fmt, const char *arg)
 {
-    redisContext *c = raw(port);
+    redisContext *c = test_redis_raw(port);
     redisReply *r;
     long long v = -1;
     if (c == NULL)
@@ -77,7 +68,7 @@ static long long raw_int(int port, const char *fmt, const char *arg)
  * text after the colon into buf; 0, or -1 when absent. */
 static int info_text(int port, const char *cmd, const char *field, char *buf, size_t size)
 {
-    redisContext *c = raw(port);
+    redisContext *c = test_redis_raw(port);
     redisReply *r;
     int rc = -1;
     if (c == NULL)
@@ -121,7 +112,7 @@ static int state_ok(int port)
 /* The master port that owns slot (by CLUSTER SLOTS on the first master). */
 static int owner_of(unsigned int slot)
 {
-    redisContext *c = raw(ports[0]);
+    redisContext *c = test_redis_raw(ports[0]);
     redisReply *r;
     int port = -1;
     size_t i;
@@ -141,7 +132,7 @@ static int owner_of(unsigned int slot)
 
 static void node_id(int port, char *out, size_t size)
 {
-    redisContext *c = raw(port);
+    redisContext *c = test_redis_raw(port);
     redisReply *r;
     out[0] = '\0';
     if (c == NULL)
@@ -155,7 +146,7 @@ static void node_id(int port, char *out, size_t size)
 
 static int command_ok(int port, const char *fmt, ...)
 {
-    redisContext *c = raw(port);
+    redisContext *c = test_redis_raw(port);
     redisReply *r;
     va_list ap;
     int ok;
@@ -525,7 +516,7 @@ static int migrate_slot(unsigned int slot, int src, int dst, int start, int fini
             return -1;
     if (!finish)
         return 0;
-    if ((c = raw(src)) == NULL)
+    if ((c = test_redis_raw(src)) == NULL)
         return -1;
     for (;;) { /* every key left in the slot, in batches */
         redisReply *r = redisCommand(c, "CLUSTER GETKEYSINSLOT %u 50", slot);
@@ -822,18 +813,12 @@ static void t_stopped_master_fails_only_its_slots(void)
 
 static int link_up(strata_cache *c)
 {
-    strata_stats st;
-    memset(&st, 0, sizeof st);
-    strata_stats_get(c, &st, STRATA_STATS_VERSION);
-    return st.l1_link_up == 1;
+    return test_stats(c).l1_link_up == 1;
 }
 
 static uint64_t l1_flushes(strata_cache *c)
 {
-    strata_stats st;
-    memset(&st, 0, sizeof st);
-    strata_stats_get(c, &st, STRATA_STATS_VERSION);
-    return st.l1_flushes;
+    return test_stats(c).l1_flushes;
 }
 
 static int wait_link(strata_cache *c, int up, int64_t max_ms)

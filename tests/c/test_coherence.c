@@ -6,6 +6,7 @@
  * Waits poll a condition under a bounded deadline; none is tuned to pass.
  */
 #define _GNU_SOURCE
+#include "raw_write.h"
 #include "test.h"
 #include "server.h"
 #include "backend_hook.h"
@@ -46,13 +47,6 @@ static strata_cache *open_cache(const char *query)
     return c;
 }
 
-static strata_stats stats_of(strata_cache *c)
-{
-    strata_stats st;
-    memset(&st, 0, sizeof st);
-    strata_stats_get(c, &st, STRATA_STATS_VERSION);
-    return st;
-}
 
 /* Polls cond every millisecond until it holds or ms pass; its final value. */
 #define EVENTUALLY(cond, ms) ({ int64_t end_ = strata__now_mono_ms() + (ms); int ok_; \
@@ -74,16 +68,6 @@ static int get_is(strata_cache *c, const char *key, int rc, const char *want, in
     return ok;
 }
 
-static redisContext *raw(void)
-{
-    struct timeval tv = {2, 0};
-    redisContext *r = redisConnectWithTimeout("127.0.0.1", srv.port, tv);
-    if (r && r->err) {
-        redisFree(r);
-        return NULL;
-    }
-    return r;
-}
 
 static int raw_ok(redisContext *r, const char *fmt, const char *a, const char *b, size_t blen)
 {
@@ -101,11 +85,11 @@ static void link_comes_up(void)
     strata_cache *c;
     REQUIRE(ensure_server());
     REQUIRE((c = open_cache("l1=1")) != NULL);
-    CHECK(EVENTUALLY(stats_of(c).l1_link_up == 1, DEADLINE_MS));
+    CHECK(EVENTUALLY(test_stats(c).l1_link_up == 1, DEADLINE_MS));
     strata_cache_free(c);
     /* no L1, no link */
     REQUIRE((c = open_cache("l1=0")) != NULL);
-    CHECK(stats_of(c).l1_link_up == 0);
+    CHECK(test_stats(c).l1_link_up == 0);
     strata_cache_free(c);
 }
 
@@ -121,15 +105,15 @@ static void write_in_one_cache_evicts_the_other(void)
     REQUIRE(ensure_server());
     REQUIRE((a = open_cache("l1=1")) != NULL);
     REQUIRE((b = open_cache("l1=1")) != NULL);
-    REQUIRE(EVENTUALLY(stats_of(b).l1_link_up == 1, DEADLINE_MS));
+    REQUIRE(EVENTUALLY(test_stats(b).l1_link_up == 1, DEADLINE_MS));
     snprintf(key, sizeof key, "%s", test_unique("k"));
     snprintf(k2, sizeof k2, "%s", test_unique("k2"));
 
-    inv = stats_of(b).invalidations_received;
+    inv = test_stats(b).invalidations_received;
     CHECK_RC(strata_set(a, K(key), K("v1"), 0), 0);
     /* a's message may land during b's read below, which then (rightly) keeps
      * what it read out of L1: wait for it first */
-    CHECK(EVENTUALLY(stats_of(b).invalidations_received > inv, DEADLINE_MS));
+    CHECK(EVENTUALLY(test_stats(b).invalidations_received > inv, DEADLINE_MS));
     CHECK(get_is(b, key, STRATA_OK, "v1", STRATA_LEVEL_BACKEND));
     /* b serves it from L1 now (once a's message, which may trail b's read and
      * evict the fresh entry, has come and gone) */
@@ -137,11 +121,11 @@ static void write_in_one_cache_evicts_the_other(void)
 
     CHECK_RC(strata_set(a, K(key), K("v2"), 0), 0);
     CHECK(EVENTUALLY(get_is(b, key, STRATA_OK, "v2", 0), DEADLINE_MS));
-    CHECK(stats_of(b).invalidations_received >= 1);
+    CHECK(test_stats(b).invalidations_received >= 1);
     { /* the same counts in the Prometheus export */
         static char text[65536];
         char line[160];
-        strata_stats st = stats_of(b);
+        strata_stats st = test_stats(b);
         CHECK_RC(strata_stats_prometheus(b, text, sizeof text, NULL), 0);
         snprintf(line, sizeof line, "\nstratacache_invalidations_received_total{namespace=\"coh\",tier=\"l1\"} %llu\n",
                  (unsigned long long)st.invalidations_received);
@@ -261,7 +245,7 @@ static void two_processes_via_fork(void)
     SKIP_UNDER_TSAN("the forked child starts threads, which TSan cannot run after a multi-threaded fork");
     REQUIRE(ensure_server());
     REQUIRE((c = open_cache("l1=1")) != NULL);
-    REQUIRE(EVENTUALLY(stats_of(c).l1_link_up == 1, DEADLINE_MS));
+    REQUIRE(EVENTUALLY(test_stats(c).l1_link_up == 1, DEADLINE_MS));
     snprintf(key, sizeof key, "%s", test_unique("fork"));
     CHECK_RC(strata_set(c, K(key), K("old"), 0), 0);
     CHECK(get_is(c, key, STRATA_OK, "old", STRATA_LEVEL_L1));
@@ -274,7 +258,7 @@ static void two_processes_via_fork(void)
         /* inherited L1 entries are dropped: they may miss messages sent since the fork */
         if (!get_is(c, key, STRATA_OK, "old", 0))
             code = 1;
-        else if (!EVENTUALLY(stats_of(c).l1_link_up == 1 && get_is(c, key, STRATA_OK, "old", STRATA_LEVEL_L1),
+        else if (!EVENTUALLY(test_stats(c).l1_link_up == 1 && get_is(c, key, STRATA_OK, "old", STRATA_LEVEL_L1),
                              DEADLINE_MS))
             code = 2; /* the child's own link never came up */
         if (write(d.up[1], code ? "n" : "y", 1) != 1 || duplex_read(d.down[0], 4 * DEADLINE_MS) != 'g')
@@ -292,7 +276,7 @@ static void two_processes_via_fork(void)
     if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
         fprintf(stderr, "  child exit status %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     /* the parent's link was not disturbed by the child */
-    CHECK(stats_of(c).l1_link_up == 1);
+    CHECK(test_stats(c).l1_link_up == 1);
     CHECK(get_is(c, key, STRATA_OK, "new", 0));
     duplex_close(&d, 0);
     strata_cache_free(c);
@@ -322,7 +306,7 @@ static void fork_child_threads_restart_once(void)
     SKIP_UNDER_TSAN("the forked child starts threads, which TSan cannot run after a multi-threaded fork");
     REQUIRE(ensure_server());
     REQUIRE((c = open_cache("l1=1")) != NULL);
-    REQUIRE(EVENTUALLY(stats_of(c).l1_link_up == 1, DEADLINE_MS));
+    REQUIRE(EVENTUALLY(test_stats(c).l1_link_up == 1, DEADLINE_MS));
     snprintf(key, sizeof key, "%s", test_unique("forkthreads"));
     CHECK_RC(strata_set(c, K(key), K("shared"), 0), 0);
     pid = fork();
@@ -342,14 +326,14 @@ static void fork_child_threads_restart_once(void)
             if (!r[i].ok)
                 code = 1;
         }
-        if (stats_of(c).l1_link_up != 1)
+        if (test_stats(c).l1_link_up != 1)
             code = 2;
         strata_cache_free(c); /* stops the child's own link */
         _exit(code);
     }
     waitpid(pid, &status, 0);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    CHECK(stats_of(c).l1_link_up == 1);
+    CHECK(test_stats(c).l1_link_up == 1);
     strata_cache_free(c);
 }
 
@@ -364,8 +348,8 @@ static void tracking_catches_plain_clients(void)
     REQUIRE(ensure_server());
     REQUIRE((t = open_cache("l1=1&tracking=1")) != NULL);
     REQUIRE((n = open_cache("l1=1")) != NULL);
-    REQUIRE((r = raw()) != NULL);
-    REQUIRE(EVENTUALLY(stats_of(t).l1_link_up == 1 && stats_of(n).l1_link_up == 1, DEADLINE_MS));
+    REQUIRE((r = test_redis_raw(srv.port)) != NULL);
+    REQUIRE(EVENTUALLY(test_stats(t).l1_link_up == 1 && test_stats(n).l1_link_up == 1, DEADLINE_MS));
     snprintf(key, sizeof key, "%s", test_unique("trk"));
     snprintf(src, sizeof src, "%s", test_unique("src"));
     snprintf(fk, sizeof fk, "coh:%s", key);
@@ -394,9 +378,9 @@ static void tracking_catches_plain_clients(void)
     {
         uint64_t flushes;
         CHECK(EVENTUALLY(get_is(t, src, STRATA_OK, "from-src", STRATA_LEVEL_L1), DEADLINE_MS));
-        flushes = stats_of(t).l1_flushes;
+        flushes = test_stats(t).l1_flushes;
         CHECK(raw_ok(r, "FLUSHDB", NULL, NULL, 0));
-        CHECK(EVENTUALLY(stats_of(t).l1_flushes > flushes, DEADLINE_MS));
+        CHECK(EVENTUALLY(test_stats(t).l1_flushes > flushes, DEADLINE_MS));
         CHECK(get_is(t, src, STRATA_MISS, NULL, 0));
     }
     redisFree(r);
@@ -415,20 +399,20 @@ static void client_kill_flushes_and_recovers(void)
     REQUIRE(ensure_server());
     REQUIRE((t = open_cache("l1=1&tracking=1")) != NULL);
     REQUIRE((w = open_cache("l1=0")) != NULL);
-    REQUIRE((r = raw()) != NULL);
-    REQUIRE(EVENTUALLY(stats_of(t).l1_link_up == 1, DEADLINE_MS));
+    REQUIRE((r = test_redis_raw(srv.port)) != NULL);
+    REQUIRE(EVENTUALLY(test_stats(t).l1_link_up == 1, DEADLINE_MS));
     snprintf(key, sizeof key, "%s", test_unique("kill"));
     snprintf(fk, sizeof fk, "coh:%s", key);
     CHECK_RC(strata_set(w, K(key), K("v1"), 0), 0);
     CHECK(EVENTUALLY(get_is(t, key, STRATA_OK, "v1", STRATA_LEVEL_L1), DEADLINE_MS));
-    before = stats_of(t);
+    before = test_stats(t);
     CHECK(before.l1_entries >= 1);
 
     CHECK(raw_ok(r, "CLIENT KILL TYPE %s", "pubsub", NULL, 0));
     /* flushed at once: no entry survives a link that may have lost messages */
-    CHECK(EVENTUALLY(stats_of(t).l1_flushes > before.l1_flushes, DEADLINE_MS));
+    CHECK(EVENTUALLY(test_stats(t).l1_flushes > before.l1_flushes, DEADLINE_MS));
     /* and back, resubscribed, tracking re-issued */
-    CHECK(EVENTUALLY(stats_of(t).l1_link_up == 1, DEADLINE_MS));
+    CHECK(EVENTUALLY(test_stats(t).l1_link_up == 1, DEADLINE_MS));
     CHECK(EVENTUALLY(get_is(t, key, STRATA_OK, "v1", STRATA_LEVEL_L1), DEADLINE_MS));
     CHECK_RC(strata_set(w, K(key), K("v2"), 0), 0); /* a stratacache write: the channel */
     CHECK(EVENTUALLY(get_is(t, key, STRATA_OK, "v2", 0), DEADLINE_MS));
@@ -449,21 +433,21 @@ static void silent_server_flushes(void)
     int down;
     REQUIRE(ensure_server());
     REQUIRE((c = open_cache("l1=1&coherence_ping_ms=50")) != NULL);
-    REQUIRE(EVENTUALLY(stats_of(c).l1_link_up == 1, DEADLINE_MS));
+    REQUIRE(EVENTUALLY(test_stats(c).l1_link_up == 1, DEADLINE_MS));
     snprintf(key, sizeof key, "%s", test_unique("silent"));
     CHECK_RC(strata_set(c, K(key), K("v1"), 0), 0);
     CHECK(get_is(c, key, STRATA_OK, "v1", STRATA_LEVEL_L1));
-    before = stats_of(c);
+    before = test_stats(c);
     test_server_pause(&srv);
-    down = EVENTUALLY(stats_of(c).l1_link_up == 0, DEADLINE_MS);
+    down = EVENTUALLY(test_stats(c).l1_link_up == 0, DEADLINE_MS);
     CHECK(down);
     /* the link marks itself down, then flushes: two steps another thread may see apart */
-    CHECK(EVENTUALLY(stats_of(c).l1_flushes > before.l1_flushes, DEADLINE_MS));
+    CHECK(EVENTUALLY(test_stats(c).l1_flushes > before.l1_flushes, DEADLINE_MS));
     /* while the link is down L1 serves nothing as fresh; the paused server
      * times out and the entry it kept is served as stale-if-error */
     CHECK(get_is(c, key, STRATA_HIT_STALE, "v1", STRATA_LEVEL_STALE));
     test_server_resume(&srv);
-    CHECK(EVENTUALLY(stats_of(c).l1_link_up == 1, DEADLINE_MS));
+    CHECK(EVENTUALLY(test_stats(c).l1_link_up == 1, DEADLINE_MS));
     CHECK(EVENTUALLY(get_is(c, key, STRATA_OK, "v1", STRATA_LEVEL_L1), DEADLINE_MS));
     strata_cache_free(c);
 }
@@ -483,17 +467,17 @@ static void fill_racing_invalidation_stays_out(void)
     uint64_t inv;
     REQUIRE(ensure_server());
     REQUIRE((c = open_cache("l1=1&tracking=1")) != NULL);
-    REQUIRE((r = raw()) != NULL);
-    REQUIRE(EVENTUALLY(stats_of(c).l1_link_up == 1, DEADLINE_MS));
+    REQUIRE((r = test_redis_raw(srv.port)) != NULL);
+    REQUIRE(EVENTUALLY(test_stats(c).l1_link_up == 1, DEADLINE_MS));
     snprintf(key, sizeof key, "%s", test_unique("race"));
     snprintf(fk, sizeof fk, "coh:%s", key);
     CHECK_RC(strata_lookup(c, K(key), &v, &t), STRATA_MISS_LEAD);
     REQUIRE(t != NULL);
-    inv = stats_of(c).invalidations_received;
+    inv = test_stats(c).invalidations_received;
     CHECK(raw_ok(r, "SET %s foreign", fk, NULL, 0));
-    CHECK(EVENTUALLY(stats_of(c).invalidations_received > inv, DEADLINE_MS));
+    CHECK(EVENTUALLY(test_stats(c).invalidations_received > inv, DEADLINE_MS));
     CHECK_RC(strata_fill(t, K("loaded-before"), 0), 0);
-    CHECK(stats_of(c).l1_entries == 0);
+    CHECK(test_stats(c).l1_entries == 0);
     CHECK(get_is(c, key, STRATA_OK, "loaded-before", STRATA_LEVEL_BACKEND));
     /* without a race a read enters L1 as usual (tracking reports the fill's
      * own write too, so allow that message to pass first) */
@@ -515,12 +499,12 @@ typedef struct overtaker {
 static void overtake(void *ud, const char *fk, size_t fklen, int landed)
 {
     overtaker *o = ud;
-    uint64_t inv = stats_of(o->mine).invalidations_received;
+    uint64_t inv = test_stats(o->mine).invalidations_received;
     (void)fk, (void)fklen;
     if (!landed || o->done++)
         return;
     CHECK_RC(strata_set(o->theirs, o->key, strlen(o->key), K("theirs"), 0), 0);
-    CHECK(EVENTUALLY(stats_of(o->mine).invalidations_received > inv, DEADLINE_MS));
+    CHECK(EVENTUALLY(test_stats(o->mine).invalidations_received > inv, DEADLINE_MS));
 }
 
 static void invalidation_during_own_write_wins(void)
@@ -530,7 +514,7 @@ static void invalidation_during_own_write_wins(void)
     REQUIRE(ensure_server());
     REQUIRE((o.mine = open_cache("l1=1")) != NULL);
     REQUIRE((o.theirs = open_cache("l1=0")) != NULL);
-    REQUIRE(EVENTUALLY(stats_of(o.mine).l1_link_up == 1, DEADLINE_MS));
+    REQUIRE(EVENTUALLY(test_stats(o.mine).l1_link_up == 1, DEADLINE_MS));
     snprintf(key, sizeof key, "%s", test_unique("overtaken"));
     o.key = key;
     o.done = 0;
@@ -575,7 +559,7 @@ static void readers_converge_after_writes(void)
     REQUIRE(ensure_server());
     REQUIRE((rd = open_cache("l1=1")) != NULL);
     REQUIRE((wr = open_cache("l1=1")) != NULL);
-    REQUIRE(EVENTUALLY(stats_of(rd).l1_link_up == 1, DEADLINE_MS));
+    REQUIRE(EVENTUALLY(test_stats(rd).l1_link_up == 1, DEADLINE_MS));
     snprintf(key, sizeof key, "%s", test_unique("conv"));
     arg.c = rd;
     arg.key = key;
@@ -591,7 +575,7 @@ static void readers_converge_after_writes(void)
     for (i = 0; i < 4; i++)
         pthread_join(th[i], NULL);
     CHECK(get_is(rd, key, STRATA_OK, "v300", 0));
-    CHECK(stats_of(rd).invalidations_received > 0);
+    CHECK(test_stats(rd).invalidations_received > 0);
     strata_cache_free(rd);
     strata_cache_free(wr);
 }
@@ -608,11 +592,11 @@ static void created_while_server_down(void)
     snprintf(u, sizeof u, "%s?l1=1&ns=coh&timeout_ms=200&connect_timeout_ms=200", down.url);
     CHECK_RC(strata_cache_new(&c, u, NULL), 0);
     REQUIRE(c != NULL);
-    CHECK(stats_of(c).l1_link_up == 0);
+    CHECK(test_stats(c).l1_link_up == 0);
     snprintf(key, sizeof key, "%s", test_unique("late"));
     CHECK(strata_set(c, K(key), K("x"), 0) < 0);
     REQUIRE(test_server_restart(&down) == 0);
-    CHECK(EVENTUALLY(stats_of(c).l1_link_up == 1, DEADLINE_MS));
+    CHECK(EVENTUALLY(test_stats(c).l1_link_up == 1, DEADLINE_MS));
     CHECK(EVENTUALLY(strata_set(c, K(key), K("x"), 0) == 0, DEADLINE_MS));
     CHECK(EVENTUALLY(get_is(c, key, STRATA_OK, "x", STRATA_LEVEL_L1), DEADLINE_MS));
     strata_cache_free(c);
@@ -634,7 +618,7 @@ static void memcached_staleness_bounded_by_l1_ttl(void)
     CHECK_RC(strata_cache_new(&b, u, NULL), 0);
     if (a && b) {
         snprintf(key, sizeof key, "%s", test_unique("mc"));
-        CHECK(stats_of(b).l1_link_up == 0); /* no link to have */
+        CHECK(test_stats(b).l1_link_up == 0); /* no link to have */
         CHECK_RC(strata_set(a, K(key), K("v1"), 0), 0);
         CHECK(get_is(b, key, STRATA_OK, "v1", STRATA_LEVEL_BACKEND));
         filled = strata__now_wall_ms(); /* b's L1 entry expires by filled + l1_ttl_ms */
@@ -674,7 +658,7 @@ static void memcached_with_redis_bus(void)
     CHECK_RC(strata_cache_new(&w, u, NULL), 0);
     if (a && b && w) {
         snprintf(key, sizeof key, "%s", test_unique("bus"));
-        CHECK(EVENTUALLY(stats_of(b).l1_link_up == 1, DEADLINE_MS));
+        CHECK(EVENTUALLY(test_stats(b).l1_link_up == 1, DEADLINE_MS));
         CHECK_RC(strata_set(a, K(key), K("v1"), 0), 0);
         CHECK(get_is(b, key, STRATA_OK, "v1", STRATA_LEVEL_BACKEND));
         CHECK(EVENTUALLY(get_is(b, key, STRATA_OK, "v1", STRATA_LEVEL_L1), DEADLINE_MS));
@@ -687,7 +671,7 @@ static void memcached_with_redis_bus(void)
         CHECK(EVENTUALLY(get_is(b, key, STRATA_OK, "v3", STRATA_LEVEL_L1), DEADLINE_MS));
         CHECK_RC(strata_delete(w, K(key)), 0);
         CHECK(EVENTUALLY(get_is(b, key, STRATA_MISS, NULL, 0), DEADLINE_MS));
-        CHECK(stats_of(b).invalidations_received >= 3);
+        CHECK(test_stats(b).invalidations_received >= 3);
     }
     /* a bus that is down: writes still succeed; L1 stays out of use, since
      * nothing would tell it of other processes' writes */
@@ -699,7 +683,7 @@ static void memcached_with_redis_bus(void)
         CHECK_RC(strata_set(dead, K(key), K("x"), 0), 0);
         CHECK(get_is(dead, key, STRATA_OK, "x", STRATA_LEVEL_BACKEND));
         CHECK(get_is(dead, key, STRATA_OK, "x", STRATA_LEVEL_BACKEND));
-        CHECK(stats_of(dead).l1_link_up == 0 && stats_of(dead).l1_entries == 0);
+        CHECK(test_stats(dead).l1_link_up == 0 && test_stats(dead).l1_entries == 0);
     }
     strata_cache_free(a);
     strata_cache_free(b);
@@ -776,7 +760,7 @@ static void write_and_publish_in_one_round_trip(void)
     }
     /* l1=0: no link thread, so every write syscall below is the writer's */
     REQUIRE((w = open_cache("l1=0&pool_size=1")) != NULL);
-    REQUIRE((sub = raw()) != NULL && (ctl = raw()) != NULL);
+    REQUIRE((sub = test_redis_raw(srv.port)) != NULL && (ctl = test_redis_raw(srv.port)) != NULL);
     rep = redisCommand(sub, "SUBSCRIBE __strata__:inv:0:coh");
     REQUIRE(rep != NULL);
     freeReplyObject(rep);

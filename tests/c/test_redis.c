@@ -2,6 +2,7 @@
  * the contract suite cannot cover (auth, db selection, a killed, paused or
  * restarted server, script cache loss, fork). */
 #define _GNU_SOURCE
+#include "raw_write.h"
 #include "test.h"
 #include "server.h"
 
@@ -65,16 +66,6 @@ static const char *fkey(char *buf, size_t size, const char *base)
     return buf;
 }
 
-static redisContext *raw(int port)
-{
-    struct timeval tv = {2, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-    if (c != NULL && c->err) {
-        redisFree(c);
-        return NULL;
-    }
-    return c;
-}
 
 /* Runs a command on a raw connection; returns its reply type, or -1. */
 static int raw_cmd(redisContext *c, const char *cmd, redisReply **keep)
@@ -385,7 +376,7 @@ static void t_script_flush(void)
     int round;
     REQUIRE(ensure_shared());
     REQUIRE((b = open_on(shared.port)) != NULL);
-    REQUIRE((c = raw(shared.port)) != NULL);
+    REQUIRE((c = test_redis_raw(shared.port)) != NULL);
     fkey(k, sizeof k, "sf");
     for (round = 0; round < 3; round++) {
         /* round 0 loads the scripts; later rounds find the cache emptied */
@@ -513,7 +504,7 @@ static void t_auth_select(void)
     redisReply *r = NULL;
     char k[128], cmd[256];
     REQUIRE(test_server_start(&s, "redis") == 0);
-    c = raw(s.port);
+    c = test_redis_raw(s.port);
     if (c == NULL) {
         test_server_stop(&s);
         REQUIRE(0);

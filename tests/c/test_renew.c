@@ -10,6 +10,7 @@
  *   hot_key_stays_in_l1 there; the cases with a raw client or a fork need
  *   the private server)
  */
+#include "raw_write.h"
 #include "test.h"
 #include "server.h"
 #include "backend_hook.h"
@@ -59,22 +60,15 @@ static strata_cache *open_cache(const char *query)
     return c;
 }
 
-static strata_stats stats_of(strata_cache *c)
-{
-    strata_stats st;
-    memset(&st, 0, sizeof st);
-    strata_stats_get(c, &st, STRATA_STATS_VERSION);
-    return st;
-}
 
 static int l1_ready(strata_cache *c)
 {
     int64_t end = strata__now_mono_ms() + DEADLINE_MS;
     if (!is_redis())
         return 1;
-    while (stats_of(c).l1_link_up != 1 && strata__now_mono_ms() < end)
+    while (test_stats(c).l1_link_up != 1 && strata__now_mono_ms() < end)
         strata__sleep_ms(1);
-    return stats_of(c).l1_link_up == 1;
+    return test_stats(c).l1_link_up == 1;
 }
 
 /* One read: its rc, level and whether it returned want. */
@@ -96,14 +90,14 @@ static read_result read_key(strata_cache *c, const char *key, const char *want)
 /* Reads key every millisecond for ms; the L1 misses that cost (stats). */
 static uint64_t l1_misses_reading(strata_cache *c, const char *key, const char *want, int64_t ms)
 {
-    uint64_t before = stats_of(c).l1_misses;
+    uint64_t before = test_stats(c).l1_misses;
     int64_t end = strata__now_mono_ms() + ms;
     while (strata__now_mono_ms() < end) {
         read_result r = read_key(c, key, want);
         CHECK(r.is_want);
         strata__sleep_ms(1);
     }
-    return stats_of(c).l1_misses - before;
+    return test_stats(c).l1_misses - before;
 }
 
 /* Another writer that tells no L1: a plain client copying the stored bytes
@@ -115,12 +109,11 @@ static int plant_copy(const char *src, const char *dst)
     snprintf(fs, sizeof fs, "ren:%s", src);
     snprintf(fd, sizeof fd, "ren:%s", dst);
     if (is_redis()) {
-        struct timeval tv = {2, 0};
-        redisContext *r = redisConnectWithTimeout("127.0.0.1", srv.port, tv);
-        redisReply *got = r && !r->err && src ? redisCommand(r, "GET %s", fs) : NULL, *set = NULL;
+        redisContext *r = test_redis_raw(srv.port);
+        redisReply *got = r && src ? redisCommand(r, "GET %s", fs) : NULL, *set = NULL;
         if (got && got->type == REDIS_REPLY_STRING)
             set = redisCommand(r, "SET %s %b", fd, got->str, (size_t)got->len);
-        else if (r && !r->err && src == NULL)
+        else if (r && src == NULL)
             set = redisCommand(r, "DEL %s", fd);
         ok = set && (set->type == REDIS_REPLY_STATUS || (set->type == REDIS_REPLY_INTEGER && set->integer == 1));
         if (set)
@@ -161,12 +154,12 @@ static void hot_key_stays_in_l1(void)
     on_misses = l1_misses_reading(on, key, "v1", 5 * L1_TTL_MS);
     printf("  l1 misses over 5 x l1_ttl_ms: %llu renewed, %llu not; %llu renewals\n",
            (unsigned long long)on_misses, (unsigned long long)off_misses,
-           (unsigned long long)stats_of(on).l1_renewals);
+           (unsigned long long)test_stats(on).l1_renewals);
     CHECK(off_misses >= 3);
     CHECK(on_misses <= off_misses / 3);
-    CHECK(stats_of(on).l1_renewals >= 3);
-    CHECK(stats_of(on).l1_renew_batches >= 3);
-    CHECK(stats_of(off).l1_renewals == 0);
+    CHECK(test_stats(on).l1_renewals >= 3);
+    CHECK(test_stats(on).l1_renew_batches >= 3);
+    CHECK(test_stats(off).l1_renewals == 0);
     strata_cache_free(on);
     strata_cache_free(off);
 }
@@ -189,7 +182,7 @@ static void unpublished_write_seen_within_l1_ttl(const char *src, const char *wa
     if (src)
         CHECK_RC(strata_set(c, K(src), K(want), 0), 0);
     l1_misses_reading(c, key, "v1", 2 * L1_TTL_MS); /* hot, renewed at least once */
-    CHECK(stats_of(c).l1_renewals >= 1);
+    CHECK(test_stats(c).l1_renewals >= 1);
     REQUIRE(plant_copy(src, key));
     landed = strata__now_wall_ms();
     end = strata__now_mono_ms() + DEADLINE_MS;
@@ -231,15 +224,15 @@ typedef struct racer {
 static void overtake_renewal(void *ud, const char *fk, size_t fklen, int landed)
 {
     racer *o = ud;
-    uint64_t inv = stats_of(o->mine).invalidations_received;
+    uint64_t inv = test_stats(o->mine).invalidations_received;
     int64_t end = strata__now_mono_ms() + DEADLINE_MS;
     if (!landed || __atomic_load_n(&o->done, __ATOMIC_ACQUIRE) || fklen != strlen(o->fk) ||
         memcmp(fk, o->fk, fklen) != 0)
         return;
     CHECK_RC(strata_set(o->theirs, K(o->key), K("theirs"), 0), 0);
-    while (stats_of(o->mine).invalidations_received == inv && strata__now_mono_ms() < end)
+    while (test_stats(o->mine).invalidations_received == inv && strata__now_mono_ms() < end)
         strata__sleep_ms(1);
-    CHECK(stats_of(o->mine).invalidations_received > inv);
+    CHECK(test_stats(o->mine).invalidations_received > inv);
     /* the new value is read and filled while the batch holds the old one */
     CHECK(read_key(o->mine, o->key, "theirs").is_want);
     CHECK(read_key(o->mine, o->key, "theirs").level == STRATA_LEVEL_L1);
@@ -309,7 +302,7 @@ static void host_tier_checks_keep_the_version(void)
     }
     printf("  the entry ended %d times over 5 x l1_ttl_ms\n", failed);
     CHECK(failed <= 1); /* once at most on a loaded machine; without renewal once per period */
-    CHECK(stats_of(c).l1_renewals >= 3);
+    CHECK(test_stats(c).l1_renewals >= 3);
     strata_value_dispose(&v);
     strata_cache_free(c);
 }
@@ -325,9 +318,9 @@ static void cold_entry_expires(void)
     REQUIRE(l1_ready(c));
     snprintf(key, sizeof key, "%s", test_unique("cold"));
     CHECK_RC(strata_set(c, K(key), K("v1"), 0), 0);
-    CHECK(stats_of(c).l1_entries == 1);
+    CHECK(test_stats(c).l1_entries == 1);
     strata__sleep_ms(2 * L1_TTL_MS);
-    CHECK(stats_of(c).l1_renewals == 0);
+    CHECK(test_stats(c).l1_renewals == 0);
     r = read_key(c, key, "v1");
     CHECK(r.is_want);
     CHECK(r.level == STRATA_LEVEL_BACKEND);
@@ -358,7 +351,7 @@ static void value_ttl_caps_the_renewal(void)
         strata__sleep_ms(1);
     }
     CHECK(l1_hits > 0);
-    CHECK(stats_of(c).l1_renewals >= 1); /* renewed once, up to its fresh-until */
+    CHECK(test_stats(c).l1_renewals >= 1); /* renewed once, up to its fresh-until */
     CHECK(read_key(c, key, "v1").rc == STRATA_MISS);
     strata_cache_free(c);
 }
@@ -384,9 +377,9 @@ static void forked_child_renews(void)
         int64_t end = strata__now_mono_ms() + DEADLINE_MS;
         while (read_key(c, key, "v1").level != STRATA_LEVEL_L1 && strata__now_mono_ms() < end)
             strata__sleep_ms(1); /* the child's link and L1 come up */
-        renewals = stats_of(c).l1_renewals;
+        renewals = test_stats(c).l1_renewals;
         misses = l1_misses_reading(c, key, "v1", 5 * L1_TTL_MS);
-        renewals = stats_of(c).l1_renewals - renewals;
+        renewals = test_stats(c).l1_renewals - renewals;
         strata_cache_free(c);
         _exit(misses <= 2 && renewals >= 3 ? 0 : 1);
     }
