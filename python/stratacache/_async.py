@@ -656,10 +656,7 @@ class AsyncCache:
             if to_load:
                 t0 = time.perf_counter_ns()  # one batch, one load (as the C side counts)
                 try:
-                    loaded = await self._call_loader(loader, list(to_load))
-                    if not isinstance(loaded, Mapping):
-                        raise TypeError(f"loader must return a dict, not {type(loaded).__name__}")
-                    prepared = [(k, c._prepare(loaded.get(k, NOT_FOUND))) for k in to_load]
+                    prepared = c._prepare_batch(await self._call_loader(loader, list(to_load)), to_load)
                 except BaseException:
                     c._record_load(True, t0)
                     raise

@@ -848,6 +848,13 @@ class Cache:
             raise TypeError("Loaded.value must not be another Loaded")
         return _Prepared(value, None if value is NOT_FOUND else self._dumps(value), ms, tags)
 
+    def _prepare_batch(self, loaded: Any, keys: List[Key]) -> List[Tuple[Key, _Prepared]]:
+        """A batch loader's result (a mapping; absent keys are NOT_FOUND),
+        each key's entry prepared; raises (a failed load) otherwise."""
+        if not isinstance(loaded, Mapping):
+            raise TypeError(f"loader must return a dict, not {type(loaded).__name__}")
+        return [(k, self._prepare(loaded.get(k, NOT_FOUND))) for k in keys]
+
     def _record_load(self, failed: bool, t0: int) -> None:
         """Counts one loader call in the C stats (loads, load_errors) and the
         load histogram."""
@@ -1099,10 +1106,7 @@ class Cache:
             if to_load:
                 t0 = time.perf_counter_ns()  # one batch, one load (as the C side counts)
                 try:
-                    loaded = loader(list(to_load))
-                    if not isinstance(loaded, Mapping):
-                        raise TypeError(f"loader must return a dict, not {type(loaded).__name__}")
-                    prepared = [(k, self._prepare(loaded.get(k, NOT_FOUND))) for k in to_load]
+                    prepared = self._prepare_batch(loader(list(to_load)), to_load)
                 except BaseException:
                     self._record_load(True, t0)
                     raise
